@@ -1,0 +1,179 @@
+"""The Gradio page: a Kokoro tab that streams speech into the browser, wired to `engines/`.
+
+UI only: every model call goes through the engine registry, every figure shown comes from
+`engines.timing`. Errors reach the user as one sentence (gr.Error), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+
+from engines import registry
+from engines.audio import join, to_int16, write
+from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, EngineError, SynthesisRequest
+from engines.kokoro_voices import LANGUAGES
+from engines.timing import RunStats, synthesize, timed_stream
+
+log = logging.getLogger("app")
+
+EXAMPLES = [
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
+    "Kokoro is an open-weight text-to-speech model with eighty-two million parameters. "
+    "Despite its small size, it delivers quality comparable to much larger models, "
+    "and it is fast enough to speak while it is still reading the rest of your text.",
+    "You say tomato, I say [tomato](/təmˈɑːtoʊ/). Let's call the whole thing off!",
+    "On the 3rd of May, 2024, the temperature reached 31°C; nobody expected that.",
+]
+# Offline, the packaged voice with the lowest measured English WER (FACTS.md); on the hub, af_heart.
+OFFLINE_DEFAULT, HUB_DEFAULT = "jm_kumo", "af_heart"
+OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
+FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h": "🇮🇳", "i": "🇮🇹", "p": "🇧🇷", "j": "🇯🇵", "z": "🇨🇳"}
+
+
+def voice_choices() -> tuple[list[tuple[str, str]], str]:
+    """Dropdown (label, id) pairs grouped by language, available voices first in each group."""
+    info = registry.info("kokoro")
+    voices = sorted(info.voices, key=lambda v: (list(FLAGS).index(v.id[0]), not v.available, v.id))
+    choices = []
+    for v in voices:
+        grade = f"grade {v.grade}" if v.grade else "ungraded"
+        where = "available" if v.available else "needs the hub"
+        choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade} · {where}", v.id))
+    available = {v.id for v in voices if v.available}
+    default = HUB_DEFAULT if HUB_DEFAULT in available else OFFLINE_DEFAULT if OFFLINE_DEFAULT in available else next(iter(sorted(available)), HUB_DEFAULT)
+    return choices, default
+
+
+def engine_banner() -> str:
+    info = registry.info("kokoro")
+    if not info.available:
+        return f"**Kokoro is unavailable:** {info.reason}"
+    count = sum(v.available for v in info.voices)
+    state = f"on {info.device}" if info.loaded else "loads on first use"
+    return f"**Kokoro-82M** · {info.backend} back-end · {state} · weights: {info.weights_source} · {count} of {len(info.voices)} voices available now"
+
+
+def status_line(stats: RunStats) -> str:
+    info = registry.info("kokoro")
+    ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
+    rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
+    return (
+        f"Back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
+        f"time to first audio **{ttfa}** · real-time factor **{rtf}** · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
+    )
+
+
+def _request(text: str, voice: str, blend: str, speed: float, language: str) -> SynthesisRequest:
+    return SynthesisRequest(
+        text=text or "",
+        voice=(blend or "").strip() or voice or "",
+        speed=speed,
+        language=None if language in (None, "", "Auto") else language,
+    )
+
+
+def _clip_path(audio, fmt: str = "wav") -> str:
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="kokoro-", suffix=f".{fmt}", dir=OUTPUT_DIR)
+    os.close(handle)
+    return str(write(Path(name), audio, fmt))
+
+
+def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str) -> Iterator[tuple]:
+    """Stream Kokoro speech chunk by chunk; then the whole clip as a file and the run's figures."""
+    try:
+        request = _request(text, voice, blend, speed, language)
+        stats = RunStats(engine="kokoro")
+        chunks, phonemes, words = [], [], []
+        for chunk in timed_stream("kokoro", request, stats):
+            chunks.append(chunk)
+            phonemes.append(chunk.phonemes)
+            offset = sum(c.duration_s for c in chunks[:-1])
+            words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
+            yield (SAMPLE_RATE, to_int16(chunk.audio)), "\n".join(phonemes), words, status_line(stats), gr.skip()
+        yield gr.skip(), gr.skip(), gr.skip(), status_line(stats), _clip_path(join(chunks))
+    except EngineError as exc:
+        raise gr.Error(str(exc)) from None
+    except Exception as exc:  # never a traceback in the page
+        log.exception("Kokoro streaming failed")
+        raise gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.") from None
+
+
+def kokoro_synthesize(text: str, voice: str, speed: float = 1.0, language: str = "Auto") -> tuple[str, dict]:
+    """Synthesize the whole text with Kokoro and return a WAV file and the run's figures (no streaming)."""
+    try:
+        audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
+    except EngineError as exc:
+        raise gr.Error(str(exc)) from None
+    except Exception as exc:
+        log.exception("Kokoro synthesis failed")
+        raise gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.") from None
+    summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks]}
+    return _clip_path(audio), summary
+
+
+def build() -> gr.Blocks:
+    choices, default_voice = voice_choices()
+    with gr.Blocks(title="Kokoro vs Qwen3-TTS") as demo:
+        gr.Markdown("# Open TTS side by side\nHear Kokoro-82M speak as it is being generated.")
+        banner = gr.Markdown(engine_banner())
+        with gr.Tab("Kokoro", id="kokoro"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    text = gr.Textbox(
+                        label="Text", lines=6, max_length=MAX_TEXT_CHARS, value=EXAMPLES[0],
+                        info="Pronunciation markup: [word](/phonemes/), e.g. [Kokoro](/kˈOkəɹO/).",
+                    )
+                    gr.Examples(EXAMPLES, inputs=text, label="Examples")
+                with gr.Column(scale=2):
+                    voice = gr.Dropdown(choices, value=default_voice, label="Voice", info="Grouped by language; grades from upstream VOICES.md.")
+                    blend = gr.Textbox(label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3")
+                    language = gr.Dropdown(["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)")
+                    speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
+            audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+            status = gr.Markdown()
+            with gr.Row():
+                download = gr.File(label="Download the whole clip (WAV)", interactive=False)
+            with gr.Accordion("Phonemes and word timings", open=False):
+                phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
+                words = gr.Dataframe(
+                    headers=["word", "phonemes", "start (s)", "end (s)"], label="Word timings (PyTorch back-end only)", interactive=False
+                )
+            event = generate.click(
+                kokoro_stream, [text, voice, blend, speed, language], [audio, phonemes, words, status, download],
+                api_name="stream", concurrency_id="kokoro",
+            )
+            stop.click(None, None, None, cancels=[event])
+            event.then(engine_banner, None, banner, api_visibility="private")
+            with gr.Row(visible=False):
+                api_file = gr.Audio(type="filepath")
+                api_info = gr.JSON()
+                api_button = gr.Button()
+            api_button.click(
+                kokoro_synthesize, [text, voice, speed, language], [api_file, api_info],
+                api_name="synthesize", concurrency_id="kokoro",
+            )
+    return demo
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo = build()
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        theme=gr.themes.Soft(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The command line: `python -m engines list | synth | bench`.
+
+`list` prints the engines, their voices, availability and weights source as JSON. `synth` writes
+a clip (wav, flac, mp3 or ogg). `bench` prints one JSON line with `audio_s, total_s, ttfa_s, rtf,
+chunks`. Bad input ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from . import registry
+from .audio import FORMATS, write
+from .base import EngineError, SynthesisRequest
+from .timing import RunStats, synthesize, timed_stream
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engines", description="Text to speech from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="engines, voices and weights as JSON")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES))
+        p.add_argument("--voice", required=True, help="voice id or blend, e.g. af_heart:0.7,af_bella:0.3")
+        p.add_argument("--speed", type=float, default=1.0)
+        p.add_argument("--lang", default=None, help="language code or name (default: from the voice)")
+        p.add_argument("--text-file", type=Path)
+
+    synth = sub.add_parser("synth", help="write speech to a file")
+    common(synth)
+    synth.add_argument("--text")
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--format", choices=sorted(FORMATS), default=None, help="default: from --out's suffix, else wav")
+
+    bench = sub.add_parser("bench", help="time one synthesis; prints JSON")
+    common(bench)
+    bench.add_argument("--text")
+    return parser
+
+
+def _read_text(args: argparse.Namespace) -> str:
+    if args.text is not None:
+        return args.text
+    if args.text_file is not None:
+        try:
+            return args.text_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EngineError(f"Cannot read the text file {args.text_file}: {exc}") from None
+    if sys.stdin is None or sys.stdin.isatty():
+        raise EngineError("Give the text with --text, --text-file or on standard input.")
+    return sys.stdin.read()
+
+
+def _list() -> dict:
+    engines = []
+    for info in registry.status():
+        entry = asdict(info)
+        entry["voices"] = [asdict(v) for v in info.voices]
+        engines.append(entry)
+    return {"engines": engines}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            print(json.dumps(_list(), ensure_ascii=False, indent=1))
+            return 0
+        request = SynthesisRequest(text=_read_text(args), voice=args.voice, speed=args.speed, language=args.lang)
+        if args.command == "synth":
+            fmt = args.format or (args.out.suffix.lstrip(".").lower() if args.out.suffix.lstrip(".").lower() in FORMATS else "wav")
+            audio, _, stats = synthesize(args.engine, request)
+            try:
+                write(args.out, audio, fmt)
+            except OSError as exc:
+                raise EngineError(f"Cannot write {args.out}: {exc.strerror or exc}") from None
+            print(json.dumps({"out": str(args.out), "format": fmt, **stats.summary()}))
+            return 0
+        registry.get(args.engine)  # load outside the timed run
+        stats = RunStats(engine=args.engine)
+        for _ in timed_stream(args.engine, request, stats):
+            pass
+        print(json.dumps(stats.summary()))
+        return 0
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
+joining chunks and encoding whole clips (WAV, FLAC, MP3, OGG/Opus via libsndfile).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .base import SAMPLE_RATE, AudioChunk, InputError
+
+# format -> (libsndfile container, subtype)
+FORMATS: dict[str, tuple[str, str]] = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "ogg": ("OGG", "OPUS"),
+}
+FADE_S = 0.005
+SILENCE_DB = -50.0
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] to int16, clipping what lies outside."""
+    return (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def fade_edges(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fade_s: float = FADE_S) -> np.ndarray:
+    """Raised-cosine fade in and out, so that joined chunks meet at zero without a click."""
+    out = np.array(audio, dtype=np.float32, copy=True)
+    n = min(int(sample_rate * fade_s), len(out) // 2)
+    if n > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))
+        out[:n] *= ramp
+        out[-n:] *= ramp[::-1]
+    return out
+
+
+def silent_edges(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, threshold_db: float = SILENCE_DB
+) -> tuple[int, int]:
+    """Index of the first and one past the last sample louder than the threshold (in 10 ms frames)."""
+    frame = max(1, sample_rate // 100)
+    usable = len(audio) // frame * frame
+    if usable == 0:
+        return 0, len(audio)
+    rms = np.sqrt(np.mean(np.square(audio[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(rms > 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return 0, 0
+    return int(loud[0] * frame), int(min(len(audio), (loud[-1] + 1) * frame))
+
+
+def trim_silence(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, keep_s: float = 0.04, pause_s: float = 0.0
+) -> tuple[np.ndarray, int]:
+    """Cut silence at both ends down to `keep_s`, then add `pause_s` of silence at the end.
+
+    Returns the new audio and how many samples were cut from the start.
+    """
+    start, stop = silent_edges(audio, sample_rate)
+    if stop <= start:
+        return np.zeros(int(pause_s * sample_rate), dtype=np.float32), 0
+    keep = int(keep_s * sample_rate)
+    head = max(0, start - keep)
+    body = np.asarray(audio[head : min(len(audio), stop + keep)], dtype=np.float32)
+    return np.concatenate([body, np.zeros(int(pause_s * sample_rate), np.float32)]), head
+
+
+def join(chunks: Iterable[AudioChunk]) -> np.ndarray:
+    """The whole clip: the chunks' audio end to end."""
+    parts = [c.audio for c in chunks]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+def encode(audio: np.ndarray, fmt: str = "wav", sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Encode mono float audio as bytes of the given format."""
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+    container, subtype = FORMATS[fmt]
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format=container, subtype=subtype)
+    return buffer.getvalue()
+
+
+def write(path: Path, audio: np.ndarray, fmt: str | None = None, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write a clip to `path`, the format taken from `fmt` or the file suffix."""
+    path = Path(path)
+    path.write_bytes(encode(audio, fmt or path.suffix.lstrip(".") or "wav", sample_rate))
+    return path

@@ -1,0 +1,139 @@
+"""The contract every engine honours: requests, audio chunks, engine info and the error types.
+
+A `SynthesisRequest` is validated when it is built, so an engine never sees empty, oversized or
+garbled text or an out-of-range speed. Engines yield `AudioChunk`s at 24 kHz that carry the text
+and phonemes they cover; a whole clip is the chunks joined. Every error a user can cause is an
+`EngineError` whose message is one sentence fit to show as it is.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+SAMPLE_RATE = 24_000
+MAX_TEXT_CHARS = 5_000
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+# Tab, newline and carriage return are ordinary text; every other control character is refused.
+_ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+
+
+class EngineError(Exception):
+    """A failure whose message is one clear sentence for the user."""
+
+
+class InputError(EngineError):
+    """The request itself is wrong (text, voice, speed...)."""
+
+
+class UnavailableError(EngineError):
+    """The engine or a voice cannot be used here (missing weights, offline, missing package)."""
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """What to say and how. Construction validates the text and the speed."""
+
+    text: str
+    voice: str
+    speed: float = 1.0
+    language: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise InputError("Please enter some text to speak.")
+        if len(self.text) > MAX_TEXT_CHARS:
+            raise InputError(
+                f"The text is {len(self.text):,} characters long; the limit is {MAX_TEXT_CHARS:,}."
+            )
+        bad = next(
+            (
+                ch
+                for ch in self.text
+                if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS
+            ),
+            None,
+        )
+        if bad is not None:
+            raise InputError(
+                f"The text contains a control character (U+{ord(bad):04X}); please remove it."
+            )
+        if not isinstance(self.voice, str) or not self.voice.strip():
+            raise InputError("Please choose a voice.")
+        try:
+            speed = float(self.speed)
+        except (TypeError, ValueError):
+            raise InputError(f"Speed must be a number between {MIN_SPEED} and {MAX_SPEED}.") from None
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise InputError(f"Speed must be between {MIN_SPEED} and {MAX_SPEED}; got {speed:g}.")
+        object.__setattr__(self, "speed", speed)
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """When one word is spoken, in seconds from the start of its chunk."""
+
+    word: str
+    phonemes: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A piece of the output: mono float32 audio and the text and phonemes it speaks."""
+
+    audio: np.ndarray
+    text: str
+    phonemes: str
+    index: int
+    words: tuple[WordTiming, ...] = ()
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One voice as the UI and the CLI list it."""
+
+    id: str
+    name: str
+    language: str
+    gender: str
+    grade: str | None
+    available: bool
+
+
+@dataclass
+class EngineInfo:
+    """What the UI's status line and `python -m engines list` show about an engine."""
+
+    id: str
+    name: str
+    loaded: bool = False
+    available: bool = True
+    reason: str = ""
+    backend: str = ""
+    device: str = ""
+    weights_source: str = ""
+    voices: list[VoiceInfo] = field(default_factory=list)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """One text-to-speech model behind the registry."""
+
+    def info(self) -> EngineInfo: ...
+
+    def load(self, device: str) -> None: ...
+
+    def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]: ...
+
+    def unload(self) -> None: ...

@@ -1,0 +1,309 @@
+"""Kokoro-82M: one front-end for both back-ends (misaki G2P, markup, chunk plan, voice packs,
+blends, speed, word timings) in front of the PyTorch or ONNX back-end that `weights.py` picks.
+
+`KokoroEngine.stream` phonemizes the text clause by clause as the chunk plan asks for it, so the
+first chunk is synthesized before the rest of a long text has even been phonemized.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import registry
+from .audio import fade_edges, trim_silence
+from .base import (
+    SAMPLE_RATE,
+    AudioChunk,
+    EngineInfo,
+    InputError,
+    SynthesisRequest,
+    UnavailableError,
+    VoiceInfo,
+    WordTiming,
+)
+from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
+from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
+from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
+from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro
+
+log = logging.getLogger(__name__)
+
+MAX_PHONEMES = 510
+ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
+PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
+_MARKUP = re.compile(r"\[([^\]]+)\]\(/([^)]*)/\)")
+_SILENT = set(" ;:,.!?¡¿—…\"()“”«»-'")
+
+G2P = Callable[[str], tuple[str, list | None]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A phonemized clause: its text, phonemes, misaki tokens (English) and the break after it."""
+
+    text: str
+    phonemes: str
+    tokens: list | None
+    strength: int
+    space_after: bool
+
+
+class KokoroEngine:
+    """Engine id `kokoro`."""
+
+    def __init__(self, plan: ChunkPlan | None = None) -> None:
+        self.plan = plan or ChunkPlan()
+        self._backend: OnnxBackend | TorchBackend | None = None
+        self._source = ""
+        self._g2p: dict[str, G2P] = {}
+        self._g2p_lock = threading.Lock()
+
+    # ----- registry protocol -------------------------------------------------------------
+    def info(self) -> EngineInfo:
+        info = EngineInfo(id="kokoro", name="Kokoro-82M", loaded=self._backend is not None)
+        try:
+            if self._backend is not None:
+                info.backend, info.device, info.weights_source = self._backend.name, self._backend.device, self._source
+            else:
+                kind, where = kokoro_location()
+                info.backend = "onnx" if kind == "packaged" else "torch"
+                info.weights_source = where if kind == "packaged" else f"{kind}: {where}"
+        except UnavailableError as exc:
+            info.available, info.reason = False, str(exc)
+        info.voices = self.voices(info.backend)
+        return info
+
+    def load(self, device: str) -> None:
+        weights = resolve_kokoro()
+        self._backend = create_backend(weights, device)
+        self._source = weights.source
+        self._warm_up()
+        log.info("Kokoro loaded: %s on %s from %s", self._backend.name, self._backend.device, weights.source)
+
+    def _warm_up(self) -> None:
+        """Build the English G2P and run the model once, so the first request pays neither."""
+        backend = self._backend
+        assert backend is not None
+        try:
+            phonemes, _ = self._g2p_for("a")("Hello.")
+        except UnavailableError as exc:  # English G2P missing: other languages may still work
+            log.warning("%s", exc)
+            return
+        name = next(iter(sorted(backend.voice_names() or {"af_heart"})))
+        ids = [backend.vocab[ch] for ch in phonemes if ch in backend.vocab]
+        backend.run(ids, backend.pack(name)[len(ids) - 1], 1.0)
+
+    def unload(self) -> None:
+        self._backend = None
+
+    def voices(self, backend: str | None = None) -> list[VoiceInfo]:
+        available = self._available_voices(backend)
+        return [
+            VoiceInfo(v["id"], v["name"], v["language"], v["gender"], v["grade"], available is None or v["id"] in available)
+            for v in catalogue().values()
+        ]
+
+    # ----- synthesis ---------------------------------------------------------------------
+    def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        backend = self._loaded()
+        voices = parse_voice_spec(request.voice)
+        self._check_available([name for name, _ in voices])
+        lang = language_code(request.language) or auto_language(voices, request.text)
+        style_pack = blend([backend.pack(name) for name, _ in voices], [w for _, w in voices])
+        g2p = self._g2p_for(lang)
+
+        seen: list[Piece] = []
+
+        def lengths() -> Iterator[tuple[int, int]]:
+            for piece in self._pieces(request.text, g2p):
+                seen.append(piece)
+                yield len(piece.phonemes), piece.strength
+
+        groups = plan_chunks(lengths(), self.plan)
+        group, index = next(groups, None), 0
+        while group is not None:
+            following = next(groups, None)  # plans one chunk ahead: the last chunk gets no pause
+            pieces = [seen[i] for i in group]
+            yield self._synthesize(backend, pieces, style_pack, request.speed, index, following is None)
+            group, index = following, index + 1
+        if index == 0:
+            raise InputError("There is nothing to pronounce in this text (only punctuation, symbols or emoji).")
+
+    def _synthesize(self, backend, pieces: list[Piece], pack: np.ndarray, speed: float, index: int, last: bool) -> AudioChunk:
+        phonemes, offsets = "", []
+        for before, piece in zip([None, *pieces], pieces):
+            if before is not None and before.space_after and not phonemes.endswith(" "):
+                phonemes += " "
+            offsets.append(len(phonemes))
+            phonemes += piece.phonemes
+        kept = [i for i, ch in enumerate(phonemes) if ch in backend.vocab]
+        ids = [backend.vocab[phonemes[i]] for i in kept][: MAX_PHONEMES]
+        style = pack[min(len(ids), len(pack)) - 1]
+        audio, durations = backend.run(ids, style, speed)
+        pause = 0.0 if last else PAUSE_S[pieces[-1].strength]
+        audio, head = trim_silence(audio, SAMPLE_RATE, pause_s=pause / speed)
+        audio = fade_edges(audio)
+        words: tuple[WordTiming, ...] = ()
+        if durations is not None and len(durations) == len(ids) + 2:
+            words = _word_timings(pieces, offsets, kept, durations, head, len(audio))
+        return AudioChunk(
+            audio=audio,
+            text=" ".join(p.text for p in pieces),
+            phonemes=phonemes,
+            index=index,
+            words=words,
+        )
+
+    def _pieces(self, text: str, g2p: G2P) -> Iterator[Piece]:
+        first = True
+        for clause in split_clauses(_without_emoji(text)):
+            phonemes, tokens = g2p(clause.text)
+            if not _speakable(phonemes):
+                continue
+            limit = self.plan.first_max if first else MAX_PHONEMES
+            first = False
+            if len(phonemes) <= limit:
+                yield Piece(clause.text, phonemes, tokens, clause.strength, clause.space_after)
+                continue
+            parts = split_words(clause.text, math.ceil(len(phonemes) / (limit * 0.8)))
+            for k, part in enumerate(parts):
+                part_phonemes, part_tokens = g2p(part)
+                if not _speakable(part_phonemes):
+                    continue
+                is_last = k == len(parts) - 1
+                yield Piece(
+                    part,
+                    part_phonemes[:MAX_PHONEMES],
+                    part_tokens,
+                    clause.strength if is_last else WORD,
+                    clause.space_after if is_last else " " in clause.text,
+                )
+
+    # ----- helpers -----------------------------------------------------------------------
+    def _loaded(self) -> OnnxBackend | TorchBackend:
+        if self._backend is None:
+            registry.get("kokoro")
+        assert self._backend is not None
+        return self._backend
+
+    def _available_voices(self, backend: str | None = None) -> set[str] | None:
+        if self._backend is not None:
+            return self._backend.voice_names()
+        return set(PACKAGED_VOICES) if backend == "onnx" else None
+
+    def _check_available(self, names: list[str]) -> None:
+        available = self._available_voices()
+        missing = [n for n in names if available is not None and n not in available]
+        if missing:
+            where = "the model hub, which is unreachable here" if isinstance(self._backend, OnnxBackend) else "files that are not in the model folder"
+            raise UnavailableError(
+                f"The voice {', '.join(missing)} needs {where}; available now: {', '.join(sorted(available))}."
+            )
+
+    def _g2p_for(self, lang: str) -> G2P:
+        with self._g2p_lock:
+            if lang not in self._g2p:
+                self._g2p[lang] = _make_g2p(lang)
+            return self._g2p[lang]
+
+
+def _make_g2p(lang: str) -> G2P:
+    """misaki's G2P for a Kokoro language; English uses the registry's spaCy pipeline."""
+    try:
+        if lang in "ab":
+            return _english_g2p(british=lang == "b")
+        if lang in ESPEAK_LANGUAGES:
+            from misaki import espeak
+
+            return _with_markup(espeak.EspeakG2P(language=ESPEAK_LANGUAGES[lang]))
+        if lang == "z":
+            from misaki import zh
+
+            return _with_markup(zh.ZHG2P())
+        if lang == "j":
+            from misaki import ja
+
+            return _with_markup(ja.JAG2P())
+    except ImportError as exc:
+        raise UnavailableError(
+            f"{LANGUAGES[lang]} G2P needs a package that is not installed ({exc.name})."
+        ) from exc
+    raise InputError(f"Unknown language code {lang!r}.")
+
+
+def _english_g2p(british: bool) -> G2P:
+    from misaki import en, espeak
+
+    class OfflineG2P(en.G2P):
+        """misaki's English G2P on a spaCy pipeline we load (misaki's own loader downloads)."""
+
+        def __init__(self) -> None:  # mirrors en.G2P.__init__ minus the spaCy download
+            self.version = None
+            self.british = british
+            self.nlp = registry.english_nlp()
+            self.lexicon = en.Lexicon(british)
+            self.fallback = espeak.EspeakFallback(british=british)
+            self.unk = ""
+
+    return OfflineG2P()
+
+
+def _with_markup(g2p: Callable) -> G2P:
+    """Give a non-English G2P the `[word](/phonemes/)` markup that misaki's English G2P has."""
+
+    def run(text: str) -> tuple[str, None]:
+        out, pos = [], 0
+        for m in _MARKUP.finditer(text):
+            if text[pos : m.start()].strip():
+                out.append(g2p(text[pos : m.start()])[0])
+            out.append(m.group(2))
+            pos = m.end()
+        if text[pos:].strip():
+            out.append(g2p(text[pos:])[0])
+        return " ".join(p.strip() for p in out if p), None
+
+    return run
+
+
+def _without_emoji(text: str) -> str:
+    """Drop pictographs and their joiners: espeak would read an emoji's name aloud."""
+    return "".join(
+        " " if (unicodedata.category(ch) == "So" and ord(ch) >= 0x2600) or unicodedata.category(ch) in ("Cs", "Co") else ch
+        for ch in text
+        if ch not in "\u200d\ufe0f"
+    )
+
+
+def _speakable(phonemes: str) -> bool:
+    return any(ch not in _SILENT for ch in phonemes)
+
+
+def _word_timings(
+    pieces: list[Piece], offsets: list[int], kept: list[int], durations: np.ndarray, head: int, n_samples: int
+) -> tuple[WordTiming, ...]:
+    """Word start/end times from the predicted token durations (PyTorch back-end, English)."""
+    per_unit = (n_samples + head) / max(1, int(durations.sum()))
+    edges = np.concatenate([[0], np.cumsum(durations)]) * per_unit  # token k starts at edges[k]
+    out = []
+    for piece, base in zip(pieces, offsets, strict=True):
+        pos = base
+        for tk in piece.tokens or []:
+            ps = tk.phonemes or ""
+            if ps.strip() and not all(ch in _SILENT for ch in ps):
+                first = bisect.bisect_left(kept, pos)
+                last = bisect.bisect_left(kept, pos + len(ps))
+                if last > first:
+                    start = (edges[first + 1] - head) / SAMPLE_RATE
+                    end = (edges[last + 1] - head) / SAMPLE_RATE
+                    out.append(WordTiming(tk.text, ps, round(max(0.0, start), 3), round(max(0.0, end), 3)))
+            pos += len(ps) + len(tk.whitespace or "")
+    return tuple(out)

@@ -1,0 +1,127 @@
+"""Kokoro's two back-ends behind one small interface: PyTorch (`KModel`) and ONNX Runtime.
+
+Both take token ids, a 256-float style row and a speed, and return 24 kHz float audio; the
+PyTorch one also returns the predicted duration of each token, which gives word timestamps.
+Voice packs load as (rows, 256) float32 arrays: `.pt` files with `weights_only=True`, or the
+packaged `.npz`. Neither back-end holds any language logic: that is the shared front-end's job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .base import UnavailableError
+from .weights import KokoroWeights, hub_voice
+
+log = logging.getLogger(__name__)
+
+
+class OnnxBackend:
+    """The int8 ONNX export on ONNX Runtime (CPU, or CUDA when the GPU package is installed)."""
+
+    name = "onnx"
+
+    def __init__(self, weights: KokoroWeights, device: str) -> None:
+        import onnxruntime as ort
+
+        from .onnx_graph import optimized_model_path
+
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()):
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "0")) or (os.cpu_count() or 1)
+        model = optimized_model_path(weights.model_path)
+        self.session = ort.InferenceSession(str(model), options, providers=providers)
+        self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
+        with open(weights.vocab_path, encoding="utf-8") as f:
+            self.vocab: dict[str, int] = json.load(f)["vocab"]
+        with np.load(weights.voices_npz) as npz:
+            self._packs = {name: npz[name].reshape(-1, 256).astype(np.float32) for name in npz.files}
+        self._lock = threading.Lock()
+
+    def voice_names(self) -> set[str]:
+        return set(self._packs)
+
+    def pack(self, name: str) -> np.ndarray:
+        if name not in self._packs:
+            raise UnavailableError(f"The voice {name} is not in the packaged model.")
+        return self._packs[name]
+
+    def run(self, ids: list[int], style: np.ndarray, speed: float) -> tuple[np.ndarray, None]:
+        feeds = {
+            "tokens": np.array([[0, *ids, 0]], dtype=np.int64),
+            "style": style.reshape(1, 256).astype(np.float32),
+            "speed": np.array([speed], dtype=np.float32),
+        }
+        with self._lock:
+            audio = self.session.run(None, feeds)[0]
+        return np.asarray(audio, dtype=np.float32).ravel(), None
+
+
+class TorchBackend:
+    """The full-precision `kokoro.KModel`, on CUDA when present."""
+
+    name = "torch"
+
+    def __init__(self, weights: KokoroWeights, device: str) -> None:
+        import torch
+        from kokoro import KModel
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise UnavailableError(f"TTS_DEVICE={device} was asked for, but no CUDA device is visible.")
+        self.device = device
+        self._torch = torch
+        self._weights = weights
+        self.model = KModel(
+            repo_id=weights.repo_id or "hexgrad/Kokoro-82M",
+            config=str(weights.config_path),
+            model=str(weights.model_path),
+        )
+        self.model = self.model.to(device).eval()
+        self.vocab: dict[str, int] = self.model.vocab
+        self._packs: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def voice_names(self) -> set[str] | None:
+        """Voices on disk for a local folder; None (all of them) for the hub."""
+        if self._weights.voices_dir is None:
+            return None
+        return {p.stem for p in Path(self._weights.voices_dir).glob("*.pt")}
+
+    def pack(self, name: str) -> np.ndarray:
+        if name not in self._packs:
+            if self._weights.voices_dir is not None:
+                path = Path(self._weights.voices_dir) / f"{name}.pt"
+                if not path.is_file():
+                    raise UnavailableError(f"The voice {name} is not in {self._weights.voices_dir}.")
+            else:
+                path = hub_voice(self._weights.repo_id or "hexgrad/Kokoro-82M", name)
+            tensor = self._torch.load(path, map_location="cpu", weights_only=True)
+            self._packs[name] = tensor.float().numpy().reshape(-1, 256)
+        return self._packs[name]
+
+    def run(self, ids: list[int], style: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        input_ids = torch.tensor([[0, *ids, 0]], dtype=torch.long, device=self.device)
+        ref = torch.from_numpy(style.reshape(1, 256).astype(np.float32)).to(self.device)
+        with self._lock, torch.inference_mode():
+            audio, durations = self.model.forward_with_tokens(input_ids, ref, speed)
+        return (
+            audio.float().cpu().numpy().ravel(),
+            durations.cpu().numpy().ravel().astype(np.int64),
+        )
+
+
+def create_backend(weights: KokoroWeights, device: str) -> OnnxBackend | TorchBackend:
+    if weights.backend == "onnx":
+        return OnnxBackend(weights, device)
+    return TorchBackend(weights, device)

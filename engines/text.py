@@ -1,0 +1,144 @@
+"""Sentence and clause splitting, and the streaming chunk plan shared by every engine.
+
+Text is cut into clauses at sentence ends (`.!?…` and full-width `。！？`), at `;:` (`；：`), at
+`,—` (`，、`) and at line breaks; pronunciation markup such as `[Kokoro](/kˈOkəɹO/)` is never cut.
+The chunk plan then groups phonemized clauses into chunks: a short first chunk so that audio
+starts soon, then chunks that grow by a fixed factor so that each one is ready before the one
+before it has finished playing, and never more than the model's 510-phoneme window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+# Break strength after a clause: how good a place it is to end a chunk.
+WORD, COMMA, COLON, SENTENCE, PARAGRAPH = range(5)
+
+_CLOSERS = "\"'”’»)]）」』】"
+# One pattern, tried left to right: markup (atomic), a line break, or a punctuation mark that ends
+# a clause. ASCII marks need whitespace or the end after them ("3.14" and "e.g.x" stay whole).
+_BREAK = re.compile(
+    r"(?P<markup>\[[^\]\n]+\]\([^)\n]*\))"
+    r"|(?P<para>\s*\n\s*)"
+    rf"|(?P<sent>(?:[.!?]+|…)[{re.escape(_CLOSERS)}]*(?=\s|$)|[。！？]+[{re.escape(_CLOSERS)}]*)"
+    rf"|(?P<colon>[;:][{re.escape(_CLOSERS)}]*(?=\s|$)|[；：])"
+    rf"|(?P<comma>[,—][{re.escape(_CLOSERS)}]*(?=\s|$)|—|[，、])"
+)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A piece of text that ends at a break, with the strength of that break."""
+
+    text: str
+    strength: int
+    space_after: bool
+
+
+def split_clauses(text: str) -> list[Clause]:
+    """Cut text into clauses at punctuation and line breaks, keeping the punctuation."""
+    clauses: list[Clause] = []
+    start = 0
+    for m in _BREAK.finditer(text):
+        kind = m.lastgroup
+        if kind == "markup":
+            continue
+        end = m.start() if kind == "para" else m.end()
+        strength = {"para": PARAGRAPH, "sent": SENTENCE, "colon": COLON, "comma": COMMA}[kind]
+        piece = text[start:end].strip()
+        if piece:
+            space = kind == "para" or (m.end() < len(text) and text[m.end()].isspace())
+            clauses.append(Clause(piece, strength, space))
+        elif clauses and strength > clauses[-1].strength:
+            last = clauses[-1]
+            clauses[-1] = Clause(last.text, strength, last.space_after or kind == "para")
+        start = m.end()
+    tail = text[start:].strip()
+    if tail:
+        clauses.append(Clause(tail, SENTENCE, False))
+    return clauses
+
+
+def split_words(text: str, parts: int) -> list[str]:
+    """Cut one clause into about `parts` pieces of similar length at word boundaries.
+
+    CJK text without spaces is cut between characters. Markup spans stay whole.
+    """
+    if parts <= 1:
+        return [text]
+    words = re.findall(r"\[[^\]]+\]\([^)]*\)\S*|\S+", text)
+    if len(words) < parts and _CJK.search(text):
+        words = list(text.replace(" ", ""))
+        joiner = ""
+    else:
+        joiner = " "
+    size = max(1, -(-len(words) // parts))
+    return [joiner.join(words[i : i + size]) for i in range(0, len(words), size)]
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How big each streamed chunk may be, in phonemes."""
+
+    first_min: int = 16
+    first_max: int = 60
+    growth: float = 1.6
+    later_min: int = 100
+    hard_max: int = 510
+
+    def budget(self, index: int, previous: int) -> int:
+        if index == 0:
+            return self.first_max
+        return min(self.hard_max, max(self.later_min, int(previous * self.growth)))
+
+
+def plan_chunks(clauses: Iterable[tuple[int, int]], plan: ChunkPlan) -> Iterator[list[int]]:
+    """Group clauses, given lazily as (phoneme count, break strength), into chunks of indices.
+
+    Each chunk takes clauses while they fit its budget; a chunk that would end mid-sentence is cut
+    back to its last sentence end when that keeps at least half of it. The first chunk ends at the
+    first break once it holds `first_min` phonemes. A single clause longer than a budget makes a
+    chunk of its own (callers split clauses over `hard_max` first). Clauses are pulled one past
+    the chunk being decided, so a caller can phonemize them on demand.
+    """
+    source = iter(enumerate(clauses))
+    pending: list[tuple[int, int, int]] = []  # (index, length, strength)
+    count, previous = 0, 0
+    while True:
+        budget = plan.budget(count, previous)
+        taken, total = 0, 0
+        while True:
+            if taken == len(pending):
+                nxt = next(source, None)
+                if nxt is None:
+                    break
+                pending.append((nxt[0], *nxt[1]))
+            _, length, strength = pending[taken]
+            if taken and total + length + 1 > budget:
+                break
+            total += length + (1 if taken else 0)
+            taken += 1
+            if count == 0 and total >= plan.first_min and strength >= COMMA:
+                break
+        if not taken:
+            return
+        more = taken < len(pending) or _peek(source, pending)
+        if count and more and pending[taken - 1][2] < SENTENCE:
+            cut = next((k for k in range(taken - 1, 0, -1) if pending[k - 1][2] >= SENTENCE), None)
+            if cut is not None and sum(p[1] + 1 for p in pending[:cut]) * 2 >= total:
+                taken = cut
+        yield [p[0] for p in pending[:taken]]
+        previous = sum(p[1] for p in pending[:taken]) + taken - 1
+        del pending[:taken]
+        count += 1
+
+
+def _peek(source: Iterator[tuple[int, tuple[int, int]]], pending: list[tuple[int, int, int]]) -> bool:
+    nxt = next(source, None)
+    if nxt is None:
+        return False
+    pending.append((nxt[0], *nxt[1]))
+    return True

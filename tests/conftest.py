@@ -1,0 +1,121 @@
+"""Shared fixtures: a tiny random Kokoro checkpoint, the running app, offline environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SENTENCES = ROOT.parent / "shared" / "eval" / "dev_sentences.txt"
+ARTIFACTS = Path(os.environ.get("TEST_OUTPUT_DIR") or ROOT / "test-output")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def dev_sentences() -> list[str]:
+    if DEV_SENTENCES.is_file():
+        lines = DEV_SENTENCES.read_text(encoding="utf-8").splitlines()
+    else:  # the same Harvard sentences, for a checkout without ../shared
+        lines = (ROOT / "tests" / "data" / "dev_sentences.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def build_tiny_kokoro(folder: Path, voices: tuple[str, ...] = ("af_heart", "af_bella")) -> Path:
+    """A random-weight Kokoro checkpoint in the official layout, built through `kokoro.KModel`."""
+    import torch
+    from kokoro import KModel
+
+    from engines.weights import packaged_kokoro
+
+    vocab = json.loads(Path(packaged_kokoro().vocab_path).read_text(encoding="utf-8"))["vocab"]
+    config = {
+        "istftnet": {
+            "upsample_kernel_sizes": [20, 12], "upsample_rates": [10, 6], "gen_istft_hop_size": 5,
+            "gen_istft_n_fft": 20, "resblock_dilation_sizes": [[1, 3, 5]], "resblock_kernel_sizes": [3],
+            "upsample_initial_channel": 512,
+        },
+        "dim_in": 64, "dropout": 0.2, "hidden_dim": 512, "max_conv_dim": 512, "max_dur": 4,
+        "multispeaker": True, "n_layer": 1, "n_mels": 80, "n_token": 178, "style_dim": 128,
+        "text_encoder_kernel_size": 5,
+        "plbert": {
+            "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128,
+            "max_position_embeddings": 512, "num_hidden_layers": 1, "dropout": 0.1,
+        },
+        "vocab": vocab,
+    }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    empty = folder / "empty.pth.tmp"
+    torch.save({}, empty)  # nothing to load: KModel keeps its random initialisation
+    torch.manual_seed(0)
+    model = KModel(repo_id="hexgrad/Kokoro-82M", config=str(folder / "config.json"), model=str(empty))
+    empty.unlink()
+    parts = ("bert", "bert_encoder", "predictor", "text_encoder", "decoder")
+    torch.save({k: getattr(model, k).state_dict() for k in parts}, folder / "kokoro-v1_0.pth")
+    (folder / "voices").mkdir(exist_ok=True)
+    for i, name in enumerate(voices):
+        torch.manual_seed(100 + i)
+        torch.save(torch.randn(510, 1, 256) * 0.1, folder / "voices" / f"{name}.pt")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_kokoro_dir(tmp_path_factory) -> Path:
+    return build_tiny_kokoro(tmp_path_factory.mktemp("tiny-kokoro"))
+
+
+@pytest.fixture()
+def offline_env(monkeypatch):
+    """No hub: the packaged ONNX model is the only Kokoro."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("KOKORO_MODEL", raising=False)
+    monkeypatch.delenv("KOKORO_BACKEND", raising=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(artifacts) -> str:
+    """`python app.py` running offline on a free local port."""
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env.pop("KOKORO_MODEL", None)
+    log = open(artifacts / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited early; see {artifacts / 'app.log'}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("app.py did not start within 120 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
