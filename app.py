@@ -27,7 +27,7 @@ EXAMPLES = [
     "Kokoro is an open-weight text-to-speech model with eighty-two million parameters. "
     "Despite its small size, it delivers quality comparable to much larger models, "
     "and it is fast enough to speak while it is still reading the rest of your text.",
-    "You say tomato, I say [tomato](/təmˈɑːtoʊ/). Let's call the whole thing off!",
+    "You say tomato, I say [tomato](/təmˈɑTO/). Let's call the whole thing off!",
     "On the 3rd of May, 2024, the temperature reached 31°C; nobody expected that.",
 ]
 # Offline, the packaged voice with the lowest measured English WER (FACTS.md); on the hub, af_heart.
@@ -46,7 +46,13 @@ def voice_choices() -> tuple[list[tuple[str, str]], str]:
         where = "available" if v.available else "needs the hub"
         choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade} · {where}", v.id))
     available = {v.id for v in voices if v.available}
-    default = HUB_DEFAULT if HUB_DEFAULT in available else OFFLINE_DEFAULT if OFFLINE_DEFAULT in available else next(iter(sorted(available)), HUB_DEFAULT)
+    default = (
+        HUB_DEFAULT
+        if HUB_DEFAULT in available
+        else OFFLINE_DEFAULT
+        if OFFLINE_DEFAULT in available
+        else next(iter(sorted(available)), HUB_DEFAULT)
+    )
     return choices, default
 
 
@@ -56,7 +62,10 @@ def engine_banner() -> str:
         return f"**Kokoro is unavailable:** {info.reason}"
     count = sum(v.available for v in info.voices)
     state = f"on {info.device}" if info.loaded else "loads on first use"
-    return f"**Kokoro-82M** · {info.backend} back-end · {state} · weights: {info.weights_source} · {count} of {len(info.voices)} voices available now"
+    return (
+        f"**Kokoro-82M** · {info.backend} back-end · {state} · weights: {info.weights_source} · "
+        f"{count} of {len(info.voices)} voices available now"
+    )
 
 
 def status_line(stats: RunStats) -> str:
@@ -65,7 +74,8 @@ def status_line(stats: RunStats) -> str:
     rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
     return (
         f"Back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
-        f"time to first audio **{ttfa}** · real-time factor **{rtf}** · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
+        f"time to first audio **{ttfa}** · real-time factor **{rtf}** · "
+        f"{stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
     )
 
 
@@ -95,7 +105,9 @@ def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str
             chunks.append(chunk)
             phonemes.append(chunk.phonemes)
             offset = sum(c.duration_s for c in chunks[:-1])
-            words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
+            words += [
+                [w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words
+            ]
             yield (SAMPLE_RATE, to_int16(chunk.audio)), "\n".join(phonemes), words, status_line(stats), gr.skip()
         yield gr.skip(), gr.skip(), gr.skip(), status_line(stats), _clip_path(join(chunks))
     except EngineError as exc:
@@ -127,30 +139,48 @@ def build() -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=3):
                     text = gr.Textbox(
-                        label="Text", lines=6, max_length=MAX_TEXT_CHARS, value=EXAMPLES[0],
-                        info="Pronunciation markup: [word](/phonemes/), e.g. [Kokoro](/kˈOkəɹO/).",
+                        label="Text",
+                        lines=6,
+                        max_length=MAX_TEXT_CHARS,
+                        value=EXAMPLES[0],
+                        elem_id="kokoro-text",
+                        info="Pronunciation markup: `[word](/phonemes/)`, e.g. `[Kokoro](/kˈOkəɹO/)`.",
                     )
                     gr.Examples(EXAMPLES, inputs=text, label="Examples")
                 with gr.Column(scale=2):
-                    voice = gr.Dropdown(choices, value=default_voice, label="Voice", info="Grouped by language; grades from upstream VOICES.md.")
-                    blend = gr.Textbox(label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3")
-                    language = gr.Dropdown(["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)")
+                    voice = gr.Dropdown(
+                        choices,
+                        value=default_voice,
+                        label="Voice",
+                        info="Grouped by language; grades from upstream VOICES.md.",
+                    )
+                    blend = gr.Textbox(
+                        label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3"
+                    )
+                    language = gr.Dropdown(
+                        ["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)"
+                    )
                     speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
             with gr.Row():
-                generate = gr.Button("Generate", variant="primary")
-                stop = gr.Button("Stop", variant="stop")
+                generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
             audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="kokoro-status")
             with gr.Row():
                 download = gr.File(label="Download the whole clip (WAV)", interactive=False)
             with gr.Accordion("Phonemes and word timings", open=False):
                 phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
                 words = gr.Dataframe(
-                    headers=["word", "phonemes", "start (s)", "end (s)"], label="Word timings (PyTorch back-end only)", interactive=False
+                    headers=["word", "phonemes", "start (s)", "end (s)"],
+                    label="Word timings (PyTorch back-end only)",
+                    interactive=False,
                 )
             event = generate.click(
-                kokoro_stream, [text, voice, blend, speed, language], [audio, phonemes, words, status, download],
-                api_name="stream", concurrency_id="kokoro",
+                kokoro_stream,
+                [text, voice, blend, speed, language],
+                [audio, phonemes, words, status, download],
+                api_name="stream",
+                concurrency_id="kokoro",
             )
             stop.click(None, None, None, cancels=[event])
             event.then(engine_banner, None, banner, api_visibility="private")
@@ -159,8 +189,11 @@ def build() -> gr.Blocks:
                 api_info = gr.JSON()
                 api_button = gr.Button()
             api_button.click(
-                kokoro_synthesize, [text, voice, speed, language], [api_file, api_info],
-                api_name="synthesize", concurrency_id="kokoro",
+                kokoro_synthesize,
+                [text, voice, speed, language],
+                [api_file, api_info],
+                api_name="synthesize",
+                concurrency_id="kokoro",
             )
     return demo
 

@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         request = SynthesisRequest(text=_read_text(args), voice=args.voice, speed=args.speed, language=args.lang)
         if args.command == "synth":
-            fmt = args.format or (args.out.suffix.lstrip(".").lower() if args.out.suffix.lstrip(".").lower() in FORMATS else "wav")
+            fmt = args.format or (
+                args.out.suffix.lstrip(".").lower() if args.out.suffix.lstrip(".").lower() in FORMATS else "wav"
+            )
             audio, _, stats = synthesize(args.engine, request)
             try:
                 write(args.out, audio, fmt)

@@ -47,21 +47,13 @@ class SynthesisRequest:
         if not isinstance(self.text, str) or not self.text.strip():
             raise InputError("Please enter some text to speak.")
         if len(self.text) > MAX_TEXT_CHARS:
-            raise InputError(
-                f"The text is {len(self.text):,} characters long; the limit is {MAX_TEXT_CHARS:,}."
-            )
+            raise InputError(f"The text is {len(self.text):,} characters long; the limit is {MAX_TEXT_CHARS:,}.")
         bad = next(
-            (
-                ch
-                for ch in self.text
-                if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS
-            ),
+            (ch for ch in self.text if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS),
             None,
         )
         if bad is not None:
-            raise InputError(
-                f"The text contains a control character (U+{ord(bad):04X}); please remove it."
-            )
+            raise InputError(f"The text contains a control character (U+{ord(bad):04X}); please remove it.")
         if not isinstance(self.voice, str) or not self.voice.strip():
             raise InputError("Please choose a voice.")
         try:

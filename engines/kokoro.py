@@ -12,9 +12,11 @@ import logging
 import math
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -79,7 +81,7 @@ class KokoroEngine:
                 info.weights_source = where if kind == "packaged" else f"{kind}: {where}"
         except UnavailableError as exc:
             info.available, info.reason = False, str(exc)
-        info.voices = self.voices(info.backend)
+        info.voices = self.voices()
         return info
 
     def load(self, device: str) -> None:
@@ -90,25 +92,37 @@ class KokoroEngine:
         log.info("Kokoro loaded: %s on %s from %s", self._backend.name, self._backend.device, weights.source)
 
     def _warm_up(self) -> None:
-        """Build the English G2P and run the model once, so the first request pays neither."""
+        """Build the English G2P, run the model once, and measure its real-time factor.
+
+        The chunk plan uses the measured factor (with a 25% margin) to size each streamed chunk
+        so that it is ready before the audio before it has finished playing.
+        """
         backend = self._backend
         assert backend is not None
         try:
-            phonemes, _ = self._g2p_for("a")("Hello.")
+            g2p = self._g2p_for("a")
         except UnavailableError as exc:  # English G2P missing: other languages may still work
             log.warning("%s", exc)
             return
-        name = next(iter(sorted(backend.voice_names() or {"af_heart"})))
-        ids = [backend.vocab[ch] for ch in phonemes if ch in backend.vocab]
-        backend.run(ids, backend.pack(name)[len(ids) - 1], 1.0)
+        style = backend.pack(next(iter(sorted(backend.voice_names() or {"af_heart"}))))
+        for text in ("Hello.", "The birch canoe slid on the smooth planks."):
+            ids = [backend.vocab[ch] for ch in g2p(text)[0] if ch in backend.vocab]
+            start = time.perf_counter()
+            audio, _ = backend.run(ids, style[len(ids) - 1], 1.0)
+            elapsed = time.perf_counter() - start
+        rtf = elapsed / max(len(audio) / SAMPLE_RATE, 1e-3)
+        self.plan = replace(self.plan, rtf=min(0.95, max(0.05, 1.25 * rtf)))
+        log.info("Kokoro measured real-time factor %.3f; chunk plan uses %.3f", rtf, self.plan.rtf)
 
     def unload(self) -> None:
         self._backend = None
 
-    def voices(self, backend: str | None = None) -> list[VoiceInfo]:
-        available = self._available_voices(backend)
+    def voices(self) -> list[VoiceInfo]:
+        available = self._available_voices()
         return [
-            VoiceInfo(v["id"], v["name"], v["language"], v["gender"], v["grade"], available is None or v["id"] in available)
+            VoiceInfo(
+                v["id"], v["name"], v["language"], v["gender"], v["grade"], available is None or v["id"] in available
+            )
             for v in catalogue().values()
         ]
 
@@ -138,15 +152,17 @@ class KokoroEngine:
         if index == 0:
             raise InputError("There is nothing to pronounce in this text (only punctuation, symbols or emoji).")
 
-    def _synthesize(self, backend, pieces: list[Piece], pack: np.ndarray, speed: float, index: int, last: bool) -> AudioChunk:
+    def _synthesize(
+        self, backend, pieces: list[Piece], pack: np.ndarray, speed: float, index: int, last: bool
+    ) -> AudioChunk:
         phonemes, offsets = "", []
-        for before, piece in zip([None, *pieces], pieces):
+        for before, piece in zip([None, *pieces[:-1]], pieces, strict=True):
             if before is not None and before.space_after and not phonemes.endswith(" "):
                 phonemes += " "
             offsets.append(len(phonemes))
             phonemes += piece.phonemes
         kept = [i for i, ch in enumerate(phonemes) if ch in backend.vocab]
-        ids = [backend.vocab[phonemes[i]] for i in kept][: MAX_PHONEMES]
+        ids = [backend.vocab[phonemes[i]] for i in kept][:MAX_PHONEMES]
         style = pack[min(len(ids), len(pack)) - 1]
         audio, durations = backend.run(ids, style, speed)
         pause = 0.0 if last else PAUSE_S[pieces[-1].strength]
@@ -195,16 +211,26 @@ class KokoroEngine:
         assert self._backend is not None
         return self._backend
 
-    def _available_voices(self, backend: str | None = None) -> set[str] | None:
+    def _available_voices(self) -> set[str] | None:
+        """Voice ids usable now; None means every catalogue voice (the hub)."""
         if self._backend is not None:
             return self._backend.voice_names()
-        return set(PACKAGED_VOICES) if backend == "onnx" else None
+        try:
+            kind, where = kokoro_location()
+        except UnavailableError:
+            return set()
+        if kind == "packaged":
+            return set(PACKAGED_VOICES)
+        if kind == "local":
+            return {p.stem for p in (Path(where) / "voices").glob("*.pt")}
+        return None
 
     def _check_available(self, names: list[str]) -> None:
         available = self._available_voices()
         missing = [n for n in names if available is not None and n not in available]
         if missing:
-            where = "the model hub, which is unreachable here" if isinstance(self._backend, OnnxBackend) else "files that are not in the model folder"
+            offline = isinstance(self._backend, OnnxBackend) or kokoro_location()[0] == "packaged"
+            where = "the model hub, which is unreachable here" if offline else "files that are not in the model folder"
             raise UnavailableError(
                 f"The voice {', '.join(missing)} needs {where}; available now: {', '.join(sorted(available))}."
             )
@@ -235,9 +261,7 @@ def _make_g2p(lang: str) -> G2P:
             japanese = JAG2P()
             return _with_markup(lambda text: (japanese(text), None))
     except ImportError as exc:
-        raise UnavailableError(
-            f"{LANGUAGES[lang]} G2P needs a package that is not installed ({exc.name})."
-        ) from exc
+        raise UnavailableError(f"{LANGUAGES[lang]} G2P needs a package that is not installed ({exc.name}).") from exc
     raise InputError(f"Unknown language code {lang!r}.")
 
 
@@ -278,7 +302,9 @@ def _with_markup(g2p: Callable) -> G2P:
 def _without_emoji(text: str) -> str:
     """Drop pictographs and their joiners: espeak would read an emoji's name aloud."""
     return "".join(
-        " " if (unicodedata.category(ch) == "So" and ord(ch) >= 0x2600) or unicodedata.category(ch) in ("Cs", "Co") else ch
+        " "
+        if (unicodedata.category(ch) == "So" and ord(ch) >= 0x2600) or unicodedata.category(ch) in ("Cs", "Co")
+        else ch
         for ch in text
         if ch not in "\u200d\ufe0f"
     )

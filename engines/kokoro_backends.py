@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import UnavailableError
-from .weights import KokoroWeights, hub_voice
+from .onnx_pads import with_short_pads
+from .weights import KokoroWeights, cache_dir, hub_voice
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,12 @@ class OnnxBackend:
     def __init__(self, weights: KokoroWeights, device: str) -> None:
         import onnxruntime as ort
 
-        from .onnx_graph import optimized_model_path
-
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()):
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "0")) or (os.cpu_count() or 1)
-        model = optimized_model_path(weights.model_path)
+        model = with_short_pads(weights.model_path, cache_dir())
         self.session = ort.InferenceSession(str(model), options, providers=providers)
         self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
         with open(weights.vocab_path, encoding="utf-8") as f:

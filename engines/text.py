@@ -3,8 +3,8 @@
 Text is cut into clauses at sentence ends (`.!?…` and full-width `。！？`), at `;:` (`；：`), at
 `,—` (`，、`) and at line breaks; pronunciation markup such as `[Kokoro](/kˈOkəɹO/)` is never cut.
 The chunk plan then groups phonemized clauses into chunks: a short first chunk so that audio
-starts soon, then chunks that grow by a fixed factor so that each one is ready before the one
-before it has finished playing, and never more than the model's 510-phoneme window.
+starts soon, then chunks that grow as fast as the engine's real-time factor allows while each one
+is still ready before the audio before it has finished playing, and never more than the model's 510-phoneme window.
 """
 
 from __future__ import annotations
@@ -81,18 +81,24 @@ def split_words(text: str, parts: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """How big each streamed chunk may be, in phonemes."""
+    """How big each streamed chunk may be, in phonemes.
 
-    first_min: int = 16
-    first_max: int = 60
-    growth: float = 1.6
-    later_min: int = 100
+    Synthesis of chunk k+1 starts when chunk k is ready and must end before the audio so far has
+    played. With `rtf` the engine's seconds of compute per second of audio and P the phonemes
+    already planned, chunk k+1 may hold up to P * (1/rtf - 1) + first phonemes, since audio
+    length is roughly proportional to phoneme count.
+    """
+
+    first_min: int = 12
+    first_max: int = 40
+    rtf: float = 0.6
     hard_max: int = 510
 
-    def budget(self, index: int, previous: int) -> int:
+    def budget(self, index: int, planned: int, first: int) -> int:
         if index == 0:
             return self.first_max
-        return min(self.hard_max, max(self.later_min, int(previous * self.growth)))
+        ahead = planned * (1.0 / max(self.rtf, 0.05) - 1.0) + first
+        return max(self.first_min, min(self.hard_max, int(ahead)))
 
 
 def plan_chunks(clauses: Iterable[tuple[int, int]], plan: ChunkPlan) -> Iterator[list[int]]:
@@ -106,9 +112,9 @@ def plan_chunks(clauses: Iterable[tuple[int, int]], plan: ChunkPlan) -> Iterator
     """
     source = iter(enumerate(clauses))
     pending: list[tuple[int, int, int]] = []  # (index, length, strength)
-    count, previous = 0, 0
+    count, planned, first = 0, 0, 0
     while True:
-        budget = plan.budget(count, previous)
+        budget = plan.budget(count, planned, first)
         taken, total = 0, 0
         while True:
             if taken == len(pending):
@@ -131,7 +137,8 @@ def plan_chunks(clauses: Iterable[tuple[int, int]], plan: ChunkPlan) -> Iterator
             if cut is not None and sum(p[1] + 1 for p in pending[:cut]) * 2 >= total:
                 taken = cut
         yield [p[0] for p in pending[:taken]]
-        previous = sum(p[1] for p in pending[:taken]) + taken - 1
+        size = sum(p[1] for p in pending[:taken]) + taken - 1
+        planned, first = planned + size, first or size
         del pending[:taken]
         count += 1
 

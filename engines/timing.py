@@ -41,7 +41,7 @@ class RunStats:
             return 0
         play_at = self.ready_s[0]
         late = 0
-        for ready, before in zip(self.ready_s[1:], self.durations_s[:-1]):
+        for ready, before in zip(self.ready_s[1:], self.durations_s[:-1], strict=True):
             play_at += before
             if ready > play_at:
                 late += 1

@@ -113,9 +113,7 @@ def _local_kokoro(folder: Path) -> KokoroWeights:
     config = folder / "config.json"
     checkpoints = sorted(folder.glob("*.pth"))
     if not config.is_file() or not checkpoints:
-        raise UnavailableError(
-            f"The Kokoro folder {folder} needs config.json and a .pth checkpoint (and voices/*.pt)."
-        )
+        raise UnavailableError(f"The Kokoro folder {folder} needs config.json and a .pth checkpoint (and voices/*.pt).")
     return KokoroWeights(
         backend="torch",
         source=f"local: {folder}",

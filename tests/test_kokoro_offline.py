@@ -30,7 +30,13 @@ def test_offline_default_is_the_packaged_onnx_model(engine):
     info = engine.info()
     assert info.backend == "onnx" and info.device == "cpu"
     assert info.weights_source.startswith("packaged")
-    assert sorted(v.id for v in info.voices if v.available) == ["jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"]
+    assert sorted(v.id for v in info.voices if v.available) == [
+        "jf_alpha",
+        "jf_gongitsune",
+        "jf_nezumi",
+        "jf_tebukuro",
+        "jm_kumo",
+    ]
 
 
 @pytest.mark.slow

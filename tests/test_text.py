@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from engines.text import COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
 
 
@@ -29,18 +31,37 @@ def test_split_words_balances_parts_and_cuts_cjk_between_characters():
     assert len(split_words("今日はいい天気ですね", 3)) == 3
 
 
-def _plan(lengths, strengths, plan=ChunkPlan()):
-    return list(plan_chunks(zip(lengths, strengths), plan))
+def _plan(lengths, strengths, plan=None):
+    return list(plan_chunks(zip(lengths, strengths, strict=True), plan or ChunkPlan()))
+
+
+def _sizes(lengths, chunks):
+    return [sum(lengths[i] + 1 for i in c) - 1 for c in chunks]
 
 
 def test_first_chunk_is_short_and_later_chunks_grow():
-    lengths = [20] * 40
-    chunks = _plan(lengths, [SENTENCE] * 40)
-    sizes = [sum(lengths[i] + 1 for i in c) - 1 for c in chunks]
+    lengths = [20] * 60
+    sizes = _sizes(lengths, _plan(lengths, [SENTENCE] * 60))
     assert sizes[0] <= ChunkPlan().first_max
-    assert sizes[1] > sizes[0] and sizes[2] >= sizes[1]
+    assert sizes[:-1] == sorted(sizes[:-1]) and max(sizes) > 4 * sizes[0]
     assert max(sizes) <= ChunkPlan().hard_max
-    assert [i for c in chunks for i in c] == list(range(40))
+    assert sum(sizes) == sum(lengths) + len(lengths) - len(sizes)
+
+
+@pytest.mark.parametrize("rtf", [0.2, 0.45, 0.6])
+def test_each_chunk_is_ready_before_the_audio_before_it_ends(rtf):
+    """Simulate a sequential engine whose audio and compute are proportional to phonemes."""
+    lengths = [7, 25, 12, 40, 9, 33, 18, 60, 5, 80, 22, 14, 90, 35, 28, 11, 70, 45] * 3
+    strengths = [COMMA, SENTENCE, WORD, SENTENCE, COMMA, PARAGRAPH] * 9
+    sizes = _sizes(lengths, _plan(lengths, strengths, ChunkPlan(rtf=rtf)))
+    ready = played_until = 0.0
+    for k, size in enumerate(sizes):
+        ready += rtf * size
+        if k == 0:
+            played_until = ready
+        else:
+            assert ready <= played_until + 1e-9, (k, sizes)
+        played_until = max(played_until, ready) + size
 
 
 def test_first_chunk_stops_at_the_first_break_once_long_enough():

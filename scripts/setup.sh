@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine with Python 3.11 for this project: Debian packages, then a virtual
+# environment in .venv with requirements.txt (or requirements-dev.txt with --dev, plus Chromium for
+# the browser tests). Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+debs=$(grep -v '^\s*#' packages.txt | xargs)
+debs="$debs python3-venv"
+[ $dev = 1 ] && debs="$debs chromium chromium-driver fonts-noto-color-emoji"
+missing=""
+for d in $debs; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
+if [ -n "$missing" ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $missing
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [ $dev = 1 ]; then
+  .venv/bin/python -m pip install -q -r requirements-dev.txt
+else
+  .venv/bin/python -m pip install -q -r requirements.txt
+fi

@@ -1,0 +1,53 @@
+"""The real page in Debian's Chromium, driven by Playwright: type, Generate, hear it play."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(app_url, wait_until="networkidle")
+        yield page
+        browser.close()
+
+
+PLAYED = """() => Math.max(0, ...Array.from(document.querySelectorAll('audio')).map(a => a.currentTime))"""
+
+
+def test_generate_streams_audio_that_plays(page, artifacts):
+    page.locator("#kokoro-text textarea").fill(
+        "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+        "It is easy to tell the depth of a well."
+    )
+    page.locator("#kokoro-generate").click()
+    page.wait_for_function(f"({PLAYED})() > 1.0", timeout=90_000)
+    page.wait_for_selector("text=time to first audio", timeout=90_000)
+    page.screenshot(path=str(artifacts / "kokoro_tab.png"), full_page=True)
+    assert page.evaluate(PLAYED) > 1.0
+
+
+def test_bad_input_shows_one_sentence_and_the_page_still_works(page, artifacts):
+    page.locator("#kokoro-text textarea").fill("   ")
+    page.locator("#kokoro-generate").click()
+    try:
+        page.get_by_text("Please enter some text to speak.").first.wait_for(timeout=30_000)
+    finally:
+        page.screenshot(path=str(artifacts / "kokoro_error.png"))
+    page.screenshot(path=str(artifacts / "kokoro_error.png"))
+    assert page.locator("text=Traceback").count() == 0

@@ -1,0 +1,59 @@
+"""The running app's Gradio API, driven by gradio_client like any API user."""
+
+from __future__ import annotations
+
+import pytest
+import soundfile as sf
+from gradio_client import Client
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def _duration(path: str) -> float:
+    info = sf.info(path)
+    return info.frames / info.samplerate
+
+
+def test_synthesize_endpoint_audio_grows_with_the_text(client):
+    short_path, short_info = client.predict(
+        "Rice is often served in round bowls.", "jm_kumo", 1.0, "Auto", api_name="/synthesize"
+    )
+    long_text = (
+        "Rice is often served in round bowls. The juice of lemons makes fine punch. Four hours of steady work faced us."
+    )
+    long_path, long_info = client.predict(long_text, "jm_kumo", 1.0, "Auto", api_name="/synthesize")
+    assert _duration(long_path) > 2.2 * _duration(short_path)
+    assert abs(_duration(long_path) - long_info["audio_s"]) < 0.05
+    assert long_info["ttfa_s"] <= long_info["total_s"] and long_info["chunks"] >= 2
+
+
+def test_streaming_endpoint_delivers_audio(client):
+    job = client.submit(
+        "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
+        "jm_kumo",
+        "",
+        1.0,
+        "Auto",
+        api_name="/stream",
+    )
+    job.result(timeout=120)
+    outputs = job.outputs()
+    streamed = [o[0] for o in outputs if isinstance(o[0], str)]
+    assert streamed, outputs
+    final = outputs[-1]
+    assert "time to first audio" in final[3]
+    assert _duration(final[4]) > 3.0
+
+
+def test_bad_input_gives_a_clear_error_and_the_next_request_works(client):
+    with pytest.raises(Exception, match="Please enter some text"):
+        client.predict("   ", "jm_kumo", 1.0, "Auto", api_name="/synthesize")
+    with pytest.raises(Exception, match="needs the model hub"):
+        client.predict("Hello.", "af_heart", 1.0, "Auto", api_name="/synthesize")
+    path, _ = client.predict("Still working.", "jm_kumo", 1.0, "Auto", api_name="/synthesize")
+    assert _duration(path) > 0.5
