@@ -1,5 +1,5 @@
 """Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
-joining chunks and encoding whole clips (WAV, FLAC, MP3, OGG/Opus via libsndfile).
+joining chunks and encoding whole clips (WAV, FLAC, MP3, OGG/Vorbis via libsndfile).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "wav": ("WAV", "PCM_16"),
     "flac": ("FLAC", "PCM_16"),
     "mp3": ("MP3", "MPEG_LAYER_III"),
-    "ogg": ("OGG", "OPUS"),
+    "ogg": ("OGG", "VORBIS"),  # libsndfile 1.2.2 Opus leaves a spike in the last samples
 }
 FADE_S = 0.005
 SILENCE_DB = -50.0

@@ -131,7 +131,11 @@ def _hub_kokoro(repo_id: str) -> KokoroWeights:
         config = hf_hub_download(repo_id, "config.json")
         model = hf_hub_download(repo_id, filename)
     except Exception as exc:  # network, auth or missing-file errors all mean the same to a user
-        raise UnavailableError(f"Could not download Kokoro from the hub repo {repo_id}: {exc}") from exc
+        log.warning("Kokoro download from %s failed: %s", repo_id, exc)
+        raise UnavailableError(
+            f"Could not download Kokoro from the hub repo {repo_id}; "
+            "check the id, or set KOKORO_MODEL to a local folder."
+        ) from exc
     return KokoroWeights(
         backend="torch",
         source=f"hub: {repo_id}",
@@ -148,7 +152,8 @@ def hub_voice(repo_id: str, name: str) -> Path:
     try:
         return Path(hf_hub_download(repo_id, f"voices/{name}.pt"))
     except Exception as exc:
-        raise UnavailableError(f"Could not fetch the voice {name} from {repo_id}: {exc}") from exc
+        log.warning("Voice download %s from %s failed: %s", name, repo_id, exc)
+        raise UnavailableError(f"Could not fetch the voice {name} from the hub repo {repo_id}.") from exc
 
 
 def packaged_kokoro() -> KokoroWeights:

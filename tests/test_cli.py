@@ -42,8 +42,8 @@ def test_list_prints_engines_voices_and_weights_source():
     }
 
 
-@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg"])
-def test_synth_writes_each_format(tmp_path, fmt):
+def test_synth_takes_the_format_from_the_suffix(tmp_path):
+    fmt = "mp3"
     out = tmp_path / f"clip.{fmt}"
     result = run_cli(
         "synth",

@@ -1,0 +1,53 @@
+"""Audio helpers: formats decode with the right rate and duration, fades, trimming, int16."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engines import audio
+from engines.base import InputError
+
+
+def tone(seconds: float, rate: int = 24_000, level: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (level * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg"])
+def test_each_format_decodes_with_the_right_rate_and_duration(fmt):
+    data, rate = sf.read(io.BytesIO(audio.encode(tone(2.0), fmt)))
+    assert rate == 24_000
+    assert abs(len(data) / rate - 2.0) < 0.06  # mp3/opus frames pad a little
+    assert np.max(np.abs(data)) == pytest.approx(0.3, abs=0.05)
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(InputError, match="Unknown audio format 'aiff'"):
+        audio.encode(tone(0.1), "aiff")
+
+
+def test_int16_conversion_clips_instead_of_wrapping():
+    out = audio.to_int16(np.array([0.0, 0.5, 1.5, -2.0], np.float32))
+    assert out.dtype == np.int16 and list(out) == [0, 16383, 32767, -32767]
+
+
+def test_fades_bring_both_ends_to_zero_and_keep_the_middle():
+    faded = audio.fade_edges(np.ones(24_000, np.float32))
+    assert faded[0] == 0.0 and faded[-1] == 0.0
+    assert np.all(faded[200:-200] == 1.0)
+
+
+def test_trim_keeps_a_margin_and_adds_the_pause():
+    clip = np.concatenate([np.zeros(12_000, np.float32), tone(1.0), np.zeros(24_000, np.float32)])
+    trimmed, head = audio.trim_silence(clip, keep_s=0.04, pause_s=0.2)
+    assert head == pytest.approx(12_000 - 960, abs=240)
+    assert len(trimmed) / 24_000 == pytest.approx(1.0 + 0.08 + 0.2, abs=0.03)
+
+
+def test_silence_only_becomes_just_the_pause():
+    trimmed, head = audio.trim_silence(np.zeros(24_000, np.float32), pause_s=0.1)
+    assert len(trimmed) == 2_400 and head == 0
