@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,12 +69,13 @@ def engine_banner() -> str:
     )
 
 
-def status_line(stats: RunStats) -> str:
+def status_line(stats: RunStats, done: bool = False) -> str:
     info = registry.info("kokoro")
+    state = "Finished" if done else "Streaming"
     ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
     rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
     return (
-        f"Back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
+        f"{state} · back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
         f"time to first audio **{ttfa}** · real-time factor **{rtf}** · "
         f"{stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
     )
@@ -109,7 +111,7 @@ def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str
                 [w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words
             ]
             yield (SAMPLE_RATE, to_int16(chunk.audio)), "\n".join(phonemes), words, status_line(stats), gr.skip()
-        yield gr.skip(), gr.skip(), gr.skip(), status_line(stats), _clip_path(join(chunks))
+        yield gr.skip(), gr.skip(), gr.skip(), status_line(stats, done=True), _clip_path(join(chunks))
     except EngineError as exc:
         raise gr.Error(str(exc)) from None
     except Exception as exc:  # never a traceback in the page
@@ -144,7 +146,7 @@ def build() -> gr.Blocks:
                         max_length=MAX_TEXT_CHARS,
                         value=EXAMPLES[0],
                         elem_id="kokoro-text",
-                        info="Pronunciation markup: `[word](/phonemes/)`, e.g. `[Kokoro](/kˈOkəɹO/)`.",
+                        info=r"Pronunciation markup: \[word\](/phonemes/), e.g. \[Kokoro\](/kˈOkəɹO/)",
                     )
                     gr.Examples(EXAMPLES, inputs=text, label="Examples")
                 with gr.Column(scale=2):
@@ -195,11 +197,21 @@ def build() -> gr.Blocks:
                 api_name="synthesize",
                 concurrency_id="kokoro",
             )
+        demo.load(engine_banner, None, banner, api_visibility="private")
     return demo
+
+
+def preload(engine_id: str) -> None:
+    """Load an engine in the background so that the first click does not wait for it."""
+    try:
+        registry.get(engine_id)
+    except Exception as exc:  # the tab reports it; the page must come up regardless
+        log.warning("%s is not available: %s", engine_id, exc)
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=preload, args=("kokoro",), daemon=True).start()
     demo = build()
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),

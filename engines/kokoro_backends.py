@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import UnavailableError
-from .onnx_pads import with_short_pads
-from .weights import KokoroWeights, cache_dir, hub_voice
+from .weights import KokoroWeights, hub_voice
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,7 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "0")) or (os.cpu_count() or 1)
-        model = with_short_pads(weights.model_path, cache_dir())
-        self.session = ort.InferenceSession(str(model), options, providers=providers)
+        self.session = ort.InferenceSession(str(weights.model_path), options, providers=providers)
         self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
         with open(weights.vocab_path, encoding="utf-8") as f:
             self.vocab: dict[str, int] = json.load(f)["vocab"]

@@ -46,7 +46,7 @@ def test_streaming_endpoint_delivers_audio(client):
     streamed = [o[0] for o in outputs if isinstance(o[0], str)]
     assert streamed, outputs
     final = outputs[-1]
-    assert "time to first audio" in final[3]
+    assert "Finished" in final[3] and "time to first audio" in final[3]
     assert _duration(final[4]) > 3.0
 
 

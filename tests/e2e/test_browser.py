@@ -37,7 +37,7 @@ def test_generate_streams_audio_that_plays(page, artifacts):
     )
     page.locator("#kokoro-generate").click()
     page.wait_for_function(f"({PLAYED})() > 1.0", timeout=90_000)
-    page.wait_for_selector("text=time to first audio", timeout=90_000)
+    page.locator("#kokoro-status", has_text="Finished").wait_for(timeout=120_000)
     page.screenshot(path=str(artifacts / "kokoro_tab.png"), full_page=True)
     assert page.evaluate(PLAYED) > 1.0
 
