@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import gradio as gr
 
 from engines import registry
-from engines.audio import join, to_int16, write
-from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, EngineError, SynthesisRequest
+from engines.audio import join, to_int16
+from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
 from engines.timing import RunStats, synthesize, timed_stream
+from ui.common import banner as banner_for
+from ui.common import clip_path, status_line, user_errors
+from ui.qwen_tab import build_tab as build_qwen_tab
 
 log = logging.getLogger("app")
 
@@ -33,7 +34,6 @@ EXAMPLES = [
 ]
 # Offline, the packaged voice with the lowest measured English WER (FACTS.md); on the hub, af_heart.
 OFFLINE_DEFAULT, HUB_DEFAULT = "jm_kumo", "af_heart"
-OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
 FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h": "🇮🇳", "i": "🇮🇹", "p": "🇧🇷", "j": "🇯🇵", "z": "🇨🇳"}
 
 
@@ -57,30 +57,6 @@ def voice_choices() -> tuple[list[tuple[str, str]], str]:
     return choices, default
 
 
-def engine_banner() -> str:
-    info = registry.info("kokoro")
-    if not info.available:
-        return f"**Kokoro is unavailable:** {info.reason}"
-    count = sum(v.available for v in info.voices)
-    state = f"on {info.device}" if info.loaded else "loads on first use"
-    return (
-        f"**Kokoro-82M** · {info.backend} back-end · {state} · weights: {info.weights_source} · "
-        f"{count} of {len(info.voices)} voices available now"
-    )
-
-
-def status_line(stats: RunStats, done: bool = False) -> str:
-    info = registry.info("kokoro")
-    state = "Finished" if done else "Streaming"
-    ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
-    rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
-    return (
-        f"{state} · back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
-        f"time to first audio **{ttfa}** · real-time factor **{rtf}** · "
-        f"{stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
-    )
-
-
 def _request(text: str, voice: str, blend: str, speed: float, language: str) -> SynthesisRequest:
     return SynthesisRequest(
         text=text or "",
@@ -90,53 +66,35 @@ def _request(text: str, voice: str, blend: str, speed: float, language: str) -> 
     )
 
 
-def _clip_path(audio, fmt: str = "wav") -> str:
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix="kokoro-", suffix=f".{fmt}", dir=OUTPUT_DIR)
-    os.close(handle)
-    return str(write(Path(name), audio, fmt))
-
-
+@user_errors
 def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str) -> Iterator[tuple]:
     """Stream Kokoro speech chunk by chunk; then the whole clip as a file and the run's figures."""
-    try:
-        request = _request(text, voice, blend, speed, language)
-        stats = RunStats(engine="kokoro")
-        chunks, phonemes, words = [], [], []
-        for chunk in timed_stream("kokoro", request, stats):
-            chunks.append(chunk)
-            phonemes.append(chunk.phonemes)
-            offset = sum(c.duration_s for c in chunks[:-1])
-            words += [
-                [w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words
-            ]
-            yield (SAMPLE_RATE, to_int16(chunk.audio)), "\n".join(phonemes), words, status_line(stats), gr.skip()
-        yield gr.skip(), gr.skip(), gr.skip(), status_line(stats, done=True), _clip_path(join(chunks))
-    except EngineError as exc:
-        raise gr.Error(str(exc)) from None
-    except Exception as exc:  # never a traceback in the page
-        log.exception("Kokoro streaming failed")
-        raise gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.") from None
+    request = _request(text, voice, blend, speed, language)
+    stats = RunStats(engine="kokoro")
+    chunks, phonemes, words = [], [], []
+    for chunk in timed_stream("kokoro", request, stats):
+        chunks.append(chunk)
+        phonemes.append(chunk.phonemes)
+        offset = sum(c.duration_s for c in chunks[:-1])
+        words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
+        yield (SAMPLE_RATE, to_int16(chunk.audio)), "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip()
+    done = status_line("kokoro", stats, done=True)
+    yield gr.skip(), gr.skip(), gr.skip(), done, clip_path(join(chunks), "kokoro")
 
 
+@user_errors
 def kokoro_synthesize(text: str, voice: str, speed: float = 1.0, language: str = "Auto") -> tuple[str, dict]:
     """Synthesize the whole text with Kokoro and return a WAV file and the run's figures (no streaming)."""
-    try:
-        audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
-    except EngineError as exc:
-        raise gr.Error(str(exc)) from None
-    except Exception as exc:
-        log.exception("Kokoro synthesis failed")
-        raise gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.") from None
+    audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
     summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks]}
-    return _clip_path(audio), summary
+    return clip_path(audio, "kokoro"), summary
 
 
 def build() -> gr.Blocks:
     choices, default_voice = voice_choices()
     with gr.Blocks(title="Kokoro vs Qwen3-TTS") as demo:
         gr.Markdown("# Open TTS side by side\nHear Kokoro-82M speak as it is being generated.")
-        banner = gr.Markdown(engine_banner())
+        banner = gr.Markdown(banner_for("kokoro"))
         with gr.Tab("Kokoro", id="kokoro"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -185,7 +143,7 @@ def build() -> gr.Blocks:
                 concurrency_id="kokoro",
             )
             stop.click(None, None, None, cancels=[event])
-            event.then(engine_banner, None, banner, api_visibility="private")
+            event.then(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
             with gr.Row(visible=False):
                 api_file = gr.Audio(type="filepath")
                 api_info = gr.JSON()
@@ -197,7 +155,8 @@ def build() -> gr.Blocks:
                 api_name="synthesize",
                 concurrency_id="kokoro",
             )
-        demo.load(engine_banner, None, banner, api_visibility="private")
+        build_qwen_tab()
+        demo.load(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
     return demo
 
 
@@ -211,7 +170,9 @@ def preload(engine_id: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    threading.Thread(target=preload, args=("kokoro",), daemon=True).start()
+    for engine_id in ("kokoro", "qwen-custom", "qwen-clone"):
+        if registry.info(engine_id).available:
+            threading.Thread(target=preload, args=(engine_id,), daemon=True).start()
     demo = build()
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),

@@ -27,10 +27,19 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES))
-        p.add_argument("--voice", required=True, help="voice id or blend, e.g. af_heart:0.7,af_bella:0.3")
+        p.add_argument(
+            "--voice",
+            default="",
+            help="Kokoro voice or blend (af_heart:0.7,af_bella:0.3), Qwen speaker, or saved clone",
+        )
         p.add_argument("--speed", type=float, default=1.0)
         p.add_argument("--lang", default=None, help="language code or name (default: from the voice)")
         p.add_argument("--text-file", type=Path)
+        p.add_argument("--instruct", help="style instruction (Qwen3-TTS 1.7B CustomVoice)")
+        p.add_argument("--ref-audio", type=Path, help="reference clip to clone (qwen-clone)")
+        p.add_argument("--ref-text", help="exact transcript of the reference (default: transcribed)")
+        p.add_argument("--x-vector-only", action="store_true", help="clone the timbre only, no transcript needed")
+        p.add_argument("--max-new-tokens", type=int, help="cap on generated codec frames (Qwen3-TTS)")
 
     synth = sub.add_parser("synth", help="write speech to a file")
     common(synth)
@@ -57,6 +66,32 @@ def _read_text(args: argparse.Namespace) -> str:
     return sys.stdin.read()
 
 
+def _request(args: argparse.Namespace) -> SynthesisRequest:
+    reference, ref_text, x_vector_only = None, args.ref_text, args.x_vector_only
+    if args.ref_audio is not None:
+        from .reference import load_reference, settle_transcript
+
+        try:
+            data = args.ref_audio.read_bytes()
+        except OSError as exc:
+            raise EngineError(f"Cannot read the reference audio {args.ref_audio}: {exc.strerror or exc}") from None
+        reference = load_reference(data)
+        ref_text, x_vector_only, notice = settle_transcript(reference, ref_text, x_vector_only)
+        if notice:
+            print(notice, file=sys.stderr)
+    return SynthesisRequest(
+        text=_read_text(args),
+        voice=args.voice,
+        speed=args.speed,
+        language=args.lang,
+        instruct=args.instruct,
+        reference=reference,
+        reference_text=ref_text,
+        x_vector_only=x_vector_only,
+        max_new_tokens=args.max_new_tokens,
+    )
+
+
 def _list() -> dict:
     engines = []
     for info in registry.status():
@@ -73,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(json.dumps(_list(), ensure_ascii=False, indent=1))
             return 0
-        request = SynthesisRequest(text=_read_text(args), voice=args.voice, speed=args.speed, language=args.lang)
+        request = _request(args)
         if args.command == "synth":
             fmt = args.format or (
                 args.out.suffix.lstrip(".").lower() if args.out.suffix.lstrip(".").lower() in FORMATS else "wav"

@@ -18,6 +18,9 @@ import numpy as np
 SAMPLE_RATE = 24_000
 MAX_TEXT_CHARS = 5_000
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
+MAX_REFERENCE_TEXT_CHARS = 1_000
+MAX_INSTRUCT_CHARS = 500
+MAX_NEW_TOKENS = 8_192
 # Tab, newline and carriage return are ordinary text; every other control character is refused.
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 
@@ -42,6 +45,13 @@ class SynthesisRequest:
     voice: str
     speed: float = 1.0
     language: str | None = None
+    # Engines that take them (Qwen3-TTS): a style instruction, a decoded reference clip
+    # (`engines.reference.Reference`) with its transcript, x-vector-only cloning, a token cap.
+    instruct: str | None = None
+    reference: object | None = None
+    reference_text: str | None = None
+    x_vector_only: bool = False
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -54,8 +64,17 @@ class SynthesisRequest:
         )
         if bad is not None:
             raise InputError(f"The text contains a control character (U+{ord(bad):04X}); please remove it.")
-        if not isinstance(self.voice, str) or not self.voice.strip():
+        if self.reference is None and (not isinstance(self.voice, str) or not self.voice.strip()):
             raise InputError("Please choose a voice.")
+        if self.reference_text and len(self.reference_text) > MAX_REFERENCE_TEXT_CHARS:
+            raise InputError(
+                f"The reference transcript is {len(self.reference_text):,} characters long; "
+                f"the limit is {MAX_REFERENCE_TEXT_CHARS:,}."
+            )
+        if self.instruct and len(self.instruct) > MAX_INSTRUCT_CHARS:
+            raise InputError(f"The instruction is over {MAX_INSTRUCT_CHARS} characters; please shorten it.")
+        if self.max_new_tokens is not None and not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS:
+            raise InputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS:,}.")
         try:
             speed = float(self.speed)
         except (TypeError, ValueError):

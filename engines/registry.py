@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 # id -> "module:Class". Adding an engine means one file in engines/ and one line here.
 ENGINES: dict[str, str] = {
     "kokoro": "engines.kokoro:KokoroEngine",
+    "qwen-custom": "engines.qwen:QwenCustomEngine",
+    "qwen-clone": "engines.qwen:QwenCloneEngine",
 }
 ENGINE_NAMES: dict[str, str] = {
     "kokoro": "Kokoro-82M",
+    "qwen-custom": "Qwen3-TTS CustomVoice",
+    "qwen-clone": "Qwen3-TTS Base (cloning)",
 }
 
 _lock = threading.Lock()

@@ -77,6 +77,19 @@ def tiny_kokoro_dir(tmp_path_factory) -> Path:
     return build_tiny_kokoro(tmp_path_factory.mktemp("tiny-kokoro"))
 
 
+@pytest.fixture(scope="session")
+def qwen_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random Qwen3-TTS CustomVoice and Base checkpoints, loadable by `from_pretrained(dir)`."""
+    from qwen_tiny import build_one
+
+    root = tmp_path_factory.mktemp("tiny-qwen")
+    return {
+        "custom": Path(build_one(str(root / "customvoice"), "custom_voice")),
+        "clone": Path(build_one(str(root / "base"), "base")),
+        "custom-1.7b": Path(build_one(str(root / "customvoice-1.7b"), "custom_voice", model_size="1b7")),
+    }
+
+
 @pytest.fixture()
 def offline_env(monkeypatch):
     """No hub: the packaged ONNX model is the only Kokoro."""
@@ -92,10 +105,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(artifacts) -> str:
-    """`python app.py` running offline on a free local port."""
+def app_url(artifacts, qwen_dirs, tmp_path_factory) -> str:
+    """`python app.py` running offline on a free local port (Qwen3-TTS on the tiny checkpoints)."""
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+        "QWEN_CUSTOM_VOICE_MODEL": str(qwen_dirs["custom"]), "QWEN_BASE_MODEL": str(qwen_dirs["clone"]),
+        "TORCH_THREADS": "1", "VOICE_LIBRARY_DIR": str(tmp_path_factory.mktemp("app-library")),
+    }  # fmt: skip
     env.pop("KOKORO_MODEL", None)
     log = open(artifacts / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -51,3 +51,23 @@ def test_bad_input_shows_one_sentence_and_the_page_still_works(page, artifacts):
         page.screenshot(path=str(artifacts / "kokoro_error.png"))
     page.screenshot(path=str(artifacts / "kokoro_error.png"))
     assert page.locator("text=Traceback").count() == 0
+
+
+def test_clone_mode_uploads_a_reference_and_gets_audio_back(page, artifacts, tmp_path):
+    from test_qwen import wav_bytes
+
+    reference = tmp_path / "reference.wav"
+    reference.write_bytes(wav_bytes(3.0))
+    page.get_by_role("tab", name="Qwen3-TTS").click()
+    page.get_by_role("tab", name="Voice cloning").click()
+    page.locator("#qwen-ref input[type=file]").set_input_files(str(reference))
+    page.locator("#qwen-ref-notice", has_text="cloned").or_(
+        page.locator("#qwen-ref-notice", has_text="Transcribed")
+    ).wait_for(timeout=60_000)  # the ASR has filled the transcript box; now overwrite it
+    page.locator("#qwen-ref-text textarea").fill("This is the reference transcript.")
+    page.locator("#qwen-clone-text textarea").fill("Hello.")
+    page.locator("#qwen-clone-generate").click()
+    page.locator("#qwen-clone-status", has_text="Finished").wait_for(timeout=120_000)
+    page.screenshot(path=str(artifacts / "qwen_clone_tab.png"), full_page=True)
+    assert "time to first audio" in page.locator("#qwen-clone-status").inner_text()
+    assert page.locator("audio").count() >= 1

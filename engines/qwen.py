@@ -1,0 +1,299 @@
+"""Qwen3-TTS 12Hz: nine preset speakers (`qwen-custom`, CustomVoice) and voice cloning from a
+reference clip (`qwen-clone`, Base), on the stock `qwen-tts` package.
+
+Weights come from `QWEN_CUSTOM_VOICE_MODEL` / `QWEN_BASE_MODEL` (hub id or local folder; 1.7B ids
+work the same way). The package cannot stream audio, so this engine streams sentence by sentence:
+the first sentence alone (soon heard), the rest in batches of similar length, one `generate` per
+batch. `max_new_tokens` is capped from the text length (random or odd inputs can otherwise run
+to the package's 8,192-token default, about eleven minutes), and one lock guards each model.
+Clone prompts are cached per reference clip, transcript and mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .audio import fade_edges
+from .base import (
+    SAMPLE_RATE,
+    AudioChunk,
+    EngineInfo,
+    InputError,
+    SynthesisRequest,
+    UnavailableError,
+    VoiceInfo,
+)
+from .text import SENTENCE, split_clauses
+from .weights import hub_offline
+
+log = logging.getLogger(__name__)
+
+CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "qwen.json"
+MODELS = {
+    "custom": ("QWEN_CUSTOM_VOICE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "Qwen3-TTS CustomVoice"),
+    "clone": ("QWEN_BASE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-Base", "Qwen3-TTS Base (cloning)"),
+}
+FRAMES_PER_SECOND = 12.5
+BATCH_SIZE = 4
+
+
+def import_qwen_tts():
+    """Import qwen_tts; its flash-attn notice goes to stderr, not into the CLI's JSON on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):
+        import qwen_tts.inference.qwen3_tts_model as module
+    return module
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict:
+    with open(CATALOGUE_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def model_location(kind: str) -> tuple[str, str]:
+    """("local" | "hub", where) for a model kind; offline without a local folder it is unavailable."""
+    variable, default, name = MODELS[kind]
+    where = os.environ.get(variable, "").strip() or default
+    if Path(where).expanduser().is_dir():
+        return "local", str(Path(where).expanduser().resolve())
+    if hub_offline():
+        raise UnavailableError(
+            f"{name} needs the model hub, which is unreachable here, or a local copy: set {variable} to its folder."
+        )
+    return "hub", where
+
+
+def token_cap(text: str, requested: int | None) -> int:
+    """A generous upper bound on codec frames for `text` (0.2 s per character plus 3 s)."""
+    cap = int(FRAMES_PER_SECOND * (3.0 + 0.2 * len(text)))
+    return max(1, min(cap, requested)) if requested else cap
+
+
+def sentences(text: str) -> list[str]:
+    """The text as sentences (clauses joined back up to their sentence end)."""
+    out, current = [], ""
+    for clause in split_clauses(text):
+        current = f"{current} {clause.text}".strip() if clause.space_after or not current else current + clause.text
+        if clause.strength >= SENTENCE:
+            out.append(current)
+            current = ""
+    if current:
+        out.append(current)
+    return out
+
+
+def batches(items: list[str], size: int = BATCH_SIZE) -> list[list[str]]:
+    """Consecutive groups of up to `size` sentences whose lengths are within a factor of two."""
+    groups: list[list[str]] = []
+    for item in items:
+        group = groups[-1] if groups else None
+        if group and len(group) < size and max(map(len, group + [item])) <= 2 * min(map(len, group + [item])):
+            group.append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+class QwenEngine:
+    """Shared loading and streaming for both Qwen3-TTS engines; each subclass supplies
+    `_conditioning(request)` (speaker or clone prompt) and `_generate(model, texts, ...)`."""
+
+    kind = "custom"
+    engine_id = "qwen-custom"
+
+    def __init__(self) -> None:
+        self._model = None
+        self._device = ""
+        self._source = ""
+        self._lock = threading.Lock()
+        self._prompts: dict[tuple, list] = {}
+
+    # ----- registry protocol -------------------------------------------------------------
+    def info(self) -> EngineInfo:
+        info = EngineInfo(id=self.engine_id, name=MODELS[self.kind][2], loaded=self._model is not None, backend="torch")
+        try:
+            kind, where = model_location(self.kind)
+            info.weights_source = self._source or f"{kind}: {where}"
+            info.device = self._device
+        except UnavailableError as exc:
+            info.available, info.reason = False, str(exc)
+        info.voices = self.voices()
+        return info
+
+    def load(self, device: str) -> None:
+        import torch
+
+        Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel  # noqa: N806
+
+        kind, where = model_location(self.kind)
+        if device == "auto":
+            device = "cuda:0" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise UnavailableError(f"TTS_DEVICE={device} was asked for, but no CUDA device is visible.")
+        threads = int(os.environ.get("TORCH_THREADS", "0"))
+        if threads:
+            torch.set_num_threads(threads)
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        try:
+            self._model = Qwen3TTSModel.from_pretrained(
+                where, device_map=device, dtype=dtype, attn_implementation="sdpa"
+            )
+        except Exception as exc:  # missing files, bad config, download failure
+            log.exception("Loading %s failed", where)
+            raise UnavailableError(
+                f"Could not load {MODELS[self.kind][2]} from {where} ({type(exc).__name__})."
+            ) from exc
+        self._device, self._source = device, f"{kind}: {where}"
+
+    def unload(self) -> None:
+        self._model = None
+        self._prompts.clear()
+
+    # ----- what the model offers ---------------------------------------------------------
+    def voices(self) -> list[VoiceInfo]:
+        if self.kind != "custom":
+            return []
+        speakers = catalogue()["speakers"]
+        loaded = {s.lower() for s in (self._model.get_supported_speakers() or [])} if self._model else None
+        return [
+            VoiceInfo(
+                s["id"],
+                s["id"].replace("_", " "),
+                s["native_language"],
+                "",
+                None,
+                loaded is None or s["id"].lower() in loaded,
+            )
+            for s in speakers
+        ]
+
+    def languages(self) -> list[str]:
+        if self._model is not None:
+            found = self._model.get_supported_languages() or []
+            names = [lang.capitalize() for lang in found if "dialect" not in lang and lang != "auto"]
+            return ["Auto", *sorted(names)]
+        return list(catalogue()["languages"])
+
+    def follows_instructions(self) -> bool:
+        """Only the 1.7B CustomVoice model follows `instruct`; the 0.6B one silently drops it."""
+        if self._model is not None:
+            return "1b7" in str(getattr(self._model.model, "tts_model_size", "")).lower()
+        return "1.7b" in (os.environ.get(MODELS[self.kind][0], "") or MODELS[self.kind][1]).lower()
+
+    # ----- synthesis ---------------------------------------------------------------------
+    def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        model = self._loaded()
+        language = self._language(request.language)
+        lines = sentences(request.text)
+        if not lines:
+            raise InputError("There is nothing to say in this text.")
+        conditioning = self._conditioning(request)
+        groups = [[lines[0]], *batches(lines[1:])] if len(lines) > 1 else [lines]
+        index = 0
+        for group in groups:
+            cap = token_cap(max(group, key=len), request.max_new_tokens)
+            with self._lock:
+                wavs, rate = self._generate(model, group, language, conditioning, cap)
+            for text, wav in zip(group, wavs, strict=True):
+                audio = np.asarray(wav, dtype=np.float32).ravel()
+                if rate != SAMPLE_RATE:
+                    import soxr
+
+                    audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+                yield AudioChunk(audio=fade_edges(audio), text=text, phonemes="", index=index)
+                index += 1
+
+    def _language(self, language: str | None) -> str:
+        if language is None or not str(language).strip():
+            return "Auto"
+        wanted = str(language).strip().lower()
+        for name in self.languages():
+            if name.lower() == wanted:
+                return name
+        raise InputError(f"Unknown language {language!r} for Qwen3-TTS; choose one of: {', '.join(self.languages())}.")
+
+    def _loaded(self):
+        if self._model is None:
+            from . import registry
+
+            registry.get(self.engine_id)
+        return self._model
+
+
+class QwenCustomEngine(QwenEngine):
+    """Engine id `qwen-custom`: the nine preset speakers, optionally with an instruction (1.7B)."""
+
+    kind = "custom"
+    engine_id = "qwen-custom"
+
+    def _conditioning(self, request: SynthesisRequest) -> dict:
+        wanted = (request.voice or "").strip().lower()
+        names = {v.id.lower(): v.id for v in self.voices() if v.available}
+        if wanted not in names:
+            raise InputError(
+                f"Unknown Qwen3-TTS speaker {request.voice!r}; choose one of: {', '.join(names.values())}."
+            )
+        instruct = (request.instruct or "").strip() or None
+        if instruct and not self.follows_instructions():
+            raise InputError(
+                "This Qwen3-TTS model (0.6B) ignores instructions; only the 1.7B CustomVoice model follows them."
+            )
+        return {"speaker": names[wanted], "instruct": instruct}
+
+    def _generate(self, model, texts, language, conditioning, cap):
+        n = len(texts)
+        return model.generate_custom_voice(
+            text=texts,
+            speaker=[conditioning["speaker"]] * n,
+            language=[language] * n,
+            instruct=[conditioning["instruct"]] * n if conditioning["instruct"] else None,
+            max_new_tokens=cap,
+        )
+
+
+class QwenCloneEngine(QwenEngine):
+    """Engine id `qwen-clone`: any voice from a reference clip (ICL with its transcript, or x-vector only)."""
+
+    kind = "clone"
+    engine_id = "qwen-clone"
+
+    def clone_prompt(self, reference, reference_text: str | None, x_vector_only: bool) -> list:
+        """The model's voice-clone prompt for a reference, cached per clip, transcript and mode."""
+        model = self._loaded()
+        text = (reference_text or "").strip() or None
+        if not x_vector_only and not text:
+            raise InputError(
+                "Cloning with the reference's own words needs its exact transcript; type it, or tick x-vector only."
+            )
+        key = (reference.digest, None if x_vector_only else text, bool(x_vector_only))
+        if key not in self._prompts:
+            with self._lock:
+                self._prompts[key] = model.create_voice_clone_prompt(
+                    ref_audio=(reference.audio, reference.sample_rate),
+                    ref_text=text,
+                    x_vector_only_mode=bool(x_vector_only),
+                )
+        return self._prompts[key]
+
+    def _conditioning(self, request: SynthesisRequest) -> dict:
+        if request.reference is not None:
+            return {"prompt": self.clone_prompt(request.reference, request.reference_text, request.x_vector_only)}
+        from .voice_library import load_voice
+
+        return {"prompt": load_voice(request.voice)}
+
+    def _generate(self, model, texts, language, conditioning, cap):
+        n = len(texts)
+        return model.generate_voice_clone(
+            text=texts, language=[language] * n, voice_clone_prompt=conditioning["prompt"] * n, max_new_tokens=cap
+        )

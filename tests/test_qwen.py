@@ -1,0 +1,184 @@
+"""Qwen3-TTS engines on tiny random checkpoints built at test time, loaded by the real loader."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ROOT
+
+from engines import voice_library
+from engines.base import InputError, SynthesisRequest, UnavailableError
+from engines.qwen import FRAMES_PER_SECOND, QwenCloneEngine, QwenCustomEngine, batches, sentences, token_cap
+from engines.reference import load_reference
+
+SAMPLES_PER_FRAME = 1920
+
+
+def wav_bytes(
+    seconds: float = 3.0, rate: int = 24_000, channels: int = 1, level: float = 0.3, fmt: str = "WAV"
+) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    mono = level * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    data = np.stack([mono] * channels, axis=1) if channels > 1 else mono
+    buffer = io.BytesIO()
+    sf.write(buffer, data.astype(np.float32), rate, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def qwen_env(qwen_dirs, tmp_path_factory):
+    library = tmp_path_factory.mktemp("library")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
+        mp.setenv("QWEN_BASE_MODEL", str(qwen_dirs["clone"]))
+        mp.setenv("VOICE_LIBRARY_DIR", str(library))
+        mp.setenv("TORCH_THREADS", "1")
+        yield library
+
+
+@pytest.fixture(scope="module")
+def custom(qwen_env):
+    engine = QwenCustomEngine()
+    engine.load("cpu")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def clone(qwen_env):
+    engine = QwenCloneEngine()
+    engine.load("cpu")
+    return engine
+
+
+def test_speakers_and_languages_come_from_the_loaded_model(custom):
+    assert {v.id for v in custom.voices() if v.available} == {
+        "Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee",
+    }  # fmt: skip
+    assert custom.languages()[0] == "Auto" and "English" in custom.languages() and len(custom.languages()) == 11
+    assert not custom.follows_instructions()
+
+
+def test_preset_streams_one_chunk_per_sentence_in_order(custom):
+    text = "Hello there. How are you today? Fine."
+    chunks = list(custom.stream(SynthesisRequest(text, "Ryan", language="English", max_new_tokens=6)))
+    assert [c.text for c in chunks] == ["Hello there.", "How are you today?", "Fine."]
+    assert [c.index for c in chunks] == [0, 1, 2]
+    # random weights never stop early: each clip is exactly the capped number of frames
+    assert all(len(c.audio) == (6 - 1) * SAMPLES_PER_FRAME for c in chunks)
+
+
+def test_sentences_after_the_first_are_batched_in_one_generate(custom, monkeypatch):
+    calls = []
+    original = custom._model.generate_custom_voice
+
+    def spy(**kwargs):
+        calls.append(len(kwargs["text"]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(custom._model, "generate_custom_voice", spy)
+    text = "One two three. Four five six. Seven eight nine. Ten eleven twelve. Thirteen fourteen."
+    chunks = list(custom.stream(SynthesisRequest(text, "Aiden", max_new_tokens=4)))
+    assert len(chunks) == 5 and calls == [1, 4]
+
+
+def test_token_cap_follows_the_text_length():
+    assert token_cap("Hi.", None) == int(FRAMES_PER_SECOND * (3 + 0.6))
+    assert token_cap("x" * 500, None) > token_cap("x" * 50, None)
+    assert token_cap("x" * 500, 20) == 20
+    assert batches(["aaaa", "bbbbb", "c" * 30, "dd" * 14]) == [["aaaa", "bbbbb"], ["c" * 30, "dd" * 14]]
+    assert sentences("First one. Second, with a comma! 第三。") == ["First one.", "Second, with a comma!", "第三。"]
+
+
+def test_instruction_is_refused_by_a_06b_model_and_followed_by_a_17b_one(custom, qwen_dirs, monkeypatch):
+    with pytest.raises(InputError, match="ignores instructions"):
+        list(custom.stream(SynthesisRequest("Hello.", "Ryan", instruct="Speak happily.", max_new_tokens=4)))
+    monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom-1.7b"]))
+    big = QwenCustomEngine()
+    big.load("cpu")
+    assert big.follows_instructions()
+    assert list(big.stream(SynthesisRequest("Hello.", "Ryan", instruct="Speak happily.", max_new_tokens=4)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"voice": "Nobody"}, "Unknown Qwen3-TTS speaker"),
+        ({"language": "Klingon"}, "Unknown language 'Klingon'"),
+    ],
+)
+def test_bad_preset_requests(custom, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        list(custom.stream(SynthesisRequest(**{"text": "Hello.", "voice": "Ryan", "max_new_tokens": 4, **kwargs})))
+    assert list(custom.stream(SynthesisRequest("Still fine.", "Ryan", max_new_tokens=4)))
+
+
+def test_icl_and_x_vector_cloning(clone):
+    reference = load_reference(wav_bytes(3.0))
+    icl = list(
+        clone.stream(
+            SynthesisRequest(
+                "Hello there.", "", reference=reference, reference_text="A reference line.", max_new_tokens=5
+            )
+        )
+    )
+    xvec = list(
+        clone.stream(SynthesisRequest("Hello there.", "", reference=reference, x_vector_only=True, max_new_tokens=5))
+    )
+    assert len(icl[0].audio) == len(xvec[0].audio) == 4 * SAMPLES_PER_FRAME
+    assert len(clone._prompts) == 2  # one cached prompt per (clip, transcript, mode)
+    list(clone.stream(SynthesisRequest("Again.", "", reference=reference, x_vector_only=True, max_new_tokens=3)))
+    assert len(clone._prompts) == 2
+    with pytest.raises(InputError, match="needs its exact transcript"):
+        list(clone.stream(SynthesisRequest("Hello.", "", reference=reference, max_new_tokens=3)))
+
+
+def test_library_round_trip_across_a_new_process(clone, qwen_env, tmp_path):
+    reference = load_reference(wav_bytes(2.5))
+    slug = voice_library.save_voice("../My Voice/", clone.clone_prompt(reference, "A reference line.", False))
+    assert slug == "my-voice" and voice_library.list_voices() == ["my-voice"]
+    assert not list(qwen_env.glob("*.pt")) and not list(qwen_env.glob("*.pkl"))
+    out = tmp_path / "saved.wav"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "engines", "synth", "--engine", "qwen-clone", "--voice", "my-voice",
+         "--text", "From a new process.", "--max-new-tokens", "4", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["audio_s"] == pytest.approx(3 * SAMPLES_PER_FRAME / 24_000, abs=0.01)
+    voice_library.delete_voice("my-voice")
+    assert voice_library.list_voices() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("../", "needs letters or digits"), ("x" * 300, "at most 64 characters"), ("", "give the voice a name")],
+)
+def test_bad_library_names(qwen_env, name, message):
+    with pytest.raises(InputError, match=message):
+        voice_library.safe_name(name)
+    assert voice_library.safe_name("a/b\\c") == "a-b-c"
+
+
+def test_a_corrupt_library_entry_gets_one_sentence(clone, qwen_env):
+    reference = load_reference(wav_bytes(2.0))
+    voice_library.save_voice("broken", clone.clone_prompt(reference, None, True))
+    (qwen_env / "broken.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UnavailableError, match="'broken' is damaged; delete it"):
+        list(clone.stream(SynthesisRequest("Hello.", "broken", max_new_tokens=3)))
+    with pytest.raises(InputError, match="no saved voice called 'ghost'"):
+        list(clone.stream(SynthesisRequest("Hello.", "ghost", max_new_tokens=3)))
+    voice_library.delete_voice("broken")
+
+
+def test_offline_without_a_local_copy_says_so(offline_env, monkeypatch):
+    monkeypatch.delenv("QWEN_CUSTOM_VOICE_MODEL", raising=False)
+    info = QwenCustomEngine().info()
+    assert not info.available and "needs the model hub" in info.reason and "QWEN_CUSTOM_VOICE_MODEL" in info.reason

@@ -1,0 +1,1 @@
+"""Gradio tabs of the app, one module per engine family, plus what they share."""

@@ -1,0 +1,186 @@
+"""The Qwen3-TTS tab: preset speakers and voice cloning (with a saved-voice library), streamed.
+
+Built only from the engine registry: speakers and languages come from the loaded model (or
+voices/qwen.json before loading); the instruction box is live only for a model that follows
+instructions; a model that cannot be found offline makes the tab say so in one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gradio as gr
+
+from engines import registry
+from engines.audio import join, to_int16
+from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
+from engines.qwen import QwenCloneEngine, QwenCustomEngine, catalogue
+from engines.reference import Reference, load_reference, settle_transcript
+from engines.timing import RunStats, timed_stream
+from engines.voice_library import delete_voice, list_voices, save_voice
+
+from .common import banner, clip_path, status_line, user_errors
+
+LIBRARY_NONE = "(use the reference above)"
+INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0.6B one drops them)."
+
+
+def _reference(path: str | None) -> Reference | None:
+    """Decode the clip Gradio stored for an upload or recording (a server-side temp file)."""
+    return load_reference(Path(path).read_bytes()) if path else None
+
+
+def _speak(engine_id: str, request: SynthesisRequest, prefix: str) -> Iterator[tuple]:
+    stats, chunks = RunStats(engine=engine_id), []
+    for chunk in timed_stream(engine_id, request, stats):
+        chunks.append(chunk)
+        yield (SAMPLE_RATE, to_int16(chunk.audio)), status_line(engine_id, stats), gr.skip()
+    yield gr.skip(), status_line(engine_id, stats, done=True), clip_path(join(chunks), prefix)
+
+
+@user_errors
+def preset_stream(text: str, speaker: str, language: str, instruct: str) -> Iterator[tuple]:
+    """Stream a Qwen3-TTS preset speaker, sentence by sentence."""
+    request = SynthesisRequest(text=text or "", voice=speaker or "", language=language, instruct=instruct or None)
+    yield from _speak("qwen-custom", request, "qwen-preset")
+
+
+@user_errors
+def transcribe_reference(path: str | None) -> tuple[str, str]:
+    """Fill the transcript box from the reference clip (ASR), for the user to correct."""
+    reference = _reference(path)
+    if reference is None:
+        return "", ""
+    text, _, notice = settle_transcript(reference, None, False)
+    return text or "", notice
+
+
+@user_errors
+def clone_stream(path: str | None, transcript: str, x_vector_only: bool, text: str, language: str, saved: str):
+    """Stream a cloned voice: from the reference clip, or from a voice saved in the library."""
+    if saved and saved != LIBRARY_NONE:
+        request = SynthesisRequest(text=text or "", voice=saved, language=language)
+        yield from _speak("qwen-clone", request, "qwen-clone")
+        return
+    reference = _reference(path)
+    if reference is None:
+        raise InputError("Upload or record a reference clip, or pick a saved voice.")
+    transcript, x_vector_only, notice = settle_transcript(reference, transcript, x_vector_only)
+    if notice:
+        gr.Info(notice)
+    request = SynthesisRequest(
+        text=text or "", voice="", language=language, reference=reference,
+        reference_text=transcript, x_vector_only=x_vector_only,
+    )  # fmt: skip
+    yield from _speak("qwen-clone", request, "qwen-clone")
+
+
+@user_errors
+def save_reference(path: str | None, transcript: str, x_vector_only: bool, name: str):
+    """Save the reference's clone prompt under a name; it survives restarts."""
+    reference = _reference(path)
+    if reference is None:
+        raise InputError("Upload or record a reference clip before saving it.")
+    transcript, x_vector_only, _ = settle_transcript(reference, transcript, x_vector_only)
+    engine = registry.get("qwen-clone")
+    assert isinstance(engine, QwenCloneEngine)
+    slug = save_voice(name, engine.clone_prompt(reference, transcript, x_vector_only), engine.info().weights_source)
+    gr.Info(f"Saved the voice as {slug!r}.")
+    return gr.update(choices=[LIBRARY_NONE, *list_voices()], value=slug)
+
+
+@user_errors
+def delete_saved(name: str):
+    if not name or name == LIBRARY_NONE:
+        raise InputError("Pick a saved voice to delete.")
+    delete_voice(name)
+    gr.Info(f"Deleted the saved voice {name!r}.")
+    return gr.update(choices=[LIBRARY_NONE, *list_voices()], value=LIBRARY_NONE)
+
+
+def build_tab() -> None:
+    """The Qwen3-TTS tab, inside the caller's gr.Blocks."""
+    speakers = [
+        (f"{s['id'].replace('_', ' ')} · {s['native_language']} · {s['description']}", s["id"])
+        for s in catalogue()["speakers"]
+    ]
+    languages = catalogue()["languages"]
+    with gr.Tab("Qwen3-TTS", id="qwen"):
+        with gr.Tab("Preset speakers", id="qwen-preset"):
+            gr.Markdown(banner("qwen-custom"))
+            follows = registry.info("qwen-custom").available and QwenCustomEngine().follows_instructions()
+            with gr.Row():
+                with gr.Column(scale=3):
+                    p_text = gr.Textbox(
+                        label="Text",
+                        lines=5,
+                        value="Hello! This is one of Qwen3-TTS's preset speakers.",
+                        elem_id="qwen-preset-text",
+                    )
+                with gr.Column(scale=2):
+                    p_speaker = gr.Dropdown(speakers, value="Ryan", label="Speaker")
+                    p_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    p_instruct = gr.Textbox(
+                        label="Instruction", interactive=follows, info=None if follows else INSTRUCT_OFF
+                    )
+            with gr.Row():
+                p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
+                p_stop = gr.Button("Stop", variant="stop")
+            p_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+            p_status = gr.Markdown(elem_id="qwen-preset-status")
+            p_file = gr.File(label="Download the whole clip (WAV)", interactive=False)
+            p_event = p_go.click(
+                preset_stream, [p_text, p_speaker, p_language, p_instruct], [p_audio, p_status, p_file],
+                api_name="qwen_preset_stream", concurrency_id="qwen",
+            )  # fmt: skip
+            p_stop.click(None, None, None, cancels=[p_event])
+
+        with gr.Tab("Voice cloning", id="qwen-clone"):
+            gr.Markdown(banner("qwen-clone"))
+            with gr.Row():
+                with gr.Column():
+                    c_ref = gr.Audio(
+                        label="Reference clip (3–30 s of speech)",
+                        sources=["upload", "microphone"],
+                        type="filepath",
+                        elem_id="qwen-ref",
+                    )
+                    c_transcript = gr.Textbox(
+                        label="Transcript of the reference (filled by ASR; correct it)",
+                        lines=2,
+                        elem_id="qwen-ref-text",
+                    )
+                    c_notice = gr.Markdown(elem_id="qwen-ref-notice")
+                    c_xvec = gr.Checkbox(label="x-vector only (timbre only; no transcript needed)")
+                    with gr.Row():
+                        c_name = gr.Textbox(label="Save as", placeholder="my-voice", scale=3)
+                        c_save = gr.Button("Save to library", scale=1)
+                    with gr.Row():
+                        c_saved = gr.Dropdown(
+                            [LIBRARY_NONE, *list_voices()], value=LIBRARY_NONE, label="Saved voices", scale=3
+                        )
+                        c_delete = gr.Button("Delete", scale=1)
+                with gr.Column():
+                    c_text = gr.Textbox(
+                        label="Text to say in the cloned voice",
+                        lines=5,
+                        value="This is my cloned voice speaking.",
+                        elem_id="qwen-clone-text",
+                    )
+                    c_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    with gr.Row():
+                        c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
+                        c_stop = gr.Button("Stop", variant="stop")
+                    c_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+                    c_status = gr.Markdown(elem_id="qwen-clone-status")
+                    c_file = gr.File(label="Download the whole clip (WAV)", interactive=False)
+            c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
+            c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
+            c_event = c_go.click(
+                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved], [c_audio, c_status, c_file],
+                api_name="qwen_clone_stream", concurrency_id="qwen",
+            )  # fmt: skip
+            c_stop.click(None, None, None, cancels=[c_event])
+            c_save.click(save_reference, [c_ref, c_transcript, c_xvec, c_name], c_saved, api_name="qwen_save_voice")
+            c_delete.click(delete_saved, c_saved, c_saved, api_name="qwen_delete_voice")
