@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
@@ -48,8 +47,8 @@ BATCH_SIZE = 4
 
 
 def import_qwen_tts():
-    """Import qwen_tts; its flash-attn notice goes to stderr, not into the CLI's JSON on stdout."""
-    with contextlib.redirect_stdout(sys.stderr):
+    """Import qwen_tts without its flash-attn notice (printed to stdout, it would corrupt the CLI's JSON)."""
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         import qwen_tts.inference.qwen3_tts_model as module
     return module
 

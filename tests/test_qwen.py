@@ -182,3 +182,50 @@ def test_offline_without_a_local_copy_says_so(offline_env, monkeypatch):
     monkeypatch.delenv("QWEN_CUSTOM_VOICE_MODEL", raising=False)
     info = QwenCustomEngine().info()
     assert not info.available and "needs the model hub" in info.reason and "QWEN_CUSTOM_VOICE_MODEL" in info.reason
+
+
+def _cli(qwen_dirs, library, *args):
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "TORCH_THREADS": "1", "VOICE_LIBRARY_DIR": str(library),
+        "QWEN_CUSTOM_VOICE_MODEL": str(qwen_dirs["custom"]), "QWEN_BASE_MODEL": str(qwen_dirs["clone"]),
+    }  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "engines", "synth", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_preset_and_clone_from_a_reference_file(qwen_dirs, tmp_path):
+    preset = _cli(qwen_dirs, tmp_path, "--engine", "qwen-custom", "--voice", "Ryan", "--lang", "English",
+                  "--text", "Hello.", "--max-new-tokens", "5", "--out", str(tmp_path / "p.wav"))  # fmt: skip
+    assert preset.returncode == 0, preset.stderr
+    assert sf.info(tmp_path / "p.wav").frames == 4 * SAMPLES_PER_FRAME
+    (tmp_path / "ref.wav").write_bytes(wav_bytes(3.0))
+    clone = _cli(qwen_dirs, tmp_path, "--engine", "qwen-clone", "--ref-audio", str(tmp_path / "ref.wav"),
+                 "--text", "Hello.", "--max-new-tokens", "5", "--out", str(tmp_path / "c.flac"))  # fmt: skip
+    assert clone.returncode == 0, clone.stderr
+    assert "x-vector" in clone.stderr  # a tone has no words: the ASR finds none, so it falls back
+    assert json.loads(clone.stdout)["format"] == "flac"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "qwen-clone", "--ref-audio", "{junk}"], "not audio that can be read"),
+        (["--engine", "qwen-clone", "--ref-audio", "{ref}", "--ref-text", "x" * 1001], "reference transcript is 1,001"),
+        (["--engine", "qwen-custom", "--voice", "Ryan", "--lang", "Elvish"], "Unknown language 'Elvish'"),
+        (["--engine", "qwen-custom", "--voice", "Ryan", "--max-new-tokens", "0"], "max_new_tokens must be"),
+    ],
+)
+def test_cli_bad_qwen_input_is_one_line(qwen_dirs, tmp_path, args, message):
+    (tmp_path / "junk.wav").write_bytes(b"\x00garbage" * 50)
+    (tmp_path / "ref.wav").write_bytes(wav_bytes(2.0))
+    args = [a.format(junk=tmp_path / "junk.wav", ref=tmp_path / "ref.wav") for a in args]
+    result = _cli(qwen_dirs, tmp_path, *args, "--text", "Hello.", "--out", str(tmp_path / "x.wav"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
