@@ -29,14 +29,18 @@ def to_int16(audio: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
-def fade_edges(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fade_s: float = FADE_S) -> np.ndarray:
+def fade_edges(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, fade_s: float = FADE_S, start: bool = True, end: bool = True
+) -> np.ndarray:
     """Raised-cosine fade in and out, so that joined chunks meet at zero without a click."""
     out = np.array(audio, dtype=np.float32, copy=True)
     n = min(int(sample_rate * fade_s), len(out) // 2)
     if n > 0:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float32))
-        out[:n] *= ramp
-        out[-n:] *= ramp[::-1]
+        if start:
+            out[:n] *= ramp
+        if end:
+            out[-n:] *= ramp[::-1]
     return out
 
 

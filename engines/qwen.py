@@ -2,10 +2,12 @@
 reference clip (`qwen-clone`, Base), on the stock `qwen-tts` package.
 
 Weights come from `QWEN_CUSTOM_VOICE_MODEL` / `QWEN_BASE_MODEL` (hub id or local folder; 1.7B ids
-work the same way). The package cannot stream audio, so this engine streams sentence by sentence:
-the first sentence alone (soon heard), the rest in batches of similar length, one `generate` per
-batch. `max_new_tokens` is capped from the text length (random or odd inputs can otherwise run
-to the package's 8,192-token default, about eleven minutes), and one lock guards each model.
+work the same way). The package has no audio streaming, so the first sentence is streamed frame by
+frame (a forward hook collects the codec frames as they are sampled and the codec decodes them a
+second at a time, with left context) and the rest come sentence by sentence, in batches of similar
+length, one `generate` per batch. `max_new_tokens` is capped from the text length (random or odd
+inputs can otherwise run to the package's 8,192-token default, about eleven minutes), and one lock
+guards each model.
 Clone prompts are cached per reference clip, transcript and mode.
 """
 
@@ -15,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
@@ -44,6 +47,12 @@ MODELS = {
 }
 FRAMES_PER_SECOND = 12.5
 BATCH_SIZE = 4
+STREAM_FRAMES = 12  # decode and yield about every second of speech
+LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the codec's chunked decode uses
+
+
+class _Cancelled(Exception):
+    """Raised inside the generation thread when its listener has gone away."""
 
 
 def import_qwen_tts():
@@ -191,15 +200,21 @@ class QwenEngine:
 
     # ----- synthesis ---------------------------------------------------------------------
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        """The first sentence streams frame by frame; the rest come sentence by sentence, batched."""
         model = self._loaded()
         language = self._language(request.language)
         lines = sentences(request.text)
         if not lines:
             raise InputError("There is nothing to say in this text.")
         conditioning = self._conditioning(request)
-        groups = [[lines[0]], *batches(lines[1:])] if len(lines) > 1 else [lines]
         index = 0
-        for group in groups:
+        with self._lock:
+            cap = token_cap(lines[0], request.max_new_tokens)
+            opening = lambda: self._generate(model, lines[:1], language, conditioning, cap)  # noqa: E731
+            for k, piece in enumerate(self._frames(model, opening, conditioning)):
+                yield AudioChunk(audio=piece, text=lines[0] if k == 0 else "", phonemes="", index=index)
+                index += 1
+        for group in batches(lines[1:]):
             cap = token_cap(max(group, key=len), request.max_new_tokens)
             with self._lock:
                 wavs, rate = self._generate(model, group, language, conditioning, cap)
@@ -211,6 +226,74 @@ class QwenEngine:
                     audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
                 yield AudioChunk(audio=fade_edges(audio), text=text, phonemes="", index=index)
                 index += 1
+
+    def _frames(self, model, generate, conditioning: dict) -> Iterator[np.ndarray]:
+        """Run `generate` in a thread and decode its codec frames as they are sampled.
+
+        A forward hook on the talker sees each frame's codes one step after sampling (the
+        package has no streaming API); every `STREAM_FRAMES` frames the codec decoder renders the
+        new ones with up to `LEFT_CONTEXT` frames of context (the reference's codes in ICL mode),
+        so the pieces join into what a whole-clip decode gives. Leaving early stops generation.
+        """
+        import torch
+
+        inner = model.model
+        vocab = inner.config.talker_config.code_predictor_config.vocab_size
+        decoder = inner.speech_tokenizer.model.decoder
+        frames: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        outcome: dict = {}
+
+        def hook(module, args, kwargs, output):
+            if stop.is_set():
+                raise _Cancelled
+            codes = output.hidden_states[1] if output.hidden_states is not None else None
+            if codes is not None:
+                frames.put(codes[0].detach().to("cpu", copy=True))
+
+        def run() -> None:
+            try:
+                outcome["result"] = generate()
+            except BaseException as exc:  # reported to the consumer below
+                outcome["error"] = exc
+            finally:
+                frames.put(None)
+
+        context = self._context_codes(conditioning)
+        done = list(context)
+        emitted, first = len(done), True
+        handle = inner.talker.register_forward_hook(hook, with_kwargs=True)
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = frames.get()
+                if item is not None and 0 <= int(item.min()) and int(item.max()) < vocab:
+                    done.append(item)
+                if len(done) - emitted >= STREAM_FRAMES or (item is None and len(done) > emitted):
+                    left = min(emitted, LEFT_CONTEXT)
+                    codes = torch.stack(done[emitted - left :], 0).T.unsqueeze(0).to(inner.device)
+                    with torch.inference_mode():
+                        wav = decoder(codes)[0, 0].float().cpu().numpy()
+                    per_frame = len(wav) // codes.shape[-1]
+                    # fades only where the sentence starts and ends: the pieces in between are continuous
+                    yield fade_edges(wav[left * per_frame :], start=first, end=item is None)
+                    emitted, first = len(done), False
+                if item is None:
+                    break
+        finally:
+            stop.set()
+            worker.join()
+            handle.remove()
+        if "error" in outcome and not isinstance(outcome["error"], _Cancelled):
+            raise outcome["error"]
+
+    def _context_codes(self, conditioning: dict) -> list:
+        """Codec frames that precede the generated ones: the reference's codes in ICL cloning."""
+        prompt = conditioning.get("prompt")
+        if prompt and prompt[0].icl_mode and prompt[0].ref_code is not None:
+            return list(prompt[0].ref_code.detach().to("cpu").reshape(-1, prompt[0].ref_code.shape[-1]))
+        return []
 
     def _language(self, language: str | None) -> str:
         if language is None or not str(language).strip():

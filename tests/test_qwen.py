@@ -229,3 +229,38 @@ def test_cli_bad_qwen_input_is_one_line(qwen_dirs, tmp_path, args, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_first_sentence_streams_in_pieces_that_join_into_the_whole_decode(custom, monkeypatch):
+    whole = []
+    original = custom._model.generate_custom_voice
+
+    def keep(**kwargs):
+        wavs, rate = original(**kwargs)
+        whole.append(wavs[0])
+        return wavs, rate
+
+    monkeypatch.setattr(custom._model, "generate_custom_voice", keep)
+    chunks = list(custom.stream(SynthesisRequest("Hello there.", "Ryan", max_new_tokens=30)))
+    assert len(chunks) == 3 and [c.text for c in chunks] == ["Hello there.", "", ""]  # 29 frames: 12 + 12 + 5
+    streamed = np.concatenate([c.audio for c in chunks])
+    assert len(streamed) == len(whole[0]) == 29 * SAMPLES_PER_FRAME
+    inner = slice(200, -200)  # only the sentence's outer fades differ
+    assert np.max(np.abs(streamed[inner] - whole[0][inner])) < 1e-4
+
+
+def test_leaving_a_stream_early_stops_generation_and_frees_the_model(custom):
+    stream = custom.stream(SynthesisRequest("A long first sentence that we stop early.", "Ryan", max_new_tokens=400))
+    first = next(stream)
+    assert len(first.audio) == 12 * SAMPLES_PER_FRAME
+    stream.close()  # what the Stop button does to the generator
+    assert not custom._lock.locked()
+    assert list(custom.stream(SynthesisRequest("Next one.", "Ryan", max_new_tokens=4)))
+
+
+def test_icl_stream_decodes_with_the_reference_codes_as_context(clone):
+    reference = load_reference(wav_bytes(2.0))
+    chunks = list(
+        clone.stream(SynthesisRequest("Hello.", "", reference=reference, reference_text="A line.", max_new_tokens=20))
+    )
+    assert sum(len(c.audio) for c in chunks) == 19 * SAMPLES_PER_FRAME and len(chunks) == 2
