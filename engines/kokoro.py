@@ -92,10 +92,11 @@ class KokoroEngine:
         log.info("Kokoro loaded: %s on %s from %s", self._backend.name, self._backend.device, weights.source)
 
     def _warm_up(self) -> None:
-        """Build the English G2P, run the model once, and measure its real-time factor.
+        """Build the English G2P, run the model, and measure its speed for the chunk plan.
 
-        The chunk plan uses the measured factor (with a 25% margin) to size each streamed chunk
-        so that it is ready before the audio before it has finished playing.
+        Two sentences of different lengths give the fixed cost per chunk, the cost per phoneme
+        and the seconds of (trimmed) speech per phoneme; the plan takes them with a 25% margin so
+        that each streamed chunk is ready before the audio before it has finished playing.
         """
         backend = self._backend
         assert backend is not None
@@ -105,14 +106,26 @@ class KokoroEngine:
             log.warning("%s", exc)
             return
         style = backend.pack(next(iter(sorted(backend.voice_names() or {"af_heart"}))))
-        for text in ("Hello.", "The birch canoe slid on the smooth planks."):
+        samples = []
+        for text in ("Hello.", "Hi there.", "The birch canoe slid on the smooth planks, and we glued the sheet to it."):
             ids = [backend.vocab[ch] for ch in g2p(text)[0] if ch in backend.vocab]
             start = time.perf_counter()
             audio, _ = backend.run(ids, style[len(ids) - 1], 1.0)
-            elapsed = time.perf_counter() - start
-        rtf = elapsed / max(len(audio) / SAMPLE_RATE, 1e-3)
-        self.plan = replace(self.plan, rtf=min(0.95, max(0.05, 1.25 * rtf)))
-        log.info("Kokoro measured real-time factor %.3f; chunk plan uses %.3f", rtf, self.plan.rtf)
+            samples.append((len(ids), time.perf_counter() - start, len(trim_silence(audio)[0]) / SAMPLE_RATE))
+        (n1, c1, s1), (n2, c2, s2) = samples[1], samples[2]  # the first run only warms up
+        per_phoneme = max((c2 - c1) / (n2 - n1), 1e-4)
+        overhead = max(c1 - per_phoneme * n1, 0.0)
+        audio_per_phoneme = max((s2 - s1) / (n2 - n1), 0.02)
+        self.plan = replace(
+            self.plan,
+            overhead_s=1.25 * overhead,
+            compute_s_per_phoneme=1.25 * per_phoneme,
+            audio_s_per_phoneme=audio_per_phoneme,
+        )
+        log.info(
+            "Kokoro speed: %.3f s per chunk + %.4f s per phoneme; %.3f s of speech per phoneme",
+            overhead, per_phoneme, audio_per_phoneme,
+        )  # fmt: skip
 
     def unload(self) -> None:
         self._backend = None

@@ -3,7 +3,7 @@
 Text is cut into clauses at sentence ends (`.!?…` and full-width `。！？`), at `;:` (`；：`), at
 `,—` (`，、`) and at line breaks; pronunciation markup such as `[Kokoro](/kˈOkəɹO/)` is never cut.
 The chunk plan then groups phonemized clauses into chunks: a short first chunk so that audio
-starts soon, then chunks that grow as fast as the engine's real-time factor allows while each one
+starts soon, then chunks that grow as fast as the engine's measured speed allows while each one
 is still ready before the audio before it has finished playing, and never more than the model's 510-phoneme window.
 """
 
@@ -83,22 +83,26 @@ def split_words(text: str, parts: int) -> list[str]:
 class ChunkPlan:
     """How big each streamed chunk may be, in phonemes.
 
-    Synthesis of chunk k+1 starts when chunk k is ready and must end before the audio so far has
-    played. With `rtf` the engine's seconds of compute per second of audio and P the phonemes
-    already planned, chunk k+1 may hold up to P * (1/rtf - 1) + first phonemes, since audio
-    length is roughly proportional to phoneme count.
+    Chunk k+1 is synthesized after chunk k and must be ready before the audio planned so far has
+    played. With an engine that needs `overhead_s + compute_s_per_phoneme * n` seconds for a chunk
+    of n phonemes that plays for `audio_s_per_phoneme * n` seconds (figures the engine measures
+    when it loads), that bounds chunk k+1 by what the first k chunks buy in playing time.
     """
 
-    first_min: int = 12
-    first_max: int = 40
-    rtf: float = 0.6
+    first_min: int = 20
+    first_max: int = 45
     hard_max: int = 510
+    overhead_s: float = 0.0
+    compute_s_per_phoneme: float = 0.04
+    audio_s_per_phoneme: float = 0.065
 
     def budget(self, index: int, planned: int, first: int) -> int:
         if index == 0:
             return self.first_max
-        ahead = planned * (1.0 / max(self.rtf, 0.05) - 1.0) + first
-        return max(self.first_min, min(self.hard_max, int(ahead)))
+        played = self.audio_s_per_phoneme * planned  # audio of chunks 1..k
+        spent = index * self.overhead_s + self.compute_s_per_phoneme * (planned - first)  # compute of 2..k
+        room = (played - spent - self.overhead_s) / max(self.compute_s_per_phoneme, 1e-6)
+        return max(self.first_min, min(self.hard_max, int(room)))
 
 
 def plan_chunks(clauses: Iterable[tuple[int, int]], plan: ChunkPlan) -> Iterator[list[int]]:

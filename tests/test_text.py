@@ -48,20 +48,21 @@ def test_first_chunk_is_short_and_later_chunks_grow():
     assert sum(sizes) == sum(lengths) + len(lengths) - len(sizes)
 
 
-@pytest.mark.parametrize("rtf", [0.2, 0.45, 0.6])
-def test_each_chunk_is_ready_before_the_audio_before_it_ends(rtf):
-    """Simulate a sequential engine whose audio and compute are proportional to phonemes."""
+@pytest.mark.parametrize(("overhead", "per_phoneme"), [(0.0, 0.01), (0.38, 0.032), (0.2, 0.045)])
+def test_each_chunk_is_ready_before_the_audio_before_it_ends(overhead, per_phoneme):
+    """Simulate a sequential engine with a fixed cost per chunk plus a cost per phoneme."""
+    plan = ChunkPlan(overhead_s=overhead, compute_s_per_phoneme=per_phoneme, audio_s_per_phoneme=0.065)
     lengths = [7, 25, 12, 40, 9, 33, 18, 60, 5, 80, 22, 14, 90, 35, 28, 11, 70, 45] * 3
     strengths = [COMMA, SENTENCE, WORD, SENTENCE, COMMA, PARAGRAPH] * 9
-    sizes = _sizes(lengths, _plan(lengths, strengths, ChunkPlan(rtf=rtf)))
+    sizes = _sizes(lengths, _plan(lengths, strengths, plan))
     ready = played_until = 0.0
     for k, size in enumerate(sizes):
-        ready += rtf * size
+        ready += overhead + per_phoneme * size
         if k == 0:
             played_until = ready
         else:
             assert ready <= played_until + 1e-9, (k, sizes)
-        played_until = max(played_until, ready) + size
+        played_until = max(played_until, ready) + 0.065 * size
 
 
 def test_first_chunk_stops_at_the_first_break_once_long_enough():
