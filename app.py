@@ -32,6 +32,9 @@ EXAMPLES = [
     "You say tomato, I say [tomato](/təmˈɑTO/). Let's call the whole thing off!",
     "On the 3rd of May, 2024, the temperature reached 31°C; nobody expected that.",
 ]
+MARKUP_HELP = (
+    "Pronunciation markup: a word in square brackets, then its phonemes between slashes in parentheses (third example)."
+)
 # Offline, the packaged voice with the lowest measured English WER (FACTS.md); on the hub, af_heart.
 OFFLINE_DEFAULT, HUB_DEFAULT = "jm_kumo", "af_heart"
 FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h": "🇮🇳", "i": "🇮🇹", "p": "🇧🇷", "j": "🇯🇵", "z": "🇨🇳"}
@@ -104,7 +107,7 @@ def build() -> gr.Blocks:
                         max_length=MAX_TEXT_CHARS,
                         value=EXAMPLES[0],
                         elem_id="kokoro-text",
-                        info=r"Pronunciation markup: \[word\](/phonemes/), e.g. \[Kokoro\](/kˈOkəɹO/)",
+                        info=MARKUP_HELP,
                     )
                     gr.Examples(EXAMPLES, inputs=text, label="Examples")
                 with gr.Column(scale=2):
