@@ -28,21 +28,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engines.base import SynthesisRequest  # noqa: E402
 from engines.kokoro import KokoroEngine  # noqa: E402
-from engines.timing import RunStats  # noqa: E402
+from engines.timing import RunStats, measured  # noqa: E402
 from engines.weights import packaged_kokoro  # noqa: E402
 
 
 def run_ours(engine: KokoroEngine, request: SynthesisRequest) -> tuple[dict, str]:
-    stats, start, phonemes = RunStats(engine="kokoro"), time.perf_counter(), []
-    for chunk in engine.stream(request):
-        now = time.perf_counter() - start
-        stats.ttfa_s = stats.ttfa_s if stats.ttfa_s is not None else now
-        stats.ready_s.append(now)
-        stats.durations_s.append(chunk.duration_s)
-        stats.audio_s += chunk.duration_s
-        stats.chunks += 1
-        phonemes.append(chunk.phonemes)
-    stats.total_s = time.perf_counter() - start
+    stats = RunStats(engine="kokoro")
+    phonemes = [chunk.phonemes for chunk in measured(engine, request, stats)]
     return {**stats.summary(), "underruns": stats.underruns}, " ".join(phonemes)
 
 

@@ -72,10 +72,6 @@ def get(engine_id: str) -> Engine:
     return engine
 
 
-def is_loaded(engine_id: str) -> bool:
-    return engine_id in _loaded
-
-
 def info(engine_id: str) -> EngineInfo:
     """What the engine reports about itself without loading it, or why it cannot be used."""
     try:

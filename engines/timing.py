@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import registry
 from .audio import join
-from .base import AudioChunk, SynthesisRequest
+from .base import AudioChunk, Engine, SynthesisRequest
 
 
 @dataclass
@@ -57,13 +57,14 @@ class RunStats:
             "chunks": self.chunks,
         }
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "rtf": self.rtf, "underruns": self.underruns}
-
 
 def timed_stream(engine_id: str, request: SynthesisRequest, stats: RunStats) -> Iterator[AudioChunk]:
-    """The engine's chunks, filling `stats` as they come (the engine is loaded before timing starts)."""
-    engine = registry.get(engine_id)
+    """The registry engine's chunks, filling `stats` (the engine is loaded before timing starts)."""
+    return measured(registry.get(engine_id), request, stats)
+
+
+def measured(engine: Engine, request: SynthesisRequest, stats: RunStats) -> Iterator[AudioChunk]:
+    """An engine's chunks, filling `stats` as they come."""
     start = time.perf_counter()
     for chunk in engine.stream(request):
         now = time.perf_counter() - start
