@@ -1,5 +1,6 @@
 """Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
-joining chunks and encoding whole clips (WAV, FLAC, MP3, OGG/Vorbis via libsndfile).
+joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard) and encoding whole
+clips (WAV, FLAC, MP3, OGG/Vorbis via libsndfile).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 FADE_S = 0.005
 SILENCE_DB = -50.0
+MIN_LOUDNESS_S = 0.4  # BS.1770 gating blocks are 400 ms: shorter clips have no integrated loudness
+TRUE_PEAK_DBFS = -1.0
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
@@ -73,6 +76,62 @@ def trim_silence(
     head = max(0, start - keep)
     body = np.asarray(audio[head : min(len(audio), stop + keep)], dtype=np.float32)
     return np.concatenate([body, np.zeros(int(pause_s * sample_rate), np.float32)]), head
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
+    """Integrated loudness in LUFS; None for clips under 0.4 s or silence (no gated block)."""
+    import pyloudnorm
+
+    samples = np.asarray(audio, dtype=np.float64)
+    if len(samples) < MIN_LOUDNESS_S * sample_rate:
+        return None
+    value = pyloudnorm.Meter(sample_rate).integrated_loudness(samples)
+    return float(value) if np.isfinite(value) else None
+
+
+def true_peak_dbfs(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Peak of the 4x oversampled signal in dBFS (BS.1770 true peak, approximated with soxr)."""
+    import soxr
+
+    samples = np.asarray(audio, dtype=np.float32)
+    if samples.size == 0:
+        return -np.inf
+    upsampled = soxr.resample(samples, sample_rate, 4 * sample_rate)
+    peak = float(max(np.max(np.abs(upsampled)), np.max(np.abs(samples))))
+    return 20 * np.log10(peak) if peak > 0 else -np.inf
+
+
+def loudness_gain(
+    audio: np.ndarray, target_lufs: float, sample_rate: int = SAMPLE_RATE, peak_dbfs: float = TRUE_PEAK_DBFS
+) -> tuple[float, str]:
+    """Linear gain that brings a clip to `target_lufs` without its true peak passing `peak_dbfs`.
+
+    Returns the gain and a note for the user when the target could not be met (clip too short or
+    silent: peak guard only; or the peak guard held the level below the target).
+    """
+    peak = true_peak_dbfs(audio, sample_rate)
+    if not np.isfinite(peak):
+        return 1.0, "The clip is silent; loudness left as it is."
+    headroom_db = peak_dbfs - peak
+    measured = integrated_loudness(audio, sample_rate)
+    if measured is None:
+        gain_db = min(0.0, headroom_db)
+        return 10 ** (gain_db / 20), "Clip shorter than 0.4 s: loudness cannot be measured, peak guard only."
+    gain_db = target_lufs - measured
+    if gain_db > headroom_db:
+        reached = measured + headroom_db
+        return 10 ** (headroom_db / 20), (
+            f"Peak guard: reached {reached:.1f} LUFS instead of {target_lufs:g} to keep peaks at {peak_dbfs:g} dBFS."
+        )
+    return 10 ** (gain_db / 20), ""
+
+
+def normalize_loudness(
+    audio: np.ndarray, target_lufs: float, sample_rate: int = SAMPLE_RATE, peak_dbfs: float = TRUE_PEAK_DBFS
+) -> tuple[np.ndarray, str]:
+    """The clip at `target_lufs` (peak-guarded), and the note from `loudness_gain`."""
+    gain, note = loudness_gain(audio, target_lufs, sample_rate, peak_dbfs)
+    return (np.asarray(audio, dtype=np.float32) * np.float32(gain)), note
 
 
 def join(chunks: Iterable[AudioChunk]) -> np.ndarray:

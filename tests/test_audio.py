@@ -51,3 +51,21 @@ def test_trim_keeps_a_margin_and_adds_the_pause():
 def test_silence_only_becomes_just_the_pause():
     trimmed, head = audio.trim_silence(np.zeros(24_000, np.float32), pause_s=0.1)
     assert len(trimmed) == 2_400 and head == 0
+
+
+def test_a_tone_normalized_to_minus_20_lufs_measures_minus_20():
+    out, note = audio.normalize_loudness(tone(3.0, level=0.05), -20.0)
+    assert note == ""
+    assert audio.integrated_loudness(out) == pytest.approx(-20.0, abs=0.5)
+
+
+def test_the_peak_guard_holds_true_peak_at_minus_1_dbfs():
+    out, note = audio.normalize_loudness(tone(3.0, level=0.05), -3.0)
+    assert "Peak guard" in note
+    assert audio.true_peak_dbfs(out) == pytest.approx(-1.0, abs=0.1)
+
+
+def test_a_clip_under_0_4_s_has_no_loudness_and_gets_the_peak_guard_only():
+    assert audio.integrated_loudness(tone(0.3)) is None
+    out, note = audio.normalize_loudness(tone(0.3, level=0.99), -16.0)
+    assert "shorter than 0.4 s" in note and audio.true_peak_dbfs(out) <= -0.9
