@@ -1,26 +1,40 @@
 """Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
 joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard) and encoding whole
-clips (WAV, FLAC, MP3, OGG/Vorbis via libsndfile).
+clips: WAV, FLAC, MP3 and OGG/Vorbis through libsndfile, Ogg Opus through ffmpeg's libopus (pipes
+only), and raw PCM (16-bit little-endian mono, OpenAI's `pcm`).
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from .base import SAMPLE_RATE, AudioChunk, InputError
+from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError
 
-# format -> (libsndfile container, subtype)
-FORMATS: dict[str, tuple[str, str]] = {
+# format -> (libsndfile container, subtype); "opus" goes through ffmpeg because libsndfile 1.2.2's
+# Opus encoder leaves a spike in the last samples (its decoder is fine)
+_SNDFILE: dict[str, tuple[str, str]] = {
     "wav": ("WAV", "PCM_16"),
     "flac": ("FLAC", "PCM_16"),
     "mp3": ("MP3", "MPEG_LAYER_III"),
-    "ogg": ("OGG", "VORBIS"),  # libsndfile 1.2.2 Opus leaves a spike in the last samples
+    "ogg": ("OGG", "VORBIS"),
 }
+FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "ogg", "opus", "pcm")
+MEDIA_TYPES: dict[str, str] = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg; codecs=opus",
+    "pcm": "audio/pcm",  # raw s16le mono at the clip's rate (24 kHz), no header
+}
+OPUS_BITRATE = "64k"
 FADE_S = 0.005
 SILENCE_DB = -50.0
 MIN_LOUDNESS_S = 0.4  # BS.1770 gating blocks are 400 ms: shorter clips have no integrated loudness
@@ -141,14 +155,46 @@ def join(chunks: Iterable[AudioChunk]) -> np.ndarray:
 
 
 def encode(audio: np.ndarray, fmt: str = "wav", sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Encode mono float audio as bytes of the given format."""
-    fmt = fmt.lower()
+    """Encode mono float audio as bytes of the given format (one of `FORMATS`).
+
+    `pcm` is raw 16-bit little-endian mono at `sample_rate`, no header (OpenAI's `pcm`). `opus` is
+    Ogg Opus at ~64 kb/s from ffmpeg's libopus; the stream records the input rate, so libsndfile
+    decodes it at `sample_rate` (24 kHz, an Opus native rate) with the original duration (pre-skip
+    removed).
+    """
+    fmt = str(fmt).lower()
     if fmt not in FORMATS:
         raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
-    container, subtype = FORMATS[fmt]
+    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    if fmt == "pcm":
+        return to_int16(samples).astype("<i2").tobytes()
+    if fmt == "opus":
+        return _ffmpeg_opus(samples, sample_rate)
+    container, subtype = _SNDFILE[fmt]
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format=container, subtype=subtype)
+    sf.write(buffer, samples, sample_rate, format=container, subtype=subtype)
     return buffer.getvalue()
+
+
+def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
+    """Ogg Opus bytes from ffmpeg (libopus), PCM in through stdin and the file out through stdout."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise EngineError("Opus output needs ffmpeg, which is not installed here; choose another format.")
+    command = [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+        "-c:a", "libopus", "-b:a", OPUS_BITRATE, "-application", "audio", "-f", "ogg", "pipe:1",
+    ]  # fmt: skip
+    pcm = to_int16(samples).astype("<i2").tobytes()
+    try:
+        done = subprocess.run(command, input=pcm, capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"The Opus encoder (ffmpeg) failed: {exc}.") from None
+    if done.returncode != 0 or not done.stdout:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise EngineError(f"The Opus encoder (ffmpeg) failed: {detail[-1] if detail else 'no output'}.")
+    return done.stdout
 
 
 def write(path: Path, audio: np.ndarray, fmt: str | None = None, sample_rate: int = SAMPLE_RATE) -> Path:

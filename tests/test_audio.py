@@ -17,12 +17,29 @@ def tone(seconds: float, rate: int = 24_000, level: float = 0.3) -> np.ndarray:
     return (level * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
-@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "ogg"])
+def decode(data: bytes, fmt: str) -> tuple[np.ndarray, int]:
+    if fmt == "pcm":  # raw: the rate is the contract, not in the bytes
+        return sf.read(io.BytesIO(data), format="RAW", subtype="PCM_16", samplerate=24_000, channels=1, endian="LITTLE")
+    return sf.read(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("fmt", audio.FORMATS)
 def test_each_format_decodes_with_the_right_rate_and_duration(fmt):
-    data, rate = sf.read(io.BytesIO(audio.encode(tone(2.0), fmt)))
+    data, rate = decode(audio.encode(tone(2.0), fmt), fmt)
     assert rate == 24_000
-    assert abs(len(data) / rate - 2.0) < 0.06  # mp3/opus frames pad a little
+    assert abs(len(data) / rate - 2.0) < 0.06  # mp3 frames pad a little
     assert np.max(np.abs(data)) == pytest.approx(0.3, abs=0.05)
+    # no click at the end (libsndfile's own Opus encoder left a spike in the last samples)
+    assert np.max(np.abs(data[-240:])) < 0.35
+
+
+def test_opus_is_ogg_opus_with_the_exact_duration_and_pcm_is_raw_int16():
+    info = sf.info(io.BytesIO(audio.encode(tone(1.5), "opus")))
+    assert (info.format, info.subtype, info.samplerate) == ("OGG", "OPUS", 24_000)
+    assert info.frames == 36_000  # pre-skip removed: the same number of samples as the input
+    raw = audio.encode(tone(1.5), "pcm")
+    assert len(raw) == 2 * 36_000 and not raw.startswith(b"RIFF")
+    assert set(audio.MEDIA_TYPES) == set(audio.FORMATS)
 
 
 def test_unknown_format_is_refused():
