@@ -1,7 +1,8 @@
-"""The command line: `python -m engines list | synth | bench`.
+"""The command line: `python -m engines list | synth | compare | bench`.
 
 `list` prints the engines, their voices, availability and weights source as JSON. `synth` writes
-a clip (wav, flac, mp3 or ogg). `bench` prints one JSON line with `audio_s, total_s, ttfa_s, rtf,
+a clip (wav, flac, mp3 or ogg). `compare` runs two slots on one text and writes `a.wav`, `b.wav`
+and `metrics.json`. `bench` prints one JSON line with `audio_s, total_s, ttfa_s, rtf,
 chunks`. Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
 
@@ -12,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import registry
@@ -48,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--format", choices=sorted(FORMATS), default=None, help="default: from --out's suffix, else wav")
 
+    compare = sub.add_parser("compare", help="the same text through two engines; writes a.wav, b.wav, metrics.json")
+    compare.add_argument("--a", required=True, help="slot A as engine:voice, e.g. kokoro:af_heart")
+    compare.add_argument("--b", required=True, help="slot B, e.g. qwen-custom:Ryan, or qwen-clone:@a to clone A")
+    compare.add_argument("--text")
+    compare.add_argument("--text-file", type=Path)
+    compare.add_argument("--out-dir", type=Path, required=True)
+    compare.add_argument("--lang", default=None, help="language of the text (default: automatic)")
+    compare.add_argument("--ref-audio", type=Path, help="reference clip for a qwen-clone slot without a voice")
+    compare.add_argument("--ref-text", help="exact transcript of the reference (default: transcribed)")
+    compare.add_argument("--x-vector-only", action="store_true")
+
     bench = sub.add_parser("bench", help="time one synthesis; prints JSON")
     common(bench)
     bench.add_argument("--text")
@@ -67,7 +79,8 @@ def _read_text(args: argparse.Namespace) -> str:
     return sys.stdin.read()
 
 
-def _request(args: argparse.Namespace) -> SynthesisRequest:
+def _reference(args: argparse.Namespace) -> tuple:
+    """The decoded --ref-audio with its settled transcript and mode (None when not given)."""
     reference, ref_text, x_vector_only = None, args.ref_text, args.x_vector_only
     if args.ref_audio is not None:
         from .reference import load_reference, settle_transcript
@@ -80,6 +93,11 @@ def _request(args: argparse.Namespace) -> SynthesisRequest:
         ref_text, x_vector_only, notice = settle_transcript(reference, ref_text, x_vector_only)
         if notice:
             print(notice, file=sys.stderr)
+    return reference, ref_text, x_vector_only
+
+
+def _request(args: argparse.Namespace) -> SynthesisRequest:
+    reference, ref_text, x_vector_only = _reference(args)
     return SynthesisRequest(
         text=_read_text(args),
         voice=args.voice,
@@ -91,6 +109,31 @@ def _request(args: argparse.Namespace) -> SynthesisRequest:
         x_vector_only=x_vector_only,
         max_new_tokens=args.max_new_tokens,
     )
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from evaluation.compare import CLONE_OF_A, parse_slot, run_pair, with_reference, write_pair
+
+    text = _read_text(args)
+    reference, ref_text, x_vector_only = _reference(args)
+
+    def slot(spec: str):
+        parsed = replace(parse_slot(spec), language=args.lang)
+        if parsed.engine == "qwen-clone" and not parsed.voice:
+            if reference is None:
+                raise EngineError("A qwen-clone slot needs a saved voice (qwen-clone:NAME) or --ref-audio.")
+            parsed = with_reference(parsed, reference, ref_text, x_vector_only)
+        return parsed
+
+    a = slot(args.a)
+    b = CLONE_OF_A if args.b.strip() == f"qwen-clone:{CLONE_OF_A}" else slot(args.b)
+    first, second = run_pair(a, b, text)
+    summary = write_pair(first, second, text, args.out_dir)
+    for name, result in (("a", first), ("b", second)):
+        if result.error:
+            print(f"error in slot {name.upper()}: {result.error}", file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if first.finished or second.finished else 2
 
 
 def _list() -> dict:
@@ -110,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(json.dumps(_list(), ensure_ascii=False, indent=1))
             return 0
+        if args.command == "compare":
+            return _compare(args)
         request = _request(args)
         if args.command == "synth":
             fmt = args.format or (

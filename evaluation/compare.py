@@ -1,0 +1,237 @@
+"""Side-by-side runs: the same text through two slots (engine + voice), each measured.
+
+A slot is written `engine:voice` (`kokoro:af_heart`, `kokoro:af_heart:0.7,af_bella:0.3`,
+`qwen-custom:Ryan`, `qwen-clone:<saved voice>`), optionally with a reference clip for cloning.
+`qwen-clone:@a` clones slot A's output (cross-model cloning: a Kokoro voice spoken by Qwen3-TTS),
+with the text as its exact transcript. Each clip's figures have the same keys (`METRIC_KEYS`),
+None where a metric does not apply; a slot that fails keeps its error and the other still runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from engines import registry
+from engines.audio import encode, join, normalize_loudness, write
+from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
+from engines.reference import Reference, load_reference
+from engines.timing import RunStats, timed_stream
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
+MATCH_LUFS = -16.0  # both clips are played (and written) at this loudness
+CLONE_OF_A = "@a"
+OTHER_LATIN_LANGUAGES = {"Spanish", "French", "Italian", "Brazilian Portuguese", "Portuguese", "German"}
+ENGLISH_LANGUAGES = {
+    None,
+    "",
+    "Auto",
+    "auto",
+    "en",
+    "english",
+    "English",
+    "a",
+    "b",
+    "American English",
+    "British English",
+}
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One side of a comparison."""
+
+    engine: str
+    voice: str = ""
+    reference: Reference | None = None
+    reference_text: str | None = None
+    x_vector_only: bool = False
+    language: str | None = None
+
+    @property
+    def system(self) -> str:
+        """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`)."""
+        voice = self.voice or ("reference" if self.reference is not None else "default")
+        return f"{self.engine}:{voice}"
+
+    def request(self, text: str) -> SynthesisRequest:
+        return SynthesisRequest(
+            text=text,
+            voice=self.voice,
+            language=self.language,
+            reference=self.reference,
+            reference_text=self.reference_text,
+            x_vector_only=self.x_vector_only,
+        )
+
+
+@dataclass
+class ClipResult:
+    """What one slot produced: its audio, its run figures, its metrics, or the sentence it failed with."""
+
+    slot: Slot
+    stats: RunStats
+    chunks: list[AudioChunk] = field(default_factory=list)
+    error: str | None = None
+    metrics: dict | None = None
+
+    @property
+    def audio(self) -> np.ndarray:
+        return join(self.chunks)
+
+    @property
+    def finished(self) -> bool:
+        return self.error is None and bool(self.chunks)
+
+
+def parse_slot(spec: str) -> Slot:
+    """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends)."""
+    engine, _, voice = (spec or "").strip().partition(":")
+    if engine not in registry.ENGINES:
+        raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
+    return Slot(engine=engine, voice=voice.strip())
+
+
+def same_slot_notice(a: Slot, b: Slot) -> str:
+    """A note when both sides are the same system (allowed: it shows run-to-run variation)."""
+    if a.system == b.system and a.reference is None and b.reference is None:
+        return f"Both slots use {a.system}: you will hear the same voice twice (run-to-run variation only)."
+    return ""
+
+
+def clone_of(result: ClipResult, text: str) -> Slot:
+    """A `qwen-clone` slot whose reference is another slot's finished clip, with the text as transcript."""
+    if not result.finished:
+        raise InputError("Slot A must finish speaking before its voice can be cloned.")
+    reference = load_reference(encode(result.audio, "wav"))
+    return Slot(engine="qwen-clone", voice="", reference=reference, reference_text=text.strip())
+
+
+def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChunk]:
+    """The slot's chunks as they are made; a failure is kept in `result.error` instead of raised."""
+    try:
+        for chunk in timed_stream(slot.engine, slot.request(text), result.stats):
+            result.chunks.append(chunk)
+            yield chunk
+    except EngineError as exc:
+        result.error = str(exc)
+    except Exception as exc:  # one slot's crash must not take the other down
+        log.exception("slot %s failed", slot.system)
+        result.error = f"{slot.system} failed unexpectedly ({type(exc).__name__})."
+
+
+def is_english(slot: Slot, text: str) -> bool:
+    """Whether the English ASR (tiny.en) can judge this clip: English or automatic language, Latin text,
+    and not a voice that reads Latin text in its own language (Spanish, French, ... voices)."""
+    if slot.language not in ENGLISH_LANGUAGES:
+        return False
+    if slot.language in (None, "", "Auto", "auto"):
+        catalogued = {v.id: v.language for v in registry.info(slot.engine).voices}
+        if catalogued.get(slot.voice.split(":")[0]) in OTHER_LATIN_LANGUAGES:
+            return False
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(c.isascii() for c in letters) / len(letters) > 0.95
+
+
+def measure(result: ClipResult, text: str) -> dict:
+    """All figures of a finished clip (None where a metric does not apply or could not be computed)."""
+    figures: dict = dict.fromkeys(METRIC_KEYS)
+    stats = result.stats
+    figures.update(
+        ttfa_s=_round(stats.ttfa_s),
+        total_s=_round(stats.total_s),
+        rtf=_round(stats.rtf),
+        duration_s=_round(stats.audio_s),
+    )
+    if not result.finished:
+        return figures
+    audio, slot = result.audio, result.slot
+    figures["lufs"] = _round(_safely(metrics.loudness, audio, SAMPLE_RATE), 2)
+    if is_english(slot, text):
+        transcript = _safely(metrics.transcribe, audio, SAMPLE_RATE)
+        if transcript is not None:
+            figures["transcript"] = transcript
+            figures["wer"] = _round(metrics.word_error_rate(text, transcript))
+    if slot.reference is not None:
+        ref = slot.reference
+        figures["similarity"] = _round(
+            _safely(metrics.speaker_similarity, audio, SAMPLE_RATE, ref.audio, ref.sample_rate)
+        )
+    figures["mos"] = _round(_safely(metrics.predicted_mos, audio, SAMPLE_RATE), 2)
+    return figures
+
+
+def run_pair(a: Slot, b: Slot | str, text: str) -> tuple[ClipResult, ClipResult]:
+    """Both slots one after the other, then their figures (for the CLI and the API: no streaming)."""
+    first = ClipResult(a, RunStats(engine=a.engine))
+    for _ in stream_slot(a, text, first):
+        pass
+    if b == CLONE_OF_A:
+        try:
+            b = clone_of(first, text)
+        except EngineError as exc:
+            second = ClipResult(Slot("qwen-clone", CLONE_OF_A), RunStats(engine="qwen-clone"), error=str(exc))
+            first.metrics, second.metrics = measure(first, text), measure(second, text)
+            return first, second
+    second = ClipResult(b, RunStats(engine=b.engine))
+    for _ in stream_slot(b, text, second):
+        pass
+    first.metrics, second.metrics = measure(first, text), measure(second, text)
+    return first, second
+
+
+def matched(result: ClipResult) -> np.ndarray:
+    """The clip at the shared playback loudness (peak-guarded), so neither side wins by being louder."""
+    return normalize_loudness(result.audio, MATCH_LUFS)[0]
+
+
+def slot_summary(result: ClipResult) -> dict:
+    """The slot's figures (all `METRIC_KEYS`) with what spoke and the error, if any."""
+    return {
+        "system": result.slot.system,
+        "engine": result.slot.engine,
+        "voice": result.slot.voice,
+        **(result.metrics or dict.fromkeys(METRIC_KEYS)),
+        "error": result.error,
+    }
+
+
+def write_pair(first: ClipResult, second: ClipResult, text: str, out_dir: Path) -> dict:
+    """`a.wav` and `b.wav` (loudness-matched; a failed slot writes none) and `metrics.json`."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = {"text": text, "playback_lufs": MATCH_LUFS, "notice": same_slot_notice(first.slot, second.slot)}
+        for name, result in (("a", first), ("b", second)):
+            summary[name] = slot_summary(result)
+            if result.finished:
+                write(out_dir / f"{name}.wav", matched(result))
+        (out_dir / "metrics.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    except OSError as exc:
+        raise EngineError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return summary
+
+
+def with_reference(slot: Slot, reference: Reference | None, transcript: str | None, x_vector_only: bool) -> Slot:
+    return replace(slot, reference=reference, reference_text=transcript, x_vector_only=x_vector_only)
+
+
+def _safely(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:  # a metric that cannot be computed is shown as missing, not as a failure
+        log.warning("%s failed: %s", fn.__name__, exc)
+        return None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
