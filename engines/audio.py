@@ -1,21 +1,27 @@
 """Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
-joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard) and encoding whole
-clips: WAV, FLAC, MP3 and OGG/Vorbis through libsndfile, Ogg Opus through ffmpeg's libopus (pipes
-only), and raw PCM (16-bit little-endian mono, OpenAI's `pcm`).
+joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard), the output
+post-processing a user chooses (`OutputSettings`, `process` for whole clips, `StreamLeveler` for
+streamed chunks) and encoding whole clips: WAV, FLAC, MP3 and OGG/Vorbis through libsndfile, Ogg
+Opus through ffmpeg's libopus (pipes only), and raw PCM (16-bit little-endian mono, OpenAI's `pcm`).
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import math
 import shutil
 import subprocess
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError
+
+log = logging.getLogger(__name__)
 
 # format -> (libsndfile container, subtype); "opus" goes through ffmpeg because libsndfile 1.2.2's
 # Opus encoder leaves a spike in the last samples (its decoder is fine)
@@ -39,6 +45,9 @@ FADE_S = 0.005
 SILENCE_DB = -50.0
 MIN_LOUDNESS_S = 0.4  # BS.1770 gating blocks are 400 ms: shorter clips have no integrated loudness
 TRUE_PEAK_DBFS = -1.0
+LUFS_RANGE = (-40.0, -5.0)  # sane loudness targets; broadcast is -23, podcasts -16, streaming -14
+LUFS_PRESETS = (-23.0, -16.0, -14.0)
+END_FADE_S = 0.02  # the "fade" option: 20 ms at both ends of a whole clip
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
@@ -146,6 +155,188 @@ def normalize_loudness(
     """The clip at `target_lufs` (peak-guarded), and the note from `loudness_gain`."""
     gain, note = loudness_gain(audio, target_lufs, sample_rate, peak_dbfs)
     return (np.asarray(audio, dtype=np.float32) * np.float32(gain)), note
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What to do to a clip before it is written; validated when built.
+
+    `lufs`: loudness target in LUFS (None: leave the level), within `LUFS_RANGE`, true peak kept at
+    -1 dBFS at most. `peak_normalize`: bring the true peak to -1 dBFS (used when `lufs` is None).
+    `trim`: cut silence at both ends. `denoise`: spectral-gating noise reduction (noisereduce).
+    `fade`: 20 ms fades at both ends.
+    """
+
+    lufs: float | None = None
+    peak_normalize: bool = False
+    trim: bool = False
+    denoise: bool = False
+    fade: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lufs", parse_lufs(self.lufs))
+        for name in ("peak_normalize", "trim", "denoise", "fade"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+
+    @property
+    def active(self) -> bool:
+        """Whether any processing is asked for."""
+        return self.lufs is not None or self.peak_normalize or self.trim or self.denoise or self.fade
+
+    @property
+    def levels(self) -> bool:
+        """Whether the level is changed (loudness target or peak normalization)."""
+        return self.lufs is not None or self.peak_normalize
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_lufs(value: object) -> float | None:
+    """A loudness target from a number or text ("-16", "-16 LUFS"); None, "", "off" mean no target."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off", "none")):
+        return None
+    text = str(value).strip()
+    if text.lower().endswith("lufs"):
+        text = text[:-4].strip()
+    try:
+        target = float(text)
+    except (TypeError, ValueError):
+        raise InputError(f"The loudness target must be a number of LUFS, like -16; got {value!r}.") from None
+    low, high = LUFS_RANGE
+    if not math.isfinite(target) or not low <= target <= high:
+        raise InputError(f"The loudness target must be between {low:g} and {high:g} LUFS; got {text}.")
+    return target
+
+
+def denoise(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Spectral-gating noise reduction (noisereduce) with the noise profile from the clip's pauses.
+
+    The noise is estimated from the quietest fifth of the clip's 50 ms frames (the pauses), and the
+    gate mask is not smoothed across frequency. With noisereduce's defaults (profile from the whole
+    clip, 500 Hz mask smoothing) speech itself was gated: on Kokoro speech plus white noise the
+    signal-to-noise ratio fell from 21 to 3 dB; with this profile it rises to 25 dB.
+    """
+    try:
+        import noisereduce
+    except ImportError:
+        raise EngineError("Noise reduction needs the noisereduce package, which is not installed here.") from None
+    samples = np.asarray(audio, dtype=np.float32)
+    frame = sample_rate // 20
+    count = len(samples) // frame
+    if count < 10:  # under half a second: too little for a noise profile
+        return samples
+    frames = samples[: count * frame].reshape(count, frame)
+    quietest = np.sort(np.argsort(np.mean(np.square(frames), axis=1))[: max(2, count // 5)])
+    cleaned = noisereduce.reduce_noise(
+        y=samples,
+        sr=sample_rate,
+        y_noise=frames[quietest].ravel(),
+        stationary=True,
+        prop_decrease=0.9,
+        freq_mask_smooth_hz=None,
+    )
+    return np.asarray(cleaned, dtype=np.float32)
+
+
+def peak_gain(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, peak_dbfs: float = TRUE_PEAK_DBFS) -> float:
+    """Linear gain that puts the clip's true peak at `peak_dbfs` (1.0 for silence)."""
+    peak = true_peak_dbfs(audio, sample_rate)
+    return 10 ** ((peak_dbfs - peak) / 20) if np.isfinite(peak) else 1.0
+
+
+def process(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, settings: OutputSettings | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """A whole clip post-processed: denoise -> trim -> loudness or peak normalization -> fades.
+
+    Returns the clip and notes for the user (e.g. a clip too short to measure its loudness gets the
+    peak guard only, and says so).
+    """
+    out = np.asarray(audio, dtype=np.float32)
+    notes: list[str] = []
+    if settings is None or not settings.active:
+        return out, notes
+    if settings.denoise:
+        out = denoise(out, sample_rate)
+    if settings.trim:
+        out, _ = trim_silence(out, sample_rate)
+    if settings.lufs is not None:
+        out, note = normalize_loudness(out, settings.lufs, sample_rate)
+        notes += [note] if note else []
+    elif settings.peak_normalize:
+        out = out * np.float32(peak_gain(out, sample_rate))
+    if settings.fade:
+        out = fade_edges(out, sample_rate, END_FADE_S)
+    return out, notes
+
+
+class StreamLeveler:
+    """The output level for streamed chunks, consistent with the whole clip that `process` writes.
+
+    Levelling each chunk on its own would pump the volume from phrase to phrase, and the whole
+    clip's loudness is not known until the stream ends. So the leveler does what `process` does to
+    the audio heard so far: the first gain comes from the first 0.4 s or more (chunks are held back
+    until that much has arrived; a first chunk is usually longer), and each later chunk gets the
+    gain that would bring everything so far, that chunk included, to the target (integrated
+    loudness, true peak of all of it at -1 dBFS at most; or that peak at -1 dBFS for peak
+    normalization). The estimate settles as the clip grows, and the change from one chunk to the
+    next is limited to 1.5 dB (made at the pause between phrases), except that the peak guard always
+    holds for the chunk itself. The stream thus converges on the file's gain; on speech the two
+    measure within about 1 LU. Denoise, trim and end fades are whole-clip operations and apply to
+    the file only.
+    """
+
+    MAX_STEP_DB = 1.5
+
+    def __init__(self, settings: OutputSettings | None, sample_rate: int = SAMPLE_RATE) -> None:
+        self.settings = settings or OutputSettings()
+        self.sample_rate = sample_rate
+        self.gain: float | None = None  # the gain of the last chunk out
+        self.notes: list[str] = []
+        self._heard: list[np.ndarray] = []  # everything so far, before gain
+        self._held = 0  # how many of the last chunks in `_heard` wait for the opening 0.4 s
+        self._peak_db = -np.inf
+
+    def feed(self, audio: np.ndarray) -> np.ndarray:
+        """The chunk at the stream's level; empty while the opening 0.4 s is still being gathered."""
+        samples = np.asarray(audio, dtype=np.float32)
+        if not self.settings.levels:
+            return samples
+        self._heard.append(samples)
+        self._peak_db = max(self._peak_db, true_peak_dbfs(samples, self.sample_rate))
+        if self.gain is None:
+            self._held += 1
+            if sum(map(len, self._heard)) < MIN_LOUDNESS_S * self.sample_rate:
+                return np.zeros(0, np.float32)
+            return self.flush()
+        wanted = self._gain_so_far()
+        step = 10 ** (self.MAX_STEP_DB / 20)
+        ceiling = 10 ** ((TRUE_PEAK_DBFS - true_peak_dbfs(samples, self.sample_rate)) / 20)
+        self.gain = min(max(wanted, self.gain / step), self.gain * step, ceiling)
+        return samples * np.float32(self.gain)
+
+    def flush(self) -> np.ndarray:
+        """Whatever is still held back (call once the stream has ended)."""
+        if not self._held:
+            return np.zeros(0, np.float32)
+        opening = np.concatenate(self._heard[-self._held :])
+        self._held = 0
+        self.gain = self._gain_so_far(note=True)
+        return opening * np.float32(self.gain)
+
+    def _gain_so_far(self, note: bool = False) -> float:
+        """The gain `process` would give if the clip ended here."""
+        headroom = 10 ** ((TRUE_PEAK_DBFS - self._peak_db) / 20) if np.isfinite(self._peak_db) else 1.0
+        if self.settings.lufs is None:
+            return headroom
+        heard = np.concatenate(self._heard)
+        measured = integrated_loudness(heard, self.sample_rate)
+        if measured is None:
+            if note:
+                self.notes.append("Stream opening shorter than 0.4 s: loudness cannot be measured, peak guard only.")
+            return min(1.0, headroom)
+        return min(10 ** ((self.settings.lufs - measured) / 20), headroom)
 
 
 def join(chunks: Iterable[AudioChunk]) -> np.ndarray:

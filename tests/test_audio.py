@@ -86,3 +86,110 @@ def test_a_clip_under_0_4_s_has_no_loudness_and_gets_the_peak_guard_only():
     assert audio.integrated_loudness(tone(0.3)) is None
     out, note = audio.normalize_loudness(tone(0.3, level=0.99), -16.0)
     assert "shorter than 0.4 s" in note and audio.true_peak_dbfs(out) <= -0.9
+
+
+# ----- post-processing: OutputSettings, process, StreamLeveler -----------------------------------
+
+
+def noise(seconds: float, level: float, seed: int = 0) -> np.ndarray:
+    return (level * np.random.default_rng(seed).standard_normal(int(seconds * 24_000))).astype(np.float32)
+
+
+def band_db(data: np.ndarray, low_hz: float, rate: int = 24_000) -> float:
+    spectrum = np.abs(np.fft.rfft(data)) ** 2
+    freqs = np.fft.rfftfreq(len(data), 1 / rate)
+    return float(10 * np.log10(np.mean(spectrum[freqs > low_hz])))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "opus"])
+@pytest.mark.parametrize("target", [-23.0, -16.0, -14.0])
+@pytest.mark.parametrize("level", [0.02, 0.6])  # raised from quiet, lowered from loud
+def test_loudness_of_the_written_file_is_within_half_a_lu_of_the_target(tmp_path, fmt, target, level):
+    processed, notes = audio.process(tone(3.0, level=level), settings=audio.OutputSettings(lufs=target))
+    assert notes == []
+    path = audio.write(tmp_path / f"clip.{fmt}", processed)
+    data, rate = sf.read(path)
+    assert abs(audio.integrated_loudness(data, rate) - target) <= 0.5
+
+
+def test_peak_normalization_puts_the_true_peak_at_minus_1_dbfs():
+    clip = np.concatenate([tone(1.0, level=0.1), tone(0.5, level=0.25)])
+    out, _ = audio.process(clip, settings=audio.OutputSettings(peak_normalize=True))
+    assert audio.true_peak_dbfs(out) == pytest.approx(-1.0, abs=0.05)
+    assert np.max(np.abs(out[:24_000])) / np.max(np.abs(out[24_000:])) == pytest.approx(0.4, abs=0.01)
+
+
+def test_denoise_lowers_the_noise_floor_and_keeps_the_signal():
+    t = np.arange(4 * 24_000) / 24_000
+    clean = tone(4.0, level=0.3) * ((t % 1.0) < 0.6)  # phrases and pauses, as speech has
+    noisy = clean + noise(4.0, 0.01)
+    out, _ = audio.process(noisy, settings=audio.OutputSettings(denoise=True))
+    pauses = (t % 1.0) > 0.7
+    assert np.std(out[pauses]) < 0.3 * np.std(noisy[pauses])  # the floor drops by over 10 dB
+
+    def snr(x):
+        return 10 * np.log10(np.sum(clean**2) / np.sum((x - clean) ** 2))
+
+    assert snr(out) > snr(noisy) + 3
+    assert np.std(out) == pytest.approx(np.std(clean), rel=0.05)
+
+
+def test_trim_and_fade_apply_to_the_whole_clip():
+    clip = np.concatenate([np.zeros(24_000, np.float32), tone(1.0, level=0.5), np.zeros(24_000, np.float32)])
+    out, _ = audio.process(clip, settings=audio.OutputSettings(trim=True, fade=True))
+    assert len(out) / 24_000 == pytest.approx(1.08, abs=0.03)  # 40 ms kept at each end
+    assert out[0] == 0.0 and out[-1] == 0.0
+    assert np.max(np.abs(out[:240])) < 0.5 and np.max(np.abs(out[len(out) // 2 :])) == pytest.approx(0.5, abs=0.01)
+
+
+def test_no_settings_leave_the_clip_as_it_is():
+    clip = tone(1.0)
+    out, notes = audio.process(clip, settings=audio.OutputSettings())
+    assert np.array_equal(out, clip) and notes == []
+
+
+@pytest.mark.parametrize("value", [-60, 0, -4.9, "loud", float("nan")])
+def test_a_loudness_target_outside_the_sane_range_is_refused(value):
+    with pytest.raises(InputError, match="loudness target must be"):
+        audio.OutputSettings(lufs=value)
+
+
+def test_loudness_targets_parse_from_text():
+    assert audio.OutputSettings(lufs="-16 LUFS").lufs == -16.0
+    assert audio.OutputSettings(lufs="Off").lufs is None
+
+
+def test_a_clip_under_0_4_s_gets_the_peak_guard_only_and_says_so():
+    out, notes = audio.process(tone(0.3, level=0.99), settings=audio.OutputSettings(lufs=-16))
+    assert len(notes) == 1 and "shorter than 0.4 s" in notes[0]
+    assert audio.true_peak_dbfs(out) <= -0.95
+
+
+def phrases() -> list[np.ndarray]:
+    """Chunks like a speech stream: phrases at different levels with pauses."""
+    levels = [0.1, 0.2, 0.08, 0.15, 0.12]
+    return [np.concatenate([tone(0.8 + 0.1 * i, level=lv), np.zeros(4_800, np.float32)]) for i, lv in enumerate(levels)]
+
+
+def test_streamed_chunks_do_not_pump_and_match_the_file_level():
+    settings = audio.OutputSettings(lufs=-16)
+    leveler = audio.StreamLeveler(settings)
+    streamed = [leveler.feed(c) for c in phrases()]
+    assert leveler.flush().size == 0
+    gains_db = [
+        20 * np.log10(np.max(np.abs(out)) / np.max(np.abs(c))) for out, c in zip(streamed, phrases(), strict=True)
+    ]
+    assert np.max(np.abs(np.diff(gains_db))) <= 1.5 + 1e-3  # the phrases keep their own levels (0.08 to 0.2)
+    file_level = audio.integrated_loudness(audio.process(np.concatenate(phrases()), settings=settings)[0])
+    assert abs(file_level - -16) < 0.5
+    assert abs(audio.integrated_loudness(np.concatenate(streamed)) - file_level) < 1.0
+
+
+def test_the_stream_holds_a_short_opening_until_0_4_s_and_guards_later_peaks():
+    leveler = audio.StreamLeveler(audio.OutputSettings(lufs=-14))
+    assert leveler.feed(tone(0.2, level=0.05)).size == 0  # too short to measure: held back
+    opening = leveler.feed(tone(0.4, level=0.05))
+    assert len(opening) == int(0.6 * 24_000)  # both chunks, at one gain
+    loud = leveler.feed(tone(1.0, level=0.9))
+    assert audio.true_peak_dbfs(loud) <= -0.95
+    assert leveler.flush().size == 0
