@@ -1,0 +1,516 @@
+"""The blind A/B arena's memory: runs and votes in SQLite, and a Bradley–Terry leaderboard.
+
+Each vote is one row with the text, both systems (`engine:voice`), which one was played on the left,
+the choice (a, b, tie, both_bad: which *system* won, not which screen side) and both clips' metrics.
+Finished runs (with their metrics and an optional manifest) get rows of their own. The database is
+`ARENA_DB` (default `<project>/data/arena.sqlite3`), opened lazily on first use with a short busy
+timeout, in WAL mode, schema versioned by `PRAGMA user_version`. A damaged, locked or unwritable file
+never breaks construction: it surfaces on use as `ArenaUnavailable` (one sentence), and
+`Arena.available()` / `Arena.problem` let the UI switch votes off while the compare tab keeps working.
+Ratings are Bradley–Terry strengths (maximum a posteriori by Newton's method), ties and both-bad
+votes counted as half a win each way, one virtual tie against a strength-1 opponent as a prior (so an
+unbeaten system stays finite), shown as 1000 + 400·log10(strength) shifted to a mean of 1000, with
+percentile bootstrap confidence intervals over resampled votes (seeded, so deterministic).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import InputError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+CHOICES = ("a", "b", "tie", "both_bad")
+# Metric columns first in this order in CSV exports; any other keys follow alphabetically.
+METRIC_ORDER = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
+NOT_FINISHED = "Both clips must finish before you vote."
+PRIOR_TIES = 1.0  # virtual ties of every system against a fixed strength-1 opponent
+ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> rating points
+
+_SCHEMA = f"""
+BEGIN;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,          -- UTC, ISO 8601
+    text TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    voice TEXT NOT NULL,
+    system TEXT NOT NULL,              -- engine:voice
+    metrics TEXT NOT NULL,             -- JSON object
+    manifest TEXT                      -- JSON object or NULL
+);
+CREATE TABLE IF NOT EXISTS votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    text TEXT NOT NULL,
+    a_system TEXT NOT NULL, a_engine TEXT NOT NULL, a_voice TEXT NOT NULL,
+    b_system TEXT NOT NULL, b_engine TEXT NOT NULL, b_voice TEXT NOT NULL,
+    left_system TEXT NOT NULL,         -- the randomized sides as the voter saw them
+    right_system TEXT NOT NULL,
+    choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+    a_metrics TEXT NOT NULL,           -- JSON objects
+    b_metrics TEXT NOT NULL,
+    a_run_id INTEGER,                  -- runs.id when the clip was recorded as a run
+    b_run_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS votes_by_system ON votes (a_system, b_system);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+RUN_COLUMNS = ("id", "created_at", "text", "engine", "voice", "system", "metrics", "manifest")
+VOTE_COLUMNS = (
+    "id", "created_at", "text", "a_system", "a_engine", "a_voice", "b_system", "b_engine", "b_voice",
+    "left_system", "right_system", "choice", "a_metrics", "b_metrics", "a_run_id", "b_run_id",
+)  # fmt: skip
+_JSON_COLUMNS = {"metrics", "manifest", "a_metrics", "b_metrics"}
+_SYSTEM_KEYS = ("system", "engine", "voice")
+_CSV_PREFIX = {"metrics": "metrics", "a_metrics": "a", "b_metrics": "b"}  # metric JSON -> one column per key
+
+
+class ArenaUnavailable(UnavailableError):
+    """The vote database cannot be used (damaged, locked, unwritable); the message is one sentence."""
+
+
+def default_db_path() -> Path:
+    """`ARENA_DB` if set, else `<project>/data/arena.sqlite3` (the folder is made on first use)."""
+    configured = os.environ.get("ARENA_DB", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path(__file__).resolve().parent.parent / "data" / "arena.sqlite3"
+
+
+def system_id(engine: str, voice: str) -> str:
+    """The display id of a system: `engine:voice` (voices may contain colons; engine ids do not)."""
+    return f"{engine}:{voice}"
+
+
+def from_screen(screen_choice: str, left: str) -> str:
+    """Turn a vote on screen sides (a = the left clip, b = the right one) into a vote on systems."""
+    choice = _valid_choice(screen_choice)
+    if left == "b" and choice in ("a", "b"):
+        return "b" if choice == "a" else "a"
+    return choice
+
+
+class Arena:
+    """Runs and votes in one SQLite file. Nothing is opened until a method needs it."""
+
+    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 2.0) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._problem: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """The last failure's sentence, or None when the last use worked."""
+        return self._problem
+
+    def available(self) -> bool:
+        """Open the database (creating it if needed); False with `problem` set if that fails."""
+        try:
+            with self._db() as conn:
+                conn.execute("SELECT count(*) FROM votes").fetchone()
+        except ArenaUnavailable:
+            return False
+        return True
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def record_run(
+        self, text: str, engine: str, voice: str, metrics: Mapping[str, Any], manifest: Mapping | None = None
+    ) -> int:
+        """Store one finished run; returns its id."""
+        _require_system(engine, voice)
+        if not isinstance(metrics, Mapping):
+            raise InputError("A run's metrics must be a dictionary.")
+        row = (
+            _now(), str(text), engine, voice, system_id(engine, voice), _to_json(metrics),
+            None if manifest is None else _to_json(manifest),
+        )  # fmt: skip
+        with self._db() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (created_at, text, engine, voice, system, metrics, manifest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            return int(cursor.lastrowid)
+
+    def record_vote(
+        self, text: str, a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, choice: str, left: str = "a"
+    ) -> int:
+        """Store one vote; returns its id.
+
+        `a` and `b` are the two clips as `{"engine", "voice", "metrics", "run_id" (optional)}`; a clip
+        without metrics has not finished. `choice` names the winning system ('a', 'b', 'tie',
+        'both_bad'); `left` says which of them was played on the left (use `from_screen` to convert
+        a vote cast on screen sides).
+        """
+        choice = _valid_choice(choice)
+        if left not in ("a", "b"):
+            raise InputError(f"The left clip is 'a' or 'b'; got {left!r}.")
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(NOT_FINISHED)
+        sides = [_side(a), _side(b)]
+        if sides[0]["system"] == sides[1]["system"]:
+            raise InputError("Both clips come from the same voice; a vote needs two different systems.")
+        first, second = sides if left == "a" else sides[::-1]
+        row = (
+            _now(), text,
+            *(sides[0][k] for k in _SYSTEM_KEYS), *(sides[1][k] for k in _SYSTEM_KEYS),
+            first["system"], second["system"], choice,
+            sides[0]["metrics"], sides[1]["metrics"], sides[0]["run_id"], sides[1]["run_id"],
+        )  # fmt: skip
+        with self._db() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO votes ({', '.join(VOTE_COLUMNS[1:])}) VALUES ({', '.join('?' * len(row))})", row
+            )
+            return int(cursor.lastrowid)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def votes(self) -> list[dict[str, Any]]:
+        """Every vote, oldest first, metrics as dictionaries."""
+        return self._rows("votes", VOTE_COLUMNS)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every recorded run, oldest first, metrics and manifest as dictionaries."""
+        return self._rows("runs", RUN_COLUMNS)
+
+    def leaderboard(self, confidence: float = 0.95, bootstrap: int = 200, seed: int = 0) -> list[dict[str, Any]]:
+        """Ratings of every system with at least one vote, best first (see `rank`)."""
+        with self._db() as conn:
+            pairs = conn.execute("SELECT a_system, b_system, choice FROM votes").fetchall()
+        return rank(pairs, confidence=confidence, bootstrap=bootstrap, seed=seed)
+
+    # --- exports -------------------------------------------------------------------------------------
+
+    def export_csv(self, kind: str) -> str:
+        """Votes or runs as CSV text; each metric is a column of its own (`a.wer`, `metrics.rtf`...)."""
+        rows, columns = self._export_rows(kind)
+        nested = {c: _CSV_PREFIX[c] for c in columns if c in _CSV_PREFIX}
+        keys = {c: _metric_keys(row[c] for row in rows) for c in nested}
+        header = [c for c in columns if c not in nested]
+        header += [f"{prefix}.{k}" for c, prefix in nested.items() for k in keys[c]]
+        flat_rows = [
+            {c: _cell(row[c]) for c in columns if c not in nested}
+            | {f"{prefix}.{k}": _cell(row[c].get(k)) for c, prefix in nested.items() for k in keys[c]}
+            for row in rows
+        ]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(flat_rows)
+        return out.getvalue()
+
+    def export_json(self, kind: str) -> str:
+        """Votes or runs as a JSON array of objects (metrics and manifests nested)."""
+        rows, _ = self._export_rows(kind)
+        return json.dumps(rows, ensure_ascii=False, indent=2)
+
+    def export_files(self, folder: str | os.PathLike) -> list[Path]:
+        """Write votes and runs as CSV and JSON into a folder (for download buttons); returns the paths.
+
+        The names are fixed (arena-votes.csv, ...): give each request a folder of its own.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for kind in ("votes", "runs"):
+            for suffix, export in (("csv", self.export_csv), ("json", self.export_json)):
+                path = folder / f"arena-{kind}.{suffix}"
+                path.write_text(export(kind), encoding="utf-8")
+                paths.append(path)
+        return paths
+
+    # --- the database --------------------------------------------------------------------------------
+
+    def _export_rows(self, kind: str) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        if kind == "votes":
+            return self.votes(), VOTE_COLUMNS
+        if kind == "runs":
+            return self.runs(), RUN_COLUMNS
+        raise ValueError(f"kind must be 'votes' or 'runs', not {kind!r}")
+
+    def _rows(self, table: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        with self._db() as conn:
+            fetched = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id").fetchall()
+        decode = [c in _JSON_COLUMNS for c in columns]
+        return [
+            {c: json.loads(v) if d and v is not None else v for c, d, v in zip(columns, decode, row, strict=True)}
+            for row in fetched
+        ]
+
+    def close(self) -> None:
+        """Close the connection (the next use opens it again)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """The open connection, one user at a time; sqlite and OS errors become one sentence.
+
+        After a failure the connection is dropped, so the next use reopens the file (it may have been
+        unlocked or replaced meanwhile).
+        """
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._open()
+                yield self._conn
+                self._problem = None
+            except (ArenaUnavailable, sqlite3.Error, OSError) as exc:
+                error = exc if isinstance(exc, ArenaUnavailable) else _explain(exc, self.path)
+                log.warning("arena database %s: %s (%s)", self.path, exc, getattr(exc, "sqlite_errorname", ""))
+                self._problem = str(error)
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                raise error from None
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect (autocommit, busy timeout), switch to WAL and create the schema if it is missing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # a damaged file fails here
+            if version > SCHEMA_VERSION:
+                raise ArenaUnavailable(
+                    f"The vote database {self.path.name} was written by a newer version of this app "
+                    f"(schema {version}); votes are off."
+                )
+            if version < SCHEMA_VERSION:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.info("arena database %s stays in %s journal mode", self.path, mode)
+                conn.executescript(_SCHEMA)
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of the app
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+# --- ratings ---------------------------------------------------------------------------------------------
+
+
+def rank(
+    votes: Iterable[tuple[str, str, str]], confidence: float = 0.95, bootstrap: int = 200, seed: int = 0
+) -> list[dict[str, Any]]:
+    """A leaderboard from (a_system, b_system, choice) triples, best first.
+
+    Each row: system, engine, voice, rating (mean 1000 over the listed systems), ci_low and ci_high
+    (percentile bootstrap over resampled votes; None when `bootstrap` is 0), votes, wins, losses, ties
+    and both_bad (both_bad is rated as a tie but counted apart; votes = wins + losses + ties + both_bad).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be between 0 and 1")
+    votes = [(a, b, _valid_choice(c)) for a, b, c in votes if a != b]
+    systems = sorted({s for a, b, _ in votes for s in (a, b)})
+    if not systems:
+        return []
+    index = {s: i for i, s in enumerate(systems)}
+    n = len(systems)
+    tally = {s: Counter() for s in systems}
+    for a, b, choice in votes:
+        outcome = {"a": ("wins", "losses"), "b": ("losses", "wins")}.get(choice, (choice, choice))
+        tally[a][outcome[0]] += 1
+        tally[b][outcome[1]] += 1
+    # Distinct (a, b, outcome) kinds with their counts: resampling votes = a multinomial over kinds.
+    kinds = Counter((index[a], index[b], choice) for a, b, choice in votes)
+    rows_i = np.array([k[0] for k in kinds])
+    cols_j = np.array([k[1] for k in kinds])
+    score = np.array([{"a": 1.0, "b": 0.0}.get(k[2], 0.5) for k in kinds])
+    counts = np.array(list(kinds.values()), dtype=float)
+
+    def wins_matrix(weights: np.ndarray) -> np.ndarray:  # weights: (batch, kinds) -> (batch, n, n)
+        wins = np.zeros((weights.shape[0], n * n))
+        np.add.at(wins, (slice(None), rows_i * n + cols_j), weights * score)
+        np.add.at(wins, (slice(None), cols_j * n + rows_i), weights * (1.0 - score))
+        return wins.reshape(-1, n, n)
+
+    strength = fit_bradley_terry(wins_matrix(counts[None]))[0]
+    ratings = _elo(strength)
+    low = high = [None] * n
+    if bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        draws = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=bootstrap).astype(float)
+        boot = _elo(fit_bradley_terry(wins_matrix(draws), start=strength))
+        tail = 50.0 * (1.0 - confidence)
+        low, high = (q.tolist() for q in np.percentile(boot, [tail, 100.0 - tail], axis=0))
+    board = []
+    for i, s in enumerate(systems):
+        t = tally[s]
+        engine, _, voice = s.partition(":")
+        board.append(
+            {
+                "system": s, "engine": engine, "voice": voice, "rating": float(ratings[i]),
+                "ci_low": low[i], "ci_high": high[i], "votes": sum(t.values()), "wins": t["wins"],
+                "losses": t["losses"], "ties": t["tie"], "both_bad": t["both_bad"],
+            }
+        )  # fmt: skip
+    board.sort(key=lambda r: (-r["rating"], r["system"]))
+    return board
+
+
+def fit_bradley_terry(
+    wins: np.ndarray, start: np.ndarray | None = None, tol: float = 1e-9, max_iter: int = 100
+) -> np.ndarray:
+    """Natural-log Bradley–Terry strengths (maximum a posteriori), batched over leading axes.
+
+    `wins[..., i, j]` is how often i beat j (a tie is half a win each way). Every system also has
+    `PRIOR_TIES` virtual ties against a fixed opponent of strength 1 (log strength 0), which makes the
+    log posterior strictly concave: the maximum is unique and finite even for a system that never lost.
+    Newton's method with a backtracking line search finds it in a handful of steps (Hunter's MM
+    iteration crawls here: the weak prior is all that pins the common scale).
+    """
+    wins = np.asarray(wins, dtype=float)
+    games = wins + np.swapaxes(wins, -1, -2)
+    theta = np.zeros(wins.shape[:-1]) if start is None else np.broadcast_to(start, wins.shape[:-1]).copy()
+    value = _log_posterior(theta, wins)
+    eye = np.eye(wins.shape[-1])
+    for _ in range(max_iter):
+        beats = _sigmoid(theta[..., :, None] - theta[..., None, :])  # P(i beats j)
+        prior = _sigmoid(theta)
+        grad = (wins - games * beats).sum(axis=-1) + PRIOR_TIES * (0.5 - prior)
+        curvature = games * beats * (1.0 - beats)
+        precision = eye * (curvature.sum(axis=-1) + PRIOR_TIES * prior * (1.0 - prior))[..., None] - curvature
+        step = np.linalg.solve(precision, grad[..., None])[..., 0]
+        rate = np.ones(theta.shape[:-1])
+        for _ in range(40):  # halve the step where it does not climb enough (Armijo)
+            trial = theta + rate[..., None] * step
+            trial_value = _log_posterior(trial, wins)
+            slack = 1e-12 * (1.0 + np.abs(value))
+            climbed = trial_value >= value + 1e-4 * rate * (grad * step).sum(axis=-1) - slack
+            if np.all(climbed):
+                break
+            rate = np.where(climbed, rate, rate / 2)
+        theta, value = trial, trial_value
+        if np.max(np.abs(rate[..., None] * step)) < tol:
+            break
+    else:
+        log.warning("Bradley-Terry fit stopped after %d Newton steps without converging", max_iter)
+    return theta
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+
+def _log_posterior(theta: np.ndarray, wins: np.ndarray) -> np.ndarray:
+    diff = theta[..., :, None] - theta[..., None, :]
+    likelihood = -(wins * np.logaddexp(0.0, -diff)).sum(axis=(-2, -1))
+    prior = -0.5 * PRIOR_TIES * (np.logaddexp(0.0, -theta) + np.logaddexp(0.0, theta)).sum(axis=-1)
+    return likelihood + prior
+
+
+def _elo(strength: np.ndarray) -> np.ndarray:
+    """Log strengths -> 1000 + 400·log10(strength), shifted so each set averages 1000."""
+    points = ELO_SCALE * strength
+    return 1000.0 + points - points.mean(axis=-1, keepdims=True)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _valid_choice(choice: str) -> str:
+    value = str(choice).strip().lower().replace(" ", "_") if choice is not None else ""
+    if value not in CHOICES:
+        raise InputError(f"A vote is 'a', 'b', 'tie' or 'both_bad'; got {choice!r}.")
+    return value
+
+
+def _require_system(engine: Any, voice: Any) -> None:
+    if not (isinstance(engine, str) and engine.strip() and isinstance(voice, str) and voice.strip()):
+        raise InputError("Each clip needs an engine and a voice.")
+
+
+def _side(side: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One clip of a vote, checked: finished (non-empty metrics), with an engine and a voice."""
+    if not isinstance(side, Mapping) or not isinstance(side.get("metrics"), Mapping) or not side["metrics"]:
+        raise InputError(NOT_FINISHED)
+    engine, voice = side.get("engine"), side.get("voice")
+    _require_system(engine, voice)
+    run_id = side.get("run_id")
+    return {
+        "engine": engine, "voice": voice, "system": system_id(engine, voice), "metrics": _to_json(side["metrics"]),
+        "run_id": None if run_id is None else int(run_id),
+    }  # fmt: skip
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars and arrays to Python, NaN and infinities to None, other objects to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):
+        return value
+    return str(value)
+
+
+def _to_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(_plain(value), ensure_ascii=False, allow_nan=False)
+
+
+def _metric_keys(dicts: Iterable[Mapping[str, Any]]) -> list[str]:
+    present = set().union(*(d.keys() for d in dicts))
+    return [k for k in METRIC_ORDER if k in present] + sorted(present.difference(METRIC_ORDER))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+def _explain(exc: BaseException, path: Path) -> ArenaUnavailable:
+    """One sentence for a failed database operation."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    name = path.name
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return ArenaUnavailable(f"The vote database {name} is locked by another process; try again in a moment.")
+    if code.startswith("SQLITE_NOTADB") or "not a database" in text:
+        return ArenaUnavailable(
+            f"The vote database {name} is damaged (not a SQLite database); votes are off until it is replaced."
+        )
+    if code.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        return ArenaUnavailable(
+            f"The vote database {name} is damaged (its contents are malformed); votes are off until it is replaced."
+        )
+    if code.startswith("SQLITE_FULL") or "disk is full" in text:
+        return ArenaUnavailable(f"The disk holding the vote database {name} is full; votes are off for now.")
+    if isinstance(exc, OSError) or code.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_IO")):
+        return ArenaUnavailable(
+            f"The vote database {name} cannot be created or written where it is; set ARENA_DB to a writable path."
+        )
+    return ArenaUnavailable(f"The vote database {name} cannot be used ({type(exc).__name__}); votes are off.")
