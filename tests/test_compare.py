@@ -1,0 +1,93 @@
+"""`python -m engines compare`: two slots on one text, loudness-matched files and the metrics JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+from conftest import ROOT
+
+from engines import audio
+from evaluation.compare import METRIC_KEYS, MATCH_LUFS, Slot, parse_slot, same_slot_notice
+
+TEXT = "The birch canoe slid on the smooth planks."
+
+
+def run_compare(out_dir, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TORCH_THREADS": "1", **env_extra}
+    env.pop("KOKORO_MODEL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "engines", "compare", "--text", TEXT, "--out-dir", str(out_dir), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_slot_specs_parse_engine_and_voice_including_blends():
+    assert parse_slot("kokoro:af_heart:0.7,af_bella:0.3") == Slot("kokoro", "af_heart:0.7,af_bella:0.3")
+    assert parse_slot("qwen-custom:Ryan").system == "qwen-custom:Ryan"
+    with pytest.raises(Exception, match="Unknown engine 'piper'"):
+        parse_slot("piper:amy")
+
+
+def test_the_same_system_twice_is_allowed_but_said():
+    assert "same voice twice" in same_slot_notice(Slot("kokoro", "jm_kumo"), Slot("kokoro", "jm_kumo"))
+    assert same_slot_notice(Slot("kokoro", "jm_kumo"), Slot("kokoro", "jf_alpha")) == ""
+
+
+@pytest.mark.slow
+def test_two_kokoro_voices_give_two_matched_clips_and_every_metric(tmp_path):
+    result = run_compare(tmp_path, "--a", "kokoro:jm_kumo", "--b", "kokoro:jf_alpha")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("a", "b"):
+        slot = summary[name]
+        assert set(METRIC_KEYS) <= set(slot) and slot["error"] is None
+        clip, rate = sf.read(tmp_path / f"{name}.wav", dtype="float32")
+        assert rate == 24_000
+        assert audio.integrated_loudness(clip, rate) == pytest.approx(MATCH_LUFS, abs=0.5)
+        assert slot["duration_s"] == pytest.approx(len(clip) / rate, abs=0.05)
+        assert 0 < slot["ttfa_s"] <= slot["total_s"] and slot["rtf"] > 0
+        assert slot["wer"] <= 0.5 and "smooth planks" in slot["transcript"].lower()
+        assert slot["similarity"] is None  # no reference clip
+        assert 1.0 <= slot["mos"] <= 5.0 and slot["lufs"] < -5
+    assert summary["a"]["system"] == "kokoro:jm_kumo" and summary["b"]["system"] == "kokoro:jf_alpha"
+
+
+@pytest.mark.slow
+def test_a_failing_slot_is_reported_and_the_other_still_renders(tmp_path):
+    result = run_compare(
+        tmp_path, "--a", "kokoro:jm_kumo", "--b", "qwen-custom:Ryan", QWEN_CUSTOM_VOICE_MODEL=str(tmp_path / "absent")
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["a"]["error"] is None and (tmp_path / "a.wav").is_file()
+    assert summary["b"]["error"] and not (tmp_path / "b.wav").exists()
+    assert summary["b"]["mos"] is None and summary["b"]["wer"] is None
+    assert "error in slot B" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_engine_is_one_line_and_exit_2(tmp_path):
+    result = run_compare(tmp_path, "--a", "piper:amy", "--b", "kokoro:jm_kumo")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Unknown engine 'piper'" in result.stderr
+
+
+@pytest.mark.slow
+def test_cross_model_cloning_scores_similarity_to_the_kokoro_clip(tmp_path, qwen_dirs):
+    result = run_compare(
+        tmp_path, "--a", "kokoro:jm_kumo", "--b", "qwen-clone:@a", QWEN_BASE_MODEL=str(qwen_dirs["clone"])
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["b"]["error"] is None and summary["b"]["engine"] == "qwen-clone"
+    assert -1.0 <= summary["b"]["similarity"] <= 1.0  # tiny random weights: a number, not a good one
+    assert summary["a"]["similarity"] is None
+    assert sf.info(tmp_path / "b.wav").duration > 0.5
