@@ -28,7 +28,7 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
-MATCH_LUFS = -16.0  # both clips are played (and written) at this loudness
+MATCH_LUFS = -23.0  # both clips are played (and written) at this loudness (EBU R 128: headroom for peaks)
 CLONE_OF_A = "@a"
 OTHER_LATIN_LANGUAGES = {"Spanish", "French", "Italian", "Brazilian Portuguese", "Portuguese", "German"}
 ENGLISH_LANGUAGES = {
