@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from api import router as api_router
 from engines import registry
 from engines.audio import join, to_int16
 from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
@@ -71,7 +72,22 @@ def _request(text: str, voice: str, blend: str, speed: float, language: str) -> 
 
 @user_errors
 def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str) -> Iterator[tuple]:
-    """Stream Kokoro speech chunk by chunk; then the whole clip as a file and the run's figures."""
+    """Speak text with Kokoro-82M, streamed chunk by chunk while the rest is still being generated.
+
+    Args:
+        text: What to say, up to 5,000 characters; `[word](/phonemes/)` sets a word's pronunciation.
+        voice: A Kokoro voice id such as af_heart or jm_kumo (offline, only the five packaged voices work).
+        blend: Optional weighted voice blend that overrides `voice`, like af_heart:0.7,af_bella:0.3; empty for none.
+        speed: Speaking rate from 0.5 to 2.0 (1.0 is normal).
+        language: Language of the text for the phonemizer, such as American English, or Auto to follow the voice.
+
+    Returns:
+        the audio, streamed chunk by chunk
+        the phonemes spoken, one line per chunk
+        the word timings (PyTorch back-end only)
+        a status line with time to first audio and real-time factor
+        the whole clip as a WAV file.
+    """
     request = _request(text, voice, blend, speed, language)
     stats = RunStats(engine="kokoro")
     chunks, phonemes, words = [], [], []
@@ -87,7 +103,18 @@ def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str
 
 @user_errors
 def kokoro_synthesize(text: str, voice: str, speed: float = 1.0, language: str = "Auto") -> tuple[str, dict]:
-    """Synthesize the whole text with Kokoro and return a WAV file and the run's figures (no streaming)."""
+    """Speak text with Kokoro-82M and return the whole clip as a WAV file (not streamed).
+
+    Args:
+        text: What to say, up to 5,000 characters; `[word](/phonemes/)` sets a word's pronunciation.
+        voice: A Kokoro voice id such as af_heart or jm_kumo (offline, only the five packaged voices work).
+        speed: Speaking rate from 0.5 to 2.0 (1.0 is normal).
+        language: Language of the text for the phonemizer, such as American English, or Auto to follow the voice.
+
+    Returns:
+        the whole clip as a WAV file
+        the run's measured figures (audio_s, total_s, ttfa_s, rtf, chunks) and the phonemes spoken.
+    """
     audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
     summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks]}
     return clip_path(audio, "kokoro"), summary
@@ -181,6 +208,10 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),
+        mcp_server=True,  # the named API endpoints become MCP tools at /gradio_api/mcp/
+        # The OpenAI-compatible /v1 routes, handed to the FastAPI app that launch() builds: they are
+        # registered before Gradio's own routes, on the same server and port as the page.
+        app_kwargs={"routes": list(api_router.routes)},
     )
 
 

@@ -41,7 +41,19 @@ def _speak(engine_id: str, request: SynthesisRequest, prefix: str) -> Iterator[t
 
 @user_errors
 def preset_stream(text: str, speaker: str, language: str, instruct: str) -> Iterator[tuple]:
-    """Stream a Qwen3-TTS preset speaker, sentence by sentence."""
+    """Speak text with a Qwen3-TTS preset speaker (CustomVoice model), streamed sentence by sentence.
+
+    Args:
+        text: What to say, up to 5,000 characters.
+        speaker: One of the nine preset speakers: Vivian, Serena, Uncle_Fu, Dylan, Eric, Ryan, Aiden, Ono_Anna, Sohee.
+        language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
+        instruct: Optional style instruction (only the 1.7B model follows it; leave it empty for the 0.6B model).
+
+    Returns:
+        the audio, streamed sentence by sentence
+        a status line with time to first audio and real-time factor
+        the whole clip as a WAV file.
+    """
     request = SynthesisRequest(text=text or "", voice=speaker or "", language=language, instruct=instruct or None)
     yield from _speak("qwen-custom", request, "qwen-preset")
 
@@ -58,7 +70,21 @@ def transcribe_reference(path: str | None) -> tuple[str, str]:
 
 @user_errors
 def clone_stream(path: str | None, transcript: str, x_vector_only: bool, text: str, language: str, saved: str):
-    """Stream a cloned voice: from the reference clip, or from a voice saved in the library."""
+    """Speak text in a cloned voice (Qwen3-TTS Base model), from a reference clip or a saved voice, streamed.
+
+    Args:
+        path: Reference clip of the voice to clone (1 to 60 s of speech); not needed when `saved` names a voice.
+        transcript: Exact words spoken in the reference clip; empty to transcribe it automatically.
+        x_vector_only: True to clone the timbre only (no transcript needed, lower likeness).
+        text: What to say in the cloned voice, up to 5,000 characters.
+        language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
+        saved: Name of a voice saved with qwen_save_voice, or "(use the reference above)" to clone from `path`.
+
+    Returns:
+        the audio, streamed sentence by sentence
+        a status line with time to first audio and real-time factor
+        the whole clip as a WAV file.
+    """
     if saved and saved != LIBRARY_NONE:
         request = SynthesisRequest(text=text or "", voice=saved, language=language)
         yield from _speak("qwen-clone", request, "qwen-clone")
@@ -78,7 +104,17 @@ def clone_stream(path: str | None, transcript: str, x_vector_only: bool, text: s
 
 @user_errors
 def save_reference(path: str | None, transcript: str, x_vector_only: bool, name: str):
-    """Save the reference's clone prompt under a name; it survives restarts."""
+    """Save a reference clip as a named voice in the library, to speak with later (it survives restarts).
+
+    Args:
+        path: Reference clip of the voice to save (1 to 60 s of speech).
+        transcript: Exact words spoken in the reference clip; empty to transcribe it automatically.
+        x_vector_only: True to keep the timbre only (no transcript needed, lower likeness).
+        name: Name of the saved voice (letters, digits, - and _; other characters become -).
+
+    Returns:
+        the saved-voice list, with the new voice (under its safe name) selected.
+    """
     reference = _reference(path)
     if reference is None:
         raise InputError("Upload or record a reference clip before saving it.")
@@ -92,6 +128,14 @@ def save_reference(path: str | None, transcript: str, x_vector_only: bool, name:
 
 @user_errors
 def delete_saved(name: str):
+    """Delete a voice from the saved-voice library.
+
+    Args:
+        name: Name of the saved voice to delete.
+
+    Returns:
+        the saved-voice list without that voice.
+    """
     if not name or name == LIBRARY_NONE:
         raise InputError("Pick a saved voice to delete.")
     delete_voice(name)

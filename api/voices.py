@@ -1,0 +1,117 @@
+"""Model and voice names as API callers write them, resolved to engine ids and engine voices.
+
+Models are the registry's engine ids, plus OpenAI's `tts-1` / `tts-1-hd` (-> Kokoro) so that the
+OpenAI SDK's defaults work. Voices are an engine's own voice ids (Kokoro voices and weighted blends
+such as `af_heart:0.7,af_bella:0.3`, Qwen3-TTS speakers, voices saved in the clone library), or
+OpenAI's voice names, each mapped to a similar voice of that engine, falling back to the engine's
+default when that voice cannot be used here (offline, Kokoro has five packaged voices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from engines import registry
+from engines.base import EngineError, EngineInfo
+from engines.voice_library import list_voices, safe_name
+
+MODEL_ALIASES: dict[str, str] = {"tts-1": "kokoro", "tts-1-hd": "kokoro"}
+
+# OpenAI voice name -> a voice of similar gender and character, per engine (tried first).
+OPENAI_VOICES: dict[str, dict[str, str]] = {
+    "kokoro": {
+        "alloy": "af_alloy", "ash": "am_adam", "ballad": "bm_george", "coral": "af_sarah", "echo": "am_echo",
+        "fable": "bm_fable", "nova": "af_nova", "onyx": "am_onyx", "sage": "af_sky", "shimmer": "af_bella",
+        "verse": "am_michael",
+    },
+    "qwen-custom": {
+        "alloy": "Vivian", "ash": "Dylan", "ballad": "Eric", "coral": "Sohee", "echo": "Ryan", "fable": "Aiden",
+        "nova": "Serena", "onyx": "Uncle_Fu", "sage": "Ono_Anna", "shimmer": "Vivian", "verse": "Aiden",
+    },
+}  # fmt: skip
+OPENAI_VOICE_NAMES = frozenset(name for names in OPENAI_VOICES.values() for name in names)
+# What an OpenAI voice name falls back to when its own match is unavailable: the first usable one.
+DEFAULT_VOICES: dict[str, tuple[str, ...]] = {"kokoro": ("af_heart", "jm_kumo"), "qwen-custom": ("Ryan", "Aiden")}
+BLEND_ENGINES = frozenset({"kokoro"})  # a voice may be a weighted blend "a:0.7,b:0.3"
+SAVED_VOICE_ENGINES = frozenset({"qwen-clone"})  # speaks the voices saved in engines.voice_library
+
+
+class UnknownName(LookupError):
+    """A model or voice that does not exist; the message is one sentence for the caller."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.message, self.param = message, param
+
+
+def resolve_model(name: str) -> str:
+    """The engine id for a model name (engine id or alias)."""
+    wanted = str(name).strip().lower()
+    engine_id = MODEL_ALIASES.get(wanted, wanted)
+    if engine_id not in registry.ENGINES:
+        known = ", ".join([*registry.ENGINES, *MODEL_ALIASES])
+        raise UnknownName(f"There is no model called {name!r}; choose one of: {known}.", "model")
+    return engine_id
+
+
+def voices(engine_id: str, info: EngineInfo | None = None) -> list[dict]:
+    """The engine's voices as the voice list shows them: its own voices, then saved ones."""
+    info = info or registry.info(engine_id)
+    listed = [{**asdict(v), "model": engine_id, "saved": False} for v in info.voices]
+    if engine_id in SAVED_VOICE_ENGINES:
+        listed += [
+            {"id": name, "name": name, "language": "", "gender": "", "grade": None, "available": info.available}
+            | {"model": engine_id, "saved": True}
+            for name in list_voices()
+        ]
+    return listed
+
+
+def openai_voices(engine_id: str, info: EngineInfo | None = None) -> dict[str, str]:
+    """OpenAI voice name -> the voice it speaks with on this engine here (empty if it has none)."""
+    listed = voices(engine_id, info)
+    out = {}
+    for name in sorted(OPENAI_VOICE_NAMES):
+        try:
+            out[name] = _alias(engine_id, name, listed)
+        except UnknownName:
+            continue
+    return out
+
+
+def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None) -> str:
+    """The engine voice for a requested voice, or `UnknownName` when the engine has no such voice."""
+    spec = str(voice).strip()
+    listed = voices(engine_id, info)
+    ids = {v["id"].lower(): v["id"] for v in listed}
+    if spec.lower() in ids:
+        return spec
+    if spec.lower() in OPENAI_VOICE_NAMES:
+        return _alias(engine_id, spec.lower(), listed)
+    if engine_id in BLEND_ENGINES and ("," in spec or ":" in spec):
+        names = [part.partition(":")[0].strip().lower() for part in spec.split(",")]
+        unknown = [name for name in names if name and name not in ids]
+        if not unknown:
+            return spec  # the engine checks the weights and says what is wrong with them
+        spec = unknown[0]
+    elif engine_id in SAVED_VOICE_ENGINES:
+        try:
+            if safe_name(spec) in ids:
+                return spec
+        except EngineError:
+            pass
+    usable = sorted(listed, key=lambda v: not v["available"])
+    examples = ", ".join(v["id"] for v in usable[:6])
+    hint = f"; for example: {examples}" if examples else "; it has none yet (save a cloned voice on the page first)"
+    raise UnknownName(f"The model {engine_id!r} has no voice called {spec!r}{hint}.", "voice")
+
+
+def _alias(engine_id: str, name: str, listed: list[dict]) -> str:
+    available = {v["id"] for v in listed if v["available"]}
+    wanted = OPENAI_VOICES.get(engine_id, {}).get(name)
+    for candidate in (wanted, *DEFAULT_VOICES.get(engine_id, ())):
+        if candidate in available:
+            return candidate
+    raise UnknownName(
+        f"The model {engine_id!r} has no voice for the OpenAI name {name!r}; pick one of its own voices.", "voice"
+    )
