@@ -83,6 +83,7 @@ class ClipResult:
     chunks: list[AudioChunk] = field(default_factory=list)
     error: str | None = None
     metrics: dict | None = None
+    run_id: int | None = None  # its row in the arena database, once stored
 
     @property
     def audio(self) -> np.ndarray:

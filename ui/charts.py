@@ -1,0 +1,68 @@
+"""Pictures for the comparison: a metrics table, a grouped bar chart and waveform + spectrogram plots."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from engines.base import SAMPLE_RATE  # noqa: E402
+
+ROWS = (
+    ("ttfa_s", "time to first audio (s)"),
+    ("total_s", "total time (s)"),
+    ("rtf", "real-time factor"),
+    ("duration_s", "duration (s)"),
+    ("lufs", "loudness as generated (LUFS)"),
+    ("wer", "ASR word error rate"),
+    ("similarity", "speaker similarity to the reference"),
+    ("mos", "predicted MOS (DNSMOS, 1–5)"),
+    ("transcript", "ASR transcript"),
+)
+TIMES = ("ttfa_s", "total_s", "duration_s")
+SCORES = ("wer", "similarity", "mos")
+
+
+def table(named: dict[str, dict | None]) -> list[list]:
+    """Rows of `metric, <slot>, <slot>`; an em dash where a metric does not apply."""
+    return [
+        [label, *("–" if (m or {}).get(key) is None else (m or {})[key] for m in named.values())] for key, label in ROWS
+    ]
+
+
+def bars(named: dict[str, dict | None]):
+    """Grouped bars: seconds on the left, quality scores on the right."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
+    for ax, keys, unit in ((axes[0], TIMES, "seconds"), (axes[1], SCORES, "score")):
+        x = np.arange(len(keys))
+        width = 0.8 / max(1, len(named))
+        for i, (name, m) in enumerate(named.items()):
+            values = [np.nan if (m or {}).get(k) is None else float(m[k]) for k in keys]
+            ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+        ax.set_xticks(x, [k.removesuffix("_s") for k in keys])
+        ax.set_ylabel(unit)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def waveforms(named: dict[str, np.ndarray | None], sample_rate: int = SAMPLE_RATE):
+    """Waveform above spectrogram for each clip, side by side."""
+    fig, axes = plt.subplots(2, len(named), figsize=(9, 4), layout="constrained", squeeze=False)
+    for col, (name, audio) in enumerate(named.items()):
+        top, bottom = axes[0][col], axes[1][col]
+        top.set_title(name, fontsize=9)
+        if audio is None or len(audio) == 0:
+            top.text(0.5, 0.5, "no audio", ha="center", va="center", transform=top.transAxes)
+            bottom.set_axis_off()
+            continue
+        t = np.arange(len(audio)) / sample_rate
+        top.plot(t, audio, linewidth=0.4)
+        top.set_xlim(0, t[-1])
+        top.set_ylim(-1, 1)
+        bottom.specgram(audio, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma")
+        bottom.set_xlabel("seconds")
+        bottom.set_ylabel("Hz")
+    return fig

@@ -1,0 +1,292 @@
+"""The Compare tab: one text, two slots (any engine and voice), streamed at matched loudness, measured.
+
+Slot A streams, then slot B (one device, one after the other); each is levelled to `MATCH_LUFS`
+while it streams. A clip's metrics (ASR, DNSMOS, similarity) are computed in a worker thread once
+it finishes, so they never hold up the other slot's stream. A slot that fails shows its error in
+its own status line; the other still plays. Finished runs are remembered in the arena database
+when it is usable. `compare` is also an API endpoint that returns both files and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+
+from engines import registry
+from engines.audio import OutputSettings, StreamLeveler, to_int16
+from engines.base import SAMPLE_RATE, EngineError, InputError
+from engines.reference import load_reference, settle_transcript
+from engines.timing import RunStats
+from engines.voice_library import list_voices
+from evaluation.arena import Arena
+from evaluation.compare import (
+    MATCH_LUFS,
+    ClipResult,
+    Slot,
+    clone_of,
+    matched,
+    measure,
+    same_slot_notice,
+    slot_summary,
+    stream_slot,
+)
+
+from . import charts
+from .common import OUTPUT_DIR, clip_path, status_line, user_errors
+
+log = logging.getLogger(__name__)
+
+EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
+FROM_REFERENCE = ""  # the qwen-clone voice choice that means "the reference clip below"
+_metrics_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
+ARENA = Arena()  # shared with the Arena tab
+
+
+def voice_choices(engine_id: str) -> tuple[list[tuple[str, str]], str]:
+    """(label, value) voices an engine can speak now, and a default."""
+    if engine_id == "qwen-clone":
+        return [("Reference clip below", FROM_REFERENCE)] + [(f"Saved: {n}", n) for n in list_voices()], FROM_REFERENCE
+    voices = [v for v in registry.info(engine_id).voices if v.available] or registry.info(engine_id).voices
+    choices = [(f"{v.name} ({v.id}) · {v.language} · {v.gender}", v.id) for v in voices]
+    return choices, (choices[0][1] if choices else "")
+
+
+def engine_choices() -> list[tuple[str, str]]:
+    return [(registry.info(e).name, e) for e in registry.ENGINES]
+
+
+def on_engine(engine_id: str):
+    """A new engine in a slot: its voices, and the reference inputs only for cloning."""
+    choices, value = voice_choices(engine_id)
+    cloning = engine_id == "qwen-clone"
+    return gr.update(choices=choices, value=value), gr.update(visible=cloning), gr.update(visible=cloning)
+
+
+def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str) -> Slot:
+    """A slot from the UI's inputs (a clone slot without a saved voice decodes the uploaded reference)."""
+    if engine not in registry.ENGINES:
+        raise InputError(f"Unknown engine {engine!r}.")
+    if engine == "qwen-clone" and not voice:
+        if not ref_path:
+            raise InputError("Upload or record a reference clip to clone, or pick a saved voice.")
+        reference = load_reference(Path(ref_path).read_bytes())
+        text, x_vector_only, notice = settle_transcript(reference, transcript, False)
+        if notice:
+            gr.Info(notice)
+        return Slot(engine, "", reference=reference, reference_text=text, x_vector_only=x_vector_only)
+    return Slot(engine, voice or "")
+
+
+def play(result: ClipResult, text: str) -> Iterator[tuple]:
+    """The slot's stream as int16 pieces at the matched loudness, with status lines as it goes."""
+    leveler = StreamLeveler(OutputSettings(lufs=MATCH_LUFS))
+    for chunk in stream_slot(result.slot, text, result):
+        piece = leveler.feed(chunk.audio)
+        if piece.size:
+            yield (SAMPLE_RATE, to_int16(piece)), status_line(result.slot.engine, result.stats)
+    rest = leveler.flush()
+    if rest.size:
+        yield (SAMPLE_RATE, to_int16(rest)), status_line(result.slot.engine, result.stats)
+    if result.error:
+        yield gr.skip(), f"**Slot failed:** {result.error}"
+    else:
+        yield gr.skip(), status_line(result.slot.engine, result.stats, done=True)
+
+
+def remember(result: ClipResult, text: str) -> int | None:
+    """Store a finished run in the arena database (when usable); its id or None."""
+    if not result.finished or not ARENA.available():
+        return None
+    try:
+        result.run_id = ARENA.record_run(
+            text, result.slot.engine, result.slot.voice or "reference", result.metrics or {}
+        )
+        return result.run_id
+    except EngineError as exc:
+        log.warning("run not stored: %s", exc)
+        return None
+
+
+def failed(slot_name: str, exc: Exception, engine: str) -> ClipResult:
+    result = ClipResult(Slot(engine or "?", ""), RunStats(engine=engine or "?"))
+    result.error = str(exc) if isinstance(exc, EngineError) else f"Slot {slot_name} could not start."
+    return result
+
+
+def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
+    """Table, chart, pictures and the metrics file of a finished pair."""
+    labels = {f"{n} · {r.slot.system}": r for n, r in named.items()}
+    figures = {label: r.metrics for label, r in labels.items()}
+    summary = {"text": text, "playback_lufs": MATCH_LUFS, **{n.lower(): slot_summary(r) for n, r in named.items()}}
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_DIR / f"metrics-{abs(hash(json.dumps(summary, sort_keys=True, default=str)))}.json"
+    path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    pictures = {label: (r.audio if r.finished else None) for label, r in labels.items()}
+    return (
+        gr.update(value=charts.table(figures), headers=["metric", *labels]),
+        charts.bars(figures),
+        charts.waveforms(pictures),
+        str(path),
+    )
+
+
+def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
+    """Stream each slot in turn into its player; metrics in the background; then the results."""
+    results: dict[str, ClipResult] = {}
+    pending: dict[str, Future] = {}
+    for name, slot in slots.items():
+        player, status = ui[name]
+        if isinstance(slot, Exception):
+            results[name] = failed(name, slot, "")
+            yield {status: f"**Slot failed:** {results[name].error}"}
+            continue
+        result = results[name] = ClipResult(slot, RunStats(engine=slot.engine))
+        yield {status: f"Loading **{registry.info(slot.engine).name}** and speaking…"}
+        for audio, line in play(result, text):
+            yield {player: audio, status: line}
+        pending[name] = _metrics_pool.submit(measure, result, text)
+    yield {ui["notice"]: "Measuring: ASR round trip, predicted MOS, speaker similarity…"}
+    for name, future in pending.items():
+        results[name].metrics = future.result()
+        remember(results[name], text)
+    table, chart, pictures, path = outputs_for(results, text)
+    notice = " ".join(filter(None, [_notice(slots), f"Both clips are played at {MATCH_LUFS:g} LUFS."]))
+    yield {
+        ui["table"]: table,
+        ui["chart"]: chart,
+        ui["pictures"]: pictures,
+        ui["file"]: path,
+        ui["notice"]: notice,
+        ui["state"]: results,
+    }
+
+
+def _notice(slots: dict[str, Slot | Exception]) -> str:
+    good = [s for s in slots.values() if isinstance(s, Slot)]
+    return same_slot_notice(*good) if len(good) == 2 else ""
+
+
+def _check_text(text: str) -> str:
+    if not (text or "").strip():
+        raise InputError("Please type some text to compare.")
+    return text
+
+
+@user_errors
+def compare_api(text: str, a: str, b: str) -> tuple[str | None, str | None, dict]:
+    """Speak one text with two engines and measure both (no streaming).
+
+    Args:
+        text: What both slots say, up to 5,000 characters.
+        a: Slot A as engine:voice, e.g. "kokoro:af_heart" or "qwen-custom:Ryan" (a saved clone: "qwen-clone:NAME").
+        b: Slot B, the same form; "qwen-clone:@a" clones slot A's voice with Qwen3-TTS.
+
+    Returns:
+        Slot A's and slot B's clips as WAV files at matched loudness (None for a slot that failed), and the
+        metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
+    """
+    from evaluation.compare import CLONE_OF_A, parse_slot, run_pair
+
+    text = _check_text(text)
+    first, second = run_pair(
+        parse_slot(a), CLONE_OF_A if (b or "").strip() == f"qwen-clone:{CLONE_OF_A}" else parse_slot(b), text
+    )
+    files = [clip_path(matched(r), f"compare-{n}") if r.finished else None for n, r in (("a", first), ("b", second))]
+    summary = {"text": text, "playback_lufs": MATCH_LUFS, "notice": same_slot_notice(first.slot, second.slot)}
+    return files[0], files[1], {**summary, "a": slot_summary(first), "b": slot_summary(second)}
+
+
+def build_tab() -> None:
+    """The Compare tab, inside the caller's gr.Blocks."""
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown(
+            "Same words, two voices. Each clip streams into its own player at "
+            f"{MATCH_LUFS:g} LUFS, then both are measured."
+        )
+        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="compare-text")
+        ui: dict = {}
+        inputs = []
+        with gr.Row():
+            for name, engine_id in (("A", "kokoro"), ("B", "qwen-custom")):
+                with gr.Column():
+                    gr.Markdown(f"### Slot {name}")
+                    engine = gr.Dropdown(
+                        engine_choices(), value=engine_id, label="Engine", elem_id=f"compare-{name.lower()}-engine"
+                    )
+                    choices, default = voice_choices(engine_id)
+                    voice = gr.Dropdown(
+                        choices, value=default, label="Voice", allow_custom_value=True,
+                        info="A Kokoro blend can be typed: af_heart:0.7,af_bella:0.3",
+                        elem_id=f"compare-{name.lower()}-voice",
+                    )  # fmt: skip
+                    ref = gr.Audio(
+                        label="Reference clip to clone", sources=["upload", "microphone"], type="filepath",
+                        visible=False,
+                    )  # fmt: skip
+                    transcript = gr.Textbox(label="Its transcript (empty: transcribed)", visible=False)
+                    engine.change(on_engine, engine, [voice, ref, transcript], api_visibility="private")
+                    player = gr.Audio(
+                        label=f"Slot {name}", streaming=True, autoplay=name == "A", interactive=False,
+                        elem_id=f"compare-{name.lower()}-audio",
+                    )  # fmt: skip
+                    status = gr.Markdown(elem_id=f"compare-{name.lower()}-status")
+                    ui[name] = (player, status)
+                    inputs += [engine, voice, ref, transcript]
+        with gr.Row():
+            go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+            clone = gr.Button("Clone slot A's voice with Qwen3-TTS into slot B", elem_id="compare-clone")
+            stop = gr.Button("Stop", variant="stop")
+        ui["notice"] = gr.Markdown(elem_id="compare-notice")
+        ui["table"] = gr.Dataframe(
+            headers=["metric", "A", "B"], label="Measured", interactive=False, elem_id="compare-metrics"
+        )
+        with gr.Row():
+            ui["chart"] = gr.Plot(label="Timings and scores")
+        ui["pictures"] = gr.Plot(label="Waveforms and spectrograms")
+        ui["file"] = gr.File(label="metrics.json", interactive=False)
+        ui["state"] = gr.State()
+        outputs = [ui["A"][0], ui["A"][1], ui["B"][0], ui["B"][1], ui["notice"], ui["table"], ui["chart"]]
+        outputs += [ui["pictures"], ui["file"], ui["state"]]
+
+        @user_errors
+        def compare_stream(text, *values):
+            text = _check_text(text)
+            slots: dict[str, Slot | Exception] = {}
+            for name, (engine, voice, ref, transcript) in zip("AB", (values[:4], values[4:]), strict=True):
+                try:
+                    slots[name] = make_slot(engine, voice, ref, transcript)
+                except EngineError as exc:
+                    slots[name] = exc
+            yield from run_slots(text, slots, ui)
+
+        @user_errors
+        def cross_clone(text, previous):
+            text = _check_text(text)
+            first = (previous or {}).get("A")
+            if first is None or not first.finished:
+                raise InputError("Run a comparison first: slot A must finish speaking before its voice can be cloned.")
+            results = {"A": first}
+            for update in run_slots(text, {"B": clone_of(first, text)}, ui):
+                if ui["state"] in update:
+                    results["B"] = update[ui["state"]]["B"]
+                    update = {**update, **dict(zip(outputs[5:9], outputs_for(results, text), strict=True))}
+                    update[ui["state"]] = results
+                yield update
+
+        event = go.click(compare_stream, [text, *inputs], outputs, api_visibility="private", concurrency_id="compare")
+        clone_event = clone.click(
+            cross_clone, [text, ui["state"]], outputs, api_visibility="private", concurrency_id="compare"
+        )
+        stop.click(None, None, None, cancels=[event, clone_event])
+        with gr.Row(visible=False):
+            api_a, api_b, api_metrics = gr.Audio(type="filepath"), gr.Audio(type="filepath"), gr.JSON()
+            api_in_a, api_in_b, api_button = gr.Textbox(), gr.Textbox(), gr.Button()
+        api_button.click(
+            compare_api, [text, api_in_a, api_in_b], [api_a, api_b, api_metrics],
+            api_name="compare", concurrency_id="compare",
+        )  # fmt: skip
