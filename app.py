@@ -21,6 +21,8 @@ from engines.kokoro_voices import LANGUAGES
 from engines.timing import RunStats, synthesize, timed_stream
 from ui.common import banner as banner_for
 from ui.common import clip_path, status_line, user_errors
+from ui.arena_tab import build_tab as build_arena_tab
+from ui.compare_tab import build_tab as build_compare_tab
 from ui.qwen_tab import build_tab as build_qwen_tab
 
 log = logging.getLogger("app")
@@ -186,6 +188,8 @@ def build() -> gr.Blocks:
                 concurrency_id="kokoro",
             )
         build_qwen_tab()
+        build_compare_tab()
+        build_arena_tab()
         demo.load(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
     return demo
 

@@ -1,0 +1,65 @@
+"""The Compare and Blind arena tabs in Debian's Chromium: two packaged Kokoro voices, measured; a blind vote."""
+
+from __future__ import annotations
+
+import pytest
+from test_browser import ARGS, CHROMIUM, PLAYED
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(app_url, wait_until="networkidle")
+        yield page
+        browser.close()
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_compare_two_packaged_kokoro_voices(page, artifacts):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-text textarea").fill("The birch canoe slid on the smooth planks.")
+    pick(page, "compare-a-voice", "jm_kumo")
+    pick(page, "compare-b-engine", "Kokoro-82M")
+    pick(page, "compare-b-voice", "jf_alpha")
+    page.locator("#compare-go").click()
+    try:
+        page.locator("#compare-b-status", has_text="Finished").wait_for(timeout=180_000)
+        page.locator("#compare-metrics", has_text="predicted MOS").wait_for(timeout=180_000)
+        page.locator("#compare-notice", has_text="played at").wait_for(timeout=180_000)
+    finally:
+        page.screenshot(path=str(artifacts / "compare_tab.png"), full_page=True)
+    table = page.locator("#compare-metrics").inner_text()
+    assert "kokoro:jm_kumo" in table and "kokoro:jf_alpha" in table
+    assert "smooth planks" in table.lower()  # the ASR transcripts
+    assert page.locator("#compare-a-status").inner_text().startswith("Finished")
+    assert page.evaluate(PLAYED) > 0.5
+
+
+def test_blind_vote_needs_a_finished_pair_then_is_stored_and_ranked(page, artifacts):
+    page.get_by_role("tab", name="Blind arena").click()
+    page.locator("#arena-vote-a").click()
+    page.get_by_text("Both clips must finish before you vote.").first.wait_for(timeout=30_000)
+    assert "kokoro:" not in page.locator("#arena-reveal").inner_text()
+    page.locator("#arena-new").click()
+    page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=240_000)
+    assert "kokoro:" not in page.locator("#arena-reveal").inner_text()  # names hidden until the vote
+    page.locator("#arena-vote-a").click()
+    try:
+        page.locator("#arena-reveal", has_text="Vote stored").wait_for(timeout=30_000)
+        page.locator("#arena-leaderboard", has_text="kokoro:jf_alpha").wait_for(timeout=30_000)
+    finally:
+        page.screenshot(path=str(artifacts / "arena_tab.png"), full_page=True)
+    reveal = page.locator("#arena-reveal").inner_text()
+    assert "kokoro:jm_kumo" in reveal and "kokoro:jf_alpha" in reveal
+    assert "kokoro:jm_kumo" in page.locator("#arena-leaderboard").inner_text()
+    assert page.locator("text=Traceback").count() == 0
