@@ -48,6 +48,8 @@ TRUE_PEAK_DBFS = -1.0
 LUFS_RANGE = (-40.0, -5.0)  # sane loudness targets; broadcast is -23, podcasts -16, streaming -14
 LUFS_PRESETS = (-23.0, -16.0, -14.0)
 END_FADE_S = 0.02  # the "fade" option: 20 ms at both ends of a whole clip
+MAX_LIMIT_DB = 12.0  # the most the peak limiter may take off a peak to reach a loudness target
+LIMIT_WINDOW_S = 0.01  # the limiter's look-ahead and release
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
@@ -157,6 +159,70 @@ def normalize_loudness(
     return (np.asarray(audio, dtype=np.float32) * np.float32(gain)), note
 
 
+def limit_true_peak(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, peak_dbfs: float = TRUE_PEAK_DBFS) -> np.ndarray:
+    """A look-ahead peak limiter: the clip with its true peak at `peak_dbfs` at most.
+
+    The gain each sample needs (from the 4x oversampled envelope) is spread 10 ms either side by a
+    minimum filter and then smoothed by a 10 ms moving average of the same width, so the smoothed
+    gain never exceeds what any sample needs and changes without clicks. Only the few peaks above
+    the ceiling are touched; a clip below it comes back unchanged.
+    """
+    import soxr
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    samples = np.asarray(audio, dtype=np.float32)
+    n = len(samples)
+    if n == 0:
+        return samples
+    ceiling = 10 ** ((peak_dbfs - 0.05) / 20)  # a hair of margin for the envelope's approximation
+    up = np.abs(soxr.resample(samples, sample_rate, 4 * sample_rate))
+    up = np.pad(up, (0, max(0, 4 * n - len(up))))[: 4 * n].reshape(n, 4).max(axis=1)
+    envelope = np.maximum(np.abs(samples), up)
+    need = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
+    if need.min() >= 1.0:
+        return samples
+    width = 2 * max(1, int(LIMIT_WINDOW_S * sample_rate)) + 1
+    gain = uniform_filter1d(minimum_filter1d(need, size=width, mode="nearest"), size=width, mode="nearest")
+    return (samples * np.minimum(gain, need)).astype(np.float32)
+
+
+def loudness_plan(
+    audio: np.ndarray, target_lufs: float, sample_rate: int = SAMPLE_RATE, peak_dbfs: float = TRUE_PEAK_DBFS
+) -> tuple[float, str]:
+    """The gain that, followed by `limit_true_peak`, brings a clip to `target_lufs`, and a note.
+
+    Speech peaks well above its loudness (Kokoro's sit ~21 dB over it), so at -16 or -14 LUFS a pure
+    gain would pass -1 dBFS; the limiter shaves those peaks (at most `MAX_LIMIT_DB`; beyond that the
+    gain is held back and the note says which level was reached). The limiter takes some loudness
+    with it, so the gain is found by a few secant steps on the measured loudness of the limited
+    clip (to 0.05 LU). A clip under 0.4 s or silent gets the plain peak guard of `loudness_gain`.
+    """
+    measured = integrated_loudness(audio, sample_rate)
+    if measured is None:
+        return loudness_gain(audio, target_lufs, sample_rate, peak_dbfs)
+    most_db = peak_dbfs + MAX_LIMIT_DB - true_peak_dbfs(audio, sample_rate)
+
+    def reached_at(gain_db: float) -> float:
+        limited = limit_true_peak(audio * np.float32(10 ** (gain_db / 20)), sample_rate, peak_dbfs)
+        return integrated_loudness(limited, sample_rate) or -np.inf
+
+    gain_db = min(target_lufs - measured, most_db)
+    reached, slope = reached_at(gain_db), 1.0
+    for _ in range(4):
+        if abs(reached - target_lufs) < 0.05 or (gain_db >= most_db and reached < target_lufs):
+            break
+        step = float(np.clip((target_lufs - reached) / slope, -6.0, 12.0))
+        new_db = min(gain_db + step, most_db)
+        new_reached = reached_at(new_db)
+        if new_db != gain_db and np.isfinite(new_reached) and new_reached != reached:
+            slope = float(np.clip((new_reached - reached) / (new_db - gain_db), 0.1, 1.0))
+        gain_db, reached = new_db, new_reached
+    note = ""
+    if reached < target_lufs - 0.5:
+        note = f"Peak guard: reached {reached:.1f} LUFS instead of {target_lufs:g} to keep peaks at {peak_dbfs:g} dBFS."
+    return 10 ** (gain_db / 20), note
+
+
 @dataclass(frozen=True)
 class OutputSettings:
     """What to do to a clip before it is written; validated when built.
@@ -262,7 +328,8 @@ def process(
     if settings.trim:
         out, _ = trim_silence(out, sample_rate)
     if settings.lufs is not None:
-        out, note = normalize_loudness(out, settings.lufs, sample_rate)
+        gain, note = loudness_plan(out, settings.lufs, sample_rate)
+        out = limit_true_peak(out * np.float32(gain), sample_rate)
         notes += [note] if note else []
     elif settings.peak_normalize:
         out = out * np.float32(peak_gain(out, sample_rate))
@@ -278,13 +345,14 @@ class StreamLeveler:
     clip's loudness is not known until the stream ends. So the leveler does what `process` does to
     the audio heard so far: the first gain comes from the first 0.4 s or more (chunks are held back
     until that much has arrived; a first chunk is usually longer), and each later chunk gets the
-    gain that would bring everything so far, that chunk included, to the target (integrated
-    loudness, true peak of all of it at -1 dBFS at most; or that peak at -1 dBFS for peak
-    normalization). The estimate settles as the clip grows, and the change from one chunk to the
-    next is limited to 1.5 dB (made at the pause between phrases), except that the peak guard always
-    holds for the chunk itself. The stream thus converges on the file's gain; on speech the two
-    measure within about 1 LU. Denoise, trim and end fades are whole-clip operations and apply to
-    the file only.
+    gain that would bring everything so far, that chunk included, to the target, with the same
+    peak limiter on each chunk (the loudness it takes is measured chunk by chunk and made up in the
+    gain, as `loudness_plan` does for the file). For peak normalization the gain puts the true peak
+    of everything so far at -1 dBFS. The estimate settles as the clip grows, and the change from one
+    chunk to the next is limited to 1.5 dB (made at the pause between phrases), except that the
+    peak guard always holds. The stream thus converges on the file's level; on Kokoro speech the
+    two measured within 0.5 LU at -23, -16 and -14 LUFS. Denoise, trim and end fades are whole-clip
+    operations and apply to the file only.
     """
 
     MAX_STEP_DB = 1.5
@@ -297,6 +365,7 @@ class StreamLeveler:
         self._heard: list[np.ndarray] = []  # everything so far, before gain
         self._held = 0  # how many of the last chunks in `_heard` wait for the opening 0.4 s
         self._peak_db = -np.inf
+        self._loss: list[tuple[float, float]] = []  # (seconds, dB the limiter took) per measured chunk
 
     def feed(self, audio: np.ndarray) -> np.ndarray:
         """The chunk at the stream's level; empty while the opening 0.4 s is still being gathered."""
@@ -310,11 +379,9 @@ class StreamLeveler:
             if sum(map(len, self._heard)) < MIN_LOUDNESS_S * self.sample_rate:
                 return np.zeros(0, np.float32)
             return self.flush()
-        wanted = self._gain_so_far()
         step = 10 ** (self.MAX_STEP_DB / 20)
-        ceiling = 10 ** ((TRUE_PEAK_DBFS - true_peak_dbfs(samples, self.sample_rate)) / 20)
-        self.gain = min(max(wanted, self.gain / step), self.gain * step, ceiling)
-        return samples * np.float32(self.gain)
+        self.gain = min(max(self._gain_so_far(), self.gain / step), self.gain * step)
+        return self._out(samples)
 
     def flush(self) -> np.ndarray:
         """Whatever is still held back (call once the stream has ended)."""
@@ -323,20 +390,33 @@ class StreamLeveler:
         opening = np.concatenate(self._heard[-self._held :])
         self._held = 0
         self.gain = self._gain_so_far(note=True)
-        return opening * np.float32(self.gain)
+        return self._out(opening)
 
     def _gain_so_far(self, note: bool = False) -> float:
         """The gain `process` would give if the clip ended here."""
         headroom = 10 ** ((TRUE_PEAK_DBFS - self._peak_db) / 20) if np.isfinite(self._peak_db) else 1.0
         if self.settings.lufs is None:
             return headroom
-        heard = np.concatenate(self._heard)
-        measured = integrated_loudness(heard, self.sample_rate)
+        measured = integrated_loudness(np.concatenate(self._heard), self.sample_rate)
         if measured is None:
             if note:
                 self.notes.append("Stream opening shorter than 0.4 s: loudness cannot be measured, peak guard only.")
             return min(1.0, headroom)
-        return min(10 ** ((self.settings.lufs - measured) / 20), headroom)
+        seconds = sum(t for t, _ in self._loss)
+        loss_db = sum(t * db for t, db in self._loss) / seconds if seconds else 0.0
+        return min(10 ** ((self.settings.lufs - measured + loss_db) / 20), headroom * 10 ** (MAX_LIMIT_DB / 20))
+
+    def _out(self, samples: np.ndarray) -> np.ndarray:
+        gained = samples * np.float32(self.gain)
+        if self.settings.lufs is None:  # peak normalization: the gain itself is the guard
+            ceiling = 10 ** ((TRUE_PEAK_DBFS - true_peak_dbfs(samples, self.sample_rate)) / 20)
+            return gained if self.gain <= ceiling else samples * np.float32(ceiling)
+        limited = limit_true_peak(gained, self.sample_rate)
+        before = integrated_loudness(gained, self.sample_rate)
+        after = integrated_loudness(limited, self.sample_rate)
+        if before is not None and after is not None:
+            self._loss.append((len(samples) / self.sample_rate, before - after))
+        return limited
 
 
 def join(chunks: Iterable[AudioChunk]) -> np.ndarray:

@@ -112,6 +112,35 @@ def test_loudness_of_the_written_file_is_within_half_a_lu_of_the_target(tmp_path
     assert abs(audio.integrated_loudness(data, rate) - target) <= 0.5
 
 
+def peaky(seconds: float = 3.0) -> np.ndarray:
+    """A tone with 1 ms bursts every 200 ms: true peak 20 dB over the loudness, as Kokoro's speech has."""
+    clip = tone(seconds, level=0.1)
+    for start in range(0, len(clip) - 240, 4_800):
+        clip[start : start + 24] = 0.9 * np.sin(2 * np.pi * 3_000 * np.arange(24) / 24_000)
+    return clip
+
+
+@pytest.mark.parametrize("target", [-16.0, -14.0])
+def test_a_peaky_clip_reaches_the_target_through_the_limiter_with_true_peak_at_most_minus_1(tmp_path, target):
+    clip = peaky()
+    assert audio.true_peak_dbfs(clip * audio.loudness_gain(clip, target, peak_dbfs=99)[0]) > 0  # a gain alone clips
+    processed, notes = audio.process(clip, settings=audio.OutputSettings(lufs=target))
+    data, rate = sf.read(audio.write(tmp_path / "clip.wav", processed))
+    assert notes == []
+    assert abs(audio.integrated_loudness(data, rate) - target) <= 0.5
+    assert audio.true_peak_dbfs(data, rate) <= -0.95
+
+
+def test_the_limiter_leaves_a_clip_under_the_ceiling_alone_and_says_when_a_target_is_out_of_reach():
+    quiet = tone(1.0, level=0.5)
+    assert np.array_equal(audio.limit_true_peak(quiet), quiet)
+    spike = tone(3.0, level=0.003)
+    spike[24_000] = 0.99
+    out, notes = audio.process(spike, settings=audio.OutputSettings(lufs=-10))
+    assert len(notes) == 1 and notes[0].startswith("Peak guard: reached")
+    assert audio.true_peak_dbfs(out) <= -0.95
+
+
 def test_peak_normalization_puts_the_true_peak_at_minus_1_dbfs():
     clip = np.concatenate([tone(1.0, level=0.1), tone(0.5, level=0.25)])
     out, _ = audio.process(clip, settings=audio.OutputSettings(peak_normalize=True))
