@@ -204,9 +204,10 @@ def preload(engine_id: str) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for engine_id in ("kokoro", "qwen-custom", "qwen-clone"):
-        if registry.info(engine_id).available:
-            threading.Thread(target=preload, args=(engine_id,), daemon=True).start()
+    # One thread, one model after another: concurrent from_pretrained calls race on transformers'
+    # global meta-device initialisation ("Cannot copy out of meta tensor").
+    available = [e for e in ("kokoro", "qwen-custom", "qwen-clone") if registry.info(e).available]
+    threading.Thread(target=lambda: [preload(e) for e in available], daemon=True).start()
     demo = build()
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),

@@ -15,7 +15,8 @@ def page(app_url):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(app_url, wait_until="networkidle")
+        page.goto(app_url, wait_until="load", timeout=120_000)
+        page.get_by_role("tab", name="Compare").wait_for(timeout=120_000)
         yield page
         browser.close()
 
