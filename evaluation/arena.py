@@ -10,7 +10,8 @@ never breaks construction: it surfaces on use as `ArenaUnavailable` (one sentenc
 Ratings are Bradley–Terry strengths (maximum a posteriori by Newton's method), ties and both-bad
 votes counted as half a win each way, one virtual tie against a strength-1 opponent as a prior (so an
 unbeaten system stays finite), shown as 1000 + 400·log10(strength) shifted to a mean of 1000, with
-percentile bootstrap confidence intervals over resampled votes (seeded, so deterministic).
+percentile bootstrap confidence intervals over resampled votes (seeded, so deterministic), widened to
+the Laplace (posterior curvature) interval where that is wider, as it is for a few unanimous votes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -320,7 +322,8 @@ def rank(
     """A leaderboard from (a_system, b_system, choice) triples, best first.
 
     Each row: system, engine, voice, rating (mean 1000 over the listed systems), ci_low and ci_high
-    (percentile bootstrap over resampled votes; None when `bootstrap` is 0), votes, wins, losses, ties
+    (percentile bootstrap over resampled votes, or the Laplace interval where wider; None when
+    `bootstrap` is 0), votes, wins, losses, ties
     and both_bad (both_bad is rated as a tie but counted apart; votes = wins + losses + ties + both_bad).
     """
     if not 0.0 < confidence < 1.0:
@@ -349,7 +352,8 @@ def rank(
         np.add.at(wins, (slice(None), cols_j * n + rows_i), weights * (1.0 - score))
         return wins.reshape(-1, n, n)
 
-    strength = fit_bradley_terry(wins_matrix(counts[None]))[0]
+    observed = wins_matrix(counts[None])
+    strength = fit_bradley_terry(observed)[0]
     ratings = _elo(strength)
     low = high = [None] * n
     if bootstrap > 0:
@@ -357,7 +361,12 @@ def rank(
         draws = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=bootstrap).astype(float)
         boot = _elo(fit_bradley_terry(wins_matrix(draws), start=strength))
         tail = 50.0 * (1.0 - confidence)
-        low, high = (q.tolist() for q in np.percentile(boot, [tail, 100.0 - tail], axis=0))
+        boot_low, boot_high = np.percentile(boot, [tail, 100.0 - tail], axis=0)
+        # Resampling unanimous votes gives the same outcome every time (a zero-width interval): take the
+        # wider of the bootstrap and the posterior-curvature (Laplace) interval.
+        half = NormalDist().inv_cdf(0.5 + confidence / 2) * laplace_sd(strength, observed[0])
+        low = np.minimum(boot_low, ratings - half).tolist()
+        high = np.maximum(boot_high, ratings + half).tolist()
     board = []
     for i, s in enumerate(systems):
         t = tally[s]
@@ -385,16 +394,10 @@ def fit_bradley_terry(
     iteration crawls here: the weak prior is all that pins the common scale).
     """
     wins = np.asarray(wins, dtype=float)
-    games = wins + np.swapaxes(wins, -1, -2)
     theta = np.zeros(wins.shape[:-1]) if start is None else np.broadcast_to(start, wins.shape[:-1]).copy()
     value = _log_posterior(theta, wins)
-    eye = np.eye(wins.shape[-1])
     for _ in range(max_iter):
-        beats = _sigmoid(theta[..., :, None] - theta[..., None, :])  # P(i beats j)
-        prior = _sigmoid(theta)
-        grad = (wins - games * beats).sum(axis=-1) + PRIOR_TIES * (0.5 - prior)
-        curvature = games * beats * (1.0 - beats)
-        precision = eye * (curvature.sum(axis=-1) + PRIOR_TIES * prior * (1.0 - prior))[..., None] - curvature
+        grad, precision = _gradient_and_precision(theta, wins)
         step = np.linalg.solve(precision, grad[..., None])[..., 0]
         rate = np.ones(theta.shape[:-1])
         for _ in range(40):  # halve the step where it does not climb enough (Armijo)
@@ -411,6 +414,26 @@ def fit_bradley_terry(
     else:
         log.warning("Bradley-Terry fit stopped after %d Newton steps without converging", max_iter)
     return theta
+
+
+def _gradient_and_precision(theta: np.ndarray, wins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and negative Hessian (precision) of the log posterior at `theta`."""
+    games = wins + np.swapaxes(wins, -1, -2)
+    beats = _sigmoid(theta[..., :, None] - theta[..., None, :])  # P(i beats j)
+    prior = _sigmoid(theta)
+    grad = (wins - games * beats).sum(axis=-1) + PRIOR_TIES * (0.5 - prior)
+    curvature = games * beats * (1.0 - beats)
+    eye = np.eye(wins.shape[-1])
+    precision = eye * (curvature.sum(axis=-1) + PRIOR_TIES * prior * (1.0 - prior))[..., None] - curvature
+    return grad, precision
+
+
+def laplace_sd(theta: np.ndarray, wins: np.ndarray) -> np.ndarray:
+    """Posterior standard deviation of each rating (Elo points, mean-centred) from the curvature at the MAP."""
+    n = theta.shape[-1]
+    covariance = np.linalg.inv(_gradient_and_precision(theta, wins)[1])
+    centre = np.eye(n) - 1.0 / n
+    return ELO_SCALE * np.sqrt(np.clip(np.diag(centre @ covariance @ centre), 0.0, None))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

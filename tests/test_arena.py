@@ -315,3 +315,14 @@ def test_empty_exports_have_headers(arena):
     header = arena.export_csv("votes").splitlines()
     assert len(header) == 1 and header[0].startswith("id,created_at,text,a_system")
     assert json.loads(arena.export_json("runs")) == [] and arena.leaderboard() == []
+
+
+def test_a_few_unanimous_votes_give_a_wide_interval_that_narrows_with_more_votes():
+    widths = []
+    for count in (1, 5, 40):
+        board = rank([("kokoro:x", "kokoro:y", "a")] * count)
+        best = board[0]
+        assert best["system"] == "kokoro:x" and best["ci_low"] < best["rating"] < best["ci_high"]
+        widths.append(best["ci_high"] - best["ci_low"])
+    assert widths[0] > 300  # one vote proves little
+    assert widths[0] > widths[1] > widths[2] > 0
