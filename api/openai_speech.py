@@ -92,13 +92,13 @@ async def speech(request: Request) -> Response:
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
         return _error(exc).response()
     headers = {
-        "X-Voice": voice,
+        "X-Voice": _header(voice),
         "X-Audio-Seconds": f"{stats.audio_s:.3f}",
         "X-Time-To-First-Audio": f"{stats.ttfa_s or 0.0:.3f}",
         "X-Real-Time-Factor": f"{stats.rtf or 0.0:.3f}",
     }
     if notes:
-        headers["X-Output-Notes"] = " ".join(notes).encode("ascii", "replace").decode("ascii")
+        headers["X-Output-Notes"] = _header(" ".join(notes))
     return Response(content=data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
@@ -138,6 +138,11 @@ def _model(engine_id: str) -> dict:
         "id": engine_id, "object": "model", "created": CREATED, "owned_by": "tts-compare",
         "name": info.name, "available": info.available, "reason": info.reason,
     }  # fmt: skip
+
+
+def _header(text: str) -> str:
+    """A header value made of printable ASCII only (caller text may hold anything)."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:200]
 
 
 def _speak(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from engines import registry
-from engines.base import EngineError, EngineInfo
+from engines.base import EngineError, EngineInfo, InputError
 from engines.voice_library import list_voices, safe_name
 
 MODEL_ALIASES: dict[str, str] = {"tts-1": "kokoro", "tts-1-hd": "kokoro"}
@@ -82,6 +82,8 @@ def openai_voices(engine_id: str, info: EngineInfo | None = None) -> dict[str, s
 def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None) -> str:
     """The engine voice for a requested voice, or `UnknownName` when the engine has no such voice."""
     spec = str(voice).strip()
+    if not spec:
+        raise InputError("Please choose a voice.")
     listed = voices(engine_id, info)
     ids = {v["id"].lower(): v["id"] for v in listed}
     if spec.lower() in ids:
@@ -97,7 +99,7 @@ def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None) ->
     elif engine_id in SAVED_VOICE_ENGINES:
         try:
             if safe_name(spec) in ids:
-                return spec
+                return safe_name(spec)
         except EngineError:
             pass
     usable = sorted(listed, key=lambda v: not v["available"])

@@ -106,6 +106,7 @@ def test_bad_input_gets_400_with_one_sentence_and_the_next_request_works(client)
     assert_error(speak(client, speed="fast"), 400, "speed")
     assert_error(speak(client, lufs=-99), 400, "loudness")
     assert_error(speak(client, voice="jm_kumo:1,jm_kumo:-1"), 400, "weight")
+    assert_error(speak(client, voice=" "), 400, "choose a voice")
     assert_error(client.post("/v1/audio/speech", content=b"{not json"), 400, "JSON")
     assert_error(client.post("/v1/audio/speech", json=["a list"]), 400, "object")
     assert_error(client.post("/v1/audio/speech", json={"model": "kokoro", "voice": VOICE}), 400, "'input'")
@@ -132,6 +133,8 @@ def test_a_model_that_cannot_be_found_gets_503(client, tmp_path, monkeypatch):
     assert error["type"] == "server_error"
     models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     assert not models["qwen-custom"]["available"] and "QWEN_CUSTOM_VOICE_MODEL" in models["qwen-custom"]["reason"]
+    hub_only = next(v.id for v in registry.info("kokoro").voices if not v.available)  # offline: needs the hub
+    assert_error(speak(client, voice=hub_only), 503, hub_only, VOICE)
 
 
 def test_models_list_every_engine_in_openai_shape(client):
@@ -151,6 +154,19 @@ def test_voice_list_has_the_engines_voices(client):
     qwen = {v["id"] for v in listed["data"] if v["model"] == "qwen-custom"}
     assert {v.id for v in registry.info("qwen-custom").voices} == qwen and qwen
     assert set(listed["openai_voices"]) == set(registry.ENGINES)
+
+
+def test_saved_clones_are_the_clone_models_voices(client, tmp_path, monkeypatch):
+    from engines.voice_library import library_dir
+
+    monkeypatch.setenv("QWEN_BASE_MODEL", str(tmp_path / "missing"))
+    for suffix in (".json", ".safetensors"):  # how the library lists a saved voice (content is read on use)
+        (library_dir() / f"my-voice{suffix}").write_text("{}")
+    listed = client.get("/v1/audio/voices", params={"model": "qwen-clone"}).json()
+    assert [(v["id"], v["saved"]) for v in listed["data"]] == [("my-voice", True)]
+    # the name resolves (as the library writes it), so the answer is the engine's state offline: 503, not 404
+    assert_error(speak(client, model="qwen-clone", voice="My Voice"), 503, "QWEN_BASE_MODEL")
+    assert_error(speak(client, model="qwen-clone", voice="alloy"), 404, "'alloy'")
 
 
 # ----- the launched app: the same routes on the page's server, and the MCP schema -----------------
