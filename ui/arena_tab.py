@@ -17,7 +17,7 @@ import gradio as gr
 
 from engines import registry
 from engines.base import InputError
-from evaluation.arena import from_screen
+from evaluation.arena import ArenaUnavailable, from_screen
 from evaluation.compare import Slot, parse_slot
 
 from . import charts
@@ -79,6 +79,42 @@ def _output_dir() -> str:
     return str(OUTPUT_DIR)
 
 
+def vote_on(current: dict | None, choice: str) -> tuple:
+    """Store a vote on the finished pair and reveal it.
+
+    Returns the reveal line, the metrics table, the new pair state, the leaderboard and the database line.
+    """
+    results = (current or {}).get("results") or {}
+    if len(results) < 2 or not all(r.finished and r.metrics for r in results.values()):
+        raise gr.Error("Both clips must finish before you vote.")
+    if current.get("voted"):
+        raise gr.Error("You already voted on this pair; press New pair for another.")
+    a, b = results["A"], results["B"]
+    reveal = f"A was **{a.slot.system}**, B was **{b.slot.system}**."
+    if ARENA.available():
+        sides = [
+            {"engine": r.slot.engine, "voice": r.slot.voice, "metrics": r.metrics, "run_id": r.run_id} for r in (a, b)
+        ]
+        try:
+            ARENA.record_vote(current["text"], sides[0], sides[1], from_screen(choice, "a"), left="a")
+            reveal = f"Vote stored: {CHOICES[choice]}. " + reveal
+        except ArenaUnavailable as exc:  # locked or damaged since the page loaded: reveal anyway
+            reveal = f"Not stored ({exc}) " + reveal
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+    else:
+        reveal = f"Not stored ({ARENA.problem}) " + reveal
+    table = charts.table({f"A · {a.slot.system}": a.metrics, f"B · {b.slot.system}": b.metrics})
+    headers = ["metric", f"A · {a.slot.system}", f"B · {b.slot.system}"]
+    return (
+        reveal,
+        gr.update(value=table, headers=headers),
+        {**current, "voted": True},
+        leaderboard(),
+        db_line(),
+    )
+
+
 def build_tab() -> None:
     """The Arena tab, inside the caller's gr.Blocks."""
     with gr.Tab("Blind arena", id="arena"):
@@ -103,7 +139,10 @@ def build_tab() -> None:
         with gr.Row():
             buttons = {key: gr.Button(label, elem_id=f"arena-vote-{key}") for key, label in CHOICES.items()}
         ui["notice"] = gr.Markdown(elem_id="arena-reveal")
-        ui["table"] = gr.Dataframe(headers=["metric", "A", "B"], label="Measured (shown after the vote)", visible=False)
+        ui["table"] = gr.Dataframe(
+            headers=["metric", "A", "B"], label="Measured (shown after the vote)", interactive=False,
+            elem_id="arena-metrics",
+        )  # fmt: skip
         for hidden in ("chart", "pictures", "file", "state"):  # run_slots' other outputs, not shown here
             ui[hidden] = gr.State()
         pair = gr.State()
@@ -128,7 +167,11 @@ def build_tab() -> None:
             first, second = random.sample(systems, 2)
             while second.system == first.system:
                 second = random.choice(systems)
-            yield {ui["notice"]: "Listen to A and B…", ui["table"]: gr.update(visible=False), pair: None}
+            yield {
+                ui["notice"]: "Listen to A and B…",
+                ui["table"]: gr.update(value=[], headers=["metric", "A", "B"]),
+                pair: None,
+            }
             for update in run_slots(text, {"A": first, "B": second}, ui):
                 for hidden in ("table", "chart", "pictures", "file"):  # metrics stay hidden until the vote
                     update.pop(ui[hidden], None)
@@ -137,41 +180,13 @@ def build_tab() -> None:
                     update[ui["notice"]] = "Both clips are ready: which one sounds better?"
                 yield update
 
-        def vote(choice, current):
-            results = (current or {}).get("results") or {}
-            if len(results) < 2 or not all(r.finished and r.metrics for r in results.values()):
-                raise gr.Error("Both clips must finish before you vote.")
-            if current.get("voted"):
-                raise gr.Error("You already voted on this pair; press New pair for another.")
-            a, b = results["A"], results["B"]
-            reveal = f"A was **{a.slot.system}**, B was **{b.slot.system}**."
-            if ARENA.available():
-                sides = [
-                    {"engine": r.slot.engine, "voice": r.slot.voice, "metrics": r.metrics, "run_id": r.run_id}
-                    for r in (a, b)
-                ]
-                try:
-                    ARENA.record_vote(current["text"], sides[0], sides[1], from_screen(choice, "a"), left="a")
-                    reveal = f"Vote stored: {CHOICES[choice]}. " + reveal
-                except InputError as exc:
-                    raise gr.Error(str(exc)) from None
-            else:
-                reveal = f"Not stored ({ARENA.problem}) " + reveal
-            table = charts.table({f"A · {a.slot.system}": a.metrics, f"B · {b.slot.system}": b.metrics})
-            headers = ["metric", f"A · {a.slot.system}", f"B · {b.slot.system}"]
-            return (
-                reveal,
-                gr.update(value=table, headers=headers, visible=True),
-                {**current, "voted": True},
-                leaderboard(),
-                db_line(),
-            )
-
         new_pair.click(play_pair, text, outputs, api_visibility="private", concurrency_id="compare")
         for key, button in buttons.items():
             button.click(
-                lambda current, key=key: vote(key, current), pair, [ui["notice"], ui["table"], pair, board, db_status],
+                lambda current, key=key: vote_on(current, key),
+                pair,
+                [ui["notice"], ui["table"], pair, board, db_status],
                 api_visibility="private",
-            )  # fmt: skip
+            )
         refresh.click(lambda: (leaderboard(), db_line()), None, [board, db_status], api_visibility="private")
         export_button.click(user_errors(export), None, files, api_visibility="private")

@@ -54,10 +54,12 @@ def test_blind_vote_needs_a_finished_pair_then_is_stored_and_ranked(page, artifa
     page.locator("#arena-new").click()
     page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=240_000)
     assert "kokoro:" not in page.locator("#arena-reveal").inner_text()  # names hidden until the vote
+    assert "kokoro:" not in page.locator("#arena-metrics").inner_text()
     page.locator("#arena-vote-a").click()
     try:
         page.locator("#arena-reveal", has_text="Vote stored").wait_for(timeout=30_000)
         page.locator("#arena-leaderboard", has_text="kokoro:jf_alpha").wait_for(timeout=30_000)
+        page.locator("#arena-metrics", has_text="predicted MOS").wait_for(timeout=30_000)
     finally:
         page.screenshot(path=str(artifacts / "arena_tab.png"), full_page=True)
     reveal = page.locator("#arena-reveal").inner_text()

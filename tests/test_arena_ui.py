@@ -1,0 +1,59 @@
+"""The arena as the page uses it: a damaged vote database turns votes off, and comparing still works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engines.base import AudioChunk
+from engines.timing import RunStats
+from evaluation.arena import Arena
+from evaluation.compare import ClipResult, Slot
+from ui import arena_tab, compare_tab
+
+
+@pytest.fixture()
+def damaged(tmp_path, monkeypatch):
+    path = tmp_path / "votes.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    arena = Arena(path)
+    monkeypatch.setattr(compare_tab, "ARENA", arena)
+    monkeypatch.setattr(arena_tab, "ARENA", arena)
+    return arena
+
+
+def finished_clip() -> ClipResult:
+    result = ClipResult(Slot("kokoro", "jm_kumo"), RunStats(engine="kokoro"))
+    result.chunks.append(AudioChunk(audio=np.zeros(2400, np.float32), text="hi", phonemes="", index=0))
+    result.metrics = {"ttfa_s": 0.1}
+    return result
+
+
+def test_a_damaged_database_turns_votes_off_with_one_sentence(damaged):
+    line = arena_tab.db_line()
+    assert line.startswith("**Votes are off:**") and "damaged" in line
+    assert arena_tab.leaderboard() == []
+
+
+def test_runs_are_not_stored_but_comparing_goes_on(damaged):
+    result = finished_clip()
+    assert compare_tab.remember(result, "hi") is None and result.run_id is None
+
+
+def test_a_vote_without_a_finished_pair_is_refused(damaged):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="Both clips must finish before you vote."):
+        arena_tab.vote_on(None, "a")
+    with pytest.raises(gr.Error, match="Both clips must finish before you vote."):
+        arena_tab.vote_on({"text": "hi", "results": {"A": finished_clip()}, "voted": False}, "a")
+
+
+def test_a_finished_pair_is_revealed_even_when_votes_are_off(damaged):
+    second = finished_clip()
+    second.slot = Slot("kokoro", "jf_alpha")
+    reveal, table, state, board, line = arena_tab.vote_on(
+        {"text": "hi", "results": {"A": finished_clip(), "B": second}, "voted": False}, "b"
+    )
+    assert "Not stored" in reveal and "kokoro:jf_alpha" in reveal and state["voted"]
+    assert board == [] and "Votes are off" in line
