@@ -2,6 +2,8 @@
 
 UI only: every model call goes through the engine registry, every figure shown comes from
 `engines.timing`. Errors reach the user as one sentence (gr.Error), never as a traceback.
+`main()` serves the page, its Gradio API (also as MCP tools) and the OpenAI-compatible routes of
+`api/` on one server.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from engines.audio import join, to_int16
 from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
 from engines.timing import RunStats, synthesize, timed_stream
+from ui.arena_tab import build_tab as build_arena_tab
 from ui.common import banner as banner_for
 from ui.common import clip_path, status_line, user_errors
-from ui.arena_tab import build_tab as build_arena_tab
 from ui.compare_tab import build_tab as build_compare_tab
 from ui.qwen_tab import build_tab as build_qwen_tab
 
