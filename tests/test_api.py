@@ -57,3 +57,21 @@ def test_bad_input_gives_a_clear_error_and_the_next_request_works(client):
         client.predict("Hello.", "af_heart", 1.0, "Auto", api_name="/synthesize")
     path, _ = client.predict("Still working.", "jm_kumo", 1.0, "Auto", api_name="/synthesize")
     assert _duration(path) > 0.5
+
+
+def test_compare_endpoint_returns_both_clips_and_the_metrics(client):
+    a_path, b_path, summary = client.predict(
+        "Rice is often served in round bowls.", "kokoro:jm_kumo", "kokoro:jf_alpha", api_name="/compare"
+    )
+    assert summary["a"]["system"] == "kokoro:jm_kumo" and summary["b"]["system"] == "kokoro:jf_alpha"
+    for path, slot in ((a_path, summary["a"]), (b_path, summary["b"])):
+        assert slot["error"] is None and abs(_duration(path) - slot["duration_s"]) < 0.1
+        assert slot["wer"] is not None and 1.0 <= slot["mos"] <= 5.0
+        assert set(slot) >= {"ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos"}
+
+
+def test_compare_endpoint_reports_a_bad_slot_in_one_sentence(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Unknown engine 'piper'"):
+        client.predict("Hello there.", "piper:amy", "kokoro:jm_kumo", api_name="/compare")
