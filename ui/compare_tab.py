@@ -103,8 +103,13 @@ def remember(result: ClipResult, text: str) -> int | None:
     if not result.finished or not ARENA.available():
         return None
     try:
+        info = registry.info(result.slot.engine)
+        manifest = {
+            "backend": info.backend, "device": info.device, "weights": info.weights_source,
+            "playback_lufs": MATCH_LUFS, "reference": result.slot.reference is not None,
+        }  # fmt: skip
         result.run_id = ARENA.record_run(
-            text, result.slot.engine, result.slot.voice or "reference", result.metrics or {}
+            text, result.slot.engine, result.slot.voice or "reference", result.metrics or {}, manifest
         )
         return result.run_id
     except EngineError as exc:
