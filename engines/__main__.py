@@ -1,7 +1,9 @@
-"""The command line: `python -m engines list | synth | compare | bench`.
+"""The command line: `python -m engines list | synth | batch | compare | bench`.
 
 `list` prints the engines, their voices, availability and weights source as JSON. `synth` writes
-a clip (wav, flac, mp3 or ogg). `compare` runs two slots on one text and writes `a.wav`, `b.wav`
+a clip (wav, flac, mp3, ogg, opus or pcm; `--lufs`, `--peak-normalize`, `--trim`, `--denoise`,
+`--fade` post-process it). `batch` renders a .txt or CSV into numbered clips and `manifest.json`.
+`compare` runs two slots on one text and writes `a.wav`, `b.wav`
 and `metrics.json`. `bench` prints one JSON line with `audio_s, total_s, ttfa_s, rtf,
 chunks`. Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -17,7 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import registry
-from .audio import FORMATS, write
+from .audio import FORMATS, OutputSettings, process, write
 from .base import EngineError, SynthesisRequest
 from .timing import RunStats, synthesize, timed_stream
 
@@ -48,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--text")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--format", choices=sorted(FORMATS), default=None, help="default: from --out's suffix, else wav")
+    _output_flags(synth)
+
+    batch = sub.add_parser("batch", help="a .txt (one line per clip) or CSV (text,engine,voice) to clips + manifest")
+    batch.add_argument("--in", dest="input", type=Path, required=True, help=".txt or .csv file")
+    batch.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES), help="default engine")
+    batch.add_argument("--voice", default="", help="default voice (CSV rows may name their own)")
+    batch.add_argument("--out-dir", type=Path, required=True)
+    batch.add_argument("--format", choices=sorted(FORMATS), default="wav")
+    batch.add_argument("--speed", type=float, default=1.0)
+    batch.add_argument("--lang", default=None, help="language code or name (default: from the voice)")
+    batch.add_argument("--max-new-tokens", type=int, help="cap on generated codec frames (Qwen3-TTS)")
+    batch.add_argument("--zip", type=Path, help="also write the clips and manifest to this zip file")
+    _output_flags(batch)
 
     compare = sub.add_parser("compare", help="the same text through two engines; writes a.wav, b.wav, metrics.json")
     compare.add_argument("--a", required=True, help="slot A as engine:voice, e.g. kokoro:af_heart")
@@ -64,6 +79,43 @@ def _parser() -> argparse.ArgumentParser:
     common(bench)
     bench.add_argument("--text")
     return parser
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lufs", help="loudness target in LUFS, -40 to -5 (e.g. -23, -16, -14); true peak <= -1 dBFS")
+    p.add_argument("--peak-normalize", action="store_true", help="true peak to -1 dBFS (when no --lufs)")
+    p.add_argument("--trim", action="store_true", help="cut silence at both ends")
+    p.add_argument("--denoise", action="store_true", help="noise reduction (noisereduce)")
+    p.add_argument("--fade", action="store_true", help="20 ms fades at both ends")
+
+
+def _settings(args: argparse.Namespace) -> OutputSettings:
+    return OutputSettings(
+        lufs=args.lufs, peak_normalize=args.peak_normalize, trim=args.trim, denoise=args.denoise, fade=args.fade
+    )
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import parse, render, zip_folder
+
+    settings = _settings(args)
+    try:
+        data = args.input.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"Cannot read the batch file {args.input}: {exc.strerror or exc}") from None
+    items = parse(data, args.input.name, args.engine, args.voice)
+    try:
+        manifest = render(items, args.out_dir, args.format, settings, args.speed, args.lang, args.max_new_tokens)
+        archive = zip_folder(args.out_dir, args.zip) if args.zip else None
+    except OSError as exc:
+        raise EngineError(f"Cannot write to {args.out_dir}: {exc.strerror or exc}") from None
+    for item in manifest["items"]:
+        if item["error"]:
+            print(f"item {item['index']}: {item['error']}", file=sys.stderr)
+    summary = {k: manifest[k] for k in ("format", "rendered", "failed")}
+    print(json.dumps({"out_dir": str(args.out_dir), "manifest": str(args.out_dir / "manifest.json"), **summary,
+                      "zip": str(archive) if archive else None}))  # fmt: skip
+    return 0 if manifest["rendered"] else 2
 
 
 def _read_text(args: argparse.Namespace) -> str:
@@ -155,16 +207,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "compare":
             return _compare(args)
+        if args.command == "batch":
+            return _batch(args)
         request = _request(args)
         if args.command == "synth":
             fmt = args.format or (
                 args.out.suffix.lstrip(".").lower() if args.out.suffix.lstrip(".").lower() in FORMATS else "wav"
             )
+            settings = _settings(args)
             audio, _, stats = synthesize(args.engine, request)
+            audio, notes = process(audio, settings=settings)
             try:
                 write(args.out, audio, fmt)
             except OSError as exc:
                 raise EngineError(f"Cannot write {args.out}: {exc.strerror or exc}") from None
+            for note in notes:
+                print(note, file=sys.stderr)
             print(json.dumps({"out": str(args.out), "format": fmt, **stats.summary()}))
             return 0
         registry.get(args.engine)  # load outside the timed run

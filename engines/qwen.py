@@ -227,6 +227,30 @@ class QwenEngine:
                 yield AudioChunk(audio=fade_edges(audio), text=text, phonemes="", index=index)
                 index += 1
 
+    def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:
+        """Whole clips for several texts in one `generate` call (batch files).
+
+        The requests must share voice, language, instruction, reference and token cap (the first
+        one's are used); each text is generated whole, not split into sentences.
+        """
+        model = self._loaded()
+        first = requests[0]
+        language = self._language(first.language)
+        conditioning = self._conditioning(first)
+        texts = [r.text for r in requests]
+        cap = token_cap(max(texts, key=len), first.max_new_tokens)
+        with self._lock:
+            wavs, rate = self._generate(model, texts, language, conditioning, cap)
+        clips = []
+        for wav in wavs:
+            audio = np.asarray(wav, dtype=np.float32).ravel()
+            if rate != SAMPLE_RATE:
+                import soxr
+
+                audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+            clips.append(fade_edges(audio))
+        return clips
+
     def _frames(self, model, generate, conditioning: dict) -> Iterator[np.ndarray]:
         """Run `generate` in a thread and decode its codec frames as they are sampled.
 
