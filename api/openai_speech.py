@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -70,46 +71,28 @@ async def speech(request: Request) -> Response:
     """Speak `input` with `model` and `voice`; the body of the answer is the clip in `response_format`."""
     try:
         body = _parse(await _read_json(request))
-        engine_id = resolve_model(body.model)
-        if len(body.input) > MAX_TEXT_CHARS:
-            raise ApiError(
-                413, f"The input is {len(body.input):,} characters long; the limit is {MAX_TEXT_CHARS:,}.",
-                "input_too_long", "input",
-            )  # fmt: skip
-        fmt = body.response_format.strip().lower()
-        if fmt not in FORMATS:
-            raise ApiError(
-                400, f"Unknown response_format {body.response_format!r}; choose one of: {', '.join(FORMATS)}.",
-                "invalid_response_format", "response_format",
-            )  # fmt: skip
-        settings = OutputSettings(lufs=body.lufs)
-        info = registry.info(engine_id)
-        voice = resolve_voice(engine_id, body.voice, info)  # voices are known without loading the model
-        if not info.available:
-            raise UnavailableError(info.reason)
-        synthesis = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, language=body.language)
-        data, stats, notes = await run_in_threadpool(_speak, engine_id, synthesis, fmt, settings)
+        clip = await run_in_threadpool(_speak, body)  # engine look-ups and synthesis block: off the event loop
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
         return _error(exc).response()
     headers = {
-        "X-Voice": _header(voice),
-        "X-Audio-Seconds": f"{stats.audio_s:.3f}",
-        "X-Time-To-First-Audio": f"{stats.ttfa_s or 0.0:.3f}",
-        "X-Real-Time-Factor": f"{stats.rtf or 0.0:.3f}",
+        "X-Voice": _header(clip.voice),
+        "X-Audio-Seconds": f"{clip.stats.audio_s:.3f}",
+        "X-Time-To-First-Audio": f"{clip.stats.ttfa_s or 0.0:.3f}",
+        "X-Real-Time-Factor": f"{clip.stats.rtf or 0.0:.3f}",
     }
-    if notes:
-        headers["X-Output-Notes"] = _header(" ".join(notes))
-    return Response(content=data, media_type=MEDIA_TYPES[fmt], headers=headers)
+    if clip.notes:
+        headers["X-Output-Notes"] = _header(" ".join(clip.notes))
+    return Response(content=clip.data, media_type=MEDIA_TYPES[clip.fmt], headers=headers)
 
 
 @router.get("/models")
-async def list_models() -> JSONResponse:
+def list_models() -> JSONResponse:
     """The engines as OpenAI model objects (with whether each can be used here, and why not)."""
     return JSONResponse({"object": "list", "data": [_model(engine_id) for engine_id in registry.ENGINES]})
 
 
 @router.get("/models/{model}")
-async def get_model(model: str) -> JSONResponse:
+def get_model(model: str) -> JSONResponse:
     """One engine as an OpenAI model object (aliases such as `tts-1` give their engine)."""
     try:
         return JSONResponse(_model(resolve_model(model)))
@@ -118,7 +101,7 @@ async def get_model(model: str) -> JSONResponse:
 
 
 @router.get("/audio/voices")
-async def list_voices(model: str | None = None) -> JSONResponse:
+def list_voices(model: str | None = None) -> JSONResponse:
     """Every engine's voices (or one model's with `?model=`), and what OpenAI's voice names map to."""
     try:
         engine_ids = [resolve_model(model)] if model else list(registry.ENGINES)
@@ -145,14 +128,42 @@ def _header(text: str) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:200]
 
 
-def _speak(
-    engine_id: str, request: SynthesisRequest, fmt: str, settings: OutputSettings
-) -> tuple[bytes, RunStats, list[str]]:
-    """Blocking: synthesize (one request at a time per engine), post-process, encode."""
+@dataclass(frozen=True)
+class Clip:
+    """An encoded answer and what the headers say about it."""
+
+    data: bytes
+    fmt: str
+    voice: str
+    stats: RunStats
+    notes: list[str]
+
+
+def _speak(body: SpeechBody) -> Clip:
+    """Blocking: check the request (client errors before engine state), synthesize one request at a
+    time per engine, post-process, encode."""
+    engine_id = resolve_model(body.model)
+    if len(body.input) > MAX_TEXT_CHARS:
+        raise ApiError(
+            413, f"The input is {len(body.input):,} characters long; the limit is {MAX_TEXT_CHARS:,}.",
+            "input_too_long", "input",
+        )  # fmt: skip
+    fmt = body.response_format.strip().lower()
+    if fmt not in FORMATS:
+        raise ApiError(
+            400, f"Unknown response_format {body.response_format!r}; choose one of: {', '.join(FORMATS)}.",
+            "invalid_response_format", "response_format",
+        )  # fmt: skip
+    settings = OutputSettings(lufs=body.lufs)
+    info = registry.info(engine_id)
+    voice = resolve_voice(engine_id, body.voice, info)  # voices are known without loading the model
+    request = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, language=body.language)
+    if not info.available:
+        raise UnavailableError(info.reason)
     with _engine_locks[engine_id]:
         audio, _, stats = synthesize(engine_id, request)
     audio, notes = process(audio, SAMPLE_RATE, settings)
-    return encode(audio, fmt, SAMPLE_RATE), stats, notes
+    return Clip(encode(audio, fmt, SAMPLE_RATE), fmt, voice, stats, notes)
 
 
 async def _read_json(request: Request) -> object:

@@ -133,8 +133,23 @@ def test_a_model_that_cannot_be_found_gets_503(client, tmp_path, monkeypatch):
     assert error["type"] == "server_error"
     models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     assert not models["qwen-custom"]["available"] and "QWEN_CUSTOM_VOICE_MODEL" in models["qwen-custom"]["reason"]
+    assert_error(speak(client, model="qwen-custom", voice="Ryan", speed=9), 400, "Speed")  # client errors first
     hub_only = next(v.id for v in registry.info("kokoro").voices if not v.available)  # offline: needs the hub
     assert_error(speak(client, voice=hub_only), 503, hub_only, VOICE)
+
+
+def test_an_unexpected_failure_is_a_logged_500_in_one_sentence(client, monkeypatch, caplog):
+    import api.openai_speech
+
+    def broken(engine_id, request):
+        raise RuntimeError("deep inside")
+
+    monkeypatch.setattr(api.openai_speech, "synthesize", broken)
+    error = assert_error(speak(client), 500, "unexpectedly", "RuntimeError")
+    assert "deep inside" not in error["message"]
+    assert any(r.exc_info and "deep inside" in str(r.exc_info[1]) for r in caplog.records)  # the server log has it
+    monkeypatch.undo()
+    assert speak(client, response_format="wav").status_code == 200
 
 
 def test_models_list_every_engine_in_openai_shape(client):
