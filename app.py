@@ -17,14 +17,16 @@ import gradio as gr
 
 from api import router as api_router
 from engines import registry
-from engines.audio import join, to_int16
+from engines.audio import StreamLeveler, join, to_int16
 from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
 from engines.timing import RunStats, synthesize, timed_stream
 from ui.arena_tab import build_tab as build_arena_tab
+from ui.batch_tab import build_tab as build_batch_tab
 from ui.common import banner as banner_for
-from ui.common import clip_path, status_line, user_errors
+from ui.common import status_line, user_errors
 from ui.compare_tab import build_tab as build_compare_tab
+from ui.output import finish, output_controls, settings_from
 from ui.qwen_tab import build_tab as build_qwen_tab
 
 log = logging.getLogger("app")
@@ -75,7 +77,19 @@ def _request(text: str, voice: str, blend: str, speed: float, language: str) -> 
 
 
 @user_errors
-def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str) -> Iterator[tuple]:
+def kokoro_stream(
+    text: str,
+    voice: str,
+    blend: str,
+    speed: float,
+    language: str,
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+) -> Iterator[tuple]:
     """Speak text with Kokoro-82M, streamed chunk by chunk while the rest is still being generated.
 
     Args:
@@ -84,15 +98,23 @@ def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str
         blend: Optional weighted voice blend that overrides `voice`, like af_heart:0.7,af_bella:0.3; empty for none.
         speed: Speaking rate from 0.5 to 2.0 (1.0 is normal).
         language: Language of the text for the phonemizer, such as American English, or Auto to follow the voice.
+        fmt: File format of the whole clip: wav, flac, mp3 or opus.
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
 
     Returns:
-        the audio, streamed chunk by chunk
+        the audio, streamed chunk by chunk (at the loudness target when one is set)
         the phonemes spoken, one line per chunk
         the word timings (PyTorch back-end only)
         a status line with time to first audio and real-time factor
-        the whole clip as a WAV file.
+        the whole clip as a file in the chosen format, post-processed.
     """
     request = _request(text, voice, blend, speed, language)
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
+    leveler = StreamLeveler(settings)
     stats = RunStats(engine="kokoro")
     chunks, phonemes, words = [], [], []
     for chunk in timed_stream("kokoro", request, stats):
@@ -100,28 +122,51 @@ def kokoro_stream(text: str, voice: str, blend: str, speed: float, language: str
         phonemes.append(chunk.phonemes)
         offset = sum(c.duration_s for c in chunks[:-1])
         words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
-        yield (SAMPLE_RATE, to_int16(chunk.audio)), "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip()
-    done = status_line("kokoro", stats, done=True)
-    yield gr.skip(), gr.skip(), gr.skip(), done, clip_path(join(chunks), "kokoro")
+        level = leveler.feed(chunk.audio)
+        sound = (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip()
+        yield sound, "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip()
+    rest = leveler.flush()
+    path, notes = finish(join(chunks), "kokoro", fmt, settings)
+    done = " · ".join([status_line("kokoro", stats, done=True), *notes])
+    yield (SAMPLE_RATE, to_int16(rest)) if rest.size else gr.skip(), gr.skip(), gr.skip(), done, path
 
 
 @user_errors
-def kokoro_synthesize(text: str, voice: str, speed: float = 1.0, language: str = "Auto") -> tuple[str, dict]:
-    """Speak text with Kokoro-82M and return the whole clip as a WAV file (not streamed).
+def kokoro_synthesize(
+    text: str,
+    voice: str,
+    speed: float = 1.0,
+    language: str = "Auto",
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+) -> tuple[str, dict]:
+    """Speak text with Kokoro-82M and return the whole clip as a file (not streamed).
 
     Args:
         text: What to say, up to 5,000 characters; `[word](/phonemes/)` sets a word's pronunciation.
         voice: A Kokoro voice id such as af_heart or jm_kumo (offline, only the five packaged voices work).
         speed: Speaking rate from 0.5 to 2.0 (1.0 is normal).
         language: Language of the text for the phonemizer, such as American English, or Auto to follow the voice.
+        fmt: File format of the whole clip: wav, flac, mp3 or opus.
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
 
     Returns:
-        the whole clip as a WAV file
-        the run's measured figures (audio_s, total_s, ttfa_s, rtf, chunks) and the phonemes spoken.
+        the whole clip as a file in the chosen format (WAV by default), post-processed
+        the run's measured figures (audio_s, total_s, ttfa_s, rtf, chunks), the phonemes spoken and notes.
     """
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
-    summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks]}
-    return clip_path(audio, "kokoro"), summary
+    path, notes = finish(audio, "kokoro", fmt, settings)
+    summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks], "notes": notes}
+    return path, summary
 
 
 def build() -> gr.Blocks:
@@ -155,13 +200,14 @@ def build() -> gr.Blocks:
                         ["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)"
                     )
                     speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
+                    output = output_controls("kokoro")
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
             audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
             status = gr.Markdown(elem_id="kokoro-status")
             with gr.Row():
-                download = gr.File(label="Download the whole clip (WAV)", interactive=False)
+                download = gr.File(label="Download the whole clip", interactive=False)
             with gr.Accordion("Phonemes and word timings", open=False):
                 phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
                 words = gr.Dataframe(
@@ -171,7 +217,7 @@ def build() -> gr.Blocks:
                 )
             event = generate.click(
                 kokoro_stream,
-                [text, voice, blend, speed, language],
+                [text, voice, blend, speed, language, *output],
                 [audio, phonemes, words, status, download],
                 api_name="stream",
                 concurrency_id="kokoro",
@@ -184,12 +230,13 @@ def build() -> gr.Blocks:
                 api_button = gr.Button()
             api_button.click(
                 kokoro_synthesize,
-                [text, voice, speed, language],
+                [text, voice, speed, language, *output],
                 [api_file, api_info],
                 api_name="synthesize",
                 concurrency_id="kokoro",
             )
         build_qwen_tab()
+        build_batch_tab(default_voice)
         build_compare_tab()
         build_arena_tab()
         demo.load(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
@@ -219,6 +266,9 @@ def main() -> None:
         # The OpenAI-compatible /v1 routes, handed to the FastAPI app that launch() builds: they are
         # registered before Gradio's own routes, on the same server and port as the page.
         app_kwargs={"routes": list(api_router.routes)},
+        # Client-side rendering: in SSR mode (the default on Hugging Face Spaces) a Node proxy faces the
+        # port and forwards only Gradio's own paths to Python, so /v1 would reach the page renderer.
+        ssr_mode=False,
     )
 
 

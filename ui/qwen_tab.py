@@ -13,14 +13,15 @@ from pathlib import Path
 import gradio as gr
 
 from engines import registry
-from engines.audio import join, to_int16
+from engines.audio import OutputSettings, StreamLeveler, join, to_int16
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
 from engines.qwen import QwenCloneEngine, QwenCustomEngine, catalogue
 from engines.reference import Reference, load_reference, settle_transcript
 from engines.timing import RunStats, timed_stream
 from engines.voice_library import delete_voice, list_voices, save_voice
 
-from .common import banner, clip_path, status_line, user_errors
+from .common import banner, status_line, user_errors
+from .output import finish, output_controls, settings_from
 
 LIBRARY_NONE = "(use the reference above)"
 INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0.6B one drops them)."
@@ -31,16 +32,33 @@ def _reference(path: str | None) -> Reference | None:
     return load_reference(Path(path).read_bytes()) if path else None
 
 
-def _speak(engine_id: str, request: SynthesisRequest, prefix: str) -> Iterator[tuple]:
-    stats, chunks = RunStats(engine=engine_id), []
+def _speak(
+    engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings
+) -> Iterator[tuple]:
+    stats, chunks, leveler = RunStats(engine=engine_id), [], StreamLeveler(settings)
     for chunk in timed_stream(engine_id, request, stats):
         chunks.append(chunk)
-        yield (SAMPLE_RATE, to_int16(chunk.audio)), status_line(engine_id, stats), gr.skip()
-    yield gr.skip(), status_line(engine_id, stats, done=True), clip_path(join(chunks), prefix)
+        level = leveler.feed(chunk.audio)
+        yield (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip(), status_line(engine_id, stats), gr.skip()
+    rest = leveler.flush()
+    path, notes = finish(join(chunks), prefix, fmt, settings)
+    done = " · ".join([status_line(engine_id, stats, done=True), *notes])
+    yield (SAMPLE_RATE, to_int16(rest)) if rest.size else gr.skip(), done, path
 
 
 @user_errors
-def preset_stream(text: str, speaker: str, language: str, instruct: str) -> Iterator[tuple]:
+def preset_stream(
+    text: str,
+    speaker: str,
+    language: str,
+    instruct: str,
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+) -> Iterator[tuple]:
     """Speak text with a Qwen3-TTS preset speaker (CustomVoice model), streamed sentence by sentence.
 
     Args:
@@ -48,14 +66,21 @@ def preset_stream(text: str, speaker: str, language: str, instruct: str) -> Iter
         speaker: One of the nine preset speakers: Vivian, Serena, Uncle_Fu, Dylan, Eric, Ryan, Aiden, Ono_Anna, Sohee.
         language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
         instruct: Optional style instruction (only the 1.7B model follows it; leave it empty for the 0.6B model).
+        fmt: File format of the whole clip: wav, flac, mp3 or opus.
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
 
     Returns:
         the audio, streamed sentence by sentence
         a status line with time to first audio and real-time factor
-        the whole clip as a WAV file.
+        the whole clip as a file in the chosen format, post-processed.
     """
     request = SynthesisRequest(text=text or "", voice=speaker or "", language=language, instruct=instruct or None)
-    yield from _speak("qwen-custom", request, "qwen-preset")
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
+    yield from _speak("qwen-custom", request, "qwen-preset", fmt, settings)
 
 
 @user_errors
@@ -69,7 +94,20 @@ def transcribe_reference(path: str | None) -> tuple[str, str]:
 
 
 @user_errors
-def clone_stream(path: str | None, transcript: str, x_vector_only: bool, text: str, language: str, saved: str):
+def clone_stream(
+    path: str | None,
+    transcript: str,
+    x_vector_only: bool,
+    text: str,
+    language: str,
+    saved: str,
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+):
     """Speak text in a cloned voice (Qwen3-TTS Base model), from a reference clip or a saved voice, streamed.
 
     Args:
@@ -79,15 +117,22 @@ def clone_stream(path: str | None, transcript: str, x_vector_only: bool, text: s
         text: What to say in the cloned voice, up to 5,000 characters.
         language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
         saved: Name of a voice saved with qwen_save_voice, or "(use the reference above)" to clone from `path`.
+        fmt: File format of the whole clip: wav, flac, mp3 or opus.
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
 
     Returns:
         the audio, streamed sentence by sentence
         a status line with time to first audio and real-time factor
-        the whole clip as a WAV file.
+        the whole clip as a file in the chosen format, post-processed.
     """
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
         request = SynthesisRequest(text=text or "", voice=saved, language=language)
-        yield from _speak("qwen-clone", request, "qwen-clone")
+        yield from _speak("qwen-clone", request, "qwen-clone", fmt, settings)
         return
     reference = _reference(path)
     if reference is None:
@@ -99,7 +144,7 @@ def clone_stream(path: str | None, transcript: str, x_vector_only: bool, text: s
         text=text or "", voice="", language=language, reference=reference,
         reference_text=transcript, x_vector_only=x_vector_only,
     )  # fmt: skip
-    yield from _speak("qwen-clone", request, "qwen-clone")
+    yield from _speak("qwen-clone", request, "qwen-clone", fmt, settings)
 
 
 @user_errors
@@ -168,14 +213,15 @@ def build_tab() -> None:
                     p_instruct = gr.Textbox(
                         label="Instruction", interactive=follows, info=None if follows else INSTRUCT_OFF
                     )
+                    p_output = output_controls("qwen-preset")
             with gr.Row():
                 p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
                 p_stop = gr.Button("Stop", variant="stop")
             p_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
             p_status = gr.Markdown(elem_id="qwen-preset-status")
-            p_file = gr.File(label="Download the whole clip (WAV)", interactive=False)
+            p_file = gr.File(label="Download the whole clip", interactive=False)
             p_event = p_go.click(
-                preset_stream, [p_text, p_speaker, p_language, p_instruct], [p_audio, p_status, p_file],
+                preset_stream, [p_text, p_speaker, p_language, p_instruct, *p_output], [p_audio, p_status, p_file],
                 api_name="qwen_preset_stream", concurrency_id="qwen",
             )  # fmt: skip
             p_stop.click(None, None, None, cancels=[p_event])
@@ -213,16 +259,18 @@ def build_tab() -> None:
                         elem_id="qwen-clone-text",
                     )
                     c_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    c_output = output_controls("qwen-clone")
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
                         c_stop = gr.Button("Stop", variant="stop")
                     c_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
-                    c_file = gr.File(label="Download the whole clip (WAV)", interactive=False)
+                    c_file = gr.File(label="Download the whole clip", interactive=False)
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_event = c_go.click(
-                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved], [c_audio, c_status, c_file],
+                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output],
+                [c_audio, c_status, c_file],
                 api_name="qwen_clone_stream", concurrency_id="qwen",
             )  # fmt: skip
             c_stop.click(None, None, None, cancels=[c_event])

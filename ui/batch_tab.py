@@ -1,0 +1,119 @@
+"""The Batch tab: upload a .txt (one line per clip) or a CSV (text, engine, voice), render every
+item with the chosen defaults and Output settings under a progress bar, download a zip of the clips
+and `manifest.json`, and see the manifest as a table (bad rows show their error there).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from engines import registry
+from engines.base import InputError
+from engines.batch import parse, render, zip_folder
+from engines.voice_library import list_voices
+
+from .common import OUTPUT_DIR, user_errors
+from .output import output_controls, settings_from
+
+HEADERS = ["#", "text", "engine", "voice", "file", "duration (s)", "LUFS", "error"]
+DEFAULT_VOICES = {"qwen-custom": "Ryan"}
+
+
+def voices_for(engine_id: str) -> list[str]:
+    """The voice ids usable now with an engine (saved voices for cloning)."""
+    if engine_id == "qwen-clone":
+        return list_voices()
+    return [v.id for v in registry.info(engine_id).voices if v.available]
+
+
+def _voice_update(engine_id: str, kokoro_default: str) -> dict:
+    choices = voices_for(engine_id)
+    wanted = kokoro_default if engine_id == "kokoro" else DEFAULT_VOICES.get(engine_id, "")
+    return gr.update(choices=choices, value=wanted if wanted in choices else next(iter(choices), ""))
+
+
+@user_errors
+def batch_render(
+    file: str | None,
+    engine: str = "kokoro",
+    voice: str = "",
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress hook)
+) -> tuple[str, list[list]]:
+    """Render a batch file into one clip per line or CSV row; returns a zip of the clips with manifest.json.
+
+    Args:
+        file: A .txt file (one text per non-empty line) or a .csv file whose header names the columns text, engine
+            and voice (engine and voice may be left blank to use the defaults); at most 200 items.
+        engine: Default engine for lines and rows without one: kokoro, qwen-custom or qwen-clone.
+        voice: Default voice: a Kokoro voice id such as jm_kumo, a Qwen3-TTS speaker such as Ryan, or a saved voice.
+        fmt: File format of the clips: wav, flac, mp3 or opus.
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring each clip's true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of each clip.
+        denoise: True to reduce background noise in each clip.
+        fade: True for short fades at both ends of each clip.
+
+    Returns:
+        a zip file with the numbered clips (001-<words>.<format>) and manifest.json
+        the manifest as a table: index, text, engine, voice, file, duration, loudness (LUFS) and the error of a
+        row that could not be rendered.
+    """
+    if not file:
+        raise InputError("Upload a .txt or .csv batch file first.")
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
+    upload = Path(file)  # a temp file Gradio stored for the upload; only its bytes and suffix are used
+    items = parse(upload.read_bytes(), upload.suffix, engine or "kokoro", voice or "")
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=OUTPUT_DIR))
+    progress((0, len(items)), desc="Rendering", unit="clips")
+    manifest = render(
+        items, out_dir / "clips", fmt, settings, progress=lambda done, total: progress((done, total), unit="clips")
+    )
+    archive = zip_folder(out_dir / "clips", out_dir / "batch.zip")
+    rows = [
+        [i["index"], i["text"], i["engine"], i["voice"], i["file"], i["duration_s"], i["lufs"], i["error"] or ""]
+        for i in manifest["items"]
+    ]
+    if manifest["failed"]:
+        gr.Warning(f"{manifest['failed']} of {len(rows)} items could not be rendered; the table says why.")
+    return str(archive), rows
+
+
+def build_tab(kokoro_default: str) -> None:
+    """The Batch tab, inside the caller's gr.Blocks; `kokoro_default` is the Kokoro voice preselected."""
+    with gr.Tab("Batch", id="batch"):
+        gr.Markdown(
+            "Upload a **.txt** (one clip per line) or a **.csv** with the columns `text, engine, voice` "
+            "(blank engine or voice: the defaults below). A bad row is reported in the manifest; the others render."
+        )
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="Batch file (.txt or .csv)", file_types=[".txt", ".csv"], elem_id="batch-file")
+                engine = gr.Dropdown(list(registry.ENGINES), value="kokoro", label="Default engine")
+                choices = voices_for("kokoro")
+                voice = gr.Dropdown(
+                    choices,
+                    value=kokoro_default if kokoro_default in choices else next(iter(choices), ""),
+                    label="Default voice",
+                    allow_custom_value=True,
+                )
+                output = output_controls("batch")
+                go = gr.Button("Render", variant="primary", elem_id="batch-render")
+            with gr.Column():
+                archive = gr.File(label="Clips and manifest.json (zip)", interactive=False, elem_id="batch-zip")
+                table = gr.Dataframe(headers=HEADERS, label="Manifest", interactive=False, wrap=True)
+        engine.change(
+            lambda e: _voice_update(e, kokoro_default), engine, voice, api_visibility="private", show_progress="hidden"
+        )
+        go.click(
+            batch_render, [upload, engine, voice, *output], [archive, table], api_name="batch", concurrency_id="batch"
+        )
