@@ -112,6 +112,7 @@ def app_url(artifacts, qwen_dirs, tmp_path_factory) -> str:
         **os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
         "QWEN_CUSTOM_VOICE_MODEL": str(qwen_dirs["custom"]), "QWEN_BASE_MODEL": str(qwen_dirs["clone"]),
         "TORCH_THREADS": "1", "VOICE_LIBRARY_DIR": str(tmp_path_factory.mktemp("app-library")),
+        "GRADIO_SSR_MODE": "true",  # as on Hugging Face Spaces: the app must serve /v1 regardless
         "ARENA_DB": str(tmp_path_factory.mktemp("arena") / "votes.sqlite3"),
         "ARENA_SYSTEMS": "kokoro:jm_kumo kokoro:jf_alpha",
     }  # fmt: skip
