@@ -97,7 +97,11 @@ def kokoro():
 
 
 def test_a_csv_with_a_bad_row_reports_it_and_renders_the_others(kokoro, tmp_path):
-    data = "text,engine,voice\nThe sun is out.,,\nA bad voice here.,kokoro,zz_nobody\n ,kokoro,\n,,\nGlue the sheet.,,jf_alpha\n"
+    # a bad voice, an empty text, a blank row (skipped) and a row with its own voice
+    data = (
+        "text,engine,voice\nThe sun is out.,,\nA bad voice here.,kokoro,zz_nobody\n ,kokoro,\n,,\n"
+        "Glue the sheet.,,jf_alpha\n"
+    )
     items = batch.parse(data.encode(), "rows.csv", "kokoro", "jm_kumo")
     seen = []
     manifest = batch.render(
