@@ -51,9 +51,8 @@ def batch_render(
     """Render a batch file into one clip per line or CSV row; returns a zip of the clips with manifest.json.
 
     Args:
-        file: A .txt file (one text per non-empty line) or a .csv file whose header names the columns text, engine
-            and voice (engine and voice may be left blank to use the defaults); at most 200 items.
-        engine: Default engine for lines and rows without one: kokoro, qwen-custom or qwen-clone.
+        file: A .txt file (one text per line) or a .csv file with the columns text, engine, voice; up to 200 items.
+        engine: Default engine for lines and for rows that leave it blank: kokoro, qwen-custom or qwen-clone.
         voice: Default voice: a Kokoro voice id such as jm_kumo, a Qwen3-TTS speaker such as Ryan, or a saved voice.
         fmt: File format of the clips: wav, flac, mp3 or opus.
         loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
@@ -64,8 +63,7 @@ def batch_render(
 
     Returns:
         a zip file with the numbered clips (001-<words>.<format>) and manifest.json
-        the manifest as a table: index, text, engine, voice, file, duration, loudness (LUFS) and the error of a
-        row that could not be rendered.
+        the manifest as a table: index, text, engine, voice, file, duration, LUFS, and the error of a bad row.
     """
     if not file:
         raise InputError("Upload a .txt or .csv batch file first.")
