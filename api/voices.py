@@ -87,14 +87,14 @@ def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None) ->
     listed = voices(engine_id, info)
     ids = {v["id"].lower(): v["id"] for v in listed}
     if spec.lower() in ids:
-        return spec
+        return ids[spec.lower()]  # the engine's own spelling
     if spec.lower() in OPENAI_VOICE_NAMES:
         return _alias(engine_id, spec.lower(), listed)
     if engine_id in BLEND_ENGINES and ("," in spec or ":" in spec):
-        names = [part.partition(":")[0].strip().lower() for part in spec.split(",")]
-        unknown = [name for name in names if name and name not in ids]
-        if not unknown:
-            return spec  # the engine checks the weights and says what is wrong with them
+        parts = [part.partition(":") for part in spec.split(",")]
+        unknown = [name.strip() for name, _, _ in parts if name.strip() and name.strip().lower() not in ids]
+        if not unknown:  # the engine checks the weights and says what is wrong with them
+            return ",".join(ids.get(name.strip().lower(), name.strip()) + sep + weight for name, sep, weight in parts)
         spec = unknown[0]
     elif engine_id in SAVED_VOICE_ENGINES:
         try:

@@ -93,6 +93,7 @@ def test_default_format_is_mp3_and_longer_input_gives_longer_audio(client):
 def test_openai_names_work_and_resolve_to_an_available_voice(client):
     listed = client.get("/v1/audio/voices", params={"model": "kokoro"}).json()
     available = {v["id"] for v in listed["data"] if v["available"]}
+    assert speak(client, model="KOKORO", voice=VOICE.upper(), response_format="wav").headers["x-voice"] == VOICE
     response = speak(client, model="tts-1", voice="alloy", response_format="wav")
     assert response.status_code == 200, response.text
     assert response.headers["x-voice"] in available
