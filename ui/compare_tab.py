@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, to_int16
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
 FROM_REFERENCE = ""  # the qwen-clone voice choice that means "the reference clip below"
+# Gradio ends every streaming output of an event when it finishes, and fails on one that never
+# started: a slot without audio (it failed) gets 50 ms of silence.
+SILENCE = (SAMPLE_RATE, np.zeros(SAMPLE_RATE // 20, np.int16))
 _metrics_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 ARENA = Arena()  # shared with the Arena tab
 
@@ -148,12 +152,14 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
         player, status = ui[name]
         if isinstance(slot, Exception):
             results[name] = failed(name, slot, "")
-            yield {status: f"**Slot failed:** {results[name].error}"}
+            yield {player: SILENCE, status: f"**Slot failed:** {results[name].error}"}
             continue
         result = results[name] = ClipResult(slot, RunStats(engine=slot.engine))
         yield {status: f"Loading **{registry.info(slot.engine).name}** and speaking…"}
         for audio, line in play(result, text):
             yield {player: audio, status: line}
+        if not result.chunks:
+            yield {player: SILENCE}
         pending[name] = _metrics_pool.submit(measure, result, text)
     yield {ui["notice"]: "Measuring: ASR round trip, predicted MOS, speaker similarity…"}
     for name, future in pending.items():
@@ -285,8 +291,9 @@ def build_tab() -> None:
 
         event = go.click(compare_stream, [text, *inputs], outputs, api_visibility="private", concurrency_id="compare")
         clone_event = clone.click(
-            cross_clone, [text, ui["state"]], outputs, api_visibility="private", concurrency_id="compare"
-        )
+            cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
+            api_visibility="private", concurrency_id="compare",
+        )  # fmt: skip
         stop.click(None, None, None, cancels=[event, clone_event])
         with gr.Row(visible=False):
             api_a, api_b, api_metrics = gr.Audio(type="filepath"), gr.Audio(type="filepath"), gr.JSON()

@@ -46,6 +46,19 @@ def test_compare_two_packaged_kokoro_voices(page, artifacts):
     assert page.evaluate(PLAYED) > 0.5
 
 
+def test_one_click_clones_the_kokoro_clip_with_qwen_and_scores_similarity(page, artifacts):
+    page.locator("#compare-clone").click()
+    try:
+        page.locator("#compare-metrics", has_text="qwen-clone:reference").wait_for(timeout=240_000)
+    finally:
+        page.screenshot(path=str(artifacts / "compare_cross_clone.png"), full_page=True)
+    lines = [x.strip() for x in page.locator("#compare-metrics").inner_text().replace("\t", "\n").split("\n")]
+    at = lines.index("speaker similarity to the reference")
+    a_cell, b_cell = [x for x in lines[at + 1 :] if x][:2]
+    assert a_cell == "–", lines  # slot A has no reference
+    assert -1.0 <= float(b_cell) <= 1.0  # tiny random Qwen weights: a number, not a good one
+
+
 def test_blind_vote_needs_a_finished_pair_then_is_stored_and_ranked(page, artifacts):
     page.get_by_role("tab", name="Blind arena").click()
     page.locator("#arena-vote-a").click()
