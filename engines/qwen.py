@@ -51,6 +51,11 @@ STREAM_FRAMES = 12  # decode and yield about every second of speech
 LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the codec's chunked decode uses
 
 
+# Two from_pretrained calls at once race on transformers' global meta-device initialisation
+# ("Cannot copy out of meta tensor"): the CustomVoice and Base models load one after the other.
+_FROM_PRETRAINED = threading.Lock()
+
+
 class _Cancelled(Exception):
     """Raised inside the generation thread when its listener has gone away."""
 
@@ -153,9 +158,10 @@ class QwenEngine:
             torch.set_num_threads(threads)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         try:
-            self._model = Qwen3TTSModel.from_pretrained(
-                where, device_map=device, dtype=dtype, attn_implementation="sdpa"
-            )
+            with _FROM_PRETRAINED:
+                self._model = Qwen3TTSModel.from_pretrained(
+                    where, device_map=device, dtype=dtype, attn_implementation="sdpa"
+                )
         except Exception as exc:  # missing files, bad config, download failure
             log.exception("Loading %s failed", where)
             raise UnavailableError(
