@@ -62,7 +62,7 @@ def test_similarity_is_near_one_for_the_same_clip_and_lower_for_another_voice(sp
     other_voice = metrics.speaker_similarity(speech(SECOND, "jf_alpha"), 24_000, kumo, 24_000)
     assert same == pytest.approx(1.0, abs=1e-3)
     assert other_voice < same_voice < same
-    assert same_voice - other_voice > 0.05
+    assert same_voice > 0.85 and same_voice - other_voice > 0.2  # measured 0.95 vs 0.52
 
 
 @pytest.mark.slow
@@ -72,4 +72,4 @@ def test_predicted_mos_drops_when_noise_is_added(speech):
     noisy = np.clip(clean + rng.normal(0, np.std(clean), clean.shape).astype(np.float32), -1, 1)
     clean_mos, noisy_mos = metrics.predicted_mos(clean, 24_000), metrics.predicted_mos(noisy, 24_000)
     assert 1.0 <= noisy_mos < clean_mos <= 5.0
-    assert clean_mos - noisy_mos > 0.5
+    assert clean_mos - noisy_mos > 0.8  # measured 3.39 vs 1.81 at 0 dB SNR
