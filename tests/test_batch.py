@@ -186,7 +186,7 @@ def test_cli_batch_of_five_lines_gives_five_files_at_the_loudness_target_and_a_m
         assert rate == 24_000 and abs(len(data) / rate - row["duration_s"]) < 0.06
         assert abs(audio.integrated_loudness(data, rate) - -16) <= 0.5
         assert abs(row["lufs"] - -16) <= 0.5 and row["error"] is None
-        assert audio.true_peak_dbfs(data, rate) <= -0.5  # mp3 decoding adds a little overshoot
+        assert audio.true_peak_dbfs(data, rate) <= -1.0  # the limiter leaves room for the mp3 overshoot
     assert len(zipfile.ZipFile(tmp_path / "all.zip").namelist()) == 6
 
 
