@@ -354,8 +354,8 @@ class StreamLeveler:
     of everything so far at -1 dBFS. The estimate settles as the clip grows, and the change from one
     chunk to the next is limited to 1.5 dB (made at the pause between phrases), except that the
     peak guard always holds. The stream thus converges on the file's level; on a 25 s Kokoro paragraph
-    the stream measured 0.1, 0.6 and 0.9 LU under the file at -23, -16 and -14 LUFS. Denoise, trim and end fades are whole-clip
-    operations and apply to the file only.
+    the stream measured 0.1, 0.6 and 0.9 LU under the file at -23, -16 and -14 LUFS. Denoise, trim
+    and end fades are whole-clip operations and apply to the file only.
     """
 
     MAX_STEP_DB = 1.5
