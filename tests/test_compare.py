@@ -12,7 +12,7 @@ import soundfile as sf
 from conftest import ROOT
 
 from engines import audio
-from evaluation.compare import METRIC_KEYS, MATCH_LUFS, Slot, parse_slot, same_slot_notice
+from evaluation.compare import MATCH_LUFS, METRIC_KEYS, Slot, parse_slot, same_slot_notice
 
 TEXT = "The birch canoe slid on the smooth planks."
 
