@@ -90,6 +90,20 @@ def qwen_dirs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="module")
+def packaged_kokoro():
+    """The real packaged Kokoro (int8 ONNX), loaded offline once per test module (offline while it runs)."""
+    from engines.kokoro import KokoroEngine
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.delenv("KOKORO_MODEL", raising=False)
+        mp.delenv("KOKORO_BACKEND", raising=False)
+        engine = KokoroEngine()
+        engine.load("cpu")
+        yield engine
+
+
 @pytest.fixture()
 def offline_env(monkeypatch):
     """No hub: the packaged ONNX model is the only Kokoro."""

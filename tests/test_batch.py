@@ -13,7 +13,6 @@ from test_cli import run_cli
 
 from engines import audio, batch
 from engines.base import InputError
-from engines.kokoro import KokoroEngine
 
 FIVE = "One fine day.\n\nTwo birds sang.\nThree cats slept.\n  \nFour dogs ran.\nFive fish swam.\n"
 
@@ -86,14 +85,8 @@ def test_length_groups_sort_by_length_and_keep_lengths_within_a_factor_of_two():
 
 
 @pytest.fixture(scope="module")
-def kokoro():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("KOKORO_MODEL", raising=False)
-        mp.delenv("KOKORO_BACKEND", raising=False)
-        engine = KokoroEngine()
-        engine.load("cpu")
-        yield engine
+def kokoro(packaged_kokoro):
+    return packaged_kokoro
 
 
 def test_a_csv_with_a_bad_row_reports_it_and_renders_the_others(kokoro, tmp_path):

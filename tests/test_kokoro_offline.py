@@ -7,19 +7,12 @@ import pytest
 
 from engines import audio
 from engines.base import SynthesisRequest, UnavailableError
-from engines.kokoro import KokoroEngine
 from evaluation.metrics import transcribe, word_error_rate
 
 
 @pytest.fixture(scope="module")
-def engine():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("KOKORO_MODEL", raising=False)
-        mp.delenv("KOKORO_BACKEND", raising=False)
-        eng = KokoroEngine()
-        eng.load("cpu")
-        yield eng
+def engine(packaged_kokoro):
+    return packaged_kokoro
 
 
 def _speak(engine, text: str, voice: str = "jm_kumo", **kw) -> np.ndarray:

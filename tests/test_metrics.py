@@ -7,7 +7,6 @@ import pytest
 
 from engines import audio
 from engines.base import SynthesisRequest
-from engines.kokoro import KokoroEngine
 from evaluation import metrics
 
 
@@ -36,18 +35,11 @@ def test_word_error_rate_of_the_exact_transcript_is_zero():
 
 
 @pytest.fixture(scope="module")
-def speech():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("KOKORO_MODEL", raising=False)
-        mp.delenv("KOKORO_BACKEND", raising=False)
-        engine = KokoroEngine()
-        engine.load("cpu")
+def speech(packaged_kokoro):
+    def say(text: str, voice: str) -> np.ndarray:
+        return audio.join(packaged_kokoro.stream(SynthesisRequest(text, voice)))
 
-        def say(text: str, voice: str) -> np.ndarray:
-            return audio.join(engine.stream(SynthesisRequest(text, voice)))
-
-        yield say
+    return say
 
 
 FIRST = "The birch canoe slid on the smooth planks, and we watched it drift away."
