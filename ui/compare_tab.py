@@ -198,8 +198,9 @@ def compare_api(text: str, a: str, b: str) -> tuple[str | None, str | None, dict
         b: Slot B, the same form; "qwen-clone:@a" clones slot A's voice with Qwen3-TTS.
 
     Returns:
-        Slot A's and slot B's clips as WAV files at matched loudness (None for a slot that failed), and the
-        metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
+        Slot A's clip as a WAV file at -23 LUFS (None if the slot failed).
+        Slot B's clip, the same way.
+        The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
     """
     from evaluation.compare import CLONE_OF_A, parse_slot, run_pair
 
