@@ -164,7 +164,7 @@ def _request(args: argparse.Namespace) -> SynthesisRequest:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from evaluation.compare import CLONE_OF_A, parse_slot, run_pair, with_reference, write_pair
+    from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, run_pair, with_reference, write_pair
 
     text = _read_text(args)
     reference, ref_text, x_vector_only = _reference(args)
@@ -178,7 +178,9 @@ def _compare(args: argparse.Namespace) -> int:
         return parsed
 
     a = slot(args.a)
-    b = CLONE_OF_A if args.b.strip() == f"qwen-clone:{CLONE_OF_A}" else slot(args.b)
+    b = parse_second(args.b)
+    if b != CLONE_OF_A:
+        b = slot(args.b)
     first, second = run_pair(a, b, text)
     summary = write_pair(first, second, text, args.out_dir)
     for name, result in (("a", first), ("b", second)):

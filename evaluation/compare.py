@@ -102,6 +102,11 @@ def parse_slot(spec: str) -> Slot:
     return Slot(engine=engine, voice=voice.strip())
 
 
+def parse_second(spec: str) -> Slot | str:
+    """Slot B's spec: like `parse_slot`, or `CLONE_OF_A` for `qwen-clone:@a` (clone slot A's clip)."""
+    return CLONE_OF_A if (spec or "").strip() == f"qwen-clone:{CLONE_OF_A}" else parse_slot(spec)
+
+
 def same_slot_notice(a: Slot, b: Slot) -> str:
     """A note when both sides are the same system (allowed: it shows run-to-run variation)."""
     if a.system == b.system and a.reference is None and b.reference is None:

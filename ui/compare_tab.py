@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -133,14 +135,15 @@ def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
     figures = {label: r.metrics for label, r in labels.items()}
     summary = {"text": text, "playback_lufs": MATCH_LUFS, **{n.lower(): slot_summary(r) for n, r in named.items()}}
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUTPUT_DIR / f"metrics-{abs(hash(json.dumps(summary, sort_keys=True, default=str)))}.json"
-    path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    handle, name = tempfile.mkstemp(prefix="metrics-", suffix=".json", dir=OUTPUT_DIR)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(summary, out, ensure_ascii=False, indent=1)
     pictures = {label: (r.audio if r.finished else None) for label, r in labels.items()}
     return (
         gr.update(value=charts.table(figures), headers=["metric", *labels]),
         charts.bars(figures),
         charts.waveforms(pictures),
-        str(path),
+        name,
     )
 
 
@@ -202,12 +205,10 @@ def compare_api(text: str, a: str, b: str) -> tuple[str | None, str | None, dict
         Slot B's clip, the same way.
         The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
     """
-    from evaluation.compare import CLONE_OF_A, parse_slot, run_pair
+    from evaluation.compare import parse_second, parse_slot, run_pair
 
     text = _check_text(text)
-    first, second = run_pair(
-        parse_slot(a), CLONE_OF_A if (b or "").strip() == f"qwen-clone:{CLONE_OF_A}" else parse_slot(b), text
-    )
+    first, second = run_pair(parse_slot(a), parse_second(b), text)
     files = [clip_path(matched(r), f"compare-{n}") if r.finished else None for n, r in (("a", first), ("b", second))]
     summary = {"text": text, "playback_lufs": MATCH_LUFS, "notice": same_slot_notice(first.slot, second.slot)}
     return files[0], files[1], {**summary, "a": slot_summary(first), "b": slot_summary(second)}
