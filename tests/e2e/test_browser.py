@@ -22,7 +22,8 @@ def page(app_url):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(app_url, wait_until="networkidle")
+        page.goto(app_url, wait_until="load", timeout=120_000)
+        page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
         yield page
         browser.close()
 
