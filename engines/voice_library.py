@@ -1,8 +1,9 @@
 """Saved cloned voices: a Qwen3-TTS clone prompt under a name, reusable after a restart.
 
 Each voice is two files in `VOICE_LIBRARY_DIR` (default ~/.local/share/tts-compare/voices):
-`<name>.safetensors` with the prompt's tensors (speaker embedding, and reference codes in ICL mode)
-and `<name>.json` with its metadata. Names are reduced to a safe slug; nothing is unpickled.
+`<name>.safetensors` with the prompt's tensors (speaker embedding, reference codes in ICL mode, and
+the reference clip itself, so that likeness to it can be measured later) and `<name>.json` with its
+metadata. Names are reduced to a safe slug; nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .base import InputError, UnavailableError
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 64
+REFERENCE_KEY = "reference_audio_24k"
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -46,8 +50,10 @@ def list_voices() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}.safetensors").is_file())
 
 
-def save_voice(name: str, items: list, model_source: str = "") -> str:
-    """Save a one-item clone prompt (from `create_voice_clone_prompt`) under a name; returns the slug."""
+def save_voice(name: str, items: list, model_source: str = "", reference_audio: np.ndarray | None = None) -> str:
+    """Save a one-item clone prompt (from `create_voice_clone_prompt`) under a name, with the 24 kHz
+    reference clip it came from when given; returns the slug."""
+    import torch
     from safetensors.torch import save_file
 
     slug = safe_name(name)
@@ -55,6 +61,8 @@ def save_voice(name: str, items: list, model_source: str = "") -> str:
     tensors = {"ref_spk_embedding": item.ref_spk_embedding.detach().cpu().contiguous()}
     if item.ref_code is not None:
         tensors["ref_code"] = item.ref_code.detach().cpu().contiguous()
+    if reference_audio is not None:
+        tensors[REFERENCE_KEY] = torch.from_numpy(np.ascontiguousarray(reference_audio, dtype=np.float32))
     meta = {
         "name": name.strip(),
         "x_vector_only_mode": bool(item.x_vector_only_mode),
@@ -98,6 +106,21 @@ def load_voice(name: str) -> list:
         log.warning("Saved voice %s is unreadable: %s", slug, exc)
         raise UnavailableError(f"The saved voice {slug!r} is damaged; delete it and save it again.") from None
     return [item]
+
+
+def reference_audio(name: str) -> np.ndarray | None:
+    """The saved voice's 24 kHz reference clip (None for voices saved without one, or unreadable)."""
+    from safetensors import safe_open
+
+    slug = safe_name(name)
+    if slug not in list_voices():
+        return None
+    try:
+        with safe_open(str(library_dir() / f"{slug}.safetensors"), framework="numpy") as stored:
+            return stored.get_tensor(REFERENCE_KEY) if REFERENCE_KEY in stored.keys() else None
+    except Exception as exc:  # damaged file: the synthesis path reports it; here the metric is just missing
+        log.warning("Saved voice %s has no readable reference clip: %s", slug, exc)
+        return None
 
 
 def delete_voice(name: str) -> None:

@@ -167,13 +167,23 @@ def measure(result: ClipResult, text: str) -> dict:
         if transcript is not None:
             figures["transcript"] = transcript
             figures["wer"] = _round(metrics.word_error_rate(text, transcript))
-    if slot.reference is not None:
-        ref = slot.reference
-        figures["similarity"] = _round(
-            _safely(metrics.speaker_similarity, audio, SAMPLE_RATE, ref.audio, ref.sample_rate)
-        )
+    reference = similarity_reference(slot)
+    if reference is not None:
+        figures["similarity"] = _round(_safely(metrics.speaker_similarity, audio, SAMPLE_RATE, *reference))
     figures["mos"] = _round(_safely(metrics.predicted_mos, audio, SAMPLE_RATE), 2)
     return figures
+
+
+def similarity_reference(slot: Slot) -> tuple[np.ndarray, int] | None:
+    """The clip a slot's voice was cloned from: its reference, or the one kept with a saved voice."""
+    if slot.reference is not None:
+        return slot.reference.audio, slot.reference.sample_rate
+    if slot.engine == "qwen-clone" and slot.voice:
+        from engines.voice_library import reference_audio
+
+        saved = _safely(reference_audio, slot.voice)
+        return None if saved is None else (saved, 24_000)
+    return None
 
 
 def run_pair(a: Slot, b: Slot | str, text: str) -> tuple[ClipResult, ClipResult]:

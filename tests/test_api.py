@@ -75,3 +75,16 @@ def test_compare_endpoint_reports_a_bad_slot_in_one_sentence(client):
 
     with pytest.raises(AppError, match="Unknown engine 'piper'"):
         client.predict("Hello there.", "piper:amy", "kokoro:jm_kumo", api_name="/compare")
+
+
+def test_a_saved_voice_keeps_its_clip_so_compare_scores_likeness_to_it(client, tmp_path):
+    from gradio_client import handle_file
+    from test_qwen import wav_bytes
+
+    reference = tmp_path / "me.wav"
+    reference.write_bytes(wav_bytes(2.5))
+    client.predict(handle_file(str(reference)), "", True, "API voice", api_name="/qwen_save_voice")
+    _, b_path, summary = client.predict("Hello there.", "kokoro:jm_kumo", "qwen-clone:api-voice", api_name="/compare")
+    assert summary["b"]["error"] is None and summary["b"]["system"] == "qwen-clone:api-voice"
+    assert -1.0 <= summary["b"]["similarity"] <= 1.0 and summary["a"]["similarity"] is None
+    client.predict("api-voice", api_name="/qwen_delete_voice")

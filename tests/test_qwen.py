@@ -17,6 +17,7 @@ from engines import voice_library
 from engines.base import InputError, SynthesisRequest, UnavailableError
 from engines.qwen import FRAMES_PER_SECOND, QwenCloneEngine, QwenCustomEngine, batches, sentences, token_cap
 from engines.reference import load_reference
+from evaluation.compare import Slot, similarity_reference
 
 SAMPLES_PER_FRAME = 1920
 
@@ -141,8 +142,12 @@ def test_icl_and_x_vector_cloning(clone):
 
 def test_library_round_trip_across_a_new_process(clone, qwen_env, tmp_path):
     reference = load_reference(wav_bytes(2.5))
-    slug = voice_library.save_voice("../My Voice/", clone.clone_prompt(reference, "A reference line.", False))
+    prompt = clone.clone_prompt(reference, "A reference line.", False)
+    slug = voice_library.save_voice("../My Voice/", prompt, reference_audio=reference.audio)
     assert slug == "my-voice" and voice_library.list_voices() == ["my-voice"]
+    # the reference clip is kept, so the compare tab can score likeness to it
+    kept, rate = similarity_reference(Slot("qwen-clone", "my-voice"))
+    assert rate == 24_000 and np.array_equal(kept, reference.audio)
     assert not list(qwen_env.glob("*.pt")) and not list(qwen_env.glob("*.pkl"))
     out = tmp_path / "saved.wav"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -170,7 +175,9 @@ def test_bad_library_names(qwen_env, name, message):
 def test_a_corrupt_library_entry_gets_one_sentence(clone, qwen_env):
     reference = load_reference(wav_bytes(2.0))
     voice_library.save_voice("broken", clone.clone_prompt(reference, None, True))
+    assert voice_library.reference_audio("broken") is None  # saved without its clip
     (qwen_env / "broken.safetensors").write_bytes(b"not a safetensors file")
+    assert similarity_reference(Slot("qwen-clone", "broken")) is None
     with pytest.raises(UnavailableError, match="'broken' is damaged; delete it"):
         list(clone.stream(SynthesisRequest("Hello.", "broken", max_new_tokens=3)))
     with pytest.raises(InputError, match="no saved voice called 'ghost'"):

@@ -166,7 +166,8 @@ def save_reference(path: str | None, transcript: str, x_vector_only: bool, name:
     transcript, x_vector_only, _ = settle_transcript(reference, transcript, x_vector_only)
     engine = registry.get("qwen-clone")
     assert isinstance(engine, QwenCloneEngine)
-    slug = save_voice(name, engine.clone_prompt(reference, transcript, x_vector_only), engine.info().weights_source)
+    prompt = engine.clone_prompt(reference, transcript, x_vector_only)
+    slug = save_voice(name, prompt, engine.info().weights_source, reference_audio=reference.audio)
     gr.Info(f"Saved the voice as {slug!r}.")
     return gr.update(choices=[LIBRARY_NONE, *list_voices()], value=slug)
 
