@@ -22,9 +22,12 @@ fi
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+# No wheel cache: the PyTorch CUDA wheels alone are ~3.5 GB and a cached copy only adds to the disk use
+# (a CI run once died with "No space left on device").
+pip="--no-cache-dir -q"
+.venv/bin/python -m pip install $pip --upgrade pip
 if [ $dev = 1 ]; then
-  .venv/bin/python -m pip install -q -r requirements-dev.txt
+  .venv/bin/python -m pip install $pip -r requirements-dev.txt
 else
-  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install $pip -r requirements.txt
 fi
