@@ -40,6 +40,7 @@ MEDIA_TYPES: dict[str, str] = {
     "opus": "audio/ogg; codecs=opus",
     "pcm": "audio/pcm",  # raw s16le mono at the clip's rate (24 kHz), no header
 }
+LOSSY = ("mp3", "ogg", "opus")  # their decodes can peak above the PCM they were made from
 OPUS_BITRATE = "64k"
 FADE_S = 0.005
 SILENCE_DB = -50.0
@@ -51,7 +52,7 @@ END_FADE_S = 0.02  # the "fade" option: 20 ms at both ends of a whole clip
 MAX_LIMIT_DB = 14.0  # the most the peak limiter may take off a peak to reach a loudness target
 LIMIT_WINDOW_S = 0.01  # the limiter's look-ahead and release
 # The limiter aims 0.5 dB under its ceiling: MP3 and Opus decodes of limited speech peaked up to
-# 0.25 dB above the PCM they were made from, and the file should still keep -1 dBFS.
+# 0.25 dB above the PCM they were made from (`encode` turns a lossy file down if it still passes).
 LIMIT_MARGIN_DB = 0.5
 
 
@@ -442,12 +443,33 @@ def encode(audio: np.ndarray, fmt: str = "wav", sample_rate: int = SAMPLE_RATE) 
     samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     if fmt == "pcm":
         return to_int16(samples).astype("<i2").tobytes()
+    data = _encode_once(samples, fmt, sample_rate)
+    if fmt in LOSSY and true_peak_dbfs(samples, sample_rate) <= TRUE_PEAK_DBFS + 0.01:
+        data = _keep_peak_guard(samples, fmt, sample_rate, data)
+    return data
+
+
+def _encode_once(samples: np.ndarray, fmt: str, sample_rate: int) -> bytes:
     if fmt == "opus":
         return _ffmpeg_opus(samples, sample_rate)
     container, subtype = _SNDFILE[fmt]
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format=container, subtype=subtype)
     return buffer.getvalue()
+
+
+def _keep_peak_guard(samples: np.ndarray, fmt: str, sample_rate: int, data: bytes) -> bytes:
+    """A clip kept at -1 dBTP stays there once decoded: lossy codecs ring above their input's peaks
+    (a peak-normalised square wave decoded at +0.4 dBTP from MP3 and Vorbis, noise at +0.1 from
+    Vorbis), so the clip is turned down by the decoded overshoot and encoded again (twice at most)."""
+    for _ in range(2):
+        decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
+        over_db = true_peak_dbfs(decoded, rate) - TRUE_PEAK_DBFS
+        if over_db <= 0:
+            break
+        samples = samples * np.float32(10 ** (-(over_db + 0.05) / 20))
+        data = _encode_once(samples, fmt, sample_rate)
+    return data
 
 
 def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:

@@ -141,6 +141,23 @@ def test_the_limiter_leaves_a_clip_under_the_ceiling_alone_and_says_when_a_targe
     assert audio.true_peak_dbfs(out) <= -0.95
 
 
+@pytest.mark.parametrize("fmt", audio.LOSSY)
+def test_a_lossy_file_keeps_the_peak_guard_once_decoded(fmt):
+    # a square wave and white noise, peak-normalised: raw, their MP3/Vorbis decodes ring above 0 dBTP
+    t = np.arange(48_000) / 24_000
+    noise = np.random.default_rng(0).standard_normal(48_000) * 0.2
+    for clip in (0.5 * np.sign(np.sin(2 * np.pi * 440 * t)), noise):
+        out, _ = audio.process(clip.astype(np.float32), settings=audio.OutputSettings(peak_normalize=True))
+        data, rate = decode(audio.encode(out, fmt), fmt)
+        assert -1.5 < audio.true_peak_dbfs(data.astype(np.float32), rate) <= -1.0
+
+
+def test_a_lossy_file_of_an_unguarded_clip_is_left_at_its_level():
+    loud = tone(1.0, level=0.99)  # no peak guard asked for: the encoder's output is not turned down
+    data, rate = decode(audio.encode(loud, "mp3"), "mp3")
+    assert audio.true_peak_dbfs(data.astype(np.float32), rate) > -0.5
+
+
 def test_peak_normalization_puts_the_true_peak_at_minus_1_dbfs():
     clip = np.concatenate([tone(1.0, level=0.1), tone(0.5, level=0.25)])
     out, _ = audio.process(clip, settings=audio.OutputSettings(peak_normalize=True))
