@@ -5,15 +5,21 @@ A slot is written `engine:voice` (`kokoro:af_heart`, `kokoro:af_heart:0.7,af_bel
 `qwen-clone:@a` clones slot A's output (cross-model cloning: a Kokoro voice spoken by Qwen3-TTS),
 with the text as its exact transcript. Each clip's figures have the same keys (`METRIC_KEYS`),
 None where a metric does not apply; a slot that fails keeps its error and the other still runs.
+
+Two slots run one after the other, or together (`runs_together`) when they are two different models
+that both loaded on a GPU with room to spare: on one CPU they would only share its cores.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from queue import Queue
 
 import numpy as np
 
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 METRIC_KEYS = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
 MATCH_LUFS = -23.0  # both clips are played (and written) at this loudness (EBU R 128: headroom for peaks)
 CLONE_OF_A = "@a"
+PARALLEL_ENV = "COMPARE_PARALLEL"  # auto (default): together on a GPU; 1: always when possible; 0: never
+MIN_FREE_GPU_BYTES = 1 << 30  # room left on the GPU, once both models are loaded, to run them together
 OTHER_LATIN_LANGUAGES = {"Spanish", "French", "Italian", "Brazilian Portuguese", "Portuguese", "German"}
 ENGLISH_LANGUAGES = {
     None,
@@ -84,6 +92,7 @@ class ClipResult:
     error: str | None = None
     metrics: dict | None = None
     run_id: int | None = None  # its row in the arena database, once stored
+    together: bool = False  # ran at the same time as the other slot (its times include sharing the device)
 
     @property
     def audio(self) -> np.ndarray:
@@ -186,9 +195,95 @@ def similarity_reference(slot: Slot) -> tuple[np.ndarray, int] | None:
     return None
 
 
+def runs_together(a: Slot, b: Slot | str) -> bool:
+    """Whether two slots run at the same time: two different models (one model speaks one request at
+    a time) that both loaded on a GPU with `MIN_FREE_GPU_BYTES` still free. `COMPARE_PARALLEL=1`
+    runs them together wherever they load (a machine with many cores, the tests), `0` never."""
+    mode = os.environ.get(PARALLEL_ENV, "auto").strip().lower()
+    if not isinstance(b, Slot) or a.engine == b.engine or mode in ("0", "off", "no", "false"):
+        return False
+    forced = mode in ("1", "on", "yes", "true")
+    if not forced and not _gpu_wanted():
+        return False  # decided before loading anything: on a CPU, slot A must not wait for B's load
+    try:
+        devices = [registry.get(slot.engine).info().device for slot in (a, b)]
+    except EngineError:
+        return False  # the slot that cannot load fails on its own, in turn
+    return forced or (all(d.startswith("cuda") for d in devices) and _gpu_free_bytes() >= MIN_FREE_GPU_BYTES)
+
+
+def _gpu_wanted() -> bool:
+    device = registry.device_preference()
+    if device != "auto":
+        return device.startswith("cuda")
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _gpu_free_bytes() -> int:
+    import torch
+
+    return min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def interleave(streams: dict[str, Iterator]) -> Iterator[tuple[str, object]]:
+    """(name, item) pairs of several iterators as each item comes, every iterator drained in its own
+    thread; an exception in one is raised here. Closing this generator (a cancelled request) stops
+    the threads at their next item."""
+    queue: Queue = Queue()
+    stop = threading.Event()
+
+    def drain(name: str, stream: Iterator) -> None:
+        try:
+            for item in stream:
+                if stop.is_set():
+                    break
+                queue.put((name, item))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            queue.put((name, _Raised(exc)))
+        finally:
+            getattr(stream, "close", lambda: None)()
+            queue.put((name, _END))
+
+    for name, stream in streams.items():
+        threading.Thread(target=drain, args=(name, stream), name=f"slot-{name}", daemon=True).start()
+    left = len(streams)
+    try:
+        while left:
+            name, item = queue.get()
+            if item is _END:
+                left -= 1
+            elif isinstance(item, _Raised):
+                raise item.exc
+            else:
+                yield name, item
+    finally:
+        stop.set()
+
+
 def run_pair(a: Slot, b: Slot | str, text: str) -> tuple[ClipResult, ClipResult]:
-    """Both slots one after the other, then their figures (for the CLI and the API: no streaming)."""
+    """Both slots (together when `runs_together`, else one after the other), then their figures
+    (for the CLI and the API: no streaming)."""
     first = ClipResult(a, RunStats(engine=a.engine))
+    if runs_together(a, b):
+        second = ClipResult(b, RunStats(engine=b.engine))
+        for _ in interleave({"a": stream_slot(a, text, first), "b": stream_slot(b, text, second)}):
+            pass
+        first.together = second.together = True
+        first.metrics, second.metrics = measure(first, text), measure(second, text)
+        return first, second
     for _ in stream_slot(a, text, first):
         pass
     if b == CLONE_OF_A:
@@ -218,6 +313,7 @@ def slot_summary(result: ClipResult) -> dict:
         "voice": result.slot.voice,
         **(result.metrics or dict.fromkeys(METRIC_KEYS)),
         "error": result.error,
+        "ran_together": result.together,
     }
 
 

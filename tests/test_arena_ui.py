@@ -57,3 +57,33 @@ def test_a_finished_pair_is_revealed_even_when_votes_are_off(damaged):
     )
     assert "Not stored" in reveal and "kokoro:jf_alpha" in reveal and state["voted"]
     assert board == [] and "Votes are off" in line
+
+
+def test_the_compare_tab_streams_both_slots_at_once_when_they_run_together(damaged, monkeypatch):
+    import threading
+
+    from evaluation import compare
+
+    b_started = threading.Event()
+
+    def fake_stream(engine_id, request, stats):
+        if engine_id == "qwen-custom":
+            b_started.set()
+        for i in range(2):
+            if engine_id == "kokoro" and i == 1:
+                assert b_started.wait(timeout=20), "slot B did not start while slot A was speaking"
+            stats.audio_s += 0.5
+            yield AudioChunk(audio=np.full(12_000, 0.1, np.float32), text=request.text, phonemes="", index=i)
+
+    monkeypatch.setattr(compare, "timed_stream", fake_stream)
+    monkeypatch.setattr(compare_tab, "runs_together", lambda a, b: True)
+    monkeypatch.setattr(compare_tab, "measure", lambda result, text: {"duration_s": result.audio.size / 24_000})
+    ui = {"A": ("player-a", "status-a"), "B": ("player-b", "status-b")}
+    ui.update({key: key for key in ("notice", "table", "chart", "pictures", "file", "state")})
+    slots = {"A": Slot("kokoro", "jm_kumo"), "B": Slot("qwen-custom", "Ryan")}
+    events = list(compare_tab.run_slots("Hello there.", slots, ui))
+    plays = [("A" if "player-a" in e else "B") for e in events if "player-a" in e or "player-b" in e]
+    assert plays.count("A") >= 2 and "B" in plays and plays.index("B") < len(plays) - 1 - plays[::-1].index("A")
+    assert any("run together" in str(e.get("notice", "")) for e in events)
+    results = events[-1]["state"]
+    assert all(r.together and r.finished and r.metrics["duration_s"] == 1.0 for r in results.values())

@@ -91,3 +91,85 @@ def test_cross_model_cloning_scores_similarity_to_the_kokoro_clip(tmp_path, qwen
     assert -1.0 <= summary["b"]["similarity"] <= 1.0  # tiny random weights: a number, not a good one
     assert summary["a"]["similarity"] is None
     assert sf.info(tmp_path / "b.wav").duration > 0.5
+
+
+def test_slots_run_in_turn_on_a_cpu_without_loading_slot_b_first(monkeypatch):
+    import torch
+
+    from engines import registry
+    from evaluation.compare import runs_together
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: auto would run the slots together")
+    monkeypatch.setattr(registry, "get", lambda engine_id: pytest.fail(f"{engine_id} loaded to decide"))
+    a, b = Slot("kokoro", "jm_kumo"), Slot("qwen-custom", "Ryan")
+    monkeypatch.delenv("COMPARE_PARALLEL", raising=False)
+    assert not runs_together(a, b)  # auto: a CPU only shares its cores
+    monkeypatch.setenv("COMPARE_PARALLEL", "1")
+    assert not runs_together(a, Slot("kokoro", "jf_alpha"))  # one model speaks one request at a time
+    assert not runs_together(a, "@a")  # cloning slot A's clip needs it finished
+    monkeypatch.setenv("COMPARE_PARALLEL", "0")
+    assert not runs_together(a, b)
+
+
+def test_interleave_drains_both_streams_at_the_same_time():
+    import threading
+
+    from evaluation.compare import interleave
+
+    b_started = threading.Event()
+
+    def a():
+        yield "a1"
+        # in turn, A would wait here for B forever; together, B's first item arrives meanwhile
+        assert b_started.wait(timeout=20), "slot B never started while slot A was running"
+        yield "a2"
+
+    def b():
+        b_started.set()
+        yield "b1"
+
+    got = list(interleave({"a": a(), "b": b()}))
+    assert sorted(got) == [("a", "a1"), ("a", "a2"), ("b", "b1")]
+    assert got.index(("b", "b1")) < got.index(("a", "a2"))
+
+
+def test_interleave_raises_a_streams_error_and_stops_the_other():
+    import threading
+
+    from evaluation.compare import interleave
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield "x"
+        finally:
+            closed.set()
+
+    def broken():
+        yield "y"
+        raise ValueError("slot crashed")
+
+    with pytest.raises(ValueError, match="slot crashed"):
+        for _ in interleave({"a": endless(), "b": broken()}):
+            pass
+    assert closed.wait(timeout=20)  # the other stream's thread ends and closes its generator
+
+
+@pytest.mark.slow
+def test_two_models_run_together_when_asked_and_both_clips_are_measured(tmp_path, qwen_dirs):
+    result = run_compare(
+        tmp_path,
+        "--a", "kokoro:jm_kumo", "--b", "qwen-custom:Ryan",
+        QWEN_CUSTOM_VOICE_MODEL=str(qwen_dirs["custom"]), COMPARE_PARALLEL="1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("a", "b"):
+        assert summary[name]["error"] is None and summary[name]["ran_together"] is True
+        assert summary[name]["duration_s"] > 0.3 and summary[name]["ttfa_s"] > 0
+        clip, rate = sf.read(tmp_path / f"{name}.wav", dtype="float32")
+        assert audio.integrated_loudness(clip, rate) == pytest.approx(MATCH_LUFS, abs=0.5)
+    assert "smooth planks" in summary["a"]["transcript"].lower()  # Kokoro unharmed by sharing the CPU

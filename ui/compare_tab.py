@@ -1,10 +1,11 @@
 """The Compare tab: one text, two slots (any engine and voice), streamed at matched loudness, measured.
 
-Slot A streams, then slot B (one device, one after the other); each is levelled to `MATCH_LUFS`
-while it streams. A clip's metrics (ASR, DNSMOS, similarity) are computed in a worker thread once
-it finishes, so they never hold up the other slot's stream. A slot that fails shows its error in
-its own status line; the other still plays. Finished runs are remembered in the arena database
-when it is usable. `compare` is also an API endpoint that returns both files and the metrics.
+Slot A streams, then slot B (or both at once when `runs_together`: two models loaded on a GPU);
+each is levelled to `MATCH_LUFS` while it streams. A clip's metrics (ASR, DNSMOS, similarity) are
+computed in a worker thread once it finishes, so they never hold up the other slot's stream. A
+slot that fails shows its error in its own status line; the other still plays. Finished runs are
+remembered in the arena database when it is usable. `compare` is also an API endpoint that returns
+both files and the metrics.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from evaluation.compare import (
     ClipResult,
     Slot,
     clone_of,
+    interleave,
     matched,
     measure,
+    runs_together,
     same_slot_notice,
     slot_summary,
     stream_slot,
@@ -148,22 +151,29 @@ def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
 
 
 def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
-    """Stream each slot in turn into its player; metrics in the background; then the results."""
+    """Stream the slots into their players (together when `runs_together`, else in turn); metrics in
+    the background as each clip ends; then the results."""
     results: dict[str, ClipResult] = {}
     pending: dict[str, Future] = {}
+    streams: dict[str, Iterator[dict]] = {}
     for name, slot in slots.items():
         player, status = ui[name]
         if isinstance(slot, Exception):
             results[name] = failed(name, slot, "")
             yield {player: SILENCE, status: f"**Slot failed:** {results[name].error}"}
             continue
-        result = results[name] = ClipResult(slot, RunStats(engine=slot.engine))
-        yield {status: f"Loading **{registry.info(slot.engine).name}** and speaking…"}
-        for audio, line in play(result, text):
-            yield {player: audio, status: line}
-        if not result.chunks:
-            yield {player: SILENCE}
-        pending[name] = _metrics_pool.submit(measure, result, text)
+        results[name] = ClipResult(slot, RunStats(engine=slot.engine))
+        streams[name] = slot_events(results[name], text, ui[name], pending, name)
+    good = [s for s in slots.values() if isinstance(s, Slot)]
+    if len(good) == 2 and runs_together(*good):
+        for result in results.values():
+            result.together = True
+        yield {ui["notice"]: "Both slots run together (their times include sharing the device)."}
+        for _, event in interleave(streams):
+            yield event
+    else:
+        for stream in streams.values():
+            yield from stream
     yield {ui["notice"]: "Measuring: ASR round trip, predicted MOS, speaker similarity…"}
     for name, future in pending.items():
         results[name].metrics = future.result()
@@ -178,6 +188,17 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
         ui["notice"]: notice,
         ui["state"]: results,
     }
+
+
+def slot_events(result: ClipResult, text: str, outputs: tuple, pending: dict[str, Future], name: str) -> Iterator[dict]:
+    """One slot's updates for its player and status line; its metrics start the moment it ends."""
+    player, status = outputs
+    yield {status: f"Loading **{registry.info(result.slot.engine).name}** and speaking…"}
+    for audio, line in play(result, text):
+        yield {player: audio, status: line}
+    if not result.chunks:
+        yield {player: SILENCE}
+    pending[name] = _metrics_pool.submit(measure, result, text)
 
 
 def _notice(slots: dict[str, Slot | Exception]) -> str:
