@@ -20,6 +20,8 @@ from .output import output_controls, settings_from
 
 HEADERS = ["#", "text", "engine", "voice", "file", "duration (s)", "LUFS", "error"]
 DEFAULT_VOICES = {"qwen-custom": "Ryan"}
+COLUMN_WIDTHS = ["4%", "28%", "8%", "8%", "19%", "7%", "6%", "20%"]
+TABLE_CHARS = 80  # a cell shows this much (a click shows all): a 5,000-character line must not fill the page
 
 
 def voices_for(engine_id: str) -> list[str]:
@@ -54,7 +56,7 @@ def batch_render(
         file: A .txt file (one text per line) or a .csv file with the columns text, engine, voice; up to 200 items.
         engine: Default engine for lines and for rows that leave it blank: kokoro, qwen-custom or qwen-clone.
         voice: Default voice: a Kokoro voice id such as jm_kumo, a Qwen3-TTS speaker such as Ryan, or a saved voice.
-        fmt: File format of the clips: wav, flac, mp3 or opus.
+        fmt: File format of the clips: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
         loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
         peak_normalize: True to bring each clip's true peak to -1 dBFS (used when there is no loudness target).
         trim: True to cut the silence at both ends of each clip.
@@ -108,7 +110,16 @@ def build_tab(kokoro_default: str) -> None:
                 go = gr.Button("Render", variant="primary", elem_id="batch-render")
             with gr.Column():
                 archive = gr.File(label="Clips and manifest.json (zip)", interactive=False, elem_id="batch-zip")
-                table = gr.Dataframe(headers=HEADERS, label="Manifest", interactive=False, wrap=True)
+        # full width below: eight columns, the error last, must not hide behind a horizontal scroll
+        table = gr.Dataframe(
+            headers=HEADERS,
+            label="Manifest",
+            interactive=False,
+            wrap=True,
+            max_chars=TABLE_CHARS,
+            column_widths=COLUMN_WIDTHS,
+            elem_id="batch-table",
+        )
         engine.change(
             lambda e: _voice_update(e, kokoro_default), engine, voice, api_visibility="private", show_progress="hidden"
         )

@@ -8,12 +8,23 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from engines.audio import FORMATS, LUFS_RANGE, OutputSettings, process
+from engines.audio import LUFS_RANGE, OutputSettings, process
 from engines.base import InputError
 
 from .common import clip_path
 
-FORMAT_CHOICES = ["wav", "flac", "mp3", "opus"]
+# (label, format) for the menu: every format of `engines.audio.FORMATS` a browser or a desktop player
+# opens. Raw "pcm" (headerless s16le) is left out: nothing plays it without being told its rate and
+# sample format, and WAV carries the same samples behind a 44-byte header; the OpenAI-compatible
+# /v1/audio/speech endpoint still serves it for programs that want it.
+FORMAT_CHOICES = [
+    ("WAV (16-bit, uncompressed)", "wav"),
+    ("FLAC (lossless)", "flac"),
+    ("MP3", "mp3"),
+    ("Ogg Vorbis", "ogg"),
+    ("Opus (Ogg)", "opus"),
+]
+MENU_FORMATS = tuple(fmt for _, fmt in FORMAT_CHOICES)
 LOUDNESS_CHOICES = [
     ("Off", "Off"),
     ("-23 LUFS (broadcast, EBU R 128)", "-23"),
@@ -58,8 +69,8 @@ def settings_from(
 ) -> tuple[str, OutputSettings]:
     """The file format and the validated `OutputSettings` from the Output controls' values."""
     fmt = (fmt or "wav").strip().lower()
-    if fmt not in FORMATS:
-        raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+    if fmt not in MENU_FORMATS:
+        raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(MENU_FORMATS)}.")
     return fmt, OutputSettings(lufs=loudness, peak_normalize=peak_normalize, trim=trim, denoise=denoise, fade=fade)
 
 

@@ -66,7 +66,7 @@ def preset_stream(
         speaker: One of the nine preset speakers: Vivian, Serena, Uncle_Fu, Dylan, Eric, Ryan, Aiden, Ono_Anna, Sohee.
         language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
         instruct: Optional style instruction (only the 1.7B model follows it; leave it empty for the 0.6B model).
-        fmt: File format of the whole clip: wav, flac, mp3 or opus.
+        fmt: File format of the whole clip: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
         loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
         peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
         trim: True to cut the silence at both ends of the file.
@@ -117,7 +117,7 @@ def clone_stream(
         text: What to say in the cloned voice, up to 5,000 characters.
         language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
         saved: Name of a voice saved with qwen_save_voice, or "(use the reference above)" to clone from `path`.
-        fmt: File format of the whole clip: wav, flac, mp3 or opus.
+        fmt: File format of the whole clip: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
         loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
         peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
         trim: True to cut the silence at both ends of the file.

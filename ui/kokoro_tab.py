@@ -1,0 +1,226 @@
+"""The Kokoro tab: 54 preset voices (five offline) and blends, streamed into the browser while the
+rest is generated, with phonemes, word timings and the shared Output section.
+
+UI only: every model call goes through the engine registry, every figure shown comes from
+`engines.timing`; errors reach the user as one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gradio as gr
+
+from engines import registry
+from engines.audio import StreamLeveler, join, to_int16
+from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
+from engines.kokoro_voices import LANGUAGES
+from engines.timing import RunStats, synthesize, timed_stream
+
+from .common import banner as banner_for
+from .common import status_line, user_errors
+from .output import finish, output_controls, settings_from
+
+EXAMPLES = [
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
+    "Kokoro is an open-weight text-to-speech model with eighty-two million parameters. "
+    "Despite its small size, it delivers quality comparable to much larger models, "
+    "and it is fast enough to speak while it is still reading the rest of your text.",
+    "You say tomato, I say [tomato](/təmˈɑTO/). Let's call the whole thing off!",
+    "On the 3rd of May, 2024, the temperature reached 31°C; nobody expected that.",
+]
+MARKUP_HELP = (
+    "Pronunciation markup: a word in square brackets, then its phonemes between slashes in parentheses (third example)."
+)
+# Offline, the packaged voice with the lowest measured English WER (FACTS.md); on the hub, af_heart.
+OFFLINE_DEFAULT, HUB_DEFAULT = "jm_kumo", "af_heart"
+FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h": "🇮🇳", "i": "🇮🇹", "p": "🇧🇷", "j": "🇯🇵", "z": "🇨🇳"}
+
+
+def voice_choices() -> tuple[list[tuple[str, str]], str]:
+    """Dropdown (label, id) pairs grouped by language, available voices first in each group."""
+    info = registry.info("kokoro")
+    voices = sorted(info.voices, key=lambda v: (list(FLAGS).index(v.id[0]), not v.available, v.id))
+    choices = []
+    for v in voices:
+        grade = f"grade {v.grade}" if v.grade else "ungraded"
+        where = "available" if v.available else "needs the hub"
+        choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade} · {where}", v.id))
+    available = {v.id for v in voices if v.available}
+    default = (
+        HUB_DEFAULT
+        if HUB_DEFAULT in available
+        else OFFLINE_DEFAULT
+        if OFFLINE_DEFAULT in available
+        else next(iter(sorted(available)), HUB_DEFAULT)
+    )
+    return choices, default
+
+
+def _request(text: str, voice: str, blend: str, speed: float, language: str) -> SynthesisRequest:
+    return SynthesisRequest(
+        text=text or "",
+        voice=(blend or "").strip() or voice or "",
+        speed=speed,
+        language=None if language in (None, "", "Auto") else language,
+    )
+
+
+@user_errors
+def kokoro_stream(
+    text: str,
+    voice: str,
+    blend: str,
+    speed: float,
+    language: str,
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+) -> Iterator[tuple]:
+    """Speak text with Kokoro-82M, streamed chunk by chunk while the rest is still being generated.
+
+    Args:
+        text: What to say, up to 5,000 characters; `[word](/phonemes/)` sets a word's pronunciation.
+        voice: A Kokoro voice id such as af_heart or jm_kumo (offline, only the five packaged voices work).
+        blend: Optional weighted voice blend that overrides `voice`, like af_heart:0.7,af_bella:0.3; empty for none.
+        speed: Speaking rate from 0.5 to 2.0 (1.0 is normal).
+        language: Language of the text for the phonemizer, such as American English, or Auto to follow the voice.
+        fmt: File format of the whole clip: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
+
+    Returns:
+        the audio, streamed chunk by chunk (at the loudness target when one is set)
+        the phonemes spoken, one line per chunk
+        the word timings (PyTorch back-end only)
+        a status line with time to first audio and real-time factor
+        the whole clip as a file in the chosen format, post-processed.
+    """
+    request = _request(text, voice, blend, speed, language)
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
+    leveler = StreamLeveler(settings)
+    stats = RunStats(engine="kokoro")
+    chunks, phonemes, words = [], [], []
+    for chunk in timed_stream("kokoro", request, stats):
+        chunks.append(chunk)
+        phonemes.append(chunk.phonemes)
+        offset = sum(c.duration_s for c in chunks[:-1])
+        words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
+        level = leveler.feed(chunk.audio)
+        sound = (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip()
+        yield sound, "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip()
+    rest = leveler.flush()
+    path, notes = finish(join(chunks), "kokoro", fmt, settings)
+    done = " · ".join([status_line("kokoro", stats, done=True), *notes])
+    yield (SAMPLE_RATE, to_int16(rest)) if rest.size else gr.skip(), gr.skip(), gr.skip(), done, path
+
+
+@user_errors
+def kokoro_synthesize(
+    text: str,
+    voice: str,
+    speed: float = 1.0,
+    language: str = "Auto",
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+) -> tuple[str, dict]:
+    """Speak text with Kokoro-82M and return the whole clip as a file (not streamed).
+
+    Args:
+        text: What to say, up to 5,000 characters; `[word](/phonemes/)` sets a word's pronunciation.
+        voice: A Kokoro voice id such as af_heart or jm_kumo (offline, only the five packaged voices work).
+        speed: Speaking rate from 0.5 to 2.0 (1.0 is normal).
+        language: Language of the text for the phonemizer, such as American English, or Auto to follow the voice.
+        fmt: File format of the whole clip: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
+
+    Returns:
+        the whole clip as a file in the chosen format (WAV by default), post-processed
+        the run's measured figures (audio_s, total_s, ttfa_s, rtf, chunks), the phonemes spoken and notes.
+    """
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
+    audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
+    path, notes = finish(audio, "kokoro", fmt, settings)
+    summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks], "notes": notes}
+    return path, summary
+
+
+def build_tab(banner: gr.Markdown) -> str:
+    """The Kokoro tab, inside the caller's gr.Blocks; `banner` is refreshed after each run (the engine
+    may have loaded or failed). Returns the default voice, for the other tabs."""
+    choices, default_voice = voice_choices()
+    with gr.Tab("Kokoro", id="kokoro"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                text = gr.Textbox(
+                    label="Text",
+                    lines=6,
+                    max_length=MAX_TEXT_CHARS,
+                    value=EXAMPLES[0],
+                    elem_id="kokoro-text",
+                    info=MARKUP_HELP,
+                )
+                gr.Examples(EXAMPLES, inputs=text, label="Examples")
+            with gr.Column(scale=2):
+                voice = gr.Dropdown(
+                    choices,
+                    value=default_voice,
+                    label="Voice",
+                    elem_id="kokoro-voice",
+                    info="Grouped by language; grades from upstream VOICES.md.",
+                )
+                blend = gr.Textbox(
+                    label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3"
+                )
+                language = gr.Dropdown(["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)")
+                speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
+                output = output_controls("kokoro")
+        with gr.Row():
+            generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
+            stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
+        audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+        status = gr.Markdown(elem_id="kokoro-status")
+        with gr.Row():
+            download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
+        with gr.Accordion("Phonemes and word timings", open=False):
+            phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
+            words = gr.Dataframe(
+                headers=["word", "phonemes", "start (s)", "end (s)"],
+                label="Word timings (PyTorch back-end only)",
+                interactive=False,
+            )
+        event = generate.click(
+            kokoro_stream,
+            [text, voice, blend, speed, language, *output],
+            [audio, phonemes, words, status, download],
+            api_name="stream",
+            concurrency_id="kokoro",
+        )
+        stop.click(None, None, None, cancels=[event])
+        event.then(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
+        with gr.Row(visible=False):
+            api_file = gr.Audio(type="filepath")
+            api_info = gr.JSON()
+            api_button = gr.Button()
+        api_button.click(
+            kokoro_synthesize,
+            [text, voice, speed, language, *output],
+            [api_file, api_info],
+            api_name="synthesize",
+            concurrency_id="kokoro",
+        )
+    return default_voice
