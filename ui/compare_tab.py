@@ -52,6 +52,10 @@ FROM_REFERENCE = ""  # the qwen-clone voice choice that means "the reference cli
 # Gradio ends every streaming output of an event when it finishes, and fails on one that never
 # started: a slot without audio (it failed) gets 50 ms of silence.
 SILENCE = (SAMPLE_RATE, np.zeros(SAMPLE_RATE // 20, np.int16))
+PLAY_B_AFTER_A = """() => {
+  const b = document.querySelector('#compare-b-audio audio');
+  if (b && b.paused && b.currentTime === 0) b.play().catch(() => {});
+}"""
 _metrics_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 ARENA = Arena()  # shared with the Arena tab
 
@@ -318,6 +322,9 @@ def build_tab() -> None:
             api_visibility="private", concurrency_id="compare",
         )  # fmt: skip
         stop.click(None, None, None, cancels=[event, clone_event])
+        # A then B, hands free: when slot A's player reaches its end, slot B's starts (if it has audio
+        # and has not been played yet); B does not autoplay on its own, which would talk over A
+        ui["A"][0].stop(None, None, None, js=PLAY_B_AFTER_A, api_visibility="private")
         with gr.Row(visible=False):
             api_a, api_b, api_metrics = gr.Audio(type="filepath"), gr.Audio(type="filepath"), gr.JSON()
             api_in_a, api_in_b, api_button = gr.Textbox(), gr.Textbox(), gr.Button()

@@ -21,6 +21,9 @@ def page(app_url):
         browser.close()
 
 
+B_PLAYED = "() => (document.querySelector('#compare-b-audio audio')?.currentTime || 0) > 0.2"
+
+
 def pick(page, elem_id: str, option: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=option).first.click()
@@ -44,6 +47,8 @@ def test_compare_two_packaged_kokoro_voices(page, artifacts):
     assert "smooth planks" in table.lower()  # the ASR transcripts
     assert page.locator("#compare-a-status").inner_text().startswith("Finished")
     assert page.evaluate(PLAYED) > 0.5
+    # slot B starts by itself once slot A has played to its end
+    page.wait_for_function(B_PLAYED, timeout=60_000)
 
 
 def test_one_click_clones_the_kokoro_clip_with_qwen_and_scores_similarity(page, artifacts):
