@@ -157,9 +157,25 @@ def is_english(slot: Slot, text: str) -> bool:
     return bool(letters) and sum(c.isascii() for c in letters) / len(letters) > 0.95
 
 
+def spoken_language(slot: Slot, text: str) -> str | None:
+    """Whisper's code for the language a clip speaks: "en" where `is_english`; else the slot's
+    language; for Auto, the text's script decides (`metrics.script_language`, given the voice's
+    catalogued language: kanji read by a Japanese voice, Latin text by a French one); None where
+    nothing decides it (Latin text that is not plain English): Whisper then detects the language."""
+    if is_english(slot, text):
+        return "en"
+    if slot.language not in (None, "", "Auto", "auto"):
+        return metrics.whisper_language(slot.language)
+    catalogued = {v.id: v.language for v in registry.info(slot.engine).voices}
+    voice = slot.voice.replace(",", ":").split(":")[0].strip()
+    return metrics.script_language(text, metrics.whisper_language(catalogued.get(voice)))
+
+
 def measure(result: ClipResult, text: str) -> dict:
-    """All figures of a finished clip (None where a metric does not apply or could not be computed)."""
-    figures: dict = dict.fromkeys(METRIC_KEYS)
+    """All figures of a finished clip (None where a metric does not apply or could not be computed).
+    The ASR round trip runs for English text, and for any language when the ASR is multilingual; `wer`
+    is then a character error rate where `wer_unit` says "character" (Japanese, Chinese, Korean)."""
+    figures: dict = dict.fromkeys((*METRIC_KEYS, "wer_unit"))
     stats = result.stats
     figures.update(
         ttfa_s=_round(stats.ttfa_s),
@@ -171,11 +187,13 @@ def measure(result: ClipResult, text: str) -> dict:
         return figures
     audio, slot = result.audio, result.slot
     figures["lufs"] = _round(_safely(metrics.loudness, audio, SAMPLE_RATE), 2)
-    if is_english(slot, text):
-        transcript = _safely(metrics.transcribe, audio, SAMPLE_RATE)
-        if transcript is not None:
-            figures["transcript"] = transcript
-            figures["wer"] = _round(metrics.word_error_rate(text, transcript))
+    if is_english(slot, text) or _safely(metrics.asr_is_multilingual):
+        language = spoken_language(slot, text)
+        heard = _safely(metrics.transcribe_in, audio, SAMPLE_RATE, language)
+        if heard is not None:
+            figures["transcript"], language = heard[0], language or heard[1]
+            figures["wer"] = _round(metrics.error_rate(text, heard[0], language))
+            figures["wer_unit"] = metrics.error_unit(language)
     reference = similarity_reference(slot)
     if reference is not None:
         figures["similarity"] = _round(_safely(metrics.speaker_similarity, audio, SAMPLE_RATE, *reference))

