@@ -1,30 +1,69 @@
 """OpenAI-compatible speech API: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`.
 
-The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `response_format`, `speed`)
-plus two extensions (`language`, `lufs`), synthesizes through the engine registry
-(`engines.timing.synthesize`, in a worker thread, one request at a time per engine), and answers
-with the encoded clip (`engines.audio.encode`). Every error is OpenAI's JSON shape
+The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `response_format`, `speed`,
+`stream_format`) plus two extensions (`language`, `lufs`) and synthesizes through the engine registry
+in a worker thread, one request at a time per engine. Every error is OpenAI's JSON shape
 `{"error": {"message", "type", "param", "code"}}` with one sentence: 400 bad input, 404 unknown
 model or voice, 413 input over the limit, 503 engine unavailable, 500 anything unexpected (logged).
+
+Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
+encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
+`X-Real-Time-Factor`).
+
+With `stream_format` the audio is sent while it is generated (chunked transfer):
+
+- `"audio"`: the bytes of `response_format` as they come. `pcm` (raw s16le mono 24 kHz) and `wav` (a
+  header whose RIFF and data sizes are 0xFFFFFFFF, "unknown", then PCM frames) are written here;
+  `mp3`, `opus` (Ogg Opus) and `ogg` (Vorbis) go through an ffmpeg pipe. A piped MP3 has no Xing
+  header, so decoders keep the encoder's delay and padding (~50 ms more than the clip). `flac` does
+  not stream (400): a streamed FLAC cannot carry its length in its header, and common readers such
+  as libsndfile refuse such a file; ask for the whole file instead.
+- `"sse"`: Server-Sent Events, `data: {"type": "speech.audio.delta", "audio": "<base64>"}` for each
+  piece, then `data: {"type": "speech.audio.done", "usage": {...}, "figures": {...}, ...}`. The
+  deltas carry base64 PCM when `response_format` is left out (what OpenAI streams in SSE); a
+  `response_format` that is given means the deltas are base64 pieces of that format's stream, the
+  same bytes `"audio"` would send. `usage` keeps OpenAI's shape, but no tokens are counted here (all
+  zeros); the measured figures (`audio_s`, `ttfa_s`, `rtf`, ...) are under `figures`.
+
+Everything that can be checked before the first byte answers as a JSON error, the engine's failures
+before its first audio included: the status and headers wait for the first piece of audio. A
+failure after that cannot change the status: SSE sends `{"type": "error", "error": {...}}` and ends,
+raw audio just ends (and the server logs it). A stream sends `X-Voice` but none of the measured
+headers (they are not known yet). When the client goes away, generation stops after the chunk in
+progress and the engine's lock is released.
+
+A stream is levelled chunk by chunk with `engines.audio.StreamLeveler` (`lufs`), like the page's
+stream: the loudness converges on the target as the clip grows, and each chunk is peak-limited on
+its own. What needs the whole clip cannot be done on a stream: the loudness measured over the
+whole clip and the true-peak limiter's look-ahead across chunk boundaries; the whole file does both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import logging
+import shutil
+import struct
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from dataclasses import dataclass
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from engines import registry
-from engines.audio import FORMATS, MEDIA_TYPES, OutputSettings, encode, process
+from engines.audio import FORMATS, MEDIA_TYPES, OPUS_BITRATE, OutputSettings, StreamLeveler, encode, process, to_int16
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError, InputError, SynthesisRequest, UnavailableError
-from engines.timing import RunStats, synthesize
+from engines.timing import RunStats, synthesize, timed_stream
 
 from .voices import UnknownName, openai_voices, resolve_model, resolve_voice, voices
 
@@ -35,6 +74,15 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
 MAX_BODY_BYTES = 256 * 1024  # 5,000 characters, even \u-escaped, fit with room to spare
 CREATED = int(time.time())  # OpenAI's `created` for the models: when this server started
 _engine_locks: dict[str, threading.Lock] = {engine_id: threading.Lock() for engine_id in registry.ENGINES}
+
+STREAM_FORMATS = ("audio", "sse")
+# ffmpeg output options of the formats streamed through a pipe; Ogg pages every 0.2 s, not 1 s
+_FFMPEG_STREAMS: dict[str, list[str]] = {
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"],
+    "opus": ["-c:a", "libopus", "-b:a", OPUS_BITRATE, "-application", "audio", "-f", "ogg", "-page_duration", "200000"],
+    "ogg": ["-c:a", "libvorbis", "-q:a", "4", "-f", "ogg", "-page_duration", "200000"],
+}
+STREAMED_FORMATS = ("pcm", "wav", *_FFMPEG_STREAMS)
 
 
 class SpeechBody(BaseModel):
@@ -47,6 +95,7 @@ class SpeechBody(BaseModel):
     voice: StrictStr
     response_format: StrictStr = "mp3"
     speed: float = 1.0
+    stream_format: StrictStr | None = None  # "audio" or "sse": stream; left out: the whole file
     language: StrictStr | None = None  # extension: the text's language (engine's names; default Auto)
     lufs: float | None = None  # extension: loudness target of the clip, peak-guarded
 
@@ -60,18 +109,25 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
 
-    def response(self) -> JSONResponse:
+    def body(self) -> dict:
+        """OpenAI's error object: message, type, param, code."""
         kind = self.TYPES.get(self.status, "server_error")
-        error = {"message": self.message, "type": kind, "param": self.param, "code": self.code}
-        return JSONResponse({"error": error}, status_code=self.status)
+        return {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.body()}, status_code=self.status)
 
 
 @router.post("/audio/speech", response_class=Response)
 async def speech(request: Request) -> Response:
-    """Speak `input` with `model` and `voice`; the body of the answer is the clip in `response_format`."""
+    """Speak `input` with `model` and `voice`: the clip in `response_format`, whole or streamed
+    (`stream_format`: `audio` or `sse`)."""
     try:
         body = _parse(await _read_json(request))
-        clip = await run_in_threadpool(_speak, body)  # engine look-ups and synthesis block: off the event loop
+        if body.stream_format is not None:
+            plan = await run_in_threadpool(_prepare, body)  # engine look-ups block: off the event loop
+            return await _stream_response(plan)
+        clip = await run_in_threadpool(_speak, body)  # synthesis blocks: off the event loop
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
         return _error(exc).response()
     headers = {
@@ -139,9 +195,19 @@ class Clip:
     notes: list[str]
 
 
-def _speak(body: SpeechBody) -> Clip:
-    """Blocking: check the request (client errors before engine state), synthesize one request at a
-    time per engine, post-process, encode."""
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: which engine, what to synthesize, and how to send it."""
+
+    engine_id: str
+    request: SynthesisRequest
+    fmt: str
+    settings: OutputSettings
+    stream: str | None  # None (the whole file), "audio" or "sse"
+
+
+def _prepare(body: SpeechBody) -> Plan:
+    """Blocking: check the request, client errors before engine state (nothing is synthesized)."""
     engine_id = resolve_model(body.model)
     if len(body.input) > MAX_TEXT_CHARS:
         raise ApiError(
@@ -154,16 +220,278 @@ def _speak(body: SpeechBody) -> Clip:
             400, f"Unknown response_format {body.response_format!r}; choose one of: {', '.join(FORMATS)}.",
             "invalid_response_format", "response_format",
         )  # fmt: skip
+    stream = _stream_format(body, fmt)
+    if stream == "sse" and "response_format" not in body.model_fields_set:
+        fmt = "pcm"  # OpenAI's SSE deltas are PCM unless a format is asked for
     settings = OutputSettings(lufs=body.lufs)
     info = registry.info(engine_id)
     voice = resolve_voice(engine_id, body.voice, info)  # voices are known without loading the model
     request = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, language=body.language)
     if not info.available:
         raise UnavailableError(info.reason)
-    with _engine_locks[engine_id]:
-        audio, _, stats = synthesize(engine_id, request)
-    audio, notes = process(audio, SAMPLE_RATE, settings)
-    return Clip(encode(audio, fmt, SAMPLE_RATE), fmt, voice, stats, notes)
+    if stream and fmt in _FFMPEG_STREAMS and shutil.which("ffmpeg") is None:
+        raise UnavailableError(f"Streaming {fmt} needs ffmpeg, which is not installed here; stream pcm or wav.")
+    return Plan(engine_id, request, fmt, settings, stream)
+
+
+def _stream_format(body: SpeechBody, fmt: str) -> str | None:
+    """The checked `stream_format` (None: the whole file), refusing formats that cannot stream."""
+    if body.stream_format is None:
+        return None
+    stream = body.stream_format.strip().lower()
+    if stream not in STREAM_FORMATS:
+        raise ApiError(
+            400, f"Unknown stream_format {body.stream_format!r}; choose 'audio' or 'sse', or leave it out "
+            "for the whole file.", "invalid_stream_format", "stream_format",
+        )  # fmt: skip
+    if fmt not in STREAMED_FORMATS:
+        raise ApiError(
+            400, f"The response_format {fmt!r} cannot be streamed; the formats that stream are "
+            f"{', '.join(STREAMED_FORMATS)} (leave out stream_format for the whole {fmt} file).",
+            "unsupported_stream_format", "response_format",
+        )  # fmt: skip
+    return stream
+
+
+def _speak(body: SpeechBody) -> Clip:
+    """Blocking: check the request, synthesize one request at a time per engine, post-process, encode."""
+    plan = _prepare(body)
+    with _engine_locks[plan.engine_id]:
+        audio, _, stats = synthesize(plan.engine_id, plan.request)
+    audio, notes = process(audio, SAMPLE_RATE, plan.settings)
+    return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, notes)
+
+
+# ----- streamed answers ---------------------------------------------------------------------------
+
+
+async def _stream_response(plan: Plan) -> Response:
+    """Start synthesis and answer once its first audio is there: an engine failure before that is
+    still a JSON error; after it, the status is sent and only the body can tell (SSE) or end."""
+    stream = _SpeechStream(plan, asyncio.get_running_loop())
+    try:
+        first = await stream.next()
+    except BaseException:
+        stream.cancel()
+        raise
+    headers = {"X-Voice": _header(plan.request.voice), "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if plan.stream == "sse":
+        return _StreamedSpeech(stream, _sse_events(stream, first), "text/event-stream", headers)
+    return _StreamedSpeech(stream, _audio_pieces(stream, first), MEDIA_TYPES[plan.fmt], headers)
+
+
+class _StreamedSpeech(StreamingResponse):
+    """A streamed answer that stops its synthesis whenever the response ends: done, failed or the
+    client gone (starlette cancels the response when it sees the disconnect)."""
+
+    def __init__(self, stream: _SpeechStream, content: AsyncIterator[bytes], media_type: str, headers: dict) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.stream = stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stream.cancel()
+
+
+async def _audio_pieces(stream: _SpeechStream, first: bytes | None) -> AsyncIterator[bytes]:
+    """The raw audio body; a failure mid-stream can only end it (and is logged)."""
+    piece = first
+    try:
+        while piece is not None:
+            yield piece
+            piece = await stream.next()
+    except Exception as exc:
+        log.warning("Streamed speech ended early: %s", _error(exc).message)
+
+
+async def _sse_events(stream: _SpeechStream, first: bytes | None) -> AsyncIterator[bytes]:
+    """The SSE body: one delta event per piece, then the done event, or an error event."""
+    piece = first
+    try:
+        while piece is not None:
+            yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")})
+            piece = await stream.next()
+    except Exception as exc:
+        error = _error(exc)
+        log.warning("Streamed speech ended early: %s", error.message)
+        yield _event({"type": "error", "error": error.body()})
+        return
+    yield _event({
+        "type": "speech.audio.done",
+        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},  # OpenAI's shape; not counted here
+        "figures": stream.stats.summary(),  # measured: audio_s, total_s, ttfa_s, rtf, chunks
+        "voice": stream.plan.request.voice,
+        "notes": stream.notes,
+    })  # fmt: skip
+
+
+def _event(data: dict) -> bytes:
+    """One Server-Sent Event with a JSON payload."""
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+_END = object()  # the producer's last item after the audio
+
+
+class _SpeechStream:
+    """One streamed synthesis: a worker thread runs the engine (holding its lock), levels and encodes
+    each chunk and hands the bytes to the event loop through an asyncio queue."""
+
+    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop) -> None:
+        self.plan, self.loop = plan, loop
+        self.stats = RunStats(engine=plan.engine_id)
+        self.notes: list[str] = []
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._cancelled = threading.Event()
+        threading.Thread(target=self._produce, name=f"speech-stream-{plan.engine_id}", daemon=True).start()
+
+    async def next(self) -> bytes | None:
+        """The next piece of encoded audio; None at the end; raises what stopped the synthesis."""
+        item = await self._queue.get()
+        if item is _END:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        """Stop generating after the chunk in progress (the lock is then released)."""
+        self._cancelled.set()
+
+    def _put(self, item: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self._cancelled.set()
+
+    def _produce(self) -> None:
+        """Worker thread: the whole synthesis; every outcome ends with `_END` or the exception."""
+        try:
+            self._synthesize()
+        except BaseException as exc:
+            self._put(exc)
+        else:
+            self._put(_END)
+
+    def _synthesize(self) -> None:
+        lock = _engine_locks[self.plan.engine_id]
+        while not lock.acquire(timeout=0.25):  # one request at a time per engine; give up if the client left
+            if self._cancelled.is_set():
+                return
+        try:
+            leveler = StreamLeveler(self.plan.settings)
+            encoder = _encoder(self.plan.fmt, self._put)
+            try:
+                with closing(timed_stream(self.plan.engine_id, self.plan.request, self.stats)) as chunks:
+                    for chunk in chunks:
+                        if self._cancelled.is_set():
+                            return
+                        encoder.write(leveler.feed(chunk.audio))
+                encoder.write(leveler.flush())
+                encoder.close()
+                self.notes = leveler.notes
+            finally:
+                encoder.abort()
+        finally:
+            lock.release()
+
+
+def _encoder(fmt: str, put: Callable[[bytes], None]) -> _PcmEncoder | _FfmpegEncoder:
+    """The streaming encoder of a format in `STREAMED_FORMATS`, handing its bytes to `put`."""
+    if fmt in _FFMPEG_STREAMS:
+        return _FfmpegEncoder(fmt, put)
+    return _PcmEncoder(put, _wav_stream_header(SAMPLE_RATE) if fmt == "wav" else b"")
+
+
+def _wav_stream_header(sample_rate: int) -> bytes:
+    """A 16-bit mono WAV header for a stream: the RIFF and data sizes say "unknown" (0xFFFFFFFF)."""
+    unknown = 0xFFFFFFFF
+    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+    return struct.pack("<4sI4s", b"RIFF", unknown, b"WAVE") + fmt_chunk + struct.pack("<4sI", b"data", unknown)
+
+
+class _PcmEncoder:
+    """Raw s16le pieces, after an optional header (sent with the first audio, or alone at the end)."""
+
+    def __init__(self, put: Callable[[bytes], None], header: bytes = b"") -> None:
+        self.put, self.header = put, header
+
+    def write(self, audio: np.ndarray) -> None:
+        if len(audio):
+            self.put(self.header + to_int16(audio).astype("<i2").tobytes())
+            self.header = b""
+
+    def close(self) -> None:
+        if self.header:
+            self.put(self.header)
+            self.header = b""
+
+    def abort(self) -> None:
+        """Nothing to release."""
+
+
+class _FfmpegEncoder:
+    """An ffmpeg process encoding s16le from its stdin; a reader thread hands on what it writes."""
+
+    def __init__(self, fmt: str, put: Callable[[bytes], None]) -> None:
+        self.fmt, self.put = fmt, put
+        command = [
+            shutil.which("ffmpeg") or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+            "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "pipe:0",
+            *_FFMPEG_STREAMS[fmt], "-flush_packets", "1", "pipe:1",
+        ]  # fmt: skip
+        self.errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty ffmpeg can never block on it
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
+        except OSError as exc:
+            self.errors.close()
+            raise EngineError(f"The {fmt} stream encoder (ffmpeg) could not start: {exc}.") from None
+        self.reader = threading.Thread(target=self._read, name=f"ffmpeg-{fmt}-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while piece := self.process.stdout.read1(1 << 16):
+            self.put(piece)
+
+    def write(self, audio: np.ndarray) -> None:
+        if not len(audio):
+            return
+        try:
+            self.process.stdin.write(to_int16(audio).astype("<i2").tobytes())
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise self._failure() from None
+
+    def close(self) -> None:
+        """Finish the stream: ffmpeg writes what it holds, then must exit cleanly."""
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.reader.join()
+        if self.process.wait() != 0:
+            raise self._failure()
+
+    def abort(self) -> None:
+        """Stop ffmpeg if it still runs (harmless after `close`)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self.reader.join()
+        self.process.wait()
+        self.process.stdout.close()
+        self.errors.close()
+
+    def _failure(self) -> EngineError:
+        self.process.wait()
+        self.errors.seek(0)
+        detail = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+        return EngineError(f"The {self.fmt} stream encoder (ffmpeg) failed: {detail[-1] if detail else 'no output'}.")
 
 
 async def _read_json(request: Request) -> object:

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import base64
 import inspect
 import io
 import json
+import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 
 import numpy as np
 import pytest
@@ -19,8 +24,8 @@ from fastapi.testclient import TestClient
 
 from api import router
 from engines import registry
-from engines.audio import FORMATS, MEDIA_TYPES
-from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE
+from engines.audio import FORMATS, MEDIA_TYPES, integrated_loudness
+from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError
 
 VOICE = "jm_kumo"  # packaged offline voice
 SHORT = "Rice is often served in round bowls."
@@ -218,13 +223,12 @@ def test_launched_app_serves_the_speech_api(app_url):
 
 @pytest.mark.slow
 def test_launched_app_lists_the_gradio_api_as_mcp_tools(app_url):
-    import app
-    from ui import qwen_tab
+    from ui import kokoro_tab, qwen_tab
 
     status, _, data = http(f"{app_url}gradio_api/mcp/schema")
     assert status == 200
     tools = {tool["name"]: tool for tool in json.loads(data)}
-    for fn in (app.kokoro_stream, app.kokoro_synthesize, qwen_tab.preset_stream, qwen_tab.clone_stream):
+    for fn in (kokoro_tab.kokoro_stream, kokoro_tab.kokoro_synthesize, qwen_tab.preset_stream, qwen_tab.clone_stream):
         summary = inspect.getdoc(fn).split("\n\n")[0].replace("\n", " ")
         assert tools[fn.__name__]["description"].startswith(summary), tools[fn.__name__]["description"]
         described = tools[fn.__name__]["inputSchema"]["properties"]
@@ -252,3 +256,236 @@ def test_mcp_client_lists_and_calls_the_tools(app_url):
     assert not result.isError
     clip, figures = ast.literal_eval(result.content[0].text)  # the endpoint's (file, figures) outputs
     assert clip["path"].endswith(".wav") and figures["audio_s"] > 1.0 and figures["rtf"] > 0
+
+
+# ----- streamed answers (stream_format) -----------------------------------------------------------
+
+TWO = "Rice is often served in round bowls. The juice of lemons makes fine punch."
+PARAGRAPH = (
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+    "It is easy to tell the depth of a well. These days a chicken leg is a rare dish. "
+    "Rice is often served in round bowls. The juice of lemons makes fine punch."
+)
+
+
+def stream(client: TestClient, on_piece=None, **fields) -> tuple[object, list[bytes]]:
+    """POST a speech request and read the answer piece by piece, as the server sent it."""
+    body = {"model": "kokoro", "input": SHORT, "voice": VOICE, "stream_format": "audio", **fields}
+    pieces = []
+    with client.stream("POST", "/v1/audio/speech", json=body) as response:
+        for piece in response.iter_bytes():
+            pieces.append(piece)
+            if on_piece:
+                on_piece(piece)
+    return response, pieces
+
+
+def pcm_samples(data: bytes) -> np.ndarray:
+    assert len(data) % 2 == 0
+    samples = np.frombuffer(data, "<i2")
+    assert len(samples) and np.abs(samples).max() > 300  # not silence
+    return samples
+
+
+def sse_events(pieces: list[bytes]) -> list[dict]:
+    """The events of an SSE body: each `data: {json}` followed by a blank line."""
+    text = b"".join(pieces).decode()
+    assert text.endswith("\n\n")
+    blocks = text[:-2].split("\n\n")
+    assert all(block.startswith("data: ") and "\n" not in block for block in blocks), blocks
+    return [json.loads(block[len("data: ") :]) for block in blocks]
+
+
+def deltas(events: list[dict]) -> bytes:
+    assert all(e["type"] == "speech.audio.delta" for e in events[:-1]), [e["type"] for e in events]
+    return b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+
+
+def ffmpeg_seconds(data: bytes) -> float:
+    """Duration of an encoded clip as ffmpeg decodes it (a second decoder next to libsndfile)."""
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1"]
+    done = subprocess.run([*command, "-ar", str(SAMPLE_RATE), "-"], input=data, capture_output=True, check=True)
+    return len(pcm_samples(done.stdout)) / SAMPLE_RATE
+
+
+def test_pcm_and_wav_stream_in_pieces_and_follow_the_text(client):
+    short, short_pieces = stream(client, response_format="pcm")
+    assert short.status_code == 200 and short.headers["content-type"] == "audio/pcm"
+    assert short.headers["x-voice"] == VOICE and "x-audio-seconds" not in short.headers
+    assert "content-length" not in short.headers  # chunked: the length is not known up front
+    long, long_pieces = stream(client, response_format="pcm", input=LONG)
+    assert len(long_pieces) > 1  # one piece per chunk of speech, sent as each was ready
+    short_n, long_n = len(pcm_samples(b"".join(short_pieces))), len(pcm_samples(b"".join(long_pieces)))
+    assert long_n > 2.2 * short_n
+
+    wav, wav_pieces = stream(client, response_format="wav", input=LONG)
+    assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav" and len(wav_pieces) > 1
+    data = b"".join(wav_pieces)
+    assert data[:4] == b"RIFF" and data[4:8] == b"\xff\xff\xff\xff"  # size unknown while streaming
+    assert data[36:40] == b"data" and data[40:44] == b"\xff\xff\xff\xff"
+    audio, rate = sf.read(io.BytesIO(data), dtype="int16")
+    assert rate == SAMPLE_RATE and audio.ndim == 1
+    assert np.array_equal(audio, np.frombuffer(b"".join(long_pieces), "<i2"))  # the same synthesis, with a header
+
+
+def test_sse_deltas_are_the_pcm_stream_and_a_done_event_ends_it(client):
+    _, pcm_pieces = stream(client, response_format="pcm", input=TWO)
+    response, pieces = stream(client, stream_format="sse", input=TWO)  # no response_format: PCM deltas
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(pieces)
+    assert len(events) >= 3  # a delta per chunk of speech (two sentences), then done
+    samples = pcm_samples(deltas(events))
+    assert len(samples) == len(pcm_samples(b"".join(pcm_pieces)))
+    done = events[-1]
+    assert done["type"] == "speech.audio.done" and done["voice"] == VOICE
+    assert done["usage"] == {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    figures = done["figures"]
+    assert abs(figures["audio_s"] - len(samples) / SAMPLE_RATE) < 0.002
+    assert 0 < figures["ttfa_s"] <= figures["total_s"] and figures["rtf"] > 0 and figures["chunks"] >= 2
+
+    _, wav_pieces = stream(client, stream_format="sse", response_format="wav")  # deltas of the WAV stream
+    assert decoded_seconds(deltas(sse_events(wav_pieces))) > 1.0
+
+
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_the_first_audio_is_sent_before_synthesis_has_finished(client, monkeypatch, stream_format):
+    import api.openai_speech
+
+    received, waited, produced = threading.Event(), [], []
+    real = api.openai_speech.timed_stream
+
+    def watched(engine_id, request, stats):
+        """The engine's chunks; the rest is synthesized only once the client holds the first audio."""
+        chunks = real(engine_id, request, stats)
+        produced.append(next(chunks))
+        yield produced[-1]
+        waited.append(received.wait(timeout=120))  # a server that held the audio back would time out here
+        for chunk in chunks:
+            produced.append(chunk)
+            yield chunk
+
+    monkeypatch.setattr(api.openai_speech, "timed_stream", watched)
+    response, pieces = stream(
+        client, lambda _: received.set(), input=TWO, stream_format=stream_format, response_format="pcm"
+    )
+    assert response.status_code == 200 and waited == [True] and len(produced) == 2
+    data = b"".join(pieces) if stream_format == "audio" else deltas(sse_events(pieces))
+    assert len(pcm_samples(data)) == sum(len(c.audio) for c in produced)
+
+
+@pytest.fixture(scope="module")
+def http_server(client):
+    """The router on uvicorn, on a real socket (a real client can drop the connection)."""
+    import uvicorn
+
+    app = FastAPI()
+    app.include_router(router)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield server.servers[0].sockets[0].getsockname()[:2]
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_a_client_that_drops_the_connection_stops_the_synthesis_and_frees_the_engine(client, http_server, monkeypatch):
+    import api.openai_speech
+
+    cancelled, pulled, closed = threading.Event(), [], []
+    real, real_cancel = api.openai_speech.timed_stream, api.openai_speech._SpeechStream.cancel
+
+    def cancel(stream):
+        real_cancel(stream)
+        cancelled.set()
+
+    def watched(engine_id, request, stats):
+        """The engine's chunks; after the first, the next only once the server has seen the client go."""
+        try:
+            for chunk in real(engine_id, request, stats):
+                pulled.append(chunk)
+                yield chunk
+                cancelled.wait(timeout=120)
+        finally:
+            closed.append(len(pulled))
+
+    monkeypatch.setattr(api.openai_speech, "timed_stream", watched)
+    monkeypatch.setattr(api.openai_speech._SpeechStream, "cancel", cancel)
+    body = {"model": "kokoro", "input": PARAGRAPH, "voice": VOICE, "stream_format": "audio", "response_format": "pcm"}
+    connection = HTTPConnection(*http_server, timeout=300)
+    connection.request("POST", "/v1/audio/speech", json.dumps(body), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("transfer-encoding") == "chunked"
+    assert len(response.read1(1 << 16)) > 0  # the first chunk of speech has arrived
+    response.close()
+    connection.close()  # the client goes away with five sentences still to come
+    lock = api.openai_speech._engine_locks["kokoro"]
+    for _ in range(1200):  # wait (up to 2 min) for the worker to stop; no timing is asserted
+        if closed and not lock.locked():
+            break
+        time.sleep(0.1)
+    assert cancelled.is_set() and closed == [2] and not lock.locked()  # stopped after the chunk in progress
+    monkeypatch.undo()
+    assert speak(client, response_format="wav").status_code == 200
+
+
+def test_stream_errors_before_the_first_byte_are_json(client, monkeypatch, tmp_path):
+    for mode in ("audio", "sse"):
+        assert_error(speak(client, stream_format=mode, model="tts-9"), 404, "'tts-9'")
+        assert_error(speak(client, stream_format=mode, voice="nobody"), 404, "'nobody'")
+        assert_error(speak(client, stream_format=mode, input="a" * (MAX_TEXT_CHARS + 1)), 413, "5,000")
+        assert_error(speak(client, stream_format=mode, response_format="aac"), 400, "'aac'")
+        assert_error(speak(client, stream_format=mode, speed=3.0), 400, "Speed")
+        assert_error(speak(client, stream_format=mode, input=" "), 400, "enter some text")
+        error = assert_error(speak(client, stream_format=mode, response_format="flac"), 400, "'flac'", "pcm, wav")
+        assert error["param"] == "response_format"
+        assert_error(speak(client, stream_format=mode, input="!!! ..."), 400, "nothing to pronounce")  # engine
+    error = assert_error(speak(client, stream_format="chunks"), 400, "'chunks'", "'sse'")
+    assert error["param"] == "stream_format" and error["code"] == "invalid_stream_format"
+    assert_error(speak(client, stream_format=1), 400, "stream_format")
+    monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(tmp_path / "missing"))
+    assert_error(speak(client, model="qwen-custom", voice="Ryan", stream_format="sse"), 503, "QWEN_CUSTOM")
+
+
+def test_an_engine_failure_mid_stream_ends_the_stream(client, monkeypatch, caplog):
+    import api.openai_speech
+
+    sent = []
+    real = api.openai_speech.timed_stream
+
+    def failing(engine_id, request, stats):
+        sent.append(next(real(engine_id, request, stats)))
+        yield sent[-1]
+        raise EngineError("The engine ran out of memory.")
+
+    monkeypatch.setattr(api.openai_speech, "timed_stream", failing)
+    response, pieces = stream(client, stream_format="sse")
+    events = sse_events(pieces)
+    assert response.status_code == 200 and [e["type"] for e in events] == ["speech.audio.delta", "error"]
+    assert events[-1]["error"]["message"] == "The engine ran out of memory."
+    response, pieces = stream(client, response_format="pcm")  # raw audio: it just ends, and the log says why
+    assert response.status_code == 200
+    assert len(pcm_samples(b"".join(pieces))) == len(sent[-1].audio)
+    assert any("ran out of memory" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stream_is_levelled_to_the_loudness_target(client):
+    _, pieces = stream(client, response_format="pcm", input=LONG, lufs=-16)  # three sentences, three chunks
+    audio = pcm_samples(b"".join(pieces)).astype(np.float32) / 32767
+    measured = integrated_loudness(audio)
+    assert abs(measured - -16) < 1.0, measured
+
+
+def test_mp3_opus_and_ogg_stream_through_ffmpeg_with_the_right_duration(client):
+    _, pcm_pieces = stream(client, response_format="pcm")
+    reference_s = len(pcm_samples(b"".join(pcm_pieces))) / SAMPLE_RATE
+    for fmt in ("mp3", "opus", "ogg"):
+        response, pieces = stream(client, response_format=fmt)
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"] == MEDIA_TYPES[fmt]
+        seconds = decoded_seconds(b"".join(pieces))  # libsndfile reads the streamed files
+        assert abs(seconds - reference_s) < 0.03 * reference_s + 0.06, (fmt, seconds, reference_s)
+        assert abs(ffmpeg_seconds(b"".join(pieces)) - reference_s) < 0.03 * reference_s + 0.06, fmt
