@@ -73,7 +73,8 @@ def test_the_compare_tab_streams_both_slots_at_once_when_they_run_together(damag
             if engine_id == "kokoro" and i == 1:
                 assert b_started.wait(timeout=20), "slot B did not start while slot A was speaking"
             stats.audio_s += 0.5
-            yield AudioChunk(audio=np.full(12_000, 0.1, np.float32), text=request.text, phonemes="", index=i)
+            noise = np.random.default_rng(i).standard_normal(12_000).astype(np.float32) * 0.1
+            yield AudioChunk(audio=noise, text=request.text, phonemes="", index=i)
 
     monkeypatch.setattr(compare, "timed_stream", fake_stream)
     monkeypatch.setattr(compare_tab, "runs_together", lambda a, b: True)
