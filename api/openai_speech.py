@@ -1,10 +1,14 @@
 """OpenAI-compatible speech API: `POST /v1/audio/speech`, `GET /v1/models`, `GET /v1/audio/voices`.
 
 The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `response_format`, `speed`,
-`stream_format`) plus two extensions (`language`, `lufs`) and synthesizes through the engine registry
-in a worker thread, one request at a time per engine. Every error is OpenAI's JSON shape
-`{"error": {"message", "type", "param", "code"}}` with one sentence: 400 bad input, 404 unknown
-model or voice, 413 input over the limit, 503 engine unavailable, 500 anything unexpected (logged).
+`stream_format`, `instructions`) plus extensions (`language`, `lufs`, and for whole files
+`peak_normalize`, `trim`, `denoise`, `fade`: the page's Output section) and synthesizes through the
+engine registry in a worker thread, one request at a time per engine. `instructions` reach a model
+that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS CustomVoice 1.7B); any other model
+speaks without them and the answer says so (`X-Output-Notes`, or the SSE done event's `notes`).
+Every error is OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}` with one
+sentence: 400 bad input, 404 unknown model or voice, 413 input over the limit, 503 engine
+unavailable, 500 anything unexpected (logged).
 
 Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
 encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
@@ -58,7 +62,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from engines import registry
 from engines.audio import FORMATS, MEDIA_TYPES, OPUS_BITRATE, OutputSettings, StreamLeveler, encode, process, to_int16
@@ -76,6 +80,7 @@ CREATED = int(time.time())  # OpenAI's `created` for the models: when this serve
 _engine_locks: dict[str, threading.Lock] = {engine_id: threading.Lock() for engine_id in registry.ENGINES}
 
 STREAM_FORMATS = ("audio", "sse")
+WHOLE_FILE_OPTIONS = ("peak_normalize", "trim", "denoise", "fade")  # `OutputSettings` fields a stream can't do
 # ffmpeg output options of the formats streamed through a pipe; Ogg pages every 0.2 s, not 1 s
 _FFMPEG_STREAMS: dict[str, list[str]] = {
     "mp3": ["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"],
@@ -96,8 +101,14 @@ class SpeechBody(BaseModel):
     response_format: StrictStr = "mp3"
     speed: float = 1.0
     stream_format: StrictStr | None = None  # "audio" or "sse": stream; left out: the whole file
+    instructions: StrictStr | None = None  # a style instruction, for a model that follows them
     language: StrictStr | None = None  # extension: the text's language (engine's names; default Auto)
     lufs: float | None = None  # extension: loudness target of the clip, peak-guarded
+    # extensions, whole files only: what the page's Output section does
+    peak_normalize: StrictBool = False
+    trim: StrictBool = False
+    denoise: StrictBool = False
+    fade: StrictBool = False
 
 
 class ApiError(Exception):
@@ -176,6 +187,7 @@ def _model(engine_id: str) -> dict:
     return {
         "id": engine_id, "object": "model", "created": CREATED, "owned_by": "tts-compare",
         "name": info.name, "available": info.available, "reason": info.reason,
+        "follows_instructions": info.follows_instructions,
     }  # fmt: skip
 
 
@@ -204,6 +216,7 @@ class Plan:
     fmt: str
     settings: OutputSettings
     stream: str | None  # None (the whole file), "audio" or "sse"
+    notes: tuple[str, ...] = ()  # what the answer should say about the request (an ignored field)
 
 
 def _prepare(body: SpeechBody) -> Plan:
@@ -223,15 +236,26 @@ def _prepare(body: SpeechBody) -> Plan:
     stream = _stream_format(body, fmt)
     if stream == "sse" and "response_format" not in body.model_fields_set:
         fmt = "pcm"  # OpenAI's SSE deltas are PCM unless a format is asked for
-    settings = OutputSettings(lufs=body.lufs)
+    whole_file_only = [name for name in WHOLE_FILE_OPTIONS if getattr(body, name)]
+    if stream and whole_file_only:
+        raise ApiError(
+            400, f"{', '.join(whole_file_only)} need the whole clip; leave out stream_format, or those options.",
+            "unsupported_with_stream", whole_file_only[0],
+        )  # fmt: skip
+    settings = OutputSettings(lufs=body.lufs, **{name: getattr(body, name) for name in WHOLE_FILE_OPTIONS})
     info = registry.info(engine_id)
     voice = resolve_voice(engine_id, body.voice, info)  # voices are known without loading the model
-    request = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, language=body.language)
+    instruct, notes = (body.instructions or "").strip() or None, ()
+    if instruct and not info.follows_instructions:
+        instruct, notes = None, (f"instructions ignored: {info.name} does not follow style instructions.",)
+    request = SynthesisRequest(
+        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct
+    )
     if not info.available:
         raise UnavailableError(info.reason)
     if stream and fmt in _FFMPEG_STREAMS and shutil.which("ffmpeg") is None:
         raise UnavailableError(f"Streaming {fmt} needs ffmpeg, which is not installed here; stream pcm or wav.")
-    return Plan(engine_id, request, fmt, settings, stream)
+    return Plan(engine_id, request, fmt, settings, stream, notes)
 
 
 def _stream_format(body: SpeechBody, fmt: str) -> str | None:
@@ -259,7 +283,7 @@ def _speak(body: SpeechBody) -> Clip:
     with _engine_locks[plan.engine_id]:
         audio, _, stats = synthesize(plan.engine_id, plan.request)
     audio, notes = process(audio, SAMPLE_RATE, plan.settings)
-    return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, notes)
+    return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, [*plan.notes, *notes])
 
 
 # ----- streamed answers ---------------------------------------------------------------------------
@@ -391,7 +415,7 @@ class _SpeechStream:
                         encoder.write(leveler.feed(chunk.audio))
                 encoder.write(leveler.flush())
                 encoder.close()
-                self.notes = leveler.notes
+                self.notes = [*self.plan.notes, *leveler.notes]
             finally:
                 encoder.abort()
         finally:

@@ -135,6 +135,7 @@ class EngineInfo:
     device: str = ""
     weights_source: str = ""
     voices: list[VoiceInfo] = field(default_factory=list)
+    follows_instructions: bool = False  # takes a style instruction (`SynthesisRequest.instruct`)
 
 
 @runtime_checkable

@@ -141,6 +141,7 @@ class QwenEngine:
         except UnavailableError as exc:
             info.available, info.reason = False, str(exc)
         info.voices = self.voices()
+        info.follows_instructions = self.kind == "custom" and self.follows_instructions()
         return info
 
     def load(self, device: str) -> None:

@@ -489,3 +489,44 @@ def test_mp3_opus_and_ogg_stream_through_ffmpeg_with_the_right_duration(client):
         seconds = decoded_seconds(b"".join(pieces))  # libsndfile reads the streamed files
         assert abs(seconds - reference_s) < 0.03 * reference_s + 0.06, (fmt, seconds, reference_s)
         assert abs(ffmpeg_seconds(b"".join(pieces)) - reference_s) < 0.03 * reference_s + 0.06, fmt
+
+
+def test_instructions_reach_a_model_that_follows_them_and_are_said_to_be_ignored_otherwise(client, monkeypatch):
+    import dataclasses
+
+    from api import openai_speech
+
+    ignored = speak(client, instructions="Speak like a pirate.", response_format="wav")
+    assert ignored.status_code == 200 and decoded_seconds(ignored.content) > 1.0
+    assert "instructions ignored" in ignored.headers["x-output-notes"]
+    seen = []
+    real_info, real_synthesize = openai_speech.registry.info, openai_speech.synthesize
+
+    def following(engine_id):  # Kokoro as if it were a model that follows instructions
+        return dataclasses.replace(real_info(engine_id), follows_instructions=True)
+
+    def recording(engine_id, request):
+        seen.append(request.instruct)
+        return real_synthesize(engine_id, request)
+
+    monkeypatch.setattr(openai_speech.registry, "info", following)
+    monkeypatch.setattr(openai_speech, "synthesize", recording)
+    followed = speak(client, instructions="  Speak like a pirate. ", response_format="wav")
+    assert followed.status_code == 200 and "x-output-notes" not in followed.headers
+    assert seen == ["Speak like a pirate."]
+
+
+def test_whole_file_options_shape_the_file_and_are_refused_on_a_stream(client):
+    from engines import audio
+
+    plain = speak(client, response_format="wav")
+    shaped = speak(client, response_format="wav", peak_normalize=True, trim=True, fade=True)
+    assert shaped.status_code == 200, shaped.text
+    before, rate = sf.read(io.BytesIO(plain.content), dtype="float32")
+    after, _ = sf.read(io.BytesIO(shaped.content), dtype="float32")
+    assert audio.true_peak_dbfs(after, rate) == pytest.approx(-1.0, abs=0.1)
+    assert len(after) <= len(before)  # trimmed (Kokoro's chunks already end 40 ms from speech: little to cut)
+    assert np.abs(after[:24]).max() < np.abs(after).max() / 10  # faded in
+    error = assert_error(speak(client, stream_format="audio", response_format="pcm", trim=True), 400, "whole clip")
+    assert error["code"] == "unsupported_with_stream" and error["param"] == "trim"
+    assert_error(speak(client, fade="yes"), 400, "fade")

@@ -103,7 +103,8 @@ def test_instruction_is_refused_by_a_06b_model_and_followed_by_a_17b_one(custom,
     monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom-1.7b"]))
     big = QwenCustomEngine()
     big.load("cpu")
-    assert big.follows_instructions()
+    assert big.follows_instructions() and big.info().follows_instructions
+    assert not custom.info().follows_instructions  # what the API checks before passing `instructions` on
     assert list(big.stream(SynthesisRequest("Hello.", "Ryan", instruct="Speak happily.", max_new_tokens=4)))
 
 
