@@ -1,10 +1,10 @@
-"""Batch synthesis: a .txt (one item per non-empty line) or a CSV (`text`, `engine`, `voice`) in, a
-folder of numbered clips and `manifest.json` out, and a zip of both.
+"""Batch synthesis: a .txt (one item per non-empty line) or a CSV (`text`, `engine`, `voice`, and an
+optional `language`) in, a folder of numbered clips and `manifest.json` out, and a zip of both.
 
 Items are checked one by one: a bad row (empty or oversized text, unknown engine or voice) is
 recorded in the manifest with its error and the other rows still render. Engines that can render
-several texts in one model call (`synthesize_batch`, Qwen3-TTS) get the items of one voice grouped
-by similar length; the others render item by item. Every clip goes through the same
+several texts in one model call (`synthesize_batch`, Qwen3-TTS) get the items of one voice and
+language grouped by similar length; the others render item by item. Every clip goes through the same
 post-processing (`engines.audio.process`) and its duration and loudness are measured on the result.
 """
 
@@ -44,6 +44,7 @@ class BatchItem:
     text: str
     engine: str
     voice: str
+    language: str | None = None  # the row's own; None: the batch's default
     error: str | None = None
     file: str | None = None
     duration_s: float | None = None
@@ -56,6 +57,7 @@ class BatchItem:
             "text": self.text,
             "engine": self.engine,
             "voice": self.voice,
+            "language": self.language,
             "file": self.file,
             "duration_s": self.duration_s,
             "lufs": self.lufs,
@@ -101,11 +103,13 @@ def _csv_items(content: str, engine: str, voice: str) -> list[BatchItem]:
     header = [cell.strip().lower() for cell in rows[0]]
     if "text" not in header:
         raise InputError("The CSV file has no 'text' column; its first row must name the columns text, engine, voice.")
-    column = {name: header.index(name) for name in ("text", "engine", "voice") if name in header}
+    column = {name: header.index(name) for name in ("text", "engine", "voice", "language") if name in header}
     items = []
     for row in rows[1:]:
         cell = {name: row[i].strip() if i < len(row) else "" for name, i in column.items()}
-        item = BatchItem(0, cell["text"], cell.get("engine") or engine, cell.get("voice") or voice)
+        item = BatchItem(
+            0, cell["text"], cell.get("engine") or engine, cell.get("voice") or voice, cell.get("language") or None
+        )
         if len(row) > len(header):
             item.error = f"The row has {len(row)} fields but the header names {len(header)}."
         items.append(item)
@@ -171,7 +175,11 @@ def render(
 
     def request(item: BatchItem) -> SynthesisRequest:
         return SynthesisRequest(
-            text=item.text, voice=item.voice, speed=speed, language=language, max_new_tokens=max_new_tokens
+            text=item.text,
+            voice=item.voice,
+            speed=speed,
+            language=item.language or language,
+            max_new_tokens=max_new_tokens,
         )
 
     for engine_id in dict.fromkeys(i.engine for i in items if not i.error):
@@ -187,8 +195,8 @@ def render(
             continue
         many = getattr(engine, "synthesize_batch", None)
         if many is not None:
-            voices = dict.fromkeys(i.voice for i in todo)
-            work = [g for v in voices for g in length_groups([i for i in todo if i.voice == v])]
+            kinds = dict.fromkeys((i.voice, i.language) for i in todo)  # one model call shares both
+            work = [g for k in kinds for g in length_groups([i for i in todo if (i.voice, i.language) == k])]
         else:
             work = [[item] for item in todo]
         for group in work:

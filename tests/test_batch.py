@@ -212,3 +212,31 @@ def test_cli_synth_applies_the_output_flags(tmp_path):
     assert rate == 24_000 and abs(audio.integrated_loudness(data, rate) - -23) <= 0.5
     start, stop = audio.silent_edges(np.asarray(data, np.float32), rate)
     assert start <= 0.05 * rate and len(data) - stop <= 0.05 * rate  # trimmed to the 40 ms margin
+
+
+def test_a_csv_language_column_sets_each_rows_language_and_one_call_never_mixes_two(qwen_dirs, tmp_path, monkeypatch):
+    from engines.qwen import QwenCustomEngine
+
+    monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
+    monkeypatch.setenv("TORCH_THREADS", "1")
+    engine = QwenCustomEngine()
+    engine.load("cpu")
+    calls = []
+    original = engine._model.generate_custom_voice
+
+    def recording(**kwargs):
+        calls.append((list(kwargs["text"]), set(kwargs["language"])))
+        return original(**kwargs)
+
+    monkeypatch.setattr(engine._model, "generate_custom_voice", recording)
+    rows = "text,voice,language\nHello there.,Ryan,English\nGuten Tag.,Ryan,German\n"
+    rows += "Good day.,Ryan,\nHola.,Ryan,Klingon\n"
+    items = batch.parse(rows.encode(), "q.csv", "qwen-custom", "Ryan")
+    assert [i.language for i in items] == ["English", "German", None, "Klingon"]
+    manifest = batch.render(items, tmp_path, "wav", language="English", max_new_tokens=4, get_engine=lambda e: engine)
+    assert (["Hello there."], {"English"}) in calls and (["Guten Tag."], {"German"}) in calls
+    assert (["Good day."], {"English"}) in calls  # a blank cell takes the batch's language
+    assert all(len(languages) == 1 for _, languages in calls)
+    bad = manifest["items"][3]
+    assert "Unknown language 'Klingon'" in bad["error"] and bad["file"] is None
+    assert manifest["rendered"] == 3 and manifest["items"][1]["language"] == "German"

@@ -31,7 +31,8 @@ def test_batch_endpoint_returns_a_zip_with_the_clips_and_the_manifest(client, tm
         bundle.extractall(tmp_path / "out")
     assert (manifest["rendered"], manifest["failed"]) == (2, 1)
     assert "zz_nobody" in manifest["items"][1]["error"]
-    assert [row[7] != "" for row in table["data"]] == [False, True, False]
+    assert [row[-1] != "" for row in table["data"]] == [False, True, False]  # the error column
+    assert [row[4] for row in table["data"]] == ["Auto"] * 3  # no language column: Auto
     for name in ("001-the-sun-is-out.mp3", "003-we-sat-down.mp3"):
         data, rate = sf.read(tmp_path / "out" / name)
         assert rate == 24_000 and abs(audio.integrated_loudness(data, rate) - -16) <= 0.5

@@ -1,4 +1,4 @@
-"""The Batch tab: upload a .txt (one line per clip) or a CSV (text, engine, voice), render every
+"""The Batch tab: upload a .txt (one line per clip) or a CSV (text, engine, voice, language), render every
 item with the chosen defaults and Output settings under a progress bar, download a zip of the clips
 and `manifest.json`, and see the manifest as a table (bad rows show their error there).
 """
@@ -18,9 +18,9 @@ from engines.voice_library import list_voices
 from .common import OUTPUT_DIR, user_errors
 from .output import output_controls, settings_from
 
-HEADERS = ["#", "text", "engine", "voice", "file", "duration (s)", "LUFS", "error"]
+HEADERS = ["#", "text", "engine", "voice", "language", "file", "duration (s)", "LUFS", "error"]
 DEFAULT_VOICES = {"qwen-custom": "Ryan"}
-COLUMN_WIDTHS = ["4%", "28%", "8%", "8%", "19%", "7%", "6%", "20%"]
+COLUMN_WIDTHS = ["4%", "25%", "8%", "8%", "7%", "17%", "7%", "6%", "18%"]
 TABLE_CHARS = 80  # a cell shows this much (a click shows all): a 5,000-character line must not fill the page
 
 
@@ -53,7 +53,7 @@ def batch_render(
     """Render a batch file into one clip per line or CSV row; returns a zip of the clips with manifest.json.
 
     Args:
-        file: A .txt file (one text per line) or a .csv file with the columns text, engine, voice; up to 200 items.
+        file: A .txt (one text per line) or .csv (columns text, engine, voice, optional language); up to 200 items.
         engine: Default engine for lines and for rows that leave it blank: kokoro, qwen-custom or qwen-clone.
         voice: Default voice: a Kokoro voice id such as jm_kumo, a Qwen3-TTS speaker such as Ryan, or a saved voice.
         fmt: File format of the clips: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
@@ -65,7 +65,7 @@ def batch_render(
 
     Returns:
         a zip file with the numbered clips (001-<words>.<format>) and manifest.json
-        the manifest as a table: index, text, engine, voice, file, duration, LUFS, and the error of a bad row.
+        the manifest as a table: index, text, engine, voice, language, file, duration, LUFS, and a bad row's error.
     """
     if not file:
         raise InputError("Upload a .txt or .csv batch file first.")
@@ -80,7 +80,17 @@ def batch_render(
     )
     archive = zip_folder(out_dir / "clips", out_dir / "batch.zip")
     rows = [
-        [i["index"], i["text"], i["engine"], i["voice"], i["file"], i["duration_s"], i["lufs"], i["error"] or ""]
+        [
+            i["index"],
+            i["text"],
+            i["engine"],
+            i["voice"],
+            i["language"] or "Auto",
+            i["file"],
+            i["duration_s"],
+            i["lufs"],
+            i["error"] or "",
+        ]
         for i in manifest["items"]
     ]
     if manifest["failed"]:
@@ -93,7 +103,8 @@ def build_tab(kokoro_default: str) -> None:
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(
             "Upload a **.txt** (one clip per line) or a **.csv** with the columns `text, engine, voice` "
-            "(blank engine or voice: the defaults below). A bad row is reported in the manifest; the others render."
+            "and optionally `language` (blank engine or voice: the defaults below). "
+            "A bad row is reported in the manifest; the others render."
         )
         with gr.Row():
             with gr.Column():
