@@ -88,3 +88,23 @@ def test_the_compare_tab_streams_both_slots_at_once_when_they_run_together(damag
     assert any("run together" in str(e.get("notice", "")) for e in events)
     results = events[-1]["state"]
     assert all(r.together and r.finished and r.metrics["duration_s"] == 1.0 for r in results.values())
+
+
+def test_the_blind_pool_holds_preset_voices_and_saved_clones_when_cloning_is_there(monkeypatch):
+    import dataclasses
+
+    from engines import registry
+
+    monkeypatch.delenv("ARENA_SYSTEMS", raising=False)
+    monkeypatch.setattr(arena_tab, "list_voices", lambda: ["narrator"])
+    real = registry.info
+    for cloning in (False, True):
+
+        def info(engine_id, cloning=cloning):
+            found = real(engine_id)
+            return dataclasses.replace(found, available=cloning) if engine_id == "qwen-clone" else found
+
+        monkeypatch.setattr(arena_tab.registry, "info", info)
+        systems = {slot.system for slot in arena_tab.pool()}
+        assert "kokoro:jm_kumo" in systems  # a packaged preset voice
+        assert ("qwen-clone:narrator" in systems) is cloning

@@ -1,10 +1,11 @@
 """The blind Arena tab: two random systems on one text, names hidden until the vote, a leaderboard.
 
 The pool is `ARENA_SYSTEMS` (space-separated `engine:voice` specs) or, by default, every voice the
-available preset engines can speak now. Sides are drawn at random; the players are labelled A and B
-only. A vote (A better, B better, tie, both bad) needs a finished pair; it reveals the systems and
-their metrics and is stored by `evaluation.arena` (SQLite, `ARENA_DB`). When the database is
-damaged or locked the tab says so and keeps playing pairs; votes are off until it is usable.
+available preset engines can speak now and every saved cloned voice (when the cloning model is
+there). Sides are drawn at random; the players are labelled A and B only. A vote (A better, B
+better, tie, both bad) needs a finished pair; it reveals the systems and their metrics and is
+stored by `evaluation.arena` (SQLite, `ARENA_DB`). When the database is damaged or locked the tab
+says so and keeps playing pairs; votes are off until it is usable.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import gradio as gr
 
 from engines import registry
 from engines.base import InputError
+from engines.voice_library import list_voices
 from evaluation.arena import ArenaUnavailable, from_screen
 from evaluation.compare import Slot, parse_slot
 
@@ -44,6 +46,8 @@ def pool() -> list[Slot]:
         info = registry.info(engine_id)
         if info.available:
             slots += [Slot(engine_id, v.id) for v in info.voices if v.available]
+    if registry.info("qwen-clone").available:
+        slots += [Slot("qwen-clone", name) for name in list_voices()]
     return slots
 
 
