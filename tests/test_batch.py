@@ -134,7 +134,9 @@ def test_an_unknown_format_is_refused_before_rendering(tmp_path):
 # ----- Qwen3-TTS: texts of one voice in one generate (tiny random checkpoint) ----------------
 
 
-def test_qwen_items_of_one_voice_are_batched_by_length_in_one_generate(qwen_dirs, tmp_path, monkeypatch):
+@pytest.fixture()
+def qwen_calls(qwen_dirs, monkeypatch):
+    """A tiny CustomVoice engine whose every `generate` call is recorded as (texts, languages)."""
     from engines.qwen import QwenCustomEngine
 
     monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
@@ -144,15 +146,20 @@ def test_qwen_items_of_one_voice_are_batched_by_length_in_one_generate(qwen_dirs
     calls = []
     original = engine._model.generate_custom_voice
 
-    def counting(**kwargs):
-        calls.append(list(kwargs["text"]))
+    def recording(**kwargs):
+        calls.append((list(kwargs["text"]), set(kwargs["language"])))
         return original(**kwargs)
 
-    monkeypatch.setattr(engine._model, "generate_custom_voice", counting)
+    monkeypatch.setattr(engine._model, "generate_custom_voice", recording)
+    return engine, calls
+
+
+def test_qwen_items_of_one_voice_are_batched_by_length_in_one_generate(qwen_calls, tmp_path):
+    engine, calls = qwen_calls
     lines = ["Hello there.", "A much longer line that will not fit with the short ones.", "Good day.", "Hi you."]
     items = batch.parse("\n".join(lines).encode(), "q.txt", "qwen-custom", "Ryan")
     manifest = batch.render(items, tmp_path, "wav", max_new_tokens=4, get_engine=lambda engine_id: engine)
-    assert calls == [["Hi you.", "Good day.", "Hello there."], [lines[1]]]
+    assert [texts for texts, _ in calls] == [["Hi you.", "Good day.", "Hello there."], [lines[1]]]
     assert manifest["rendered"] == 4
     for row in manifest["items"]:
         data, rate = sf.read(tmp_path / row["file"])
@@ -214,21 +221,8 @@ def test_cli_synth_applies_the_output_flags(tmp_path):
     assert start <= 0.05 * rate and len(data) - stop <= 0.05 * rate  # trimmed to the 40 ms margin
 
 
-def test_a_csv_language_column_sets_each_rows_language_and_one_call_never_mixes_two(qwen_dirs, tmp_path, monkeypatch):
-    from engines.qwen import QwenCustomEngine
-
-    monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
-    monkeypatch.setenv("TORCH_THREADS", "1")
-    engine = QwenCustomEngine()
-    engine.load("cpu")
-    calls = []
-    original = engine._model.generate_custom_voice
-
-    def recording(**kwargs):
-        calls.append((list(kwargs["text"]), set(kwargs["language"])))
-        return original(**kwargs)
-
-    monkeypatch.setattr(engine._model, "generate_custom_voice", recording)
+def test_a_csv_language_column_sets_each_rows_language_and_one_call_never_mixes_two(qwen_calls, tmp_path):
+    engine, calls = qwen_calls
     rows = "text,voice,language\nHello there.,Ryan,English\nGuten Tag.,Ryan,German\n"
     rows += "Good day.,Ryan,\nHola.,Ryan,Klingon\n"
     items = batch.parse(rows.encode(), "q.csv", "qwen-custom", "Ryan")
