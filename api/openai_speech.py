@@ -65,7 +65,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
 
 from engines import registry
-from engines.audio import FORMATS, MEDIA_TYPES, OPUS_BITRATE, OutputSettings, StreamLeveler, encode, process, to_int16
+from engines.audio import FORMATS, MEDIA_TYPES, OPUS_ARGS, OutputSettings, StreamLeveler, encode, process, to_int16
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError, InputError, SynthesisRequest, UnavailableError
 from engines.timing import RunStats, synthesize, timed_stream
 
@@ -84,7 +84,7 @@ WHOLE_FILE_OPTIONS = ("peak_normalize", "trim", "denoise", "fade")  # `OutputSet
 # ffmpeg output options of the formats streamed through a pipe; Ogg pages every 0.2 s, not 1 s
 _FFMPEG_STREAMS: dict[str, list[str]] = {
     "mp3": ["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"],
-    "opus": ["-c:a", "libopus", "-b:a", OPUS_BITRATE, "-application", "audio", "-f", "ogg", "-page_duration", "200000"],
+    "opus": [*OPUS_ARGS, "-page_duration", "200000"],
     "ogg": ["-c:a", "libvorbis", "-q:a", "4", "-f", "ogg", "-page_duration", "200000"],
 }
 STREAMED_FORMATS = ("pcm", "wav", *_FFMPEG_STREAMS)

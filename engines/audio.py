@@ -42,6 +42,7 @@ MEDIA_TYPES: dict[str, str] = {
 }
 LOSSY = ("mp3", "ogg", "opus")  # their decodes can peak above the PCM they were made from
 OPUS_BITRATE = "64k"
+OPUS_ARGS = ("-c:a", "libopus", "-b:a", OPUS_BITRATE, "-application", "audio", "-f", "ogg")  # ffmpeg output options
 FADE_S = 0.005
 SILENCE_DB = -50.0
 MIN_LOUDNESS_S = 0.4  # BS.1770 gating blocks are 400 ms: shorter clips have no integrated loudness
@@ -480,7 +481,7 @@ def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
     command = [
         ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
         "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
-        "-c:a", "libopus", "-b:a", OPUS_BITRATE, "-application", "audio", "-f", "ogg", "pipe:1",
+        *OPUS_ARGS, "pipe:1",
     ]  # fmt: skip
     pcm = to_int16(samples).astype("<i2").tobytes()
     try:

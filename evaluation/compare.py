@@ -149,10 +149,8 @@ def is_english(slot: Slot, text: str) -> bool:
     and not a voice that reads Latin text in its own language (Spanish, French, ... voices)."""
     if slot.language not in ENGLISH_LANGUAGES:
         return False
-    if slot.language in (None, "", "Auto", "auto"):
-        catalogued = {v.id: v.language for v in registry.info(slot.engine).voices}
-        if catalogued.get(slot.voice.split(":")[0]) in OTHER_LATIN_LANGUAGES:
-            return False
+    if slot.language in (None, "", "Auto", "auto") and voice_language(slot) in OTHER_LATIN_LANGUAGES:
+        return False
     letters = [c for c in text if c.isalpha()]
     return bool(letters) and sum(c.isascii() for c in letters) / len(letters) > 0.95
 
@@ -166,9 +164,13 @@ def spoken_language(slot: Slot, text: str) -> str | None:
         return "en"
     if slot.language not in (None, "", "Auto", "auto"):
         return metrics.whisper_language(slot.language)
-    catalogued = {v.id: v.language for v in registry.info(slot.engine).voices}
-    voice = slot.voice.replace(",", ":").split(":")[0].strip()
-    return metrics.script_language(text, metrics.whisper_language(catalogued.get(voice)))
+    return metrics.script_language(text, metrics.whisper_language(voice_language(slot)))
+
+
+def voice_language(slot: Slot) -> str | None:
+    """The catalogued language of the slot's voice (of a blend's first voice); None if not catalogued."""
+    first = slot.voice.split(":")[0].split(",")[0].strip()
+    return next((v.language for v in registry.info(slot.engine).voices if v.id == first), None)
 
 
 def measure(result: ClipResult, text: str) -> dict:

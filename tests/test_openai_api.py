@@ -516,16 +516,18 @@ def test_instructions_reach_a_model_that_follows_them_and_are_said_to_be_ignored
     assert seen == ["Speak like a pirate."]
 
 
-def test_whole_file_options_shape_the_file_and_are_refused_on_a_stream(client):
+def test_whole_file_options_shape_the_file_and_are_refused_on_a_stream(client, monkeypatch):
+    from api import openai_speech
     from engines import audio
 
-    plain = speak(client, response_format="wav")
+    used = []
+    real_process = openai_speech.process
+    monkeypatch.setattr(openai_speech, "process", lambda *a: used.append(a[2]) or real_process(*a))
     shaped = speak(client, response_format="wav", peak_normalize=True, trim=True, fade=True)
     assert shaped.status_code == 200, shaped.text
-    before, rate = sf.read(io.BytesIO(plain.content), dtype="float32")
-    after, _ = sf.read(io.BytesIO(shaped.content), dtype="float32")
+    assert used == [audio.OutputSettings(peak_normalize=True, trim=True, fade=True)]  # as asked, nothing else
+    after, rate = sf.read(io.BytesIO(shaped.content), dtype="float32")
     assert audio.true_peak_dbfs(after, rate) == pytest.approx(-1.0, abs=0.1)
-    assert len(after) <= len(before)  # trimmed (Kokoro's chunks already end 40 ms from speech: little to cut)
     assert np.abs(after[:24]).max() < np.abs(after).max() / 10  # faded in
     error = assert_error(speak(client, stream_format="audio", response_format="pcm", trim=True), 400, "whole clip")
     assert error["code"] == "unsupported_with_stream" and error["param"] == "trim"

@@ -15,7 +15,7 @@ import gradio as gr
 from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, join, to_int16
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
-from engines.qwen import QwenCloneEngine, QwenCustomEngine, catalogue
+from engines.qwen import QwenCloneEngine, catalogue
 from engines.reference import Reference, load_reference, settle_transcript
 from engines.timing import RunStats, timed_stream
 from engines.voice_library import delete_voice, list_voices, save_voice
@@ -199,7 +199,8 @@ def build_tab() -> None:
     with gr.Tab("Qwen3-TTS", id="qwen"):
         with gr.Tab("Preset speakers", id="qwen-preset"):
             gr.Markdown(banner("qwen-custom"))
-            follows = registry.info("qwen-custom").available and QwenCustomEngine().follows_instructions()
+            custom = registry.info("qwen-custom")
+            follows = custom.available and custom.follows_instructions
             with gr.Row():
                 with gr.Column(scale=3):
                     p_text = gr.Textbox(
