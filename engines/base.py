@@ -37,6 +37,14 @@ class UnavailableError(EngineError):
     """The engine or a voice cannot be used here (missing weights, offline, missing package)."""
 
 
+class BusyError(EngineError):
+    """Too many requests already wait for this engine (`engines.work_queue`); try again after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class SynthesisRequest:
     """What to say and how. Construction validates the text and the speed."""
@@ -136,6 +144,8 @@ class EngineInfo:
     weights_source: str = ""
     voices: list[VoiceInfo] = field(default_factory=list)
     follows_instructions: bool = False  # takes a style instruction (`SynthesisRequest.instruct`)
+    # measured when it loaded: seconds of compute per character of text (the work queue's first estimate)
+    compute_s_per_char: float | None = None
 
 
 @runtime_checkable

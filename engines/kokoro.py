@@ -68,10 +68,13 @@ class KokoroEngine:
         self._source = ""
         self._g2p: dict[str, G2P] = {}
         self._g2p_lock = threading.Lock()
+        self._s_per_char: float | None = None  # measured at load: seconds of compute per character
 
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
-        info = EngineInfo(id="kokoro", name="Kokoro-82M", loaded=self._backend is not None)
+        info = EngineInfo(
+            id="kokoro", name="Kokoro-82M", loaded=self._backend is not None, compute_s_per_char=self._s_per_char
+        )
         try:
             if self._backend is not None:
                 info.backend, info.device, info.weights_source = self._backend.name, self._backend.device, self._source
@@ -106,13 +109,14 @@ class KokoroEngine:
             log.warning("%s", exc)
             return
         style = backend.pack(next(iter(sorted(backend.voice_names() or {"af_heart"}))))
-        samples = []
-        for text in ("Hello.", "Hi there.", "The birch canoe slid on the smooth planks, and we glued the sheet to it."):
+        samples, texts = [], ("Hello.", "Hi there.", "The birch canoe slid on the smooth planks, and we glued the sheet to it.")
+        for text in texts:
             ids = [backend.vocab[ch] for ch in g2p(text)[0] if ch in backend.vocab]
             start = time.perf_counter()
             audio, _ = backend.run(ids, style[len(ids) - 1], 1.0)
             samples.append((len(ids), time.perf_counter() - start, len(trim_silence(audio)[0]) / SAMPLE_RATE))
         (n1, c1, s1), (n2, c2, s2) = samples[1], samples[2]  # the first run only warms up
+        self._s_per_char = (c1 + c2) / (len(texts[1]) + len(texts[2]))  # the work queue's first estimate
         per_phoneme = max((c2 - c1) / (n2 - n1), 1e-4)
         overhead = max(c1 - per_phoneme * n1, 0.0)
         audio_per_phoneme = max((s2 - s1) / (n2 - n1), 0.02)

@@ -6,7 +6,8 @@ work the same way). The package has no audio streaming, so the first sentence is
 frame (a forward hook collects the codec frames as they are sampled and the codec decodes them a
 second at a time, with left context) and the rest come sentence by sentence, in batches of similar
 length, one `generate` per batch. `max_new_tokens` is capped from the text length (random or odd
-inputs can otherwise run to the package's 8,192-token default, about eleven minutes), and one lock
+inputs can otherwise run to the package's 8,192-token default, about eleven minutes) and clamped to
+the model's maximum (a 5,000-character sentence would otherwise ask for 12,537 frames), and one lock
 guards each model.
 Clone prompts are cached per reference clip, transcript and mode.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from .audio import fade_edges
 from .base import (
+    MAX_NEW_TOKENS,
     SAMPLE_RATE,
     AudioChunk,
     EngineInfo,
@@ -86,10 +88,25 @@ def model_location(kind: str) -> tuple[str, str]:
     return "hub", where
 
 
-def token_cap(text: str, requested: int | None) -> int:
-    """A generous upper bound on codec frames for `text` (0.2 s per character plus 3 s)."""
-    cap = int(FRAMES_PER_SECOND * (3.0 + 0.2 * len(text)))
-    return max(1, min(cap, requested)) if requested else cap
+def token_cap(text: str, requested: int | None, limit: int = MAX_NEW_TOKENS) -> int:
+    """A generous upper bound on codec frames for `text` (0.2 s per character plus 3 s), never over
+    the model's own maximum `limit` (`model_token_limit`)."""
+    cap = min(int(FRAMES_PER_SECOND * (3.0 + 0.2 * len(text))), limit)
+    return max(1, min(cap, requested)) if requested else max(1, cap)
+
+
+def model_token_limit(model) -> int:
+    """The most codec frames the loaded model may generate: its `generate_config.json` cap (8,192 for
+    the released 12Hz models), its talker's `max_position_embeddings`, and `MAX_NEW_TOKENS`."""
+    limits = [MAX_NEW_TOKENS]
+    configured = (getattr(model, "generate_defaults", None) or {}).get("max_new_tokens")
+    if configured:
+        limits.append(int(configured))
+    talker = getattr(getattr(getattr(model, "model", None), "config", None), "talker_config", None)
+    positions = getattr(talker, "max_position_embeddings", None)
+    if positions:
+        limits.append(int(positions))
+    return max(1, min(limits))
 
 
 def sentences(text: str) -> list[str]:
@@ -216,13 +233,13 @@ class QwenEngine:
         conditioning = self._conditioning(request)
         index = 0
         with self._lock:
-            cap = token_cap(lines[0], request.max_new_tokens)
+            cap = token_cap(lines[0], request.max_new_tokens, model_token_limit(model))
             opening = lambda: self._generate(model, lines[:1], language, conditioning, cap)  # noqa: E731
             for k, piece in enumerate(self._frames(model, opening, conditioning)):
                 yield AudioChunk(audio=piece, text=lines[0] if k == 0 else "", phonemes="", index=index)
                 index += 1
         for group in batches(lines[1:]):
-            cap = token_cap(max(group, key=len), request.max_new_tokens)
+            cap = token_cap(max(group, key=len), request.max_new_tokens, model_token_limit(model))
             with self._lock:
                 wavs, rate = self._generate(model, group, language, conditioning, cap)
             for text, wav in zip(group, wavs, strict=True):
@@ -245,7 +262,7 @@ class QwenEngine:
         language = self._language(first.language)
         conditioning = self._conditioning(first)
         texts = [r.text for r in requests]
-        cap = token_cap(max(texts, key=len), first.max_new_tokens)
+        cap = token_cap(max(texts, key=len), first.max_new_tokens, model_token_limit(model))
         with self._lock:
             wavs, rate = self._generate(model, texts, language, conditioning, cap)
         clips = []

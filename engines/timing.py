@@ -1,20 +1,24 @@
 """Measured runs: wraps an engine's stream and records time to first audio, total time and RTF.
 
 Every figure the UI, the CLI `bench` command and the API report comes from here, measured on the
-run itself: nothing is estimated.
+run itself: nothing is estimated. Every run takes its turn in the engine's work queue
+(`engines.work_queue`, first come, first served) and records how long it waited there
+(`queue_wait_s`) apart from the synthesis, whose figures start when the turn has come.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import registry
+from . import registry, work_queue
 from .audio import join
 from .base import AudioChunk, Engine, SynthesisRequest
+from .work_queue import Ticket
 
 
 @dataclass
@@ -28,6 +32,8 @@ class RunStats:
     chunks: int = 0
     ready_s: list[float] = field(default_factory=list)
     durations_s: list[float] = field(default_factory=list)
+    queue_wait_s: float | None = None  # seconds in the engine's line before synthesis began
+    cancelled: bool = False  # the client went away: the run stopped after the chunk in progress
 
     @property
     def rtf(self) -> float | None:
@@ -58,29 +64,70 @@ class RunStats:
         }
 
 
-def timed_stream(engine_id: str, request: SynthesisRequest, stats: RunStats) -> Iterator[AudioChunk]:
-    """The registry engine's chunks, filling `stats` (the engine is loaded before timing starts)."""
-    return measured(registry.get(engine_id), request, stats)
+def load(engine_id: str) -> Engine:
+    """The registry's engine, loaded, with its measured speed handed to its work queue."""
+    engine = registry.get(engine_id)
+    if work_queue.line(engine_id).s_per_char is None:
+        work_queue.engine_loaded(engine_id, registry.info(engine_id).compute_s_per_char)
+    return engine
 
 
-def measured(engine: Engine, request: SynthesisRequest, stats: RunStats) -> Iterator[AudioChunk]:
-    """An engine's chunks, filling `stats` as they come."""
+def enter(engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None) -> Ticket:
+    """A place in the engine's line for `request` (`BusyError` at once when the line is full)."""
+    return work_queue.enter(engine_id, work_queue.cost_of(engine_id, request.text), cancelled)
+
+
+def timed_stream(
+    engine_id: str,
+    request: SynthesisRequest,
+    stats: RunStats,
+    cancelled: Callable[[], bool] | None = None,
+    ticket: Ticket | None = None,
+) -> Iterator[AudioChunk]:
+    """The registry engine's chunks in this request's turn, filling `stats`.
+
+    Without a `ticket` the request joins the engine's line here (`BusyError` at once when it is
+    full); a caller that shows the wait passes the ticket it waited with. The turn ends when the
+    stream does (finished, failed, closed, or `cancelled()` seen between chunks, which also stops a
+    wait); the engine is loaded in the turn, before timing starts.
+    """
+    with ticket or enter(engine_id, request, cancelled) as turn:
+        if not turn.wait_turn(cancelled):
+            stats.cancelled = True
+            return
+        stats.queue_wait_s = turn.waited_s
+        engine = load(engine_id)
+        yield from measured(engine, request, stats, cancelled)
+        if not stats.cancelled:
+            work_queue.observe(engine_id, len(request.text), stats.total_s)
+
+
+def measured(
+    engine: Engine, request: SynthesisRequest, stats: RunStats, cancelled: Callable[[], bool] | None = None
+) -> Iterator[AudioChunk]:
+    """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`."""
     start = time.perf_counter()
-    for chunk in engine.stream(request):
-        now = time.perf_counter() - start
-        if stats.ttfa_s is None:
-            stats.ttfa_s = now
-        stats.ready_s.append(now)
-        stats.durations_s.append(chunk.duration_s)
-        stats.audio_s += chunk.duration_s
-        stats.chunks += 1
-        stats.total_s = now
-        yield chunk
+    with closing(engine.stream(request)) as chunks:
+        for chunk in chunks:
+            now = time.perf_counter() - start
+            if stats.ttfa_s is None:
+                stats.ttfa_s = now
+            stats.ready_s.append(now)
+            stats.durations_s.append(chunk.duration_s)
+            stats.audio_s += chunk.duration_s
+            stats.chunks += 1
+            stats.total_s = now
+            yield chunk
+            if cancelled is not None and cancelled():
+                stats.cancelled = True
+                break
     stats.total_s = time.perf_counter() - start
 
 
-def synthesize(engine_id: str, request: SynthesisRequest) -> tuple[np.ndarray, list[AudioChunk], RunStats]:
-    """The whole clip: all chunks joined, with the run's figures."""
+def synthesize(
+    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None
+) -> tuple[np.ndarray, list[AudioChunk], RunStats]:
+    """The whole clip: all chunks joined, with the run's figures (`stats.cancelled`: cut short)."""
     stats = RunStats(engine=engine_id)
-    chunks = list(timed_stream(engine_id, request, stats))
+    chunks = list(timed_stream(engine_id, request, stats, cancelled))
     return join(chunks), chunks, stats

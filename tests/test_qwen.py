@@ -272,3 +272,21 @@ def test_icl_stream_decodes_with_the_reference_codes_as_context(clone):
         clone.stream(SynthesisRequest("Hello.", "", reference=reference, reference_text="A line.", max_new_tokens=20))
     )
     assert sum(len(c.audio) for c in chunks) == 19 * SAMPLES_PER_FRAME and len(chunks) == 2
+
+
+def test_token_cap_is_clamped_to_the_model_maximum(custom, monkeypatch):
+    caps = []
+
+    def record(model, texts, language, conditioning, cap):
+        caps.append(cap)
+        return [np.zeros(SAMPLES_PER_FRAME, np.float32) for _ in texts], 24_000
+
+    monkeypatch.setattr(custom, "_generate", record)
+    sentence = ("word " * 999) + "end."  # 5,000 characters, one sentence: 12,537 frames from its length alone
+    assert token_cap(sentence, None) == 8_192  # the package's own ceiling, MAX_NEW_TOKENS
+    list(custom.stream(SynthesisRequest(sentence, "Ryan", language="English")))
+    assert caps == [8_192]
+    monkeypatch.setitem(custom._model.generate_defaults, "max_new_tokens", 2_048)  # the model's generate_config
+    shorter = ("word " * 990) + "end. Then a second one."
+    list(custom.stream(SynthesisRequest(shorter, "Ryan", max_new_tokens=5_000)))
+    assert caps[1:] == [2_048, token_cap("Then a second one.", None)]

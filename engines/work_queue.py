@@ -1,0 +1,328 @@
+"""One first-come, first-served work queue per engine: admission, turns, place in line, wait estimates.
+
+Every way in (the page's events, the Gradio API and MCP, `/v1`, the CLI) takes its turn here, through
+`engines.timing`: a request enters its engine's line (`enter`, or `turn` as a context manager), waits
+until it reaches the head and the engine is free, runs, and leaves, which hands the engine to the next
+one. A plain lock would let any waiter win; here the order of arrival is the order of service.
+
+Admission: at most `max_waiting(engine_id)` requests may wait for one engine (`MAX_WAITING`, or by
+default as many as the engine's speed measured at load lets start within `WAIT_TARGET_S` for a
+typical request); past it `enter` raises `BusyError` at once with a `retry_after_s`: the estimated
+time for the work already in line.
+
+Estimates: each ticket carries a cost, estimated seconds of compute (`cost_of`: characters times the
+engine's measured seconds per character, first from its load-time measurement, then from its runs).
+A waiting ticket's estimated wait is what is left of the running work plus the cost of the tickets
+ahead of it; it is an estimate and is labelled so wherever it is shown.
+
+Batching: an engine that can serve several requests in one model call takes the tickets from the head
+of its line that it can join (`Ticket.claim`); they then count as served with it (the results' hand-off
+is the batching engine's to do).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .base import BusyError, EngineError
+from .registry import ENGINE_NAMES
+
+WAIT_TARGET_S = 30.0  # the last one waiting should start within about this long (default bound)
+TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 characters) for the default bound
+UNMEASURED_MAX_WAITING = 8  # the bound until the engine has measured its speed
+MAX_WAITING_CAP = 64
+POLL_S = 0.25  # how often a waiter looks whether its client has gone
+SMOOTHING = 0.3  # weight of the newest run in the measured speed
+
+
+def env_max_waiting() -> int | None:
+    """`MAX_WAITING` from the environment (a whole number, 0 or more), or None when unset."""
+    raw = os.environ.get("MAX_WAITING", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return None
+
+
+class Ticket:
+    """One request's place in its engine's line; a context manager that leaves the line on exit."""
+
+    def __init__(self, line: EngineQueue, cost_s: float, cancelled: Callable[[], bool] | None) -> None:
+        self.line, self.cost_s, self.cancelled = line, max(0.0, float(cost_s)), cancelled
+        self.arrived = time.monotonic()
+        self.started: float | None = None
+        self.left = False
+        self.leader: Ticket | None = None  # set when served in one batch with an earlier ticket
+
+    @property
+    def engine_id(self) -> str:
+        return self.line.engine_id
+
+    @property
+    def waited_s(self) -> float:
+        """Seconds from arrival until the turn began (or until now while waiting)."""
+        return (self.started if self.started is not None else time.monotonic()) - self.arrived
+
+    @property
+    def has_turn(self) -> bool:
+        return self.started is not None
+
+    def position(self) -> int:
+        """0 once its turn has come; else its place in line (1: next)."""
+        return self.line.position(self)
+
+    def estimate_s(self) -> float | None:
+        """Estimated seconds until its turn (None until the engine's speed is measured)."""
+        return self.line.estimate(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for the turn; True once it has come."""
+        return self.line.wait(self, timeout)
+
+    def wait_turn(self, cancelled: Callable[[], bool] | None = None) -> bool:
+        """Wait for the turn, looking every `POLL_S` whether the client has gone: False (and out of the
+        line) if it has."""
+        cancelled = cancelled or self.cancelled
+        while not self.wait(POLL_S if cancelled else None):
+            if cancelled and cancelled():
+                self.leave()
+                return False
+        return True
+
+    def claim(self, limit: int, match: Callable[[Ticket], bool]) -> list[Ticket]:
+        """For an engine that batches: take up to `limit` waiting tickets from the head of the line
+        that `match` (e.g. same voice and language), to serve them in this ticket's model call."""
+        return self.line.claim(self, limit, match)
+
+    def leave(self) -> None:
+        """Out of the line (done, failed or gone); the engine passes to the next one. Idempotent."""
+        self.line.leave(self)
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.leave()
+
+
+class EngineQueue:
+    """The line of one engine: tickets waiting in order of arrival and the one(s) being served."""
+
+    def __init__(self, engine_id: str, slots: int = 1) -> None:
+        self.engine_id, self.slots = engine_id, slots
+        self._cond = threading.Condition()
+        self._waiting: deque[Ticket] = deque()
+        self._running: list[Ticket] = []
+        self.s_per_char: float | None = None  # measured seconds of compute per character
+        self._bound: int | None = None  # the default bound, fixed once the speed is first known
+        self.served = self.refused = 0
+
+    # ----- admission and turns ---------------------------------------------------------------
+    def enter(self, cost_s: float, cancelled: Callable[[], bool] | None = None, bounded: bool = True) -> Ticket:
+        """A new ticket at the end of the line, or `BusyError` at once when the line is full."""
+        with self._cond:
+            limit = self.max_waiting()
+            busy = len(self._running) >= self.slots or bool(self._waiting)
+            if bounded and busy and len(self._waiting) >= limit:
+                self.refused += 1
+                retry = max(1, math.ceil(self._backlog_s() or 1.0))
+                raise BusyError(
+                    f"The {_name(self.engine_id)} engine is busy ({len(self._waiting)} requests are waiting); "
+                    f"please try again in about {retry} seconds.",
+                    retry,
+                )
+            ticket = Ticket(self, cost_s, cancelled)
+            self._waiting.append(ticket)
+            self._promote()
+            return ticket
+
+    def wait(self, ticket: Ticket, timeout: float | None) -> bool:
+        with self._cond:
+            if ticket.started is None and ticket.left:
+                raise EngineError("This request has already left the line.")
+            return self._cond.wait_for(lambda: ticket.started is not None, timeout)
+
+    def leave(self, ticket: Ticket) -> None:
+        with self._cond:
+            if ticket.left:
+                return
+            ticket.left = True
+            if ticket in self._running:
+                self._running.remove(ticket)
+                self.served += 1
+            elif ticket in self._waiting:
+                self._waiting.remove(ticket)
+            self._promote()
+
+    def claim(self, leader: Ticket, limit: int, match: Callable[[Ticket], bool]) -> list[Ticket]:
+        with self._cond:
+            if leader not in self._running:
+                raise EngineError("Only a request whose turn has come can take others into its batch.")
+            taken = []
+            for ticket in list(self._waiting):
+                if len(taken) >= limit:
+                    break
+                if match(ticket):
+                    self._waiting.remove(ticket)
+                    ticket.started, ticket.leader, ticket.left = time.monotonic(), leader, True
+                    taken.append(ticket)
+            self.served += len(taken)
+            self._cond.notify_all()
+            return taken
+
+    def _promote(self) -> None:
+        """Give free engine slots to the head of the line (lock held)."""
+        while self._waiting and len(self._running) < self.slots:
+            ticket = self._waiting.popleft()
+            ticket.started = time.monotonic()
+            self._running.append(ticket)
+        self._cond.notify_all()
+
+    # ----- place in line and estimates -------------------------------------------------------
+    def position(self, ticket: Ticket) -> int:
+        with self._cond:
+            if ticket.started is not None:
+                return 0
+            try:
+                return self._waiting.index(ticket) + 1
+            except ValueError:
+                return 0
+
+    def estimate(self, ticket: Ticket) -> float | None:
+        with self._cond:
+            if ticket.started is not None:
+                return 0.0
+            if self.s_per_char is None:
+                return None
+            ahead = list(self._waiting)[: max(0, self._waiting.index(ticket))] if ticket in self._waiting else []
+            return self._remaining_s() + sum(t.cost_s for t in ahead)
+
+    def _remaining_s(self) -> float:
+        now = time.monotonic()
+        left = [max(0.0, t.cost_s - (now - (t.started or now))) for t in self._running]
+        return min(left) if len(left) >= self.slots and left else 0.0
+
+    def _backlog_s(self) -> float | None:
+        if self.s_per_char is None:
+            return None
+        return self._remaining_s() + sum(t.cost_s for t in self._waiting)
+
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+    # ----- speed and bound -------------------------------------------------------------------
+    def observe(self, chars: int, seconds: float) -> None:
+        """A finished run: `chars` characters took `seconds` of compute."""
+        if chars <= 0 or seconds <= 0:
+            return
+        rate = seconds / chars
+        with self._cond:
+            self.s_per_char = rate if self.s_per_char is None else (1 - SMOOTHING) * self.s_per_char + SMOOTHING * rate
+            if self._bound is None:
+                self._bound = _bound_for(self.s_per_char)
+
+    def max_waiting(self) -> int:
+        """`MAX_WAITING`, else the bound computed from the speed measured at load (or the first run)."""
+        configured = env_max_waiting()
+        if configured is not None:
+            return configured
+        return self._bound if self._bound is not None else UNMEASURED_MAX_WAITING
+
+    def cost_of(self, text: str) -> float:
+        return (self.s_per_char or 0.0) * len(text)
+
+
+def _bound_for(s_per_char: float) -> int:
+    typical = s_per_char * TYPICAL_CHARS
+    return max(1, min(MAX_WAITING_CAP, int(WAIT_TARGET_S / typical) if typical > 0 else MAX_WAITING_CAP))
+
+
+_lines: dict[str, EngineQueue] = {}
+_lines_lock = threading.Lock()
+
+
+def line(engine_id: str) -> EngineQueue:
+    """The engine's queue (one per engine id, created on first use)."""
+    with _lines_lock:
+        if engine_id not in _lines:
+            _lines[engine_id] = EngineQueue(engine_id)
+        return _lines[engine_id]
+
+
+def enter(engine_id: str, cost_s: float, cancelled: Callable[[], bool] | None = None, bounded: bool = True) -> Ticket:
+    """Join the engine's line (`BusyError` at once when `max_waiting` already wait)."""
+    return line(engine_id).enter(cost_s, cancelled, bounded)
+
+
+@contextmanager
+def turn(engine_id: str, cost_s: float, cancelled: Callable[[], bool] | None = None) -> Iterator[Ticket | None]:
+    """Wait for this request's turn on the engine (first come, first served) and hold it for the block.
+
+    Raises `BusyError` at once when the line is full; yields None (without a turn) if `cancelled()`
+    became true while waiting.
+    """
+    with enter(engine_id, cost_s, cancelled) as ticket:
+        yield ticket if ticket.wait_turn() else None
+
+
+def cost_of(engine_id: str, text: str) -> float:
+    """Estimated seconds of compute for `text` on the engine (0 until its speed is measured)."""
+    return line(engine_id).cost_of(text)
+
+
+def observe(engine_id: str, chars: int, seconds: float) -> None:
+    """Record a finished run's speed (the estimates and the default bound follow it)."""
+    line(engine_id).observe(chars, seconds)
+
+
+def engine_loaded(engine_id: str, s_per_char: float | None) -> None:
+    """The engine's speed measured when it loaded (`EngineInfo.compute_s_per_char`): the first estimate."""
+    queue = line(engine_id)
+    if s_per_char and queue.s_per_char is None:
+        queue.observe(1_000, s_per_char * 1_000)
+
+
+def max_waiting(engine_id: str) -> int:
+    return line(engine_id).max_waiting()
+
+
+def snapshot() -> dict[str, dict]:
+    """Per engine: waiting, running, the bound, served and refused so far, the measured speed."""
+    with _lines_lock:
+        lines = dict(_lines)
+    return {
+        engine_id: {
+            "waiting": q.waiting(), "running": q.running(), "max_waiting": q.max_waiting(),
+            "served": q.served, "refused": q.refused, "s_per_char": q.s_per_char,
+        }
+        for engine_id, q in lines.items()
+    }  # fmt: skip
+
+
+def wait_line(ticket: Ticket) -> str:
+    """One sentence for a waiting visitor: place in line and the estimated wait, labelled as an estimate."""
+    place = ticket.position()
+    estimate = ticket.estimate_s()
+    ahead = "you are next" if place == 1 else f"{place - 1} requests are ahead of you"
+    if estimate is None:
+        guess = "the wait is not estimated yet (the engine's speed is not measured yet)"
+    else:
+        guess = f"estimated wait about {max(1, round(estimate))} s (an estimate from the engine's measured speed)"
+    return f"Waiting for {_name(ticket.engine_id)}: place {place} in line, {ahead}; {guess} · waited {ticket.waited_s:.0f} s"
+
+
+def _name(engine_id: str) -> str:
+    return ENGINE_NAMES.get(engine_id, engine_id)
