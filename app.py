@@ -15,7 +15,7 @@ import threading
 import gradio as gr
 
 from api import router as api_router
-from engines import registry
+from engines import registry, timing
 from ui.arena_tab import build_tab as build_arena_tab
 from ui.batch_tab import build_tab as build_batch_tab
 from ui.common import banner as banner_for
@@ -24,6 +24,9 @@ from ui.kokoro_tab import build_tab as build_kokoro_tab
 from ui.qwen_tab import build_tab as build_qwen_tab
 
 log = logging.getLogger("app")
+# Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
+# engine's work queue, which admits them or refuses at once); past this Gradio answers "queue full".
+QUEUE_MAX_SIZE = int(os.environ.get("QUEUE_MAX_SIZE", "64"))
 
 
 def build() -> gr.Blocks:
@@ -40,9 +43,10 @@ def build() -> gr.Blocks:
 
 
 def preload(engine_id: str) -> None:
-    """Load an engine in the background so that the first click does not wait for it."""
+    """Load an engine in the background so that the first click does not wait for it (its speed,
+    measured as it loads, sets its work queue's first estimates and default bound)."""
     try:
-        registry.get(engine_id)
+        timing.load(engine_id)
     except Exception as exc:  # the tab reports it; the page must come up regardless
         log.warning("%s is not available: %s", engine_id, exc)
 
@@ -54,7 +58,7 @@ def main() -> None:
     available = [e for e in ("kokoro", "qwen-custom", "qwen-clone") if registry.info(e).available]
     threading.Thread(target=lambda: [preload(e) for e in available], daemon=True).start()
     demo = build()
-    demo.queue(default_concurrency_limit=2).launch(
+    demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),

@@ -3,12 +3,14 @@
 The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `response_format`, `speed`,
 `stream_format`, `instructions`) plus extensions (`language`, `lufs`, and for whole files
 `peak_normalize`, `trim`, `denoise`, `fade`: the page's Output section) and synthesizes through the
-engine registry in a worker thread, one request at a time per engine. `instructions` reach a model
-that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS CustomVoice 1.7B); any other model
-speaks without them and the answer says so (`X-Output-Notes`, or the SSE done event's `notes`).
+engine registry in a worker thread, first come, first served per engine (`engines.work_queue`).
+`instructions` reach a model that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS
+CustomVoice 1.7B); any other model speaks without them and the answer says so (`X-Output-Notes`, or the SSE done event's `notes`).
 Every error is OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}` with one
 sentence: 400 bad input, 404 unknown model or voice, 413 input over the limit, 503 engine
-unavailable, 500 anything unexpected (logged).
+unavailable (`engine_unavailable`) or busy (`server_busy`, with `Retry-After`: more requests already
+wait for the engine than `MAX_WAITING`), 500 anything unexpected (logged). Every answer with audio
+carries `X-Queue-Wait`, the seconds it waited in the engine's line before synthesis began.
 
 Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
 encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
@@ -33,8 +35,9 @@ Everything that can be checked before the first byte answers as a JSON error, th
 before its first audio included: the status and headers wait for the first piece of audio. A
 failure after that cannot change the status: SSE sends `{"type": "error", "error": {...}}` and ends,
 raw audio just ends (and the server logs it). A stream sends `X-Voice` but none of the measured
-headers (they are not known yet). When the client goes away, generation stops after the chunk in
-progress and the engine's lock is released.
+headers (they are not known yet), except `X-Queue-Wait`. When the client goes away, generation stops
+after the chunk in progress and the engine passes to the next request in line; a whole-file request
+looks for its client too (`request.is_disconnected()`) and stops the same way.
 
 A stream is levelled chunk by chunk with `engines.audio.StreamLeveler` (`lufs`), like the page's
 stream: the loudness converges on the target as the clip grows, and each chunk is peak-limited on
@@ -66,8 +69,16 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationErr
 
 from engines import registry
 from engines.audio import FORMATS, MEDIA_TYPES, OPUS_ARGS, OutputSettings, StreamLeveler, encode, process, to_int16
-from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError, InputError, SynthesisRequest, UnavailableError
-from engines.timing import RunStats, synthesize, timed_stream
+from engines.base import (
+    MAX_TEXT_CHARS,
+    SAMPLE_RATE,
+    BusyError,
+    EngineError,
+    InputError,
+    SynthesisRequest,
+    UnavailableError,
+)
+from engines.timing import RunStats, enter, synthesize, timed_stream
 
 from .voices import UnknownName, openai_voices, resolve_model, resolve_voice, voices
 
@@ -77,7 +88,7 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
 
 MAX_BODY_BYTES = 256 * 1024  # 5,000 characters, even \u-escaped, fit with room to spare
 CREATED = int(time.time())  # OpenAI's `created` for the models: when this server started
-_engine_locks: dict[str, threading.Lock] = {engine_id: threading.Lock() for engine_id in registry.ENGINES}
+DISCONNECT_POLL_S = 0.25  # how often a whole-file request looks whether its client is still there
 
 STREAM_FORMATS = ("audio", "sse")
 WHOLE_FILE_OPTIONS = ("peak_normalize", "trim", "denoise", "fade")  # `OutputSettings` fields a stream can't do
@@ -116,9 +127,12 @@ class ApiError(Exception):
 
     TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
 
-    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str, param: str | None = None, headers: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers or {}
 
     def body(self) -> dict:
         """OpenAI's error object: message, type, param, code."""
@@ -126,7 +140,7 @@ class ApiError(Exception):
         return {"message": self.message, "type": kind, "param": self.param, "code": self.code}
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.body()}, status_code=self.status)
+        return JSONResponse({"error": self.body()}, status_code=self.status, headers=self.headers)
 
 
 @router.post("/audio/speech", response_class=Response)
@@ -137,12 +151,20 @@ async def speech(request: Request) -> Response:
         body = _parse(await _read_json(request))
         if body.stream_format is not None:
             plan = await run_in_threadpool(_prepare, body)  # engine look-ups block: off the event loop
-            return await _stream_response(plan)
-        clip = await run_in_threadpool(_speak, body)  # synthesis blocks: off the event loop
+            return await _stream_response(plan, request)
+        gone = threading.Event()
+        watcher = asyncio.create_task(_watch_disconnect(request, gone))
+        try:
+            clip = await run_in_threadpool(_speak, body, gone.is_set)  # synthesis blocks: off the event loop
+        finally:
+            watcher.cancel()
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
         return _error(exc).response()
+    if clip is None:  # the client has gone: nobody reads this answer
+        return Response(status_code=499)
     headers = {
         "X-Voice": _header(clip.voice),
+        "X-Queue-Wait": f"{clip.stats.queue_wait_s or 0.0:.3f}",
         "X-Audio-Seconds": f"{clip.stats.audio_s:.3f}",
         "X-Time-To-First-Audio": f"{clip.stats.ttfa_s or 0.0:.3f}",
         "X-Real-Time-Factor": f"{clip.stats.rtf or 0.0:.3f}",
@@ -150,6 +172,13 @@ async def speech(request: Request) -> Response:
     if clip.notes:
         headers["X-Output-Notes"] = _header(" ".join(clip.notes))
     return Response(content=clip.data, media_type=MEDIA_TYPES[clip.fmt], headers=headers)
+
+
+async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set `gone` when the client of a whole-file request disconnects (polled while it is synthesized)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    gone.set()
 
 
 @router.get("/models")
@@ -277,11 +306,13 @@ def _stream_format(body: SpeechBody, fmt: str) -> str | None:
     return stream
 
 
-def _speak(body: SpeechBody) -> Clip:
-    """Blocking: check the request, synthesize one request at a time per engine, post-process, encode."""
+def _speak(body: SpeechBody, cancelled: Callable[[], bool] | None = None) -> Clip | None:
+    """Blocking: check the request, synthesize in the engine's turn, post-process, encode; None when
+    `cancelled()` (the client left) stopped it."""
     plan = _prepare(body)
-    with _engine_locks[plan.engine_id]:
-        audio, _, stats = synthesize(plan.engine_id, plan.request)
+    audio, _, stats = synthesize(plan.engine_id, plan.request, cancelled)
+    if stats.cancelled:
+        return None
     audio, notes = process(audio, SAMPLE_RATE, plan.settings)
     return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, [*plan.notes, *notes])
 
@@ -289,16 +320,23 @@ def _speak(body: SpeechBody) -> Clip:
 # ----- streamed answers ---------------------------------------------------------------------------
 
 
-async def _stream_response(plan: Plan) -> Response:
+async def _stream_response(plan: Plan, request: Request) -> Response:
     """Start synthesis and answer once its first audio is there: an engine failure before that is
-    still a JSON error; after it, the status is sent and only the body can tell (SSE) or end."""
+    still a JSON error; after it, the status is sent and only the body can tell (SSE) or end. A client
+    that leaves while waiting for its turn gives up its place in line."""
     stream = _SpeechStream(plan, asyncio.get_running_loop())
+    watcher = asyncio.create_task(_watch_disconnect(request, stream._cancelled))
     try:
         first = await stream.next()
     except BaseException:
         stream.cancel()
         raise
-    headers = {"X-Voice": _header(plan.request.voice), "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    finally:
+        watcher.cancel()  # from here the streamed response itself sees the client go
+    headers = {
+        "X-Voice": _header(plan.request.voice), "Cache-Control": "no-store", "X-Accel-Buffering": "no",
+        "X-Queue-Wait": f"{stream.stats.queue_wait_s or 0.0:.3f}",  # known: the first audio is here
+    }  # fmt: skip
     if plan.stream == "sse":
         return _StreamedSpeech(stream, _sse_events(stream, first), "text/event-stream", headers)
     return _StreamedSpeech(stream, _audio_pieces(stream, first), MEDIA_TYPES[plan.fmt], headers)
@@ -345,7 +383,8 @@ async def _sse_events(stream: _SpeechStream, first: bytes | None) -> AsyncIterat
     yield _event({
         "type": "speech.audio.done",
         "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},  # OpenAI's shape; not counted here
-        "figures": stream.stats.summary(),  # measured: audio_s, total_s, ttfa_s, rtf, chunks
+        # measured: audio_s, total_s, ttfa_s, rtf, chunks, and the wait in the engine's line
+        "figures": {**stream.stats.summary(), "queue_wait_s": round(stream.stats.queue_wait_s or 0.0, 3)},
         "voice": stream.plan.request.voice,
         "notes": stream.notes,
     })  # fmt: skip
@@ -360,7 +399,7 @@ _END = object()  # the producer's last item after the audio
 
 
 class _SpeechStream:
-    """One streamed synthesis: a worker thread runs the engine (holding its lock), levels and encodes
+    """One streamed synthesis: a worker thread waits for the engine's turn, runs it, levels and encodes
     each chunk and hands the bytes to the event loop through an asyncio queue."""
 
     def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop) -> None:
@@ -400,15 +439,15 @@ class _SpeechStream:
             self._put(_END)
 
     def _synthesize(self) -> None:
-        lock = _engine_locks[self.plan.engine_id]
-        while not lock.acquire(timeout=0.25):  # one request at a time per engine; give up if the client left
-            if self._cancelled.is_set():
+        # first come, first served per engine: BusyError at once past MAX_WAITING; give up if the client left
+        with enter(self.plan.engine_id, self.plan.request, self._cancelled.is_set) as ticket:
+            if not ticket.wait_turn():
                 return
-        try:
             leveler = StreamLeveler(self.plan.settings)
             encoder = _encoder(self.plan.fmt, self._put)
             try:
-                with closing(timed_stream(self.plan.engine_id, self.plan.request, self.stats)) as chunks:
+                stream = timed_stream(self.plan.engine_id, self.plan.request, self.stats, ticket=ticket)
+                with closing(stream) as chunks:
                     for chunk in chunks:
                         if self._cancelled.is_set():
                             return
@@ -418,8 +457,6 @@ class _SpeechStream:
                 self.notes = [*self.plan.notes, *leveler.notes]
             finally:
                 encoder.abort()
-        finally:
-            lock.release()
 
 
 def _encoder(fmt: str, put: Callable[[bytes], None]) -> _PcmEncoder | _FfmpegEncoder:
@@ -555,6 +592,9 @@ def _error(exc: Exception) -> ApiError:
         return ApiError(404, exc.message, f"{exc.param}_not_found", exc.param)
     if isinstance(exc, InputError):
         return ApiError(400, str(exc), "invalid_value")
+    if isinstance(exc, BusyError):
+        retry = max(1, int(round(exc.retry_after_s)))
+        return ApiError(503, str(exc), "server_busy", headers={"Retry-After": str(retry)})
     if isinstance(exc, UnavailableError):
         return ApiError(503, str(exc), "engine_unavailable")
     if isinstance(exc, EngineError):

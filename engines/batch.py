@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import registry
+from . import registry, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
 from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest
 
@@ -201,10 +201,15 @@ def render(
             work = [[item] for item in todo]
         for group in work:
             try:
-                if many is not None:
-                    clips = many([request(item) for item in group])
-                else:
-                    clips = [join(engine.stream(request(group[0])))]
+                # each group takes its turn in the engine's line (first come, first served, like every
+                # request); a batch already admitted is not refused between its groups
+                cost = work_queue.cost_of(engine_id, " ".join(item.text for item in group))
+                with work_queue.enter(engine_id, cost, bounded=False) as ticket:
+                    ticket.wait_turn()
+                    if many is not None:
+                        clips = many([request(item) for item in group])
+                    else:
+                        clips = [join(engine.stream(request(group[0])))]
             except EngineError as exc:
                 for item in group:
                     item.error = str(exc)

@@ -109,7 +109,8 @@ class KokoroEngine:
             log.warning("%s", exc)
             return
         style = backend.pack(next(iter(sorted(backend.voice_names() or {"af_heart"}))))
-        samples, texts = [], ("Hello.", "Hi there.", "The birch canoe slid on the smooth planks, and we glued the sheet to it.")
+        texts = ("Hello.", "Hi there.", "The birch canoe slid on the smooth planks, and we glued the sheet to it.")
+        samples = []
         for text in texts:
             ids = [backend.vocab[ch] for ch in g2p(text)[0] if ch in backend.vocab]
             start = time.perf_counter()

@@ -321,7 +321,8 @@ def wait_line(ticket: Ticket) -> str:
         guess = "the wait is not estimated yet (the engine's speed is not measured yet)"
     else:
         guess = f"estimated wait about {max(1, round(estimate))} s (an estimate from the engine's measured speed)"
-    return f"Waiting for {_name(ticket.engine_id)}: place {place} in line, {ahead}; {guess} · waited {ticket.waited_s:.0f} s"
+    name = _name(ticket.engine_id)
+    return f"Waiting for {name}: place {place} in line, {ahead}; {guess} · waited {ticket.waited_s:.0f} s"
 
 
 def _name(engine_id: str) -> str:

@@ -17,7 +17,7 @@ from conftest import ROOT
 
 # Every program run by this project or by a dependency, the Debian package that installs it, and who calls it.
 PROGRAMS: dict[str, tuple[str, str]] = {
-    "ffmpeg": ("ffmpeg", "engines/audio.py (mp3, ogg, opus), engines/reference.py, /v1 streams, Gradio's streamed audio"),
+    "ffmpeg": ("ffmpeg", "engines/audio.py (mp3, ogg, opus), engines/reference.py, /v1 streams, Gradio audio"),
     "ffprobe": ("ffmpeg", "pydub, Gradio's audio processing"),
     "sox": ("sox", "the Python `sox` package, imported by qwen_tts: it runs `sox -h` at import"),
     "espeak-ng": ("espeak-ng", "misaki's espeak G2P (es, fr, hi, it, pt-br) and English fallback"),
@@ -101,6 +101,7 @@ def test_importing_qwen_tts_prints_nothing():
     """Without the sox binary, `import qwen_tts` prints a shell error and a 9-line warning on stderr."""
     code = "from engines.qwen import import_qwen_tts; import_qwen_tts()"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "" and result.stdout.strip() == "", result.stderr

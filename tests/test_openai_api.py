@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import router
-from engines import registry
+from engines import registry, work_queue
 from engines.audio import FORMATS, MEDIA_TYPES, integrated_loudness
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError
 
@@ -147,7 +147,7 @@ def test_a_model_that_cannot_be_found_gets_503(client, tmp_path, monkeypatch):
 def test_an_unexpected_failure_is_a_logged_500_in_one_sentence(client, monkeypatch, caplog):
     import api.openai_speech
 
-    def broken(engine_id, request):
+    def broken(engine_id, request, cancelled=None):
         raise RuntimeError("deep inside")
 
     monkeypatch.setattr(api.openai_speech, "synthesize", broken)
@@ -354,9 +354,9 @@ def test_the_first_audio_is_sent_before_synthesis_has_finished(client, monkeypat
     received, waited, produced = threading.Event(), [], []
     real = api.openai_speech.timed_stream
 
-    def watched(engine_id, request, stats):
+    def watched(engine_id, request, stats, **turn):
         """The engine's chunks; the rest is synthesized only once the client holds the first audio."""
-        chunks = real(engine_id, request, stats)
+        chunks = real(engine_id, request, stats, **turn)
         produced.append(next(chunks))
         yield produced[-1]
         waited.append(received.wait(timeout=120))  # a server that held the audio back would time out here
@@ -402,10 +402,10 @@ def test_a_client_that_drops_the_connection_stops_the_synthesis_and_frees_the_en
         real_cancel(stream)
         cancelled.set()
 
-    def watched(engine_id, request, stats):
+    def watched(engine_id, request, stats, **turn):
         """The engine's chunks; after the first, the next only once the server has seen the client go."""
         try:
-            for chunk in real(engine_id, request, stats):
+            for chunk in real(engine_id, request, stats, **turn):
                 pulled.append(chunk)
                 yield chunk
                 cancelled.wait(timeout=120)
@@ -422,12 +422,12 @@ def test_a_client_that_drops_the_connection_stops_the_synthesis_and_frees_the_en
     assert len(response.read1(1 << 16)) > 0  # the first chunk of speech has arrived
     response.close()
     connection.close()  # the client goes away with five sentences still to come
-    lock = api.openai_speech._engine_locks["kokoro"]
+    line = work_queue.line("kokoro")
     for _ in range(1200):  # wait (up to 2 min) for the worker to stop; no timing is asserted
-        if closed and not lock.locked():
+        if closed and not line.running():
             break
         time.sleep(0.1)
-    assert cancelled.is_set() and closed == [2] and not lock.locked()  # stopped after the chunk in progress
+    assert cancelled.is_set() and closed == [2] and not line.running()  # stopped after the chunk in progress
     monkeypatch.undo()
     assert speak(client, response_format="wav").status_code == 200
 
@@ -456,8 +456,8 @@ def test_an_engine_failure_mid_stream_ends_the_stream(client, monkeypatch, caplo
     sent = []
     real = api.openai_speech.timed_stream
 
-    def failing(engine_id, request, stats):
-        sent.append(next(real(engine_id, request, stats)))
+    def failing(engine_id, request, stats, **turn):
+        sent.append(next(real(engine_id, request, stats, **turn)))
         yield sent[-1]
         raise EngineError("The engine ran out of memory.")
 
@@ -505,9 +505,9 @@ def test_instructions_reach_a_model_that_follows_them_and_are_said_to_be_ignored
     def following(engine_id):  # Kokoro as if it were a model that follows instructions
         return dataclasses.replace(real_info(engine_id), follows_instructions=True)
 
-    def recording(engine_id, request):
+    def recording(engine_id, request, cancelled=None):
         seen.append(request.instruct)
-        return real_synthesize(engine_id, request)
+        return real_synthesize(engine_id, request, cancelled)
 
     monkeypatch.setattr(openai_speech.registry, "info", following)
     monkeypatch.setattr(openai_speech, "synthesize", recording)

@@ -134,9 +134,7 @@ def test_a_waiter_whose_client_left_gives_up_its_place(monkeypatch):
     gone = threading.Event()
     holder = work_queue.enter(engine_id, 1.0)
     outcome = []
-    thread = threading.Thread(
-        target=lambda: outcome.append(work_queue.enter(engine_id, 1.0, gone.is_set).wait_turn())
-    )
+    thread = threading.Thread(target=lambda: outcome.append(work_queue.enter(engine_id, 1.0, gone.is_set).wait_turn()))
     thread.start()
     until(lambda: work_queue.line(engine_id).waiting() == 1)
     gone.set()

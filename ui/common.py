@@ -1,4 +1,5 @@
-"""What every tab shares: user-facing errors, status lines, clip files, engine banners."""
+"""What every tab shares: user-facing errors, status lines, waiting in an engine's line, clip files,
+engine banners."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import inspect
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from engines import registry
+from engines import registry, work_queue
 from engines.audio import write
-from engines.base import EngineError
-from engines.timing import RunStats
+from engines.base import EngineError, SynthesisRequest
+from engines.timing import RunStats, enter
+from engines.work_queue import Ticket
 
 log = logging.getLogger(__name__)
 OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
@@ -56,15 +58,39 @@ def user_errors(fn: Callable) -> Callable:
     return plain
 
 
+WAIT_UPDATE_S = 1.0  # how often a waiting visitor's place in line is refreshed
+
+
+def wait_for_turn(
+    engine_id: str, request: SynthesisRequest, show: Callable[[str], tuple]
+) -> Generator[tuple, None, Ticket]:
+    """Join the engine's line (refused in one sentence when it is full); while waiting, yield
+    `show(line)` about once a second with the place in line and the estimated wait. Returns the
+    ticket whose turn has come, for `timed_stream(..., ticket=...)`; a visitor who leaves (the
+    generator is closed) gives up the place."""
+    ticket = enter(engine_id, request)
+    try:
+        timeout = 0.0
+        while not ticket.wait(timeout):
+            yield show(work_queue.wait_line(ticket))
+            timeout = WAIT_UPDATE_S
+    except BaseException:
+        ticket.leave()
+        raise
+    return ticket
+
+
 def status_line(engine_id: str, stats: RunStats, done: bool = False) -> str:
     info = registry.info(engine_id)
     state = "Finished" if done else "Streaming"
     ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
     rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
+    # waiting in line and synthesis apart, so that a first-audio figure under load can be explained
+    waited = f"waited **{stats.queue_wait_s:.1f} s** in line · " if stats.queue_wait_s is not None else ""
     return (
-        f"{state} · back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
-        f"time to first audio **{ttfa}** · real-time factor **{rtf}** · "
-        f"{stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
+        f"{state} · {waited}back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
+        f"time to first audio **{ttfa}** (from the turn) · real-time factor **{rtf}** · "
+        f"synthesis {stats.total_s:.1f} s · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
     )
 
 

@@ -18,7 +18,7 @@ from engines.kokoro_voices import LANGUAGES
 from engines.timing import RunStats, synthesize, timed_stream
 
 from .common import banner as banner_for
-from .common import status_line, user_errors
+from .common import status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
 
 EXAMPLES = [
@@ -106,8 +106,10 @@ def kokoro_stream(
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     leveler = StreamLeveler(settings)
     stats = RunStats(engine="kokoro")
+    waiting = lambda line: (gr.skip(), gr.skip(), gr.skip(), line, gr.skip())  # noqa: E731
+    ticket = yield from wait_for_turn("kokoro", request, waiting)
     chunks, phonemes, words = [], [], []
-    for chunk in timed_stream("kokoro", request, stats):
+    for chunk in timed_stream("kokoro", request, stats, ticket=ticket):
         chunks.append(chunk)
         phonemes.append(chunk.phonemes)
         offset = sum(c.duration_s for c in chunks[:-1])
@@ -209,6 +211,7 @@ def build_tab(banner: gr.Markdown) -> str:
             [audio, phonemes, words, status, download],
             api_name="stream",
             concurrency_id="kokoro",
+            concurrency_limit=None,  # admitted and ordered by the work queue
         )
         stop.click(None, None, None, cancels=[event])
         event.then(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
@@ -222,5 +225,6 @@ def build_tab(banner: gr.Markdown) -> str:
             [api_file, api_info],
             api_name="synthesize",
             concurrency_id="kokoro",
+            concurrency_limit=None,  # admitted and ordered by the work queue
         )
     return default_voice

@@ -20,7 +20,7 @@ from engines.reference import Reference, load_reference, settle_transcript
 from engines.timing import RunStats, timed_stream
 from engines.voice_library import delete_voice, list_voices, save_voice
 
-from .common import banner, status_line, user_errors
+from .common import banner, status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
 
 LIBRARY_NONE = "(use the reference above)"
@@ -36,7 +36,8 @@ def _speak(
     engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings
 ) -> Iterator[tuple]:
     stats, chunks, leveler = RunStats(engine=engine_id), [], StreamLeveler(settings)
-    for chunk in timed_stream(engine_id, request, stats):
+    ticket = yield from wait_for_turn(engine_id, request, lambda line: (gr.skip(), line, gr.skip()))
+    for chunk in timed_stream(engine_id, request, stats, ticket=ticket):
         chunks.append(chunk)
         level = leveler.feed(chunk.audio)
         yield (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip(), status_line(engine_id, stats), gr.skip()
@@ -224,7 +225,7 @@ def build_tab() -> None:
             p_file = gr.File(label="Download the whole clip", interactive=False)
             p_event = p_go.click(
                 preset_stream, [p_text, p_speaker, p_language, p_instruct, *p_output], [p_audio, p_status, p_file],
-                api_name="qwen_preset_stream", concurrency_id="qwen",
+                api_name="qwen_preset_stream", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
             p_stop.click(None, None, None, cancels=[p_event])
 
@@ -273,7 +274,7 @@ def build_tab() -> None:
             c_event = c_go.click(
                 clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output],
                 [c_audio, c_status, c_file],
-                api_name="qwen_clone_stream", concurrency_id="qwen",
+                api_name="qwen_clone_stream", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
             c_stop.click(None, None, None, cancels=[c_event])
             c_save.click(save_reference, [c_ref, c_transcript, c_xvec, c_name], c_saved, api_name="qwen_save_voice")
