@@ -1,0 +1,322 @@
+"""Load on a running app, on loopback: 1, 2, 5, 10 and 20 concurrent clients; prints JSON per level.
+
+Half the clients stream `POST /v1/audio/speech` (`stream_format: "audio"`, pcm), the other half call
+the page's stream event (`/stream`) through `gradio_client`; each client makes `--requests` requests
+one after another, and after a refusal waits what `Retry-After` (or the page's sentence) says before
+its next one. The app is started as the tests start it (`python app.py`, offline, packaged Kokoro, a
+free port; the per-client rate limit `API_RATE_PER_MIN` raised for the run, any 429 counted as a
+refusal), or `--url` drives one already running. Per level:
+
+- `served`, `refused` (each with a Retry-After), `failed` (anything else: must be 0);
+- `ttfa_s`: time to first audio of admitted requests, p50/p95 (first body byte for /v1; first audio
+  update for the page), and `queue_wait_s` p50/p95 (`X-Queue-Wait`; the page's status line);
+- `audio_per_wall_s`: seconds of audio served per second of the level's wall time;
+- `rss_mb`: the app's resident memory at the end of the level (and its peak while it ran).
+
+The baseline, in the same run, is one client alone (level 1): what waiting costs is the difference.
+
+    python bench/load.py [--levels 1 2 5 10 20] [--requests 2] [--out bench/results-load.json] [--plot F.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
+VOICE = "jm_kumo"
+SAMPLE_RATE = 24_000
+RETRY_CAP_S = 15.0  # a refused client waits what it was told, but at most this long (bounds the run)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`python app.py` offline on a free loopback port, as tests/conftest.py starts it."""
+    port = free_port()
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+        "API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000"),  # raised for the run
+        "ARENA_DB": str(Path(tempfile.mkdtemp()) / "arena.sqlite3"),
+    }  # fmt: skip
+    env.pop("KOKORO_MODEL", None)
+    log = open(log_path, "w")  # noqa: SIM115 (kept open for the app's lifetime)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited early; see {log_path}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("app.py did not start within 300 s")
+
+
+def rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+class Result(dict):
+    """One request: kind (served, refused, failed), via, ttfa_s, queue_wait_s, audio_s, retry_after_s, error."""
+
+
+def v1_request(host: str, port: int) -> Result:
+    body = {
+        "model": "kokoro", "input": TEXT, "voice": VOICE, "response_format": "pcm", "stream_format": "audio",
+    }  # fmt: skip
+    connection = http.client.HTTPConnection(host, port, timeout=600)
+    start = time.perf_counter()
+    try:
+        connection.request("POST", "/v1/audio/speech", json.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        if response.status in (429, 503) and response.getheader("Retry-After"):
+            response.read()
+            return Result(
+                kind="refused", via="v1", status=response.status, retry_after_s=float(response.getheader("Retry-After"))
+            )
+        if response.status != 200:
+            return Result(kind="failed", via="v1", error=f"HTTP {response.status}: {response.read()[:200]!r}")
+        first = response.read1(1 << 16)
+        ttfa = time.perf_counter() - start
+        size = len(first) + len(response.read())
+        wait = response.getheader("X-Queue-Wait")
+        return Result(
+            kind="served", via="v1", ttfa_s=ttfa, queue_wait_s=float(wait) if wait else None,
+            audio_s=size / 2 / SAMPLE_RATE, total_s=time.perf_counter() - start,
+        )  # fmt: skip
+    except Exception as exc:  # counted, never fatal
+        return Result(kind="failed", via="v1", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        connection.close()
+
+
+WAITED = re.compile(r"waited \*\*([\d.]+) s\*\* in line")
+AUDIO = re.compile(r"([\d.]+) s of audio in")
+RETRY = re.compile(r"try again in about (\d+) seconds")
+
+
+def page_request(client) -> Result:
+    start = time.perf_counter()
+    ttfa = None
+    try:
+        job = client.submit(TEXT, VOICE, "", 1.0, "Auto", api_name="/stream")
+        final = None
+        for output in job:
+            audio = output[0]  # a path or file dict once audio streams; {"__type__": "update"} while waiting
+            if ttfa is None and (isinstance(audio, str) or (isinstance(audio, dict) and audio.get("path"))):
+                ttfa = time.perf_counter() - start
+            final = output
+        outputs = job.outputs()
+        final = outputs[-1] if outputs else final
+        status = final[3] if final else ""
+        waited, audio = WAITED.search(status or ""), AUDIO.search(status or "")
+        return Result(
+            kind="served", via="page", ttfa_s=ttfa, queue_wait_s=float(waited.group(1)) if waited else None,
+            audio_s=float(audio.group(1)) if audio else 0.0, total_s=time.perf_counter() - start,
+        )  # fmt: skip
+    except Exception as exc:
+        message = str(exc)
+        retry = RETRY.search(message)
+        if retry:
+            return Result(kind="refused", via="page", status="busy", retry_after_s=float(retry.group(1)))
+        if "rate" in message.lower() and "limit" in message.lower():
+            return Result(kind="refused", via="page", status=429, retry_after_s=1.0)
+        return Result(kind="failed", via="page", error=f"{type(exc).__name__}: {message[:200]}")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
+
+
+def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
+    from gradio_client import Client
+
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    port = int(port)
+    page_clients = {n: Client(url, verbose=False) for n in range(clients) if n % 2 == 1}
+    results: list[Result] = []
+    lock = threading.Lock()
+    peak = [rss_mb(pid) or 0.0]
+    done = threading.Event()
+
+    def sample_rss() -> None:
+        while not done.wait(0.5):
+            peak[0] = max(peak[0], rss_mb(pid) or 0.0)
+
+    def client(n: int) -> None:
+        for _ in range(requests):
+            result = page_request(page_clients[n]) if n in page_clients else v1_request(host, port)
+            with lock:
+                results.append(result)
+            if result["kind"] == "refused":
+                time.sleep(min(RETRY_CAP_S, result["retry_after_s"]))
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    done.set()
+    served = [r for r in results if r["kind"] == "served"]
+    refused = [r for r in results if r["kind"] == "refused"]
+    failed = [r for r in results if r["kind"] == "failed"]
+    audio = sum(r.get("audio_s") or 0.0 for r in served)
+    return {
+        "clients": clients,
+        "requests": len(results),
+        "served": len(served),
+        "served_by_way": {way: sum(r["via"] == way for r in served) for way in ("v1", "page")},
+        "refused": len(refused),
+        "refused_with_retry_after": sum(r.get("retry_after_s") is not None for r in refused),
+        "refused_429": sum(r.get("status") == 429 for r in refused),
+        "retry_after_s_p50": percentile([r["retry_after_s"] for r in refused], 50),
+        "failed": len(failed),
+        "failures": [r["error"] for r in failed][:5],
+        "ttfa_s": {
+            "p50": percentile([r["ttfa_s"] for r in served], 50),
+            "p95": percentile([r["ttfa_s"] for r in served], 95),
+        },
+        "queue_wait_s": {
+            "p50": percentile([r["queue_wait_s"] for r in served], 50),
+            "p95": percentile([r["queue_wait_s"] for r in served], 95),
+        },
+        "wall_s": round(wall, 2),
+        "audio_s": round(audio, 2),
+        "audio_per_wall_s": round(audio / wall, 3) if wall else None,
+        "rss_mb": rss_mb(pid),
+        "rss_peak_mb": round(max(peak[0], rss_mb(pid) or 0.0), 1) if pid else None,
+    }
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = report["levels"]
+    x = [lv["clients"] for lv in levels]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(x, [lv["ttfa_s"]["p50"] for lv in levels], "o-", label="time to first audio p50")
+    left.plot(x, [lv["ttfa_s"]["p95"] for lv in levels], "o--", label="time to first audio p95")
+    left.plot(x, [lv["queue_wait_s"]["p95"] for lv in levels], "s:", label="queue wait p95")
+    left.set_xlabel("concurrent clients")
+    left.set_ylabel("seconds (admitted requests)")
+    left.set_xscale("log")
+    left.set_xticks(x, [str(v) for v in x])
+    left.legend()
+    left.grid(alpha=0.3)
+    width = 0.35
+    idx = range(len(x))
+    right.bar([i - width / 2 for i in idx], [lv["served"] for lv in levels], width, label="served")
+    right.bar([i + width / 2 for i in idx], [lv["refused"] for lv in levels], width, label="refused (Retry-After)")
+    right.set_xticks(list(idx), [str(v) for v in x])
+    right.set_xlabel("concurrent clients")
+    right.set_ylabel("requests")
+    twin = right.twinx()
+    twin.plot(list(idx), [lv["audio_per_wall_s"] for lv in levels], "k^-", label="audio s per wall s")
+    twin.set_ylabel("audio seconds per second")
+    handles = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    right.legend(handles, [h.get_label() for h in handles], loc="upper left")
+    failed = sum(lv["failed"] for lv in levels)
+    fig.suptitle(f"Load on one app process ({report['machine']}); failed: {failed}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", help="drive this running app instead of starting one")
+    parser.add_argument("--pid", type=int, help="with --url: the app's process id, for its RSS")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 5, 10, 20])
+    parser.add_argument("--requests", type=int, default=2, help="requests per client, one after another")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
+    parser.add_argument("--plot", type=Path, help="write the load curve (PNG) here")
+    args = parser.parse_args()
+    proc = None
+    if args.url:
+        url, pid = args.url.rstrip("/") + "/", args.pid
+    else:
+        proc, url = start_app(Path(tempfile.gettempdir()) / "bench-load-app.log")
+        pid = proc.pid
+    try:
+        # warm-up: the engine loaded and measured, one request on each way in (not counted)
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        from gradio_client import Client
+
+        warm = [v1_request(host, int(port)), page_request(Client(url, verbose=False))]
+        if any(r["kind"] != "served" for r in warm):
+            raise SystemExit(f"warm-up failed: {warm}")
+        levels = []
+        for clients in args.levels:
+            level = run_level(url, clients, args.requests, pid)
+            print(json.dumps(level), flush=True)
+            levels.append(level)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    report = {
+        "bench": "load",
+        "text": TEXT,
+        "voice": VOICE,
+        "requests_per_client": args.requests,
+        "ways_in": "odd clients: the page's /stream event (gradio_client); even: /v1 streamed pcm",
+        "baseline": "level 1: one client alone, same run",
+        "max_waiting": os.environ.get("MAX_WAITING") or "default (from the engine's measured speed)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "levels": levels,
+    }
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.plot:
+        plot(report, args.plot)
+    print(json.dumps({k: v for k, v in report.items() if k != "levels"}))
+
+
+if __name__ == "__main__":
+    main()
