@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
@@ -18,8 +19,13 @@ from engines.audio import write
 from engines.base import EngineError
 from engines.timing import RunStats
 
+from . import janitor
+from .janitor import OUTPUT_DIR
+
 log = logging.getLogger(__name__)
-OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
+_FULL = "The server's disk is full, so the result could not be saved; please try again in a few minutes."
+_READ_ONLY = "The server cannot save results right now (its output folder is not writable); please try again later."
+DISK_ERRORS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY, errno.EACCES: _READ_ONLY}
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -28,6 +34,10 @@ def user_errors(fn: Callable) -> Callable:
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
             return gr.Error(str(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            log.error("%s could not write its output: %s", fn.__name__, exc)
+            janitor.written()  # a sweep may free room
+            return gr.Error(DISK_ERRORS[exc.errno])
         log.exception("%s failed", fn.__name__)
         return gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.")
 
@@ -79,7 +89,14 @@ def banner(engine_id: str) -> str:
 
 
 def clip_path(audio: np.ndarray, prefix: str, fmt: str = "wav") -> str:
+    """Write a clip for download into `OUTPUT_DIR` (kept for `OUTPUT_TTL_S`); a failed write leaves nothing."""
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f"{prefix}-", suffix=f".{fmt}", dir=OUTPUT_DIR)
     os.close(handle)
-    return str(write(Path(name), audio, fmt))
+    try:
+        path = str(write(Path(name), audio, fmt))
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    janitor.written()
+    return path
