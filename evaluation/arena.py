@@ -7,10 +7,11 @@ Finished runs (with their metrics and an optional manifest) get rows of their ow
 timeout, in WAL mode, schema versioned by `PRAGMA user_version`. A damaged, locked or unwritable file
 never breaks construction: it surfaces on use as `ArenaUnavailable` (one sentence), and
 `Arena.available()` / `Arena.problem` let the UI switch votes off while the compare tab keeps working.
-A file deleted or replaced while the app runs is noticed on the next use and opened anew (a vote never
-goes into a file nobody can read again). Runs beyond `ARENA_MAX_RUNS` (default 10,000) are pruned oldest
-first, except runs a vote points at (votes themselves, with the figures they were cast on, are kept).
-The leaderboard is computed once per state of the votes table and cached until the next vote.
+A file deleted, replaced or overwritten while the app runs (or its WAL file) is noticed on the next
+use and opened anew, or refused as damaged: a vote never goes into a file nobody can read again. Runs
+beyond `ARENA_MAX_RUNS` (default 10,000) are pruned oldest first, except runs a vote points at (votes
+themselves, with the figures they were cast on, are kept). The leaderboard is computed once per state
+of the votes table and cached until the next vote.
 Ratings are Bradley–Terry strengths (maximum a posteriori by Newton's method), ties and both-bad
 votes counted as half a win each way, one virtual tie against a strength-1 opponent as a prior (so an
 unbeaten system stays finite), shown as 1000 + 400·log10(strength) shifted to a mean of 1000, with
@@ -132,7 +133,7 @@ class Arena:
         self.timeout = timeout
         self.keep_runs = max_runs() if keep_runs is None else keep_runs
         self._conn: sqlite3.Connection | None = None
-        self._identity: tuple[int, int] | None = None  # (device, inode) of the file the connection has open
+        self._identity: tuple | None = None  # `_fingerprint()` of the files when the connection opened them
         self._lock = threading.RLock()
         self._problem: str | None = None
         self._board: tuple[tuple, list[dict[str, Any]]] | None = None  # (votes state + arguments, rows)
@@ -306,13 +307,22 @@ class Arena:
                 self._conn.close()
                 self._conn = None
 
-    def _replaced(self) -> bool:
-        """Whether the file was deleted or replaced since the connection opened it."""
+    def _fingerprint(self) -> tuple | None:
+        """(device, inode, header intact, the WAL file's device and inode) of the files on disk; None when
+        the database file is gone. A change since the connection opened them means it must open them again:
+        an open connection would go on reading its cache and writing into files nobody will read."""
         try:
             stat = os.stat(self.path)
+            with open(self.path, "rb") as handle:
+                intact = handle.read(16) == b"SQLite format 3\x00"
         except FileNotFoundError:
-            return True
-        return (stat.st_dev, stat.st_ino) != self._identity
+            return None
+        try:
+            wal = os.stat(f"{self.path}-wal")
+            wal_id = (wal.st_dev, wal.st_ino)
+        except FileNotFoundError:
+            wal_id = None
+        return (stat.st_dev, stat.st_ino, intact, wal_id)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -323,13 +333,12 @@ class Arena:
         """
         with self._lock:
             try:
-                if self._conn is not None and self._replaced():
-                    log.warning("arena database %s was deleted or replaced; opening it again", self.path)
+                if self._conn is not None and self._fingerprint() != self._identity:
+                    log.warning("arena database %s was changed on disk (deleted, replaced or damaged)", self.path)
                     self.close()
                 if self._conn is None:
                     self._conn = self._open()
-                    stat = os.stat(self.path)
-                    self._identity = (stat.st_dev, stat.st_ino)
+                    self._identity = self._fingerprint()
                 yield self._conn
                 self._problem = None
             except (ArenaUnavailable, sqlite3.Error, OSError) as exc:

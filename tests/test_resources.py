@@ -191,7 +191,9 @@ def test_the_clone_prompt_cache_is_bounded(monkeypatch):
     for i in range(qwen.PROMPT_CACHE_ITEMS + 10):
         engine.clone_prompt(Reference(audio, 24_000, 24_000, 1, f"clip{i}"), "Hello there.", False)
     assert len(engine._prompts) == qwen.PROMPT_CACHE_ITEMS
-    engine.clone_prompt(Reference(audio, 24_000, 24_000, 1, f"clip{qwen.PROMPT_CACHE_ITEMS + 9}"), "Hello there.", False)
+    engine.clone_prompt(
+        Reference(audio, 24_000, 24_000, 1, f"clip{qwen.PROMPT_CACHE_ITEMS + 9}"), "Hello there.", False
+    )
     assert len(made) == qwen.PROMPT_CACHE_ITEMS + 10  # the newest was still cached
 
 

@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +26,15 @@ from .janitor import OUTPUT_DIR
 log = logging.getLogger(__name__)
 _FULL = "The server's disk is full, so the result could not be saved; please try again in a few minutes."
 _READ_ONLY = "The server cannot save results right now (its output folder is not writable); please try again later."
+NO_FFMPEG = (
+    "Streaming to the page needs ffmpeg, which is not installed on this server; the whole-file download still works."
+)
 DISK_ERRORS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY, errno.EACCES: _READ_ONLY}
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn engine errors into one-sentence gr.Error toasts; never show a traceback."""
+    """Turn engine errors (and a full or read-only disk) into one-sentence gr.Error toasts; never show a
+    traceback. A generator streams audio into the page, which needs ffmpeg: without it, it is refused at once."""
 
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
@@ -41,10 +46,13 @@ def user_errors(fn: Callable) -> Callable:
         log.exception("%s failed", fn.__name__)
         return gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.")
 
-    if inspect.isgeneratorfunction(fn):
+    if inspect.isgeneratorfunction(fn):  # the page's streamed events: Gradio encodes each piece with ffmpeg
 
         @functools.wraps(fn)
         def generator(*args, **kwargs):
+            if shutil.which("ffmpeg") is None:  # refused before any work: Gradio would fail after it
+                log.error("ffmpeg is not installed: the page cannot stream audio")
+                raise gr.Error(NO_FFMPEG)
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error:
