@@ -54,6 +54,24 @@ def preload(engine_id: str) -> None:
         log.warning("%s is not available: %s", engine_id, exc)
 
 
+MAX_SESSIONS = 1000  # default of `MAX_SESSIONS`
+
+
+def public_limits() -> dict:
+    """launch() options that keep a long-running public page bounded: the upload limit (`MAX_UPLOAD_MB`,
+    refused by Gradio as it arrives), where clips are served from, and how many sessions' state Gradio
+    keeps in memory (`MAX_SESSIONS`; each costs ~0.36 MB with this page's ~210 components, measured, and
+    Gradio's own default of 10,000 never frees a session an API client opened; past the bound the oldest
+    session's state goes first)."""
+    raw = os.environ.get("MAX_SESSIONS", "").strip()
+    sessions = int(raw) if raw.isdigit() and int(raw) > 0 else MAX_SESSIONS
+    return {
+        "max_file_size": upload_limit_bytes(),
+        "allowed_paths": [str(janitor.OUTPUT_DIR)],  # clips are served from TTS_OUTPUT_DIR wherever it is
+        "state_session_capacity": sessions,
+    }
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One thread, one model after another: concurrent from_pretrained calls race on transformers'
@@ -67,8 +85,7 @@ def main() -> None:
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),
         mcp_server=True,  # the named API endpoints become MCP tools at /gradio_api/mcp/
-        max_file_size=upload_limit_bytes(),  # MAX_UPLOAD_MB: Gradio refuses a bigger upload as it arrives
-        allowed_paths=[str(janitor.OUTPUT_DIR)],  # clips are served from TTS_OUTPUT_DIR wherever it is
+        **public_limits(),
         # The OpenAI-compatible /v1 routes, handed to the FastAPI app that launch() builds: they are
         # registered before Gradio's own routes, on the same server and port as the page.
         app_kwargs={"routes": list(api_router.routes)},

@@ -77,16 +77,20 @@ def test_the_app_points_gradio_cache_into_the_output_folder_and_sets_its_bounds(
     code = (
         "import app, gradio.utils as u, json, ui.janitor as j;"
         "d = app.build();"
-        "print(json.dumps([u.get_upload_folder(), str(j.OUTPUT_DIR), d.delete_cache]))"
+        "print(json.dumps([u.get_upload_folder(), str(j.OUTPUT_DIR), d.delete_cache, app.public_limits()]))"
     )
-    env = {**os.environ, "TTS_OUTPUT_DIR": str(tmp_path / "out"), "OUTPUT_TTL_S": "900", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ, "TTS_OUTPUT_DIR": str(tmp_path / "out"), "OUTPUT_TTL_S": "900", "HF_HUB_OFFLINE": "1",
+        "MAX_UPLOAD_MB": "5", "MAX_SESSIONS": "300",
+    }  # fmt: skip
     env.pop("GRADIO_TEMP_DIR", None)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     import json
 
-    upload, output, delete_cache = json.loads(done.stdout.strip().splitlines()[-1])
+    upload, output, delete_cache, limits = json.loads(done.stdout.strip().splitlines()[-1])
     assert upload == str(tmp_path / "out" / "gradio-cache") and output == str(tmp_path / "out")
     assert delete_cache == [60, 900]
+    assert limits == {"max_file_size": 5 * 2**20, "allowed_paths": [output], "state_session_capacity": 300}
 
 
 def test_an_upload_over_the_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
