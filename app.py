@@ -12,16 +12,21 @@ import logging
 import os
 import threading
 
-import gradio as gr
+from ui import janitor
 
-from api import router as api_router
-from engines import registry, timing
-from ui.arena_tab import build_tab as build_arena_tab
-from ui.batch_tab import build_tab as build_batch_tab
-from ui.common import banner as banner_for
-from ui.compare_tab import build_tab as build_compare_tab
-from ui.kokoro_tab import build_tab as build_kokoro_tab
-from ui.qwen_tab import build_tab as build_qwen_tab
+janitor.use_own_gradio_cache()  # before Gradio is imported: it reads GRADIO_TEMP_DIR then
+
+import gradio as gr  # noqa: E402
+
+from api import router as api_router  # noqa: E402
+from engines import registry, timing  # noqa: E402
+from engines.reference import upload_limit_bytes  # noqa: E402
+from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
+from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
+from ui.common import banner as banner_for  # noqa: E402
+from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
+from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
+from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
 
 log = logging.getLogger("app")
 # Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
@@ -30,7 +35,9 @@ QUEUE_MAX_SIZE = int(os.environ.get("QUEUE_MAX_SIZE", "64"))
 
 
 def build() -> gr.Blocks:
-    with gr.Blocks(title="Kokoro vs Qwen3-TTS") as demo:
+    # Gradio's own sweep of the files it made for this page (the janitor bounds their total size too)
+    ttl = int(janitor.ttl_s())
+    with gr.Blocks(title="Kokoro vs Qwen3-TTS", delete_cache=(min(ttl, int(janitor.SWEEP_EVERY_S)), ttl)) as demo:
         gr.Markdown("# Open TTS side by side\nHear Kokoro-82M speak as it is being generated.")
         banner = gr.Markdown(banner_for("kokoro"))
         default_voice = build_kokoro_tab(banner)
@@ -51,18 +58,38 @@ def preload(engine_id: str) -> None:
         log.warning("%s is not available: %s", engine_id, exc)
 
 
+MAX_SESSIONS = 1000  # default of `MAX_SESSIONS`
+
+
+def public_limits() -> dict:
+    """launch() options that keep a long-running public page bounded: the upload limit (`MAX_UPLOAD_MB`,
+    refused by Gradio as it arrives), where clips are served from, and how many sessions' state Gradio
+    keeps in memory (`MAX_SESSIONS`; each costs ~0.36 MB with this page's ~210 components, measured, and
+    Gradio's own default of 10,000 never frees a session an API client opened; past the bound the oldest
+    session's state goes first)."""
+    raw = os.environ.get("MAX_SESSIONS", "").strip()
+    sessions = int(raw) if raw.isdigit() and int(raw) > 0 else MAX_SESSIONS
+    return {
+        "max_file_size": upload_limit_bytes(),
+        "allowed_paths": [str(janitor.OUTPUT_DIR)],  # clips are served from TTS_OUTPUT_DIR wherever it is
+        "state_session_capacity": sessions,
+    }
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One thread, one model after another: concurrent from_pretrained calls race on transformers'
     # global meta-device initialisation ("Cannot copy out of meta tensor").
     available = [e for e in ("kokoro", "qwen-custom", "qwen-clone") if registry.info(e).available]
     threading.Thread(target=lambda: [preload(e) for e in available], daemon=True).start()
+    janitor.start()  # TTS_OUTPUT_DIR and Gradio's cache: OUTPUT_TTL_S, OUTPUT_MAX_MB
     demo = build()
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),
         mcp_server=True,  # the named API endpoints become MCP tools at /gradio_api/mcp/
+        **public_limits(),
         # The OpenAI-compatible /v1 routes, handed to the FastAPI app that launch() builds: they are
         # registered before Gradio's own routes, on the same server and port as the page.
         app_kwargs={"routes": list(api_router.routes)},

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError
+from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -477,7 +477,7 @@ def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
     """Ogg Opus bytes from ffmpeg (libopus), PCM in through stdin and the file out through stdout."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise EngineError("Opus output needs ffmpeg, which is not installed here; choose another format.")
+        raise UnavailableError("Opus output needs ffmpeg, which is not installed here; choose another format.")
     command = [
         ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
         "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",

@@ -9,7 +9,8 @@ length, one `generate` per batch. `max_new_tokens` is capped from the text lengt
 inputs can otherwise run to the package's 8,192-token default, about eleven minutes) and clamped to
 the model's maximum (a 5,000-character sentence would otherwise ask for 12,537 frames), and one lock
 guards each model.
-Clone prompts are cached per reference clip, transcript and mode.
+Clone prompts are cached per reference clip, transcript and mode, least recently used first out past
+`PROMPT_CACHE_ITEMS` or `PROMPT_CACHE_BYTES`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .base import (
     UnavailableError,
     VoiceInfo,
 )
+from .lru import BoundedLRU
 from .text import SENTENCE, split_clauses
 from .weights import hub_offline
 
@@ -51,6 +53,8 @@ FRAMES_PER_SECOND = 12.5
 BATCH_SIZE = 4
 STREAM_FRAMES = 12  # decode and yield about every second of speech
 LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the codec's chunked decode uses
+PROMPT_CACHE_ITEMS = 32  # clone prompts kept (one per uploaded clip, transcript and mode)
+PROMPT_CACHE_BYTES = 64 * 2**20  # a 60 s reference's prompt holds ~0.1 MB of codes and one speaker embedding
 
 
 # Two from_pretrained calls at once race on transformers' global meta-device initialisation
@@ -146,7 +150,7 @@ class QwenEngine:
         self._device = ""
         self._source = ""
         self._lock = threading.Lock()
-        self._prompts: dict[tuple, list] = {}
+        self._prompts = BoundedLRU(PROMPT_CACHE_ITEMS, PROMPT_CACHE_BYTES)
 
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
@@ -183,7 +187,8 @@ class QwenEngine:
         except Exception as exc:  # missing files, bad config, download failure
             log.exception("Loading %s failed", where)
             raise UnavailableError(
-                f"Could not load {MODELS[self.kind][2]} from {where} ({type(exc).__name__})."
+                f"Could not load {MODELS[self.kind][2]}: the weights that {MODELS[self.kind][0]} names are missing, "
+                "damaged or unreadable (the server log says which)."
             ) from exc
         self._device, self._source = device, f"{kind}: {where}"
 
@@ -406,14 +411,16 @@ class QwenCloneEngine(QwenEngine):
                 "Cloning with the reference's own words needs its exact transcript; type it, or tick x-vector only."
             )
         key = (reference.digest, None if x_vector_only else text, bool(x_vector_only))
-        if key not in self._prompts:
+        prompt = self._prompts.get(key)
+        if prompt is None:
             with self._lock:
-                self._prompts[key] = model.create_voice_clone_prompt(
+                prompt = model.create_voice_clone_prompt(
                     ref_audio=(reference.audio, reference.sample_rate),
                     ref_text=text,
                     x_vector_only_mode=bool(x_vector_only),
                 )
-        return self._prompts[key]
+            self._prompts.put(key, prompt)
+        return prompt
 
     def _conditioning(self, request: SynthesisRequest) -> dict:
         if request.reference is not None:

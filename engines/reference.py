@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -23,7 +24,31 @@ MIN_SECONDS = 1.0
 MAX_SECONDS = 60.0
 MIN_RATE = 16_000
 SILENCE_PEAK = 1e-3  # -60 dBFS
-MAX_BYTES = 50 * 1024 * 1024
+MAX_UPLOAD_MB = 50  # default of `MAX_UPLOAD_MB`: the largest upload (reference clip or batch file) read
+
+
+def upload_limit_bytes() -> int:
+    """`MAX_UPLOAD_MB` (default 50) in bytes: the largest upload the app reads."""
+    raw = os.environ.get("MAX_UPLOAD_MB", "").strip()
+    try:
+        megabytes = float(raw) if raw else MAX_UPLOAD_MB
+    except ValueError:
+        megabytes = MAX_UPLOAD_MB
+    return int((megabytes if megabytes > 0 else MAX_UPLOAD_MB) * 2**20)
+
+
+def read_upload(path: str | os.PathLike, what: str = "uploaded file") -> bytes:
+    """The bytes of an uploaded file that Gradio stored (never a path a user typed), refused by its size
+    before it is read when over `MAX_UPLOAD_MB`."""
+    limit = upload_limit_bytes()
+    too_big = InputError(f"The {what} is over the {limit / 2**20:.3g} MB limit; please upload a smaller file.")
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            raise too_big
+        data = handle.read(limit + 1)  # a file that grew since: still never more than the limit
+    if len(data) > limit:
+        raise too_big
+    return data
 
 
 @dataclass(frozen=True)
@@ -45,8 +70,10 @@ def load_reference(data: bytes, target_rate: int = 24_000) -> Reference:
     """Decode and check a reference clip given as bytes."""
     if not data:
         raise InputError("The reference audio is empty; upload or record a few seconds of speech.")
-    if len(data) > MAX_BYTES:
-        raise InputError(f"The reference file is over {MAX_BYTES // 2**20} MB; use a clip of 3 to 30 seconds.")
+    if len(data) > upload_limit_bytes():
+        raise InputError(
+            f"The reference file is over {upload_limit_bytes() / 2**20:.3g} MB; use a clip of 3 to 30 seconds."
+        )
     audio, rate, channels = _decode(data)
     if rate < MIN_RATE:
         raise InputError(

@@ -67,7 +67,16 @@ def get(engine_id: str) -> Engine:
     with _load_locks[engine_id]:
         if engine_id not in _loaded:
             log.info("Loading engine %s", engine_id)
-            engine.load(device_preference())
+            try:
+                engine.load(device_preference())
+            except EngineError:
+                raise
+            except Exception as exc:  # a damaged or unreadable model file: one sentence, the details in the log
+                log.exception("Loading %s failed", engine_id)
+                raise UnavailableError(
+                    f"{ENGINE_NAMES[engine_id]} could not be loaded: its model files are missing, damaged or "
+                    "unreadable (the server log says which)."
+                ) from exc
             _loaded.add(engine_id)
     return engine
 

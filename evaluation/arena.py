@@ -7,6 +7,11 @@ Finished runs (with their metrics and an optional manifest) get rows of their ow
 timeout, in WAL mode, schema versioned by `PRAGMA user_version`. A damaged, locked or unwritable file
 never breaks construction: it surfaces on use as `ArenaUnavailable` (one sentence), and
 `Arena.available()` / `Arena.problem` let the UI switch votes off while the compare tab keeps working.
+A file deleted, replaced or overwritten while the app runs (or its WAL file) is noticed on the next
+use and opened anew, or refused as damaged: a vote never goes into a file nobody can read again. Runs
+beyond `ARENA_MAX_RUNS` (default 10,000) are pruned oldest first, except runs a vote points at (votes
+themselves, with the figures they were cast on, are kept). The leaderboard is computed once per state
+of the votes table and cached until the next vote.
 Ratings are Bradley–Terry strengths (maximum a posteriori by Newton's method), ties and both-bad
 votes counted as half a win each way, one virtual tie against a strength-1 opponent as a prior (so an
 unbeaten system stays finite), shown as 1000 + 400·log10(strength) shifted to a mean of 1000, with
@@ -45,6 +50,7 @@ METRIC_ORDER = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transc
 NOT_FINISHED = "Both clips must finish before you vote."
 PRIOR_TIES = 1.0  # virtual ties of every system against a fixed strength-1 opponent
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> rating points
+MAX_RUNS = 10_000  # default of `ARENA_MAX_RUNS`
 
 _SCHEMA = f"""
 BEGIN;
@@ -98,6 +104,12 @@ def default_db_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "arena.sqlite3"
 
 
+def max_runs() -> int:
+    """`ARENA_MAX_RUNS` (default 10,000): how many runs are kept."""
+    raw = os.environ.get("ARENA_MAX_RUNS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else MAX_RUNS
+
+
 def system_id(engine: str, voice: str) -> str:
     """The display id of a system: `engine:voice` (voices may contain colons; engine ids do not)."""
     return f"{engine}:{voice}"
@@ -114,12 +126,17 @@ def from_screen(screen_choice: str, left: str) -> str:
 class Arena:
     """Runs and votes in one SQLite file. Nothing is opened until a method needs it."""
 
-    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 2.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike | None = None, timeout: float = 2.0, keep_runs: int | None = None
+    ) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.timeout = timeout
+        self.keep_runs = max_runs() if keep_runs is None else keep_runs
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple | None = None  # `_fingerprint()` of the files when the connection opened them
         self._lock = threading.RLock()
         self._problem: str | None = None
+        self._board: tuple[tuple, list[dict[str, Any]]] | None = None  # (votes state + arguments, rows)
 
     @property
     def problem(self) -> str | None:
@@ -154,7 +171,23 @@ class Arena:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
-            return int(cursor.lastrowid)
+            run_id = int(cursor.lastrowid)
+            self._prune(conn)
+            return run_id
+
+    def _prune(self, conn: sqlite3.Connection) -> int:
+        """Delete the oldest runs past `keep_runs` that no vote points at; returns how many went."""
+        excess = conn.execute("SELECT count(*) FROM runs").fetchone()[0] - self.keep_runs
+        if excess <= 0:
+            return 0
+        cursor = conn.execute(
+            "DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE id NOT IN"
+            " (SELECT a_run_id FROM votes WHERE a_run_id IS NOT NULL"
+            "  UNION SELECT b_run_id FROM votes WHERE b_run_id IS NOT NULL)"
+            " ORDER BY id LIMIT ?)",
+            (excess,),
+        )
+        return cursor.rowcount
 
     def record_vote(
         self, text: str, a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, choice: str, left: str = "a"
@@ -198,10 +231,16 @@ class Arena:
         return self._rows("runs", RUN_COLUMNS)
 
     def leaderboard(self, confidence: float = 0.95, bootstrap: int = 200, seed: int = 0) -> list[dict[str, Any]]:
-        """Ratings of every system with at least one vote, best first (see `rank`)."""
+        """Ratings of every system with at least one vote, best first (see `rank`); computed again only
+        when the votes have changed (a vote from any process) since the last call."""
         with self._db() as conn:
+            key = (*conn.execute("SELECT max(id), count(*) FROM votes").fetchone(), confidence, bootstrap, seed)
+            if self._board is not None and self._board[0] == key:
+                return [dict(row) for row in self._board[1]]
             pairs = conn.execute("SELECT a_system, b_system, choice FROM votes").fetchall()
-        return rank(pairs, confidence=confidence, bootstrap=bootstrap, seed=seed)
+        board = rank(pairs, confidence=confidence, bootstrap=bootstrap, seed=seed)
+        self._board = (key, board)
+        return [dict(row) for row in board]
 
     # --- exports -------------------------------------------------------------------------------------
 
@@ -268,6 +307,23 @@ class Arena:
                 self._conn.close()
                 self._conn = None
 
+    def _fingerprint(self) -> tuple | None:
+        """(device, inode, header intact, the WAL file's device and inode) of the files on disk; None when
+        the database file is gone. A change since the connection opened them means it must open them again:
+        an open connection would go on reading its cache and writing into files nobody will read."""
+        try:
+            stat = os.stat(self.path)
+            with open(self.path, "rb") as handle:
+                intact = handle.read(16) == b"SQLite format 3\x00"
+        except FileNotFoundError:
+            return None
+        try:
+            wal = os.stat(f"{self.path}-wal")
+            wal_id = (wal.st_dev, wal.st_ino)
+        except FileNotFoundError:
+            wal_id = None
+        return (stat.st_dev, stat.st_ino, intact, wal_id)
+
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         """The open connection, one user at a time; sqlite and OS errors become one sentence.
@@ -277,8 +333,12 @@ class Arena:
         """
         with self._lock:
             try:
+                if self._conn is not None and self._fingerprint() != self._identity:
+                    log.warning("arena database %s was changed on disk (deleted, replaced or damaged)", self.path)
+                    self.close()
                 if self._conn is None:
                     self._conn = self._open()
+                    self._identity = self._fingerprint()
                 yield self._conn
                 self._problem = None
             except (ArenaUnavailable, sqlite3.Error, OSError) as exc:

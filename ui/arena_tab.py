@@ -22,7 +22,7 @@ from engines.voice_library import list_voices
 from evaluation.arena import ArenaUnavailable, from_screen
 from evaluation.compare import Slot, parse_slot
 
-from . import charts
+from . import charts, janitor
 from .common import OUTPUT_DIR, user_errors
 from .compare_tab import ARENA, run_slots
 
@@ -75,7 +75,9 @@ def leaderboard() -> list[list]:
 def export() -> list[str]:
     """Votes and runs as CSV and JSON files."""
     folder = tempfile.mkdtemp(prefix="arena-", dir=_output_dir())
-    return [str(p) for p in ARENA.export_files(folder)]
+    paths = [str(p) for p in ARENA.export_files(folder)]
+    janitor.written()
+    return paths
 
 
 def _output_dir() -> str:

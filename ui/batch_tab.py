@@ -5,6 +5,7 @@ and `manifest.json`, and see the manifest as a table (bad rows show their error 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import gradio as gr
 from engines import registry
 from engines.base import InputError
 from engines.batch import parse, render, zip_folder
+from engines.reference import read_upload
 from engines.voice_library import list_voices
 
+from . import janitor
 from .common import OUTPUT_DIR, user_errors
 from .output import output_controls, settings_from
 
@@ -71,14 +74,19 @@ def batch_render(
         raise InputError("Upload a .txt or .csv batch file first.")
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     upload = Path(file)  # a temp file Gradio stored for the upload; only its bytes and suffix are used
-    items = parse(upload.read_bytes(), upload.suffix, engine or "kokoro", voice or "")
+    items = parse(read_upload(upload, "batch file"), upload.suffix, engine or "kokoro", voice or "")
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     out_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=OUTPUT_DIR))
     progress((0, len(items)), desc="Rendering", unit="clips")
-    manifest = render(
-        items, out_dir / "clips", fmt, settings, progress=lambda done, total: progress((done, total), unit="clips")
-    )
-    archive = zip_folder(out_dir / "clips", out_dir / "batch.zip")
+    try:
+        manifest = render(
+            items, out_dir / "clips", fmt, settings, progress=lambda done, total: progress((done, total), unit="clips")
+        )
+        archive = zip_folder(out_dir / "clips", out_dir / "batch.zip")
+    except BaseException:  # a full disk, a stopped run: no half-written folder is left behind
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    janitor.written()
     rows = [
         [
             i["index"],

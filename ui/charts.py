@@ -1,15 +1,15 @@
-"""Pictures for the comparison: a metrics table, a grouped bar chart and waveform + spectrogram plots."""
+"""Pictures for the comparison: a metrics table, a grouped bar chart and waveform + spectrogram plots.
+
+Figures are plain `matplotlib.figure.Figure` objects, never registered with pyplot: nothing keeps them
+once Gradio has drawn them (pyplot's figures live until closed, two per comparison on a busy page).
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display on a server
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from engines.base import SAMPLE_RATE  # noqa: E402
+from engines.base import SAMPLE_RATE
 
 ROWS = (
     ("ttfa_s", "time to first audio (s)"),
@@ -35,7 +35,8 @@ def table(named: dict[str, dict | None]) -> list[list]:
 
 def bars(named: dict[str, dict | None]):
     """Grouped bars: seconds on the left, quality scores on the right."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
+    fig = Figure(figsize=(9, 2.8), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, keys, unit in ((axes[0], TIMES, "seconds"), (axes[1], SCORES, "score")):
         x = np.arange(len(keys))
         width = 0.8 / max(1, len(named))
@@ -50,7 +51,8 @@ def bars(named: dict[str, dict | None]):
 
 def waveforms(named: dict[str, np.ndarray | None], sample_rate: int = SAMPLE_RATE):
     """Waveform above spectrogram for each clip, side by side."""
-    fig, axes = plt.subplots(2, len(named), figsize=(9, 4), layout="constrained", squeeze=False)
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    axes = fig.subplots(2, len(named), squeeze=False)
     for col, (name, audio) in enumerate(named.items()):
         top, bottom = axes[0][col], axes[1][col]
         top.set_title(name, fontsize=9)

@@ -3,10 +3,12 @@ engine banners."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -20,23 +22,39 @@ from engines.base import EngineError, SynthesisRequest
 from engines.timing import RunStats, enter
 from engines.work_queue import Ticket
 
+from . import janitor
+from .janitor import OUTPUT_DIR
+
 log = logging.getLogger(__name__)
-OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
+_FULL = "The server's disk is full, so the result could not be saved; please try again in a few minutes."
+_READ_ONLY = "The server cannot save results right now (its output folder is not writable); please try again later."
+NO_FFMPEG = (
+    "Streaming to the page needs ffmpeg, which is not installed on this server; the whole-file download still works."
+)
+DISK_ERRORS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY, errno.EACCES: _READ_ONLY}
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn engine errors into one-sentence gr.Error toasts; never show a traceback."""
+    """Turn engine errors (and a full or read-only disk) into one-sentence gr.Error toasts; never show a
+    traceback. A generator streams audio into the page, which needs ffmpeg: without it, it is refused at once."""
 
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
             return gr.Error(str(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+            log.error("%s could not write its output: %s", fn.__name__, exc)
+            janitor.written()  # a sweep may free room
+            return gr.Error(DISK_ERRORS[exc.errno])
         log.exception("%s failed", fn.__name__)
         return gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.")
 
-    if inspect.isgeneratorfunction(fn):
+    if inspect.isgeneratorfunction(fn):  # the page's streamed events: Gradio encodes each piece with ffmpeg
 
         @functools.wraps(fn)
         def generator(*args, **kwargs):
+            if shutil.which("ffmpeg") is None:  # refused before any work: Gradio would fail after it
+                log.error("ffmpeg is not installed: the page cannot stream audio")
+                raise gr.Error(NO_FFMPEG)
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error:
@@ -105,7 +123,14 @@ def banner(engine_id: str) -> str:
 
 
 def clip_path(audio: np.ndarray, prefix: str, fmt: str = "wav") -> str:
+    """Write a clip for download into `OUTPUT_DIR` (kept for `OUTPUT_TTL_S`); a failed write leaves nothing."""
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f"{prefix}-", suffix=f".{fmt}", dir=OUTPUT_DIR)
     os.close(handle)
-    return str(write(Path(name), audio, fmt))
+    try:
+        path = str(write(Path(name), audio, fmt))
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    janitor.written()
+    return path

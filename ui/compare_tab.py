@@ -16,7 +16,6 @@ import os
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -24,7 +23,7 @@ import numpy as np
 from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import SAMPLE_RATE, EngineError, InputError
-from engines.reference import load_reference, settle_transcript
+from engines.reference import load_reference, read_upload, settle_transcript
 from engines.timing import RunStats
 from engines.voice_library import list_voices
 from evaluation.arena import Arena
@@ -42,7 +41,7 @@ from evaluation.compare import (
     stream_slot,
 )
 
-from . import charts
+from . import charts, janitor
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str) ->
     if engine == "qwen-clone" and not voice:
         if not ref_path:
             raise InputError("Upload or record a reference clip to clone, or pick a saved voice.")
-        reference = load_reference(Path(ref_path).read_bytes())
+        reference = load_reference(read_upload(ref_path, "reference clip"))
         text, x_vector_only, notice = settle_transcript(reference, transcript, False)
         if notice:
             gr.Info(notice)
@@ -145,6 +144,7 @@ def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
     handle, name = tempfile.mkstemp(prefix="metrics-", suffix=".json", dir=OUTPUT_DIR)
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(summary, out, ensure_ascii=False, indent=1)
+    janitor.written()
     pictures = {label: (r.audio if r.finished else None) for label, r in labels.items()}
     return (
         gr.update(value=charts.table(figures), headers=["metric", *labels]),

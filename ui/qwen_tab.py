@@ -8,7 +8,6 @@ instructions; a model that cannot be found offline makes the tab say so in one s
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import gradio as gr
 
@@ -16,7 +15,7 @@ from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, join, to_int16
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
 from engines.qwen import QwenCloneEngine, catalogue
-from engines.reference import Reference, load_reference, settle_transcript
+from engines.reference import Reference, load_reference, read_upload, settle_transcript
 from engines.timing import RunStats, timed_stream
 from engines.voice_library import delete_voice, list_voices, save_voice
 
@@ -29,7 +28,7 @@ INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0
 
 def _reference(path: str | None) -> Reference | None:
     """Decode the clip Gradio stored for an upload or recording (a server-side temp file)."""
-    return load_reference(Path(path).read_bytes()) if path else None
+    return load_reference(read_upload(path, "reference clip")) if path else None
 
 
 def _speak(

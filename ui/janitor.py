@@ -1,0 +1,197 @@
+"""The folder the running app writes, and its bounds: what is older than `OUTPUT_TTL_S` goes, and the
+whole stays under `OUTPUT_MAX_MB`, oldest first.
+
+`OUTPUT_DIR` (`TTS_OUTPUT_DIR`, default `<temp>/tts-compare`) holds the page's clips, batch folders and
+zips, metrics files and arena exports; Gradio's own cache (uploads, copies of returned files, streamed
+segments) is `GRADIO_TEMP_DIR`, which the app points at `OUTPUT_DIR/gradio-cache` unless the operator
+set it. Both are swept by one `Janitor`: a daemon thread every `SWEEP_EVERY_S` and soon after each
+write (`written()`). Each top-level entry of a folder (a file, or a folder such as `batch-…/` or one of
+Gradio's hash folders) is one unit, aged by its newest file. Units younger than `GRACE_S` are never
+removed to meet the size bound (they may still be being written or downloaded); expired ones always
+are. Nothing else is touched: the CLI's `--out` files, `VOICE_LIBRARY_DIR` and `ARENA_DB` live
+elsewhere. This module imports nothing from Gradio, so `app.py` can set `GRADIO_TEMP_DIR` before
+Gradio reads it at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
+GRADIO_CACHE_NAME = "gradio-cache"
+SWEEP_EVERY_S = 60.0
+GRACE_S = 30.0  # a unit this young may still be being written or fetched: the size bound waits for it
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        log.warning("%s=%r is not a number; using %g", name, raw, default)
+        return default
+    return value if value > 0 else default
+
+
+def ttl_s() -> float:
+    """`OUTPUT_TTL_S`: seconds a written file is kept (default 3600)."""
+    return _env_number("OUTPUT_TTL_S", 3600.0)
+
+
+def max_bytes() -> int:
+    """`OUTPUT_MAX_MB`: the most the written folders may hold together, in bytes (default 2048 MB)."""
+    return int(_env_number("OUTPUT_MAX_MB", 2048.0) * 2**20)
+
+
+def gradio_cache_dir() -> Path:
+    """Gradio's cache folder as Gradio computes it (`GRADIO_TEMP_DIR`, else `<temp>/gradio`)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def use_own_gradio_cache() -> Path:
+    """Point Gradio's cache into `OUTPUT_DIR` unless the operator chose a folder; call before importing
+    Gradio (it reads the variable at import). Returns the folder."""
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(OUTPUT_DIR / GRADIO_CACHE_NAME))
+    return gradio_cache_dir()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One top-level entry of a swept folder: removed whole."""
+
+    path: Path
+    size: int
+    newest: float  # mtime of its newest file (the entry's own for a file)
+
+
+def _unit(path: Path) -> Unit | None:
+    try:
+        stat = path.lstat()
+    except FileNotFoundError:
+        return None
+    if not path.is_dir() or path.is_symlink():
+        return Unit(path, stat.st_size, stat.st_mtime)
+    size, newest = 0, None  # a folder is as old as its newest file (an empty one: its own time)
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                inner = os.lstat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            size += inner.st_size
+            newest = inner.st_mtime if newest is None else max(newest, inner.st_mtime)
+    return Unit(path, size, stat.st_mtime if newest is None else newest)
+
+
+def _remove(unit: Unit) -> bool:
+    try:
+        if unit.path.is_dir() and not unit.path.is_symlink():
+            shutil.rmtree(unit.path)
+        else:
+            unit.path.unlink()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        log.warning("could not remove %s: %s", unit.path, exc)
+        return False
+    return True
+
+
+class Janitor:
+    """Keeps folders bounded by age and total size; `sweep()` once, `start()` a daemon thread."""
+
+    def __init__(
+        self, roots: list[Path], ttl_s: float, max_bytes: int, grace_s: float = GRACE_S, every_s: float = SWEEP_EVERY_S
+    ) -> None:
+        self.roots = [Path(r) for r in roots]
+        self.ttl_s, self.max_bytes, self.grace_s, self.every_s = ttl_s, max_bytes, grace_s, every_s
+        self._wake = threading.Event()
+        self._sweeping = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def units(self) -> list[Unit]:
+        """Every unit of every root, oldest first (a root nested in another is not a unit of it)."""
+        roots = {r.resolve() for r in self.roots}
+        found = []
+        for root in self.roots:
+            try:
+                entries = list(root.iterdir())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.resolve() in roots:
+                    continue
+                unit = _unit(entry)
+                if unit is not None:
+                    found.append(unit)
+        return sorted(found, key=lambda u: u.newest)
+
+    def sweep(self, now: float | None = None) -> dict:
+        """Remove expired units, then the oldest until the total fits (sparing units under the grace age).
+        Returns {"removed": n, "freed_bytes": b, "kept_bytes": b, "kept": n}."""
+        with self._sweeping:
+            now = time.time() if now is None else now
+            units = self.units()
+            total = sum(u.size for u in units)
+            removed = freed = 0
+            kept = []
+            for unit in units:  # oldest first
+                age = now - unit.newest
+                expired = age > self.ttl_s
+                over = total > self.max_bytes and age > self.grace_s
+                if (expired or over) and _remove(unit):
+                    removed, freed, total = removed + 1, freed + unit.size, total - unit.size
+                else:
+                    kept.append(unit)
+            if removed:
+                log.info(
+                    "output janitor removed %d entries (%.1f MB); %.1f MB kept", removed, freed / 2**20, total / 2**20
+                )
+            return {"removed": removed, "freed_bytes": freed, "kept_bytes": total, "kept": len(kept)}
+
+    def written(self) -> None:
+        """Something was written: sweep soon (in the janitor's thread, never in the caller's)."""
+        self._wake.set()
+
+    def start(self) -> Janitor:
+        """Sweep every `every_s` and after each `written()`, in a daemon thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="output-janitor", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sweep()
+            except Exception:  # a sweep must never end the thread
+                log.exception("output janitor sweep failed")
+            self._wake.wait(self.every_s)
+            self._wake.clear()
+
+
+_app_janitor: Janitor | None = None
+
+
+def start() -> Janitor:
+    """The app's janitor over `OUTPUT_DIR` and Gradio's cache, with the bounds of the environment;
+    started once (later calls return it)."""
+    global _app_janitor
+    if _app_janitor is None:
+        _app_janitor = Janitor([OUTPUT_DIR, gradio_cache_dir()], ttl_s(), max_bytes()).start()
+    return _app_janitor
+
+
+def written() -> None:
+    """Tell the app's janitor, when it runs, that a file was written: it sweeps soon."""
+    if _app_janitor is not None:
+        _app_janitor.written()
