@@ -23,13 +23,15 @@ OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn engine errors into one-sentence gr.Error toasts; never show a traceback."""
+    """Turn engine errors into one-sentence gr.Error toasts; never show a traceback, an exception
+    class or a path. The handler is marked `starts_work`: `api.guard`'s per-client rate limit counts
+    the events whose handler carries the mark (app.py reads it)."""
 
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
             return gr.Error(str(exc))
         log.exception("%s failed", fn.__name__)
-        return gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.")
+        return gr.Error("Synthesis failed unexpectedly; please try again.")
 
     if inspect.isgeneratorfunction(fn):
 
@@ -42,6 +44,7 @@ def user_errors(fn: Callable) -> Callable:
             except Exception as exc:
                 raise fail(exc) from None
 
+        generator.starts_work = True
         return generator
 
     @functools.wraps(fn)
@@ -53,6 +56,7 @@ def user_errors(fn: Callable) -> Callable:
         except Exception as exc:
             raise fail(exc) from None
 
+    plain.starts_work = True
     return plain
 
 
