@@ -36,7 +36,7 @@ from .base import (
     VoiceInfo,
 )
 from .text import SENTENCE, split_clauses
-from .weights import hub_offline
+from .weights import hub_offline, source_name
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class QwenEngine:
         info = EngineInfo(id=self.engine_id, name=MODELS[self.kind][2], loaded=self._model is not None, backend="torch")
         try:
             kind, where = model_location(self.kind)
-            info.weights_source = self._source or f"{kind}: {where}"
+            info.weights_source = self._source or source_name(kind, where)
             info.device = self._device
         except UnavailableError as exc:
             info.available, info.reason = False, str(exc)
@@ -166,9 +166,9 @@ class QwenEngine:
         except Exception as exc:  # missing files, bad config, download failure
             log.exception("Loading %s failed", where)
             raise UnavailableError(
-                f"Could not load {MODELS[self.kind][2]} from {where} ({type(exc).__name__})."
+                f"Could not load {MODELS[self.kind][2]} ({source_name(kind, where)}); the server log says why."
             ) from exc
-        self._device, self._source = device, f"{kind}: {where}"
+        self._device, self._source = device, source_name(kind, where)
 
     def unload(self) -> None:
         self._model = None
