@@ -3,7 +3,7 @@
 UI only: every model call goes through the engine registry, every figure shown comes from
 `engines.timing`. Errors reach the user as one sentence (gr.Error), never as a traceback.
 `main()` serves the page, its Gradio API (also as MCP tools) and the OpenAI-compatible routes of
-`api/` on one server.
+`api/` on one server, behind `api.guard` (API keys, the per-client rate limit, CORS).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ janitor.use_own_gradio_cache()  # before Gradio is imported: it reads GRADIO_TEM
 
 import gradio as gr  # noqa: E402
 
+from api import guard  # noqa: E402
 from api import router as api_router  # noqa: E402
 from engines import registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
@@ -47,6 +48,14 @@ def build() -> gr.Blocks:
         build_arena_tab()
         demo.load(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
     return demo
+
+
+def work_events(demo: gr.Blocks) -> guard.StartsWork:
+    """Which events start work, for the rate limit: those whose handler `ui.common.user_errors`
+    marked (every handler that runs an engine); page loads, examples and UI updates do not count."""
+    marked = {fn_id: block_fn for fn_id, block_fn in demo.fns.items() if getattr(block_fn.fn, "starts_work", False)}
+    ids, names = set(marked), {block_fn.api_name for block_fn in marked.values()}
+    return lambda fn_index, api_name: fn_index in ids if api_name is None else api_name in names
 
 
 def preload(engine_id: str) -> None:
@@ -84,7 +93,14 @@ def main() -> None:
     threading.Thread(target=lambda: [preload(e) for e in available], daemon=True).start()
     janitor.start()  # TTS_OUTPUT_DIR and Gradio's cache: OUTPUT_TTL_S, OUTPUT_MAX_MB
     demo = build()
-    demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE).launch(
+    serve(demo)
+    demo.block_thread()
+
+
+def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
+    """Launch `demo` (queue settings, the /v1 routes, MCP) with `api.guard` in front; returns once it
+    serves (`launch_kwargs` override the defaults, e.g. a port in tests)."""
+    options = dict(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),
@@ -97,7 +113,16 @@ def main() -> None:
         # port and forwards only Gradio's own paths to Python, so /v1 would reach the page renderer.
         ssr_mode=False,
     )
-
+    options.update(launch_kwargs)
+    # uvicorn believes X-Forwarded-For from loopback peers and rewrites the client address with it, so
+    # a forged header from this machine would move a client to another rate-limit bucket; the proxies
+    # this app trusts are counted by TRUSTED_PROXY_HOPS instead (api.auth.client_address).
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+    demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE).launch(**options, prevent_thread_lock=True)
+    # Outside Gradio's own middleware (its CORS answers every origin): keys, rate limit, CORS. Put in
+    # place right after the server starts, before this function returns and the page is announced.
+    guard.install(demo.app, work_events(demo))
+    return demo
 
 if __name__ == "__main__":
     main()

@@ -7,10 +7,13 @@ engine registry in a worker thread, first come, first served per engine (`engine
 `instructions` reach a model that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS
 CustomVoice 1.7B); any other model speaks without them and the answer says so (`X-Output-Notes`, or the SSE done event's `notes`).
 Every error is OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}` with one
-sentence: 400 bad input, 404 unknown model or voice, 413 input over the limit, 503 engine
+sentence (never a path, command line or exception class): 400 bad input (the body is read by
+`api.strict_json`: not UTF-8, too deep, numbers too long, duplicate keys, wrong types), 404 unknown
+model or voice, 413 input over the limit, 415 a body that is not `application/json`, 503 engine
 unavailable (`engine_unavailable`) or busy (`server_busy`, with `Retry-After`: more requests already
-wait for the engine than `MAX_WAITING`), 500 anything unexpected (logged). Every answer with audio
-carries `X-Queue-Wait`, the seconds it waited in the engine's line before synthesis began.
+wait for the engine than `MAX_WAITING`), 500 anything unexpected (logged). Keys and the rate limit
+(401, 429) are `api.guard`'s. Every answer with audio carries `X-Queue-Wait`, the seconds it waited in
+the engine's line before synthesis began.
 
 Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
 encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
@@ -65,7 +68,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictStr, ValidationError
 
 from engines import registry
 from engines.audio import FORMATS, MEDIA_TYPES, OPUS_ARGS, OutputSettings, StreamLeveler, encode, process, to_int16
@@ -80,6 +83,8 @@ from engines.base import (
 )
 from engines.timing import RunStats, enter, synthesize, timed_stream
 
+from .strict_json import BadJson
+from .strict_json import parse as parse_json
 from .voices import UnknownName, openai_voices, resolve_model, resolve_voice, voices
 
 log = logging.getLogger(__name__)
@@ -110,11 +115,11 @@ class SpeechBody(BaseModel):
     input: StrictStr
     voice: StrictStr
     response_format: StrictStr = "mp3"
-    speed: float = 1.0
+    speed: StrictFloat = 1.0  # a JSON number (an integer too); "1.0" as a string is a 400
     stream_format: StrictStr | None = None  # "audio" or "sse": stream; left out: the whole file
     instructions: StrictStr | None = None  # a style instruction, for a model that follows them
     language: StrictStr | None = None  # extension: the text's language (engine's names; default Auto)
-    lufs: float | None = None  # extension: loudness target of the clip, peak-guarded
+    lufs: StrictFloat | None = None  # extension: loudness target of the clip, peak-guarded
     # extensions, whole files only: what the page's Output section does
     peak_normalize: StrictBool = False
     trim: StrictBool = False
@@ -125,7 +130,10 @@ class SpeechBody(BaseModel):
 class ApiError(Exception):
     """An error answered as OpenAI's JSON error object."""
 
-    TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+    TYPES = {
+        400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+        413: "invalid_request_error", 415: "invalid_request_error", 429: "requests",
+    }  # fmt: skip
 
     def __init__(
         self, status: int, message: str, code: str, param: str | None = None, headers: dict | None = None
@@ -508,7 +516,8 @@ class _FfmpegEncoder:
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
         except OSError as exc:
             self.errors.close()
-            raise EngineError(f"The {fmt} stream encoder (ffmpeg) could not start: {exc}.") from None
+            log.warning("ffmpeg could not start: %s", exc)
+            raise EngineError(f"The {fmt} stream encoder could not start.") from None
         self.reader = threading.Thread(target=self._read, name=f"ffmpeg-{fmt}-reader", daemon=True)
         self.reader.start()
 
@@ -552,10 +561,18 @@ class _FfmpegEncoder:
         self.process.wait()
         self.errors.seek(0)
         detail = self.errors.read().decode("utf-8", "replace").strip().splitlines()
-        return EngineError(f"The {self.fmt} stream encoder (ffmpeg) failed: {detail[-1] if detail else 'no output'}.")
+        log.warning("ffmpeg (%s stream) failed: %s", self.fmt, detail[-1] if detail else "no output")
+        return EngineError(f"The {self.fmt} stream encoder failed.")
 
 
 async def _read_json(request: Request) -> object:
+    """The request's JSON body: only `application/json` (UTF-8), at most `MAX_BODY_BYTES`, read strictly."""
+    media_type, _, params = request.headers.get("content-type", "").partition(";")
+    charset = params.strip().lower().removeprefix("charset=").strip('"') if "charset=" in params.lower() else "utf-8"
+    if media_type.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
+        raise ApiError(
+            415, "The request body must be JSON sent with Content-Type: application/json.", "unsupported_media_type"
+        )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, f"The request body is over {MAX_BODY_BYTES // 1024} KiB.", "body_too_large")
@@ -565,9 +582,9 @@ async def _read_json(request: Request) -> object:
         if len(raw) > MAX_BODY_BYTES:
             raise ApiError(413, f"The request body is over {MAX_BODY_BYTES // 1024} KiB.", "body_too_large")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "The request body is not valid JSON.", "invalid_json") from None
+        return parse_json(bytes(raw))
+    except BadJson as exc:
+        raise ApiError(400, str(exc), "invalid_json") from None
 
 
 def _parse(body: object) -> SpeechBody:
@@ -601,4 +618,4 @@ def _error(exc: Exception) -> ApiError:
         log.warning("Speech request failed: %s", exc)
         return ApiError(500, str(exc), "engine_error")
     log.exception("Speech request failed unexpectedly")
-    return ApiError(500, f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.", "internal_error")
+    return ApiError(500, "Synthesis failed unexpectedly; please try again.", "internal_error")

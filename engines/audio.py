@@ -487,10 +487,12 @@ def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
     try:
         done = subprocess.run(command, input=pcm, capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"The Opus encoder (ffmpeg) failed: {exc}.") from None
+        log.warning("ffmpeg (Opus) could not run: %s", exc)
+        raise EngineError("The Opus encoder failed; try another format.") from None
     if done.returncode != 0 or not done.stdout:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise EngineError(f"The Opus encoder (ffmpeg) failed: {detail[-1] if detail else 'no output'}.")
+        log.warning("ffmpeg (Opus) failed: %s", detail[-1] if detail else "no output")
+        raise EngineError("The Opus encoder failed; try another format.")
     return done.stdout
 
 

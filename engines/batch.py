@@ -216,7 +216,7 @@ def render(
             except Exception as exc:  # a model failure on one group must not end the batch
                 log.exception("Batch group failed")
                 for item in group:
-                    item.error = f"Synthesis failed unexpectedly ({type(exc).__name__})."
+                    item.error = "Synthesis failed unexpectedly."
             else:
                 for item, clip in zip(group, clips, strict=True):
                     _finish(item, clip, out_dir, fmt, settings)

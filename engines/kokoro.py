@@ -35,7 +35,7 @@ from .base import (
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
 from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
-from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro
+from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class KokoroEngine:
             else:
                 kind, where = kokoro_location()
                 info.backend = "onnx" if kind == "packaged" else "torch"
-                info.weights_source = where if kind == "packaged" else f"{kind}: {where}"
+                info.weights_source = source_name(kind, where)
         except UnavailableError as exc:
             info.available, info.reason = False, str(exc)
         info.voices = self.voices()

@@ -99,7 +99,7 @@ class TorchBackend:
             if self._weights.voices_dir is not None:
                 path = Path(self._weights.voices_dir) / f"{name}.pt"
                 if not path.is_file():
-                    raise UnavailableError(f"The voice {name} is not in {self._weights.voices_dir}.")
+                    raise UnavailableError(f"The voice {name} is not in the local Kokoro folder's voices/.")
             else:
                 path = hub_voice(self._weights.repo_id or "hexgrad/Kokoro-82M", name)
             tensor = self._torch.load(path, map_location="cpu", weights_only=True)

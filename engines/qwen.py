@@ -40,7 +40,7 @@ from .base import (
 )
 from .lru import BoundedLRU
 from .text import SENTENCE, split_clauses
-from .weights import hub_offline
+from .weights import hub_offline, source_name
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class QwenEngine:
         info = EngineInfo(id=self.engine_id, name=MODELS[self.kind][2], loaded=self._model is not None, backend="torch")
         try:
             kind, where = model_location(self.kind)
-            info.weights_source = self._source or f"{kind}: {where}"
+            info.weights_source = self._source or source_name(kind, where)
             info.device = self._device
         except UnavailableError as exc:
             info.available, info.reason = False, str(exc)
@@ -190,7 +190,7 @@ class QwenEngine:
                 f"Could not load {MODELS[self.kind][2]}: the weights that {MODELS[self.kind][0]} names are missing, "
                 "damaged or unreadable (the server log says which)."
             ) from exc
-        self._device, self._source = device, f"{kind}: {where}"
+        self._device, self._source = device, source_name(kind, where)
 
     def unload(self) -> None:
         self._model = None

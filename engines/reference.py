@@ -3,7 +3,8 @@
 Takes raw bytes (an upload or a recording; never a URL or a path typed by a user), decodes them
 with libsndfile (WAV, FLAC, OGG, MP3) or, for anything else, ffmpeg reading standard input, mixes
 down to mono, resamples to the model's rate and refuses, with one sentence each, what cannot make
-a usable reference: not audio, empty, too short, silent, too long, or too low a sample rate.
+a usable reference: not audio, empty, too short, silent, too long, over 8 channels, or too low a
+sample rate.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ MIN_SECONDS = 1.0
 MAX_SECONDS = 60.0
 MIN_RATE = 16_000
 SILENCE_PEAK = 1e-3  # -60 dBFS
+MAX_CHANNELS = 8  # a voice needs one; 64 channels of a 50 MB upload would decode to 100s of MB of floats
 MAX_UPLOAD_MB = 50  # default of `MAX_UPLOAD_MB`: the largest upload (reference clip or batch file) read
 
 
@@ -99,6 +101,8 @@ def load_reference(data: bytes, target_rate: int = 24_000) -> Reference:
 def _decode(data: bytes) -> tuple[np.ndarray, int, int]:
     try:
         info = sf.info(io.BytesIO(data))
+        if info.channels > MAX_CHANNELS:
+            raise InputError(f"The reference has {info.channels} channels; please use a mono or stereo clip.")
         if info.duration > MAX_SECONDS * 2:  # refuse before decoding an hour of audio
             raise InputError(
                 f"The reference is {info.duration:.0f} s long; please use a clip of 3 to {MAX_SECONDS:.0f} seconds."
@@ -109,6 +113,8 @@ def _decode(data: bytes) -> tuple[np.ndarray, int, int]:
     except Exception:
         audio, rate = _decode_with_ffmpeg(data)
     channels = audio.shape[1]
+    if channels > MAX_CHANNELS:
+        raise InputError(f"The reference has {channels} channels; please use a mono or stereo clip.")
     return audio.mean(axis=1).astype(np.float32), int(rate), channels
 
 

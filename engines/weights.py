@@ -40,7 +40,7 @@ class KokoroWeights:
     """Everything a Kokoro back-end needs to load, and where it came from."""
 
     backend: str  # "torch" or "onnx"
-    source: str  # shown in the UI: "hub: hexgrad/Kokoro-82M", "local: /path", "packaged: ..."
+    source: str  # shown in the UI (`source_name`): "hub: hexgrad/Kokoro-82M", "local folder", "packaged: ..."
     model_path: Path
     config_path: Path | None = None  # torch: config.json with the vocab
     voices_dir: Path | None = None  # torch, local: voices/<name>.pt
@@ -75,6 +75,14 @@ def _hub_reachable(endpoint: str) -> bool:
         return False
 
 
+def source_name(kind: str, where: str) -> str:
+    """Where weights come from, as users are told it: the packaged model's name, "hub: <repo id>",
+    or "local folder" (a folder's path stays on the server: logs only)."""
+    if kind == "local":
+        return "local folder"
+    return where if kind == "packaged" else f"{kind}: {where}"
+
+
 def kokoro_location() -> tuple[str, str]:
     """Where Kokoro will come from, decided without downloading: ("hub" | "local" | "packaged", where)."""
     location = os.environ.get("KOKORO_MODEL", "").strip() or DEFAULT_KOKORO_REPO
@@ -86,9 +94,8 @@ def kokoro_location() -> tuple[str, str]:
     if Path(location).expanduser().is_dir():
         return "local", str(Path(location).expanduser().resolve())
     if "/" not in location or location.startswith((".", "/", "~")):
-        raise UnavailableError(
-            f"KOKORO_MODEL={location!r} is neither a local folder nor a hub id like {DEFAULT_KOKORO_REPO}."
-        )
+        log.warning("KOKORO_MODEL=%r is neither a local folder nor a hub id", location)
+        raise UnavailableError(f"KOKORO_MODEL is neither a local folder nor a hub id like {DEFAULT_KOKORO_REPO}.")
     if hub_offline():
         if backend == "torch":
             raise UnavailableError(
@@ -113,10 +120,11 @@ def _local_kokoro(folder: Path) -> KokoroWeights:
     config = folder / "config.json"
     checkpoints = sorted(folder.glob("*.pth"))
     if not config.is_file() or not checkpoints:
-        raise UnavailableError(f"The Kokoro folder {folder} needs config.json and a .pth checkpoint (and voices/*.pt).")
+        log.warning("The Kokoro folder %s lacks config.json or a .pth checkpoint", folder)
+        raise UnavailableError("The Kokoro folder of KOKORO_MODEL needs config.json and a .pth checkpoint (and voices/*.pt).")
     return KokoroWeights(
         backend="torch",
-        source=f"local: {folder}",
+        source=source_name("local", str(folder)),
         model_path=checkpoints[0],
         config_path=config,
         voices_dir=folder / "voices",

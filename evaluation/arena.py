@@ -596,4 +596,4 @@ def _explain(exc: BaseException, path: Path) -> ArenaUnavailable:
         return ArenaUnavailable(
             f"The vote database {name} cannot be created or written where it is; set ARENA_DB to a writable path."
         )
-    return ArenaUnavailable(f"The vote database {name} cannot be used ({type(exc).__name__}); votes are off.")
+    return ArenaUnavailable(f"The vote database {name} cannot be used; votes are off.")

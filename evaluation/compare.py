@@ -141,7 +141,7 @@ def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChun
         result.error = str(exc)
     except Exception as exc:  # one slot's crash must not take the other down
         log.exception("slot %s failed", slot.system)
-        result.error = f"{slot.system} failed unexpectedly ({type(exc).__name__})."
+        result.error = f"{slot.system} failed unexpectedly."
 
 
 def is_english(slot: Slot, text: str) -> bool:

@@ -29,6 +29,7 @@ from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError
 
 VOICE = "jm_kumo"  # packaged offline voice
 SHORT = "Rice is often served in round bowls."
+JSON = {"Content-Type": "application/json"}
 LONG = "Rice is often served in round bowls. The juice of lemons makes fine punch. Four hours of steady work faced us."
 
 
@@ -113,7 +114,7 @@ def test_bad_input_gets_400_with_one_sentence_and_the_next_request_works(client)
     assert_error(speak(client, lufs=-99), 400, "loudness")
     assert_error(speak(client, voice="jm_kumo:1,jm_kumo:-1"), 400, "weight")
     assert_error(speak(client, voice=" "), 400, "choose a voice")
-    assert_error(client.post("/v1/audio/speech", content=b"{not json"), 400, "JSON")
+    assert_error(client.post("/v1/audio/speech", content=b"{not json", headers=JSON), 400, "JSON")
     assert_error(client.post("/v1/audio/speech", json=["a list"]), 400, "object")
     assert_error(client.post("/v1/audio/speech", json={"model": "kokoro", "voice": VOICE}), 400, "'input'")
     assert speak(client, response_format="wav").status_code == 200
@@ -130,7 +131,7 @@ def test_unknown_model_or_voice_gets_404(client):
 
 def test_input_over_the_limit_gets_413(client):
     assert_error(speak(client, input="a" * (MAX_TEXT_CHARS + 1)), 413, f"{MAX_TEXT_CHARS:,}")
-    assert_error(client.post("/v1/audio/speech", content=b" " * (300 * 1024)), 413, "KiB")
+    assert_error(client.post("/v1/audio/speech", content=b" " * (300 * 1024), headers=JSON), 413, "KiB")
 
 
 def test_a_model_that_cannot_be_found_gets_503(client, tmp_path, monkeypatch):
@@ -151,8 +152,8 @@ def test_an_unexpected_failure_is_a_logged_500_in_one_sentence(client, monkeypat
         raise RuntimeError("deep inside")
 
     monkeypatch.setattr(api.openai_speech, "synthesize", broken)
-    error = assert_error(speak(client), 500, "unexpectedly", "RuntimeError")
-    assert "deep inside" not in error["message"]
+    error = assert_error(speak(client), 500, "unexpectedly")
+    assert "deep inside" not in error["message"] and "RuntimeError" not in error["message"]  # no exception class
     assert any(r.exc_info and "deep inside" in str(r.exc_info[1]) for r in caplog.records)  # the server log has it
     monkeypatch.undo()
     assert speak(client, response_format="wav").status_code == 200

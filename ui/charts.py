@@ -2,6 +2,7 @@
 
 Figures are plain `matplotlib.figure.Figure` objects, never registered with pyplot: nothing keeps them
 once Gradio has drawn them (pyplot's figures live until closed, two per comparison on a busy page).
+User text (slot names, voice names) is drawn literally (`plain`), never as mathtext.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ TIMES = ("ttfa_s", "total_s", "duration_s")
 SCORES = ("wer", "similarity", "mos")
 
 
+def plain(text: str) -> str:
+    """User text as matplotlib draws it literally: `$` escaped (else `$…$` is parsed as mathtext,
+    which can fail or draw something else), at most 60 characters."""
+    text = text if len(text) <= 60 else text[:59] + "…"
+    text = " " + text if text.startswith("_") else text  # a legend leaves out labels starting with "_"
+    return text.replace("$", r"\$")
+
+
 def table(named: dict[str, dict | None]) -> list[list]:
     """Rows of `metric, <slot>, <slot>`; an em dash where a metric does not apply."""
     return [
@@ -42,7 +51,7 @@ def bars(named: dict[str, dict | None]):
         width = 0.8 / max(1, len(named))
         for i, (name, m) in enumerate(named.items()):
             values = [np.nan if (m or {}).get(k) is None else float(m[k]) for k in keys]
-            ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+            ax.bar(x + i * width - 0.4 + width / 2, values, width, label=plain(name))
         ax.set_xticks(x, [k.removesuffix("_s") for k in keys])
         ax.set_ylabel(unit)
     axes[0].legend(fontsize=8)
@@ -55,7 +64,7 @@ def waveforms(named: dict[str, np.ndarray | None], sample_rate: int = SAMPLE_RAT
     axes = fig.subplots(2, len(named), squeeze=False)
     for col, (name, audio) in enumerate(named.items()):
         top, bottom = axes[0][col], axes[1][col]
-        top.set_title(name, fontsize=9)
+        top.set_title(plain(name), fontsize=9)
         if audio is None or len(audio) == 0:
             top.text(0.5, 0.5, "no audio", ha="center", va="center", transform=top.transAxes)
             bottom.set_axis_off()

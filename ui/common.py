@@ -36,7 +36,9 @@ DISK_ERRORS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY
 
 def user_errors(fn: Callable) -> Callable:
     """Turn engine errors (and a full or read-only disk) into one-sentence gr.Error toasts; never show a
-    traceback. A generator streams audio into the page, which needs ffmpeg: without it, it is refused at once."""
+    traceback, an exception class or a path. A generator streams audio into the page, which needs ffmpeg:
+    without it, it is refused at once. The handler is marked `starts_work`: `api.guard`'s per-client rate
+    limit counts the events whose handler carries the mark (app.py reads it)."""
 
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
@@ -46,7 +48,7 @@ def user_errors(fn: Callable) -> Callable:
             janitor.written()  # a sweep may free room
             return gr.Error(DISK_ERRORS[exc.errno])
         log.exception("%s failed", fn.__name__)
-        return gr.Error(f"Synthesis failed unexpectedly ({type(exc).__name__}); please try again.")
+        return gr.Error("Synthesis failed unexpectedly; please try again.")
 
     if inspect.isgeneratorfunction(fn):  # the page's streamed events: Gradio encodes each piece with ffmpeg
 
@@ -62,6 +64,7 @@ def user_errors(fn: Callable) -> Callable:
             except Exception as exc:
                 raise fail(exc) from None
 
+        generator.starts_work = True
         return generator
 
     @functools.wraps(fn)
@@ -73,6 +76,7 @@ def user_errors(fn: Callable) -> Callable:
         except Exception as exc:
             raise fail(exc) from None
 
+    plain.starts_work = True
     return plain
 
 
