@@ -69,7 +69,7 @@ from engines.audio import FORMATS, MEDIA_TYPES, OPUS_ARGS, OutputSettings, Strea
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError, InputError, SynthesisRequest, UnavailableError
 from engines.timing import RunStats, synthesize, timed_stream
 
-from .voices import UnknownName, openai_voices, resolve_model, resolve_voice, voices
+from .voices import UnknownName, openai_voices, owner_of, resolve_model, resolve_voice, voices
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,11 @@ class SpeechBody(BaseModel):
 class ApiError(Exception):
     """An error answered as OpenAI's JSON error object."""
 
-    TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+    TYPES = {
+        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+        404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+        415: "invalid_request_error",
+    }  # fmt: skip
 
     def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -134,11 +138,12 @@ async def speech(request: Request) -> Response:
     """Speak `input` with `model` and `voice`: the clip in `response_format`, whole or streamed
     (`stream_format`: `audio` or `sse`)."""
     try:
+        owner = owner_of(request)  # whose saved voices `voice` may name
         body = _parse(await _read_json(request))
         if body.stream_format is not None:
-            plan = await run_in_threadpool(_prepare, body)  # engine look-ups block: off the event loop
+            plan = await run_in_threadpool(_prepare, body, owner)  # engine look-ups block: off the event loop
             return await _stream_response(plan)
-        clip = await run_in_threadpool(_speak, body)  # synthesis blocks: off the event loop
+        clip = await run_in_threadpool(_speak, body, owner)  # synthesis blocks: off the event loop
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
         return _error(exc).response()
     headers = {
@@ -168,14 +173,16 @@ def get_model(model: str) -> JSONResponse:
 
 
 @router.get("/audio/voices")
-def list_voices(model: str | None = None) -> JSONResponse:
-    """Every engine's voices (or one model's with `?model=`), and what OpenAI's voice names map to."""
+def list_voices(request: Request, model: str | None = None) -> JSONResponse:
+    """Every engine's voices (or one model's with `?model=`), and what OpenAI's voice names map to;
+    saved voices: only the calling key's."""
     try:
+        owner = owner_of(request)
         engine_ids = [resolve_model(model)] if model else list(registry.ENGINES)
         data, aliases = [], {}
         for engine_id in engine_ids:
             info = registry.info(engine_id)
-            data += voices(engine_id, info)
+            data += voices(engine_id, info, owner)
             aliases[engine_id] = openai_voices(engine_id, info)
         return JSONResponse({"object": "list", "data": data, "openai_voices": aliases})
     except Exception as exc:
@@ -219,8 +226,9 @@ class Plan:
     notes: tuple[str, ...] = ()  # what the answer should say about the request (an ignored field)
 
 
-def _prepare(body: SpeechBody) -> Plan:
-    """Blocking: check the request, client errors before engine state (nothing is synthesized)."""
+def _prepare(body: SpeechBody, owner: str | None = None) -> Plan:
+    """Blocking: check the request, client errors before engine state (nothing is synthesized);
+    `owner`: whose saved voices the request may name."""
     engine_id = resolve_model(body.model)
     if len(body.input) > MAX_TEXT_CHARS:
         raise ApiError(
@@ -244,12 +252,12 @@ def _prepare(body: SpeechBody) -> Plan:
         )  # fmt: skip
     settings = OutputSettings(lufs=body.lufs, **{name: getattr(body, name) for name in WHOLE_FILE_OPTIONS})
     info = registry.info(engine_id)
-    voice = resolve_voice(engine_id, body.voice, info)  # voices are known without loading the model
+    voice = resolve_voice(engine_id, body.voice, info, owner)  # voices are known without loading the model
     instruct, notes = (body.instructions or "").strip() or None, ()
     if instruct and not info.follows_instructions:
         instruct, notes = None, (f"instructions ignored: {info.name} does not follow style instructions.",)
     request = SynthesisRequest(
-        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct
+        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct, owner=owner
     )
     if not info.available:
         raise UnavailableError(info.reason)
@@ -277,9 +285,9 @@ def _stream_format(body: SpeechBody, fmt: str) -> str | None:
     return stream
 
 
-def _speak(body: SpeechBody) -> Clip:
+def _speak(body: SpeechBody, owner: str | None = None) -> Clip:
     """Blocking: check the request, synthesize one request at a time per engine, post-process, encode."""
-    plan = _prepare(body)
+    plan = _prepare(body, owner)
     with _engine_locks[plan.engine_id]:
         audio, _, stats = synthesize(plan.engine_id, plan.request)
     audio, notes = process(audio, SAMPLE_RATE, plan.settings)
