@@ -50,7 +50,9 @@ async def save(request: Request) -> JSONResponse:
         owner = owner_of(request)
         if owner is None and not shared():
             if os.environ.get("API_KEYS", "").strip():
-                raise ApiError(401, "Send your API key as 'Authorization: Bearer <key>' to save voices.", "invalid_api_key")
+                raise ApiError(
+                    401, "Send your API key as 'Authorization: Bearer <key>' to save voices.", "invalid_api_key"
+                )
             raise ApiError(
                 403, "Saving voices through /v1 needs API keys on this server (API_KEYS); save it on the page instead.",
                 "api_keys_required",
@@ -87,7 +89,9 @@ async def _read_form(request: Request) -> dict:
     try:
         form = await Request(request.scope, replay).form(max_files=1, max_fields=len(FIELDS))
     except Exception:  # malformed multipart, too many parts
-        raise ApiError(400, "The form could not be read; send multipart/form-data with one audio file.", "invalid_form") from None
+        raise ApiError(
+            400, "The form could not be read; send multipart/form-data with one audio file.", "invalid_form"
+        ) from None
     fields: dict = {}
     for key, value in form.multi_items():
         if key not in FIELDS:
