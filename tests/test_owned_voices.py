@@ -66,6 +66,21 @@ def test_the_page_keeps_its_browsers_token_or_mints_one(secret_in):
         assert fresh == shown and owners.owner_of_token(fresh) and fresh != token
 
 
+def test_a_signed_in_hugging_face_account_owns_its_voices_whatever_the_token(secret_in):
+    from types import SimpleNamespace
+
+    def request(session: dict | None):
+        scope = {"type": "http"} | ({"session": session} if session is not None else {})
+        return SimpleNamespace(request=SimpleNamespace(scope=scope, session=session))
+
+    signed_in = request({"oauth_info": {"userinfo": {"sub": "6543", "preferred_username": "ada"}}})
+    token = owners.new_token()
+    assert owners.owner_of("", signed_in) == owners.owner_of(token, signed_in) == "hf:6543"
+    assert owners.owner_of(token, request({})) == owners.owner_of_token(token)  # signed out: the token
+    assert owners.owner_of(token, request(None)) == owners.owner_of_token(token)  # no sign-in on this server
+    assert owners.owner_of("", None) is None
+
+
 # ----- the running app: the Gradio API (the same endpoints are the MCP tools) ----------------------
 
 
@@ -145,6 +160,20 @@ def test_the_endpoints_and_mcp_tools_take_an_owner_token(client):
         names = [p["parameter_name"] for p in info[endpoint]["parameters"]]
         assert "owner_token" in names and "request" not in names, endpoint
     assert "/owner_token" in info
+
+
+@pytest.mark.slow
+def test_the_mcp_tools_take_an_owner_token_and_say_what_it_is(app_url):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{app_url}gradio_api/mcp/schema", timeout=60) as response:
+        tools = {tool["name"]: tool for tool in json.loads(response.read())}
+    for name in ("save_reference", "delete_saved", "clone_stream", "compare_api", "batch_render"):
+        described = tools[name]["inputSchema"]["properties"]
+        assert "/owner_token" in described["owner_token"]["description"], name
+        assert "request" not in described, name
+    assert "owner_token" in tools and "save_from_page" not in tools and "my_library" not in tools
 
 
 def _csv(*rows: str):
