@@ -81,6 +81,21 @@ def test_a_signed_in_hugging_face_account_owns_its_voices_whatever_the_token(sec
     assert owners.owner_of("", None) is None
 
 
+def test_compare_runs_keep_a_visitors_voice_name_out_of_the_shared_records(secret_in, monkeypatch):
+    from test_voice_library import prompt
+
+    from engines import voice_library
+    from evaluation.compare import Slot
+    from ui.compare_tab import stored_voice
+
+    monkeypatch.delenv(voice_library.SHARED_ENV, raising=False)
+    owner = owners.owner_of_token(owners.new_token())
+    voice_library.save_voice("my-secret-name", prompt(), owner=owner)
+    assert stored_voice(Slot("qwen-clone", "my-secret-name", owner=owner)) == "saved voice"
+    assert stored_voice(Slot("kokoro", "jm_kumo", owner=owner)) == "jm_kumo"
+    assert stored_voice(Slot("qwen-clone", "", owner=owner)) == "reference"
+
+
 # ----- the running app: the Gradio API (the same endpoints are the MCP tools) ----------------------
 
 

@@ -26,7 +26,7 @@ from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.reference import load_reference, settle_transcript
 from engines.timing import RunStats
-from engines.voice_library import list_voices
+from engines.voice_library import list_voices, shared
 from evaluation.arena import Arena
 from evaluation.compare import (
     MATCH_LUFS,
@@ -122,6 +122,14 @@ def play(result: ClipResult, text: str) -> Iterator[tuple]:
         yield gr.skip(), status_line(result.slot.engine, result.stats, done=True)
 
 
+def stored_voice(slot: Slot) -> str:
+    """The voice as the shared run records (and their exports) name it: a visitor's own saved voice
+    is just "saved voice", its name is theirs alone."""
+    if slot.owner and slot.voice and slot.voice in list_voices(slot.owner) and not shared():
+        return "saved voice"
+    return slot.voice or "reference"
+
+
 def remember(result: ClipResult, text: str) -> int | None:
     """Store a finished run in the arena database (when usable); its id or None."""
     if not result.finished or not ARENA.available():
@@ -133,7 +141,7 @@ def remember(result: ClipResult, text: str) -> int | None:
             "playback_lufs": MATCH_LUFS, "reference": result.slot.reference is not None,
         }  # fmt: skip
         result.run_id = ARENA.record_run(
-            text, result.slot.engine, result.slot.voice or "reference", result.metrics or {}, manifest
+            text, result.slot.engine, stored_voice(result.slot), result.metrics or {}, manifest
         )
         return result.run_id
     except EngineError as exc:
