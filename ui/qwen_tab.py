@@ -304,7 +304,9 @@ def build_tab(owner: gr.Textbox) -> None:
                     with gr.Row():
                         c_name = gr.Textbox(label="Save as", placeholder="my-voice", scale=3, elem_id="qwen-save-name")
                         c_save = gr.Button("Save to library", scale=1, elem_id="qwen-save")
-                    c_share = gr.Checkbox(label="Share in the arena (others vote on it there, without its name)")
+                    c_share = gr.Checkbox(
+                        label="Share in the arena (anyone may hear it in blind pairs; its name shows after a vote)"
+                    )
                     with gr.Row(visible=False, elem_id="qwen-replace-row") as c_ask:
                         c_question = gr.Markdown()
                         c_replace = gr.Button("Replace it", variant="stop", scale=0, elem_id="qwen-replace")
