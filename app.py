@@ -27,6 +27,7 @@ from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
 from ui.common import banner as banner_for  # noqa: E402
 from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
 from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
+from ui.owner import build as build_owner  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
 
 log = logging.getLogger("app")
@@ -41,10 +42,11 @@ def build() -> gr.Blocks:
     with gr.Blocks(title="Kokoro vs Qwen3-TTS", delete_cache=(min(ttl, int(janitor.SWEEP_EVERY_S)), ttl)) as demo:
         gr.Markdown("# Open TTS side by side\nHear Kokoro-82M speak as it is being generated.")
         banner = gr.Markdown(banner_for("kokoro"))
+        owner = build_owner(demo)  # whose saved voices this visitor sees (a token kept in the browser)
         default_voice = build_kokoro_tab(banner)
-        build_qwen_tab()
-        build_batch_tab(default_voice)
-        build_compare_tab()
+        build_qwen_tab(owner)
+        build_batch_tab(default_voice, owner)
+        build_compare_tab(owner)
         build_arena_tab()
         demo.load(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
     return demo

@@ -1,9 +1,16 @@
 """HTTP APIs served next to the page: the OpenAI-compatible speech endpoint, models and voices.
 
-`router` holds the FastAPI routes (`/v1/...`); `app.main()` hands them to `gr.Blocks.launch` so
-they live on the same server as the page, the Gradio API and the MCP server.
+`router` holds the FastAPI routes (`/v1/...`): speech, models and voices (`openai_speech`), saving a
+cloned voice (`saved_voices`); `app.main()` hands them to `gr.Blocks.launch` so they live on the
+same server as the page, the Gradio API and the MCP server.
 """
 
-from .openai_speech import router
+from fastapi import APIRouter
+
+from .openai_speech import router as speech_router
+from .saved_voices import router as saved_voices_router
+
+router = APIRouter()
+router.routes.extend([*speech_router.routes, *saved_voices_router.routes])  # plain routes: app.py lists them
 
 __all__ = ["router"]

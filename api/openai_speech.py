@@ -85,7 +85,7 @@ from engines.timing import RunStats, enter, synthesize, timed_stream
 
 from .strict_json import BadJson
 from .strict_json import parse as parse_json
-from .voices import UnknownName, openai_voices, resolve_model, resolve_voice, voices
+from .voices import UnknownName, openai_voices, owner_of, resolve_model, resolve_voice, voices
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,9 @@ class ApiError(Exception):
     """An error answered as OpenAI's JSON error object."""
 
     TYPES = {
-        400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-        413: "invalid_request_error", 415: "invalid_request_error", 429: "requests",
+        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+        404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+        415: "invalid_request_error", 429: "requests",
     }  # fmt: skip
 
     def __init__(
@@ -156,14 +157,15 @@ async def speech(request: Request) -> Response:
     """Speak `input` with `model` and `voice`: the clip in `response_format`, whole or streamed
     (`stream_format`: `audio` or `sse`)."""
     try:
+        owner = owner_of(request)  # whose saved voices `voice` may name
         body = _parse(await _read_json(request))
         if body.stream_format is not None:
-            plan = await run_in_threadpool(_prepare, body)  # engine look-ups block: off the event loop
+            plan = await run_in_threadpool(_prepare, body, owner)  # engine look-ups block: off the event loop
             return await _stream_response(plan, request)
         gone = threading.Event()
         watcher = asyncio.create_task(_watch_disconnect(request, gone))
         try:
-            clip = await run_in_threadpool(_speak, body, gone.is_set)  # synthesis blocks: off the event loop
+            clip = await run_in_threadpool(_speak, body, owner, gone.is_set)  # synthesis blocks: off the event loop
         finally:
             watcher.cancel()
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
@@ -205,14 +207,16 @@ def get_model(model: str) -> JSONResponse:
 
 
 @router.get("/audio/voices")
-def list_voices(model: str | None = None) -> JSONResponse:
-    """Every engine's voices (or one model's with `?model=`), and what OpenAI's voice names map to."""
+def list_voices(request: Request, model: str | None = None) -> JSONResponse:
+    """Every engine's voices (or one model's with `?model=`), and what OpenAI's voice names map to;
+    saved voices: only the calling key's."""
     try:
+        owner = owner_of(request)
         engine_ids = [resolve_model(model)] if model else list(registry.ENGINES)
         data, aliases = [], {}
         for engine_id in engine_ids:
             info = registry.info(engine_id)
-            data += voices(engine_id, info)
+            data += voices(engine_id, info, owner)
             aliases[engine_id] = openai_voices(engine_id, info)
         return JSONResponse({"object": "list", "data": data, "openai_voices": aliases})
     except Exception as exc:
@@ -256,8 +260,9 @@ class Plan:
     notes: tuple[str, ...] = ()  # what the answer should say about the request (an ignored field)
 
 
-def _prepare(body: SpeechBody) -> Plan:
-    """Blocking: check the request, client errors before engine state (nothing is synthesized)."""
+def _prepare(body: SpeechBody, owner: str | None = None) -> Plan:
+    """Blocking: check the request, client errors before engine state (nothing is synthesized);
+    `owner`: whose saved voices the request may name."""
     engine_id = resolve_model(body.model)
     if len(body.input) > MAX_TEXT_CHARS:
         raise ApiError(
@@ -281,12 +286,12 @@ def _prepare(body: SpeechBody) -> Plan:
         )  # fmt: skip
     settings = OutputSettings(lufs=body.lufs, **{name: getattr(body, name) for name in WHOLE_FILE_OPTIONS})
     info = registry.info(engine_id)
-    voice = resolve_voice(engine_id, body.voice, info)  # voices are known without loading the model
+    voice = resolve_voice(engine_id, body.voice, info, owner)  # voices are known without loading the model
     instruct, notes = (body.instructions or "").strip() or None, ()
     if instruct and not info.follows_instructions:
         instruct, notes = None, (f"instructions ignored: {info.name} does not follow style instructions.",)
     request = SynthesisRequest(
-        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct
+        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct, owner=owner
     )
     if not info.available:
         raise UnavailableError(info.reason)
@@ -314,10 +319,10 @@ def _stream_format(body: SpeechBody, fmt: str) -> str | None:
     return stream
 
 
-def _speak(body: SpeechBody, cancelled: Callable[[], bool] | None = None) -> Clip | None:
+def _speak(body: SpeechBody, owner: str | None = None, cancelled: Callable[[], bool] | None = None) -> Clip | None:
     """Blocking: check the request, synthesize in the engine's turn, post-process, encode; None when
     `cancelled()` (the client left) stopped it."""
-    plan = _prepare(body)
+    plan = _prepare(body, owner)
     audio, _, stats = synthesize(plan.engine_id, plan.request, cancelled)
     if stats.cancelled:
         return None

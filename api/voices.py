@@ -5,15 +5,20 @@ OpenAI SDK's defaults work. Voices are an engine's own voice ids (Kokoro voices 
 such as `af_heart:0.7,af_bella:0.3`, Qwen3-TTS speakers, voices saved in the clone library), or
 OpenAI's voice names, each mapped to a similar voice of that engine, falling back to the engine's
 default when that voice cannot be used here (offline, Kokoro has five packaged voices).
+Saved voices are the caller's own (`owner`, from its API key): a caller without one has none.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
+from fastapi import Request
+
 from engines import registry
 from engines.base import EngineError, EngineInfo, InputError
 from engines.voice_library import list_voices, safe_name
+
+from .auth import api_key, owner_of_key
 
 MODEL_ALIASES: dict[str, str] = {"tts-1": "kokoro", "tts-1-hd": "kokoro"}
 
@@ -44,6 +49,12 @@ class UnknownName(LookupError):
         self.message, self.param = message, param
 
 
+def owner_of(request: Request) -> str | None:
+    """Whose saved voices a /v1 caller may list, use and save: its API key's owner (None without a key)."""
+    key = api_key(request)
+    return owner_of_key(key) if key else None
+
+
 def resolve_model(name: str) -> str:
     """The engine id for a model name (engine id or alias)."""
     wanted = str(name).strip().lower()
@@ -54,15 +65,15 @@ def resolve_model(name: str) -> str:
     return engine_id
 
 
-def voices(engine_id: str, info: EngineInfo | None = None) -> list[dict]:
-    """The engine's voices as the voice list shows them: its own voices, then saved ones."""
+def voices(engine_id: str, info: EngineInfo | None = None, owner: str | None = None) -> list[dict]:
+    """The engine's voices as the voice list shows them: its own voices, then `owner`'s saved ones."""
     info = info or registry.info(engine_id)
     listed = [{**asdict(v), "model": engine_id, "saved": False} for v in info.voices]
     if engine_id in SAVED_VOICE_ENGINES:
         listed += [
             {"id": name, "name": name, "language": "", "gender": "", "grade": None, "available": info.available}
             | {"model": engine_id, "saved": True}
-            for name in list_voices()
+            for name in list_voices(owner)
         ]
     return listed
 
@@ -79,12 +90,13 @@ def openai_voices(engine_id: str, info: EngineInfo | None = None) -> dict[str, s
     return out
 
 
-def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None) -> str:
-    """The engine voice for a requested voice, or `UnknownName` when the engine has no such voice."""
+def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None, owner: str | None = None) -> str:
+    """The engine voice for a requested voice (saved voices: `owner`'s), or `UnknownName` when the
+    engine has no such voice."""
     spec = str(voice).strip()
     if not spec:
         raise InputError("Please choose a voice.")
-    listed = voices(engine_id, info)
+    listed = voices(engine_id, info, owner)
     ids = {v["id"].lower(): v["id"] for v in listed}
     if spec.lower() in ids:
         return ids[spec.lower()]  # the engine's own spelling

@@ -1,6 +1,7 @@
 """The command line: `python -m engines list | synth | batch | compare | bench`.
 
-`list` prints the engines, their voices, availability and weights source as JSON. `synth` writes
+`list` prints the engines, their voices, availability and weights source as JSON, and every saved
+voice (the operator sees every owner's: `<owner folder>/<name>`). `synth` writes
 a clip (wav, flac, mp3, ogg, opus or pcm; `--lufs`, `--peak-normalize`, `--trim`, `--denoise`,
 `--fade` post-process it). `batch` renders a .txt or CSV into numbered clips and `manifest.json`.
 `compare` runs two slots on one text and writes `a.wav`, `b.wav`
@@ -22,6 +23,7 @@ from . import registry
 from .audio import FORMATS, OutputSettings, process, write
 from .base import EngineError, SynthesisRequest
 from .timing import RunStats, synthesize, timed_stream
+from .voice_library import OPERATOR, list_voices
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +107,9 @@ def _batch(args: argparse.Namespace) -> int:
         raise EngineError(f"Cannot read the batch file {args.input}: {exc.strerror or exc}") from None
     items = parse(data, args.input.name, args.engine, args.voice)
     try:
-        manifest = render(items, args.out_dir, args.format, settings, args.speed, args.lang, args.max_new_tokens)
+        manifest = render(
+            items, args.out_dir, args.format, settings, args.speed, args.lang, args.max_new_tokens, owner=OPERATOR
+        )
         archive = zip_folder(args.out_dir, args.zip) if args.zip else None
     except OSError as exc:
         raise EngineError(f"Cannot write to {args.out_dir}: {exc.strerror or exc}") from None
@@ -160,6 +164,7 @@ def _request(args: argparse.Namespace) -> SynthesisRequest:
         reference_text=ref_text,
         x_vector_only=x_vector_only,
         max_new_tokens=args.max_new_tokens,
+        owner=OPERATOR,  # the machine's operator: every saved voice
     )
 
 
@@ -170,7 +175,7 @@ def _compare(args: argparse.Namespace) -> int:
     reference, ref_text, x_vector_only = _reference(args)
 
     def slot(spec: str):
-        parsed = replace(parse_slot(spec), language=args.lang)
+        parsed = replace(parse_slot(spec, OPERATOR), language=args.lang)
         if parsed.engine == "qwen-clone" and not parsed.voice:
             if reference is None:
                 raise EngineError("A qwen-clone slot needs a saved voice (qwen-clone:NAME) or --ref-audio.")
@@ -178,7 +183,7 @@ def _compare(args: argparse.Namespace) -> int:
         return parsed
 
     a = slot(args.a)
-    b = parse_second(args.b)
+    b = parse_second(args.b, OPERATOR)
     if b != CLONE_OF_A:
         b = slot(args.b)
     first, second = run_pair(a, b, text)
@@ -196,7 +201,7 @@ def _list() -> dict:
         entry = asdict(info)
         entry["voices"] = [asdict(v) for v in info.voices]
         engines.append(entry)
-    return {"engines": engines}
+    return {"engines": engines, "saved_voices": list_voices(OPERATOR)}  # every owner's: `<owner folder>/<name>`
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,8 @@ class SynthesisRequest:
     reference_text: str | None = None
     x_vector_only: bool = False
     max_new_tokens: int | None = None
+    # Whose saved voices `voice` may name (`engines.voice_library`): None sees none of them.
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():

@@ -156,12 +156,13 @@ def render(
     max_new_tokens: int | None = None,
     progress: Progress | None = None,
     get_engine: Callable[[str], Engine] = registry.get,
+    owner: str | None = None,
 ) -> dict:
     """Render every good item into `out_dir` (`001-<slug>.<fmt>`), write `manifest.json`, return it.
 
     `progress(done, total)` is called after each item. An item that fails gets its error in the
     manifest; the others still render. `get_engine` maps an engine id to a loaded engine (the
-    registry; tests pass their own).
+    registry; tests pass their own). `owner` is whose saved voices the items may name.
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -180,6 +181,7 @@ def render(
             speed=speed,
             language=item.language or language,
             max_new_tokens=max_new_tokens,
+            owner=owner,
         )
 
     for engine_id in dict.fromkeys(i.engine for i in items if not i.error):
@@ -213,7 +215,7 @@ def render(
             except EngineError as exc:
                 for item in group:
                     item.error = str(exc)
-            except Exception as exc:  # a model failure on one group must not end the batch
+            except Exception:  # a model failure on one group must not end the batch
                 log.exception("Batch group failed")
                 for item in group:
                     item.error = "Synthesis failed unexpectedly."

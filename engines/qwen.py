@@ -427,7 +427,7 @@ class QwenCloneEngine(QwenEngine):
             return {"prompt": self.clone_prompt(request.reference, request.reference_text, request.x_vector_only)}
         from .voice_library import load_voice
 
-        return {"prompt": load_voice(request.voice)}
+        return {"prompt": load_voice(request.voice, request.owner)}
 
     def _generate(self, model, texts, language, conditioning, cap):
         n = len(texts)

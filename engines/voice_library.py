@@ -1,17 +1,33 @@
-"""Saved cloned voices: a Qwen3-TTS clone prompt under a name, reusable after a restart.
+"""Saved cloned voices: a Qwen3-TTS clone prompt under a name, reusable after a restart, owned.
 
-Each voice is two files in `VOICE_LIBRARY_DIR` (default ~/.local/share/tts-compare/voices):
-`<name>.safetensors` with the prompt's tensors (speaker embedding, reference codes in ICL mode, and
-the reference clip itself, so that likeness to it can be measured later) and `<name>.json` with its
-metadata. Names are reduced to a safe slug; nothing is unpickled.
+A saved voice belongs to whoever saved it: every function takes an `owner` (an opaque id the caller
+proved: a page visitor's signed token, a Hugging Face user, an API key; see README "Saved voices").
+`None` sees nothing and can save nothing, so a call that carries no owner never reaches anyone's
+voice. `VOICE_LIBRARY_SHARED=1` keeps one shared library instead (a personal machine): the owner is
+then ignored. `OPERATOR` (the CLI, run by the machine's operator) sees every voice; an owner's voice is
+then written `<owner folder>/<name>`.
+
+Layout under `VOICE_LIBRARY_DIR` (default ~/.local/share/tts-compare/voices): the shared library in
+the folder itself (also where voices saved before owners existed stay: only the shared mode and the
+CLI see them), each owner's voices in `owners/<sha256 of the owner id>/`. A voice is a record
+`<name>.json` (display name, owner, "share in the arena", the prompt's flags and transcript) that
+names its tensors file `<name>-<random>.safetensors` (speaker embedding, reference codes in ICL mode,
+the 24 kHz reference clip). Both are written to a temporary file and moved into place
+(`os.replace`), tensors first: a reader sees the old voice or the new one, never half of either.
+Names are case-insensitive slugs ("Bob" and "bob" are one voice); saving over one needs
+`overwrite=True`. Nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import secrets
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,13 +39,24 @@ log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 64
 REFERENCE_KEY = "reference_audio_24k"
+SHARED_ENV = "VOICE_LIBRARY_SHARED"
+OPERATOR = "operator:*"  # the CLI's marker: the machine's operator sees every voice
+OWNERS_FOLDER = "owners"
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
+_TENSORS_FILE = re.compile(r"^[a-z0-9_-]+\.safetensors$")
+_OWNER_FOLDER = re.compile(r"^[0-9a-f]{32}$")
+_write_lock = threading.Lock()  # save and delete read, then change, a voice's files
 
 
 def library_dir() -> Path:
     path = Path(os.environ.get("VOICE_LIBRARY_DIR") or Path.home() / ".local" / "share" / "tts-compare" / "voices")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def shared() -> bool:
+    """Whether this machine keeps one shared library (`VOICE_LIBRARY_SHARED=1`): no owners."""
+    return os.environ.get(SHARED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def safe_name(name: str) -> str:
@@ -44,19 +71,109 @@ def safe_name(name: str) -> str:
     return slug
 
 
-def list_voices() -> list[str]:
-    """Names of the saved voices whose two files are both present."""
-    folder = library_dir()
-    return sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}.safetensors").is_file())
+def owner_folder(owner: str) -> str:
+    """The folder name of an owner's voices: no character of the owner id reaches the file system."""
+    return hashlib.sha256(owner.encode("utf-8")).hexdigest()[:32]
 
 
-def save_voice(name: str, items: list, model_source: str = "", reference_audio: np.ndarray | None = None) -> str:
-    """Save a one-item clone prompt (from `create_voice_clone_prompt`) under a name, with the 24 kHz
-    reference clip it came from when given; returns the slug."""
+def _folder(owner: str | None) -> Path | None:
+    """Where an owner's voices live (the shared library in shared mode); None: nowhere (no owner)."""
+    if shared():
+        return library_dir()
+    if not owner or owner == OPERATOR:
+        return None
+    return library_dir() / OWNERS_FOLDER / owner_folder(owner)
+
+
+def _record(folder: Path, slug: str) -> dict | None:
+    """A voice's record with its tensors file checked, or None when there is no usable pair."""
+    path = folder / f"{slug}.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}  # damaged record: listed, and loading it says so
+    if not isinstance(meta, dict):
+        meta = {}
+    tensors = meta.get("tensors", f"{slug}.safetensors")  # voices saved before records named their tensors
+    if not isinstance(tensors, str) or not _TENSORS_FILE.match(tensors) or not (folder / tensors).is_file():
+        return None
+    return {**meta, "tensors": tensors}
+
+
+def _slugs(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.json") if _record(folder, p.stem) is not None)
+
+
+def _owner_folders() -> list[Path]:
+    root = library_dir() / OWNERS_FOLDER
+    return sorted(p for p in root.iterdir() if p.is_dir() and _OWNER_FOLDER.match(p.name)) if root.is_dir() else []
+
+
+def list_voices(owner: str | None = None) -> list[str]:
+    """Names of the voices `owner` may use (none for no owner; every voice for `OPERATOR`)."""
+    if owner == OPERATOR:
+        return _slugs(library_dir()) + [f"{f.name}/{slug}" for f in _owner_folders() for slug in _slugs(f)]
+    folder = _folder(owner)
+    return _slugs(folder) if folder is not None and folder.is_dir() else []
+
+
+def _locate(name: str, owner: str | None) -> tuple[Path, str, dict] | None:
+    """(folder, slug, record) of the voice `owner` calls `name`, or None when it has none by that name."""
+    if owner == OPERATOR and not shared():
+        folder_name, sep, rest = str(name).partition("/")
+        if sep and _OWNER_FOLDER.match(folder_name):
+            folder, slug = library_dir() / OWNERS_FOLDER / folder_name, safe_name(rest)
+            record = _record(folder, slug)
+            return None if record is None else (folder, slug, record)
+        slug = safe_name(name)
+        found = [(f, slug, r) for f in (library_dir(), *_owner_folders()) if (r := _record(f, slug)) is not None]
+        if len(found) > 1:
+            names = ", ".join(f"{f.name}/{slug}" for f, _, _ in found if f != library_dir())
+            raise InputError(f"Several owners have a voice called {slug!r}; name one of: {names}.")
+        return found[0] if found else None
+    slug = safe_name(name)
+    folder = _folder(owner)
+    if folder is None:
+        return None
+    record = _record(folder, slug)
+    return None if record is None else (folder, slug, record)
+
+
+def _not_found(name: str, owner: str | None) -> InputError:
+    """The same sentence whether the name is free or someone else's: no one learns another's names."""
+    saved = ", ".join(list_voices(owner)) or "none yet"
+    return InputError(f"There is no saved voice called {name!r} that you can use; your saved voices: {saved}.")
+
+
+def voice_exists(name: str, owner: str | None) -> bool:
+    """Whether `owner` already has a voice of this name (any case)."""
+    return _locate(name, owner) is not None
+
+
+def save_voice(
+    name: str,
+    items: list,
+    model_source: str = "",
+    reference_audio: np.ndarray | None = None,
+    *,
+    owner: str | None = None,
+    overwrite: bool = False,
+    share_in_arena: bool = False,
+) -> str:
+    """Save a one-item clone prompt (from `create_voice_clone_prompt`) as `owner`'s voice `name`, with
+    the 24 kHz reference clip it came from when given; returns the slug. An existing voice of that
+    name (any case) is replaced only with `overwrite`; `share_in_arena` lets the Arena draw it."""
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     slug = safe_name(name)
+    folder = _folder(owner)
+    if folder is None:
+        raise InputError(
+            "Saving a voice needs an owner (a page visitor, a signed-in user or an API key); none came with it."
+        )
     item = items[0]
     tensors = {"ref_spk_embedding": item.ref_spk_embedding.detach().cpu().contiguous()}
     if item.ref_code is not None:
@@ -65,34 +182,55 @@ def save_voice(name: str, items: list, model_source: str = "", reference_audio: 
         tensors[REFERENCE_KEY] = torch.from_numpy(np.ascontiguousarray(reference_audio, dtype=np.float32))
     meta = {
         "name": name.strip(),
+        "owner": None if shared() else owner,
+        "share_in_arena": bool(share_in_arena),
         "x_vector_only_mode": bool(item.x_vector_only_mode),
         "icl_mode": bool(item.icl_mode),
         "ref_text": item.ref_text,
         "model": model_source,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tensors": f"{slug}-{secrets.token_hex(4)}.safetensors",
     }
-    folder = library_dir()
-    save_file(tensors, str(folder / f"{slug}.safetensors"))
-    (folder / f"{slug}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    with _write_lock:
+        old = _record(folder, slug)
+        if old is not None and not overwrite:
+            raise InputError(f"You already have a voice called {slug!r}; choose another name, or overwrite it.")
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / meta["tensors"], save(tensors))
+        _atomic_write(folder / f"{slug}.json", json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
+        if old is not None and old["tensors"] != meta["tensors"]:
+            (folder / old["tensors"]).unlink(missing_ok=True)
     return slug
 
 
-def load_voice(name: str) -> list:
-    """The saved clone prompt as a one-item list ready for `generate_voice_clone`."""
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then move it into place (readers never see half)."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def load_voice(name: str, owner: str | None = None) -> list:
+    """`owner`'s saved clone prompt as a one-item list ready for `generate_voice_clone`."""
     from safetensors.torch import load_file
 
     from .qwen import import_qwen_tts
 
     VoiceClonePromptItem = import_qwen_tts().VoiceClonePromptItem  # noqa: N806
 
-    slug = safe_name(name)
-    folder = library_dir()
-    if slug not in list_voices():
-        saved = ", ".join(list_voices()) or "none yet"
-        raise InputError(f"There is no saved voice called {name!r}; saved voices: {saved}.")
+    found = _locate(name, owner)
+    if found is None:
+        raise _not_found(name, owner)
+    folder, slug, meta = found
     try:
-        meta = json.loads((folder / f"{slug}.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(folder / f"{slug}.safetensors"))
+        tensors = load_file(str(folder / meta["tensors"]))
         item = VoiceClonePromptItem(
             ref_code=tensors.get("ref_code"),
             ref_spk_embedding=tensors["ref_spk_embedding"],
@@ -108,28 +246,44 @@ def load_voice(name: str) -> list:
     return [item]
 
 
-def reference_audio(name: str) -> np.ndarray | None:
-    """The saved voice's 24 kHz reference clip (None for voices saved without one, or unreadable)."""
+def reference_audio(name: str, owner: str | None = None) -> np.ndarray | None:
+    """The saved voice's 24 kHz reference clip (None for voices saved without one, unreadable, or
+    not `owner`'s)."""
     from safetensors import safe_open
 
-    slug = safe_name(name)
-    if slug not in list_voices():
+    found = _locate(name, owner)
+    if found is None:
         return None
+    folder, slug, meta = found
     try:
-        with safe_open(str(library_dir() / f"{slug}.safetensors"), framework="numpy") as stored:
+        with safe_open(str(folder / meta["tensors"]), framework="numpy") as stored:
             return stored.get_tensor(REFERENCE_KEY) if REFERENCE_KEY in stored.keys() else None
     except Exception as exc:  # damaged file: the synthesis path reports it; here the metric is just missing
         log.warning("Saved voice %s has no readable reference clip: %s", slug, exc)
         return None
 
 
-def delete_voice(name: str) -> None:
-    slug = safe_name(name)
-    found = False
-    for suffix in (".json", ".safetensors"):
-        path = library_dir() / f"{slug}{suffix}"
-        if path.is_file():
-            path.unlink()
-            found = True
-    if not found:
-        raise InputError(f"There is no saved voice called {name!r}.")
+def delete_voice(name: str, owner: str | None = None) -> None:
+    """Delete `owner`'s voice `name` (its record first: it is gone at once, then its tensors)."""
+    with _write_lock:
+        found = _locate(name, owner)
+        if found is None:
+            raise _not_found(name, owner)
+        folder, slug, meta = found
+        (folder / f"{slug}.json").unlink(missing_ok=True)
+        (folder / meta["tensors"]).unlink(missing_ok=True)
+
+
+def arena_voices() -> list[tuple[str | None, str]]:
+    """(owner, name) of every voice whose owner ticked "share in the arena" (owner None in shared
+    mode); voices saved before owners existed are not shared unless the shared library holds them."""
+    folders = [library_dir()] if shared() else _owner_folders()
+    out = []
+    for folder in folders:
+        for slug in _slugs(folder):
+            record = _record(folder, slug) or {}
+            owner = None if shared() else record.get("owner")
+            mine = shared() or (isinstance(owner, str) and owner and owner_folder(owner) == folder.name)
+            if record.get("share_in_arena") is True and mine:
+                out.append((owner, slug))
+    return out

@@ -64,6 +64,7 @@ class Slot:
     reference_text: str | None = None
     x_vector_only: bool = False
     language: str | None = None
+    owner: str | None = None  # whose saved voices `voice` may name (engines.voice_library)
 
     @property
     def system(self) -> str:
@@ -79,6 +80,7 @@ class Slot:
             reference=self.reference,
             reference_text=self.reference_text,
             x_vector_only=self.x_vector_only,
+            owner=self.owner,
         )
 
 
@@ -103,17 +105,18 @@ class ClipResult:
         return self.error is None and bool(self.chunks)
 
 
-def parse_slot(spec: str) -> Slot:
-    """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends)."""
+def parse_slot(spec: str, owner: str | None = None) -> Slot:
+    """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends); `owner`: whose saved
+    voices it may name."""
     engine, _, voice = (spec or "").strip().partition(":")
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
-    return Slot(engine=engine, voice=voice.strip())
+    return Slot(engine=engine, voice=voice.strip(), owner=owner)
 
 
-def parse_second(spec: str) -> Slot | str:
+def parse_second(spec: str, owner: str | None = None) -> Slot | str:
     """Slot B's spec: like `parse_slot`, or `CLONE_OF_A` for `qwen-clone:@a` (clone slot A's clip)."""
-    return CLONE_OF_A if (spec or "").strip() == f"qwen-clone:{CLONE_OF_A}" else parse_slot(spec)
+    return CLONE_OF_A if (spec or "").strip() == f"qwen-clone:{CLONE_OF_A}" else parse_slot(spec, owner)
 
 
 def same_slot_notice(a: Slot, b: Slot) -> str:
@@ -139,7 +142,7 @@ def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChun
             yield chunk
     except EngineError as exc:
         result.error = str(exc)
-    except Exception as exc:  # one slot's crash must not take the other down
+    except Exception:  # one slot's crash must not take the other down
         log.exception("slot %s failed", slot.system)
         result.error = f"{slot.system} failed unexpectedly."
 
@@ -210,7 +213,7 @@ def similarity_reference(slot: Slot) -> tuple[np.ndarray, int] | None:
     if slot.engine == "qwen-clone" and slot.voice:
         from engines.voice_library import reference_audio
 
-        saved = _safely(reference_audio, slot.voice)
+        saved = _safely(reference_audio, slot.voice, slot.owner)
         return None if saved is None else (saved, 24_000)
     return None
 

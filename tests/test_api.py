@@ -83,8 +83,11 @@ def test_a_saved_voice_keeps_its_clip_so_compare_scores_likeness_to_it(client, t
 
     reference = tmp_path / "me.wav"
     reference.write_bytes(wav_bytes(2.5))
-    client.predict(handle_file(str(reference)), "", True, "API voice", api_name="/qwen_save_voice")
-    _, b_path, summary = client.predict("Hello there.", "kokoro:jm_kumo", "qwen-clone:api-voice", api_name="/compare")
+    token = client.predict(api_name="/owner_token")  # saved voices belong to an owner
+    client.predict(handle_file(str(reference)), "", True, "API voice", owner_token=token, api_name="/qwen_save_voice")
+    _, b_path, summary = client.predict(
+        "Hello there.", "kokoro:jm_kumo", "qwen-clone:api-voice", owner_token=token, api_name="/compare"
+    )
     assert summary["b"]["error"] is None and summary["b"]["system"] == "qwen-clone:api-voice"
     assert -1.0 <= summary["b"]["similarity"] <= 1.0 and summary["a"]["similarity"] is None
-    client.predict("api-voice", api_name="/qwen_delete_voice")
+    client.predict("api-voice", owner_token=token, api_name="/qwen_delete_voice")

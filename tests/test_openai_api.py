@@ -182,6 +182,7 @@ def test_saved_clones_are_the_clone_models_voices(client, tmp_path, monkeypatch)
     from engines.voice_library import library_dir
 
     monkeypatch.setenv("QWEN_BASE_MODEL", str(tmp_path / "missing"))
+    monkeypatch.setenv("VOICE_LIBRARY_SHARED", "1")  # one library without owners: keyless callers see it
     for suffix in (".json", ".safetensors"):  # how the library lists a saved voice (content is read on use)
         (library_dir() / f"my-voice{suffix}").write_text("{}")
     listed = client.get("/v1/audio/voices", params={"model": "qwen-clone"}).json()

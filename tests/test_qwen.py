@@ -20,6 +20,7 @@ from engines.reference import load_reference
 from evaluation.compare import Slot, similarity_reference
 
 SAMPLES_PER_FRAME = 1920
+OWNER = "visitor:" + "0" * 32  # whose voices the library tests save
 
 
 def wav_bytes(
@@ -144,11 +145,12 @@ def test_icl_and_x_vector_cloning(clone):
 def test_library_round_trip_across_a_new_process(clone, qwen_env, tmp_path):
     reference = load_reference(wav_bytes(2.5))
     prompt = clone.clone_prompt(reference, "A reference line.", False)
-    slug = voice_library.save_voice("../My Voice/", prompt, reference_audio=reference.audio)
-    assert slug == "my-voice" and voice_library.list_voices() == ["my-voice"]
-    # the reference clip is kept, so the compare tab can score likeness to it
-    kept, rate = similarity_reference(Slot("qwen-clone", "my-voice"))
+    slug = voice_library.save_voice("../My Voice/", prompt, reference_audio=reference.audio, owner=OWNER)
+    assert slug == "my-voice" and voice_library.list_voices(OWNER) == ["my-voice"]
+    # the reference clip is kept, so the compare tab can score likeness to it (its owner's slots only)
+    kept, rate = similarity_reference(Slot("qwen-clone", "my-voice", owner=OWNER))
     assert rate == 24_000 and np.array_equal(kept, reference.audio)
+    assert similarity_reference(Slot("qwen-clone", "my-voice", owner="visitor:someone-else")) is None
     assert not list(qwen_env.glob("*.pt")) and not list(qwen_env.glob("*.pkl"))
     out = tmp_path / "saved.wav"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -159,8 +161,8 @@ def test_library_round_trip_across_a_new_process(clone, qwen_env, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["audio_s"] == pytest.approx(3 * SAMPLES_PER_FRAME / 24_000, abs=0.01)
-    voice_library.delete_voice("my-voice")
-    assert voice_library.list_voices() == []
+    voice_library.delete_voice("my-voice", OWNER)
+    assert voice_library.list_voices(OWNER) == []
 
 
 @pytest.mark.parametrize(
@@ -175,15 +177,25 @@ def test_bad_library_names(qwen_env, name, message):
 
 def test_a_corrupt_library_entry_gets_one_sentence(clone, qwen_env):
     reference = load_reference(wav_bytes(2.0))
-    voice_library.save_voice("broken", clone.clone_prompt(reference, None, True))
-    assert voice_library.reference_audio("broken") is None  # saved without its clip
-    (qwen_env / "broken.safetensors").write_bytes(b"not a safetensors file")
-    assert similarity_reference(Slot("qwen-clone", "broken")) is None
+    voice_library.save_voice("broken", clone.clone_prompt(reference, None, True), owner=OWNER)
+    assert voice_library.reference_audio("broken", OWNER) is None  # saved without its clip
+    folder = qwen_env / voice_library.OWNERS_FOLDER / voice_library.owner_folder(OWNER)
+    next(folder.glob("broken-*.safetensors")).write_bytes(b"not a safetensors file")
+    assert similarity_reference(Slot("qwen-clone", "broken", owner=OWNER)) is None
     with pytest.raises(UnavailableError, match="'broken' is damaged; delete it"):
-        list(clone.stream(SynthesisRequest("Hello.", "broken", max_new_tokens=3)))
+        list(clone.stream(SynthesisRequest("Hello.", "broken", max_new_tokens=3, owner=OWNER)))
     with pytest.raises(InputError, match="no saved voice called 'ghost'"):
-        list(clone.stream(SynthesisRequest("Hello.", "ghost", max_new_tokens=3)))
-    voice_library.delete_voice("broken")
+        list(clone.stream(SynthesisRequest("Hello.", "ghost", max_new_tokens=3, owner=OWNER)))
+    voice_library.delete_voice("broken", OWNER)
+
+
+def test_a_saved_voice_speaks_only_for_its_owner(clone, qwen_env):
+    voice_library.save_voice("mine", clone.clone_prompt(load_reference(wav_bytes(2.0)), None, True), owner=OWNER)
+    assert len(list(clone.stream(SynthesisRequest("Hello.", "mine", max_new_tokens=3, owner=OWNER)))) == 1
+    for stranger in ("visitor:" + "f" * 32, None):  # another owner, or a call without one
+        with pytest.raises(InputError, match="no saved voice called 'mine' that you can use; your saved voices: none"):
+            list(clone.stream(SynthesisRequest("Hello.", "mine", max_new_tokens=3, owner=stranger)))
+    voice_library.delete_voice("mine", OWNER)
 
 
 def test_offline_without_a_local_copy_says_so(offline_env, monkeypatch):

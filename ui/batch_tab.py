@@ -20,6 +20,7 @@ from engines.voice_library import list_voices
 from . import janitor
 from .common import OUTPUT_DIR, user_errors
 from .output import output_controls, settings_from
+from .owner import owner_of
 
 HEADERS = ["#", "text", "engine", "voice", "language", "file", "duration (s)", "LUFS", "error"]
 DEFAULT_VOICES = {"qwen-custom": "Ryan"}
@@ -27,15 +28,15 @@ COLUMN_WIDTHS = ["4%", "25%", "8%", "8%", "7%", "17%", "7%", "6%", "18%"]
 TABLE_CHARS = 80  # a cell shows this much (a click shows all): a 5,000-character line must not fill the page
 
 
-def voices_for(engine_id: str) -> list[str]:
-    """The voice ids usable now with an engine (saved voices for cloning)."""
+def voices_for(engine_id: str, owner: str | None = None) -> list[str]:
+    """The voice ids usable now with an engine (for cloning: `owner`'s saved voices)."""
     if engine_id == "qwen-clone":
-        return list_voices()
+        return list_voices(owner)
     return [v.id for v in registry.info(engine_id).voices if v.available]
 
 
-def _voice_update(engine_id: str, kokoro_default: str) -> dict:
-    choices = voices_for(engine_id)
+def _voice_update(engine_id: str, kokoro_default: str, owner: str | None = None) -> dict:
+    choices = voices_for(engine_id, owner)
     wanted = kokoro_default if engine_id == "kokoro" else DEFAULT_VOICES.get(engine_id, "")
     return gr.update(choices=choices, value=wanted if wanted in choices else next(iter(choices), ""))
 
@@ -51,6 +52,8 @@ def batch_render(
     trim: bool = False,
     denoise: bool = False,
     fade: bool = False,
+    owner_token: str = "",
+    request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress hook)
 ) -> tuple[str, list[list]]:
     """Render a batch file into one clip per line or CSV row; returns a zip of the clips with manifest.json.
@@ -65,6 +68,7 @@ def batch_render(
         trim: True to cut the silence at both ends of each clip.
         denoise: True to reduce background noise in each clip.
         fade: True for short fades at both ends of each clip.
+        owner_token: Your owner token (from /owner_token), needed for rows that name one of your saved voices.
 
     Returns:
         a zip file with the numbered clips (001-<words>.<format>) and manifest.json
@@ -80,8 +84,9 @@ def batch_render(
     progress((0, len(items)), desc="Rendering", unit="clips")
     try:
         manifest = render(
-            items, out_dir / "clips", fmt, settings, progress=lambda done, total: progress((done, total), unit="clips")
-        )
+            items, out_dir / "clips", fmt, settings, owner=owner_of(owner_token, request),
+            progress=lambda done, total: progress((done, total), unit="clips"),
+        )  # fmt: skip
         archive = zip_folder(out_dir / "clips", out_dir / "batch.zip")
     except BaseException:  # a full disk, a stopped run: no half-written folder is left behind
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -106,8 +111,9 @@ def batch_render(
     return str(archive), rows
 
 
-def build_tab(kokoro_default: str) -> None:
-    """The Batch tab, inside the caller's gr.Blocks; `kokoro_default` is the Kokoro voice preselected."""
+def build_tab(kokoro_default: str, owner: gr.Textbox) -> None:
+    """The Batch tab, inside the caller's gr.Blocks; `kokoro_default` is the Kokoro voice preselected,
+    `owner` holds the visitor's owner token."""
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(
             "Upload a **.txt** (one clip per line) or a **.csv** with the columns `text, engine, voice` "
@@ -139,9 +145,12 @@ def build_tab(kokoro_default: str) -> None:
             column_widths=COLUMN_WIDTHS,
             elem_id="batch-table",
         )
-        engine.change(
-            lambda e: _voice_update(e, kokoro_default), engine, voice, api_visibility="private", show_progress="hidden"
-        )
+
+        def on_engine(engine_id: str, owner_token: str, request: gr.Request) -> dict:
+            return _voice_update(engine_id, kokoro_default, owner_of(owner_token, request))
+
+        engine.change(on_engine, [engine, owner], voice, api_visibility="private", show_progress="hidden")
         go.click(
-            batch_render, [upload, engine, voice, *output], [archive, table], api_name="batch", concurrency_id="batch"
-        )
+            batch_render, [upload, engine, voice, *output, owner], [archive, table],
+            api_name="batch", concurrency_id="batch",
+        )  # fmt: skip

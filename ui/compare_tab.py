@@ -25,7 +25,7 @@ from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.timing import RunStats
-from engines.voice_library import list_voices
+from engines.voice_library import list_voices, shared
 from evaluation.arena import Arena
 from evaluation.compare import (
     MATCH_LUFS,
@@ -43,6 +43,7 @@ from evaluation.compare import (
 
 from . import charts, janitor
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
+from .owner import owner_of
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,11 @@ _metrics_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 ARENA = Arena()  # shared with the Arena tab
 
 
-def voice_choices(engine_id: str) -> tuple[list[tuple[str, str]], str]:
-    """(label, value) voices an engine can speak now, and a default."""
+def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[str, str]], str]:
+    """(label, value) voices an engine can speak now (saved voices: `owner`'s), and a default."""
     if engine_id == "qwen-clone":
-        return [("Reference clip below", FROM_REFERENCE)] + [(f"Saved: {n}", n) for n in list_voices()], FROM_REFERENCE
+        saved = [(f"Saved: {n}", n) for n in list_voices(owner)]
+        return [("Reference clip below", FROM_REFERENCE), *saved], FROM_REFERENCE
     voices = [v for v in registry.info(engine_id).voices if v.available] or registry.info(engine_id).voices
     choices = [(f"{v.name} ({v.id}) · {v.language} · {v.gender}", v.id) for v in voices]
     return choices, (choices[0][1] if choices else "")
@@ -72,15 +74,24 @@ def engine_choices() -> list[tuple[str, str]]:
     return [(registry.info(e).name, e) for e in registry.ENGINES]
 
 
-def on_engine(engine_id: str):
+def on_engine(engine_id: str, owner_token: str, request: gr.Request):
     """A new engine in a slot: its voices, and the reference inputs only for cloning."""
-    choices, value = voice_choices(engine_id)
+    choices, value = voice_choices(engine_id, owner_of(owner_token, request))
     cloning = engine_id == "qwen-clone"
     return gr.update(choices=choices, value=value), gr.update(visible=cloning), gr.update(visible=cloning)
 
 
-def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str) -> Slot:
-    """A slot from the UI's inputs (a clone slot without a saved voice decodes the uploaded reference)."""
+def on_owner(engine_id: str, owner_token: str, request: gr.Request):
+    """The visitor's saved voices in a cloning slot, once the page knows who they are."""
+    if engine_id != "qwen-clone":
+        return gr.skip()
+    choices, value = voice_choices(engine_id, owner_of(owner_token, request))
+    return gr.update(choices=choices, value=value)
+
+
+def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str, owner: str | None = None) -> Slot:
+    """A slot from the UI's inputs (a clone slot without a saved voice decodes the uploaded reference);
+    `owner`: whose saved voices it may name."""
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r}.")
     if engine == "qwen-clone" and not voice:
@@ -91,7 +102,7 @@ def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str) ->
         if notice:
             gr.Info(notice)
         return Slot(engine, "", reference=reference, reference_text=text, x_vector_only=x_vector_only)
-    return Slot(engine, voice or "")
+    return Slot(engine, voice or "", owner=owner)
 
 
 def play(result: ClipResult, text: str) -> Iterator[tuple]:
@@ -110,6 +121,14 @@ def play(result: ClipResult, text: str) -> Iterator[tuple]:
         yield gr.skip(), status_line(result.slot.engine, result.stats, done=True)
 
 
+def stored_voice(slot: Slot) -> str:
+    """The voice as the shared run records (and their exports) name it: a visitor's own saved voice
+    is just "saved voice", its name is theirs alone."""
+    if slot.owner and slot.voice and slot.voice in list_voices(slot.owner) and not shared():
+        return "saved voice"
+    return slot.voice or "reference"
+
+
 def remember(result: ClipResult, text: str) -> int | None:
     """Store a finished run in the arena database (when usable); its id or None."""
     if not result.finished or not ARENA.available():
@@ -121,7 +140,7 @@ def remember(result: ClipResult, text: str) -> int | None:
             "playback_lufs": MATCH_LUFS, "reference": result.slot.reference is not None,
         }  # fmt: skip
         result.run_id = ARENA.record_run(
-            text, result.slot.engine, result.slot.voice or "reference", result.metrics or {}, manifest
+            text, result.slot.engine, stored_voice(result.slot), result.metrics or {}, manifest
         )
         return result.run_id
     except EngineError as exc:
@@ -217,13 +236,16 @@ def _check_text(text: str) -> str:
 
 
 @user_errors
-def compare_api(text: str, a: str, b: str) -> tuple[str | None, str | None, dict]:
+def compare_api(
+    text: str, a: str, b: str, owner_token: str = "", request: gr.Request | None = None
+) -> tuple[str | None, str | None, dict]:
     """Speak one text with two engines and measure both (no streaming).
 
     Args:
         text: What both slots say, up to 5,000 characters.
         a: Slot A as engine:voice, e.g. "kokoro:af_heart" or "qwen-custom:Ryan" (a saved clone: "qwen-clone:NAME").
         b: Slot B, the same form; "qwen-clone:@a" clones slot A's voice with Qwen3-TTS.
+        owner_token: Your owner token (from /owner_token), needed for "qwen-clone:NAME" with one of your saved voices.
 
     Returns:
         Slot A's clip as a WAV file at -23 LUFS (None if the slot failed).
@@ -233,14 +255,15 @@ def compare_api(text: str, a: str, b: str) -> tuple[str | None, str | None, dict
     from evaluation.compare import parse_second, parse_slot, run_pair
 
     text = _check_text(text)
-    first, second = run_pair(parse_slot(a), parse_second(b), text)
+    owner = owner_of(owner_token, request)
+    first, second = run_pair(parse_slot(a, owner), parse_second(b, owner), text)
     files = [clip_path(matched(r), f"compare-{n}") if r.finished else None for n, r in (("a", first), ("b", second))]
     summary = {"text": text, "playback_lufs": MATCH_LUFS, "notice": same_slot_notice(first.slot, second.slot)}
     return files[0], files[1], {**summary, "a": slot_summary(first), "b": slot_summary(second)}
 
 
-def build_tab() -> None:
-    """The Compare tab, inside the caller's gr.Blocks."""
+def build_tab(owner: gr.Textbox) -> None:
+    """The Compare tab, inside the caller's gr.Blocks; `owner` holds the visitor's owner token."""
     with gr.Tab("Compare", id="compare"):
         gr.Markdown(
             "Same words, two voices. Each clip streams into its own player at "
@@ -267,7 +290,8 @@ def build_tab() -> None:
                         visible=False,
                     )  # fmt: skip
                     transcript = gr.Textbox(label="Its transcript (empty: transcribed)", visible=False)
-                    engine.change(on_engine, engine, [voice, ref, transcript], api_visibility="private")
+                    engine.change(on_engine, [engine, owner], [voice, ref, transcript], api_visibility="private")
+                    owner.change(on_owner, [engine, owner], voice, api_visibility="private", show_progress="hidden")
                     player = gr.Audio(
                         label=f"Slot {name}", streaming=True, autoplay=name == "A", interactive=False,
                         elem_id=f"compare-{name.lower()}-audio",
@@ -292,12 +316,15 @@ def build_tab() -> None:
         outputs += [ui["pictures"], ui["file"], ui["state"]]
 
         @user_errors
-        def compare_stream(text, *values):
+        def compare_stream(text, a_engine, a_voice, a_ref, a_text, b_engine, b_voice, b_ref, b_text, owner_token,
+                           request: gr.Request):  # fmt: skip
             text = _check_text(text)
+            owner = owner_of(owner_token, request)
+            values = ((a_engine, a_voice, a_ref, a_text), (b_engine, b_voice, b_ref, b_text))
             slots: dict[str, Slot | Exception] = {}
-            for name, (engine, voice, ref, transcript) in zip("AB", (values[:4], values[4:]), strict=True):
+            for name, (engine, voice, ref, transcript) in zip("AB", values, strict=True):
                 try:
-                    slots[name] = make_slot(engine, voice, ref, transcript)
+                    slots[name] = make_slot(engine, voice, ref, transcript, owner)
                 except EngineError as exc:
                     slots[name] = exc
             yield from run_slots(text, slots, ui)
@@ -316,7 +343,9 @@ def build_tab() -> None:
                     update[ui["state"]] = results
                 yield update
 
-        event = go.click(compare_stream, [text, *inputs], outputs, api_visibility="private", concurrency_id="compare")
+        event = go.click(
+            compare_stream, [text, *inputs, owner], outputs, api_visibility="private", concurrency_id="compare"
+        )
         clone_event = clone.click(
             cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
             api_visibility="private", concurrency_id="compare",
@@ -329,6 +358,6 @@ def build_tab() -> None:
             api_a, api_b, api_metrics = gr.Audio(type="filepath"), gr.Audio(type="filepath"), gr.JSON()
             api_in_a, api_in_b, api_button = gr.Textbox(), gr.Textbox(), gr.Button()
         api_button.click(
-            compare_api, [text, api_in_a, api_in_b], [api_a, api_b, api_metrics],
+            compare_api, [text, api_in_a, api_in_b, owner], [api_a, api_b, api_metrics],
             api_name="compare", concurrency_id="compare",
         )  # fmt: skip

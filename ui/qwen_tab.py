@@ -2,7 +2,8 @@
 
 Built only from the engine registry: speakers and languages come from the loaded model (or
 voices/qwen.json before loading); the instruction box is live only for a model that follows
-instructions; a model that cannot be found offline makes the tab say so in one sentence.
+instructions; a model that cannot be found offline makes the tab say so in one sentence. Saved
+voices are the visitor's own (`ui.owner`): listed, spoken, replaced and deleted only by their owner.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
 from engines.qwen import QwenCloneEngine, catalogue
 from engines.reference import Reference, load_reference, read_upload, settle_transcript
 from engines.timing import RunStats, timed_stream
-from engines.voice_library import delete_voice, list_voices, save_voice
+from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
 
 from .common import banner, status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
+from .owner import owner_of
 
 LIBRARY_NONE = "(use the reference above)"
 INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0.6B one drops them)."
@@ -107,6 +109,8 @@ def clone_stream(
     trim: bool = False,
     denoise: bool = False,
     fade: bool = False,
+    owner_token: str = "",
+    request: gr.Request | None = None,
 ):
     """Speak text in a cloned voice (Qwen3-TTS Base model), from a reference clip or a saved voice, streamed.
 
@@ -123,6 +127,7 @@ def clone_stream(
         trim: True to cut the silence at both ends of the file.
         denoise: True to reduce background noise in the file.
         fade: True for short fades at both ends of the file.
+        owner_token: Your owner token (from /owner_token), needed to speak one of your saved voices.
 
     Returns:
         the audio, streamed sentence by sentence
@@ -131,8 +136,9 @@ def clone_stream(
     """
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
-        request = SynthesisRequest(text=text or "", voice=saved, language=language)
-        yield from _speak("qwen-clone", request, "qwen-clone", fmt, settings)
+        owner = owner_of(owner_token, request)
+        wanted = SynthesisRequest(text=text or "", voice=saved, language=language, owner=owner)
+        yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings)
         return
     reference = _reference(path)
     if reference is None:
@@ -140,57 +146,107 @@ def clone_stream(
     transcript, x_vector_only, notice = settle_transcript(reference, transcript, x_vector_only)
     if notice:
         gr.Info(notice)
-    request = SynthesisRequest(
+    wanted = SynthesisRequest(
         text=text or "", voice="", language=language, reference=reference,
         reference_text=transcript, x_vector_only=x_vector_only,
     )  # fmt: skip
-    yield from _speak("qwen-clone", request, "qwen-clone", fmt, settings)
+    yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings)
+
+
+def _library(owner: str | None, value: str = LIBRARY_NONE):
+    """The saved-voice dropdown: the owner's voices only."""
+    return gr.update(choices=[LIBRARY_NONE, *list_voices(owner)], value=value)
 
 
 @user_errors
-def save_reference(path: str | None, transcript: str, x_vector_only: bool, name: str):
-    """Save a reference clip as a named voice in the library, to speak with later (it survives restarts).
+def save_reference(
+    path: str | None,
+    transcript: str,
+    x_vector_only: bool,
+    name: str,
+    overwrite: bool = False,
+    share_in_arena: bool = False,
+    owner_token: str = "",
+    request: gr.Request | None = None,
+):
+    """Save a reference clip as one of your named voices, to speak with later (it survives restarts).
 
     Args:
         path: Reference clip of the voice to save (1 to 60 s of speech).
         transcript: Exact words spoken in the reference clip; empty to transcribe it automatically.
         x_vector_only: True to keep the timbre only (no transcript needed, lower likeness).
-        name: Name of the saved voice (letters, digits, - and _; other characters become -).
+        name: Name of the saved voice (letters, digits, - and _; other characters become -; any case: "Bob" is "bob").
+        overwrite: True to replace your voice of the same name; without it, a name you already use is refused.
+        share_in_arena: True to let the blind Arena draw this voice for everyone's votes.
+        owner_token: Your owner token (from /owner_token): only this token lists, uses or deletes the voice.
 
     Returns:
-        the saved-voice list, with the new voice (under its safe name) selected.
+        your saved-voice list, with the new voice (under its safe name) selected.
     """
+    owner = owner_of(owner_token, request)
     reference = _reference(path)
     if reference is None:
         raise InputError("Upload or record a reference clip before saving it.")
+    if not overwrite and voice_exists(name, owner):  # before the model runs; save_voice checks again
+        raise InputError(f"You already have a voice called {safe_name(name)!r}; pass overwrite to replace it.")
     transcript, x_vector_only, _ = settle_transcript(reference, transcript, x_vector_only)
     engine = registry.get("qwen-clone")
     assert isinstance(engine, QwenCloneEngine)
     prompt = engine.clone_prompt(reference, transcript, x_vector_only)
-    slug = save_voice(name, prompt, engine.info().weights_source, reference_audio=reference.audio)
+    slug = save_voice(
+        name, prompt, engine.info().weights_source, reference_audio=reference.audio,
+        owner=owner, overwrite=bool(overwrite), share_in_arena=bool(share_in_arena),
+    )  # fmt: skip
     gr.Info(f"Saved the voice as {slug!r}.")
-    return gr.update(choices=[LIBRARY_NONE, *list_voices()], value=slug)
+    return _library(owner, slug)
 
 
 @user_errors
-def delete_saved(name: str):
-    """Delete a voice from the saved-voice library.
+def save_from_page(path, transcript, x_vector_only, name, share_in_arena, owner_token, request: gr.Request):
+    """The page's Save: a name the visitor already uses asks first (the Replace row) instead of saving."""
+    if name and voice_exists(name, owner_of(owner_token, request)):
+        question = f"You already have a voice called **{safe_name(name)}**. Replace it with this clip?"
+        return gr.skip(), gr.update(visible=True), question
+    return save_reference(path, transcript, x_vector_only, name, False, share_in_arena, owner_token, request), *_asked()
+
+
+@user_errors
+def replace_from_page(path, transcript, x_vector_only, name, share_in_arena, owner_token, request: gr.Request):
+    """The page's Replace (after Save asked): save over the visitor's voice of that name."""
+    return save_reference(path, transcript, x_vector_only, name, True, share_in_arena, owner_token, request), *_asked()
+
+
+def _asked() -> tuple:
+    """The Replace row hidden again, its question cleared."""
+    return gr.update(visible=False), ""
+
+
+@user_errors
+def delete_saved(name: str, owner_token: str = "", request: gr.Request | None = None):
+    """Delete one of your saved voices.
 
     Args:
-        name: Name of the saved voice to delete.
+        name: Name of your saved voice to delete.
+        owner_token: Your owner token (from /owner_token); only the voice's owner can delete it.
 
     Returns:
-        the saved-voice list without that voice.
+        your saved-voice list without that voice.
     """
     if not name or name == LIBRARY_NONE:
         raise InputError("Pick a saved voice to delete.")
-    delete_voice(name)
+    owner = owner_of(owner_token, request)
+    delete_voice(name, owner)
     gr.Info(f"Deleted the saved voice {name!r}.")
-    return gr.update(choices=[LIBRARY_NONE, *list_voices()], value=LIBRARY_NONE)
+    return _library(owner)
 
 
-def build_tab() -> None:
-    """The Qwen3-TTS tab, inside the caller's gr.Blocks."""
+def my_library(owner_token: str, request: gr.Request):
+    """The visitor's saved voices, when the page learns who they are (on load)."""
+    return _library(owner_of(owner_token, request)), owner_token
+
+
+def build_tab(owner: gr.Textbox) -> None:
+    """The Qwen3-TTS tab, inside the caller's gr.Blocks; `owner` holds the visitor's owner token."""
     speakers = [
         (f"{s['id'].replace('_', ' ')} · {s['native_language']} · {s['description']}", s["id"])
         for s in catalogue()["speakers"]
@@ -246,13 +302,27 @@ def build_tab() -> None:
                     c_notice = gr.Markdown(elem_id="qwen-ref-notice")
                     c_xvec = gr.Checkbox(label="x-vector only (timbre only; no transcript needed)")
                     with gr.Row():
-                        c_name = gr.Textbox(label="Save as", placeholder="my-voice", scale=3)
-                        c_save = gr.Button("Save to library", scale=1)
+                        c_name = gr.Textbox(label="Save as", placeholder="my-voice", scale=3, elem_id="qwen-save-name")
+                        c_save = gr.Button("Save to library", scale=1, elem_id="qwen-save")
+                    c_share = gr.Checkbox(
+                        label="Share in the arena (anyone may hear it in blind pairs; its name shows after a vote)"
+                    )
+                    with gr.Row(visible=False, elem_id="qwen-replace-row") as c_ask:
+                        c_question = gr.Markdown()
+                        c_replace = gr.Button("Replace it", variant="stop", scale=0, elem_id="qwen-replace")
+                        c_keep = gr.Button("Cancel", scale=0)
                     with gr.Row():
                         c_saved = gr.Dropdown(
-                            [LIBRARY_NONE, *list_voices()], value=LIBRARY_NONE, label="Saved voices", scale=3
+                            [LIBRARY_NONE], value=LIBRARY_NONE, label="Your saved voices", scale=3,
+                            elem_id="qwen-saved", allow_custom_value=True,  # API callers name theirs
+                        )  # fmt: skip
+                        c_delete = gr.Button("Delete", scale=1, elem_id="qwen-delete")
+                    with gr.Accordion("Your saved voices from scripts", open=False):
+                        gr.Markdown(
+                            "Your voices are yours alone. To use them through the Gradio API or MCP, pass this "
+                            "key as `owner_token`; keep it secret (whoever has it can use and delete them)."
                         )
-                        c_delete = gr.Button("Delete", scale=1)
+                        c_key = gr.Textbox(label="Owner token", type="password", interactive=False, buttons=["copy"])
                 with gr.Column():
                     c_text = gr.Textbox(
                         label="Text to say in the cloned voice",
@@ -271,10 +341,20 @@ def build_tab() -> None:
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_event = c_go.click(
-                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output],
+                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output, owner],
                 [c_audio, c_status, c_file],
                 api_name="qwen_clone_stream", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
             c_stop.click(None, None, None, cancels=[c_event])
-            c_save.click(save_reference, [c_ref, c_transcript, c_xvec, c_name], c_saved, api_name="qwen_save_voice")
-            c_delete.click(delete_saved, c_saved, c_saved, api_name="qwen_delete_voice")
+            asking = [c_ref, c_transcript, c_xvec, c_name, c_share, owner]
+            c_save.click(save_from_page, asking, [c_saved, c_ask, c_question], api_visibility="private")
+            c_replace.click(replace_from_page, asking, [c_saved, c_ask, c_question], api_visibility="private")
+            c_keep.click(_asked, None, [c_ask, c_question], api_visibility="private")
+            c_delete.click(delete_saved, [c_saved, owner], c_saved, api_name="qwen_delete_voice")
+            owner.change(my_library, owner, [c_saved, c_key], api_visibility="private", show_progress="hidden")
+            with gr.Row(visible=False):  # the API's save: no question asked, `overwrite` says it
+                api_overwrite, api_save = gr.Checkbox(False), gr.Button()
+            api_save.click(
+                save_reference, [c_ref, c_transcript, c_xvec, c_name, api_overwrite, c_share, owner], c_saved,
+                api_name="qwen_save_voice",
+            )  # fmt: skip
