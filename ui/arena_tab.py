@@ -374,7 +374,7 @@ def build_tab() -> None:
                 elem_id="arena-metrics",
             )  # fmt: skip
         pair = gr.State()
-        with gr.Accordion("Leaderboard", open=True):
+        with gr.Accordion("Leaderboard", open=True, elem_id="arena-board"):
             gr.Markdown(
                 "Ordered by the lower end of each system's 95% interval; *preliminary*: fewer votes than "
                 "the board needs to say much."
