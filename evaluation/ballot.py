@@ -132,6 +132,9 @@ class Ballots:
                 raise VoteRefused(problem)
             self._pairs[token].voted = True
             self._recent(visitor, now).append(now)
+            if len(self._cast) > MAX_PAIRS:  # forget visitors with no vote in the last hour
+                for who in [w for w in self._cast if not self._recent(w, now)]:
+                    del self._cast[who]
 
     def withdraw(self, visitor: str, token: str) -> None:
         """Undo `cast` when the vote could not be stored (the visitor may try again)."""

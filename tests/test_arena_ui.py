@@ -112,6 +112,8 @@ def test_the_vote_opens_only_after_both_clips_were_heard_by_this_visitor(tmp_pat
     clock.now += 3.0
     enough = json.dumps({"run": token, "played_s": 3.2, "ended": False})
     assert arena_tab.heard(enough, "not json", current, "me") is False  # B's report is not ours
+    stale = json.dumps({"run": "an earlier pair", "played_s": 9.0, "ended": True})
+    assert arena_tab.heard(enough, stale, current, "me") is False  # nor is a report on another run
     assert arena_tab.heard(enough, enough, current, "someone else") is False  # not their pair
     assert arena_tab.heard(enough, enough, current, "me") is True
     with pytest.raises(gr.Error, match="not served to you"):

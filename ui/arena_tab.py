@@ -226,12 +226,16 @@ def vote_on(current: dict | None, choice: str, who: str) -> tuple:
 
 
 def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
-    """Take the page's playback reports (JSON `{"run", "played_s", "ended"}` per player); whether
-    the vote is open now for the pair in `current`."""
+    """Take the page's playback reports (JSON `{"run", "played_s", "ended"}` per player) for the pair in
+    this session's state; whether the vote is open now. A report counts only for the run it names:
+    the pair's token, or the player's own run id where `current["runs"]` maps the slot to one."""
+    token = (current or {}).get("token")
+    runs = (current or {}).get("runs") or {}
     for slot, report in (("A", report_a), ("B", report_b)):
         try:
             got = json.loads(report or "{}")
-            BALLOTS.heard(who, str(got.get("run", "")), slot, float(got.get("played_s") or 0), bool(got.get("ended")))
+            if token and str(got.get("run")) == runs.get(slot, token):
+                BALLOTS.heard(who, token, slot, float(got.get("played_s") or 0), bool(got.get("ended")))
         except (ValueError, TypeError, AttributeError):
             continue  # a report that is not ours: ignored
     return vote_open(current, who)
@@ -403,7 +407,11 @@ def build_tab() -> None:
         for key, button in buttons.items():
 
             def on_vote(current, request: gr.Request, key=key):
-                return (*vote_on(current, key, visitor(request)), *[buttons_update(False)] * len(vote_buttons))
+                try:
+                    return (*vote_on(current, key, visitor(request)), *[buttons_update(False)] * len(vote_buttons))
+                except gr.Error as exc:  # refused: said once, in a notice and the reveal line; nothing else changes
+                    gr.Warning(exc.message)
+                    return (exc.message, *[gr.skip()] * (len(vote_outputs) - 1))
 
             button.click(on_vote, pair, vote_outputs, api_visibility="private")
 

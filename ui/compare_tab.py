@@ -37,6 +37,7 @@ from evaluation.pair import (
     SlotFinished,
     SlotStarted,
     pair_events,
+    run_pair,
 )
 
 from . import charts
@@ -204,7 +205,6 @@ def compare_api(text: str, a: str, b: str) -> tuple[str | None, str | None, dict
         The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
     """
     from evaluation.compare import parse_second, parse_slot
-    from evaluation.pair import run_pair
 
     text = _check_text(text)
     first, second = run_pair(parse_slot(a), parse_second(b), text)

@@ -22,13 +22,19 @@ WORDS = re.compile(
 )
 # ... or how it performed (seconds, milliseconds, percentages, factors).
 FIGURES = re.compile(r"\d+(\.\d+)?\s*(s|ms|sec|seconds|%|x)\b", re.IGNORECASE)
-# Every body of Gradio's event stream, as it arrives (the page reads it with fetch).
+# Every body of Gradio's event stream as it arrives (the page reads it with fetch), and the id of every
+# event the page started (so that events started before the Arena was used can be told apart).
 CAPTURE_SSE = """(() => {
   window.__sse = [];
+  window.__joins = [];
   const original = window.fetch;
   window.fetch = async (...args) => {
     const response = await original(...args);
     const url = String(args[0] && args[0].url || args[0]);
+    if (url.includes('/queue/join')) {
+      response.clone().json().then(j => window.__joins.push(j.event_id)).catch(() => {});
+      return response;
+    }
     if (!url.includes('/queue/data') || !response.body) return response;
     const [mine, theirs] = response.body.tee();
     (async () => {
@@ -52,15 +58,19 @@ TAB_HTML = """() => {
 
 
 def stream_messages(page) -> list[dict]:
-    """The event-stream messages received since the last call (and forget them)."""
-    text = "".join(page.evaluate("() => { const got = window.__sse; window.__sse = []; return got; }"))
+    """The event-stream messages of the events the page started since the last call (and forget them)."""
+    chunks, joins = page.evaluate(
+        "() => { const got = [window.__sse, window.__joins]; window.__sse = []; window.__joins = []; return got; }"
+    )
     messages = []
-    for line in text.splitlines():
+    for line in "".join(chunks).splitlines():
         if line.startswith("data:"):
             try:
-                messages.append(json.loads(line[5:]))
+                message = json.loads(line[5:])
             except ValueError:
                 continue
+            if message.get("event_id") in joins:
+                messages.append(message)
     return messages
 
 
@@ -125,11 +135,12 @@ def test_several_blind_pairs_name_nothing_before_the_vote_and_need_listening(bro
             page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=300_000)
             for key in ("a", "b", "tie", "both_bad"):
                 assert page.locator(f"#arena-vote-{key}").is_disabled()  # B has not been played
-            force_vote(page)
+            force_vote(page, "both_bad")  # as a script would: the server refuses
             page.get_by_text("Listen to at least three seconds").first.wait_for(timeout=30_000)
+            assert "Vote stored" not in page.locator("#arena-reveal").inner_text()
             page.evaluate("() => document.querySelector('#arena-b-audio audio').play().catch(() => {})")
             page.wait_for_function(
-                "() => !document.querySelector('#arena-vote-a').disabled", timeout=120_000
+                "() => !document.querySelector('#arena-vote-tie').disabled", timeout=120_000
             )  # both clips heard: the vote opens
             text, html = page.evaluate(TAB_TEXT), page.evaluate(TAB_HTML)
             messages = stream_messages(page)
