@@ -165,11 +165,17 @@ def _output_dir() -> str:
 
 
 def to_player(event: PairEvent | None):
-    """What a slot's player gets: a piece of audio as int16, or (None) silence for a player that got
-    nothing (the one place that knows the player is a streamed gr.Audio)."""
+    """What a slot's player gets for a pair event (None: nothing), or for None, the end of a pair in
+    which it got no audio; the one place that knows the player is a streamed gr.Audio: a piece of
+    audio as int16, and silence for a player that never started (Gradio fails on such a stream)."""
     if isinstance(event, SlotChunk):
         return SAMPLE_RATE, to_int16(event.audio)
-    return SILENCE
+    return SILENCE if event is None else None
+
+
+def _with_player(update: dict, player, event: PairEvent) -> dict:
+    value = to_player(event)
+    return update if value is None else {**update, player: value}
 
 
 def buttons_update(open_: bool) -> gr.update:
@@ -284,7 +290,7 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
         events = pair_events(text, dict(zip("AB", drawn, strict=True)))
         for event in events:
             if isinstance(event, SlotStarted):
-                yield {statuses[event.slot]: f"{event.slot} is speaking…"}
+                yield _with_player({statuses[event.slot]: f"{event.slot} is speaking…"}, players[event.slot], event)
             elif isinstance(event, SlotChunk):
                 BALLOTS.sent(token, event.slot)
                 sent[event.slot] = True
@@ -295,7 +301,7 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
                 break
             elif isinstance(event, SlotFinished):
                 BALLOTS.finished(token, event.slot, seconds[event.slot])
-                yield {statuses[event.slot]: f"{event.slot} is ready."}
+                yield _with_player({statuses[event.slot]: f"{event.slot} is ready."}, players[event.slot], event)
             elif isinstance(event, Measuring):
                 yield {ui["notice"]: "Both clips are ready: listen to both, at least three seconds of each."}
             elif isinstance(event, MetricsReady):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 
 import pytest
 from test_browser import ARGS, CHROMIUM
@@ -32,7 +33,9 @@ CAPTURE_SSE = """(() => {
     const response = await original(...args);
     const url = String(args[0] && args[0].url || args[0]);
     if (url.includes('/queue/join')) {
-      response.clone().json().then(j => window.__joins.push(j.event_id)).catch(() => {});
+      let fn = null;
+      try { fn = JSON.parse(args[1].body).fn_index; } catch (e) {}
+      response.clone().json().then(j => window.__joins.push([fn, j.event_id])).catch(() => {});
       return response;
     }
     if (!url.includes('/queue/data') || !response.body) return response;
@@ -57,11 +60,20 @@ TAB_HTML = """() => {
 }"""
 
 
-def stream_messages(page) -> list[dict]:
-    """The event-stream messages of the events the page started since the last call (and forget them)."""
-    chunks, joins = page.evaluate(
+def arena_events(app_url: str) -> set[int]:
+    """The ids of the events a component of the Arena tab triggers (from the page's config)."""
+    with urllib.request.urlopen(app_url + "config", timeout=30) as response:
+        config = json.load(response)
+    arena = {c["id"] for c in config["components"] if str(c.get("props", {}).get("elem_id", "")).startswith("arena-")}
+    return {d["id"] for d in config["dependencies"] if any(target[0] in arena for target in d["targets"])}
+
+
+def stream_messages(page, events: set[int]) -> list[dict]:
+    """The event-stream messages of the Arena's events since the last call (and forget them)."""
+    chunks, joined = page.evaluate(
         "() => { const got = [window.__sse, window.__joins]; window.__sse = []; window.__joins = []; return got; }"
     )
+    joins = {event_id for fn_index, event_id in joined if fn_index in events}
     messages = []
     for line in "".join(chunks).splitlines():
         if line.startswith("data:"):
@@ -126,11 +138,12 @@ def force_vote(page, key: str = "a") -> None:
 
 
 def test_several_blind_pairs_name_nothing_before_the_vote_and_need_listening(browser, app_url, artifacts):
+    events = arena_events(app_url)
+    assert len(events) >= 4  # new pair, the votes, the playback reports
     for number in range(PAIRS):
         # a fresh page per pair: Gradio 6.17.3's streamed gr.Audio never plays a second run (FACTS.md)
         page = open_arena(browser, app_url)
         try:
-            stream_messages(page)  # the page's own load events are not the Arena's
             page.locator("#arena-new").click()
             page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=300_000)
             for key in ("a", "b", "tie", "both_bad"):
@@ -143,7 +156,7 @@ def test_several_blind_pairs_name_nothing_before_the_vote_and_need_listening(bro
                 "() => !document.querySelector('#arena-vote-tie').disabled", timeout=120_000
             )  # both clips heard: the vote opens
             text, html = page.evaluate(TAB_TEXT), page.evaluate(TAB_HTML)
-            messages = stream_messages(page)
+            messages = stream_messages(page, events)
             page.screenshot(path=str(artifacts / f"arena_pair_{number}.png"), full_page=True)
             assert any(m.get("msg") == "process_generating" for m in messages), "no event payloads were captured"
             assert not WORDS.search(text) and not FIGURES.search(text), text
