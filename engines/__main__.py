@@ -169,7 +169,8 @@ def _request(args: argparse.Namespace) -> SynthesisRequest:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, run_pair, with_reference, write_pair
+    from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, with_reference, write_pair
+    from evaluation.pair import run_pair
 
     text = _read_text(args)
     reference, ref_text, x_vector_only = _reference(args)

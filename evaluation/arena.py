@@ -17,6 +17,9 @@ votes counted as half a win each way, one virtual tie against a strength-1 oppon
 unbeaten system stays finite), shown as 1000 + 400·log10(strength) shifted to a mean of 1000, with
 percentile bootstrap confidence intervals over resampled votes (seeded, so deterministic), widened to
 the Laplace (posterior curvature) interval where that is wider, as it is for a few unanimous votes.
+The board is ordered by the interval's lower bound; systems with fewer than `ARENA_MIN_VOTES` votes
+are marked preliminary. Exports hold votes and figures; the typed texts and ASR transcripts only with
+`ARENA_EXPORT_TEXTS=1`. Which votes count (served, heard, once, rate) is `evaluation.ballot`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ CHOICES = ("a", "b", "tie", "both_bad")
 # Metric columns first in this order in CSV exports; any other keys follow alphabetically.
 METRIC_ORDER = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
 NOT_FINISHED = "Both clips must finish before you vote."
+DEFAULT_MIN_VOTES = 30
+TEXT_METRICS = ("transcript",)  # what a clip's metrics hold of its text (the ASR's hearing of it)
 PRIOR_TIES = 1.0  # virtual ties of every system against a fixed strength-1 opponent
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> rating points
 MAX_RUNS = 10_000  # default of `ARENA_MAX_RUNS`
@@ -285,11 +290,18 @@ class Arena:
     # --- the database --------------------------------------------------------------------------------
 
     def _export_rows(self, kind: str) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+        """The rows and columns an export holds: votes and figures; the typed texts and the ASR
+        transcripts only with `ARENA_EXPORT_TEXTS=1`."""
         if kind == "votes":
-            return self.votes(), VOTE_COLUMNS
-        if kind == "runs":
-            return self.runs(), RUN_COLUMNS
-        raise ValueError(f"kind must be 'votes' or 'runs', not {kind!r}")
+            rows, columns = self.votes(), VOTE_COLUMNS
+        elif kind == "runs":
+            rows, columns = self.runs(), RUN_COLUMNS
+        else:
+            raise ValueError(f"kind must be 'votes' or 'runs', not {kind!r}")
+        if export_texts():
+            return rows, columns
+        columns = tuple(c for c in columns if c != "text")
+        return [_without_texts(row, columns) for row in rows], columns
 
     def _rows(self, table: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
         with self._db() as conn:
@@ -377,14 +389,20 @@ class Arena:
 
 
 def rank(
-    votes: Iterable[tuple[str, str, str]], confidence: float = 0.95, bootstrap: int = 200, seed: int = 0
+    votes: Iterable[tuple[str, str, str]],
+    confidence: float = 0.95,
+    bootstrap: int = 200,
+    seed: int = 0,
+    min_votes: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A leaderboard from (a_system, b_system, choice) triples, best first.
+    """A leaderboard from (a_system, b_system, choice) triples, best first: ordered by the lower bound
+    of the interval (a system with few votes does not top the board on luck), then by rating.
 
     Each row: system, engine, voice, rating (mean 1000 over the listed systems), ci_low and ci_high
     (percentile bootstrap over resampled votes, or the Laplace interval where wider; None when
     `bootstrap` is 0), votes, wins, losses, ties
-    and both_bad (both_bad is rated as a tie but counted apart; votes = wins + losses + ties + both_bad).
+    and both_bad (both_bad is rated as a tie but counted apart; votes = wins + losses + ties + both_bad),
+    preliminary (fewer than `min_votes` votes, default `ARENA_MIN_VOTES`).
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be between 0 and 1")
@@ -438,8 +456,26 @@ def rank(
                 "losses": t["losses"], "ties": t["tie"], "both_bad": t["both_bad"],
             }
         )  # fmt: skip
-    board.sort(key=lambda r: (-r["rating"], r["system"]))
+    low_first = min_votes if min_votes is not None else min_votes_to_rank()
+    for row in board:
+        row["preliminary"] = row["votes"] < low_first
+    # ordered by what the votes can vouch for: the interval's lower bound (the rating without intervals)
+    board.sort(key=lambda r: (-(r["rating"] if r["ci_low"] is None else r["ci_low"]), -r["rating"], r["system"]))
     return board
+
+
+def min_votes_to_rank() -> int:
+    """`ARENA_MIN_VOTES` (default 30): systems with fewer votes are marked preliminary."""
+    try:
+        return max(0, int(os.environ.get("ARENA_MIN_VOTES", DEFAULT_MIN_VOTES)))
+    except ValueError:
+        return DEFAULT_MIN_VOTES
+
+
+def export_texts() -> bool:
+    """`ARENA_EXPORT_TEXTS=1`: exports keep the typed texts and ASR transcripts (off by default: they are
+    other visitors' words)."""
+    return os.environ.get("ARENA_EXPORT_TEXTS", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fit_bradley_terry(
@@ -539,6 +575,14 @@ def _side(side: Mapping[str, Any] | None) -> dict[str, Any]:
         "engine": engine, "voice": voice, "system": system_id(engine, voice), "metrics": _to_json(side["metrics"]),
         "run_id": None if run_id is None else int(run_id),
     }  # fmt: skip
+
+
+def _without_texts(row: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """A row without the typed text and without the transcripts in its metrics."""
+    return {
+        c: {k: v for k, v in row[c].items() if k not in TEXT_METRICS} if c in _CSV_PREFIX and row[c] else row[c]
+        for c in columns
+    }
 
 
 def _now() -> str:

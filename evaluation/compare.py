@@ -7,7 +7,8 @@ with the text as its exact transcript. Each clip's figures have the same keys (`
 None where a metric does not apply; a slot that fails keeps its error and the other still runs.
 
 Two slots run one after the other, or together (`runs_together`) when they are two different models
-that both loaded on a GPU with room to spare: on one CPU they would only share its cores.
+that both loaded on a GPU with room to spare: on one CPU they would only share its cores. Running a
+pair is `evaluation.pair` (its events, and `run_pair` for the CLI); this module holds its parts.
 """
 
 from __future__ import annotations
@@ -294,33 +295,6 @@ def interleave(streams: dict[str, Iterator]) -> Iterator[tuple[str, object]]:
                 yield name, item
     finally:
         stop.set()
-
-
-def run_pair(a: Slot, b: Slot | str, text: str) -> tuple[ClipResult, ClipResult]:
-    """Both slots (together when `runs_together`, else one after the other), then their figures
-    (for the CLI and the API: no streaming)."""
-    first = ClipResult(a, RunStats(engine=a.engine))
-    if runs_together(a, b):
-        second = ClipResult(b, RunStats(engine=b.engine))
-        for _ in interleave({"a": stream_slot(a, text, first), "b": stream_slot(b, text, second)}):
-            pass
-        first.together = second.together = True
-        first.metrics, second.metrics = measure(first, text), measure(second, text)
-        return first, second
-    for _ in stream_slot(a, text, first):
-        pass
-    if b == CLONE_OF_A:
-        try:
-            b = clone_of(first, text)
-        except EngineError as exc:
-            second = ClipResult(Slot("qwen-clone", CLONE_OF_A), RunStats(engine="qwen-clone"), error=str(exc))
-            first.metrics, second.metrics = measure(first, text), measure(second, text)
-            return first, second
-    second = ClipResult(b, RunStats(engine=b.engine))
-    for _ in stream_slot(b, text, second):
-        pass
-    first.metrics, second.metrics = measure(first, text), measure(second, text)
-    return first, second
 
 
 def matched(result: ClipResult) -> np.ndarray:

@@ -271,7 +271,8 @@ def test_an_unwritable_location_gives_one_sentence(tmp_path):
     )
 
 
-def test_exports_parse_back(arena, tmp_path):
+def test_exports_parse_back(arena, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENA_EXPORT_TEXTS", "1")  # texts kept: the full export
     text = 'Hello, "world"\nsecond line – ünïcode'
     r1 = arena.record_run(text, "kokoro", "af_heart", {"ttfa_s": 0.3, "wer": 0.05}, {"backend": "onnx", "speed": 1.0})
     r2 = arena.record_run(text, "qwen", "Vivian", {"ttfa_s": 0.8, "mos": 3.9})
@@ -313,7 +314,7 @@ def test_exports_parse_back(arena, tmp_path):
 
 def test_empty_exports_have_headers(arena):
     header = arena.export_csv("votes").splitlines()
-    assert len(header) == 1 and header[0].startswith("id,created_at,text,a_system")
+    assert len(header) == 1 and header[0].startswith("id,created_at,a_system")  # no texts by default
     assert json.loads(arena.export_json("runs")) == [] and arena.leaderboard() == []
 
 

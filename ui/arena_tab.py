@@ -1,30 +1,53 @@
-"""The blind Arena tab: two random systems on one text, names hidden until the vote, a leaderboard.
+"""The blind Arena tab: two random systems on one text, nothing about them shown until the vote, a leaderboard.
 
 The pool is `ARENA_SYSTEMS` (space-separated `engine:voice` specs) or, by default, every voice the
 available preset engines can speak now and every saved cloned voice (when the cloning model is
-there). Sides are drawn at random; the players are labelled A and B only. A vote (A better, B
-better, tie, both bad) needs a finished pair; it reveals the systems and their metrics and is
+there). Sides are drawn at random and the pair runs through `evaluation.pair`; this tab maps its
+events to neutral words only ("A is speaking…", "A is ready"): before the vote no status line,
+notice, error, file or payload names an engine, voice, back-end, device or weights, or shows a
+figure. A slot that fails before anything was played redraws the pair; later, the pair is void.
+A vote (A better, B better, tie, both bad) counts only as `evaluation.ballot` allows (a pair served
+to this visitor, both clips heard, once, within the hourly limit): the page reports playback and
+the vote buttons stay disabled until then. The vote reveals the systems and their figures and is
 stored by `evaluation.arena` (SQLite, `ARENA_DB`). When the database is damaged or locked the tab
 says so and keeps playing pairs; votes are off until it is usable.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 
 import gradio as gr
 
 from engines import registry
-from engines.base import InputError
-from engines.voice_library import list_voices
+from engines.audio import to_int16
+from engines.base import SAMPLE_RATE, InputError
+from engines.voice_library import arena_voices
 from evaluation.arena import ArenaUnavailable, from_screen
-from evaluation.compare import Slot, parse_slot
+from evaluation.ballot import NOT_FINISHED, Ballots, VoteRefused
+from evaluation.compare import ClipResult, Slot, parse_slot
+from evaluation.pair import (
+    Measuring,
+    MetricsReady,
+    PairEvent,
+    SlotChunk,
+    SlotFailed,
+    SlotFinished,
+    SlotStarted,
+    pair_events,
+)
 
 from . import charts, janitor
-from .common import OUTPUT_DIR, user_errors
-from .compare_tab import ARENA, run_slots
+from .common import OUTPUT_DIR, status_line, user_errors
+from .compare_tab import ARENA, SILENCE, remember
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = [
     "The birch canoe slid on the smooth planks.",
@@ -34,6 +57,49 @@ EXAMPLES = [
 ]
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 PRESET_ENGINES = ("kokoro", "qwen-custom")
+MAX_DRAWS = 3  # a slot that fails before anything was played: draw again, this many pairs at most
+BALLOTS = Ballots()
+COULD_NOT_PLAY = "This pair could not be played; press New pair for another."
+READY = "Both clips are ready: which one sounds better? The vote opens once you have heard both."
+# Playback progress for the vote gate (until the app's own player reports it): every quarter second,
+# the seconds each arena player has actually played in this pair (`#arena-run` holds the pair's
+# token), sent to the hidden report boxes at each whole second and at the end; not after that.
+PROGRESS_JS = """() => {
+  if (window.arenaProgress) return;
+  const seen = {};
+  const send = (name, report) => {
+    const box = document.querySelector(`#arena-${name}-report textarea, #arena-${name}-report input`);
+    if (!box) return;
+    box.value = JSON.stringify(report);
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  window.arenaProgress = setInterval(() => {
+    const runBox = document.querySelector('#arena-run textarea, #arena-run input');
+    const run = runBox ? runBox.value : '';
+    if (!run) return;
+    const now = performance.now() / 1000;
+    for (const name of ['a', 'b']) {
+      let s = seen[name];
+      if (!s || s.run !== run) {
+        s = seen[name] = {run, played: 0, time: null, wall: now, step: 0, ended: false, done: false};
+      }
+      const audio = document.querySelector(`#arena-${name}-audio audio`);
+      if (audio) {
+        const t = audio.currentTime;
+        if (s.time !== null && t > s.time) s.played += Math.min(t - s.time, now - s.wall + 0.05);
+        s.time = t;
+        s.ended = s.ended || (audio.ended && s.played > 0);
+      }
+      s.wall = now;
+      const step = Math.floor(s.played);
+      if (!s.done && (step > s.step || s.ended)) {
+        s.step = step;
+        s.done = s.ended || s.played >= 4;
+        send(name, {run, played_s: Math.round(s.played * 100) / 100, ended: s.ended});
+      }
+    }
+  }, 250);
+}"""
 
 
 def pool() -> list[Slot]:
@@ -47,8 +113,22 @@ def pool() -> list[Slot]:
         if info.available:
             slots += [Slot(engine_id, v.id) for v in info.voices if v.available]
     if registry.info("qwen-clone").available:
-        slots += [Slot("qwen-clone", name) for name in list_voices()]
+        slots += [Slot("qwen-clone", name, owner=owner) for owner, name in arena_voices()]  # shared by their owners
     return slots
+
+
+def draw(systems: list[Slot], excluded: set[str]) -> tuple[Slot, Slot] | None:
+    """Two different systems at random, none of `excluded`; None when fewer than two are left."""
+    left = list({s.system: s for s in systems if s.system not in excluded}.values())
+    return tuple(random.sample(left, 2)) if len(left) >= 2 else None
+
+
+def visitor(request: gr.Request | None) -> str:
+    """Who is voting: the page's session and the client's address (one visitor, one ballot)."""
+    if request is None:
+        return "?"
+    client = getattr(request, "client", None)
+    return f"{getattr(request, 'session_hash', None) or '?'}@{getattr(client, 'host', None) or '?'}"
 
 
 def db_line() -> str:
@@ -66,14 +146,15 @@ def leaderboard() -> list[list]:
     except InputError:
         return []
     return [
-        [r["system"], round(r["rating"]), f"{r['ci_low']:.0f} – {r['ci_high']:.0f}" if r["ci_low"] is not None else "–",
+        [r["system"] + (" (preliminary)" if r.get("preliminary") else ""), round(r["rating"]),
+         f"{r['ci_low']:.0f} – {r['ci_high']:.0f}" if r["ci_low"] is not None else "–",
          r["votes"], r["wins"], r["losses"], r["ties"], r["both_bad"]]
         for r in rows
     ]  # fmt: skip
 
 
 def export() -> list[str]:
-    """Votes and runs as CSV and JSON files."""
+    """Votes and runs as CSV and JSON files (figures; texts and transcripts only with ARENA_EXPORT_TEXTS=1)."""
     folder = tempfile.mkdtemp(prefix="arena-", dir=_output_dir())
     paths = [str(p) for p in ARENA.export_files(folder)]
     janitor.written()
@@ -85,16 +166,44 @@ def _output_dir() -> str:
     return str(OUTPUT_DIR)
 
 
-def vote_on(current: dict | None, choice: str) -> tuple:
-    """Store a vote on the finished pair and reveal it.
+def to_player(event: PairEvent | None):
+    """What a slot's player gets for a pair event (None: nothing), or for None, the end of a pair in
+    which it got no audio; the one place that knows the player is a streamed gr.Audio: a piece of
+    audio as int16, and silence for a player that never started (Gradio fails on such a stream)."""
+    if isinstance(event, SlotChunk):
+        return SAMPLE_RATE, to_int16(event.audio)
+    return SILENCE if event is None else None
 
-    Returns the reveal line, the metrics table, the new pair state, the leaderboard and the database line.
+
+def _with_player(update: dict, player, event: PairEvent) -> dict:
+    value = to_player(event)
+    return update if value is None else {**update, player: value}
+
+
+def buttons_update(open_: bool) -> gr.update:
+    return gr.update(interactive=open_)
+
+
+def reveal_line(name: str, result: ClipResult) -> str:
+    """A slot's status after the vote: what spoke and its figures."""
+    return f"{name} was **{result.slot.system}** · " + status_line(result.slot.engine, result.stats, done=True)
+
+
+def vote_on(current: dict | None, choice: str, who: str) -> tuple:
+    """Store a vote on the pair served to `who` and reveal it (refused, with one sentence, where
+    `evaluation.ballot` says the vote does not count).
+
+    Returns the reveal line, the metrics table, the new pair state, the leaderboard, the database
+    line and both slots' status lines.
     """
     results = (current or {}).get("results") or {}
     if len(results) < 2 or not all(r.finished and r.metrics for r in results.values()):
-        raise gr.Error("Both clips must finish before you vote.")
-    if current.get("voted"):
-        raise gr.Error("You already voted on this pair; press New pair for another.")
+        raise gr.Error(NOT_FINISHED)
+    token = current.get("token")
+    try:
+        BALLOTS.cast(who, token)
+    except VoteRefused as exc:
+        raise gr.Error(str(exc)) from None
     a, b = results["A"], results["B"]
     reveal = f"A was **{a.slot.system}**, B was **{b.slot.system}**."
     if ARENA.available():
@@ -107,6 +216,7 @@ def vote_on(current: dict | None, choice: str) -> tuple:
         except ArenaUnavailable as exc:  # locked or damaged since the page loaded: reveal anyway
             reveal = f"Not stored ({exc}) " + reveal
         except InputError as exc:
+            BALLOTS.withdraw(who, token)
             raise gr.Error(str(exc)) from None
     else:
         reveal = f"Not stored ({ARENA.problem}) " + reveal
@@ -118,12 +228,133 @@ def vote_on(current: dict | None, choice: str) -> tuple:
         {**current, "voted": True},
         leaderboard(),
         db_line(),
+        reveal_line("A", a),
+        reveal_line("B", b),
     )
+
+
+def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
+    """Take the page's playback reports (JSON `{"run", "played_s", "ended"}` per player) for the pair in
+    this session's state; whether the vote is open now. A report counts only for the run it names:
+    the pair's token, or the player's own run id where `current["runs"]` maps the slot to one."""
+    token = (current or {}).get("token")
+    runs = (current or {}).get("runs") or {}
+    for slot, report in (("A", report_a), ("B", report_b)):
+        try:
+            got = json.loads(report or "{}")
+            if token and str(got.get("run")) == runs.get(slot, token):
+                BALLOTS.heard(who, token, slot, float(got.get("played_s") or 0), bool(got.get("ended")))
+        except (ValueError, TypeError, AttributeError):
+            continue  # a report that is not ours: ignored
+    return vote_open(current, who)
+
+
+def vote_open(current: dict | None, who: str) -> bool:
+    """Whether a vote on this pair would count now."""
+    results = (current or {}).get("results") or {}
+    if current is None or current.get("voted") or len(results) < 2:
+        return False
+    return BALLOTS.problem(who, current.get("token")) is None
+
+
+def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
+    """A blind pair for visitor `who`: `pair_events` mapped to the tab's outputs in neutral words.
+
+    `ui` holds the components: "A" and "B" (player, status line), "notice", "table", "pair" (the
+    session's pair state), "run" (the pair's token for the page's progress reports), "buttons" (the
+    vote buttons). A slot that fails before anything was played redraws the pair without it (at most
+    `MAX_DRAWS` pairs); a failure after that voids the pair. No sentence of a failure reaches the page.
+    """
+    if not (text or "").strip():
+        raise InputError("Please type some text for the pair to say.")
+    systems = pool()
+    if len({s.system for s in systems}) < 2:
+        raise InputError("The arena needs at least two voices that can speak now.")
+    players = {name: ui[name][0] for name in "AB"}
+    statuses = {name: ui[name][1] for name in "AB"}
+    vote_buttons = ui["buttons"]
+    sent = {"A": False, "B": False}
+    excluded: set[str] = set()
+    failed = None
+    for attempt in range(MAX_DRAWS):
+        drawn = draw(systems, excluded)
+        if drawn is None:
+            break
+        token = BALLOTS.serve(who)
+        yield {
+            ui["notice"]: "Listen to A and B…", ui["table"]: gr.update(value=[], headers=["metric", "A", "B"]),
+            ui["pair"]: {"token": token, "text": text, "results": None, "voted": False}, ui["run"]: token,
+            statuses["A"]: "A is waiting…", statuses["B"]: "B is waiting…",
+            **dict.fromkeys(vote_buttons, buttons_update(False)),
+        }  # fmt: skip
+        seconds = {"A": 0.0, "B": 0.0}
+        failed = None
+        events = pair_events(text, dict(zip("AB", drawn, strict=True)))
+        for event in events:
+            if isinstance(event, SlotStarted):
+                yield _with_player({statuses[event.slot]: f"{event.slot} is speaking…"}, players[event.slot], event)
+            elif isinstance(event, SlotChunk):
+                BALLOTS.sent(token, event.slot)
+                sent[event.slot] = True
+                seconds[event.slot] += event.audio.size / SAMPLE_RATE
+                yield {players[event.slot]: to_player(event)}
+            elif isinstance(event, SlotFailed) or (isinstance(event, SlotFinished) and not event.result.chunks):
+                failed = event
+                break
+            elif isinstance(event, SlotFinished):
+                BALLOTS.finished(token, event.slot, seconds[event.slot])
+                yield _with_player({statuses[event.slot]: f"{event.slot} is ready."}, players[event.slot], event)
+            elif isinstance(event, Measuring):
+                yield {ui["notice"]: "Both clips are ready: listen to both, at least three seconds of each."}
+            elif isinstance(event, MetricsReady):
+                for result in event.results.values():
+                    remember(result, text)
+                current = {"token": token, "text": text, "results": event.results, "voted": False}
+                yield {
+                    ui["pair"]: current, ui["notice"]: READY,
+                    **dict.fromkeys(vote_buttons, buttons_update(vote_open(current, who))),
+                }  # fmt: skip
+        events.close()
+        if failed is None:
+            return
+        BALLOTS.void(token)
+        excluded.add(failed.result.slot.system)
+        log.warning("arena slot %s failed: %s", failed.result.slot.system, getattr(failed, "sentence", ""))
+        if any(sent.values()) or attempt == MAX_DRAWS - 1:
+            break
+        yield {statuses[failed.slot]: f"{failed.slot} could not be played; new pair…"}
+    update = {ui["notice"]: COULD_NOT_PLAY, ui["pair"]: None, statuses["A"]: "", statuses["B"]: ""}
+    if failed is not None:
+        update[statuses[failed.slot]] = f"{failed.slot} could not be played."
+    yield update
+    # Gradio ends a streamed output that never started with an error: silence for a player without audio
+    silent = {players[name]: to_player(None) for name, got in sent.items() if not got}
+    if silent:
+        yield silent
+
+
+def blind(fn):
+    """Errors of a pair reach the visitor without naming anything: one neutral sentence (the
+    visitor's own input errors excepted)."""
+
+    @functools.wraps(fn)
+    def generator(*args, **kwargs):
+        try:
+            yield from fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception:
+            log.exception("arena pair failed")
+            raise gr.Error(COULD_NOT_PLAY) from None
+
+    return generator
 
 
 def build_tab() -> None:
     """The Arena tab, inside the caller's gr.Blocks."""
-    with gr.Tab("Blind arena", id="arena"):
+    with gr.Tab("Blind arena", id="arena", elem_id="arena-tab"):
         gr.Markdown(
             "Two voices drawn at random say the same words. Listen to both, then vote: "
             "the names are shown after your vote."
@@ -132,27 +363,34 @@ def build_tab() -> None:
         text = gr.Textbox(label="Text", value=EXAMPLES[0], lines=2, elem_id="arena-text")
         gr.Examples(EXAMPLES, inputs=text, label="Examples")
         new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
-        ui: dict = {}
-        with gr.Row():
-            for name in "AB":
-                with gr.Column():
-                    player = gr.Audio(
-                        label=name, streaming=True, autoplay=name == "A", interactive=False,
-                        elem_id=f"arena-{name.lower()}-audio",
-                    )  # fmt: skip
-                    status = gr.Markdown(elem_id=f"arena-{name.lower()}-status")
-                    ui[name] = (player, status)
-        with gr.Row():
-            buttons = {key: gr.Button(label, elem_id=f"arena-vote-{key}") for key, label in CHOICES.items()}
-        ui["notice"] = gr.Markdown(elem_id="arena-reveal")
-        ui["table"] = gr.Dataframe(
-            headers=["metric", "A", "B"], label="Measured (shown after the vote)", interactive=False,
-            elem_id="arena-metrics",
-        )  # fmt: skip
-        for hidden in ("chart", "pictures", "file", "state"):  # run_slots' other outputs, not shown here
-            ui[hidden] = gr.State()
+        players, statuses, reports = {}, {}, {}
+        with gr.Column(elem_id="arena-pair"):
+            with gr.Row():
+                for name in "AB":
+                    with gr.Column():
+                        players[name] = gr.Audio(
+                            label=name, streaming=True, autoplay=name == "A", interactive=False,
+                            elem_id=f"arena-{name.lower()}-audio",
+                        )  # fmt: skip
+                        statuses[name] = gr.Markdown(elem_id=f"arena-{name.lower()}-status")
+                        reports[name] = gr.Textbox(visible="hidden", elem_id=f"arena-{name.lower()}-report")
+            run = gr.Textbox(visible="hidden", elem_id="arena-run")  # the pair's token, for the progress reports
+            with gr.Row():
+                buttons = {
+                    key: gr.Button(label, elem_id=f"arena-vote-{key}", interactive=False)
+                    for key, label in CHOICES.items()
+                }
+            notice = gr.Markdown(elem_id="arena-reveal")
+            table = gr.Dataframe(
+                headers=["metric", "A", "B"], label="Measured (shown after the vote)", interactive=False,
+                elem_id="arena-metrics",
+            )  # fmt: skip
         pair = gr.State()
-        with gr.Accordion("Leaderboard", open=True):
+        with gr.Accordion("Leaderboard", open=True, elem_id="arena-board"):
+            gr.Markdown(
+                "Ordered by the lower end of each system's 95% interval; *preliminary*: fewer votes than "
+                "the board needs to say much."
+            )
             board = gr.Dataframe(
                 headers=["system", "rating", "95% CI", "votes", "wins", "losses", "ties", "both bad"],
                 value=leaderboard, interactive=False, elem_id="arena-leaderboard",
@@ -161,38 +399,38 @@ def build_tab() -> None:
                 refresh = gr.Button("Refresh")
                 export_button = gr.Button("Export votes and runs (CSV, JSON)")
             files = gr.File(label="Exports", file_count="multiple", interactive=False)
-        outputs = [ui["A"][0], ui["A"][1], ui["B"][0], ui["B"][1], ui["notice"], ui["table"], pair]
+        vote_buttons = list(buttons.values())
+        outputs = [players["A"], statuses["A"], players["B"], statuses["B"], notice, table, pair, run, *vote_buttons]
 
-        @user_errors
-        def play_pair(text):
-            if not (text or "").strip():
-                raise InputError("Please type some text for the pair to say.")
-            systems = pool()
-            if len({s.system for s in systems}) < 2:
-                raise InputError("The arena needs at least two voices that can speak now.")
-            first, second = random.sample(systems, 2)
-            while second.system == first.system:
-                second = random.choice(systems)
-            yield {
-                ui["notice"]: "Listen to A and B…",
-                ui["table"]: gr.update(value=[], headers=["metric", "A", "B"]),
-                pair: None,
-            }
-            for update in run_slots(text, {"A": first, "B": second}, ui):
-                for hidden in ("table", "chart", "pictures", "file"):  # metrics stay hidden until the vote
-                    update.pop(ui[hidden], None)
-                if ui["state"] in update:
-                    update[pair] = {"text": text, "results": update.pop(ui["state"]), "voted": False}
-                    update[ui["notice"]] = "Both clips are ready: which one sounds better?"
-                yield update
+        ui = {"A": (players["A"], statuses["A"]), "B": (players["B"], statuses["B"]), "notice": notice}
+        ui.update(table=table, pair=pair, run=run, buttons=vote_buttons)
 
+        @blind
+        def play_pair(text, request: gr.Request):
+            yield from pair_updates(text, visitor(request), ui)
+
+        new_pair.click(None, None, None, js=PROGRESS_JS, api_visibility="private")
         new_pair.click(play_pair, text, outputs, api_visibility="private", concurrency_id="compare")
+        vote_outputs = [notice, table, pair, board, db_status, statuses["A"], statuses["B"], *vote_buttons]
         for key, button in buttons.items():
-            button.click(
-                lambda current, key=key: vote_on(current, key),
-                pair,
-                [ui["notice"], ui["table"], pair, board, db_status],
-                api_visibility="private",
-            )
+
+            def on_vote(current, request: gr.Request, key=key):
+                try:
+                    return (*vote_on(current, key, visitor(request)), *[buttons_update(False)] * len(vote_buttons))
+                except gr.Error as exc:  # refused: said once, in a notice and the reveal line; nothing else changes
+                    gr.Warning(exc.message)
+                    return (exc.message, *[gr.skip()] * (len(vote_outputs) - 1))
+
+            button.click(on_vote, pair, vote_outputs, api_visibility="private")
+
+        def on_report(report_a, report_b, current, request: gr.Request):
+            open_ = heard(report_a, report_b, current, visitor(request))
+            return [buttons_update(open_)] * len(vote_buttons)
+
+        for report in reports.values():
+            report.change(
+                on_report, [reports["A"], reports["B"], pair], vote_buttons,
+                api_visibility="private", trigger_mode="always_last",
+            )  # fmt: skip
         refresh.click(lambda: (leaderboard(), db_line()), None, [board, db_status], api_visibility="private")
         export_button.click(user_errors(export), None, files, api_visibility="private")

@@ -15,30 +15,28 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import gradio as gr
 import numpy as np
 
 from engines import registry
-from engines.audio import OutputSettings, StreamLeveler, to_int16
+from engines.audio import to_int16
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.reference import load_reference, read_upload, settle_transcript
-from engines.timing import RunStats
 from engines.voice_library import list_voices, shared
 from evaluation.arena import Arena
-from evaluation.compare import (
-    MATCH_LUFS,
-    ClipResult,
-    Slot,
-    clone_of,
-    interleave,
-    matched,
-    measure,
-    runs_together,
-    same_slot_notice,
-    slot_summary,
-    stream_slot,
+from evaluation.compare import MATCH_LUFS, ClipResult, Slot, clone_of, matched, same_slot_notice, slot_summary
+from evaluation.pair import (
+    Measuring,
+    MetricsReady,
+    PairEvent,
+    PairStarted,
+    SlotChunk,
+    SlotFailed,
+    SlotFinished,
+    SlotStarted,
+    pair_events,
+    run_pair,
 )
 
 from . import charts, janitor
@@ -56,7 +54,6 @@ PLAY_B_AFTER_A = """() => {
   const b = document.querySelector('#compare-b-audio audio');
   if (b && b.paused && b.currentTime === 0) b.play().catch(() => {});
 }"""
-_metrics_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 ARENA = Arena()  # shared with the Arena tab
 
 
@@ -105,22 +102,6 @@ def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str, ow
     return Slot(engine, voice or "", owner=owner)
 
 
-def play(result: ClipResult, text: str) -> Iterator[tuple]:
-    """The slot's stream as int16 pieces at the matched loudness, with status lines as it goes."""
-    leveler = StreamLeveler(OutputSettings(lufs=MATCH_LUFS))
-    for chunk in stream_slot(result.slot, text, result):
-        piece = leveler.feed(chunk.audio)
-        if piece.size:
-            yield (SAMPLE_RATE, to_int16(piece)), status_line(result.slot.engine, result.stats)
-    rest = leveler.flush()
-    if rest.size:
-        yield (SAMPLE_RATE, to_int16(rest)), status_line(result.slot.engine, result.stats)
-    if result.error:
-        yield gr.skip(), f"**Slot failed:** {result.error}"
-    else:
-        yield gr.skip(), status_line(result.slot.engine, result.stats, done=True)
-
-
 def stored_voice(slot: Slot) -> str:
     """The voice as the shared run records (and their exports) name it: a visitor's own saved voice
     is just "saved voice", its name is theirs alone."""
@@ -148,12 +129,6 @@ def remember(result: ClipResult, text: str) -> int | None:
         return None
 
 
-def failed(slot_name: str, exc: Exception, engine: str) -> ClipResult:
-    result = ClipResult(Slot(engine or "?", ""), RunStats(engine=engine or "?"))
-    result.error = str(exc) if isinstance(exc, EngineError) else f"Slot {slot_name} could not start."
-    return result
-
-
 def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
     """Table, chart, pictures and the metrics file of a finished pair."""
     labels = {f"{n} · {r.slot.system}": r for n, r in named.items()}
@@ -173,55 +148,54 @@ def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
     )
 
 
+def to_player(event: PairEvent):
+    """What a slot's player gets for a pair event, or None for nothing (the one place that knows the
+    player is a streamed gr.Audio): a piece of audio as int16, or silence for a slot that made none."""
+    if isinstance(event, SlotChunk):
+        return SAMPLE_RATE, to_int16(event.audio)
+    if isinstance(event, SlotFinished | SlotFailed) and not event.result.chunks:
+        return SILENCE
+    return None
+
+
 def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
-    """Stream the slots into their players (together when `runs_together`, else in turn); metrics in
-    the background as each clip ends; then the results."""
-    results: dict[str, ClipResult] = {}
-    pending: dict[str, Future] = {}
-    streams: dict[str, Iterator[dict]] = {}
-    for name, slot in slots.items():
-        player, status = ui[name]
-        if isinstance(slot, Exception):
-            results[name] = failed(name, slot, "")
-            yield {player: SILENCE, status: f"**Slot failed:** {results[name].error}"}
+    """Stream the slots into their players with every figure in their status lines (`pair_events`:
+    together or in turn, metrics in the background as each clip ends); then the results."""
+    for event in pair_events(text, slots):
+        if isinstance(event, MetricsReady):
+            results = event.results
+            for result in results.values():
+                remember(result, text)
+            table, chart, pictures, path = outputs_for(results, text)
+            notice = " ".join(filter(None, [_notice(slots), f"Both clips are played at {MATCH_LUFS:g} LUFS."]))
+            yield {
+                ui["table"]: table, ui["chart"]: chart, ui["pictures"]: pictures, ui["file"]: path,
+                ui["notice"]: notice, ui["state"]: results,
+            }  # fmt: skip
             continue
-        results[name] = ClipResult(slot, RunStats(engine=slot.engine))
-        streams[name] = slot_events(results[name], text, ui[name], pending, name)
-    good = [s for s in slots.values() if isinstance(s, Slot)]
-    if len(good) == 2 and runs_together(*good):
-        for result in results.values():
-            result.together = True
-        yield {ui["notice"]: "Both slots run together (their times include sharing the device)."}
-        for _, event in interleave(streams):
-            yield event
-    else:
-        for stream in streams.values():
-            yield from stream
-    yield {ui["notice"]: "Measuring: ASR round trip, predicted MOS, speaker similarity…"}
-    for name, future in pending.items():
-        results[name].metrics = future.result()
-        remember(results[name], text)
-    table, chart, pictures, path = outputs_for(results, text)
-    notice = " ".join(filter(None, [_notice(slots), f"Both clips are played at {MATCH_LUFS:g} LUFS."]))
-    yield {
-        ui["table"]: table,
-        ui["chart"]: chart,
-        ui["pictures"]: pictures,
-        ui["file"]: path,
-        ui["notice"]: notice,
-        ui["state"]: results,
-    }
+        if isinstance(event, PairStarted):
+            if event.together:
+                yield {ui["notice"]: "Both slots run together (their times include sharing the device)."}
+            continue
+        if isinstance(event, Measuring):
+            yield {ui["notice"]: "Measuring: ASR round trip, predicted MOS, speaker similarity…"}
+            continue
+        player, status = ui[event.slot]
+        update = {status: _status(event)}
+        audio = to_player(event)
+        if audio is not None:
+            update[player] = audio
+        yield update
 
 
-def slot_events(result: ClipResult, text: str, outputs: tuple, pending: dict[str, Future], name: str) -> Iterator[dict]:
-    """One slot's updates for its player and status line; its metrics start the moment it ends."""
-    player, status = outputs
-    yield {status: f"Loading **{registry.info(result.slot.engine).name}** and speaking…"}
-    for audio, line in play(result, text):
-        yield {player: audio, status: line}
-    if not result.chunks:
-        yield {player: SILENCE}
-    pending[name] = _metrics_pool.submit(measure, result, text)
+def _status(event: PairEvent) -> str:
+    """A slot's status line: what speaks, then its back-end, weights and figures as they come."""
+    result = event.result
+    if isinstance(event, SlotStarted):
+        return f"Loading **{registry.info(result.slot.engine).name}** and speaking…"
+    if isinstance(event, SlotFailed):
+        return f"**Slot failed:** {event.sentence}"
+    return status_line(result.slot.engine, result.stats, done=isinstance(event, SlotFinished))
 
 
 def _notice(slots: dict[str, Slot | Exception]) -> str:
@@ -252,7 +226,7 @@ def compare_api(
         Slot B's clip, the same way.
         The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
     """
-    from evaluation.compare import parse_second, parse_slot, run_pair
+    from evaluation.compare import parse_second, parse_slot
 
     text = _check_text(text)
     owner = owner_of(owner_token, request)
