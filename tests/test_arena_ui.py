@@ -164,7 +164,7 @@ def test_the_blind_pool_holds_preset_voices_and_saved_clones_when_cloning_is_the
     from engines import registry
 
     monkeypatch.delenv("ARENA_SYSTEMS", raising=False)
-    monkeypatch.setattr(arena_tab, "list_voices", lambda: ["narrator"])
+    monkeypatch.setattr(arena_tab, "arena_voices", lambda: [("owner-1", "narrator")])  # shared by its owner
     real = registry.info
     for cloning in (False, True):
 
