@@ -2,7 +2,8 @@
 
 `router` holds the FastAPI routes (`/v1/...`): speech, models and voices (`openai_speech`), saving a
 cloned voice (`saved_voices`); `app.main()` hands them to `gr.Blocks.launch` so they live on the
-same server as the page, the Gradio API and the MCP server.
+same server as the page, the Gradio API and the MCP server. `guard` (keys, the per-client rate limit,
+CORS) sits in front of that whole server; `auth` says who is calling; `strict_json` reads request bodies.
 """
 
 from fastapi import APIRouter

@@ -83,7 +83,9 @@ class Guard:
         key = api_key(connection)
         if keys_required() and key is None:
             if presented_key(connection) is None:
-                error = ApiError(401, "This API needs a key: send it as Authorization: Bearer <key>.", "missing_api_key")
+                error = ApiError(
+                    401, "This API needs a key: send it as Authorization: Bearer <key>.", "missing_api_key"
+                )
             else:
                 error = ApiError(401, "The API key is not valid.", "invalid_api_key")
             response = error.response()
@@ -185,7 +187,10 @@ def _without_cors(send: Send) -> Send:
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [(k, v) for k, v in message.get("headers", []) if k.lower() not in _CORS_HEADERS]}
+            message = {
+                **message,
+                "headers": [(k, v) for k, v in message.get("headers", []) if k.lower() not in _CORS_HEADERS],
+            }
         await send(message)
 
     return wrapped
@@ -228,4 +233,3 @@ async def _peek(receive: Receive) -> tuple[Receive, object]:
         return await receive()
 
     return replay, document
-

@@ -121,7 +121,9 @@ def _local_kokoro(folder: Path) -> KokoroWeights:
     checkpoints = sorted(folder.glob("*.pth"))
     if not config.is_file() or not checkpoints:
         log.warning("The Kokoro folder %s lacks config.json or a .pth checkpoint", folder)
-        raise UnavailableError("The Kokoro folder of KOKORO_MODEL needs config.json and a .pth checkpoint (and voices/*.pt).")
+        raise UnavailableError(
+            "The Kokoro folder of KOKORO_MODEL needs config.json and a .pth checkpoint (and voices/*.pt)."
+        )
     return KokoroWeights(
         backend="torch",
         source=source_name("local", str(folder)),

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the table: one row a line)
 """Bad inputs, table-driven: each way in (/v1, the page's handlers, the Gradio API, MCP, the CLI) with
 the exact sentence each one gets; then the server still serves a good request. README "Bad input"
 lists this table.
@@ -125,7 +126,8 @@ def gradio_api(api_name: str, *data):
                 event = line.split(":", 1)[1].strip()
             elif line.startswith("data:"):
                 payload = line.split(":", 1)[1].strip()
-        return event, json.loads(payload) if payload and payload != "null" else ""
+        answer = json.loads(payload) if payload else None
+        return event, (answer.get("error") or "") if isinstance(answer, dict) else ""
 
     return run
 
@@ -182,6 +184,7 @@ def zip_bomb_like() -> bytes:
 
 
 LONG = "a" * 5001
+SYNTH_REST = (1.0, "Auto", "wav", "Off", False, False, False, False)  # /synthesize after text and voice
 RTL_ZERO_WIDTH = "\u200f\u200b\u202e\u200d\u2066"
 UNKNOWN_VOICE = "Unknown Kokoro voice '../../etc/passwd'; pick one from the voice list (e.g. af_heart)."
 FMT = "Unknown audio format 'exe'; choose one of: wav, flac, mp3, ogg, opus."
@@ -241,11 +244,11 @@ ROWS = [
     Row("page", "batch: a CSV field of 200,000 characters", page("ui.batch_tab.batch_render", "wide.csv", files={"wide.csv": b'text\n"' + b"a" * 200_000 + b'"\n'}), "error", "The CSV file cannot be read (field larger than field limit (131072))."),
     Row("page", "compare: an unknown engine", page("ui.compare_tab.compare_api", "Hello.", "nope:x", "kokoro:jm_kumo"), "error", "Unknown engine 'nope' in 'nope:x'; use one of: kokoro, qwen-custom, qwen-clone."),
     # --- the Gradio API and MCP (the running app) ------------------------------------------------------
-    Row("Gradio API", "/synthesize with empty text", gradio_api("synthesize", "", "jm_kumo", 1.0, "Auto"), "error", "Please enter some text to speak."),
-    Row("Gradio API", "/synthesize with a voice with path separators", gradio_api("synthesize", "Hello.", "../../etc/passwd", 1.0, "Auto"), "error", UNKNOWN_VOICE),
-    Row("Gradio API", "/synthesize with a NUL character", gradio_api("synthesize", "Hi\u0000", "jm_kumo", 1.0, "Auto"), "error", "The text contains a control character (U+0000); please remove it."),
-    Row("MCP", "kokoro_synthesize with empty text", mcp("kokoro_synthesize", text="", voice="jm_kumo"), "error", "Error: Please enter some text to speak."),
-    Row("MCP", "kokoro_synthesize with speed 9", mcp("kokoro_synthesize", text="Hello.", voice="jm_kumo", speed=9), "error", "Error: Speed must be between 0.5 and 2.0; got 9."),
+    Row("Gradio API", "/synthesize with empty text", gradio_api("synthesize", "", "jm_kumo", *SYNTH_REST), "error", "Please enter some text to speak."),
+    Row("Gradio API", "/stream with a blend naming a path", gradio_api("stream", "Hello.", "jm_kumo", "../../etc/passwd", *SYNTH_REST), "error", UNKNOWN_VOICE),
+    Row("Gradio API", "/synthesize with a NUL character", gradio_api("synthesize", "Hi\u0000", "jm_kumo", *SYNTH_REST), "error", "The text contains a control character (U+0000); please remove it."),
+    Row("MCP", "kokoro_synthesize with empty text", mcp("kokoro_synthesize", text="", voice="jm_kumo"), "error", "Please enter some text to speak."),
+    Row("MCP", "kokoro_synthesize with speed 9", mcp("kokoro_synthesize", text="Hello.", voice="jm_kumo", speed=9), "error", "Value 9 is greater than maximum value 2.0."),
     Row("MCP", "an unknown tool", mcp("../../etc/passwd", text="Hello."), "error", "Unknown tool for this Gradio app: ../../etc/passwd"),
     # --- the CLI -------------------------------------------------------------------------------------
     Row("CLI", "synth with empty text", cli("synth", "--voice", "jm_kumo", "--text", "", "--out", "x.wav"), 2, "Please enter some text to speak."),
@@ -300,7 +303,7 @@ def test_after_the_table_the_server_still_serves_a_good_request(v1_client, app_u
     live = urllib.request.Request(app_url + "v1/audio/speech", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(live, timeout=300) as answer:
         assert answer.status == 200 and answer.read(4) == b"RIFF"
-    code, _ = gradio_api("synthesize", "Hello there.", "jm_kumo", 1.0, "Auto")({"app_url": lambda: app_url})
+    code, _ = gradio_api("synthesize", "Hello there.", "jm_kumo", *SYNTH_REST)({"app_url": lambda: app_url})
     assert code == "complete"
 
 

@@ -123,7 +123,10 @@ def test_v1_is_limited_by_key_else_by_address_and_a_forged_header_does_not_move_
     assert post("7.7.7.7, 198.51.100.9").status_code == 400  # another forged left part: the same client
     refused = post("8.8.8.8, 198.51.100.9")
     assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
-    assert refused.json()["error"]["message"] == "Too many requests: at most 2 a minute from one client; try again in 30 s."
+    assert (
+        refused.json()["error"]["message"]
+        == "Too many requests: at most 2 a minute from one client; try again in 30 s."
+    )
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert post("198.51.100.10").status_code == 400  # another client address has its own bucket
     assert client.get("/v1/models", headers={"x-forwarded-for": "198.51.100.9"}).status_code == 200  # GETs are free
@@ -205,7 +208,9 @@ def test_mcp_tool_calls_are_limited_and_counted_once(served):
     call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
     headers = {**MCP_HEADERS, "x-forwarded-for": "203.0.113.3"}
     with httpx.Client(base_url=url, timeout=120) as client:
-        listed = client.post("/gradio_api/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers)
+        listed = client.post(
+            "/gradio_api/mcp/", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers
+        )
         assert listed.status_code == 200  # listing starts no work
         for _ in range(2):  # each runs through Gradio's queue from loopback: still one count each
             answer = client.post("/gradio_api/mcp/", json=call, headers=headers)
@@ -239,7 +244,8 @@ def test_no_other_origin_gets_a_cors_header(served):
         )  # fmt: skip
         assert "access-control-allow-origin" not in preflight.headers
         join_preflight = client.options(
-            "/gradio_api/queue/join", headers={"origin": "https://evil.example", "access-control-request-method": "POST"}
+            "/gradio_api/queue/join",
+            headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
         )
         assert "access-control-allow-origin" not in join_preflight.headers
 

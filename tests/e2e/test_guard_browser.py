@@ -1,0 +1,64 @@
+"""What the page shows when the rate limit refuses one of its events: one sentence in a toast."""
+
+from __future__ import annotations
+
+import shutil
+
+import gradio as gr
+import pytest
+from conftest import _free_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def limited_page():
+    """A page with one work event, served by `app.serve` at one event a minute per client."""
+    import app
+    from ui.common import user_errors
+
+    @user_errors
+    def echo(text: str) -> str:
+        return f"said: {text}"
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("API_RATE_PER_MIN", "1")
+        mp.delenv("TRUSTED_PROXY_HOPS", raising=False)
+        with gr.Blocks() as demo:
+            box = gr.Textbox(elem_id="say")
+            out = gr.Textbox(elem_id="said")
+            gr.Button("Say", elem_id="say-button").click(echo, box, out)
+        port = _free_port()
+        app.serve(demo, server_name="127.0.0.1", server_port=port, quiet=True, mcp_server=False)
+        try:
+            yield f"http://127.0.0.1:{port}/"
+        finally:
+            demo.close()
+
+
+def test_a_refused_event_shows_one_sentence(limited_page, artifacts):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(limited_page, wait_until="load", timeout=60_000)
+        page.locator("#say textarea").fill("one")
+        page.locator("#say-button").click()
+        page.wait_for_function("() => document.querySelector('#said textarea').value === 'said: one'", timeout=30_000)
+        page.locator("#say textarea").fill("two")
+        page.locator("#say-button").click()
+        sentence = "Too many requests: at most 1 a minute from one client; try again in 60 s."
+        toast = page.locator("[data-testid=toast-text]", has_text=sentence)
+        try:
+            toast.wait_for(timeout=30_000)  # the page's error toast, the sentence alone
+            page.wait_for_timeout(800)  # for the screenshot only: the toast slides in
+        finally:
+            page.screenshot(path=str(artifacts / "rate_limited.png"))
+        assert toast.inner_text().strip() == sentence
+        assert page.locator("text=Traceback").count() == 0
+        assert page.locator("#said textarea").input_value() == "said: one"
+        browser.close()
