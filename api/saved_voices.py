@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 
 from engines import registry
 from engines.base import MAX_REFERENCE_TEXT_CHARS, UnavailableError
-from engines.reference import load_reference, settle_transcript
+from engines.reference import load_reference, settle_transcript, upload_limit_bytes
 from engines.voice_library import save_voice, shared, voice_exists
 
 from .openai_speech import ApiError, _error
@@ -35,12 +35,8 @@ FIELDS = ("name", "audio", "transcript", "x_vector_only", "overwrite", "share_in
 
 
 def max_upload_mb() -> float:
-    """`MAX_UPLOAD_MB` (default 50; a value that is not a positive number counts as the default)."""
-    try:
-        megabytes = float(os.environ.get("MAX_UPLOAD_MB", "50"))
-    except ValueError:
-        return 50.0
-    return megabytes if megabytes > 0 else 50.0
+    """`MAX_UPLOAD_MB` in megabytes (`engines.reference.upload_limit_bytes`, the one home of the limit)."""
+    return upload_limit_bytes() / 2**20
 
 
 @router.post("/audio/voices", status_code=201)
@@ -67,7 +63,7 @@ async def save(request: Request) -> JSONResponse:
 async def _read_form(request: Request) -> dict:
     """The form's fields (the clip as bytes), refusing a body over the limit before reading it all."""
     limit = int(max_upload_mb() * 2**20) + FORM_OVERHEAD
-    too_large = ApiError(413, f"The upload is over {max_upload_mb():g} MB.", "upload_too_large", "audio")
+    too_large = ApiError(413, f"The upload is over {max_upload_mb():.3g} MB.", "upload_too_large", "audio")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large

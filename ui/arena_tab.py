@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from api.auth import client_address
 from engines import registry
 from engines.audio import to_int16
 from engines.base import SAMPLE_RATE, InputError
@@ -127,8 +128,7 @@ def visitor(request: gr.Request | None) -> str:
     """Who is voting: the page's session and the client's address (one visitor, one ballot)."""
     if request is None:
         return "?"
-    client = getattr(request, "client", None)
-    return f"{getattr(request, 'session_hash', None) or '?'}@{getattr(client, 'host', None) or '?'}"
+    return f"{getattr(request, 'session_hash', None) or '?'}@{client_address(request)}"
 
 
 def db_line() -> str:
@@ -349,6 +349,7 @@ def blind(fn):
             log.exception("arena pair failed")
             raise gr.Error(COULD_NOT_PLAY) from None
 
+    generator.starts_work = True  # a pair runs two engines: it counts for api.guard's rate limit
     return generator
 
 
