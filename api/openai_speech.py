@@ -5,7 +5,8 @@ The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `respon
 `peak_normalize`, `trim`, `denoise`, `fade`: the page's Output section) and synthesizes through the
 engine registry in a worker thread, first come, first served per engine (`engines.work_queue`).
 `instructions` reach a model that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS
-CustomVoice 1.7B); any other model speaks without them and the answer says so (`X-Output-Notes`, or the SSE done event's `notes`).
+CustomVoice 1.7B); any other model speaks without them and the answer says so (`X-Output-Notes`, or
+the SSE done event's `notes`).
 Every error is OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}` with one
 sentence (never a path, command line or exception class): 400 bad input (the body is read by
 `api.strict_json`: not UTF-8, too deep, numbers too long, duplicate keys, wrong types), 404 unknown

@@ -3,7 +3,8 @@
 Half the clients stream `POST /v1/audio/speech` (`stream_format: "audio"`, pcm), the other half call
 the page's stream event (`/stream`) through `gradio_client`; each client makes `--requests` requests
 one after another, and after a refusal waits what `Retry-After` (or the page's sentence) says before
-its next one. The app is started as the tests start it (`python app.py`, offline, packaged Kokoro, a
+its next one; every request starts after a seeded random 0-6 s, so that the two ways in arrive
+interleaved. The app is started as the tests start it (`python app.py`, offline, packaged Kokoro, a
 free port; the per-client rate limit `API_RATE_PER_MIN` raised for the run, any 429 counted as a
 refusal), or `--url` drives one already running. Per level:
 
@@ -25,6 +26,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import socket
 import statistics
@@ -42,6 +44,7 @@ TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark bl
 VOICE = "jm_kumo"
 SAMPLE_RATE = 24_000
 RETRY_CAP_S = 15.0  # a refused client waits what it was told, but at most this long (bounds the run)
+JITTER_S = 6.0  # each request starts after a random 0-6 s (seeded): arrivals interleave as real ones do
 
 
 def free_port() -> int:
@@ -137,10 +140,13 @@ def page_request(client) -> Result:
             if ttfa is None and (isinstance(audio, str) or (isinstance(audio, dict) and audio.get("path"))):
                 ttfa = time.perf_counter() - start
             final = output
+        job.result()  # raises what the handler raised (a refusal is a gr.Error with its sentence)
         outputs = job.outputs()
         final = outputs[-1] if outputs else final
         status = final[3] if final else ""
         waited, audio = WAITED.search(status or ""), AUDIO.search(status or "")
+        if ttfa is None or not audio:
+            return Result(kind="failed", via="page", error=f"no audio; last status: {str(status)[:200]}")
         return Result(
             kind="served", via="page", ttfa_s=ttfa, queue_wait_s=float(waited.group(1)) if waited else None,
             audio_s=float(audio.group(1)) if audio else 0.0, total_s=time.perf_counter() - start,
@@ -149,7 +155,7 @@ def page_request(client) -> Result:
         message = str(exc)
         retry = RETRY.search(message)
         if retry:
-            return Result(kind="refused", via="page", status="busy", retry_after_s=float(retry.group(1)))
+            return Result(kind="refused", via="page", status="busy", retry_after_s=float(retry.group(1)), error=message)
         if "rate" in message.lower() and "limit" in message.lower():
             return Result(kind="refused", via="page", status=429, retry_after_s=1.0)
         return Result(kind="failed", via="page", error=f"{type(exc).__name__}: {message[:200]}")
@@ -180,7 +186,9 @@ def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
             peak[0] = max(peak[0], rss_mb(pid) or 0.0)
 
     def client(n: int) -> None:
+        jitter = random.Random(1_000 * clients + n)
         for _ in range(requests):
+            time.sleep(jitter.uniform(0, JITTER_S))
             result = page_request(page_clients[n]) if n in page_clients else v1_request(host, port)
             with lock:
                 results.append(result)
@@ -189,6 +197,7 @@ def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for thread in threads:
@@ -224,6 +233,7 @@ def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
         "audio_s": round(audio, 2),
         "audio_per_wall_s": round(audio / wall, 3) if wall else None,
         "rss_mb": rss_mb(pid),
+        "machine_load_avg_1min": {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1)},
         "rss_peak_mb": round(max(peak[0], rss_mb(pid) or 0.0), 1) if pid else None,
     }
 
@@ -274,11 +284,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write the load curve (PNG) here")
     args = parser.parse_args()
-    proc = None
+    proc, log_path = None, Path(tempfile.gettempdir()) / "bench-load-app.log"
     if args.url:
         url, pid = args.url.rstrip("/") + "/", args.pid
     else:
-        proc, url = start_app(Path(tempfile.gettempdir()) / "bench-load-app.log")
+        proc, url = start_app(log_path)
         pid = proc.pid
     try:
         # warm-up: the engine loaded and measured, one request on each way in (not counted)
@@ -308,6 +318,11 @@ def main() -> None:
         "ways_in": "odd clients: the page's /stream event (gradio_client); even: /v1 streamed pcm",
         "baseline": "level 1: one client alone, same run",
         "max_waiting": os.environ.get("MAX_WAITING") or "default (from the engine's measured speed)",
+        # what the app computed (engines.work_queue logs it), e.g. "kokoro: 0.0123 s ... default MAX_WAITING 12"
+        "app_measured": re.findall(
+            r"(\S+: [\d.]+ s of compute per character measured; default MAX_WAITING \d+)",
+            log_path.read_text() if proc is not None else "",
+        ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "levels": levels,
     }

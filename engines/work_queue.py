@@ -22,6 +22,7 @@ is the batching engine's to do).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -32,6 +33,8 @@ from contextlib import contextmanager
 
 from .base import BusyError, EngineError
 from .registry import ENGINE_NAMES
+
+log = logging.getLogger(__name__)
 
 WAIT_TARGET_S = 30.0  # the last one waiting should start within about this long (default bound)
 TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 characters) for the default bound
@@ -233,6 +236,10 @@ class EngineQueue:
             self.s_per_char = rate if self.s_per_char is None else (1 - SMOOTHING) * self.s_per_char + SMOOTHING * rate
             if self._bound is None:
                 self._bound = _bound_for(self.s_per_char)
+                log.info(
+                    "%s: %.4f s of compute per character measured; default MAX_WAITING %d",
+                    self.engine_id, self.s_per_char, self._bound,
+                )  # fmt: skip
 
     def max_waiting(self) -> int:
         """`MAX_WAITING`, else the bound computed from the speed measured at load (or the first run)."""
