@@ -129,6 +129,7 @@ def app_url(artifacts, qwen_dirs, tmp_path_factory) -> str:
         "GRADIO_SSR_MODE": "true",  # as on Hugging Face Spaces: the app must serve /v1 regardless
         "ARENA_DB": str(tmp_path_factory.mktemp("arena") / "votes.sqlite3"),
         "ARENA_SYSTEMS": "kokoro:jm_kumo qwen-custom:Ryan",  # every blind pair: a Kokoro and a tiny Qwen voice
+        "MAX_WAITING": "16",  # the default follows this machine's measured speed; test_admission.py tests refusals
         "API_RATE_PER_MIN": "100000",  # every test shares this one client address; test_guard.py tests the limit
     }  # fmt: skip
     env.pop("KOKORO_MODEL", None)
