@@ -25,6 +25,7 @@ from evaluation.compare import Slot, parse_slot
 from . import charts
 from .common import OUTPUT_DIR, user_errors
 from .compare_tab import ARENA, run_slots
+from .player import StreamPlayer
 
 EXAMPLES = [
     "The birch canoe slid on the smooth planks.",
@@ -119,6 +120,11 @@ def vote_on(current: dict | None, choice: str) -> tuple:
     )
 
 
+def _player(name: str, first: StreamPlayer | None) -> StreamPlayer:
+    """Slot `name`'s player: B plays once A has played to its end; no figures before the vote."""
+    return StreamPlayer(f"arena-{name.lower()}-player", name, autoplay=first is None, follows=first, figures=False)
+
+
 def build_tab() -> None:
     """The Arena tab, inside the caller's gr.Blocks."""
     with gr.Tab("Blind arena", id="arena"):
@@ -131,15 +137,13 @@ def build_tab() -> None:
         gr.Examples(EXAMPLES, inputs=text, label="Examples")
         new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
         ui: dict = {}
+        players: dict[str, StreamPlayer] = {}
         with gr.Row():
             for name in "AB":
                 with gr.Column():
-                    player = gr.Audio(
-                        label=name, streaming=True, autoplay=name == "A", interactive=False,
-                        elem_id=f"arena-{name.lower()}-audio",
-                    )  # fmt: skip
+                    players[name] = _player(name, players.get("A"))
                     status = gr.Markdown(elem_id=f"arena-{name.lower()}-status")
-                    ui[name] = (player, status)
+                    ui[name] = (players[name].output, status)
         with gr.Row():
             buttons = {key: gr.Button(label, elem_id=f"arena-vote-{key}") for key, label in CHOICES.items()}
         ui["notice"] = gr.Markdown(elem_id="arena-reveal")
@@ -185,6 +189,8 @@ def build_tab() -> None:
                 yield update
 
         new_pair.click(play_pair, text, outputs, api_visibility="private", concurrency_id="compare")
+        for player in players.values():
+            player.bind(new_pair)
         for key, button in buttons.items():
             button.click(
                 lambda current, key=key: vote_on(current, key),

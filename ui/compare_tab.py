@@ -19,7 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, to_int16
@@ -44,18 +43,12 @@ from evaluation.compare import (
 
 from . import charts
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
+from .player import StreamPlayer, stop_js
 
 log = logging.getLogger(__name__)
 
 EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
 FROM_REFERENCE = ""  # the qwen-clone voice choice that means "the reference clip below"
-# Gradio ends every streaming output of an event when it finishes, and fails on one that never
-# started: a slot without audio (it failed) gets 50 ms of silence.
-SILENCE = (SAMPLE_RATE, np.zeros(SAMPLE_RATE // 20, np.int16))
-PLAY_B_AFTER_A = """() => {
-  const b = document.querySelector('#compare-b-audio audio');
-  if (b && b.paused && b.currentTime === 0) b.play().catch(() => {});
-}"""
 _metrics_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")
 ARENA = Arena()  # shared with the Arena tab
 
@@ -136,8 +129,8 @@ def failed(slot_name: str, exc: Exception, engine: str) -> ClipResult:
     return result
 
 
-def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
-    """Table, chart, pictures and the metrics file of a finished pair."""
+def outputs_for(named: dict[str, ClipResult], text: str, pictures: bool = True) -> tuple:
+    """Table, chart, pictures and the metrics file of a finished pair (no charts with `pictures=False`)."""
     labels = {f"{n} · {r.slot.system}": r for n, r in named.items()}
     figures = {label: r.metrics for label, r in labels.items()}
     summary = {"text": text, "playback_lufs": MATCH_LUFS, **{n.lower(): slot_summary(r) for n, r in named.items()}}
@@ -145,13 +138,11 @@ def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
     handle, name = tempfile.mkstemp(prefix="metrics-", suffix=".json", dir=OUTPUT_DIR)
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(summary, out, ensure_ascii=False, indent=1)
-    pictures = {label: (r.audio if r.finished else None) for label, r in labels.items()}
-    return (
-        gr.update(value=charts.table(figures), headers=["metric", *labels]),
-        charts.bars(figures),
-        charts.waveforms(pictures),
-        name,
-    )
+    table = gr.update(value=charts.table(figures), headers=["metric", *labels])
+    if not pictures:
+        return table, None, None, name
+    clips = {label: (r.audio if r.finished else None) for label, r in labels.items()}
+    return table, charts.bars(figures), charts.waveforms(clips), name
 
 
 def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
@@ -164,7 +155,8 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
         player, status = ui[name]
         if isinstance(slot, Exception):
             results[name] = failed(name, slot, "")
-            yield {player: SILENCE, status: f"**Slot failed:** {results[name].error}"}
+            yield {player: StreamPlayer.start(), status: f"**Slot failed:** {results[name].error}"}
+            yield {player: StreamPlayer.end()}
             continue
         results[name] = ClipResult(slot, RunStats(engine=slot.engine))
         streams[name] = slot_events(results[name], text, ui[name], pending, name)
@@ -197,12 +189,38 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
 def slot_events(result: ClipResult, text: str, outputs: tuple, pending: dict[str, Future], name: str) -> Iterator[dict]:
     """One slot's updates for its player and status line; its metrics start the moment it ends."""
     player, status = outputs
-    yield {status: f"Loading **{registry.info(result.slot.engine).name}** and speaking…"}
+    start = StreamPlayer.start()
+    result.player_run = json.loads(start)["run"]  # matches the browser's report of this run
+    yield {player: start, status: f"Loading **{registry.info(result.slot.engine).name}** and speaking…"}
     for audio, line in play(result, text):
-        yield {player: audio, status: line}
-    if not result.chunks:
-        yield {player: SILENCE}
+        yield {
+            player: StreamPlayer.piece(audio, result.stats.ttfa_s) if isinstance(audio, tuple) else audio,
+            status: line,
+        }
+    yield {player: StreamPlayer.end()}
     pending[name] = _metrics_pool.submit(measure, result, text)
+
+
+def with_ears(report_a: str, report_b: str, results: dict | None, text: str):
+    """The table and metrics.json again, with each slot's first audio at the ear and its stalls (as the
+    browser reported them for this pair's runs); unchanged until a report matches."""
+    if not results:
+        return gr.skip(), gr.skip()
+    changed = False
+    for name, value in (("A", report_a), ("B", report_b)):
+        report, result = StreamPlayer.parse_report(value), results.get(name)
+        if not report or result is None or report["run"] != getattr(result, "player_run", None):
+            continue
+        metrics = result.metrics if result.metrics is not None else {}
+        figures = {"ear_ttfa_s": report.get("ear_ttfa_s"), "stalls": report.get("stalls")}
+        if any(metrics.get(k) != v for k, v in figures.items()) and report.get("ear_ttfa_s") is not None:
+            metrics.update(figures)
+            result.metrics = metrics
+            changed = True
+    if not changed:
+        return gr.skip(), gr.skip()
+    table, _, _, path = outputs_for(results, text, pictures=False)
+    return table, path
 
 
 def _notice(slots: dict[str, Slot | Exception]) -> str:
@@ -249,6 +267,7 @@ def build_tab() -> None:
         text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="compare-text")
         ui: dict = {}
         inputs = []
+        players: dict[str, StreamPlayer] = {}
         with gr.Row():
             for name, engine_id in (("A", "kokoro"), ("B", "qwen-custom")):
                 with gr.Column():
@@ -268,12 +287,12 @@ def build_tab() -> None:
                     )  # fmt: skip
                     transcript = gr.Textbox(label="Its transcript (empty: transcribed)", visible=False)
                     engine.change(on_engine, engine, [voice, ref, transcript], api_visibility="private")
-                    player = gr.Audio(
-                        label=f"Slot {name}", streaming=True, autoplay=name == "A", interactive=False,
-                        elem_id=f"compare-{name.lower()}-audio",
-                    )  # fmt: skip
+                    # B plays when A's playback ends, never over it
+                    players[name] = StreamPlayer(
+                        f"compare-{name.lower()}-player", f"Slot {name}", autoplay=name == "A", follows=players.get("A")
+                    )
                     status = gr.Markdown(elem_id=f"compare-{name.lower()}-status")
-                    ui[name] = (player, status)
+                    ui[name] = (players[name].output, status)
                     inputs += [engine, voice, ref, transcript]
         with gr.Row():
             go = gr.Button("Compare", variant="primary", elem_id="compare-go")
@@ -321,10 +340,14 @@ def build_tab() -> None:
             cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
             api_visibility="private", concurrency_id="compare",
         )  # fmt: skip
-        stop.click(None, None, None, cancels=[event, clone_event])
-        # A then B, hands free: when slot A's player reaches its end, slot B's starts (if it has audio
-        # and has not been played yet); B does not autoplay on its own, which would talk over A
-        ui["A"][0].stop(None, None, None, js=PLAY_B_AFTER_A, api_visibility="private")
+        players["A"].bind(go)
+        players["B"].bind(go)
+        players["B"].bind(clone)
+        stop.click(None, None, None, js=stop_js(*players.values()), cancels=[event, clone_event])
+        # the browser's first audio at the ear and stalls join the table and metrics.json
+        ears = [players["A"].report, players["B"].report, ui["state"], text]
+        for source in (players["A"].report, players["B"].report, ui["state"]):
+            source.change(with_ears, ears, [ui["table"], ui["file"]], api_visibility="private", queue=False)
         with gr.Row(visible=False):
             api_a, api_b, api_metrics = gr.Audio(type="filepath"), gr.Audio(type="filepath"), gr.JSON()
             api_in_a, api_in_b, api_button = gr.Textbox(), gr.Textbox(), gr.Button()

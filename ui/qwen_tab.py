@@ -7,7 +7,7 @@ instructions; a model that cannot be found offline makes the tab say so in one s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +22,7 @@ from engines.voice_library import delete_voice, list_voices, save_voice
 
 from .common import banner, status_line, user_errors
 from .output import finish, output_controls, settings_from
+from .player import StreamPlayer
 
 LIBRARY_NONE = "(use the reference above)"
 INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0.6B one drops them)."
@@ -35,15 +36,35 @@ def _reference(path: str | None) -> Reference | None:
 def _speak(
     engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings
 ) -> Iterator[tuple]:
+    """One run's updates: (int16 piece or None, status line, file or gr.skip(), stats)."""
     stats, chunks, leveler = RunStats(engine=engine_id), [], StreamLeveler(settings)
     for chunk in timed_stream(engine_id, request, stats):
         chunks.append(chunk)
         level = leveler.feed(chunk.audio)
-        yield (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip(), status_line(engine_id, stats), gr.skip()
+        yield to_int16(level) if level.size else None, status_line(engine_id, stats), gr.skip(), stats
     rest = leveler.flush()
     path, notes = finish(join(chunks), prefix, fmt, settings)
     done = " · ".join([status_line(engine_id, stats, done=True), *notes])
-    yield (SAMPLE_RATE, to_int16(rest)) if rest.size else gr.skip(), done, path
+    yield to_int16(rest) if rest.size else None, done, path, stats
+
+
+def _as_audio(updates: Iterator[tuple]) -> Iterator[tuple]:
+    """A run's updates for the Gradio API: the pieces as a streamed gr.Audio."""
+    for sound, status, path, _ in updates:
+        yield (SAMPLE_RATE, sound) if sound is not None else gr.skip(), status, path
+
+
+def _for_player(player: StreamPlayer, run) -> Callable:
+    """The page's event: the same run, its audio as the player's messages."""
+
+    @user_errors
+    def stream(*args) -> Iterator[tuple]:
+        yield player.start(), gr.skip(), gr.skip()
+        for sound, status, path, stats in run(*args):
+            yield player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip(), status, path
+        yield player.end(), gr.skip(), gr.skip()
+
+    return stream
 
 
 @user_errors
@@ -78,6 +99,10 @@ def preset_stream(
         a status line with time to first audio and real-time factor
         the whole clip as a file in the chosen format, post-processed.
     """
+    yield from _as_audio(_preset(text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade))
+
+
+def _preset(text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade) -> Iterator[tuple]:
     request = SynthesisRequest(text=text or "", voice=speaker or "", language=language, instruct=instruct or None)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     yield from _speak("qwen-custom", request, "qwen-preset", fmt, settings)
@@ -129,6 +154,16 @@ def clone_stream(
         a status line with time to first audio and real-time factor
         the whole clip as a file in the chosen format, post-processed.
     """
+    yield from _as_audio(
+        _clone(
+            path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade
+        )
+    )
+
+
+def _clone(
+    path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade
+) -> Iterator[tuple]:
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
         request = SynthesisRequest(text=text or "", voice=saved, language=language)
@@ -189,6 +224,14 @@ def delete_saved(name: str):
     return gr.update(choices=[LIBRARY_NONE, *list_voices()], value=LIBRARY_NONE)
 
 
+def _api_stream(fn: Callable, inputs: list, outputs: list, api_name: str) -> None:
+    """A hidden event for the Gradio API and MCP: the stream as a streamed gr.Audio."""
+    with gr.Row(visible=False):
+        audio = gr.Audio(streaming=True, autoplay=False, interactive=False)
+        button = gr.Button()
+    button.click(fn, inputs, [audio, *outputs], api_name=api_name, concurrency_id="qwen")
+
+
 def build_tab() -> None:
     """The Qwen3-TTS tab, inside the caller's gr.Blocks."""
     speakers = [
@@ -219,14 +262,16 @@ def build_tab() -> None:
             with gr.Row():
                 p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
                 p_stop = gr.Button("Stop", variant="stop")
-            p_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+            p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
-            p_file = gr.File(label="Download the whole clip", interactive=False)
+            p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
+            p_inputs = [p_text, p_speaker, p_language, p_instruct, *p_output]
             p_event = p_go.click(
-                preset_stream, [p_text, p_speaker, p_language, p_instruct, *p_output], [p_audio, p_status, p_file],
-                api_name="qwen_preset_stream", concurrency_id="qwen",
+                _for_player(p_player, _preset), p_inputs, [p_player.output, p_status, p_file],
+                api_name="qwen_preset_play", api_visibility="private", concurrency_id="qwen",
             )  # fmt: skip
-            p_stop.click(None, None, None, cancels=[p_event])
+            p_player.bind(p_go, p_stop, [p_event])
+            _api_stream(preset_stream, p_inputs, [p_status, p_file], "qwen_preset_stream")
 
         with gr.Tab("Voice cloning", id="qwen-clone"):
             gr.Markdown(banner("qwen-clone"))
@@ -265,16 +310,17 @@ def build_tab() -> None:
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
                         c_stop = gr.Button("Stop", variant="stop")
-                    c_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+                    c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
-                    c_file = gr.File(label="Download the whole clip", interactive=False)
+                    c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
+            c_inputs = [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output]
             c_event = c_go.click(
-                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output],
-                [c_audio, c_status, c_file],
-                api_name="qwen_clone_stream", concurrency_id="qwen",
+                _for_player(c_player, _clone), c_inputs, [c_player.output, c_status, c_file],
+                api_name="qwen_clone_play", api_visibility="private", concurrency_id="qwen",
             )  # fmt: skip
-            c_stop.click(None, None, None, cancels=[c_event])
+            c_player.bind(c_go, c_stop, [c_event])
+            _api_stream(clone_stream, c_inputs, [c_status, c_file], "qwen_clone_stream")
             c_save.click(save_reference, [c_ref, c_transcript, c_xvec, c_name], c_saved, api_name="qwen_save_voice")
             c_delete.click(delete_saved, c_saved, c_saved, api_name="qwen_delete_voice")
