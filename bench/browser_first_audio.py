@@ -134,6 +134,9 @@ def hls_runs(browser, url: str, runs: int) -> list[dict]:
     return out[1:]
 
 
+ENDED = "([id, n]) => { const p = window.ttsPlayers[id]; return p.runs.length >= n && p.runs[n - 1].closed; }"
+
+
 def player_runs(page, elem_ids: list[str], go: str, runs: int, text_box: str | None, text: str) -> list[list[dict]]:
     """Each player's stats of `runs` clicks of `go` (after one warm-up click), waiting for every player's
     run to end before the next click."""
@@ -145,11 +148,13 @@ def player_runs(page, elem_ids: list[str], go: str, runs: int, text_box: str | N
         page.locator(go).click()
         for k, elem_id in enumerate(elem_ids):
             done[k] += 1
-            page.wait_for_function(
-                "([id, n]) => { const p = window.ttsPlayers[id]; return p.runs.length >= n && p.runs[n - 1].closed; }",
-                arg=[elem_id, done[k]],
-                timeout=300_000,
-            )
+            try:
+                page.wait_for_function(ENDED, arg=[elem_id, done[k]], timeout=900_000)
+            except Exception:
+                page.screenshot(path=f"/tmp/bench-{elem_id}.png", full_page=True)
+                for i in elem_ids:
+                    print(i, page.evaluate("id => window.ttsPlayers[id].allStats()", i), file=sys.stderr)
+                raise
             stats = "([id, n]) => window.ttsPlayers[id].stats(window.ttsPlayers[id].runs[n - 1])"
             out[k].append(page.evaluate(stats, [elem_id, done[k]]))
     return [o[1:] for o in out]  # the warm-up run is dropped
@@ -196,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=HERE / "results-browser-first-audio.json")
+    parser.add_argument("--tabs", default="kokoro,qwen_preset,compare,baseline", help="what to measure")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -208,23 +214,29 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(url, wait_until="load", timeout=120_000)
             page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
-            (kokoro,) = player_runs(page, ["kokoro-player"], "#kokoro-generate", args.runs, "#kokoro-text", TEXT)
-            results["kokoro"] = summarise(kokoro)
-            page.get_by_role("tab", name="Qwen3-TTS").click()
-            page.get_by_role("tab", name="Preset speakers").click()
-            go, box = "#qwen-preset-generate", "#qwen-preset-text"
-            (preset,) = player_runs(page, ["qwen-preset-player"], go, args.runs, box, "Hello there.")
-            results["qwen_preset"] = summarise(preset)
-            page.get_by_role("tab", name="Compare").click()
-            for elem_id, option in (("compare-b-engine", "Kokoro-82M"), ("compare-b-voice", "jf_alpha")):
-                page.locator(f"#{elem_id} input").click()
-                page.get_by_role("option", name=option).first.click()
-            ids = ["compare-a-player", "compare-b-player"]
-            first, second = player_runs(page, ids, "#compare-go", args.runs, "#compare-text", TEXT)
-            results["compare_a"] = summarise(first)
-            results["compare_b_after_a"] = summarise(second, share=False)
+            tabs = args.tabs.split(",")
+            if "kokoro" in tabs:
+                (kokoro,) = player_runs(page, ["kokoro-player"], "#kokoro-generate", args.runs, "#kokoro-text", TEXT)
+                results["kokoro"] = summarise(kokoro)
+            if "qwen_preset" in tabs:
+                page.get_by_role("tab", name="Qwen3-TTS").click()
+                page.get_by_role("tab", name="Preset speakers").click()
+                go, box = "#qwen-preset-generate", "#qwen-preset-text"
+                (preset,) = player_runs(page, ["qwen-preset-player"], go, args.runs, box, "Hello there.")
+                results["qwen_preset"] = summarise(preset)
+            if "compare" in tabs:
+                page.get_by_role("tab", name="Compare").click()
+                choices = {"compare-a-voice": VOICE, "compare-b-engine": "Kokoro-82M", "compare-b-voice": "jf_alpha"}
+                for elem_id, option in choices.items():
+                    page.locator(f"#{elem_id} input").click()
+                    page.get_by_role("option", name=option).first.click()
+                ids = ["compare-a-player", "compare-b-player"]
+                first, second = player_runs(page, ids, "#compare-go", args.runs, "#compare-text", TEXT)
+                results["compare_a"] = summarise(first)
+                results["compare_b_after_a"] = summarise(second, share=False)
             page.close()
-            results["baseline_hls_kokoro"] = summarise(hls_runs(browser, baseline_page(), args.runs))
+            if "baseline" in tabs:
+                results["baseline_hls_kokoro"] = summarise(hls_runs(browser, baseline_page(), args.runs))
             browser.close()
     finally:
         proc.terminate()

@@ -43,7 +43,7 @@ from evaluation.compare import (
 
 from . import charts
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
-from .player import StreamPlayer, stop_js
+from .player import StreamPlayer
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def build_tab() -> None:
         with gr.Row():
             go = gr.Button("Compare", variant="primary", elem_id="compare-go")
             clone = gr.Button("Clone slot A's voice with Qwen3-TTS into slot B", elem_id="compare-clone")
-            stop = gr.Button("Stop", variant="stop")
+            stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         ui["notice"] = gr.Markdown(elem_id="compare-notice")
         ui["table"] = gr.Dataframe(
             headers=["metric", "A", "B"], label="Measured", interactive=False, elem_id="compare-metrics"
@@ -340,10 +340,9 @@ def build_tab() -> None:
             cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
             api_visibility="private", concurrency_id="compare",
         )  # fmt: skip
-        players["A"].bind(go)
-        players["B"].bind(go)
+        players["A"].bind(go, stop, [event, clone_event])  # Stop silences both players at once
+        players["B"].bind(go, stop)
         players["B"].bind(clone)
-        stop.click(None, None, None, js=stop_js(*players.values()), cancels=[event, clone_event])
         # the browser's first audio at the ear and stalls join the table and metrics.json
         ears = [players["A"].report, players["B"].report, ui["state"], text]
         for source in (players["A"].report, players["B"].report, ui["state"]):

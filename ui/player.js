@@ -19,8 +19,18 @@
     return context;
   }
   // Any click or key press on the page is a user gesture: it may start (resume) the audio context.
+  // A click on a player's Generate button arms it (the ear figure counts from here) and one on its
+  // Stop button silences it, in the click itself (Gradio runs JS-only listeners later).
   function wake(event) {
-    if (event && event.type === "click") lastClick = performance.now();
+    if (event && event.type === "click") {
+      lastClick = performance.now();
+      const target = event.target instanceof Element ? event.target : null;
+      const hit = (ids) => target && (ids || []).some((id) => target.closest("#" + CSS.escape(id)));
+      for (const player of Object.values(window.ttsPlayers || {})) {
+        if (hit(player.spec.stop_on)) player.stop();
+        if (hit(player.spec.arm_on)) player.arm();
+      }
+    }
     const ctx = audioContext();
     if (ctx.state !== "running") ctx.resume().catch(() => {});
   }
@@ -61,7 +71,6 @@
     arm() {
       const now = performance.now();
       this.armedAt = now - lastClick < 1500 ? lastClick : now;
-      wake();
     }
 
     // A message from the server: {k: start|piece|end, run, seq, pcm, sr, ttfa}.

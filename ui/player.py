@@ -38,8 +38,7 @@ class StreamPlayer:
     Handlers yield `start()` once per run, `piece(audio)` per chunk and `end()` last, to `output`.
     `autoplay=False` with `follows` set makes a player wait until that player's run has played to its
     end (Compare and Arena: B after A); `figures=False` hides the first-audio line (Arena, before the
-    vote). `arm_js` (on the Generate click) marks when the ear figure starts counting; `stop_js` (on
-    Stop) silences the player at once.
+    vote). `bind` names the buttons that start a run (the ear figure counts from their click) and stop it.
     """
 
     def __init__(
@@ -51,16 +50,17 @@ class StreamPlayer:
         figures: bool = True,
     ):
         self.elem_id = elem_id
-        spec = {
+        self._spec = {
             "id": elem_id,
             "label": label,
             "autoplay": autoplay,
             "follows": follows.elem_id if follows is not None and not autoplay else None,
             "figures": figures,
+            "arm_on": [],  # elem_ids of the buttons that start a run (see `bind`)
+            "stop_on": [],
         }
-        mount = f"\nwindow.ttsPlayerMount(element, props, watch, {json.dumps(spec)});"
         self.output = gr.HTML(
-            value="", html_template="", js_on_load=PLAYER_JS + mount, elem_id=elem_id, label=label,
+            value="", html_template="", js_on_load=self._js(), elem_id=elem_id, label=label,
             elem_classes=["tts-player-block"],
         )  # fmt: skip
         report_js = f"(window.ttsReports = window.ttsReports || {{}})[{json.dumps(elem_id)}] = props;"
@@ -68,13 +68,8 @@ class StreamPlayer:
             value="", html_template="", js_on_load=report_js, visible="hidden", elem_id=f"{elem_id}-report"
         )
 
-    @property
-    def arm_js(self) -> str:
-        return f"() => {{ window.ttsPlayers?.[{json.dumps(self.elem_id)}]?.arm(); }}"
-
-    @property
-    def stop_js(self) -> str:
-        return f"() => {{ window.ttsPlayers?.[{json.dumps(self.elem_id)}]?.stop(); }}"
+    def _js(self) -> str:
+        return PLAYER_JS + f"\nwindow.ttsPlayerMount(element, props, watch, {json.dumps(self._spec)});"
 
     @staticmethod
     def start() -> str:
@@ -112,14 +107,15 @@ class StreamPlayer:
         return report if isinstance(report, dict) and "run" in report else None
 
     def bind(self, go: gr.Button, stop: gr.Button | None = None, events: list | None = None) -> None:
-        """JS-only listeners: `go` arms the player (the click is where the ear figure counts from and
-        the gesture that lets audio start); `stop` silences it at once and cancels `events`."""
-        go.click(None, None, None, js=self.arm_js, api_visibility="private", queue=False)
-        if stop is not None:
-            stop.click(None, None, None, js=self.stop_js, cancels=events or [], api_visibility="private")
-
-
-def stop_js(*players: StreamPlayer) -> str:
-    """JS for one Stop button that silences several players at once."""
-    ids = json.dumps([p.elem_id for p in players])
-    return f"() => {{ for (const id of {ids}) window.ttsPlayers?.[id]?.stop(); }}"
+        """Inside the Blocks, before it closes: a click on `go` arms the player (the ear figure counts
+        from that click, the gesture that lets audio start); a click on `stop` silences it at once, in
+        the browser, and cancels `events` on the server. Both buttons need an elem_id."""
+        for button, key in ((go, "arm_on"), (stop, "stop_on")):
+            if button is None:
+                continue
+            if not button.elem_id:
+                raise ValueError("StreamPlayer.bind needs buttons with an elem_id.")
+            self._spec[key].append(button.elem_id)
+        self.output.js_on_load = self._js()
+        if stop is not None and events:
+            stop.click(None, None, None, cancels=events, api_visibility="private")

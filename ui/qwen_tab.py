@@ -261,7 +261,7 @@ def build_tab() -> None:
                     p_output = output_controls("qwen-preset")
             with gr.Row():
                 p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
-                p_stop = gr.Button("Stop", variant="stop")
+                p_stop = gr.Button("Stop", variant="stop", elem_id="qwen-preset-stop")
             p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
             p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
@@ -309,7 +309,7 @@ def build_tab() -> None:
                     c_output = output_controls("qwen-clone")
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
-                        c_stop = gr.Button("Stop", variant="stop")
+                        c_stop = gr.Button("Stop", variant="stop", elem_id="qwen-clone-stop")
                     c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
                     c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
