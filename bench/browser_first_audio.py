@@ -142,6 +142,8 @@ def player_runs(page, elem_ids: list[str], go: str, runs: int, text_box: str | N
     run to end before the next click."""
     if text_box:
         page.locator(f"{text_box} textarea").fill(text)
+    for i in elem_ids:  # mounted (a tab's players mount when it is first shown)
+        page.wait_for_function("id => window.ttsPlayers && window.ttsPlayers[id]", arg=i, timeout=60_000)
     done = [page.evaluate("id => window.ttsPlayers[id].runs.length", i) for i in elem_ids]
     out: list[list[dict]] = [[] for _ in elem_ids]
     for _ in range(runs + 1):

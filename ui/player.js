@@ -65,6 +65,7 @@
       this.lastSeq = -1;
       this.disorder = 0; // messages that arrived out of order (should stay 0)
       this.replayGain = null;
+      this.muted = false;
     }
 
     // The click that asks for a new run: its time is where the ear figure counts from.
@@ -82,8 +83,11 @@
         if (msg.seq <= this.lastSeq) this.disorder += 1;
         this.lastSeq = msg.seq;
       }
-      if (msg.k === "start") this.start(msg.run, { serverTtfa: null });
-      else if (msg.k === "piece") {
+      if (msg.k === "start") {
+        this.muted = false;
+        this.start(msg.run, { serverTtfa: null });
+      } else if (msg.k === "piece") {
+        if (this.muted) return; // the rest of a stopped run, still on its way
         if (!this.run || this.run.closed) this.start(msg.run || "?", {});
         if (msg.ttfa != null && this.run.serverTtfa == null) this.run.serverTtfa = msg.ttfa;
         this.run.pieces += 1;
@@ -219,8 +223,11 @@
       this.report(run);
     }
 
-    // Stop button: the sound stops at once.
-    stop() { this.silence(); }
+    // Stop button: the sound stops at once, and what the stopped run still sends is dropped.
+    stop() {
+      this.muted = true;
+      this.silence();
+    }
 
     // Play the last run again from its start (no figures).
     replay() {
