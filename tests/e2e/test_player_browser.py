@@ -50,11 +50,15 @@ def stats(page, elem_id: str) -> list[dict]:
 
 def wait_run_ended(page, elem_id: str, count: int, timeout: int = 180_000) -> dict:
     """The player's `count`-th run (1-based) once it has played to its end."""
-    page.wait_for_function(
-        "([id, n]) => { const p = window.ttsPlayers[id]; return p && p.runs.length >= n && p.runs[n - 1].ended; }",
-        arg=[elem_id, count],
-        timeout=timeout,
-    )
+    try:
+        page.wait_for_function(
+            "([id, n]) => { const p = window.ttsPlayers[id]; return p && p.runs.length >= n && p.runs[n - 1].ended; }",
+            arg=[elem_id, count],
+            timeout=timeout,
+        )
+    except Exception:
+        print(elem_id, stats(page, elem_id))  # what the player did instead
+        raise
     return stats(page, elem_id)[count - 1]
 
 
@@ -155,7 +159,7 @@ def test_kokoro_plays_three_runs_in_a_row(page, app_url, artifacts):
     assert "on the server" in line and "in your browser" in line
 
 
-def test_stop_silences_the_kokoro_player_at_once(page):
+def test_stop_silences_the_kokoro_player_at_once(page, artifacts):
     page.get_by_role("tab", name="Kokoro", exact=True).click()
     page.locator("#kokoro-text textarea").fill(LONG)
     before = len(stats(page, "kokoro-player"))
@@ -174,7 +178,11 @@ def test_stop_silences_the_kokoro_player_at_once(page):
     # and the next run plays
     page.locator("#kokoro-text textarea").fill(TEXTS[0])
     page.locator("#kokoro-generate").click()
-    assert_audible_run(wait_run_ended(page, "kokoro-player", before + 2), stats(page, "kokoro-player")[:-1])
+    try:
+        run = wait_run_ended(page, "kokoro-player", before + 2)
+    finally:
+        page.screenshot(path=str(artifacts / "player_kokoro_stop.png"), full_page=True)
+    assert_audible_run(run, stats(page, "kokoro-player")[:-1])
 
 
 def test_qwen_preset_plays_three_runs_in_a_row(page, app_url, artifacts):
