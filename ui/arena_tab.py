@@ -46,7 +46,8 @@ from evaluation.pair import (
 
 from . import charts, janitor
 from .common import OUTPUT_DIR, status_line, user_errors
-from .compare_tab import ARENA, SILENCE, remember
+from .compare_tab import ARENA, remember
+from .player import StreamPlayer
 
 log = logging.getLogger(__name__)
 
@@ -62,46 +63,6 @@ MAX_DRAWS = 3  # a slot that fails before anything was played: draw again, this 
 BALLOTS = Ballots()
 COULD_NOT_PLAY = "This pair could not be played; press New pair for another."
 READY = "Both clips are ready: which one sounds better? The vote opens once you have heard both."
-# Playback progress for the vote gate (until the app's own player reports it): every quarter second,
-# the seconds each arena player has actually played in this pair (`#arena-run` holds the pair's
-# token), sent to the hidden report boxes at each whole second and at the end; not after that.
-PROGRESS_JS = """() => {
-  if (window.arenaProgress) return;
-  const seen = {};
-  const send = (name, report) => {
-    const box = document.querySelector(`#arena-${name}-report textarea, #arena-${name}-report input`);
-    if (!box) return;
-    box.value = JSON.stringify(report);
-    box.dispatchEvent(new Event('input', {bubbles: true}));
-  };
-  window.arenaProgress = setInterval(() => {
-    const runBox = document.querySelector('#arena-run textarea, #arena-run input');
-    const run = runBox ? runBox.value : '';
-    if (!run) return;
-    const now = performance.now() / 1000;
-    for (const name of ['a', 'b']) {
-      let s = seen[name];
-      if (!s || s.run !== run) {
-        s = seen[name] = {run, played: 0, time: null, wall: now, step: 0, ended: false, done: false};
-      }
-      const audio = document.querySelector(`#arena-${name}-audio audio`);
-      if (audio) {
-        const t = audio.currentTime;
-        if (s.time !== null && t > s.time) s.played += Math.min(t - s.time, now - s.wall + 0.05);
-        s.time = t;
-        s.ended = s.ended || (audio.ended && s.played > 0);
-      }
-      s.wall = now;
-      const step = Math.floor(s.played);
-      if (!s.done && (step > s.step || s.ended)) {
-        s.step = step;
-        s.done = s.ended || s.played >= 4;
-        send(name, {run, played_s: Math.round(s.played * 100) / 100, ended: s.ended});
-      }
-    }
-  }, 250);
-}"""
-
 
 def pool() -> list[Slot]:
     """The systems a pair is drawn from."""
@@ -168,11 +129,16 @@ def _output_dir() -> str:
 
 def to_player(event: PairEvent | None):
     """What a slot's player gets for a pair event (None: nothing), or for None, the end of a pair in
-    which it got no audio; the one place that knows the player is a streamed gr.Audio: a piece of
-    audio as int16, and silence for a player that never started (Gradio fails on such a stream)."""
+    which it got no audio; the one place that knows the player is a `StreamPlayer`: a new run when
+    the slot starts, each piece (without the server's figures: nothing is shown before the vote), the
+    end of the run."""
+    if isinstance(event, SlotStarted):
+        return StreamPlayer.start()
     if isinstance(event, SlotChunk):
-        return SAMPLE_RATE, to_int16(event.audio)
-    return SILENCE if event is None else None
+        return StreamPlayer.piece(to_int16(event.audio))
+    if event is None or isinstance(event, SlotFinished | SlotFailed):
+        return StreamPlayer.end()
+    return None
 
 
 def _with_player(update: dict, player, event: PairEvent) -> dict:
@@ -283,16 +249,22 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
         token = BALLOTS.serve(who)
         yield {
             ui["notice"]: "Listen to A and B…", ui["table"]: gr.update(value=[], headers=["metric", "A", "B"]),
-            ui["pair"]: {"token": token, "text": text, "results": None, "voted": False}, ui["run"]: token,
+            ui["pair"]: {"token": token, "text": text, "results": None, "voted": False, "runs": {}},
             statuses["A"]: "A is waiting…", statuses["B"]: "B is waiting…",
             **dict.fromkeys(vote_buttons, buttons_update(False)),
         }  # fmt: skip
         seconds = {"A": 0.0, "B": 0.0}
+        runs: dict[str, str] = {}
         failed = None
         events = pair_events(text, dict(zip("AB", drawn, strict=True)))
         for event in events:
             if isinstance(event, SlotStarted):
-                yield _with_player({statuses[event.slot]: f"{event.slot} is speaking…"}, players[event.slot], event)
+                start = to_player(event)
+                runs[event.slot] = json.loads(start)["run"]  # the player's reports name this run
+                yield {
+                    statuses[event.slot]: f"{event.slot} is speaking…", players[event.slot]: start,
+                    ui["pair"]: {"token": token, "text": text, "results": None, "voted": False, "runs": dict(runs)},
+                }  # fmt: skip
             elif isinstance(event, SlotChunk):
                 BALLOTS.sent(token, event.slot)
                 sent[event.slot] = True
@@ -309,7 +281,7 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
             elif isinstance(event, MetricsReady):
                 for result in event.results.values():
                     remember(result, text)
-                current = {"token": token, "text": text, "results": event.results, "voted": False}
+                current = {"token": token, "text": text, "results": event.results, "voted": False, "runs": runs}
                 yield {
                     ui["pair"]: current, ui["notice"]: READY,
                     **dict.fromkeys(vote_buttons, buttons_update(vote_open(current, who))),
@@ -353,6 +325,11 @@ def blind(fn):
     return generator
 
 
+def _player(name: str, first: StreamPlayer | None) -> StreamPlayer:
+    """Slot `name`'s player: B plays once A has played to its end; no figures before the vote."""
+    return StreamPlayer(f"arena-{name.lower()}-player", name, autoplay=first is None, follows=first, figures=False)
+
+
 def build_tab() -> None:
     """The Arena tab, inside the caller's gr.Blocks."""
     with gr.Tab("Blind arena", id="arena", elem_id="arena-tab"):
@@ -364,18 +341,14 @@ def build_tab() -> None:
         text = gr.Textbox(label="Text", value=EXAMPLES[0], lines=2, elem_id="arena-text")
         gr.Examples(EXAMPLES, inputs=text, label="Examples")
         new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
-        players, statuses, reports = {}, {}, {}
+        players: dict[str, StreamPlayer] = {}
+        statuses = {}
         with gr.Column(elem_id="arena-pair"):
             with gr.Row():
                 for name in "AB":
                     with gr.Column():
-                        players[name] = gr.Audio(
-                            label=name, streaming=True, autoplay=name == "A", interactive=False,
-                            elem_id=f"arena-{name.lower()}-audio",
-                        )  # fmt: skip
+                        players[name] = _player(name, players.get("A"))
                         statuses[name] = gr.Markdown(elem_id=f"arena-{name.lower()}-status")
-                        reports[name] = gr.Textbox(visible="hidden", elem_id=f"arena-{name.lower()}-report")
-            run = gr.Textbox(visible="hidden", elem_id="arena-run")  # the pair's token, for the progress reports
             with gr.Row():
                 buttons = {
                     key: gr.Button(label, elem_id=f"arena-vote-{key}", interactive=False)
@@ -401,17 +374,20 @@ def build_tab() -> None:
                 export_button = gr.Button("Export votes and runs (CSV, JSON)")
             files = gr.File(label="Exports", file_count="multiple", interactive=False)
         vote_buttons = list(buttons.values())
-        outputs = [players["A"], statuses["A"], players["B"], statuses["B"], notice, table, pair, run, *vote_buttons]
+        outputs = [players["A"].output, statuses["A"], players["B"].output, statuses["B"], notice, table, pair]
+        outputs += vote_buttons
+        reports = {name: player.report for name, player in players.items()}
 
-        ui = {"A": (players["A"], statuses["A"]), "B": (players["B"], statuses["B"]), "notice": notice}
-        ui.update(table=table, pair=pair, run=run, buttons=vote_buttons)
+        ui = {"A": (players["A"].output, statuses["A"]), "B": (players["B"].output, statuses["B"]), "notice": notice}
+        ui.update(table=table, pair=pair, buttons=vote_buttons)
 
         @blind
         def play_pair(text, request: gr.Request):
             yield from pair_updates(text, visitor(request), ui)
 
-        new_pair.click(None, None, None, js=PROGRESS_JS, api_visibility="private")
         new_pair.click(play_pair, text, outputs, api_visibility="private", concurrency_id="compare")
+        for player in players.values():
+            player.bind(new_pair)
         vote_outputs = [notice, table, pair, board, db_status, statuses["A"], statuses["B"], *vote_buttons]
         for key, button in buttons.items():
 

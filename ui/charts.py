@@ -14,6 +14,8 @@ from engines.base import SAMPLE_RATE
 
 ROWS = (
     ("ttfa_s", "time to first audio (s)"),
+    ("ear_ttfa_s", "first audio in your browser (s)"),
+    ("stalls", "stalls while playing"),
     ("total_s", "total time (s)"),
     ("rtf", "real-time factor"),
     ("duration_s", "duration (s)"),

@@ -17,11 +17,10 @@ import tempfile
 from collections.abc import Iterator
 
 import gradio as gr
-import numpy as np
 
 from engines import registry
 from engines.audio import to_int16
-from engines.base import SAMPLE_RATE, EngineError, InputError
+from engines.base import EngineError, InputError
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.voice_library import list_voices, shared
 from evaluation.arena import Arena
@@ -42,18 +41,12 @@ from evaluation.pair import (
 from . import charts, janitor
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
 from .owner import owner_of
+from .player import StreamPlayer
 
 log = logging.getLogger(__name__)
 
 EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
 FROM_REFERENCE = ""  # the qwen-clone voice choice that means "the reference clip below"
-# Gradio ends every streaming output of an event when it finishes, and fails on one that never
-# started: a slot without audio (it failed) gets 50 ms of silence.
-SILENCE = (SAMPLE_RATE, np.zeros(SAMPLE_RATE // 20, np.int16))
-PLAY_B_AFTER_A = """() => {
-  const b = document.querySelector('#compare-b-audio audio');
-  if (b && b.paused && b.currentTime === 0) b.play().catch(() => {});
-}"""
 ARENA = Arena()  # shared with the Arena tab
 
 
@@ -129,8 +122,8 @@ def remember(result: ClipResult, text: str) -> int | None:
         return None
 
 
-def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
-    """Table, chart, pictures and the metrics file of a finished pair."""
+def outputs_for(named: dict[str, ClipResult], text: str, pictures: bool = True) -> tuple:
+    """Table, chart, pictures and the metrics file of a finished pair (no charts with `pictures=False`)."""
     labels = {f"{n} · {r.slot.system}": r for n, r in named.items()}
     figures = {label: r.metrics for label, r in labels.items()}
     summary = {"text": text, "playback_lufs": MATCH_LUFS, **{n.lower(): slot_summary(r) for n, r in named.items()}}
@@ -139,22 +132,25 @@ def outputs_for(named: dict[str, ClipResult], text: str) -> tuple:
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(summary, out, ensure_ascii=False, indent=1)
     janitor.written()
-    pictures = {label: (r.audio if r.finished else None) for label, r in labels.items()}
-    return (
-        gr.update(value=charts.table(figures), headers=["metric", *labels]),
-        charts.bars(figures),
-        charts.waveforms(pictures),
-        name,
-    )
+    table = gr.update(value=charts.table(figures), headers=["metric", *labels])
+    if not pictures:
+        return table, None, None, name
+    clips = {label: (r.audio if r.finished else None) for label, r in labels.items()}
+    return table, charts.bars(figures), charts.waveforms(clips), name
 
 
 def to_player(event: PairEvent):
     """What a slot's player gets for a pair event, or None for nothing (the one place that knows the
-    player is a streamed gr.Audio): a piece of audio as int16, or silence for a slot that made none."""
+    player is a `StreamPlayer`): a new run when the slot starts (its id kept on the result, to match
+    the browser's report), each piece with the server's first-audio figure, the end of the run."""
+    if isinstance(event, SlotStarted):
+        start = StreamPlayer.start()
+        event.result.player_run = json.loads(start)["run"]
+        return start
     if isinstance(event, SlotChunk):
-        return SAMPLE_RATE, to_int16(event.audio)
-    if isinstance(event, SlotFinished | SlotFailed) and not event.result.chunks:
-        return SILENCE
+        return StreamPlayer.piece(to_int16(event.audio), event.result.stats.ttfa_s)
+    if isinstance(event, SlotFinished | SlotFailed):
+        return StreamPlayer.end()
     return None
 
 
@@ -196,6 +192,28 @@ def _status(event: PairEvent) -> str:
     if isinstance(event, SlotFailed):
         return f"**Slot failed:** {event.sentence}"
     return status_line(result.slot.engine, result.stats, done=isinstance(event, SlotFinished))
+
+
+def with_ears(report_a: str, report_b: str, results: dict | None, text: str):
+    """The table and metrics.json again, with each slot's first audio at the ear and its stalls (as the
+    browser reported them for this pair's runs); unchanged until a report matches."""
+    if not results:
+        return gr.skip(), gr.skip()
+    changed = False
+    for name, value in (("A", report_a), ("B", report_b)):
+        report, result = StreamPlayer.parse_report(value), results.get(name)
+        if not report or result is None or report["run"] != getattr(result, "player_run", None):
+            continue
+        metrics = result.metrics if result.metrics is not None else {}
+        figures = {"ear_ttfa_s": report.get("ear_ttfa_s"), "stalls": report.get("stalls")}
+        if any(metrics.get(k) != v for k, v in figures.items()) and report.get("ear_ttfa_s") is not None:
+            metrics.update(figures)
+            result.metrics = metrics
+            changed = True
+    if not changed:
+        return gr.skip(), gr.skip()
+    table, _, _, path = outputs_for(results, text, pictures=False)
+    return table, path
 
 
 def _notice(slots: dict[str, Slot | Exception]) -> str:
@@ -246,6 +264,7 @@ def build_tab(owner: gr.Textbox) -> None:
         text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="compare-text")
         ui: dict = {}
         inputs = []
+        players: dict[str, StreamPlayer] = {}
         with gr.Row():
             for name, engine_id in (("A", "kokoro"), ("B", "qwen-custom")):
                 with gr.Column():
@@ -266,17 +285,17 @@ def build_tab(owner: gr.Textbox) -> None:
                     transcript = gr.Textbox(label="Its transcript (empty: transcribed)", visible=False)
                     engine.change(on_engine, [engine, owner], [voice, ref, transcript], api_visibility="private")
                     owner.change(on_owner, [engine, owner], voice, api_visibility="private", show_progress="hidden")
-                    player = gr.Audio(
-                        label=f"Slot {name}", streaming=True, autoplay=name == "A", interactive=False,
-                        elem_id=f"compare-{name.lower()}-audio",
-                    )  # fmt: skip
+                    # B plays when A's playback ends, never over it
+                    players[name] = StreamPlayer(
+                        f"compare-{name.lower()}-player", f"Slot {name}", autoplay=name == "A", follows=players.get("A")
+                    )
                     status = gr.Markdown(elem_id=f"compare-{name.lower()}-status")
-                    ui[name] = (player, status)
+                    ui[name] = (players[name].output, status)
                     inputs += [engine, voice, ref, transcript]
         with gr.Row():
             go = gr.Button("Compare", variant="primary", elem_id="compare-go")
             clone = gr.Button("Clone slot A's voice with Qwen3-TTS into slot B", elem_id="compare-clone")
-            stop = gr.Button("Stop", variant="stop")
+            stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         ui["notice"] = gr.Markdown(elem_id="compare-notice")
         ui["table"] = gr.Dataframe(
             headers=["metric", "A", "B"], label="Measured", interactive=False, elem_id="compare-metrics"
@@ -324,10 +343,13 @@ def build_tab(owner: gr.Textbox) -> None:
             cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
             api_visibility="private", concurrency_id="compare",
         )  # fmt: skip
-        stop.click(None, None, None, cancels=[event, clone_event])
-        # A then B, hands free: when slot A's player reaches its end, slot B's starts (if it has audio
-        # and has not been played yet); B does not autoplay on its own, which would talk over A
-        ui["A"][0].stop(None, None, None, js=PLAY_B_AFTER_A, api_visibility="private")
+        players["A"].bind(go, stop, [event, clone_event])  # Stop silences both players at once
+        players["B"].bind(go, stop)
+        players["B"].bind(clone)
+        # the browser's first audio at the ear and stalls join the table and metrics.json
+        ears = [players["A"].report, players["B"].report, ui["state"], text]
+        for source in (players["A"].report, players["B"].report, ui["state"]):
+            source.change(with_ears, ears, [ui["table"], ui["file"]], api_visibility="private", queue=False)
         with gr.Row(visible=False):
             api_a, api_b, api_metrics = gr.Audio(type="filepath"), gr.Audio(type="filepath"), gr.JSON()
             api_in_a, api_in_b, api_button = gr.Textbox(), gr.Textbox(), gr.Button()

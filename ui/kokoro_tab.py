@@ -20,6 +20,7 @@ from engines.timing import RunStats, synthesize, timed_stream
 from .common import banner as banner_for
 from .common import status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
+from .player import StreamPlayer
 
 EXAMPLES = [
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
@@ -102,6 +103,15 @@ def kokoro_stream(
         a status line with time to first audio and real-time factor
         the whole clip as a file in the chosen format, post-processed.
     """
+    for sound, phonemes, words, status, path, _ in _run(
+        text, voice, blend, speed, language, fmt, loudness, peak_normalize, trim, denoise, fade
+    ):
+        yield (SAMPLE_RATE, sound) if sound is not None else gr.skip(), phonemes, words, status, path
+
+
+def _run(text, voice, blend, speed, language, fmt, loudness, peak_normalize, trim, denoise, fade) -> Iterator[tuple]:
+    """One run's updates: (int16 piece or None, phonemes, words, status, file, stats); gr.skip() for
+    what did not change."""
     request = _request(text, voice, blend, speed, language)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     leveler = StreamLeveler(settings)
@@ -115,12 +125,26 @@ def kokoro_stream(
         offset = sum(c.duration_s for c in chunks[:-1])
         words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
         level = leveler.feed(chunk.audio)
-        sound = (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip()
-        yield sound, "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip()
+        sound = to_int16(level) if level.size else None
+        yield sound, "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip(), stats
     rest = leveler.flush()
     path, notes = finish(join(chunks), "kokoro", fmt, settings)
     done = " · ".join([status_line("kokoro", stats, done=True), *notes])
-    yield (SAMPLE_RATE, to_int16(rest)) if rest.size else gr.skip(), gr.skip(), gr.skip(), done, path
+    yield to_int16(rest) if rest.size else None, gr.skip(), gr.skip(), done, path, stats
+
+
+def page_stream(player: StreamPlayer):
+    """The page's Generate: the same run as `kokoro_stream`, its audio as the player's messages."""
+
+    @user_errors
+    def stream(*args) -> Iterator[tuple]:
+        yield player.start(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        for sound, phonemes, words, status, path, stats in _run(*args):
+            piece = player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip()
+            yield piece, phonemes, words, status, path
+        yield player.end(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    return stream
 
 
 @user_errors
@@ -194,7 +218,7 @@ def build_tab(banner: gr.Markdown) -> str:
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
             stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
-        audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+        player = StreamPlayer("kokoro-player", "Speech")
         status = gr.Markdown(elem_id="kokoro-status")
         with gr.Row():
             download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
@@ -205,16 +229,21 @@ def build_tab(banner: gr.Markdown) -> str:
                 label="Word timings (PyTorch back-end only)",
                 interactive=False,
             )
+        inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
-            kokoro_stream,
-            [text, voice, blend, speed, language, *output],
-            [audio, phonemes, words, status, download],
-            api_name="stream",
-            concurrency_id="kokoro",
+            page_stream(player), inputs, [player.output, phonemes, words, status, download],
+            api_name="kokoro_play", api_visibility="private", concurrency_id="kokoro",
             concurrency_limit=None,  # admitted and ordered by the work queue
-        )
-        stop.click(None, None, None, cancels=[event])
+        )  # fmt: skip
+        player.bind(generate, stop, [event])
         event.then(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
+        with gr.Row(visible=False):  # the Gradio API and MCP: the stream as a streamed gr.Audio
+            api_audio = gr.Audio(streaming=True, autoplay=False, interactive=False)
+            api_stream = gr.Button()
+        api_stream.click(
+            kokoro_stream, inputs, [api_audio, phonemes, words, status, download],
+            api_name="stream", concurrency_id="kokoro", concurrency_limit=None,
+        )  # fmt: skip
         with gr.Row(visible=False):
             api_file = gr.Audio(type="filepath")
             api_info = gr.JSON()

@@ -8,7 +8,7 @@ voices are the visitor's own (`ui.owner`): listed, spoken, replaced and deleted 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import gradio as gr
 
@@ -23,6 +23,7 @@ from engines.voice_library import delete_voice, list_voices, safe_name, save_voi
 from .common import banner, status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
+from .player import StreamPlayer
 
 LIBRARY_NONE = "(use the reference above)"
 INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0.6B one drops them)."
@@ -36,16 +37,58 @@ def _reference(path: str | None) -> Reference | None:
 def _speak(
     engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings
 ) -> Iterator[tuple]:
+    """One run's updates: (int16 piece or None, status line, file or gr.skip(), stats)."""
     stats, chunks, leveler = RunStats(engine=engine_id), [], StreamLeveler(settings)
     ticket = yield from wait_for_turn(engine_id, request, lambda line: (gr.skip(), line, gr.skip()))
     for chunk in timed_stream(engine_id, request, stats, ticket=ticket):
         chunks.append(chunk)
         level = leveler.feed(chunk.audio)
-        yield (SAMPLE_RATE, to_int16(level)) if level.size else gr.skip(), status_line(engine_id, stats), gr.skip()
+        yield to_int16(level) if level.size else None, status_line(engine_id, stats), gr.skip(), stats
     rest = leveler.flush()
     path, notes = finish(join(chunks), prefix, fmt, settings)
     done = " · ".join([status_line(engine_id, stats, done=True), *notes])
-    yield (SAMPLE_RATE, to_int16(rest)) if rest.size else gr.skip(), done, path
+    yield to_int16(rest) if rest.size else None, done, path, stats
+
+
+def _as_audio(updates: Iterator[tuple]) -> Iterator[tuple]:
+    """A run's updates for the Gradio API: the pieces as a streamed gr.Audio."""
+    for sound, status, path, _ in updates:
+        yield (SAMPLE_RATE, sound) if sound is not None else gr.skip(), status, path
+
+
+def _for_player(player: StreamPlayer, run) -> Callable:
+    """The page's event: the same run, its audio as the player's messages."""
+
+    @user_errors
+    def stream(*args) -> Iterator[tuple]:
+        yield from _played(player, run(*args))
+
+    return stream
+
+
+def _clone_for_player(player: StreamPlayer) -> Callable:
+    """The page's cloning event (it needs the visitor's request to know whose saved voices it may use)."""
+
+    @user_errors
+    def stream(
+        path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
+        owner_token: str = "", request: gr.Request = None,
+    ) -> Iterator[tuple]:
+        run = _clone(
+            path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise,
+            fade, owner_token, request,
+        )  # fmt: skip
+        yield from _played(player, run)
+
+    return stream
+
+
+def _played(player: StreamPlayer, updates: Iterator[tuple]) -> Iterator[tuple]:
+    """A run's updates with its audio as the player's messages."""
+    yield player.start(), gr.skip(), gr.skip()
+    for sound, status, path, stats in updates:
+        yield player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip(), status, path
+    yield player.end(), gr.skip(), gr.skip()
 
 
 @user_errors
@@ -80,6 +123,10 @@ def preset_stream(
         a status line with time to first audio and real-time factor
         the whole clip as a file in the chosen format, post-processed.
     """
+    yield from _as_audio(_preset(text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade))
+
+
+def _preset(text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade) -> Iterator[tuple]:
     request = SynthesisRequest(text=text or "", voice=speaker or "", language=language, instruct=instruct or None)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     yield from _speak("qwen-custom", request, "qwen-preset", fmt, settings)
@@ -134,6 +181,18 @@ def clone_stream(
         a status line with time to first audio and real-time factor
         the whole clip as a file in the chosen format, post-processed.
     """
+    yield from _as_audio(
+        _clone(
+            path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
+            owner_token, request,
+        )
+    )
+
+
+def _clone(
+    path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
+    owner_token: str = "", request: gr.Request | None = None,
+) -> Iterator[tuple]:
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
         owner = owner_of(owner_token, request)
@@ -245,6 +304,17 @@ def my_library(owner_token: str, request: gr.Request):
     return _library(owner_of(owner_token, request)), owner_token
 
 
+def _api_stream(fn: Callable, inputs: list, outputs: list, api_name: str) -> None:
+    """A hidden event for the Gradio API and MCP: the stream as a streamed gr.Audio."""
+    with gr.Row(visible=False):
+        audio = gr.Audio(streaming=True, autoplay=False, interactive=False)
+        button = gr.Button()
+    button.click(
+        fn, inputs, [audio, *outputs], api_name=api_name, concurrency_id="qwen",
+        concurrency_limit=None,  # admitted and ordered by the work queue
+    )  # fmt: skip
+
+
 def build_tab(owner: gr.Textbox) -> None:
     """The Qwen3-TTS tab, inside the caller's gr.Blocks; `owner` holds the visitor's owner token."""
     speakers = [
@@ -274,15 +344,17 @@ def build_tab(owner: gr.Textbox) -> None:
                     p_output = output_controls("qwen-preset")
             with gr.Row():
                 p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
-                p_stop = gr.Button("Stop", variant="stop")
-            p_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+                p_stop = gr.Button("Stop", variant="stop", elem_id="qwen-preset-stop")
+            p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
-            p_file = gr.File(label="Download the whole clip", interactive=False)
+            p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
+            p_inputs = [p_text, p_speaker, p_language, p_instruct, *p_output]
             p_event = p_go.click(
-                preset_stream, [p_text, p_speaker, p_language, p_instruct, *p_output], [p_audio, p_status, p_file],
-                api_name="qwen_preset_stream", concurrency_id="qwen", concurrency_limit=None,
+                _for_player(p_player, _preset), p_inputs, [p_player.output, p_status, p_file],
+                api_name="qwen_preset_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
-            p_stop.click(None, None, None, cancels=[p_event])
+            p_player.bind(p_go, p_stop, [p_event])
+            _api_stream(preset_stream, p_inputs, [p_status, p_file], "qwen_preset_stream")
 
         with gr.Tab("Voice cloning", id="qwen-clone"):
             gr.Markdown(banner("qwen-clone"))
@@ -334,18 +406,19 @@ def build_tab(owner: gr.Textbox) -> None:
                     c_output = output_controls("qwen-clone")
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
-                        c_stop = gr.Button("Stop", variant="stop")
-                    c_audio = gr.Audio(label="Speech", streaming=True, autoplay=True, interactive=False)
+                        c_stop = gr.Button("Stop", variant="stop", elem_id="qwen-clone-stop")
+                    c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
-                    c_file = gr.File(label="Download the whole clip", interactive=False)
+                    c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
+            c_inputs = [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output]
             c_event = c_go.click(
-                clone_stream, [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output, owner],
-                [c_audio, c_status, c_file],
-                api_name="qwen_clone_stream", concurrency_id="qwen", concurrency_limit=None,
+                _clone_for_player(c_player), [*c_inputs, owner], [c_player.output, c_status, c_file],
+                api_name="qwen_clone_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
-            c_stop.click(None, None, None, cancels=[c_event])
+            c_player.bind(c_go, c_stop, [c_event])
+            _api_stream(clone_stream, [*c_inputs, owner], [c_status, c_file], "qwen_clone_stream")
             asking = [c_ref, c_transcript, c_xvec, c_name, c_share, owner]
             c_save.click(save_from_page, asking, [c_saved, c_ask, c_question], api_visibility="private")
             c_replace.click(replace_from_page, asking, [c_saved, c_ask, c_question], api_visibility="private")

@@ -23,7 +23,7 @@ def page(app_url):
         browser.close()
 
 
-B_PLAYED = "() => (document.querySelector('#compare-b-audio audio')?.currentTime || 0) > 0.2"
+B_PLAYED = "() => window.ttsPlayers['compare-b-player'].playedSeconds() > 0.2"
 
 
 def pick(page, elem_id: str, option: str) -> None:
