@@ -223,7 +223,7 @@ def blind_engines(monkeypatch, tmp_path):
 
 
 UI = {"A": ("player-A", "status-A"), "B": ("player-B", "status-B"), "notice": "notice", "table": "table"}
-UI.update(pair="pair", run="run", buttons=["vote-a", "vote-b"])
+UI.update(pair="pair", buttons=["vote-a", "vote-b"])
 
 
 def test_a_blind_pair_names_no_system_and_shows_no_figure_before_the_vote(blind_engines):
@@ -236,8 +236,10 @@ def test_a_blind_pair_names_no_system_and_shows_no_figure_before_the_vote(blind_
         assert {"A is speaking…", "A is ready.", "B is speaking…", "B is ready."} <= set(shown)
         assert any(u.get("notice") == arena_tab.READY for u in updates)
         assert all(u["vote-a"]["interactive"] is False for u in updates if "vote-a" in u)  # nothing heard yet
-        played = [v for u in updates for k, v in u.items() if k.startswith("player-")]
-        assert all(isinstance(v, tuple) and v[0] == 24_000 and v[1].dtype == np.int16 for v in played)
+        played = [json.loads(v) for u in updates for k, v in u.items() if k.startswith("player-")]
+        assert {m["k"] for m in played} == {"start", "piece", "end"}  # the players' messages
+        assert all(m["sr"] == 24_000 and m["pcm"] for m in played if m["k"] == "piece")
+        assert not [m for m in played if "ttfa" in m]  # no figure travels to the page before the vote
         final = [u["pair"] for u in updates if u.get("pair") and u["pair"]["results"]][-1]
         assert {r.slot.system for r in final["results"].values()} <= {
             "kokoro:jm_kumo",
@@ -268,6 +270,6 @@ def test_a_slot_failing_after_the_other_played_voids_the_pair(blind_engines, mon
     shown = [s for u in updates for k, v in u.items() if k not in ("pair", "player-A", "player-B") for s in strings(v)]
     assert not [s for s in shown if FORBIDDEN.search(s)], shown
     assert updates[-2]["notice"] == arena_tab.COULD_NOT_PLAY and updates[-2]["status-B"] == "B could not be played."
-    assert updates[-1] == {"player-B": arena_tab.SILENCE}  # a streamed output must not end without having started
-    token = updates[0]["run"]
+    assert json.loads(updates[-1]["player-B"])["k"] == "end"  # B's player is told the pair ended without it
+    token = updates[0]["pair"]["token"]
     assert arena_tab.BALLOTS.problem("me", token) is not None
