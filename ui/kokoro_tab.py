@@ -116,7 +116,7 @@ def _run(text, voice, blend, speed, language, fmt, loudness, peak_normalize, tri
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     leveler = StreamLeveler(settings)
     stats = RunStats(engine="kokoro")
-    waiting = lambda line: (gr.skip(), gr.skip(), gr.skip(), line, gr.skip())  # noqa: E731
+    waiting = lambda line: (None, gr.skip(), gr.skip(), line, gr.skip(), None)  # noqa: E731  (no audio yet)
     ticket = yield from wait_for_turn("kokoro", request, waiting)
     chunks, phonemes, words = [], [], []
     for chunk in timed_stream("kokoro", request, stats, ticket=ticket):

@@ -39,7 +39,7 @@ def _speak(
 ) -> Iterator[tuple]:
     """One run's updates: (int16 piece or None, status line, file or gr.skip(), stats)."""
     stats, chunks, leveler = RunStats(engine=engine_id), [], StreamLeveler(settings)
-    ticket = yield from wait_for_turn(engine_id, request, lambda line: (gr.skip(), line, gr.skip()))
+    ticket = yield from wait_for_turn(engine_id, request, lambda line: (None, line, gr.skip(), None))
     for chunk in timed_stream(engine_id, request, stats, ticket=ticket):
         chunks.append(chunk)
         level = leveler.feed(chunk.audio)

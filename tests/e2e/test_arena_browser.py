@@ -1,6 +1,8 @@
-"""The blind Arena in Debian's Chromium, with packaged Kokoro voices and a tiny Qwen3-TTS voice in the pool:
-before the vote nothing on the tab or in the event stream names a system or shows a figure; the vote
-is refused before three seconds of each clip were heard; after it, the systems are revealed."""
+"""The blind Arena in Debian's Chromium, with packaged Kokoro voices and a tiny Qwen3-TTS voice in the pool,
+three pairs on one page: before the vote nothing on the tab or in the event stream names a system or shows a
+figure (the players' messages carry audio only); both slots of every pair play, B once A has ended; the vote
+is refused before three seconds of each clip were heard and opens once they were; after it, the systems are
+revealed and a second vote on the pair is refused."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import urllib.request
 
 import pytest
 from test_browser import ARGS, CHROMIUM
+from test_player_browser import TEXTS, assert_audible_run, stats, wait_run_ended
 
 pytestmark = pytest.mark.slow
 
-PAIRS = 3
 SYSTEMS = ("kokoro:jm_kumo", "qwen-custom:Ryan")  # tests/conftest.py app_url's ARENA_SYSTEMS: every pair has both
+MIN_LISTEN_S, END_SLACK_S = 3.0, 0.25  # evaluation/ballot.py: what the vote needs of each clip
 # What would tell a listener which system spoke (engine, voice, back-end, device, weights) ...
 WORDS = re.compile(
     r"kokoro|qwen|82m|0\.6b|1\.7b|\bonnx|torch|cuda|\bcpu\b|int8|weights|packaged|back-?end|jm_kumo|jf_alpha"
@@ -47,6 +50,15 @@ CAPTURE_SSE = """(() => {
     return new Response(theirs, {status: response.status, statusText: response.statusText, headers: response.headers});
   };
 })();"""
+# The stream so far, up to its last complete line (the rest stays for the next call), and the joins
+TAKE_SSE = """() => {
+  const text = window.__sse.join('');
+  const cut = text.lastIndexOf('\\n') + 1;
+  window.__sse = [text.slice(cut)];
+  const joins = window.__joins;
+  window.__joins = [];
+  return [text.slice(0, cut), joins];
+}"""
 # The Arena tab's text, leaderboard left out (it names systems and their figures, not this pair's)
 TAB_TEXT = """() => {
   const tab = document.querySelector('#arena-tab').cloneNode(true);
@@ -58,6 +70,10 @@ TAB_HTML = """() => {
   tab.querySelector('#arena-board')?.remove();
   return tab.innerHTML;
 }"""
+# The page's audio clock held (nothing plays, so nothing can be reported heard) or let run
+HOLD = "async () => { const c = window.ttsAudioContext(); await c.resume(); await c.suspend(); return c.state; }"
+PLAY = "async () => { const c = window.ttsAudioContext(); await c.resume(); return c.state; }"
+VOTE_OPEN = "() => !document.querySelector('#arena-vote-tie').disabled"
 
 
 def arena_events(app_url: str) -> set[int]:
@@ -68,14 +84,12 @@ def arena_events(app_url: str) -> set[int]:
     return {d["id"] for d in config["dependencies"] if any(target[0] in arena for target in d["targets"])}
 
 
-def stream_messages(page, events: set[int]) -> list[dict]:
-    """The event-stream messages of the Arena's events since the last call (and forget them)."""
-    chunks, joined = page.evaluate(
-        "() => { const got = [window.__sse, window.__joins]; window.__sse = []; window.__joins = []; return got; }"
-    )
-    joins = {event_id for fn_index, event_id in joined if fn_index in events}
+def stream_messages(page, events: set[int], joins: set) -> list[dict]:
+    """The event-stream messages of the Arena's events since the last call (`joins` gathers their ids)."""
+    text, joined = page.evaluate(TAKE_SSE)
+    joins |= {event_id for fn_index, event_id in joined if fn_index in events}
     messages = []
-    for line in "".join(chunks).splitlines():
+    for line in text.splitlines():
         if line.startswith("data:"):
             try:
                 message = json.loads(line[5:])
@@ -86,8 +100,18 @@ def stream_messages(page, events: set[int]) -> list[dict]:
     return messages
 
 
+def player_message(value: str) -> dict | None:
+    """A player's message (ui/player.py: JSON with "k" start, piece or end), or None for any other string."""
+    try:
+        message = json.loads(value)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) and message.get("k") in ("start", "piece", "end") else None
+
+
 def leaks(value, key: str = "") -> list[str]:
-    """Strings in an event payload that name a system or show a figure (file paths and URLs: names only)."""
+    """Strings in an event payload that name a system or show a figure (file paths and URLs: names only;
+    a player's message: any figure it carries, and its fields but the audio)."""
     if isinstance(value, dict):
         return [leak for k, v in value.items() for leak in leaks(v, k)]
     if isinstance(value, list):
@@ -96,6 +120,10 @@ def leaks(value, key: str = "") -> list[str]:
         return []
     if key in ("path", "url", "orig_name"):
         return [value] if WORDS.search(value) else []
+    message = player_message(value)
+    if message is not None:
+        figures = [f"{name}: {message[name]}" for name in ("ttfa", "ear", "stats", "system") if name in message]
+        return figures + leaks({k: v for k, v in message.items() if k != "pcm"})
     return [value] if WORDS.search(value) or FIGURES.search(value) else []
 
 
@@ -112,6 +140,24 @@ def payload_leaks(messages: list[dict]) -> list[str]:
     return found
 
 
+def player_messages(messages: list[dict]) -> list[dict]:
+    """The players' messages among the payloads (whole values or Gradio's diffs of them)."""
+
+    def strings(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list | tuple):
+            for v in value:
+                yield from strings(v)
+
+    return [
+        m
+        for message in messages
+        for s in strings((message.get("output") or {}).get("data"))
+        if (m := player_message(s))
+    ]
+
+
 @pytest.fixture(scope="module")
 def browser(app_url):
     from playwright.sync_api import sync_playwright
@@ -122,61 +168,75 @@ def browser(app_url):
         browser.close()
 
 
-def open_arena(browser, app_url):
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    page.add_init_script(CAPTURE_SSE)
-    page.goto(app_url, wait_until="load", timeout=120_000)
-    page.get_by_role("tab", name="Blind arena").click()
-    page.locator("#arena-new").wait_for(timeout=120_000)
-    page.locator("#arena-text textarea").fill("The birch canoe slid on the smooth planks.")
-    return page
-
-
 def force_vote(page, key: str = "a") -> None:
     """Click a vote button as a script would, disabled or not."""
     page.evaluate(f"() => {{ const b = document.querySelector('#arena-vote-{key}'); b.disabled = false; b.click(); }}")
 
 
-def test_several_blind_pairs_name_nothing_before_the_vote_and_need_listening(browser, app_url, artifacts):
+def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(browser, app_url, artifacts):
     events = arena_events(app_url)
     assert len(events) >= 4  # new pair, the votes, the playback reports
-    for number in range(PAIRS):
-        # a fresh page per pair: Gradio 6.17.3's streamed gr.Audio never plays a second run (FACTS.md)
-        page = open_arena(browser, app_url)
-        try:
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.add_init_script(CAPTURE_SSE)
+    page.goto(app_url, wait_until="load", timeout=120_000)
+    page.get_by_role("tab", name="Blind arena").click()
+    page.locator("#arena-new").wait_for(timeout=120_000)
+    page.wait_for_function("() => window.ttsPlayers && window.ttsPlayers['arena-b-player']", timeout=60_000)
+    runs = {"A": [], "B": []}
+    durations = {s: [] for s in SYSTEMS}
+    joins: set = set()
+    try:
+        for number, text in enumerate(TEXTS):  # longer and longer texts, one page: each pair plays afresh
+            stream_messages(page, events, joins)  # what the previous pair sent after its vote: not looked at
+            page.locator("#arena-text textarea").fill(text)
             page.locator("#arena-new").click()
+            assert page.evaluate(HOLD) == "suspended"  # nothing is heard until the early vote was tried
             page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=300_000)
             for key in ("a", "b", "tie", "both_bad"):
-                assert page.locator(f"#arena-vote-{key}").is_disabled()  # B has not been played
+                assert page.locator(f"#arena-vote-{key}").is_disabled()  # nothing has been heard
             force_vote(page, "both_bad")  # as a script would: the server refuses
-            page.get_by_text("Listen to at least three seconds").first.wait_for(timeout=30_000)
-            assert "Vote stored" not in page.locator("#arena-reveal").inner_text()
-            page.evaluate("() => document.querySelector('#arena-b-audio audio').play().catch(() => {})")
-            page.wait_for_function(
-                "() => !document.querySelector('#arena-vote-tie').disabled", timeout=120_000
-            )  # both clips heard: the vote opens
-            text, html = page.evaluate(TAB_TEXT), page.evaluate(TAB_HTML)
-            messages = stream_messages(page, events)
+            page.locator("#arena-reveal", has_text="Listen to at least three seconds").wait_for(timeout=30_000)
+            assert page.evaluate(PLAY) == "running"
+            page.wait_for_function(VOTE_OPEN, timeout=240_000)  # both clips heard: the vote opens
+            played = {name: stats(page, f"arena-{name.lower()}-player")[-1] for name in "AB"}
+            for name in "AB":  # at least three seconds of each (or all of a shorter one), B after A
+                run = wait_run_ended(page, f"arena-{name.lower()}-player", len(runs[name]) + 1, timeout=240_000)
+                assert_audible_run(run, runs[name])
+                runs[name].append(run)
+                assert played[name]["played_s"] >= min(MIN_LISTEN_S, run["scheduled_s"] - END_SLACK_S), played
+            a, b = runs["A"][-1], runs["B"][-1]
+            assert b["start_ctx"] >= a["end_ctx"] and b["t0_ms"] >= a["end_at_ms"], (a, b)
+            text_now, html = page.evaluate(TAB_TEXT), page.evaluate(TAB_HTML)
+            messages = stream_messages(page, events, joins)
             page.screenshot(path=str(artifacts / f"arena_pair_{number}.png"), full_page=True)
-            assert any(m.get("msg") == "process_generating" for m in messages), "no event payloads were captured"
-            assert not WORDS.search(text) and not FIGURES.search(text), text
+            sent = player_messages(messages)
+            assert {m["k"] for m in sent} == {"start", "piece", "end"}, "no player messages were captured"
+            assert all(set(m) <= {"k", "seq", "run", "sr", "pcm"} for m in sent), sent  # audio only, no ttfa
+            assert not WORDS.search(text_now) and not FIGURES.search(text_now), text_now
             assert not WORDS.search(html), WORDS.findall(html)
             assert not payload_leaks(messages), payload_leaks(messages)
+            lines = page.locator("#arena-tab .tts-player").all_inner_texts()
+            assert len(lines) == 2 and not any("first audio" in line for line in lines), lines
             assert "A is ready." in page.locator("#arena-a-status").inner_text()
             page.locator(f"#arena-vote-{'a' if number % 2 else 'b'}").click()
             page.locator("#arena-reveal", has_text="Vote stored").wait_for(timeout=30_000)
             reveal = page.locator("#arena-reveal").inner_text()
             shown = {s for s in SYSTEMS if s in reveal}
             assert len(shown) == 2, reveal
+            for name in "AB":  # which system spoke in each slot, for the durations below
+                system = re.search(rf"{name} was (\S+)", reveal).group(1).strip("*,.")
+                durations[system].append(runs[name][-1]["scheduled_s"])
             page.locator("#arena-metrics", has_text="predicted MOS").wait_for(timeout=30_000)
             assert "time to first audio" in page.locator("#arena-a-status").inner_text()  # figures after the vote
             for key in ("a", "b"):
                 assert page.locator(f"#arena-vote-{key}").is_disabled()  # one vote per pair
             force_vote(page, "b")
-            page.get_by_text("already voted on this pair").first.wait_for(timeout=30_000)
+            page.locator("#arena-reveal", has_text="already voted on this pair").wait_for(timeout=30_000)
             board = page.locator("#arena-leaderboard").inner_text()
             assert all(s in board for s in shown) and "preliminary" in board
             assert page.locator("text=Traceback").count() == 0
-        finally:
-            page.screenshot(path=str(artifacts / f"arena_pair_{number}_end.png"), full_page=True)
-            page.close()
+    finally:
+        page.screenshot(path=str(artifacts / "arena_end.png"), full_page=True)
+        page.close()
+    for system, seconds in durations.items():  # longer texts, longer clips: each pair played its own text
+        assert seconds == sorted(seconds) and len(set(seconds)) == len(TEXTS), (system, seconds)

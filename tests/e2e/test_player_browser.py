@@ -1,6 +1,6 @@
 """The page's own player (ui/player.js) in Debian's Chromium: every yield reaches it in order, and on
 every streamed player of the app three runs in a row each become audible with that run's audio; Stop
-silences at once."""
+silences at once. (The Arena's players, three blind pairs with the vote: test_arena_browser.py.)"""
 
 from __future__ import annotations
 
@@ -257,24 +257,3 @@ def test_compare_plays_a_then_b_three_times_and_reports_the_ear(page, artifacts)
         page.screenshot(path=str(artifacts / "player_compare.png"), full_page=True)
     for a, b in zip(runs["A"], runs["B"], strict=True):  # B was heard only once A had played to its end
         assert b["start_ctx"] >= a["end_ctx"] and b["t0_ms"] >= a["end_at_ms"], (a, b)
-
-
-def test_arena_plays_both_slots_of_three_pairs_without_figures(page, artifacts):
-    page.get_by_role("tab", name="Blind arena").click()
-    runs = {"A": [], "B": []}
-    try:
-        for text in TEXTS:
-            page.locator("#arena-text textarea").fill(text)
-            page.locator("#arena-new").click()
-            for name in "AB":
-                run = wait_run_ended(page, f"arena-{name.lower()}-player", len(runs[name]) + 1, timeout=240_000)
-                assert_audible_run(run, runs[name])
-                runs[name].append(run)
-            page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=120_000)
-            lines = page.locator("#arena-a-player .tts-player, #arena-b-player .tts-player").all_inner_texts()
-            assert lines and not any("first audio" in line for line in lines)  # no figure before the vote
-    finally:
-        page.screenshot(path=str(artifacts / "player_arena.png"), full_page=True)
-    for name in "AB":  # longer texts, longer clips: each pair played its own text
-        durations = [r["scheduled_s"] for r in runs[name]]
-        assert durations == sorted(durations) and len(set(durations)) == 3, durations
