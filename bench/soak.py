@@ -44,9 +44,9 @@ BOUNDS = {
     "MAX_UPLOAD_MB": "1",
     "MAX_SESSIONS": "100",
 }
-KINDS = {  # kind -> weight in the mix
-    "v1_stream_pcm": 12, "v1_stream_mp3": 8, "v1_sse": 8, "v1_wav": 10, "v1_mp3": 6, "v1_opus": 4,
-    "page_stream": 14, "page_synthesize": 14, "compare": 6, "batch_upload": 8, "upload_too_big": 10,
+KINDS = {  # kind -> weight in the mix (compares cost most: two syntheses, an ASR round trip, DNSMOS)
+    "v1_stream_pcm": 12, "v1_stream_mp3": 8, "v1_sse": 8, "v1_wav": 12, "v1_mp3": 6, "v1_opus": 4,
+    "page_stream": 12, "page_synthesize": 14, "compare": 2, "batch_upload": 8, "upload_too_big": 14,
 }  # fmt: skip
 
 
@@ -94,7 +94,7 @@ def fd_kinds(pid: int) -> Counter:
 
 def short_texts() -> list[str]:
     lines = (ROOT / "tests" / "data" / "dev_sentences.txt").read_text(encoding="utf-8").splitlines()
-    return [" ".join(line.split()[:5]).rstrip(",.;") + "." for line in lines if line.strip()]
+    return [" ".join(line.split()[:3]).rstrip(",.;") + "." for line in lines if line.strip()]
 
 
 class App:
@@ -242,6 +242,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=0, help="stop sending new requests after this (0: never)")
     parser.add_argument("--out", type=Path, default=HERE / "results-soak.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tts-soak-"))
@@ -267,7 +268,7 @@ def main() -> None:
             rng = random.Random(args.seed * 1000 + index)
             while True:
                 with lock:
-                    if state["next"] >= len(todo):
+                    if state["next"] >= len(todo) or (deadline and time.time() > deadline):
                         return
                     i, state["next"] = state["next"], state["next"] + 1
                 kind = todo[i]
@@ -286,6 +287,7 @@ def main() -> None:
                         print(f"{state['done']}/{len(todo)} requests, {time.time() - started:.0f} s", flush=True)
 
         stop = threading.Event()
+        deadline = 0.0
 
         def sampler() -> None:
             while not stop.wait(2.0):
@@ -304,6 +306,7 @@ def main() -> None:
         threading.Thread(target=sampler, daemon=True).start()
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.clients)]
         soak_start = time.time()
+        deadline = soak_start + 60 * args.minutes if args.minutes else 0.0
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -322,7 +325,9 @@ def main() -> None:
         "bench": "soak: mixed requests against the running app (python app.py), offline packaged Kokoro",
         "baseline": "the same app after its warm-up (every kind of request twice), same run",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "requests": len(todo) + warm_count,
+        "requests": state["done"],
+        "planned_requests": len(todo) + warm_count,
+        "stopped_by_time_budget": state["done"] < len(todo) + warm_count,
         "warm_up_requests": warm_count,
         "clients": args.clients,
         "soak_s": round(soak_s, 1),

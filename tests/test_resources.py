@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,38 +24,46 @@ ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
 
 
-def put(path: Path, size: int, age_s: float, now: float) -> Path:
+def put(path: Path, size: int) -> Path:
+    """A file written now (ages come from when a file was written, which a test cannot backdate: each
+    test sweeps at a chosen `now` instead, and sleeps a little between files it wants ordered)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * size)
-    os.utime(path, (now - age_s, now - age_s))
+    time.sleep(0.02)
     return path
 
 
 def test_the_janitor_removes_what_is_older_than_the_ttl(tmp_path):
-    now = time.time()
-    old = put(tmp_path / "out" / "kokoro-old.wav", 100, 2 * HOUR, now)
-    fresh = put(tmp_path / "out" / "kokoro-new.wav", 100, 60, now)
-    batch = put(tmp_path / "out" / "batch-1" / "clips" / "001.wav", 100, 2 * HOUR, now)
-    result = Janitor([tmp_path / "out"], ttl_s=HOUR, max_bytes=10**9).sweep(now)
+    old = put(tmp_path / "out" / "kokoro-old.wav", 100)
+    batch = put(tmp_path / "out" / "batch-1" / "clips" / "001.wav", 100)
+    middle = time.time()
+    fresh = put(tmp_path / "out" / "kokoro-new.wav", 100)
+    result = Janitor([tmp_path / "out"], ttl_s=HOUR, max_bytes=10**9).sweep(now=middle + HOUR)
     assert not old.exists() and not batch.parent.parent.exists() and fresh.exists()
     assert result["removed"] == 2 and result["kept"] == 1
 
 
-def test_a_folder_is_as_young_as_its_newest_file(tmp_path):
-    now = time.time()
-    put(tmp_path / "out" / "batch-1" / "clips" / "001.wav", 100, 2 * HOUR, now)
-    newest = put(tmp_path / "out" / "batch-1" / "batch.zip", 100, 10, now)
-    Janitor([tmp_path / "out"], ttl_s=HOUR, max_bytes=10**9).sweep(now)
-    assert newest.exists() and (tmp_path / "out" / "batch-1" / "clips" / "001.wav").exists()
+def test_a_folder_is_as_young_as_its_newest_file_and_a_copy_as_young_as_the_copying(tmp_path):
+    put(tmp_path / "out" / "batch-1" / "clips" / "001.wav", 100)
+    source = put(tmp_path / "elsewhere" / "old.wav", 100)
+    os.utime(source, (time.time() - 10 * HOUR,) * 2)  # an old file...
+    middle = time.time()
+    newest = put(tmp_path / "out" / "batch-1" / "batch.zip", 100)
+    copied = Path(shutil.copy2(source, tmp_path / "out" / "copied.wav"))  # ...copied with its old mtime, as Gradio does
+    (tmp_path / "out" / "empty").mkdir()
+    Janitor([tmp_path / "out"], ttl_s=HOUR, max_bytes=10**9).sweep(now=middle + HOUR)
+    assert newest.exists() and (tmp_path / "out" / "batch-1" / "clips" / "001.wav").exists() and copied.exists()
+    assert (tmp_path / "out" / "empty").is_dir()  # an empty folder holds nothing: it stays
 
 
 def test_the_size_bound_removes_oldest_first_and_spares_files_still_being_written(tmp_path):
-    now = time.time()
     out, cache = tmp_path / "out", tmp_path / "out" / "gradio-cache"
-    files = [put(out / f"clip-{i}.wav", 1000, 600 - 100 * i, now) for i in range(5)]  # clip-0 is the oldest
-    cached = put(cache / "abc123" / "clip.wav", 1000, 550, now)  # Gradio's cache, nested: one bound for both
-    writing = put(out / "clip-now.wav", 5000, 1, now)  # under the grace age: never removed for size
-    result = Janitor([out, cache], ttl_s=HOUR, max_bytes=8000, grace_s=30).sweep(now)
+    files = [put(out / "clip-0.wav", 1000)]
+    cached = put(cache / "abc123" / "clip.wav", 1000)  # Gradio's cache, nested: one bound for both
+    files += [put(out / f"clip-{i}.wav", 1000) for i in range(1, 5)]
+    time.sleep(0.2)
+    writing = put(out / "clip-now.wav", 5000)  # under the grace age: never removed for size
+    result = Janitor([out, cache], ttl_s=HOUR, max_bytes=8000, grace_s=0.1).sweep(now=time.time())
     assert not files[0].exists() and not cached.exists() and not files[1].exists()
     assert all(f.exists() for f in files[2:]) and writing.exists() and cache.exists()
     assert result["kept_bytes"] == 8000 and result["removed"] == 3
@@ -63,8 +72,8 @@ def test_the_size_bound_removes_oldest_first_and_spares_files_still_being_writte
 def test_the_janitor_thread_sweeps_after_a_write(tmp_path):
     out = tmp_path / "out"
     janitor = Janitor([out], ttl_s=HOUR, max_bytes=1000, grace_s=0, every_s=3600).start()
-    old = put(out / "a.wav", 800, 100, time.time())
-    put(out / "b.wav", 800, 0, time.time())
+    old = put(out / "a.wav", 800)
+    put(out / "b.wav", 800)
     janitor.written()
     for _ in range(200):  # up to 10 s; no timing is asserted
         if not old.exists():

@@ -6,11 +6,11 @@ zips, metrics files and arena exports; Gradio's own cache (uploads, copies of re
 segments) is `GRADIO_TEMP_DIR`, which the app points at `OUTPUT_DIR/gradio-cache` unless the operator
 set it. Both are swept by one `Janitor`: a daemon thread every `SWEEP_EVERY_S` and soon after each
 write (`written()`). Each top-level entry of a folder (a file, or a folder such as `batch-…/` or one of
-Gradio's hash folders) is one unit, aged by its newest file. Units younger than `GRACE_S` are never
-removed to meet the size bound (they may still be being written or downloaded); expired ones always
-are. Nothing else is touched: the CLI's `--out` files, `VOICE_LIBRARY_DIR` and `ARENA_DB` live
-elsewhere. This module imports nothing from Gradio, so `app.py` can set `GRADIO_TEMP_DIR` before
-Gradio reads it at import.
+Gradio's hash folders) is one unit, aged by its newest file (written or copied there; empty folders
+stay). Units younger than `GRACE_S` are never removed to meet the size bound (they may still be being
+written or downloaded); expired ones always are. Nothing else is touched: the CLI's `--out` files,
+`VOICE_LIBRARY_DIR` and `ARENA_DB` live elsewhere. This module imports nothing from Gradio, so `app.py`
+can set `GRADIO_TEMP_DIR` before Gradio reads it at import.
 """
 
 from __future__ import annotations
@@ -73,14 +73,22 @@ class Unit:
     newest: float  # mtime of its newest file (the entry's own for a file)
 
 
+def _changed(stat: os.stat_result) -> float:
+    """When a file was last written or put there: a copy that keeps an old modification time (Gradio
+    copies files into its cache with `copy2`) is as young as the copy (its inode change time)."""
+    return max(stat.st_mtime, stat.st_ctime)
+
+
 def _unit(path: Path) -> Unit | None:
+    """The entry as a unit; None for one that is gone or an empty folder (it holds nothing, and Gradio
+    makes some at start that it expects to stay)."""
     try:
         stat = path.lstat()
     except FileNotFoundError:
         return None
     if not path.is_dir() or path.is_symlink():
-        return Unit(path, stat.st_size, stat.st_mtime)
-    size, newest = 0, None  # a folder is as old as its newest file (an empty one: its own time)
+        return Unit(path, stat.st_size, _changed(stat))
+    size, newest = 0, None  # a folder is as old as its newest file
     for folder, _, files in os.walk(path):
         for name in files:
             try:
@@ -88,8 +96,8 @@ def _unit(path: Path) -> Unit | None:
             except FileNotFoundError:
                 continue
             size += inner.st_size
-            newest = inner.st_mtime if newest is None else max(newest, inner.st_mtime)
-    return Unit(path, size, stat.st_mtime if newest is None else newest)
+            newest = _changed(inner) if newest is None else max(newest, _changed(inner))
+    return None if newest is None else Unit(path, size, newest)
 
 
 def _remove(unit: Unit) -> bool:

@@ -169,8 +169,11 @@ def browser(app_url):
 
 
 def force_vote(page, key: str = "a") -> None:
-    """Click a vote button as a script would, disabled or not."""
-    page.evaluate(f"() => {{ const b = document.querySelector('#arena-vote-{key}'); b.disabled = false; b.click(); }}")
+    """Click a vote button as a script would, disabled or not (and leave it as it was)."""
+    page.evaluate(
+        f"() => {{ const b = document.querySelector('#arena-vote-{key}'); const was = b.disabled;"
+        " b.disabled = false; b.click(); b.disabled = was; }"
+    )
 
 
 def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(browser, app_url, artifacts):
