@@ -22,14 +22,12 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from local_app import LocalApp, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -43,39 +41,17 @@ TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark bl
 VOICE = "jm_kumo"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(folder: Path) -> tuple[subprocess.Popen, str]:
+def start_app(folder: Path) -> LocalApp:
     """app.py offline on a free loopback port, Qwen3-TTS on tiny random checkpoints."""
     from qwen_tiny import build_one
 
-    port = free_port()
     env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
         "QWEN_CUSTOM_VOICE_MODEL": build_one(str(folder / "customvoice"), "custom_voice"),
         "QWEN_BASE_MODEL": build_one(str(folder / "base"), "base"), "TORCH_THREADS": "1",
         "VOICE_LIBRARY_DIR": str(folder / "library"), "ARENA_DB": str(folder / "votes.sqlite3"),
         "ARENA_SYSTEMS": "kokoro:jm_kumo kokoro:jf_alpha",
     }  # fmt: skip
-    env.pop("KOKORO_MODEL", None)
-    log = open(folder / "app.log", "w")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited early; see {folder / 'app.log'}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("app.py did not start within 180 s")
+    return LocalApp(folder / "app.log", env, timeout_s=180)
 
 
 def baseline_page() -> str:
@@ -208,7 +184,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ear-"))
-    proc, url = start_app(folder)
+    app = start_app(folder)
+    url = app.url
     results: dict = {}
     try:
         with sync_playwright() as p:
@@ -241,8 +218,7 @@ def main() -> None:
                 results["baseline_hls_kokoro"] = summarise(hls_runs(browser, baseline_page(), args.runs))
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        app.stop()
     out = {
         "bench": "browser_first_audio",
         "what": "click -> first sample at the audio output in headless Chromium, vs the server's time to first audio",

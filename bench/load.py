@@ -28,15 +28,13 @@ import os
 import platform
 import random
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
+
+from local_app import LocalApp
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,37 +43,6 @@ VOICE = "jm_kumo"
 SAMPLE_RATE = 24_000
 RETRY_CAP_S = 15.0  # a refused client waits what it was told, but at most this long (bounds the run)
 JITTER_S = 6.0  # each request starts after a random 0-6 s (seeded): arrivals interleave as real ones do
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`python app.py` offline on a free loopback port, as tests/conftest.py starts it."""
-    port = free_port()
-    env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-        "API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000"),  # raised for the run
-        "ARENA_DB": str(Path(tempfile.mkdtemp()) / "arena.sqlite3"),
-    }  # fmt: skip
-    env.pop("KOKORO_MODEL", None)
-    log = open(log_path, "w")  # noqa: SIM115 (kept open for the app's lifetime)
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited early; see {log_path}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("app.py did not start within 300 s")
 
 
 def rss_mb(pid: int | None) -> float | None:
@@ -284,12 +251,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write the load curve (PNG) here")
     args = parser.parse_args()
-    proc, log_path = None, Path(tempfile.gettempdir()) / "bench-load-app.log"
+    app, log_path = None, Path(tempfile.gettempdir()) / "bench-load-app.log"
     if args.url:
         url, pid = args.url.rstrip("/") + "/", args.pid
     else:
-        proc, url = start_app(log_path)
-        pid = proc.pid
+        app = LocalApp(log_path, {"API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000"),  # raised
+                                  "ARENA_DB": str(Path(tempfile.mkdtemp()) / "arena.sqlite3")})
+        url, pid = app.url, app.proc.pid
     try:
         # warm-up: the engine loaded and measured, one request on each way in (not counted)
         host, port = url.split("//")[1].rstrip("/").split(":")
@@ -304,12 +272,8 @@ def main() -> None:
             print(json.dumps(level), flush=True)
             levels.append(level)
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if app is not None:
+            app.stop()
     report = {
         "bench": "load",
         "text": TEXT,
@@ -321,7 +285,7 @@ def main() -> None:
         # what the app computed (engines.work_queue logs it), e.g. "kokoro: 0.0123 s ... default MAX_WAITING 12"
         "app_measured": re.findall(
             r"(\S+: [\d.]+ s of compute per character measured; default MAX_WAITING \d+)",
-            log_path.read_text() if proc is not None else "",
+            log_path.read_text() if app is not None else "",
         ),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "levels": levels,

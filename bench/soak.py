@@ -24,15 +24,14 @@ import random
 import shutil
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from local_app import LocalApp
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -102,7 +101,6 @@ class App:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.port = free_port()
         self.folders = {
             "TTS_OUTPUT_DIR (clips, batches, metrics, exports; Gradio's cache inside)": work / "output",
             "Gradio cache (GRADIO_TEMP_DIR, inside TTS_OUTPUT_DIR)": work / "output" / "gradio-cache",
@@ -111,33 +109,16 @@ class App:
             "the app's TMPDIR (anything else written to temp; Gradio's default cache would be here)": work / "tmp",
         }
         env = {
-            **os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_NAME": "127.0.0.1",
-            "GRADIO_SERVER_PORT": str(self.port), "TTS_OUTPUT_DIR": str(work / "output"),
-            "ARENA_DB": str(work / "arena" / "votes.sqlite3"), "VOICE_LIBRARY_DIR": str(work / "voices"),
-            "ARENA_SYSTEMS": "kokoro:jm_kumo kokoro:jf_alpha", "QWEN_CUSTOM_VOICE_MODEL": str(work / "no-qwen"),
-            "QWEN_BASE_MODEL": str(work / "no-qwen"), "GRADIO_ANALYTICS_ENABLED": "False", **BOUNDS,
+            "TTS_OUTPUT_DIR": str(work / "output"), "ARENA_DB": str(work / "arena" / "votes.sqlite3"),
+            "VOICE_LIBRARY_DIR": str(work / "voices"), "ARENA_SYSTEMS": "kokoro:jm_kumo kokoro:jf_alpha",
+            "QWEN_CUSTOM_VOICE_MODEL": str(work / "no-qwen"), "QWEN_BASE_MODEL": str(work / "no-qwen"),
+            "GRADIO_ANALYTICS_ENABLED": "False", **BOUNDS, "KOKORO_BACKEND": None, "GRADIO_TEMP_DIR": None,
+            "TMPDIR": str(work / "tmp"),  # anything else it writes to temp lands here, apart from other programs
         }  # fmt: skip
-        for name in ("KOKORO_MODEL", "KOKORO_BACKEND", "GRADIO_TEMP_DIR"):
-            env.pop(name, None)
-        env["TMPDIR"] = str(work / "tmp")  # anything else it writes to temp lands here, apart from other programs
         for folder in ("output", "arena", "voices", "tmp"):
             (work / folder).mkdir(parents=True, exist_ok=True)
-        self.log = open(work / "app.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"app.py exited early; see {work / 'app.log'}")
-            try:
-                urllib.request.urlopen(self.url, timeout=2)
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise SystemExit("app.py did not start within 300 s")
+        self.app = LocalApp(work / "app.log", env)
+        self.proc, self.url = self.app.proc, self.app.url.rstrip("/")
 
     def sizes(self) -> dict[str, float]:
         return {
@@ -145,12 +126,7 @@ class App:
         }
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        self.app.stop()
 
 
 class Driver:
