@@ -132,7 +132,7 @@ class ApiError(Exception):
     """An error answered as OpenAI's JSON error object."""
 
     TYPES = {
-        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+        400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
         404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
         415: "invalid_request_error", 429: "requests",
     }  # fmt: skip

@@ -29,6 +29,7 @@ import pytest
 
 from engines import registry
 from engines.base import SAMPLE_RATE, AudioChunk, EngineInfo, UnavailableError, VoiceInfo
+from engines.timing import RunStats
 from evaluation.arena import Arena
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -365,7 +366,7 @@ def finished_pair(a: str = "kokoro:jm_kumo", b: str = "kokoro:jf_alpha") -> dict
     def result(system: str, wer: float):
         engine, voice = system.split(":")
         return SimpleNamespace(
-            finished=True, metrics={"wer": wer}, run_id=None,
+            finished=True, metrics={"wer": wer}, run_id=None, stats=RunStats(engine=engine),
             slot=SimpleNamespace(system=system, engine=engine, voice=voice),
         )  # fmt: skip
 
@@ -383,9 +384,16 @@ def board(tmp_path, monkeypatch):
 
 
 def vote(choice: str = "a") -> str:
-    from ui.arena_tab import vote_on
+    """A vote on a fresh pair, cast as a visitor would: served, both clips sent and heard to their end."""
+    from ui import arena_tab
 
-    return vote_on(finished_pair(), choice)[0]
+    who, ballots = "visitor", arena_tab.BALLOTS
+    token = ballots.serve(who)
+    for slot in "AB":
+        ballots.sent(token, slot)
+        ballots.finished(token, slot, 0.0)  # a clip with nothing left to hear: its end is reached at once
+        ballots.heard(who, token, slot, 0.0, ended=True)
+    return arena_tab.vote_on({**finished_pair(), "token": token}, choice, who)[0]
 
 
 def stored(path: Path) -> list[dict]:
@@ -507,12 +515,12 @@ def test_a_v1_client_that_leaves_frees_the_engine_for_the_next_request(live, fak
 
 @pytest.mark.parametrize("when", ["before", "during", "after"])
 def test_a_gradio_api_client_that_leaves_frees_the_engine_for_the_next_request(live, fake, when):
-    if when == "before":  # both page slots busy: this call waits in Gradio's queue, then its client leaves
+    if when == "before":  # the engine is busy: this call waits in its line, then its client leaves
         fake.hold.clear()
-        holders = [threading.Thread(target=gradio_call, args=(live, "stream", STREAM_ARGS)) for _ in range(2)]
+        holders = [threading.Thread(target=gradio_call, args=(live, "stream", STREAM_ARGS))]
         for holder in holders:
             holder.start()
-        assert wait_for(lambda: fake.active == 2, 30)
+        assert wait_for(lambda: fake.active == 1, 30)
         sock = gradio_open(live, "stream", STREAM_ARGS)
         time.sleep(0.5)
         hang_up(sock)

@@ -279,6 +279,9 @@ def test_leaving_a_stream_early_stops_generation_and_frees_the_model(custom):
 
 
 def test_icl_stream_decodes_with_the_reference_codes_as_context(clone):
+    import torch
+
+    torch.manual_seed(0)  # random weights sample their codes: an unseeded run may hit the end code early
     reference = load_reference(wav_bytes(2.0))
     chunks = list(
         clone.stream(SynthesisRequest("Hello.", "", reference=reference, reference_text="A line.", max_new_tokens=20))
