@@ -133,7 +133,7 @@ def build(demo: gr.Blocks) -> gr.Textbox:
     # a fixed key and cipher secret, so a restart still reads what browsers stored (the cipher only
     # obscures localStorage: its secret is in the page; the token's own signature is what counts)
     stored = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=STORAGE_KEY)
-    token = gr.Textbox(visible=False, elem_id="owner-token")
+    token = gr.Textbox("", visible=False, elem_id="owner-token")  # "": optional for API callers
     demo.load(_keep_or_mint, stored, [stored, token], api_visibility="private")
     gr.api(owner_token, api_name="owner_token")
     return token
