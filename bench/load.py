@@ -255,8 +255,13 @@ def main() -> None:
     if args.url:
         url, pid = args.url.rstrip("/") + "/", args.pid
     else:
-        app = LocalApp(log_path, {"API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000"),  # raised
-                                  "ARENA_DB": str(Path(tempfile.mkdtemp()) / "arena.sqlite3")})
+        app = LocalApp(
+            log_path,
+            {
+                "API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000"),  # raised
+                "ARENA_DB": str(Path(tempfile.mkdtemp()) / "arena.sqlite3"),
+            },
+        )
         url, pid = app.url, app.proc.pid
     try:
         # warm-up: the engine loaded and measured, one request on each way in (not counted)

@@ -64,6 +64,7 @@ BALLOTS = Ballots()
 COULD_NOT_PLAY = "This pair could not be played; press New pair for another."
 READY = "Both clips are ready: which one sounds better? The vote opens once you have heard both."
 
+
 def pool() -> list[Slot]:
     """The systems a pair is drawn from."""
     configured = os.environ.get("ARENA_SYSTEMS", "").split()
