@@ -29,16 +29,16 @@ log = logging.getLogger(__name__)
 _FULL = "The server's disk is full, so the result could not be saved; please try again in a few minutes."
 _READ_ONLY = "The server cannot save results right now (its output folder is not writable); please try again later."
 NO_FFMPEG = (
-    "Streaming to the page needs ffmpeg, which is not installed on this server; the whole-file download still works."
+    "Streamed audio through the API needs ffmpeg, which is not installed on this server; "
+    "the whole-file endpoint still works."
 )
 DISK_ERRORS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY, errno.EACCES: _READ_ONLY}
 
 
 def user_errors(fn: Callable) -> Callable:
     """Turn engine errors (and a full or read-only disk) into one-sentence gr.Error toasts; never show a
-    traceback, an exception class or a path. A generator streams audio into the page, which needs ffmpeg:
-    without it, it is refused at once. The handler is marked `starts_work`: `api.guard`'s per-client rate
-    limit counts the events whose handler carries the mark (app.py reads it)."""
+    traceback, an exception class or a path. The handler is marked `starts_work`: `api.guard`'s per-client
+    rate limit counts the events whose handler carries the mark (app.py reads it)."""
 
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
@@ -50,13 +50,10 @@ def user_errors(fn: Callable) -> Callable:
         log.exception("%s failed", fn.__name__)
         return gr.Error("Synthesis failed unexpectedly; please try again.")
 
-    if inspect.isgeneratorfunction(fn):  # the page's streamed events: Gradio encodes each piece with ffmpeg
+    if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
         def generator(*args, **kwargs):
-            if shutil.which("ffmpeg") is None:  # refused before any work: Gradio would fail after it
-                log.error("ffmpeg is not installed: the page cannot stream audio")
-                raise gr.Error(NO_FFMPEG)
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error:
@@ -78,6 +75,21 @@ def user_errors(fn: Callable) -> Callable:
 
     plain.starts_work = True
     return plain
+
+
+def needs_ffmpeg(fn: Callable) -> Callable:
+    """For the events that stream a `gr.Audio` (the Gradio API and MCP stream endpoints): Gradio encodes
+    each piece with ffmpeg, so without it the event is refused at once, before any work. The page's own
+    player (`ui.player`) takes raw PCM and needs no ffmpeg."""
+
+    @functools.wraps(fn)  # keeps `starts_work`
+    def generator(*args, **kwargs):
+        if shutil.which("ffmpeg") is None:
+            log.error("ffmpeg is not installed: streamed gr.Audio answers cannot be encoded")
+            raise gr.Error(NO_FFMPEG)
+        yield from fn(*args, **kwargs)
+
+    return generator
 
 
 WAIT_UPDATE_S = 1.0  # how often a waiting visitor's place in line is refreshed

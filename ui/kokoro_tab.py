@@ -18,7 +18,7 @@ from engines.kokoro_voices import LANGUAGES
 from engines.timing import RunStats, synthesize, timed_stream
 
 from .common import banner as banner_for
-from .common import status_line, user_errors, wait_for_turn
+from .common import needs_ffmpeg, status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
 from .player import StreamPlayer
 
@@ -67,6 +67,7 @@ def _request(text: str, voice: str, blend: str, speed: float, language: str) -> 
     )
 
 
+@needs_ffmpeg
 @user_errors
 def kokoro_stream(
     text: str,

@@ -20,7 +20,7 @@ from engines.reference import Reference, load_reference, read_upload, settle_tra
 from engines.timing import RunStats, timed_stream
 from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
 
-from .common import banner, status_line, user_errors, wait_for_turn
+from .common import banner, needs_ffmpeg, status_line, user_errors, wait_for_turn
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
 from .player import StreamPlayer
@@ -91,6 +91,7 @@ def _played(player: StreamPlayer, updates: Iterator[tuple]) -> Iterator[tuple]:
     yield player.end(), gr.skip(), gr.skip()
 
 
+@needs_ffmpeg
 @user_errors
 def preset_stream(
     text: str,
@@ -142,6 +143,7 @@ def transcribe_reference(path: str | None) -> tuple[str, str]:
     return text or "", notice
 
 
+@needs_ffmpeg
 @user_errors
 def clone_stream(
     path: str | None,
