@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import registry
 from .audio import fade_edges, trim_silence
 from .base import (
     SAMPLE_RATE,
@@ -32,6 +31,7 @@ from .base import (
     VoiceInfo,
     WordTiming,
 )
+from .english_nlp import english_nlp
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
 from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
@@ -224,9 +224,9 @@ class KokoroEngine:
 
     # ----- helpers -----------------------------------------------------------------------
     def _loaded(self) -> OnnxBackend | TorchBackend:
+        """The back-end; the registry (or a caller's `load`) loads it before the engine is used."""
         if self._backend is None:
-            registry.get("kokoro")
-        assert self._backend is not None
+            raise UnavailableError("Kokoro-82M is not loaded yet; please try again.")
         return self._backend
 
     def _available_voices(self) -> set[str] | None:
@@ -261,7 +261,7 @@ class KokoroEngine:
 
 
 def _make_g2p(lang: str) -> G2P:
-    """misaki's G2P for a Kokoro language; English uses the registry's spaCy pipeline."""
+    """misaki's G2P for a Kokoro language; English uses the shared spaCy pipeline (`engines.english_nlp`)."""
     try:
         if lang in "ab":
             return _english_g2p(british=lang == "b")
@@ -292,7 +292,7 @@ def _english_g2p(british: bool) -> G2P:
         def __init__(self) -> None:  # mirrors en.G2P.__init__ minus the spaCy download
             self.version = None
             self.british = british
-            self.nlp = registry.english_nlp()
+            self.nlp = english_nlp()
             self.lexicon = en.Lexicon(british)
             self.fallback = espeak.EspeakFallback(british=british)
             self.unk = ""

@@ -15,7 +15,6 @@ Clone prompts are cached per reference clip, transcript and mode, least recently
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -39,7 +38,9 @@ from .base import (
     VoiceInfo,
 )
 from .lru import BoundedLRU
+from .qwen_tts_import import import_qwen_tts
 from .text import SENTENCE, split_clauses
+from .voice_library import load_voice
 from .weights import hub_offline, source_name
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,6 @@ _FROM_PRETRAINED = threading.Lock()
 
 class _Cancelled(Exception):
     """Raised inside the generation thread when its listener has gone away."""
-
-
-def import_qwen_tts():
-    """Import qwen_tts without its flash-attn notice (printed to stdout, it would corrupt the CLI's JSON)."""
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-        import qwen_tts.inference.qwen3_tts_model as module
-    return module
 
 
 @lru_cache(maxsize=1)
@@ -358,10 +352,9 @@ class QwenEngine:
         raise InputError(f"Unknown language {language!r} for Qwen3-TTS; choose one of: {', '.join(self.languages())}.")
 
     def _loaded(self):
+        """The model; the registry (or a caller's `load`) loads it before the engine is used."""
         if self._model is None:
-            from . import registry
-
-            registry.get(self.engine_id)
+            raise UnavailableError(f"{MODELS[self.kind][2]} is not loaded yet; please try again.")
         return self._model
 
 
@@ -425,8 +418,6 @@ class QwenCloneEngine(QwenEngine):
     def _conditioning(self, request: SynthesisRequest) -> dict:
         if request.reference is not None:
             return {"prompt": self.clone_prompt(request.reference, request.reference_text, request.x_vector_only)}
-        from .voice_library import load_voice
-
         return {"prompt": load_voice(request.voice, request.owner)}
 
     def _generate(self, model, texts, language, conditioning, cap):

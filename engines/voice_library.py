@@ -221,7 +221,7 @@ def load_voice(name: str, owner: str | None = None) -> list:
     """`owner`'s saved clone prompt as a one-item list ready for `generate_voice_clone`."""
     from safetensors.torch import load_file
 
-    from .qwen import import_qwen_tts
+    from .qwen_tts_import import import_qwen_tts
 
     VoiceClonePromptItem = import_qwen_tts().VoiceClonePromptItem  # noqa: N806
 

@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .base import BusyError, EngineError
-from .registry import ENGINE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +120,7 @@ class EngineQueue:
 
     def __init__(self, engine_id: str, slots: int = 1) -> None:
         self.engine_id, self.slots = engine_id, slots
+        self.name = engine_id  # what messages call the engine (`line(engine_id, name)` sets its display name)
         self._cond = threading.Condition()
         self._waiting: deque[Ticket] = deque()
         self._running: list[Ticket] = []
@@ -138,7 +138,7 @@ class EngineQueue:
                 self.refused += 1
                 retry = max(1, math.ceil(self._backlog_s() or 1.0))
                 raise BusyError(
-                    f"The {_name(self.engine_id)} engine is busy ({len(self._waiting)} requests are waiting); "
+                    f"The {self.name} engine is busy ({len(self._waiting)} requests are waiting); "
                     f"please try again in about {retry} seconds.",
                     retry,
                 )
@@ -261,11 +261,14 @@ _lines: dict[str, EngineQueue] = {}
 _lines_lock = threading.Lock()
 
 
-def line(engine_id: str) -> EngineQueue:
-    """The engine's queue (one per engine id, created on first use)."""
+def line(engine_id: str, name: str | None = None) -> EngineQueue:
+    """The engine's queue (one per engine id, created on first use); `name`: the engine's display
+    name for its messages (the caller knows it: this module does not look engines up)."""
     with _lines_lock:
         if engine_id not in _lines:
             _lines[engine_id] = EngineQueue(engine_id)
+        if name:
+            _lines[engine_id].name = name
         return _lines[engine_id]
 
 
@@ -328,9 +331,5 @@ def wait_line(ticket: Ticket) -> str:
         guess = "the wait is not estimated yet (the engine's speed is not measured yet)"
     else:
         guess = f"estimated wait about {max(1, round(estimate))} s (an estimate from the engine's measured speed)"
-    name = _name(ticket.engine_id)
+    name = ticket.line.name
     return f"Waiting for {name}: place {place} in line, {ahead}; {guess} · waited {ticket.waited_s:.0f} s"
-
-
-def _name(engine_id: str) -> str:
-    return ENGINE_NAMES.get(engine_id, engine_id)

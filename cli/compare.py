@@ -1,0 +1,55 @@
+"""`compare`: the same text through two slots (`evaluation.pair`); writes `a.wav`, `b.wav` and
+`metrics.json` (`evaluation.compare`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from engines.base import EngineError
+from engines.voice_library import OPERATOR
+from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, with_reference, write_pair
+from evaluation.pair import run_pair
+
+from .speech import read_text, reference
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    compare = sub.add_parser("compare", help="the same text through two engines; writes a.wav, b.wav, metrics.json")
+    compare.add_argument("--a", required=True, help="slot A as engine:voice, e.g. kokoro:af_heart")
+    compare.add_argument("--b", required=True, help="slot B, e.g. qwen-custom:Ryan, or qwen-clone:@a to clone A")
+    compare.add_argument("--text")
+    compare.add_argument("--text-file", type=Path)
+    compare.add_argument("--out-dir", type=Path, required=True)
+    compare.add_argument("--lang", default=None, help="language of the text (default: automatic)")
+    compare.add_argument("--ref-audio", type=Path, help="reference clip for a qwen-clone slot without a voice")
+    compare.add_argument("--ref-text", help="exact transcript of the reference (default: transcribed)")
+    compare.add_argument("--x-vector-only", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    text = read_text(args)
+    clip, ref_text, x_vector_only = reference(args)
+
+    def slot(spec: str):
+        parsed = replace(parse_slot(spec, OPERATOR), language=args.lang)
+        if parsed.engine == "qwen-clone" and not parsed.voice:
+            if clip is None:
+                raise EngineError("A qwen-clone slot needs a saved voice (qwen-clone:NAME) or --ref-audio.")
+            parsed = with_reference(parsed, clip, ref_text, x_vector_only)
+        return parsed
+
+    a = slot(args.a)
+    b = parse_second(args.b, OPERATOR)
+    if b != CLONE_OF_A:
+        b = slot(args.b)
+    first, second = run_pair(a, b, text)
+    summary = write_pair(first, second, text, args.out_dir)
+    for name, result in (("a", first), ("b", second)):
+        if result.error:
+            print(f"error in slot {name.upper()}: {result.error}", file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if first.finished or second.finished else 2
