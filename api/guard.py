@@ -33,8 +33,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import api_key, client_address, keys_required, owner_of_key, presented_key, trusted_proxy_hops
+from .errors import ApiError
 from .limits import RateLimiter, rate_from_env
-from .openai_speech import ApiError
 
 GRADIO_PREFIX = "/gradio_api"
 MCP_PREFIX = "/gradio_api/mcp"

@@ -24,7 +24,7 @@ from engines.base import MAX_REFERENCE_TEXT_CHARS, UnavailableError
 from engines.reference import load_reference, settle_transcript, upload_limit_bytes
 from engines.voice_library import save_voice, shared, voice_exists
 
-from .openai_speech import ApiError, _error
+from .errors import ApiError, error_for
 from .voices import owner_of
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
@@ -56,7 +56,7 @@ async def save(request: Request) -> JSONResponse:
         form = await _read_form(request)
         voice = await run_in_threadpool(_save, form, owner)
     except Exception as exc:  # one JSON sentence, the server stays up
-        return _error(exc).response()
+        return error_for(exc).response()
     return JSONResponse(voice, status_code=201)
 
 

@@ -1,8 +1,10 @@
 """Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
 joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard), the output
 post-processing a user chooses (`OutputSettings`, `process` for whole clips, `StreamLeveler` for
-streamed chunks) and encoding whole clips: WAV, FLAC, MP3 and OGG/Vorbis through libsndfile, Ogg
-Opus through ffmpeg's libopus (pipes only), and raw PCM (16-bit little-endian mono, OpenAI's `pcm`).
+streamed chunks) and encoding: whole clips (`encode`: WAV, FLAC, MP3 and OGG/Vorbis through
+libsndfile, Ogg Opus through ffmpeg's libopus, raw PCM: 16-bit little-endian mono, OpenAI's `pcm`)
+and streams (`StreamEncoder`: pcm, wav of unknown length, and mp3, opus, ogg through one ffmpeg pipe,
+`ffmpeg_command`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import io
 import logging
 import math
 import shutil
+import struct
 import subprocess
-from collections.abc import Iterable
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,6 +48,13 @@ MEDIA_TYPES: dict[str, str] = {
 LOSSY = ("mp3", "ogg", "opus")  # their decodes can peak above the PCM they were made from
 OPUS_BITRATE = "64k"
 OPUS_ARGS = ("-c:a", "libopus", "-b:a", OPUS_BITRATE, "-application", "audio", "-f", "ogg")  # ffmpeg output options
+# ffmpeg's output options per format it encodes from a pipe: Opus always, MP3 and Vorbis when streamed
+_FFMPEG_OUTPUT: dict[str, tuple[str, ...]] = {
+    "mp3": ("-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"),
+    "opus": OPUS_ARGS,
+    "ogg": ("-c:a", "libvorbis", "-q:a", "4", "-f", "ogg"),
+}
+STREAMED_FORMATS: tuple[str, ...] = ("pcm", "wav", *_FFMPEG_OUTPUT)  # what `StreamEncoder` writes
 FADE_S = 0.005
 SILENCE_DB = -50.0
 MIN_LOUDNESS_S = 0.4  # BS.1770 gating blocks are 400 ms: shorter clips have no integrated loudness
@@ -475,17 +487,11 @@ def _keep_peak_guard(samples: np.ndarray, fmt: str, sample_rate: int, data: byte
 
 def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
     """Ogg Opus bytes from ffmpeg (libopus), PCM in through stdin and the file out through stdout."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
+    if shutil.which("ffmpeg") is None:
         raise UnavailableError("Opus output needs ffmpeg, which is not installed here; choose another format.")
-    command = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
-        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
-        *OPUS_ARGS, "pipe:1",
-    ]  # fmt: skip
     pcm = to_int16(samples).astype("<i2").tobytes()
     try:
-        done = subprocess.run(command, input=pcm, capture_output=True, timeout=120)
+        done = subprocess.run(ffmpeg_command("opus", sample_rate), input=pcm, capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("ffmpeg (Opus) could not run: %s", exc)
         raise EngineError("The Opus encoder failed; try another format.") from None
@@ -494,6 +500,132 @@ def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
         log.warning("ffmpeg (Opus) failed: %s", detail[-1] if detail else "no output")
         raise EngineError("The Opus encoder failed; try another format.")
     return done.stdout
+
+
+def ffmpeg_command(fmt: str, sample_rate: int = SAMPLE_RATE, stream: bool = False) -> list[str]:
+    """The one ffmpeg pipe: s16le mono at `sample_rate` on stdin, `fmt` (one of `_FFMPEG_OUTPUT`) on
+    stdout. A `stream` flushes every packet and pages Ogg every 0.2 s (not 1 s), so audio leaves as
+    it is encoded."""
+    command = [
+        shutil.which("ffmpeg") or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
+        "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0", *_FFMPEG_OUTPUT[fmt],
+    ]  # fmt: skip
+    if stream:
+        if fmt in ("opus", "ogg"):
+            command += ["-page_duration", "200000"]
+        command += ["-flush_packets", "1"]
+    return [*command, "pipe:1"]
+
+
+def wav_stream_header(sample_rate: int = SAMPLE_RATE) -> bytes:
+    """A 16-bit mono WAV header for a stream: the RIFF and data sizes say "unknown" (0xFFFFFFFF)."""
+    unknown = 0xFFFFFFFF
+    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+    return struct.pack("<4sI4s", b"RIFF", unknown, b"WAVE") + fmt_chunk + struct.pack("<4sI", b"data", unknown)
+
+
+class StreamEncoder:
+    """Float chunks in, the bytes of one streamed format out (to `put`), for every format in
+    `STREAMED_FORMATS`; the streaming sibling of `encode`.
+
+    `pcm` is raw s16le; `wav` is a header whose RIFF and data sizes say "unknown", then the same
+    frames (the header goes out with the first audio, or alone at the end); `mp3`, `opus` (Ogg Opus)
+    and `ogg` (Vorbis) go through one ffmpeg process (`ffmpeg_command`), whose output a reader thread
+    hands to `put` as it comes. A piped MP3 has no Xing header, so decoders keep the encoder's delay
+    and padding (~50 ms more than the clip). FLAC does not stream: a streamed FLAC cannot carry its
+    length in its header, and common readers such as libsndfile refuse such a file.
+    Use: `write` each chunk, `close` to finish (raises when the encoder failed), and always `abort`
+    (or `with`) to release the process, which is harmless after `close`.
+    """
+
+    def __init__(self, fmt: str, put: Callable[[bytes], None], sample_rate: int = SAMPLE_RATE) -> None:
+        if fmt not in STREAMED_FORMATS:
+            raise InputError(f"The format {fmt!r} cannot be streamed; the formats that stream are "
+                             f"{', '.join(STREAMED_FORMATS)}.")  # fmt: skip
+        self.fmt, self.put = fmt, put
+        self.header = wav_stream_header(sample_rate) if fmt == "wav" else b""
+        self.process: subprocess.Popen | None = None
+        if fmt in _FFMPEG_OUTPUT:
+            self._start(ffmpeg_command(fmt, sample_rate, stream=True))
+
+    @staticmethod
+    def check(fmt: str) -> None:
+        """`UnavailableError` when `fmt` streams through ffmpeg and ffmpeg is not installed."""
+        if fmt in _FFMPEG_OUTPUT and shutil.which("ffmpeg") is None:
+            raise UnavailableError(f"Streaming {fmt} needs ffmpeg, which is not installed here; stream pcm or wav.")
+
+    def _start(self, command: list[str]) -> None:
+        self.errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty ffmpeg can never block on it
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
+        except OSError as exc:
+            self.errors.close()
+            log.warning("ffmpeg could not start: %s", exc)
+            raise EngineError(f"The {self.fmt} stream encoder could not start.") from None
+        self.reader = threading.Thread(target=self._read, name=f"ffmpeg-{self.fmt}-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while piece := self.process.stdout.read1(1 << 16):
+            self.put(piece)
+
+    def write(self, audio: np.ndarray) -> None:
+        """Encode one chunk of mono float audio."""
+        if not len(audio):
+            return
+        frames = to_int16(audio).astype("<i2").tobytes()
+        if self.process is None:
+            self.put(self.header + frames)
+            self.header = b""
+            return
+        try:
+            self.process.stdin.write(frames)
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise self._failure() from None
+
+    def close(self) -> None:
+        """Finish the stream: a header not sent yet goes out; ffmpeg writes what it holds and must exit cleanly."""
+        if self.process is None:
+            if self.header:
+                self.put(self.header)
+                self.header = b""
+            return
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.reader.join()
+        if self.process.wait() != 0:
+            raise self._failure()
+
+    def abort(self) -> None:
+        """Stop ffmpeg if it still runs and release it (harmless after `close`; nothing to do for PCM)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self.reader.join()
+        self.process.wait()
+        self.process.stdout.close()
+        self.errors.close()
+
+    def __enter__(self) -> StreamEncoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.abort()
+
+    def _failure(self) -> EngineError:
+        self.process.wait()
+        self.errors.seek(0)
+        detail = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+        log.warning("ffmpeg (%s stream) failed: %s", self.fmt, detail[-1] if detail else "no output")
+        return EngineError(f"The {self.fmt} stream encoder failed.")
 
 
 def write(path: Path, audio: np.ndarray, fmt: str | None = None, sample_rate: int = SAMPLE_RATE) -> Path:

@@ -239,3 +239,44 @@ def test_the_stream_holds_a_short_opening_until_0_4_s_and_guards_later_peaks():
     loud = leveler.feed(tone(1.0, level=0.9))
     assert audio.true_peak_dbfs(loud) <= -0.95
     assert leveler.flush().size == 0
+
+
+# ----- the streaming encoder -----------------------------------------------------------------------------------
+
+
+def streamed(fmt: str, chunks: list[np.ndarray]) -> list[bytes]:
+    """The pieces `StreamEncoder` hands on for `chunks`, after it finished."""
+    pieces: list[bytes] = []
+    with audio.StreamEncoder(fmt, pieces.append) as encoder:
+        for chunk in chunks:
+            encoder.write(chunk)
+        encoder.close()
+    return pieces
+
+
+@pytest.mark.parametrize("fmt", audio.STREAMED_FORMATS)
+def test_every_streamed_format_decodes_to_the_clip_it_was_fed_in_pieces(fmt):
+    chunks = [tone(0.5), tone(0.7), np.zeros(0, np.float32), tone(0.8)]
+    pieces = streamed(fmt, chunks)
+    data = b"".join(pieces)
+    if fmt == "pcm":
+        assert data == audio.encode(np.concatenate(chunks), "pcm")  # the same frames as the whole clip
+    elif fmt == "wav":  # the header (sizes "unknown") goes out with the first audio, then raw frames
+        assert data[:4] == b"RIFF" and data[4:8] == b"\xff\xff\xff\xff" and len(pieces) == 3
+        assert data[44:] == audio.encode(np.concatenate(chunks), "pcm")
+    else:
+        decoded, rate = sf.read(io.BytesIO(data))
+        assert rate == 24_000 and abs(len(decoded) / rate - 2.0) < 0.08  # a piped MP3 keeps its encoder delay
+
+
+def test_a_wav_stream_without_audio_still_sends_its_header_and_flac_does_not_stream():
+    pieces = streamed("wav", [])
+    assert pieces == [audio.wav_stream_header()] and len(pieces[0]) == 44
+    with pytest.raises(InputError, match="'flac' cannot be streamed"):
+        audio.StreamEncoder("flac", print)
+
+
+def test_the_stream_and_the_whole_opus_file_share_one_ffmpeg_command():
+    whole, stream = audio.ffmpeg_command("opus", 24_000), audio.ffmpeg_command("opus", 24_000, stream=True)
+    assert stream[: len(whole) - 1] == whole[:-1] and whole[-1] == stream[-1] == "pipe:1"
+    assert stream[len(whole) - 1 : -1] == ["-page_duration", "200000", "-flush_packets", "1"]

@@ -351,10 +351,10 @@ def test_sse_deltas_are_the_pcm_stream_and_a_done_event_ends_it(client):
 
 @pytest.mark.parametrize("stream_format", ["audio", "sse"])
 def test_the_first_audio_is_sent_before_synthesis_has_finished(client, monkeypatch, stream_format):
-    import api.openai_speech
+    import api.speech_stream
 
     received, waited, produced = threading.Event(), [], []
-    real = api.openai_speech.timed_stream
+    real = api.speech_stream.timed_stream
 
     def watched(engine_id, request, stats, **turn):
         """The engine's chunks; the rest is synthesized only once the client holds the first audio."""
@@ -366,7 +366,7 @@ def test_the_first_audio_is_sent_before_synthesis_has_finished(client, monkeypat
             produced.append(chunk)
             yield chunk
 
-    monkeypatch.setattr(api.openai_speech, "timed_stream", watched)
+    monkeypatch.setattr(api.speech_stream, "timed_stream", watched)
     response, pieces = stream(
         client, lambda _: received.set(), input=TWO, stream_format=stream_format, response_format="pcm"
     )
@@ -395,10 +395,10 @@ def http_server(client):
 
 
 def test_a_client_that_drops_the_connection_stops_the_synthesis_and_frees_the_engine(client, http_server, monkeypatch):
-    import api.openai_speech
+    import api.speech_stream
 
     cancelled, pulled, closed = threading.Event(), [], []
-    real, real_cancel = api.openai_speech.timed_stream, api.openai_speech._SpeechStream.cancel
+    real, real_cancel = api.speech_stream.timed_stream, api.speech_stream._SpeechStream.cancel
 
     def cancel(stream):
         real_cancel(stream)
@@ -414,8 +414,8 @@ def test_a_client_that_drops_the_connection_stops_the_synthesis_and_frees_the_en
         finally:
             closed.append(len(pulled))
 
-    monkeypatch.setattr(api.openai_speech, "timed_stream", watched)
-    monkeypatch.setattr(api.openai_speech._SpeechStream, "cancel", cancel)
+    monkeypatch.setattr(api.speech_stream, "timed_stream", watched)
+    monkeypatch.setattr(api.speech_stream._SpeechStream, "cancel", cancel)
     body = {"model": "kokoro", "input": PARAGRAPH, "voice": VOICE, "stream_format": "audio", "response_format": "pcm"}
     connection = HTTPConnection(*http_server, timeout=300)
     connection.request("POST", "/v1/audio/speech", json.dumps(body), {"Content-Type": "application/json"})
@@ -453,17 +453,17 @@ def test_stream_errors_before_the_first_byte_are_json(client, monkeypatch, tmp_p
 
 
 def test_an_engine_failure_mid_stream_ends_the_stream(client, monkeypatch, caplog):
-    import api.openai_speech
+    import api.speech_stream
 
     sent = []
-    real = api.openai_speech.timed_stream
+    real = api.speech_stream.timed_stream
 
     def failing(engine_id, request, stats, **turn):
         sent.append(next(real(engine_id, request, stats, **turn)))
         yield sent[-1]
         raise EngineError("The engine ran out of memory.")
 
-    monkeypatch.setattr(api.openai_speech, "timed_stream", failing)
+    monkeypatch.setattr(api.speech_stream, "timed_stream", failing)
     response, pieces = stream(client, stream_format="sse")
     events = sse_events(pieces)
     assert response.status_code == 200 and [e["type"] for e in events] == ["speech.audio.delta", "error"]

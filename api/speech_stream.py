@@ -1,0 +1,180 @@
+"""Streamed answers of `POST /v1/audio/speech` (`stream_format`): chunked audio and Server-Sent Events.
+
+A worker thread waits for the engine's turn, runs the synthesis, levels each chunk
+(`engines.audio.StreamLeveler`) and encodes it (`engines.audio.StreamEncoder`), and hands the bytes
+to the event loop. The status and headers wait for the first piece of audio, so an engine failure
+before it is still a JSON error; after it only the body can tell: SSE sends an error event and ends,
+raw audio just ends (and the server logs it). The synthesis stops whenever the response ends: done,
+failed or the client gone. Also here: what both kinds of answer share (`header`, `watch_disconnect`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import closing
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
+from engines.timing import RunStats, enter, timed_stream
+
+from .errors import error_for
+from .speech_request import Plan
+
+log = logging.getLogger(__name__)
+
+DISCONNECT_POLL_S = 0.25  # how often a request looks whether its client is still there
+
+
+def header(text: str) -> str:
+    """A header value made of printable ASCII only (caller text may hold anything)."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:200]
+
+
+async def watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set `gone` when the client disconnects (polled while its request is waited for or synthesized)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    gone.set()
+
+
+async def stream_response(plan: Plan, request: Request) -> Response:
+    """Start synthesis and answer once its first audio is there: an engine failure before that is
+    still a JSON error; after it, the status is sent and only the body can tell (SSE) or end. A client
+    that leaves while waiting for its turn gives up its place in line."""
+    stream = _SpeechStream(plan, asyncio.get_running_loop())
+    watcher = asyncio.create_task(watch_disconnect(request, stream._cancelled))
+    try:
+        first = await stream.next()
+    except BaseException:
+        stream.cancel()
+        raise
+    finally:
+        watcher.cancel()  # from here the streamed response itself sees the client go
+    headers = {
+        "X-Voice": header(plan.request.voice), "Cache-Control": "no-store", "X-Accel-Buffering": "no",
+        "X-Queue-Wait": f"{stream.stats.queue_wait_s or 0.0:.3f}",  # known: the first audio is here
+    }  # fmt: skip
+    if plan.stream == "sse":
+        return _StreamedSpeech(stream, _sse_events(stream, first), "text/event-stream", headers)
+    return _StreamedSpeech(stream, _audio_pieces(stream, first), MEDIA_TYPES[plan.fmt], headers)
+
+
+class _StreamedSpeech(StreamingResponse):
+    """A streamed answer that stops its synthesis whenever the response ends: done, failed or the
+    client gone (starlette cancels the response when it sees the disconnect)."""
+
+    def __init__(self, stream: _SpeechStream, content: AsyncIterator[bytes], media_type: str, headers: dict) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.stream = stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stream.cancel()
+
+
+async def _audio_pieces(stream: _SpeechStream, first: bytes | None) -> AsyncIterator[bytes]:
+    """The raw audio body; a failure mid-stream can only end it (and is logged)."""
+    piece = first
+    try:
+        while piece is not None:
+            yield piece
+            piece = await stream.next()
+    except Exception as exc:
+        log.warning("Streamed speech ended early: %s", error_for(exc).message)
+
+
+async def _sse_events(stream: _SpeechStream, first: bytes | None) -> AsyncIterator[bytes]:
+    """The SSE body: one delta event per piece, then the done event, or an error event."""
+    piece = first
+    try:
+        while piece is not None:
+            yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")})
+            piece = await stream.next()
+    except Exception as exc:
+        error = error_for(exc)
+        log.warning("Streamed speech ended early: %s", error.message)
+        yield _event({"type": "error", "error": error.body()})
+        return
+    yield _event({
+        "type": "speech.audio.done",
+        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},  # OpenAI's shape; not counted here
+        # measured: audio_s, total_s, ttfa_s, rtf, chunks, and the wait in the engine's line
+        "figures": {**stream.stats.summary(), "queue_wait_s": round(stream.stats.queue_wait_s or 0.0, 3)},
+        "voice": stream.plan.request.voice,
+        "notes": stream.notes,
+    })  # fmt: skip
+
+
+def _event(data: dict) -> bytes:
+    """One Server-Sent Event with a JSON payload."""
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+_END = object()  # the producer's last item after the audio
+
+
+class _SpeechStream:
+    """One streamed synthesis: a worker thread waits for the engine's turn, runs it, levels and encodes
+    each chunk and hands the bytes to the event loop through an asyncio queue."""
+
+    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop) -> None:
+        self.plan, self.loop = plan, loop
+        self.stats = RunStats(engine=plan.engine_id)
+        self.notes: list[str] = []
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._cancelled = threading.Event()
+        threading.Thread(target=self._produce, name=f"speech-stream-{plan.engine_id}", daemon=True).start()
+
+    async def next(self) -> bytes | None:
+        """The next piece of encoded audio; None at the end; raises what stopped the synthesis."""
+        item = await self._queue.get()
+        if item is _END:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def cancel(self) -> None:
+        """Stop generating after the chunk in progress (the lock is then released)."""
+        self._cancelled.set()
+
+    def _put(self, item: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self._cancelled.set()
+
+    def _produce(self) -> None:
+        """Worker thread: the whole synthesis; every outcome ends with `_END` or the exception."""
+        try:
+            self._synthesize()
+        except BaseException as exc:
+            self._put(exc)
+        else:
+            self._put(_END)
+
+    def _synthesize(self) -> None:
+        # first come, first served per engine: BusyError at once past MAX_WAITING; give up if the client left
+        with enter(self.plan.engine_id, self.plan.request, self._cancelled.is_set) as ticket:
+            if not ticket.wait_turn():
+                return
+            leveler = StreamLeveler(self.plan.settings)
+            with StreamEncoder(self.plan.fmt, self._put) as encoder:
+                stream = timed_stream(self.plan.engine_id, self.plan.request, self.stats, ticket=ticket)
+                with closing(stream) as chunks:
+                    for chunk in chunks:
+                        if self._cancelled.is_set():
+                            return
+                        encoder.write(leveler.feed(chunk.audio))
+                encoder.write(leveler.flush())
+                encoder.close()
+                self.notes = [*self.plan.notes, *leveler.notes]
