@@ -2,7 +2,8 @@
 blends, speed, word timings) in front of the PyTorch or ONNX back-end that `weights.py` picks.
 
 `KokoroEngine.stream` phonemizes the text clause by clause as the chunk plan asks for it, so the
-first chunk is synthesized before the rest of a long text has even been phonemized.
+first chunk is synthesized before the rest of a long text has even been phonemized. The registry
+loads the engine before it is used (`engines.registry.get`); an engine never looks itself up there.
 """
 
 from __future__ import annotations

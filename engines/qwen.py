@@ -10,7 +10,8 @@ inputs can otherwise run to the package's 8,192-token default, about eleven minu
 the model's maximum (a 5,000-character sentence would otherwise ask for 12,537 frames), and one lock
 guards each model.
 Clone prompts are cached per reference clip, transcript and mode, least recently used first out past
-`PROMPT_CACHE_ITEMS` or `PROMPT_CACHE_BYTES`.
+`PROMPT_CACHE_ITEMS` or `PROMPT_CACHE_BYTES`. The registry loads an engine before it is used
+(`engines.registry.get`); an engine never looks itself up there.
 """
 
 from __future__ import annotations
