@@ -96,4 +96,3 @@ def unload(engine_id: str) -> None:
         if engine_id in _loaded:
             _instances[engine_id].unload()
             _loaded.discard(engine_id)
-
