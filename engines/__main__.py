@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="engines, voices and weights as JSON")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES))
+        p.add_argument("--engine", default=registry.default_engine(), choices=sorted(registry.ENGINES))
         p.add_argument(
             "--voice",
             default="",
@@ -56,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     batch = sub.add_parser("batch", help="a .txt (one line per clip) or CSV (text,engine,voice) to clips + manifest")
     batch.add_argument("--in", dest="input", type=Path, required=True, help=".txt or .csv file")
-    batch.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES), help="default engine")
+    batch.add_argument(
+        "--engine", default=registry.default_engine(), choices=sorted(registry.ENGINES), help="default engine"
+    )
     batch.add_argument("--voice", default="", help="default voice (CSV rows may name their own)")
     batch.add_argument("--out-dir", type=Path, required=True)
     batch.add_argument("--format", choices=sorted(FORMATS), default="wav")
@@ -177,9 +179,10 @@ def _compare(args: argparse.Namespace) -> int:
 
     def slot(spec: str):
         parsed = replace(parse_slot(spec, OPERATOR), language=args.lang)
-        if parsed.engine == "qwen-clone" and not parsed.voice:
+        if registry.capabilities(parsed.engine).clones and not parsed.voice:
             if reference is None:
-                raise EngineError("A qwen-clone slot needs a saved voice (qwen-clone:NAME) or --ref-audio.")
+                engine = parsed.engine
+                raise EngineError(f"A {engine} slot needs a saved voice ({engine}:NAME) or --ref-audio.")
             parsed = with_reference(parsed, reference, ref_text, x_vector_only)
         return parsed
 
