@@ -24,8 +24,8 @@ from .base import Capabilities, Engine, EngineError, EngineInfo, UnavailableErro
 
 log = logging.getLogger(__name__)
 
-# id -> "module:Class". Adding an engine means one file in engines/ and one line here; the first
-# is the default engine (a CLI call or a batch line that names none, OpenAI's `tts-1` goes by capability).
+# id -> "module:Class". Adding an engine means one file in engines/ and one line here. The first is the
+# default engine (for a CLI call or a batch file that names none).
 ENGINES: dict[str, str] = {
     "kokoro": "engines.kokoro:KokoroEngine",
     "qwen-custom": "engines.qwen:QwenCustomEngine",

@@ -97,7 +97,9 @@ def test_every_engine_declares_its_capabilities_and_its_info_carries_the_same_na
 
 def test_the_engines_capabilities_say_what_the_code_used_to_find_out_from_their_ids():
     kokoro, custom, clone = (registry.capabilities(e) for e in ("kokoro", "qwen-custom", "qwen-clone"))
-    assert kokoro.blends and not kokoro.clones and not kokoro.batches and kokoro.default_voices == ("af_heart", "jm_kumo")
+    assert (
+        kokoro.blends and not kokoro.clones and not kokoro.batches and kokoro.default_voices == ("af_heart", "jm_kumo")
+    )
     assert kokoro.openai_models == ("tts-1", "tts-1-hd") and kokoro.openai_voices["alloy"] == "af_alloy"
     assert custom.batches and custom.instructions and custom.default_voices == ("Ryan", "Aiden")
     assert clone.clones and clone.saved_voices and not clone.openai_voices and not clone.default_voices

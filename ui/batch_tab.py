@@ -29,13 +29,16 @@ TABLE_CHARS = 80  # a cell shows this much (a click shows all): a 5,000-characte
 
 def voices_for(engine_id: str, owner: str | None = None) -> list[str]:
     """The voice ids usable now with an engine: its own, then (where it keeps them) `owner`'s saved voices."""
+    if engine_id not in registry.ENGINES:
+        return []
     own = [v.id for v in registry.info(engine_id).voices if v.available]
     return own + (list_voices(owner) if registry.capabilities(engine_id).saved_voices else [])
 
 
 def default_voice(engine_id: str, choices: list[str]) -> str:
     """The engine's preferred default among `choices` (its capabilities), else the first choice."""
-    return registry.capabilities(engine_id).preferred_voice(choices) or next(iter(choices), "")
+    preferred = registry.capabilities(engine_id).preferred_voice(choices) if engine_id in registry.ENGINES else None
+    return preferred or next(iter(choices), "")
 
 
 def _voice_update(engine_id: str, owner: str | None = None) -> dict:

@@ -52,7 +52,9 @@ ARENA = Arena()  # shared with the Arena tab
 
 def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[str, str]], str]:
     """(label, value) voices an engine can speak now (saved voices: `owner`'s), and a default; an engine
-    that clones offers the reference clip first."""
+    that clones offers the reference clip first (none for a name that is no engine)."""
+    if engine_id not in registry.ENGINES:
+        return [], ""
     capabilities, info = registry.capabilities(engine_id), registry.info(engine_id)
     voices = [v for v in info.voices if v.available] or info.voices
     choices = [(f"{v.name} ({v.id}) · {v.language} · {v.gender}", v.id) for v in voices]
@@ -76,13 +78,13 @@ def default_engines() -> tuple[str, str]:
 def on_engine(engine_id: str, owner_token: str, request: gr.Request):
     """A new engine in a slot: its voices, and the reference inputs only for an engine that clones."""
     choices, value = voice_choices(engine_id, owner_of(owner_token, request))
-    cloning = registry.capabilities(engine_id).clones
+    cloning = engine_id in registry.ENGINES and registry.capabilities(engine_id).clones
     return gr.update(choices=choices, value=value), gr.update(visible=cloning), gr.update(visible=cloning)
 
 
 def on_owner(engine_id: str, owner_token: str, request: gr.Request):
     """The visitor's saved voices in a slot whose engine keeps them, once the page knows who they are."""
-    if not registry.capabilities(engine_id).saved_voices:
+    if engine_id not in registry.ENGINES or not registry.capabilities(engine_id).saved_voices:
         return gr.skip()
     choices, value = voice_choices(engine_id, owner_of(owner_token, request))
     return gr.update(choices=choices, value=value)
