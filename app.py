@@ -24,9 +24,9 @@ from engines import registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
-from ui.common import banner as banner_for  # noqa: E402
 from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
 from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
+from ui.kokoro_tab import engine_banner as kokoro_banner  # noqa: E402
 from ui.owner import build as build_owner  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
 
@@ -41,14 +41,14 @@ def build() -> gr.Blocks:
     ttl = int(janitor.ttl_s())
     with gr.Blocks(title="Kokoro vs Qwen3-TTS", delete_cache=(min(ttl, int(janitor.SWEEP_EVERY_S)), ttl)) as demo:
         gr.Markdown("# Open TTS side by side\nHear Kokoro-82M speak as it is being generated.")
-        banner = gr.Markdown(banner_for("kokoro"))
+        banner = gr.Markdown(kokoro_banner())
         owner = build_owner(demo)  # whose saved voices this visitor sees (a token kept in the browser)
-        default_voice = build_kokoro_tab(banner)
+        build_kokoro_tab(banner)
         build_qwen_tab(owner)
-        build_batch_tab(default_voice, owner)
+        build_batch_tab(owner)
         build_compare_tab(owner)
         build_arena_tab()
-        demo.load(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
+        demo.load(kokoro_banner, None, banner, api_visibility="private")
     return demo
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One thread, one model after another: concurrent from_pretrained calls race on transformers'
     # global meta-device initialisation ("Cannot copy out of meta tensor").
-    available = [e for e in ("kokoro", "qwen-custom", "qwen-clone") if registry.info(e).available]
+    available = [e for e in registry.ENGINES if registry.info(e).available]
     threading.Thread(target=lambda: [preload(e) for e in available], daemon=True).start()
     janitor.start()  # TTS_OUTPUT_DIR and Gradio's cache: OUTPUT_TTL_S, OUTPUT_MAX_MB
     demo = build()

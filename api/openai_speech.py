@@ -150,6 +150,7 @@ def _model(engine_id: str) -> dict:
         "id": engine_id, "object": "model", "created": CREATED, "owned_by": "tts-compare",
         "name": info.name, "available": info.available, "reason": info.reason,
         "follows_instructions": info.follows_instructions,
+        "capabilities": registry.capabilities(engine_id).as_dict(),  # what it can do and its defaults
     }  # fmt: skip
 
 

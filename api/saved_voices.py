@@ -29,7 +29,6 @@ from .voices import owner_of
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
 
-CLONE_ENGINE = "qwen-clone"
 FORM_OVERHEAD = 64 * 1024  # the form's other fields and part headers, beside the clip
 FIELDS = ("name", "audio", "transcript", "x_vector_only", "overwrite", "share_in_arena")
 
@@ -131,18 +130,21 @@ def _save(fields: dict, owner: str | None) -> dict:
             409, f"You already have a voice called {name.strip()!r}; send overwrite=true to replace it.",
             "voice_exists", "name",
         )  # fmt: skip
-    info = registry.info(CLONE_ENGINE)
+    engine_id = next(iter(registry.engines_that("saved_voices")), None)  # the engine that makes saved voices
+    if engine_id is None:
+        raise UnavailableError("No engine on this server saves cloned voices.")
+    info = registry.info(engine_id)
     if not info.available:
         raise UnavailableError(info.reason)
     reference = load_reference(fields["audio"])
     transcript, x_vector_only, notice = settle_transcript(reference, transcript, x_vector_only)
-    engine = registry.get(CLONE_ENGINE)
+    engine = registry.get(engine_id)
     prompt = engine.clone_prompt(reference, transcript, x_vector_only)
     slug = save_voice(
         name, prompt, engine.info().weights_source, reference_audio=reference.audio,
         owner=owner, overwrite=overwrite, share_in_arena=share,
     )  # fmt: skip
     return {
-        "object": "voice", "id": slug, "name": name.strip(), "model": CLONE_ENGINE, "saved": True,
+        "object": "voice", "id": slug, "name": name.strip(), "model": engine_id, "saved": True,
         "x_vector_only": x_vector_only, "transcript": transcript, "share_in_arena": share, "notes": notice,
     }  # fmt: skip

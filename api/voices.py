@@ -1,10 +1,11 @@
 """Model and voice names as API callers write them, resolved to engine ids and engine voices.
 
-Models are the registry's engine ids, plus OpenAI's `tts-1` / `tts-1-hd` (-> Kokoro) so that the
-OpenAI SDK's defaults work. Voices are an engine's own voice ids (Kokoro voices and weighted blends
-such as `af_heart:0.7,af_bella:0.3`, Qwen3-TTS speakers, voices saved in the clone library), or
-OpenAI's voice names, each mapped to a similar voice of that engine, falling back to the engine's
-default when that voice cannot be used here (offline, Kokoro has five packaged voices).
+Models are the registry's engine ids, plus the OpenAI model names an engine claims in its
+capabilities (`tts-1` / `tts-1-hd` -> Kokoro, so that the OpenAI SDK's defaults work). Voices are an
+engine's own voice ids (its catalogue, weighted blends such as `af_heart:0.7,af_bella:0.3` where the
+engine blends, voices saved in the clone library where it keeps them), or OpenAI's voice names, each
+mapped to a similar voice by the engine's capabilities, falling back to the engine's default voices
+when that voice cannot be used here (offline, Kokoro has five packaged voices).
 Saved voices are the caller's own (`owner`, from its API key): a caller without one has none.
 """
 
@@ -20,25 +21,19 @@ from engines.voice_library import list_voices, safe_name
 
 from .auth import api_key, owner_of_key
 
-MODEL_ALIASES: dict[str, str] = {"tts-1": "kokoro", "tts-1-hd": "kokoro"}
 
-# OpenAI voice name -> a voice of similar gender and character, per engine (tried first).
-OPENAI_VOICES: dict[str, dict[str, str]] = {
-    "kokoro": {
-        "alloy": "af_alloy", "ash": "am_adam", "ballad": "bm_george", "coral": "af_sarah", "echo": "am_echo",
-        "fable": "bm_fable", "nova": "af_nova", "onyx": "am_onyx", "sage": "af_sky", "shimmer": "af_bella",
-        "verse": "am_michael",
-    },
-    "qwen-custom": {
-        "alloy": "Vivian", "ash": "Dylan", "ballad": "Eric", "coral": "Sohee", "echo": "Ryan", "fable": "Aiden",
-        "nova": "Serena", "onyx": "Uncle_Fu", "sage": "Ono_Anna", "shimmer": "Vivian", "verse": "Aiden",
-    },
-}  # fmt: skip
-OPENAI_VOICE_NAMES = frozenset(name for names in OPENAI_VOICES.values() for name in names)
-# What an OpenAI voice name falls back to when its own match is unavailable: the first usable one.
-DEFAULT_VOICES: dict[str, tuple[str, ...]] = {"kokoro": ("af_heart", "jm_kumo"), "qwen-custom": ("Ryan", "Aiden")}
-BLEND_ENGINES = frozenset({"kokoro"})  # a voice may be a weighted blend "a:0.7,b:0.3"
-SAVED_VOICE_ENGINES = frozenset({"qwen-clone"})  # speaks the voices saved in engines.voice_library
+def model_aliases() -> dict[str, str]:
+    """OpenAI model name -> engine id, from the engines' capabilities (the first engine to claim a name)."""
+    aliases: dict[str, str] = {}
+    for engine_id in registry.ENGINES:
+        for name in registry.capabilities(engine_id).openai_models:
+            aliases.setdefault(name.lower(), engine_id)
+    return aliases
+
+
+def openai_voice_names() -> frozenset[str]:
+    """Every OpenAI voice name some engine maps."""
+    return frozenset(name for e in registry.ENGINES for name in registry.capabilities(e).openai_voices)
 
 
 class UnknownName(LookupError):
@@ -58,9 +53,10 @@ def owner_of(request: Request) -> str | None:
 def resolve_model(name: str) -> str:
     """The engine id for a model name (engine id or alias)."""
     wanted = str(name).strip().lower()
-    engine_id = MODEL_ALIASES.get(wanted, wanted)
+    aliases = model_aliases()
+    engine_id = aliases.get(wanted, wanted)
     if engine_id not in registry.ENGINES:
-        known = ", ".join([*registry.ENGINES, *MODEL_ALIASES])
+        known = ", ".join([*registry.ENGINES, *aliases])
         raise UnknownName(f"There is no model called {name!r}; choose one of: {known}.", "model")
     return engine_id
 
@@ -69,7 +65,7 @@ def voices(engine_id: str, info: EngineInfo | None = None, owner: str | None = N
     """The engine's voices as the voice list shows them: its own voices, then `owner`'s saved ones."""
     info = info or registry.info(engine_id)
     listed = [{**asdict(v), "model": engine_id, "saved": False} for v in info.voices]
-    if engine_id in SAVED_VOICE_ENGINES:
+    if registry.capabilities(engine_id).saved_voices:
         listed += [
             {"id": name, "name": name, "language": "", "gender": "", "grade": None, "available": info.available}
             | {"model": engine_id, "saved": True}
@@ -82,7 +78,7 @@ def openai_voices(engine_id: str, info: EngineInfo | None = None) -> dict[str, s
     """OpenAI voice name -> the voice it speaks with on this engine here (empty if it has none)."""
     listed = voices(engine_id, info)
     out = {}
-    for name in sorted(OPENAI_VOICE_NAMES):
+    for name in sorted(openai_voice_names()):
         try:
             out[name] = _alias(engine_id, name, listed)
         except UnknownName:
@@ -100,15 +96,16 @@ def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None, ow
     ids = {v["id"].lower(): v["id"] for v in listed}
     if spec.lower() in ids:
         return ids[spec.lower()]  # the engine's own spelling
-    if spec.lower() in OPENAI_VOICE_NAMES:
+    capabilities = registry.capabilities(engine_id)
+    if spec.lower() in openai_voice_names():
         return _alias(engine_id, spec.lower(), listed)
-    if engine_id in BLEND_ENGINES and ("," in spec or ":" in spec):
+    if capabilities.blends and ("," in spec or ":" in spec):
         parts = [part.partition(":") for part in spec.split(",")]
         unknown = [name.strip() for name, _, _ in parts if name.strip() and name.strip().lower() not in ids]
         if not unknown:  # the engine checks the weights and says what is wrong with them
             return ",".join(ids.get(name.strip().lower(), name.strip()) + sep + weight for name, sep, weight in parts)
         spec = unknown[0]
-    elif engine_id in SAVED_VOICE_ENGINES:
+    elif capabilities.saved_voices:
         try:
             if safe_name(spec) in ids:
                 return safe_name(spec)
@@ -121,9 +118,11 @@ def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None, ow
 
 
 def _alias(engine_id: str, name: str, listed: list[dict]) -> str:
+    """The voice an OpenAI voice name speaks with on this engine: its own match, else the engine's
+    first usable default voice."""
     available = {v["id"] for v in listed if v["available"]}
-    wanted = OPENAI_VOICES.get(engine_id, {}).get(name)
-    for candidate in (wanted, *DEFAULT_VOICES.get(engine_id, ())):
+    capabilities = registry.capabilities(engine_id)
+    for candidate in (capabilities.openai_voices.get(name), *capabilities.default_voices):
         if candidate in available:
             return candidate
     raise UnknownName(

@@ -19,7 +19,9 @@ from .speech import output_flags, settings
 def add_parser(sub: argparse._SubParsersAction) -> None:
     batch = sub.add_parser("batch", help="a .txt (one line per clip) or CSV (text,engine,voice) to clips + manifest")
     batch.add_argument("--in", dest="input", type=Path, required=True, help=".txt or .csv file")
-    batch.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES), help="default engine")
+    batch.add_argument(
+        "--engine", default=registry.default_engine(), choices=sorted(registry.ENGINES), help="default engine"
+    )
     batch.add_argument("--voice", default="", help="default voice (CSV rows may name their own)")
     batch.add_argument("--out-dir", type=Path, required=True)
     batch.add_argument("--format", choices=sorted(FORMATS), default="wav")

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from engines import registry
 from engines.base import EngineError
 from engines.voice_library import OPERATOR
 from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, with_reference, write_pair
@@ -36,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     def slot(spec: str):
         parsed = replace(parse_slot(spec, OPERATOR), language=args.lang)
-        if parsed.engine == "qwen-clone" and not parsed.voice:
+        if registry.capabilities(parsed.engine).clones and not parsed.voice:
             if clip is None:
-                raise EngineError("A qwen-clone slot needs a saved voice (qwen-clone:NAME) or --ref-audio.")
+                engine = parsed.engine
+                raise EngineError(f"A {engine} slot needs a saved voice ({engine}:NAME) or --ref-audio.")
             parsed = with_reference(parsed, clip, ref_text, x_vector_only)
         return parsed
 

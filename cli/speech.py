@@ -37,7 +37,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 def request_flags(p: argparse.ArgumentParser) -> None:
     """What one synthesis request takes (`synth`, `bench`)."""
-    p.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES))
+    p.add_argument("--engine", default=registry.default_engine(), choices=sorted(registry.ENGINES))
     p.add_argument(
         "--voice",
         default="",

@@ -1,16 +1,20 @@
-"""The contract every engine honours: requests, audio chunks, engine info and the error types.
+"""The contract every engine honours: requests, audio chunks, engine info, capabilities and the errors.
 
 A `SynthesisRequest` is validated when it is built, so an engine never sees empty, oversized or
 garbled text or an out-of-range speed. Engines yield `AudioChunk`s at 24 kHz that carry the text
 and phonemes they cover; a whole clip is the chunks joined. Every error a user can cause is an
 `EngineError` whose message is one sentence fit to show as it is.
+
+What an engine can do and its defaults are data: each engine class declares `CAPABILITIES`
+(a `Capabilities`), read by `registry.capabilities(engine_id)` without loading the model. Code
+outside an engine's own modules and its own tab asks these questions instead of testing engine ids.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -132,6 +136,41 @@ class VoiceInfo:
     available: bool
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do and its defaults, fixed for the engine class (its `CAPABILITIES`).
+
+    Read without loading the model (`registry.capabilities`); what depends on the loaded weights
+    (which voices are usable here, whether this model size follows instructions) is in `EngineInfo`.
+    """
+
+    name: str  # display name, the one place it is written
+    languages: tuple[str, ...] = ()  # what `SynthesisRequest.language` may name, as the engine spells it
+    default_voice: str = ""  # preselected where the whole catalogue is usable (with the model hub)
+    offline_voice: str = ""  # the default when `default_voice` is not usable here (offline)
+    blends: bool = False  # a voice may be a weighted blend "a:0.7,b:0.3"
+    clones: bool = False  # speaks the voice of a reference clip (`SynthesisRequest.reference`)
+    saved_voices: bool = False  # speaks the voices of `engines.voice_library`, and makes them (`clone_prompt`)
+    batches: bool = False  # `synthesize_batch(requests)`: several texts in one model call
+    instructions: bool = False  # may follow `SynthesisRequest.instruct` (this model: EngineInfo.follows_instructions)
+    streams: bool = True  # yields audio while the rest is generated, not only the whole clip at the end
+    openai_models: tuple[str, ...] = ()  # OpenAI model names that mean this engine on /v1 (`tts-1`)
+    openai_voices: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> a similar voice
+
+    @property
+    def default_voices(self) -> tuple[str, ...]:
+        """The defaults in order of preference (the hub's, then the offline one)."""
+        return tuple(dict.fromkeys(v for v in (self.default_voice, self.offline_voice) if v))
+
+    def preferred_voice(self, usable: Collection[str]) -> str | None:
+        """The first default voice among `usable`, or None when none of them is."""
+        return next((v for v in self.default_voices if v in usable), None)
+
+    def as_dict(self) -> dict:
+        """The record as JSON-ready data (`/v1/models`, `python -m engines list`)."""
+        return asdict(self)
+
+
 @dataclass
 class EngineInfo:
     """What the UI's status line and `python -m engines list` show about an engine."""
@@ -148,6 +187,7 @@ class EngineInfo:
     follows_instructions: bool = False  # takes a style instruction (`SynthesisRequest.instruct`)
     # measured when it loaded: seconds of compute per character of text (the work queue's first estimate)
     compute_s_per_char: float | None = None
+    capabilities: Capabilities | None = None  # the engine class's (`registry.info` fills it in)
 
 
 @runtime_checkable

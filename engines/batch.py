@@ -2,9 +2,9 @@
 optional `language`) in, a folder of numbered clips and `manifest.json` out, and a zip of both.
 
 Items are checked one by one: a bad row (empty or oversized text, unknown engine or voice) is
-recorded in the manifest with its error and the other rows still render. Engines that can render
-several texts in one model call (`synthesize_batch`, Qwen3-TTS) get the items of one voice and
-language grouped by similar length; the others render item by item. Every clip goes through the same
+recorded in the manifest with its error and the other rows still render. Engines whose capabilities
+say they batch (`synthesize_batch`: several texts in one model call, Qwen3-TTS) get the items of one
+voice and language grouped by similar length; the others render item by item. Every clip goes through the same
 post-processing (`engines.audio.process`) and its duration and loudness are measured on the result.
 """
 
@@ -195,7 +195,8 @@ def render(
             if progress:
                 progress(done, total)
             continue
-        many = getattr(engine, "synthesize_batch", None)
+        # an engine that batches (its capabilities) renders several texts in one model call
+        many = engine.synthesize_batch if registry.capabilities(engine_id).batches else None
         if many is not None:
             kinds = dict.fromkeys((i.voice, i.language) for i in todo)  # one model call shares both
             work = [g for k in kinds for g in length_groups([i for i in todo if (i.voice, i.language) == k])]

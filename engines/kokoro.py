@@ -25,6 +25,7 @@ from .audio import fade_edges, trim_silence
 from .base import (
     SAMPLE_RATE,
     AudioChunk,
+    Capabilities,
     EngineInfo,
     InputError,
     SynthesisRequest,
@@ -63,6 +64,21 @@ class Piece:
 class KokoroEngine:
     """Engine id `kokoro`."""
 
+    CAPABILITIES = Capabilities(
+        name="Kokoro-82M",
+        languages=("Auto", *LANGUAGES.values()),
+        # offline, the packaged voice with the lowest measured English WER (FACTS.md); with the hub, af_heart
+        default_voice="af_heart",
+        offline_voice="jm_kumo",
+        blends=True,
+        openai_models=("tts-1", "tts-1-hd"),  # so that the OpenAI SDK's defaults work
+        openai_voices={
+            "alloy": "af_alloy", "ash": "am_adam", "ballad": "bm_george", "coral": "af_sarah", "echo": "am_echo",
+            "fable": "bm_fable", "nova": "af_nova", "onyx": "am_onyx", "sage": "af_sky", "shimmer": "af_bella",
+            "verse": "am_michael",
+        },  # OpenAI voice name -> a voice of similar gender and character
+    )  # fmt: skip
+
     def __init__(self, plan: ChunkPlan | None = None) -> None:
         self.plan = plan or ChunkPlan()
         self._backend: OnnxBackend | TorchBackend | None = None
@@ -74,7 +90,11 @@ class KokoroEngine:
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
         info = EngineInfo(
-            id="kokoro", name="Kokoro-82M", loaded=self._backend is not None, compute_s_per_char=self._s_per_char
+            id="kokoro",
+            name=self.CAPABILITIES.name,
+            loaded=self._backend is not None,
+            compute_s_per_char=self._s_per_char,
+            capabilities=self.CAPABILITIES,
         )
         try:
             if self._backend is not None:

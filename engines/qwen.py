@@ -32,6 +32,7 @@ from .base import (
     MAX_NEW_TOKENS,
     SAMPLE_RATE,
     AudioChunk,
+    Capabilities,
     EngineInfo,
     InputError,
     SynthesisRequest,
@@ -47,10 +48,6 @@ from .weights import hub_offline, source_name
 log = logging.getLogger(__name__)
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "qwen.json"
-MODELS = {
-    "custom": ("QWEN_CUSTOM_VOICE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", "Qwen3-TTS CustomVoice"),
-    "clone": ("QWEN_BASE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-Base", "Qwen3-TTS Base (cloning)"),
-}
 FRAMES_PER_SECOND = 12.5
 BATCH_SIZE = 4
 STREAM_FRAMES = 12  # decode and yield about every second of speech
@@ -72,6 +69,31 @@ class _Cancelled(Exception):
 def catalogue() -> dict:
     with open(CATALOGUE_PATH, encoding="utf-8") as f:
         return json.load(f)
+
+
+CUSTOM_CAPABILITIES = Capabilities(
+    name="Qwen3-TTS CustomVoice",
+    languages=tuple(catalogue()["languages"]),
+    default_voice="Ryan",
+    offline_voice="Aiden",  # the default's fallback (both English speakers)
+    batches=True,
+    instructions=True,  # the 1.7B model does; the 0.6B one drops them (`EngineInfo.follows_instructions`)
+    openai_voices={
+        "alloy": "Vivian", "ash": "Dylan", "ballad": "Eric", "coral": "Sohee", "echo": "Ryan", "fable": "Aiden",
+        "nova": "Serena", "onyx": "Uncle_Fu", "sage": "Ono_Anna", "shimmer": "Vivian", "verse": "Aiden",
+    },  # OpenAI voice name -> a speaker of similar gender and character
+)  # fmt: skip
+CLONE_CAPABILITIES = Capabilities(
+    name="Qwen3-TTS Base (cloning)",
+    languages=tuple(catalogue()["languages"]),
+    clones=True,
+    saved_voices=True,
+    batches=True,
+)
+MODELS = {
+    "custom": ("QWEN_CUSTOM_VOICE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", CUSTOM_CAPABILITIES.name),
+    "clone": ("QWEN_BASE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-Base", CLONE_CAPABILITIES.name),
+}
 
 
 def model_location(kind: str) -> tuple[str, str]:
@@ -139,6 +161,7 @@ class QwenEngine:
 
     kind = "custom"
     engine_id = "qwen-custom"
+    CAPABILITIES = CUSTOM_CAPABILITIES
 
     def __init__(self) -> None:
         self._model = None
@@ -149,7 +172,13 @@ class QwenEngine:
 
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
-        info = EngineInfo(id=self.engine_id, name=MODELS[self.kind][2], loaded=self._model is not None, backend="torch")
+        info = EngineInfo(
+            id=self.engine_id,
+            name=self.CAPABILITIES.name,
+            loaded=self._model is not None,
+            backend="torch",
+            capabilities=self.CAPABILITIES,
+        )
         try:
             kind, where = model_location(self.kind)
             info.weights_source = self._source or source_name(kind, where)
@@ -364,6 +393,7 @@ class QwenCustomEngine(QwenEngine):
 
     kind = "custom"
     engine_id = "qwen-custom"
+    CAPABILITIES = CUSTOM_CAPABILITIES
 
     def _conditioning(self, request: SynthesisRequest) -> dict:
         wanted = (request.voice or "").strip().lower()
@@ -395,6 +425,7 @@ class QwenCloneEngine(QwenEngine):
 
     kind = "clone"
     engine_id = "qwen-clone"
+    CAPABILITIES = CLONE_CAPABILITIES
 
     def clone_prompt(self, reference, reference_text: str | None, x_vector_only: bool) -> list:
         """The model's voice-clone prompt for a reference, cached per clip, transcript and mode."""

@@ -1,7 +1,12 @@
-"""Stable engine ids mapped to engines: lazy loading under a lock, device choice, status, unload.
+"""Stable engine ids mapped to engines: lazy loading under a lock, device choice, status, unload,
+and what each engine can do (`capabilities`).
 
-Engines are imported only when first asked for, so the page starts fast and a missing optional
-dependency disables only its own engine (with the reason in `status()`). `TTS_DEVICE` forces a
+`ENGINES` is the one place engine ids are listed. Engines are imported only when first asked for, so
+the page starts fast and a missing optional dependency disables only its own engine (with the reason
+in `status()`). An engine class declares its `CAPABILITIES` (`engines.base.Capabilities`: display
+name, default voices, languages, blends, clones, saved voices, batches, OpenAI names ...): every tab,
+`/v1`, the CLI, batch files and compare list the engines of `ENGINES` and ask these, never an id, so
+a new engine is one module with its class and one line in `ENGINES`. `TTS_DEVICE` forces a
 device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present.
 """
 
@@ -11,27 +16,75 @@ import importlib
 import logging
 import os
 import threading
+from collections.abc import Iterator, Mapping
 
-from .base import Engine, EngineError, EngineInfo, UnavailableError
+from .base import Capabilities, Engine, EngineError, EngineInfo, UnavailableError
 
 log = logging.getLogger(__name__)
 
-# id -> "module:Class". Adding an engine means one file in engines/ and one line here.
+# id -> "module:Class". Adding an engine means one file in engines/ and one line here. The first is the
+# default engine (for a CLI call or a batch file that names none).
 ENGINES: dict[str, str] = {
     "kokoro": "engines.kokoro:KokoroEngine",
     "qwen-custom": "engines.qwen:QwenCustomEngine",
     "qwen-clone": "engines.qwen:QwenCloneEngine",
 }
-ENGINE_NAMES: dict[str, str] = {
-    "kokoro": "Kokoro-82M",
-    "qwen-custom": "Qwen3-TTS CustomVoice",
-    "qwen-clone": "Qwen3-TTS Base (cloning)",
-}
 
 _lock = threading.Lock()
 _instances: dict[str, Engine] = {}
 _loaded: set[str] = set()
-_load_locks: dict[str, threading.Lock] = {engine_id: threading.Lock() for engine_id in ENGINES}
+_load_locks: dict[str, threading.Lock] = {}
+
+
+def default_engine() -> str:
+    """The engine a request that names none gets: the first of `ENGINES`."""
+    return next(iter(ENGINES))
+
+
+def _engine_class(engine_id: str) -> type:
+    if engine_id not in ENGINES:
+        known = ", ".join(ENGINES)
+        raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
+    module_name, class_name = ENGINES[engine_id].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def capabilities(engine_id: str) -> Capabilities:
+    """What the engine can do and its defaults, from its class (the model is not loaded). An engine
+    whose module cannot be imported here (a missing package) still has a name: its id."""
+    try:
+        return _engine_class(engine_id).CAPABILITIES
+    except ImportError:
+        return Capabilities(name=engine_id)
+
+
+def name(engine_id: str) -> str:
+    """The engine's display name (its id for an unknown engine)."""
+    return capabilities(engine_id).name if engine_id in ENGINES else engine_id
+
+
+def engines_that(capability: str) -> list[str]:
+    """The engine ids whose capability `capability` (a `Capabilities` field, e.g. "clones") is true,
+    in `ENGINES` order."""
+    return [engine_id for engine_id in ENGINES if getattr(capabilities(engine_id), capability)]
+
+
+class _Names(Mapping):
+    """engine id -> display name, read from the capabilities (kept for callers of `ENGINE_NAMES`)."""
+
+    def __getitem__(self, engine_id: str) -> str:
+        if engine_id not in ENGINES:
+            raise KeyError(engine_id)
+        return name(engine_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(ENGINES))
+
+    def __len__(self) -> int:
+        return len(ENGINES)
+
+
+ENGINE_NAMES: Mapping[str, str] = _Names()
 
 
 def device_preference() -> str:
@@ -45,15 +98,19 @@ def _instance(engine_id: str) -> Engine:
         raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
     with _lock:
         if engine_id not in _instances:
-            module_name, class_name = ENGINES[engine_id].split(":")
             try:
-                module = importlib.import_module(module_name)
+                cls = _engine_class(engine_id)
             except ImportError as exc:
                 raise UnavailableError(
-                    f"The {ENGINE_NAMES[engine_id]} engine needs a package that is not installed ({exc.name})."
+                    f"The {name(engine_id)} engine needs a package that is not installed ({exc.name})."
                 ) from exc
-            _instances[engine_id] = getattr(module, class_name)()
+            _instances[engine_id] = cls()
         return _instances[engine_id]
+
+
+def _load_lock(engine_id: str) -> threading.Lock:
+    with _lock:
+        return _load_locks.setdefault(engine_id, threading.Lock())
 
 
 def get(engine_id: str) -> Engine:
@@ -61,7 +118,7 @@ def get(engine_id: str) -> Engine:
     engine = _instance(engine_id)
     if engine_id in _loaded:
         return engine
-    with _load_locks[engine_id]:
+    with _load_lock(engine_id):
         if engine_id not in _loaded:
             log.info("Loading engine %s", engine_id)
             try:
@@ -71,7 +128,7 @@ def get(engine_id: str) -> Engine:
             except Exception as exc:  # a damaged or unreadable model file: one sentence, the details in the log
                 log.exception("Loading %s failed", engine_id)
                 raise UnavailableError(
-                    f"{ENGINE_NAMES[engine_id]} could not be loaded: its model files are missing, damaged or "
+                    f"{name(engine_id)} could not be loaded: its model files are missing, damaged or "
                     "unreadable (the server log says which)."
                 ) from exc
             _loaded.add(engine_id)
@@ -79,11 +136,15 @@ def get(engine_id: str) -> Engine:
 
 
 def info(engine_id: str) -> EngineInfo:
-    """What the engine reports about itself without loading it, or why it cannot be used."""
+    """What the engine reports about itself without loading it (with its capabilities), or why it
+    cannot be used."""
     try:
-        return _instance(engine_id).info()
+        found = _instance(engine_id).info()
     except EngineError as exc:
-        return EngineInfo(id=engine_id, name=ENGINE_NAMES.get(engine_id, engine_id), available=False, reason=str(exc))
+        found = EngineInfo(id=engine_id, name=name(engine_id), available=False, reason=str(exc))
+    if engine_id in ENGINES:
+        found.capabilities = capabilities(engine_id)
+    return found
 
 
 def status() -> list[EngineInfo]:
@@ -92,7 +153,8 @@ def status() -> list[EngineInfo]:
 
 def unload(engine_id: str) -> None:
     """Free an engine's model; the next `get` loads it again."""
-    with _load_locks[engine_id]:
+    with _load_lock(engine_id):
         if engine_id in _loaded:
             _instances[engine_id].unload()
             _loaded.discard(engine_id)
+

@@ -116,8 +116,20 @@ def parse_slot(spec: str, owner: str | None = None) -> Slot:
 
 
 def parse_second(spec: str, owner: str | None = None) -> Slot | str:
-    """Slot B's spec: like `parse_slot`, or `CLONE_OF_A` for `qwen-clone:@a` (clone slot A's clip)."""
-    return CLONE_OF_A if (spec or "").strip() == f"qwen-clone:{CLONE_OF_A}" else parse_slot(spec, owner)
+    """Slot B's spec: like `parse_slot`, or `CLONE_OF_A` for `<engine that clones>:@a`, e.g. `qwen-clone:@a`
+    (clone slot A's clip)."""
+    engine, _, voice = (spec or "").strip().partition(":")
+    if voice == CLONE_OF_A and engine in registry.ENGINES and registry.capabilities(engine).clones:
+        return CLONE_OF_A
+    return parse_slot(spec, owner)
+
+
+def cloner() -> str:
+    """The engine that clones another slot's clip (`CLONE_OF_A`): the first whose capabilities clone."""
+    found = registry.engines_that("clones")
+    if not found:
+        raise InputError("No engine here can clone a voice from a clip.")
+    return found[0]
 
 
 def same_slot_notice(a: Slot, b: Slot) -> str:
@@ -128,11 +140,12 @@ def same_slot_notice(a: Slot, b: Slot) -> str:
 
 
 def clone_of(result: ClipResult, text: str) -> Slot:
-    """A `qwen-clone` slot whose reference is another slot's finished clip, with the text as transcript."""
+    """A slot of the `cloner` whose reference is another slot's finished clip, with the text as transcript."""
     if not result.finished:
         raise InputError("Slot A must finish speaking before its voice can be cloned.")
+    engine = cloner()
     reference = load_reference(encode(result.audio, "wav"))
-    return Slot(engine="qwen-clone", voice="", reference=reference, reference_text=text.strip())
+    return Slot(engine=engine, voice="", reference=reference, reference_text=text.strip())
 
 
 def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChunk]:
@@ -211,7 +224,7 @@ def similarity_reference(slot: Slot) -> tuple[np.ndarray, int] | None:
     """The clip a slot's voice was cloned from: its reference, or the one kept with a saved voice."""
     if slot.reference is not None:
         return slot.reference.audio, slot.reference.sample_rate
-    if slot.engine == "qwen-clone" and slot.voice:
+    if slot.voice and slot.engine in registry.ENGINES and registry.capabilities(slot.engine).saved_voices:
         from engines.voice_library import reference_audio
 
         saved = _safely(reference_audio, slot.voice, slot.owner)

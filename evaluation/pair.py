@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engines import registry
 from engines.audio import OutputSettings, StreamLeveler
 from engines.base import EngineError
 from engines.timing import RunStats
@@ -133,7 +134,8 @@ def _slot_events(
         try:
             slot = clone_of(first, text)
         except EngineError as exc:
-            results[name] = ClipResult(Slot("qwen-clone", CLONE_OF_A), RunStats(engine="qwen-clone"), error=str(exc))
+            engine = next(iter(registry.engines_that("clones")), "?")
+            results[name] = ClipResult(Slot(engine, CLONE_OF_A), RunStats(engine=engine), error=str(exc))
             pending[name] = _metrics_pool.submit(measure, results[name], text)
             yield SlotFailed(name, results[name].error, results[name])
             return

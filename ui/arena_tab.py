@@ -58,7 +58,6 @@ EXAMPLES = [
     "A rainbow is a division of white light into many beautiful colors.",
 ]
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
-PRESET_ENGINES = ("kokoro", "qwen-custom")
 MAX_DRAWS = 3  # a slot that fails before anything was played: draw again, this many pairs at most
 BALLOTS = Ballots()
 COULD_NOT_PLAY = "This pair could not be played; press New pair for another."
@@ -66,17 +65,18 @@ READY = "Both clips are ready: which one sounds better? The vote opens once you 
 
 
 def pool() -> list[Slot]:
-    """The systems a pair is drawn from."""
+    """The systems a pair is drawn from (`ARENA_SYSTEMS`, else every voice the engines can speak here)."""
     configured = os.environ.get("ARENA_SYSTEMS", "").split()
     if configured:
         return [parse_slot(spec) for spec in configured]
     slots = []
-    for engine_id in PRESET_ENGINES:
+    for engine_id in registry.ENGINES:  # every available engine's own voices
         info = registry.info(engine_id)
         if info.available:
             slots += [Slot(engine_id, v.id) for v in info.voices if v.available]
-    if registry.info("qwen-clone").available:
-        slots += [Slot("qwen-clone", name, owner=owner) for owner, name in arena_voices()]  # shared by their owners
+    for engine_id in registry.engines_that("saved_voices"):  # saved voices shared by their owners
+        if registry.info(engine_id).available:
+            slots += [Slot(engine_id, name, owner=owner) for owner, name in arena_voices()]
     return slots
 
 

@@ -23,28 +23,33 @@ from .output import output_controls, settings_from
 from .owner import owner_of
 
 HEADERS = ["#", "text", "engine", "voice", "language", "file", "duration (s)", "LUFS", "error"]
-DEFAULT_VOICES = {"qwen-custom": "Ryan"}
 COLUMN_WIDTHS = ["4%", "25%", "8%", "8%", "7%", "17%", "7%", "6%", "18%"]
 TABLE_CHARS = 80  # a cell shows this much (a click shows all): a 5,000-character line must not fill the page
 
 
 def voices_for(engine_id: str, owner: str | None = None) -> list[str]:
-    """The voice ids usable now with an engine (for cloning: `owner`'s saved voices)."""
-    if engine_id == "qwen-clone":
-        return list_voices(owner)
-    return [v.id for v in registry.info(engine_id).voices if v.available]
+    """The voice ids usable now with an engine: its own, then (where it keeps them) `owner`'s saved voices."""
+    if engine_id not in registry.ENGINES:
+        return []
+    own = [v.id for v in registry.info(engine_id).voices if v.available]
+    return own + (list_voices(owner) if registry.capabilities(engine_id).saved_voices else [])
 
 
-def _voice_update(engine_id: str, kokoro_default: str, owner: str | None = None) -> dict:
+def default_voice(engine_id: str, choices: list[str]) -> str:
+    """The engine's preferred default among `choices` (its capabilities), else the first choice."""
+    preferred = registry.capabilities(engine_id).preferred_voice(choices) if engine_id in registry.ENGINES else None
+    return preferred or next(iter(choices), "")
+
+
+def _voice_update(engine_id: str, owner: str | None = None) -> dict:
     choices = voices_for(engine_id, owner)
-    wanted = kokoro_default if engine_id == "kokoro" else DEFAULT_VOICES.get(engine_id, "")
-    return gr.update(choices=choices, value=wanted if wanted in choices else next(iter(choices), ""))
+    return gr.update(choices=choices, value=default_voice(engine_id, choices))
 
 
 @user_errors
 def batch_render(
     file: str | None,
-    engine: str = "kokoro",
+    engine: str = registry.default_engine(),
     voice: str = "",
     fmt: str = "wav",
     loudness: str = "Off",
@@ -78,7 +83,7 @@ def batch_render(
         raise InputError("Upload a .txt or .csv batch file first.")
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     upload = Path(file)  # a temp file Gradio stored for the upload; only its bytes and suffix are used
-    items = parse(read_upload(upload, "batch file"), upload.suffix, engine or "kokoro", voice or "")
+    items = parse(read_upload(upload, "batch file"), upload.suffix, engine or registry.default_engine(), voice or "")
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     out_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=OUTPUT_DIR))
     progress((0, len(items)), desc="Rendering", unit="clips")
@@ -111,9 +116,9 @@ def batch_render(
     return str(archive), rows
 
 
-def build_tab(kokoro_default: str, owner: gr.Textbox) -> None:
-    """The Batch tab, inside the caller's gr.Blocks; `kokoro_default` is the Kokoro voice preselected,
-    `owner` holds the visitor's owner token."""
+def build_tab(owner: gr.Textbox) -> None:
+    """The Batch tab, inside the caller's gr.Blocks, listing every engine of the registry; `owner` holds
+    the visitor's owner token."""
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(
             "Upload a **.txt** (one clip per line) or a **.csv** with the columns `text, engine, voice` "
@@ -123,11 +128,12 @@ def build_tab(kokoro_default: str, owner: gr.Textbox) -> None:
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Batch file (.txt or .csv)", file_types=[".txt", ".csv"], elem_id="batch-file")
-                engine = gr.Dropdown(list(registry.ENGINES), value="kokoro", label="Default engine")
-                choices = voices_for("kokoro")
+                first = registry.default_engine()
+                engine = gr.Dropdown(list(registry.ENGINES), value=first, label="Default engine")
+                choices = voices_for(first)
                 voice = gr.Dropdown(
                     choices,
-                    value=kokoro_default if kokoro_default in choices else next(iter(choices), ""),
+                    value=default_voice(first, choices),
                     label="Default voice",
                     allow_custom_value=True,
                 )
@@ -147,7 +153,7 @@ def build_tab(kokoro_default: str, owner: gr.Textbox) -> None:
         )
 
         def on_engine(engine_id: str, owner_token: str, request: gr.Request) -> dict:
-            return _voice_update(engine_id, kokoro_default, owner_of(owner_token, request))
+            return _voice_update(engine_id, owner_of(owner_token, request))
 
         engine.change(on_engine, [engine, owner], voice, api_visibility="private", show_progress="hidden")
         go.click(

@@ -46,17 +46,22 @@ from .player import StreamPlayer
 log = logging.getLogger(__name__)
 
 EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
-FROM_REFERENCE = ""  # the qwen-clone voice choice that means "the reference clip below"
+FROM_REFERENCE = ""  # a cloning engine's voice choice that means "the reference clip below"
 ARENA = Arena()  # shared with the Arena tab
 
 
 def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[str, str]], str]:
-    """(label, value) voices an engine can speak now (saved voices: `owner`'s), and a default."""
-    if engine_id == "qwen-clone":
-        saved = [(f"Saved: {n}", n) for n in list_voices(owner)]
-        return [("Reference clip below", FROM_REFERENCE), *saved], FROM_REFERENCE
-    voices = [v for v in registry.info(engine_id).voices if v.available] or registry.info(engine_id).voices
+    """(label, value) voices an engine can speak now (saved voices: `owner`'s), and a default; an engine
+    that clones offers the reference clip first (none for a name that is no engine)."""
+    if engine_id not in registry.ENGINES:
+        return [], ""
+    capabilities, info = registry.capabilities(engine_id), registry.info(engine_id)
+    voices = [v for v in info.voices if v.available] or info.voices
     choices = [(f"{v.name} ({v.id}) · {v.language} · {v.gender}", v.id) for v in voices]
+    if capabilities.saved_voices:
+        choices += [(f"Saved: {n}", n) for n in list_voices(owner)]
+    if capabilities.clones:
+        return [("Reference clip below", FROM_REFERENCE), *choices], FROM_REFERENCE
     return choices, (choices[0][1] if choices else "")
 
 
@@ -64,16 +69,22 @@ def engine_choices() -> list[tuple[str, str]]:
     return [(registry.info(e).name, e) for e in registry.ENGINES]
 
 
+def default_engines() -> tuple[str, str]:
+    """Slot A's and slot B's engine when the page opens: the first two that speak without a reference clip."""
+    speaking = [e for e in registry.ENGINES if not registry.capabilities(e).clones] or list(registry.ENGINES)
+    return speaking[0], speaking[1 % len(speaking)]
+
+
 def on_engine(engine_id: str, owner_token: str, request: gr.Request):
-    """A new engine in a slot: its voices, and the reference inputs only for cloning."""
+    """A new engine in a slot: its voices, and the reference inputs only for an engine that clones."""
     choices, value = voice_choices(engine_id, owner_of(owner_token, request))
-    cloning = engine_id == "qwen-clone"
+    cloning = engine_id in registry.ENGINES and registry.capabilities(engine_id).clones
     return gr.update(choices=choices, value=value), gr.update(visible=cloning), gr.update(visible=cloning)
 
 
 def on_owner(engine_id: str, owner_token: str, request: gr.Request):
-    """The visitor's saved voices in a cloning slot, once the page knows who they are."""
-    if engine_id != "qwen-clone":
+    """The visitor's saved voices in a slot whose engine keeps them, once the page knows who they are."""
+    if engine_id not in registry.ENGINES or not registry.capabilities(engine_id).saved_voices:
         return gr.skip()
     choices, value = voice_choices(engine_id, owner_of(owner_token, request))
     return gr.update(choices=choices, value=value)
@@ -84,7 +95,7 @@ def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str, ow
     `owner`: whose saved voices it may name."""
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r}.")
-    if engine == "qwen-clone" and not voice:
+    if registry.capabilities(engine).clones and not voice:
         if not ref_path:
             raise InputError("Upload or record a reference clip to clone, or pick a saved voice.")
         reference = load_reference(read_upload(ref_path, "reference clip"))
@@ -266,7 +277,7 @@ def build_tab(owner: gr.Textbox) -> None:
         inputs = []
         players: dict[str, StreamPlayer] = {}
         with gr.Row():
-            for name, engine_id in (("A", "kokoro"), ("B", "qwen-custom")):
+            for name, engine_id in zip(("A", "B"), default_engines(), strict=True):
                 with gr.Column():
                     gr.Markdown(f"### Slot {name}")
                     engine = gr.Dropdown(

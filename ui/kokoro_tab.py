@@ -33,8 +33,6 @@ EXAMPLES = [
 MARKUP_HELP = (
     "Pronunciation markup: a word in square brackets, then its phonemes between slashes in parentheses (third example)."
 )
-# Offline, the packaged voice with the lowest measured English WER (FACTS.md); on the hub, af_heart.
-OFFLINE_DEFAULT, HUB_DEFAULT = "jm_kumo", "af_heart"
 FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h": "🇮🇳", "i": "🇮🇹", "p": "🇧🇷", "j": "🇯🇵", "z": "🇨🇳"}
 
 
@@ -48,13 +46,8 @@ def voice_choices() -> tuple[list[tuple[str, str]], str]:
         where = "available" if v.available else "needs the hub"
         choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade} · {where}", v.id))
     available = {v.id for v in voices if v.available}
-    default = (
-        HUB_DEFAULT
-        if HUB_DEFAULT in available
-        else OFFLINE_DEFAULT
-        if OFFLINE_DEFAULT in available
-        else next(iter(sorted(available)), HUB_DEFAULT)
-    )
+    capabilities = registry.capabilities("kokoro")  # its default voices, with the hub and offline
+    default = capabilities.preferred_voice(available) or next(iter(sorted(available)), capabilities.default_voice)
     return choices, default
 
 
@@ -186,6 +179,11 @@ def kokoro_synthesize(
     return path, summary
 
 
+def engine_banner() -> str:
+    """Kokoro's status line for the page's header (`app.py` shows it above the tabs)."""
+    return banner_for("kokoro")
+
+
 def build_tab(banner: gr.Markdown) -> str:
     """The Kokoro tab, inside the caller's gr.Blocks; `banner` is refreshed after each run (the engine
     may have loaded or failed). Returns the default voice, for the other tabs."""
@@ -237,7 +235,7 @@ def build_tab(banner: gr.Markdown) -> str:
             concurrency_limit=None,  # admitted and ordered by the work queue
         )  # fmt: skip
         player.bind(generate, stop, [event])
-        event.then(lambda: banner_for("kokoro"), None, banner, api_visibility="private")
+        event.then(engine_banner, None, banner, api_visibility="private")
         with gr.Row(visible=False):  # the Gradio API and MCP: the stream as a streamed gr.Audio
             api_audio = gr.Audio(streaming=True, autoplay=False, interactive=False)
             api_stream = gr.Button()

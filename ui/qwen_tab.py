@@ -15,7 +15,7 @@ import gradio as gr
 from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, join, to_int16
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
-from engines.qwen import QwenCloneEngine, catalogue
+from engines.qwen import catalogue
 from engines.reference import Reference, load_reference, read_upload, settle_transcript
 from engines.timing import RunStats, timed_stream
 from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
@@ -251,8 +251,7 @@ def save_reference(
     if not overwrite and voice_exists(name, owner):  # before the model runs; save_voice checks again
         raise InputError(f"You already have a voice called {safe_name(name)!r}; pass overwrite to replace it.")
     transcript, x_vector_only, _ = settle_transcript(reference, transcript, x_vector_only)
-    engine = registry.get("qwen-clone")
-    assert isinstance(engine, QwenCloneEngine)
+    engine = registry.get("qwen-clone")  # its capabilities: clones, keeps saved voices (`clone_prompt`)
     prompt = engine.clone_prompt(reference, transcript, x_vector_only)
     slug = save_voice(
         name, prompt, engine.info().weights_source, reference_audio=reference.audio,
