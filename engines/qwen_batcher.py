@@ -175,6 +175,20 @@ class QwenBatcher:
 
     # ----- the serving thread ----------------------------------------------------------------
     def _serve(self) -> None:
+        try:
+            self._steps()
+        except BaseException as exc:  # a bug here must not leave visitors waiting on a dead thread
+            log.exception("The Qwen3-TTS batcher stopped")
+            with self._cond:
+                jobs, self._jobs, self._running, self._thread = self._jobs, [], None, None
+                self._cond.notify_all()
+            for job in jobs:
+                if not job.finished:
+                    job.finished = True
+                    job.out.put(("error", exc))
+
+    def _steps(self) -> None:
+        """Run steps while there are requests; return when there are none."""
         while True:
             with self._cond:
                 if not self._ready():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines import work_queue
+from engines import registry, timing, work_queue
 from engines.base import SynthesisRequest
 from engines.qwen import BATCH_SIZE, QwenCloneEngine, QwenCustomEngine
 from engines.qwen_batcher import batch_wait_s
@@ -229,6 +229,40 @@ def test_icl_and_x_vector_clones_share_a_step(qwen_env, monkeypatch):
         solo = list(clone.stream(request))
         assert [c.text for c in mine] == [c.text for c in solo] and len(mine) >= 2
         assert max(np.max(np.abs(a.audio - b.audio)) for a, b in zip(mine, solo, strict=True)) < 1e-4
+
+
+def test_four_visitors_through_the_work_queue_share_one_step(qwen_env, monkeypatch):
+    monkeypatch.setenv("BATCH_WAIT_MS", WAIT_FOR_ALL)
+    monkeypatch.setenv("MAX_WAITING", "8")
+    engine = timing.load("qwen-custom")  # the registry's engine, as every way in uses it
+    original, rows = engine._model.generate_custom_voice, []
+
+    def spy(**kwargs):
+        rows.append(len(kwargs["text"]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(engine._model, "generate_custom_voice", spy)
+    texts = ["One is here.", "Two is here.", "Three is here.", "Four is here."]
+    results: dict = {}
+
+    def visitor(text: str) -> None:
+        audio, chunks, stats = timing.synthesize("qwen-custom", SynthesisRequest(text, "Ryan", max_new_tokens=4))
+        results[text] = [c.text for c in chunks]
+
+    threads = [threading.Thread(target=visitor, args=(text,)) for text in texts]
+    for thread in threads:
+        thread.start()
+    try:  # four tickets have their turn at once: the batcher's first step sees all four
+        until(lambda: len(engine._batcher._jobs) == 4)
+    finally:
+        monkeypatch.setenv("BATCH_WAIT_MS", "0")  # never leave the threads waiting if it failed
+        with engine._batcher._cond:
+            engine._batcher._cond.notify_all()
+        for thread in threads:
+            thread.join(300)
+    assert rows == [4] and results == {text: [text] for text in texts}
+    assert work_queue.line("qwen-custom").running() == 0
+    registry.unload("qwen-custom")
 
 
 def test_batch_wait_ms_is_read_from_the_environment(monkeypatch):
