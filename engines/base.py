@@ -181,6 +181,7 @@ class EngineInfo:
     available: bool = True
     reason: str = ""
     backend: str = ""
+    concurrent_requests: int = 1  # requests it serves at once (its work queue's slots; Qwen3-TTS batches them)
     device: str = ""
     weights_source: str = ""
     voices: list[VoiceInfo] = field(default_factory=list)

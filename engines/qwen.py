@@ -4,11 +4,12 @@ reference clip (`qwen-clone`, Base), on the stock `qwen-tts` package.
 Weights come from `QWEN_CUSTOM_VOICE_MODEL` / `QWEN_BASE_MODEL` (hub id or local folder; 1.7B ids
 work the same way). The package has no audio streaming, so the first sentence is streamed frame by
 frame (a forward hook collects the codec frames as they are sampled and the codec decodes them a
-second at a time, with left context) and the rest come sentence by sentence, in batches of similar
-length, one `generate` per batch. `max_new_tokens` is capped from the text length (random or odd
-inputs can otherwise run to the package's 8,192-token default, about eleven minutes) and clamped to
-the model's maximum (a 5,000-character sentence would otherwise ask for 12,537 frames), and one lock
-guards each model.
+second at a time, with left context) and the rest come sentence by sentence, in groups of similar
+length. Every request goes through its model's batcher (`engines.qwen_batcher`), which generates
+the sentences of concurrent requests in shared `generate` calls. `max_new_tokens` is capped from the
+text length (random or odd inputs can otherwise run to the package's 8,192-token default, about
+eleven minutes) and clamped to the model's maximum (a 5,000-character sentence would otherwise ask
+for 12,537 frames), and one lock guards each model.
 Clone prompts are cached per reference clip, transcript and mode, least recently used first out past
 `PROMPT_CACHE_ITEMS` or `PROMPT_CACHE_BYTES`. The registry loads an engine before it is used
 (`engines.registry.get`); an engine never looks itself up there.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
@@ -40,6 +40,7 @@ from .base import (
     VoiceInfo,
 )
 from .lru import BoundedLRU
+from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
 from .text import SENTENCE, split_clauses
 from .voice_library import load_voice
@@ -49,9 +50,7 @@ log = logging.getLogger(__name__)
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "qwen.json"
 FRAMES_PER_SECOND = 12.5
-BATCH_SIZE = 4
-STREAM_FRAMES = 12  # decode and yield about every second of speech
-LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the codec's chunked decode uses
+BATCH_SIZE = 4  # rows of one `generate` call: a request's group of sentences, or concurrent requests
 PROMPT_CACHE_ITEMS = 32  # clone prompts kept (one per uploaded clip, transcript and mode)
 PROMPT_CACHE_BYTES = 64 * 2**20  # a 60 s reference's prompt holds ~0.1 MB of codes and one speaker embedding
 
@@ -59,10 +58,6 @@ PROMPT_CACHE_BYTES = 64 * 2**20  # a 60 s reference's prompt holds ~0.1 MB of co
 # Two from_pretrained calls at once race on transformers' global meta-device initialisation
 # ("Cannot copy out of meta tensor"): the CustomVoice and Base models load one after the other.
 _FROM_PRETRAINED = threading.Lock()
-
-
-class _Cancelled(Exception):
-    """Raised inside the generation thread when its listener has gone away."""
 
 
 @lru_cache(maxsize=1)
@@ -157,7 +152,8 @@ def batches(items: list[str], size: int = BATCH_SIZE) -> list[list[str]]:
 
 class QwenEngine:
     """Shared loading and streaming for both Qwen3-TTS engines; each subclass supplies
-    `_conditioning(request)` (speaker or clone prompt) and `_generate(model, texts, ...)`."""
+    `_conditioning(request)` (speaker or clone prompt) and `_generate(model, texts, languages,
+    conditionings, cap)` (one batched call, one entry per row)."""
 
     kind = "custom"
     engine_id = "qwen-custom"
@@ -169,6 +165,8 @@ class QwenEngine:
         self._source = ""
         self._lock = threading.Lock()
         self._prompts = BoundedLRU(PROMPT_CACHE_ITEMS, PROMPT_CACHE_BYTES)
+        # looked up at each step, so the loaded model and its `_generate` are always the current ones
+        self._batcher = QwenBatcher(lambda: self._loaded(), lambda *a: self._generate(*a), self._lock, BATCH_SIZE)
 
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
@@ -179,6 +177,7 @@ class QwenEngine:
             backend="torch",
             capabilities=self.CAPABILITIES,
         )
+        info.concurrent_requests = BATCH_SIZE  # served together by its batcher
         try:
             kind, where = model_location(self.kind)
             info.weights_source = self._source or source_name(kind, where)
@@ -253,32 +252,18 @@ class QwenEngine:
 
     # ----- synthesis ---------------------------------------------------------------------
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
-        """The first sentence streams frame by frame; the rest come sentence by sentence, batched."""
+        """The first sentence streams frame by frame; the rest come sentence by sentence, in groups of
+        similar length, each in a `generate` call shared with concurrent requests (`qwen_batcher`)."""
         model = self._loaded()
         language = self._language(request.language)
         lines = sentences(request.text)
         if not lines:
             raise InputError("There is nothing to say in this text.")
         conditioning = self._conditioning(request)
-        index = 0
-        with self._lock:
-            cap = token_cap(lines[0], request.max_new_tokens, model_token_limit(model))
-            opening = lambda: self._generate(model, lines[:1], language, conditioning, cap)  # noqa: E731
-            for k, piece in enumerate(self._frames(model, opening, conditioning)):
-                yield AudioChunk(audio=piece, text=lines[0] if k == 0 else "", phonemes="", index=index)
-                index += 1
-        for group in batches(lines[1:]):
-            cap = token_cap(max(group, key=len), request.max_new_tokens, model_token_limit(model))
-            with self._lock:
-                wavs, rate = self._generate(model, group, language, conditioning, cap)
-            for text, wav in zip(group, wavs, strict=True):
-                audio = np.asarray(wav, dtype=np.float32).ravel()
-                if rate != SAMPLE_RATE:
-                    import soxr
-
-                    audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
-                yield AudioChunk(audio=fade_edges(audio), text=text, phonemes="", index=index)
-                index += 1
+        limit = model_token_limit(model)
+        plan = [[lines[0]], *batches(lines[1:])]
+        groups = [[(text, token_cap(text, request.max_new_tokens, limit)) for text in group] for group in plan]
+        yield from self._batcher.stream(groups, language, conditioning, self._context_codes(conditioning))
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:
         """Whole clips for several texts in one `generate` call (batch files).
@@ -293,7 +278,7 @@ class QwenEngine:
         texts = [r.text for r in requests]
         cap = token_cap(max(texts, key=len), first.max_new_tokens, model_token_limit(model))
         with self._lock:
-            wavs, rate = self._generate(model, texts, language, conditioning, cap)
+            wavs, rate = self._generate(model, texts, [language] * len(texts), [conditioning] * len(texts), cap)
         clips = []
         for wav in wavs:
             audio = np.asarray(wav, dtype=np.float32).ravel()
@@ -303,67 +288,6 @@ class QwenEngine:
                 audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
             clips.append(fade_edges(audio))
         return clips
-
-    def _frames(self, model, generate, conditioning: dict) -> Iterator[np.ndarray]:
-        """Run `generate` in a thread and decode its codec frames as they are sampled.
-
-        A forward hook on the talker sees each frame's codes one step after sampling (the
-        package has no streaming API); every `STREAM_FRAMES` frames the codec decoder renders the
-        new ones with up to `LEFT_CONTEXT` frames of context (the reference's codes in ICL mode),
-        so the pieces join into what a whole-clip decode gives. Leaving early stops generation.
-        """
-        import torch
-
-        inner = model.model
-        vocab = inner.config.talker_config.code_predictor_config.vocab_size
-        decoder = inner.speech_tokenizer.model.decoder
-        frames: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        outcome: dict = {}
-
-        def hook(module, args, kwargs, output):
-            if stop.is_set():
-                raise _Cancelled
-            codes = output.hidden_states[1] if output.hidden_states is not None else None
-            if codes is not None:
-                frames.put(codes[0].detach().to("cpu", copy=True))
-
-        def run() -> None:
-            try:
-                outcome["result"] = generate()
-            except BaseException as exc:  # reported to the consumer below
-                outcome["error"] = exc
-            finally:
-                frames.put(None)
-
-        context = self._context_codes(conditioning)
-        done = list(context)
-        emitted, first = len(done), True
-        handle = inner.talker.register_forward_hook(hook, with_kwargs=True)
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = frames.get()
-                if item is not None and 0 <= int(item.min()) and int(item.max()) < vocab:
-                    done.append(item)
-                if len(done) - emitted >= STREAM_FRAMES or (item is None and len(done) > emitted):
-                    left = min(emitted, LEFT_CONTEXT)
-                    codes = torch.stack(done[emitted - left :], 0).T.unsqueeze(0).to(inner.device)
-                    with torch.inference_mode():
-                        wav = decoder(codes)[0, 0].float().cpu().numpy()
-                    per_frame = len(wav) // codes.shape[-1]
-                    # fades only where the sentence starts and ends: the pieces in between are continuous
-                    yield fade_edges(wav[left * per_frame :], start=first, end=item is None)
-                    emitted, first = len(done), False
-                if item is None:
-                    break
-        finally:
-            stop.set()
-            worker.join()
-            handle.remove()
-        if "error" in outcome and not isinstance(outcome["error"], _Cancelled):
-            raise outcome["error"]
 
     def _context_codes(self, conditioning: dict) -> list:
         """Codec frames that precede the generated ones: the reference's codes in ICL cloning."""
@@ -409,13 +333,14 @@ class QwenCustomEngine(QwenEngine):
             )
         return {"speaker": names[wanted], "instruct": instruct}
 
-    def _generate(self, model, texts, language, conditioning, cap):
-        n = len(texts)
+    def _generate(self, model, texts, languages, conditionings, cap):
+        """One `generate` call; each row has its own text, language, speaker and instruction."""
+        instructs = [c["instruct"] for c in conditionings]
         return model.generate_custom_voice(
-            text=texts,
-            speaker=[conditioning["speaker"]] * n,
-            language=[language] * n,
-            instruct=[conditioning["instruct"]] * n if conditioning["instruct"] else None,
+            text=list(texts),
+            speaker=[c["speaker"] for c in conditionings],
+            language=list(languages),
+            instruct=instructs if any(instructs) else None,
             max_new_tokens=cap,
         )
 
@@ -452,8 +377,11 @@ class QwenCloneEngine(QwenEngine):
             return {"prompt": self.clone_prompt(request.reference, request.reference_text, request.x_vector_only)}
         return {"prompt": load_voice(request.voice, request.owner)}
 
-    def _generate(self, model, texts, language, conditioning, cap):
-        n = len(texts)
+    def _generate(self, model, texts, languages, conditionings, cap):
+        """One `generate` call; each row has its own text, language and clone prompt (ICL or x-vector)."""
         return model.generate_voice_clone(
-            text=texts, language=[language] * n, voice_clone_prompt=conditioning["prompt"] * n, max_new_tokens=cap
+            text=list(texts),
+            language=list(languages),
+            voice_clone_prompt=[c["prompt"][0] for c in conditionings],
+            max_new_tokens=cap,
         )

@@ -15,9 +15,14 @@ engine's measured seconds per character, first from its load-time measurement, t
 A waiting ticket's estimated wait is what is left of the running work plus the cost of the tickets
 ahead of it; it is an estimate and is labelled so wherever it is shown.
 
-Batching: an engine that can serve several requests in one model call takes the tickets from the head
-of its line that it can join (`Ticket.claim`); they then count as served with it (the results' hand-off
-is the batching engine's to do).
+Slots: an engine that serves several requests at once (`EngineInfo.concurrent_requests`: Qwen3-TTS,
+whose batcher puts concurrent requests' sentences in shared `generate` calls) runs that many tickets
+from the head of its line together; the others (Kokoro) one. Order of service stays first come, first
+served; a waiting ticket's estimate counts the work ahead of it shared over the slots.
+
+Claims: an engine that serves several requests in one model call may instead take the tickets from
+the head of its line that it can join (`Ticket.claim`); they then count as served with it (the
+results' hand-off is the batching engine's to do).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import registry
 from .base import BusyError, EngineError
 
 log = logging.getLogger(__name__)
@@ -206,7 +212,7 @@ class EngineQueue:
             if self.s_per_char is None:
                 return None
             ahead = list(self._waiting)[: max(0, self._waiting.index(ticket))] if ticket in self._waiting else []
-            return self._remaining_s() + sum(t.cost_s for t in ahead)
+            return self._remaining_s() + sum(t.cost_s for t in ahead) / self.slots
 
     def _remaining_s(self) -> float:
         now = time.monotonic()
@@ -216,7 +222,7 @@ class EngineQueue:
     def _backlog_s(self) -> float | None:
         if self.s_per_char is None:
             return None
-        return self._remaining_s() + sum(t.cost_s for t in self._waiting)
+        return self._remaining_s() + sum(t.cost_s for t in self._waiting) / self.slots
 
     def waiting(self) -> int:
         with self._cond:
@@ -235,7 +241,7 @@ class EngineQueue:
         with self._cond:
             self.s_per_char = rate if self.s_per_char is None else (1 - SMOOTHING) * self.s_per_char + SMOOTHING * rate
             if self._bound is None:
-                self._bound = _bound_for(self.s_per_char)
+                self._bound = _bound_for(self.s_per_char, self.slots)
                 log.info(
                     "%s: %.4f s of compute per character measured; default MAX_WAITING %d",
                     self.engine_id, self.s_per_char, self._bound,
@@ -252,8 +258,8 @@ class EngineQueue:
         return (self.s_per_char or 0.0) * len(text)
 
 
-def _bound_for(s_per_char: float) -> int:
-    typical = s_per_char * TYPICAL_CHARS
+def _bound_for(s_per_char: float, slots: int = 1) -> int:
+    typical = s_per_char * TYPICAL_CHARS / slots  # `slots` requests run together, each at the measured speed
     return max(1, min(MAX_WAITING_CAP, int(WAIT_TARGET_S / typical) if typical > 0 else MAX_WAITING_CAP))
 
 
@@ -262,14 +268,20 @@ _lines_lock = threading.Lock()
 
 
 def line(engine_id: str, name: str | None = None) -> EngineQueue:
-    """The engine's queue (one per engine id, created on first use); `name`: the engine's display
-    name for its messages (the caller knows it: this module does not look engines up)."""
+    """The engine's queue (one per engine id, created on first use with the engine's slots and display
+    name, read without loading the model); `name` overrides the display name for its messages."""
     with _lines_lock:
-        if engine_id not in _lines:
-            _lines[engine_id] = EngineQueue(engine_id)
-        if name:
-            _lines[engine_id].name = name
-        return _lines[engine_id]
+        found = _lines.get(engine_id)
+    if found is None:
+        info = registry.info(engine_id)
+        slots = max(1, int(info.concurrent_requests or 1))
+        with _lines_lock:
+            found = _lines.setdefault(engine_id, EngineQueue(engine_id, slots))
+            if found.name == engine_id and info.name:
+                found.name = info.name
+    if name:
+        found.name = name
+    return found
 
 
 def enter(engine_id: str, cost_s: float, cancelled: Callable[[], bool] | None = None, bounded: bool = True) -> Ticket:
