@@ -62,6 +62,9 @@ class Piece:
 class KokoroEngine:
     """Engine id `kokoro`."""
 
+    # Fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on the CPU copy (`engines.gpu`).
+    cpu_fallback = True
+
     def __init__(self, plan: ChunkPlan | None = None) -> None:
         self.plan = plan or ChunkPlan()
         self._backend: OnnxBackend | TorchBackend | None = None

@@ -1,8 +1,8 @@
-"""Stable engine ids mapped to engines: lazy loading under a lock, device choice, status, unload.
+"""Stable engine ids mapped to engines: lazy loading under a lock, status, unload.
 
 Engines are imported only when first asked for, so the page starts fast and a missing optional
-dependency disables only its own engine (with the reason in `status()`). `TTS_DEVICE` forces a
-device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present. Shared heavy
+dependency disables only its own engine (with the reason in `status()`). Each engine loads on the
+device `engines.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU). Shared heavy
 resources that several engines need (the English spaCy pipeline for misaki) are provided here too.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import threading
 from typing import Any
 
+from . import device
 from .base import Engine, EngineError, EngineInfo, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,6 @@ _instances: dict[str, Engine] = {}
 _loaded: set[str] = set()
 _load_locks: dict[str, threading.Lock] = {engine_id: threading.Lock() for engine_id in ENGINES}
 _shared: dict[str, Any] = {}
-
-
-def device_preference() -> str:
-    """The device asked for by `TTS_DEVICE`, or "auto" (CUDA when present, else CPU)."""
-    return os.environ.get("TTS_DEVICE", "").strip().lower() or "auto"
 
 
 def _instance(engine_id: str) -> Engine:
@@ -68,7 +63,7 @@ def get(engine_id: str) -> Engine:
         if engine_id not in _loaded:
             log.info("Loading engine %s", engine_id)
             try:
-                engine.load(device_preference())
+                engine.load(device.resolve())
             except EngineError:
                 raise
             except Exception as exc:  # a damaged or unreadable model file: one sentence, the details in the log
