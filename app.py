@@ -20,7 +20,7 @@ import gradio as gr  # noqa: E402
 
 from api import guard  # noqa: E402
 from api import router as api_router  # noqa: E402
-from engines import registry, timing  # noqa: E402
+from engines import device, registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
@@ -92,7 +92,11 @@ def main() -> None:
     # One thread, one model after another: concurrent from_pretrained calls race on transformers'
     # global meta-device initialisation ("Cannot copy out of meta tensor").
     available = [e for e in registry.ENGINES if registry.info(e).available]
-    threading.Thread(target=lambda: [preload(e) for e in available], daemon=True).start()
+    load_all = lambda: [preload(e) for e in available]  # noqa: E731
+    if device.zero_gpu():
+        load_all()  # in the main thread, before launch: ZeroGPU takes the weights placed on CUDA by then
+    else:
+        threading.Thread(target=load_all, daemon=True).start()
     janitor.start()  # TTS_OUTPUT_DIR and Gradio's cache: OUTPUT_TTL_S, OUTPUT_MAX_MB
     demo = build()
     serve(demo)
@@ -125,6 +129,7 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
     # place right after the server starts, before this function returns and the page is announced.
     guard.install(demo.app, work_events(demo))
     return demo
+
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from engines import registry
+from engines import gpu, registry
 from engines.base import MAX_REFERENCE_TEXT_CHARS, UnavailableError
 from engines.reference import load_reference, settle_transcript, upload_limit_bytes
 from engines.voice_library import save_voice, shared, voice_exists
@@ -139,7 +139,7 @@ def _save(fields: dict, owner: str | None) -> dict:
     reference = load_reference(fields["audio"])
     transcript, x_vector_only, notice = settle_transcript(reference, transcript, x_vector_only)
     engine = registry.get(engine_id)
-    prompt = engine.clone_prompt(reference, transcript, x_vector_only)
+    prompt = gpu.call(engine, "clone_prompt", reference, transcript, x_vector_only)
     slug = save_voice(
         name, prompt, engine.info().weights_source, reference_audio=reference.audio,
         owner=owner, overwrite=overwrite, share_in_arena=share,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import registry, work_queue
+from . import gpu, registry, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
 from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest
 
@@ -210,9 +210,9 @@ def render(
                 with work_queue.enter(engine_id, cost, bounded=False) as ticket:
                     ticket.wait_turn()
                     if many is not None:
-                        clips = many([request(item) for item in group])
+                        clips = gpu.call(engine, "synthesize_batch", [request(item) for item in group])
                     else:
-                        clips = [join(engine.stream(request(group[0])))]
+                        clips = [join(gpu.stream(engine, request(group[0])))]
             except EngineError as exc:
                 for item in group:
                     item.error = str(exc)

@@ -70,6 +70,7 @@ class KokoroEngine:
         # offline, the packaged voice with the lowest measured English WER (FACTS.md); with the hub, af_heart
         default_voice="af_heart",
         offline_voice="jm_kumo",
+        cpu_fallback=True,  # fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on its CPU copy
         blends=True,
         openai_models=("tts-1", "tts-1-hd"),  # so that the OpenAI SDK's defaults work
         openai_voices={

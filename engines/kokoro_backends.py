@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import UnavailableError
+from .device import gpu_attached, onnx_providers, resolve, zero_gpu
 from .weights import KokoroWeights, hub_voice
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,11 @@ class OnnxBackend:
     def __init__(self, weights: KokoroWeights, device: str) -> None:
         import onnxruntime as ort
 
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") or (device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers()):
-            providers.insert(0, "CUDAExecutionProvider")
+        device = resolve(device)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "0")) or (os.cpu_count() or 1)
-        self.session = ort.InferenceSession(str(weights.model_path), options, providers=providers)
-        self.device = "cuda" if self.session.get_providers()[0].startswith("CUDA") else "cpu"
+        self.session = ort.InferenceSession(str(weights.model_path), options, providers=onnx_providers(device))
+        self.device = device if self.session.get_providers()[0].startswith("CUDA") else "cpu"
         with open(weights.vocab_path, encoding="utf-8") as f:
             self.vocab: dict[str, int] = json.load(f)["vocab"]
         with np.load(weights.voices_npz) as npz:
@@ -63,7 +62,12 @@ class OnnxBackend:
 
 
 class TorchBackend:
-    """The full-precision `kokoro.KModel`, on CUDA when present."""
+    """The full-precision `kokoro.KModel`, on the device `engines.device` resolves.
+
+    On ZeroGPU the model is placed on `cuda` at load, but the GPU is attached only inside GPU calls
+    (`engines.gpu`): a CPU copy, made at load, runs everything outside them (the load-time speed
+    measurement, and a visitor's request once their GPU quota has run out).
+    """
 
     name = "torch"
 
@@ -71,19 +75,21 @@ class TorchBackend:
         import torch
         from kokoro import KModel
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise UnavailableError(f"TTS_DEVICE={device} was asked for, but no CUDA device is visible.")
+        device = resolve(device)
         self.device = device
         self._torch = torch
         self._weights = weights
-        self.model = KModel(
-            repo_id=weights.repo_id or "hexgrad/Kokoro-82M",
-            config=str(weights.config_path),
-            model=str(weights.model_path),
-        )
-        self.model = self.model.to(device).eval()
+
+        def build() -> KModel:
+            return KModel(
+                repo_id=weights.repo_id or "hexgrad/Kokoro-82M",
+                config=str(weights.config_path),
+                model=str(weights.model_path),
+            ).eval()
+
+        # a second build, not a deepcopy: the weight-normed layers refuse to be deep-copied
+        self._cpu_model = build() if device.startswith("cuda") and zero_gpu() else None
+        self.model = build().to(device)
         self.vocab: dict[str, int] = self.model.vocab
         self._packs: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -108,10 +114,13 @@ class TorchBackend:
 
     def run(self, ids: list[int], style: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        input_ids = torch.tensor([[0, *ids, 0]], dtype=torch.long, device=self.device)
-        ref = torch.from_numpy(style.reshape(1, 256).astype(np.float32)).to(self.device)
+        model, device = self.model, self.device
+        if self._cpu_model is not None and not gpu_attached():
+            model, device = self._cpu_model, "cpu"
+        input_ids = torch.tensor([[0, *ids, 0]], dtype=torch.long, device=device)
+        ref = torch.from_numpy(style.reshape(1, 256).astype(np.float32)).to(device)
         with self._lock, torch.inference_mode():
-            audio, durations = self.model.forward_with_tokens(input_ids, ref, speed)
+            audio, durations = model.forward_with_tokens(input_ids, ref, speed)
         return (
             audio.float().cpu().numpy().ravel(),
             durations.cpu().numpy().ravel().astype(np.int64),

@@ -39,6 +39,8 @@ from .base import (
     UnavailableError,
     VoiceInfo,
 )
+from .device import resolve as resolve_device
+from .device import torch_dtype
 from .lru import BoundedLRU
 from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
@@ -194,14 +196,11 @@ class QwenEngine:
         Qwen3TTSModel = import_qwen_tts().Qwen3TTSModel  # noqa: N806
 
         kind, where = model_location(self.kind)
-        if device == "auto":
-            device = "cuda:0" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise UnavailableError(f"TTS_DEVICE={device} was asked for, but no CUDA device is visible.")
+        device = resolve_device(device)  # on ZeroGPU "cuda": placed there at start, run inside GPU calls
         threads = int(os.environ.get("TORCH_THREADS", "0"))
         if threads:
             torch.set_num_threads(threads)
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        dtype = torch_dtype(device)
         try:
             with _FROM_PRETRAINED:
                 self._model = Qwen3TTSModel.from_pretrained(

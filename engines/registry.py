@@ -6,18 +6,18 @@ the page starts fast and a missing optional dependency disables only its own eng
 in `status()`). An engine class declares its `CAPABILITIES` (`engines.base.Capabilities`: display
 name, default voices, languages, blends, clones, saved voices, batches, OpenAI names ...): every tab,
 `/v1`, the CLI, batch files and compare list the engines of `ENGINES` and ask these, never an id, so
-a new engine is one module with its class and one line in `ENGINES`. `TTS_DEVICE` forces a
-device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present.
+a new engine is one module with its class and one line in `ENGINES`. Each engine loads
+on the device `engines.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 
+from . import device
 from .base import Capabilities, Engine, EngineError, EngineInfo, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,6 @@ class _Names(Mapping):
 ENGINE_NAMES: Mapping[str, str] = _Names()
 
 
-def device_preference() -> str:
-    """The device asked for by `TTS_DEVICE`, or "auto" (CUDA when present, else CPU)."""
-    return os.environ.get("TTS_DEVICE", "").strip().lower() or "auto"
-
-
 def _instance(engine_id: str) -> Engine:
     if engine_id not in ENGINES:
         known = ", ".join(ENGINES)
@@ -122,7 +117,7 @@ def get(engine_id: str) -> Engine:
         if engine_id not in _loaded:
             log.info("Loading engine %s", engine_id)
             try:
-                engine.load(device_preference())
+                engine.load(device.resolve())
             except EngineError:
                 raise
             except Exception as exc:  # a damaged or unreadable model file: one sentence, the details in the log
@@ -157,4 +152,3 @@ def unload(engine_id: str) -> None:
         if engine_id in _loaded:
             _instances[engine_id].unload()
             _loaded.discard(engine_id)
-

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import registry, work_queue
+from . import gpu, registry, work_queue
 from .audio import join
 from .base import AudioChunk, Engine, SynthesisRequest
 from .work_queue import Ticket
@@ -108,7 +108,7 @@ def measured(
 ) -> Iterator[AudioChunk]:
     """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`."""
     start = time.perf_counter()
-    with closing(engine.stream(request)) as chunks:
+    with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call
         for chunk in chunks:
             now = time.perf_counter() - start
             if stats.ttfa_s is None:

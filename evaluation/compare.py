@@ -24,7 +24,7 @@ from queue import Queue
 
 import numpy as np
 
-from engines import registry
+from engines import device, registry
 from engines.audio import encode, join, normalize_loudness, write
 from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
 from engines.reference import Reference, load_reference
@@ -240,31 +240,14 @@ def runs_together(a: Slot, b: Slot | str) -> bool:
     if not isinstance(b, Slot) or a.engine == b.engine or mode in ("0", "off", "no", "false"):
         return False
     forced = mode in ("1", "on", "yes", "true")
-    if not forced and not _gpu_wanted():
+    if not forced and not device.gpu_wanted():
         return False  # decided before loading anything: on a CPU, slot A must not wait for B's load
     try:
         devices = [registry.get(slot.engine).info().device for slot in (a, b)]
     except EngineError:
         return False  # the slot that cannot load fails on its own, in turn
-    return forced or (all(d.startswith("cuda") for d in devices) and _gpu_free_bytes() >= MIN_FREE_GPU_BYTES)
-
-
-def _gpu_wanted() -> bool:
-    device = registry.device_preference()
-    if device != "auto":
-        return device.startswith("cuda")
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
-def _gpu_free_bytes() -> int:
-    import torch
-
-    return min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    free = device.gpu_free_bytes()  # None on ZeroGPU: a GPU is attached per call, so they run in turn
+    return forced or (all(d.startswith("cuda") for d in devices) and (free or 0) >= MIN_FREE_GPU_BYTES)
 
 
 class _Raised:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import gradio as gr
 
-from engines import registry
+from engines import gpu, registry
 from engines.audio import OutputSettings, StreamLeveler, join, to_int16
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
 from engines.qwen import catalogue
@@ -252,7 +252,7 @@ def save_reference(
         raise InputError(f"You already have a voice called {safe_name(name)!r}; pass overwrite to replace it.")
     transcript, x_vector_only, _ = settle_transcript(reference, transcript, x_vector_only)
     engine = registry.get("qwen-clone")  # its capabilities: clones, keeps saved voices (`clone_prompt`)
-    prompt = engine.clone_prompt(reference, transcript, x_vector_only)
+    prompt = gpu.call(engine, "clone_prompt", reference, transcript, x_vector_only)
     slug = save_voice(
         name, prompt, engine.info().weights_source, reference_audio=reference.audio,
         owner=owner, overwrite=bool(overwrite), share_in_arena=bool(share_in_arena),
