@@ -1,4 +1,4 @@
-"""The command line: `python -m engines list | synth | batch | compare | bench`.
+"""The command line: `python -m engines list | synth | batch | compare | bench | serve`.
 
 `list` prints the engines, their voices, availability and weights source as JSON, and every saved
 voice (the operator sees every owner's: `<owner folder>/<name>`). `synth` writes
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engines", description="Text to speech from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="engines, voices and weights as JSON")
+    sub.add_parser("serve", help="the engine tier on Ray Serve (python -m engines serve --help)")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--engine", default="kokoro", choices=sorted(registry.ENGINES))
@@ -208,6 +209,11 @@ def _list() -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # generation chatter is not for a CLI user
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the engine tier on Ray Serve (`serve/`, beside `api/`): its own options
+        from serve.cli import main as serve_main
+
+        return serve_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":

@@ -62,6 +62,9 @@ class SynthesisRequest:
     max_new_tokens: int | None = None
     # Whose saved voices `voice` may name (`engines.voice_library`): None sees none of them.
     owner: str | None = None
+    # A saved voice's clone prompt already loaded by the caller (`engines.voice_library.prompt_from_stored`):
+    # how a remote replica, which keeps no voice library, gets a saved voice with the request.
+    clone_prompt: object | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -148,6 +151,9 @@ class EngineInfo:
     follows_instructions: bool = False  # takes a style instruction (`SynthesisRequest.instruct`)
     # measured when it loaded: seconds of compute per character of text (the work queue's first estimate)
     compute_s_per_char: float | None = None
+    # served by a remote engine tier (`engines.remote`): its live replicas, and requests it takes at once
+    replicas: int | None = None
+    slots: int | None = None
 
 
 @runtime_checkable

@@ -2,7 +2,8 @@
 
 Engines are imported only when first asked for, so the page starts fast and a missing optional
 dependency disables only its own engine (with the reason in `status()`). `TTS_DEVICE` forces a
-device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present. Shared heavy
+device (`cpu`, `cuda`, `cuda:1`); otherwise each engine takes CUDA when it is present. `ENGINE_SERVER`
+(the engine tier's HTTP address) makes every engine a `RemoteEngine` served by Ray Serve replicas. Shared heavy
 resources that several engines need (the English spaCy pipeline for misaki) are provided here too.
 """
 
@@ -47,6 +48,11 @@ def _instance(engine_id: str) -> Engine:
         known = ", ".join(ENGINES)
         raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
     with _lock:
+        server = os.environ.get("ENGINE_SERVER", "").strip()
+        if engine_id not in _instances and server:
+            from .remote import RemoteEngine  # the engine tier (`serve/`) runs the model; see engines/remote.py
+
+            _instances[engine_id] = RemoteEngine(engine_id, server, ENGINE_NAMES[engine_id])
         if engine_id not in _instances:
             module_name, class_name = ENGINES[engine_id].split(":")
             try:
