@@ -193,7 +193,8 @@ class Ingress:
 
 def build_app(args: dict | None = None, config: dict | None = None):
     """The application: `args` may name `engines` (ids, default all), `replicas` (a fixed number per
-    engine, or per engine id in a dict, instead of autoscaling) and `env_vars` for the replicas;
+    engine, or per engine id in a dict, instead of autoscaling), `gpus: false` (drop the GPU asks) and
+    `env_vars` for the replicas;
     each deployment's options come from `config` (default `serve/config.yaml`)."""
     args = args or {}
     options = deployment_options(config or load_config())
@@ -209,6 +210,8 @@ def build_app(args: dict | None = None, config: dict | None = None):
         if replicas:  # a fixed number of replicas instead of the autoscaling bounds
             opts.pop("autoscaling_config", None)
             opts["num_replicas"] = int(replicas)
+        if args.get("gpus") is False:  # a cluster without GPUs: the replicas run on CPU
+            opts.setdefault("ray_actor_options", {})["num_gpus"] = 0
         if env_vars:
             actor = opts.setdefault("ray_actor_options", {})
             runtime_env = actor.setdefault("runtime_env", {})

@@ -4,7 +4,8 @@
 
 Starts a local Ray instance (no dashboard, a short temporary directory), the Serve HTTP proxy on
 `--host:--port`, and the application of `serve/config.yaml` with its deployment options; `--replicas N`
-fixes every engine at N replicas instead of the autoscaling bounds. Then point the web app at it:
+fixes every engine at N replicas instead of the autoscaling bounds; without a GPU the config's
+fractional GPU asks are dropped and every replica runs on CPU. Then point the web app at it:
 `ENGINE_SERVER=http://127.0.0.1:P python app.py`. On a cluster use `serve deploy serve/config.yaml`.
 """
 
@@ -50,6 +51,8 @@ def start(
         )
     serve.start(http_options={"host": host, "port": port})
     args = {"engines": engines or application.get("args", {}).get("engines"), "replicas": replicas, "env_vars": env}
+    if not ray.cluster_resources().get("GPU"):
+        args["gpus"] = False  # no GPU here: the config's fractional GPU asks could never be met
     serve.run(build_app(args, config), name=APP_NAME, route_prefix=application.get("route_prefix", "/"))
 
 
@@ -66,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ray import serve
 
-    start(args.port, args.host, args.replicas, args.engines, num_cpus=args.num_cpus)
-    print(f"Engine tier on http://{args.host}:{args.port} (ENGINE_SERVER); Ctrl-C stops it.", flush=True)
     try:
+        start(args.port, args.host, args.replicas, args.engines, num_cpus=args.num_cpus)
+        print(f"Engine tier on http://{args.host}:{args.port} (ENGINE_SERVER); Ctrl-C stops it.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         serve.shutdown()
-    return 0
+        return 130
+    except ValueError as exc:  # an unknown engine id
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
