@@ -108,10 +108,14 @@ class RemoteEngine:
         try:
             response = self._client.get("/info", timeout=10.0)
             response.raise_for_status()
-            data = response.json()["engines"][self.engine_id]
+            served = response.json()["engines"]
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             log.warning("Engine server info for %s unavailable: %r", self.engine_id, exc)
             return EngineInfo(id=self.engine_id, name=self.name, available=False, reason=SERVER_UNREACHABLE)
+        data = served.get(self.engine_id) if isinstance(served, dict) else None
+        if not isinstance(data, dict):
+            reason = f"The engine server does not run {self.name}."
+            return EngineInfo(id=self.engine_id, name=self.name, available=False, reason=reason)
         voices = [VoiceInfo(**v) for v in data.pop("voices", []) or []]
         known = set(EngineInfo.__dataclass_fields__)
         return EngineInfo(**{k: v for k, v in data.items() if k in known}, voices=voices)
