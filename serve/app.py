@@ -43,6 +43,8 @@ APP_NAME = "tts"
 INGRESS = "ingress"
 FRAMES_TYPE = "application/x-tts-frames"
 DETAILS_TTL_S = 2.0
+INFO_TTL_S = 10.0  # how long a replica's info (voices, backend, device, speed) is reused
+INFO_WAIT_S, FIRST_INFO_WAIT_S = 0.5, 8.0  # how long /info waits for a replica busy with a request
 
 
 def load_config(path: Path = CONFIG) -> dict:
@@ -123,6 +125,7 @@ class Ingress:
     def __init__(self, engines: dict) -> None:
         self.handles = engines
         self._details: tuple[float, dict] = (0.0, {})
+        self._infos: dict[str, tuple[float, dict]] = {}  # engine id -> (when, a replica's last info)
 
     async def __call__(self, request: Request) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
@@ -167,14 +170,27 @@ class Ingress:
             deployment = deployments.get(engine_id, {})
             running = sum(r.get("state") == "RUNNING" for r in deployment.get("replicas", []))
             per_replica = (deployment.get("deployment_config") or {}).get("max_ongoing_requests") or 1
-            try:
-                info = await handle.info.remote()
-            except Exception as exc:
-                info = {"id": engine_id, "name": registry.ENGINE_NAMES.get(engine_id, engine_id)}
-                info.update(available=False, reason=wire.REPLICA_FAILED)
-                log.warning("Info from %s failed: %r", engine_id, exc)
+            info = await self._engine_info(engine_id, handle)
             out[engine_id] = {**info, "replicas": running, "slots": max(1, running) * per_replica}
         return out
+
+    async def _engine_info(self, engine_id: str, handle) -> dict:
+        """A replica's info, asked at most every `INFO_TTL_S`: a replica busy with a request answers
+        only after it (Kokoro takes one at a time), so then the last answer stands."""
+        at, cached = self._infos.get(engine_id, (0.0, None))
+        if cached is not None and time.monotonic() - at < INFO_TTL_S:
+            return cached
+        try:
+            info = await asyncio.wait_for(handle.info.remote(), INFO_WAIT_S if cached else FIRST_INFO_WAIT_S)
+        except Exception as exc:  # busy (the wait ran out) or lost
+            log.info("Info from %s not fresh: %r", engine_id, exc)
+            if cached is not None:
+                return cached
+            info = {"id": engine_id, "name": registry.ENGINE_NAMES.get(engine_id, engine_id)}
+            info.update(available=False, reason=wire.SERVER_BUSY)
+            return info
+        self._infos[engine_id] = (time.monotonic(), info)
+        return info
 
     def _serve_details(self) -> dict:
         """Serve's instance details (replica states, deployment configs), cached for a moment."""

@@ -144,12 +144,15 @@ def test_a_replica_killed_mid_request_costs_that_request_and_serve_restores_it(t
     # the next request is served (by the other replica, or the restored one)
     chunks = list(RemoteEngine("kokoro", tier).stream(SynthesisRequest(text="Still here.", voice="jm_kumo")))
     assert chunks and sum(len(c.audio) for c in chunks) > 0
+
+    def restored() -> bool:  # two Kokoro replica actors, the killed one not among them, both running
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#kokoro#" in a["name"]]
+        return len(names) == 2 and not any(replica in n for n in names) and _replicas(tier, "kokoro") == 2
+
     deadline = time.time() + 120
-    while _replicas(tier, "kokoro") < 2 and time.time() < deadline:
+    while not restored() and time.time() < deadline:
         time.sleep(1)
-    assert _replicas(tier, "kokoro") == 2
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
-    assert not any(replica in n for n in names)  # a new replica, not the killed one
+    assert restored()
 
 
 def test_a_lost_replica_reaches_the_caller_as_one_sentence(tier):
