@@ -101,3 +101,17 @@ def test_an_int16_reference_is_accepted_and_resampled():
 def test_a_bad_request_is_refused_in_one_sentence(body, message):
     with pytest.raises(InputError, match=message):
         wire.request_from_json(body)
+
+
+def test_engine_server_makes_the_registry_build_remote_engines_that_say_when_it_is_down(monkeypatch):
+    from engines import registry
+    from engines.remote import RemoteEngine
+
+    monkeypatch.setenv("ENGINE_SERVER", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setattr(registry, "_instances", {})
+    monkeypatch.setattr(registry, "_loaded", set())
+    info = registry.info("kokoro")
+    assert isinstance(registry._instances["kokoro"], RemoteEngine)
+    assert not info.available and info.reason == wire.SERVER_UNREACHABLE
+    with pytest.raises(UnavailableError, match="does not answer"):
+        registry.get("kokoro")
