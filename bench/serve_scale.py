@@ -56,11 +56,13 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for setup, levels in report["setups"].items():
-        x = [lv["clients"] for lv in levels]
-        left.plot(x, [lv["audio_per_wall_s"] for lv in levels], "o-", label=setup)
-        right.plot(x, [lv["ttfa_s"]["p50"] for lv in levels], "o-", label=f"{setup} p50")
-        right.plot(x, [lv["ttfa_s"]["p95"] for lv in levels], "x--", label=f"{setup} p95")
+    for n, (setup, levels) in enumerate(report["setups"].items()):
+        x, color = [lv["clients"] for lv in levels], f"C{n}"
+        left.plot(x, [lv["audio_per_wall_s"] for lv in levels], "o-", color=color, label=setup)
+        right.plot(x, [lv["ttfa_s"]["p50"] for lv in levels], "o-", color=color, label=f"{setup} p50")
+        right.plot(x, [lv["ttfa_s"]["p95"] for lv in levels], "x--", color=color, label=f"{setup} p95")
+    left.set_xticks(x, [str(v) for v in x])
+    right.set_xticks(x, [str(v) for v in x])
     left.set_xlabel("concurrent clients")
     left.set_ylabel("seconds of audio per wall second")
     right.set_xlabel("concurrent clients")
