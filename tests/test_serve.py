@@ -206,8 +206,8 @@ def apps(tier, artifacts, tmp_path_factory):
         app.stop()
 
 
-def _speech(app: LocalApp, text: str) -> bytes:
-    body = {"model": "kokoro", "input": text, "voice": "jm_kumo", "response_format": "pcm"}
+def _speech(app: LocalApp, text: str, model: str = "kokoro", voice: str = "jm_kumo") -> bytes:
+    body = {"model": model, "input": text, "voice": voice, "response_format": "pcm"}
     response = httpx.post(f"{app.url}v1/audio/speech", json=body, timeout=120)
     assert response.status_code == 200, response.text
     return response.content
@@ -222,6 +222,7 @@ def test_engine_server_serves_v1_and_the_page_events(apps):
     job.result(timeout=120)
     final = job.outputs()[-1]
     assert "Finished" in final[3] and "served by **2** replicas" in final[3]
+    assert len(_speech(apps[0], "Hi.", model="qwen-custom", voice="Ryan")) > 0  # tiny Qwen3-TTS on its replica
 
 
 def test_two_app_copies_share_one_tier(apps):
