@@ -39,6 +39,7 @@ _LENGTHS = struct.Struct(">II")
 MAX_HEADER_BYTES = 1 << 20
 REPLICA_FAILED = "The engine server lost the replica that was speaking this request; please try again."
 SERVER_UNREACHABLE = "The engine server does not answer; please try again in a minute."
+NO_REPLICA = "The engine server has no replica of this engine running yet; please try again in a minute."
 SERVER_BUSY = "The engine server's replicas are all busy and have not reported yet; please try again soon."
 _KINDS = {"input": InputError, "unavailable": UnavailableError, "busy": BusyError, "failed": EngineError}
 

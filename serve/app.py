@@ -11,7 +11,7 @@ no visitor state (a saved voice comes with the request). `Ingress` answers HTTP:
 - `GET /info`: `{"engines": {id: EngineInfo as JSON + "replicas" (running) + "slots"}}`.
 
 Deployment options (replicas, CPUs/GPUs per replica, autoscaling, health checks, `max_ongoing_requests`)
-come from `serve/config.yaml`, read by `build_app`, so `serve run serve/config.yaml`, `python -m engines
+come from `serve/config.yaml`, read by `application`, so `serve run serve/config.yaml`, `python -m engines
 serve` and the KubeRay manifest run the same thing.
 """
 
@@ -167,10 +167,17 @@ class Ingress:
         deployments = details.get("applications", {}).get(APP_NAME, {}).get("deployments", {})
         out = {}
         for engine_id, handle in self.handles.items():
-            deployment = deployments.get(engine_id, {})
+            deployment = deployments.get(engine_id)
+            if deployment is None:  # Serve's details unavailable: the replica count is unknown
+                out[engine_id] = {**await self._engine_info(engine_id, handle), "replicas": None, "slots": None}
+                continue
             running = sum(r.get("state") == "RUNNING" for r in deployment.get("replicas", []))
             per_replica = (deployment.get("deployment_config") or {}).get("max_ongoing_requests") or 1
-            info = await self._engine_info(engine_id, handle)
+            if running:
+                info = await self._engine_info(engine_id, handle)
+            else:  # starting, or every replica lost: asking would wait for one
+                info = {"id": engine_id, "name": registry.ENGINE_NAMES.get(engine_id, engine_id)}
+                info.update(available=False, reason=wire.NO_REPLICA)
             out[engine_id] = {**info, "replicas": running, "slots": max(1, running) * per_replica}
         return out
 
@@ -207,7 +214,13 @@ class Ingress:
         return details
 
 
-def build_app(args: dict | None = None, config: dict | None = None):
+def build_app(args: dict | None = None):
+    """The application for `serve run`/`serve deploy` (`import_path: serve.app:build_app`; Serve calls
+    an application builder with exactly one argument, the config's `args`)."""
+    return application(args, load_config())
+
+
+def application(args: dict | None = None, config: dict | None = None):
     """The application: `args` may name `engines` (ids, default all), `replicas` (a fixed number per
     engine, or per engine id in a dict, instead of autoscaling), `gpus: false` (drop the GPU asks) and
     `env_vars` for the replicas;

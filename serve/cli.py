@@ -34,7 +34,8 @@ def start(
     import ray
     from ray import serve
 
-    from .app import APP_NAME, build_app, load_config
+    from .app import APP_NAME, load_config
+    from .app import application as build
 
     config = load_config()
     application = config["applications"][0]
@@ -53,7 +54,7 @@ def start(
     args = {"engines": engines or application.get("args", {}).get("engines"), "replicas": replicas, "env_vars": env}
     if not ray.cluster_resources().get("GPU"):
         args["gpus"] = False  # no GPU here: the config's fractional GPU asks could never be met
-    serve.run(build_app(args, config), name=APP_NAME, route_prefix=application.get("route_prefix", "/"))
+    serve.run(build(args, config), name=APP_NAME, route_prefix=application.get("route_prefix", "/"))
 
 
 def main(argv: list[str] | None = None) -> int:
