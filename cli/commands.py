@@ -1,11 +1,12 @@
-"""The parser and the dispatch of `python -m engines list | synth | batch | compare | bench`.
+"""The parser and the dispatch of `python -m engines list | synth | batch | compare | bench | serve`.
 
 `list` prints the engines, their voices, availability and weights source as JSON, and every saved
 voice (the operator sees every owner's: `<owner folder>/<name>`). `synth` writes a clip (wav, flac,
 mp3, ogg, opus or pcm; `--lufs`, `--peak-normalize`, `--trim`, `--denoise`, `--fade` post-process it).
 `batch` renders a .txt or CSV into numbered clips and `manifest.json`. `compare` runs two slots on one
 text and writes `a.wav`, `b.wav` and `metrics.json`. `bench` prints one JSON line with `audio_s,
-total_s, ttfa_s, rtf, chunks`. Bad input ends with one line on stderr and exit status 2.
+total_s, ttfa_s, rtf, chunks`. `serve` starts the engine tier on a local Ray Serve (`serve.cli`, its own
+options). Bad input ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -35,12 +36,18 @@ def parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(sub)
+    sub.add_parser("serve", help="the engine tier on Ray Serve (python -m engines serve --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # generation chatter is not for a CLI user
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the engine tier (`serve/`): its own options, and Ray only when asked for
+        from serve.cli import main as serve_main
+
+        return serve_main(argv[1:])
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)

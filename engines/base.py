@@ -66,6 +66,9 @@ class SynthesisRequest:
     max_new_tokens: int | None = None
     # Whose saved voices `voice` may name (`engines.voice_library`): None sees none of them.
     owner: str | None = None
+    # A saved voice's clone prompt already loaded by the caller (`engines.voice_library.prompt_from_stored`):
+    # how a remote replica, which keeps no voice library, gets a saved voice with the request.
+    clone_prompt: object | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -190,6 +193,8 @@ class EngineInfo:
     # measured when it loaded: seconds of compute per character of text (the work queue's first estimate)
     compute_s_per_char: float | None = None
     capabilities: Capabilities | None = None  # the engine class's (`registry.info` fills it in)
+    # served by a remote engine tier (`engines.remote`): its live replicas (`concurrent_requests`: all of theirs)
+    replicas: int | None = None
 
 
 @runtime_checkable

@@ -372,6 +372,8 @@ class QwenCloneEngine(QwenEngine):
         return prompt
 
     def _conditioning(self, request: SynthesisRequest) -> dict:
+        if request.clone_prompt is not None:  # a saved voice sent with the request (a remote replica)
+            return {"prompt": request.clone_prompt}
         if request.reference is not None:
             return {"prompt": self.clone_prompt(request.reference, request.reference_text, request.x_vector_only)}
         return {"prompt": load_voice(request.voice, request.owner)}

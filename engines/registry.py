@@ -6,14 +6,16 @@ the page starts fast and a missing optional dependency disables only its own eng
 in `status()`). An engine class declares its `CAPABILITIES` (`engines.base.Capabilities`: display
 name, default voices, languages, blends, clones, saved voices, batches, OpenAI names ...): every tab,
 `/v1`, the CLI, batch files and compare list the engines of `ENGINES` and ask these, never an id, so
-a new engine is one module with its class and one line in `ENGINES`. Each engine loads
-on the device `engines.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU).
+a new engine is one module with its class and one line in `ENGINES`. Each engine loads on the device
+`engines.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU). `ENGINE_SERVER` (the engine
+tier's HTTP address) makes every engine a `RemoteEngine` served by Ray Serve replicas.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping
 
@@ -92,6 +94,11 @@ def _instance(engine_id: str) -> Engine:
         known = ", ".join(ENGINES)
         raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
     with _lock:
+        server = os.environ.get("ENGINE_SERVER", "").strip()
+        if engine_id not in _instances and server:
+            from .remote import RemoteEngine  # the engine tier (`serve/`) runs the model; see engines/remote.py
+
+            _instances[engine_id] = RemoteEngine(engine_id, server, capabilities(engine_id))
         if engine_id not in _instances:
             try:
                 cls = _engine_class(engine_id)

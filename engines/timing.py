@@ -67,8 +67,11 @@ class RunStats:
 def load(engine_id: str) -> Engine:
     """The registry's engine, loaded, with its measured speed handed to its work queue."""
     engine = registry.get(engine_id)
+    info = registry.info(engine_id)
     if work_queue.line(engine_id).s_per_char is None:
-        work_queue.engine_loaded(engine_id, registry.info(engine_id).compute_s_per_char)
+        work_queue.engine_loaded(engine_id, info.compute_s_per_char)
+    if info.replicas:  # a remote engine tier (`ENGINE_SERVER`): all its replicas serve this many at once
+        work_queue.set_slots(engine_id, info.concurrent_requests)
     return engine
 
 

@@ -175,9 +175,7 @@ def save_voice(
             "Saving a voice needs an owner (a page visitor, a signed-in user or an API key); none came with it."
         )
     item = items[0]
-    tensors = {"ref_spk_embedding": item.ref_spk_embedding.detach().cpu().contiguous()}
-    if item.ref_code is not None:
-        tensors["ref_code"] = item.ref_code.detach().cpu().contiguous()
+    tensors = _prompt_tensors(item)
     if reference_audio is not None:
         tensors[REFERENCE_KEY] = torch.from_numpy(np.ascontiguousarray(reference_audio, dtype=np.float32))
     meta = {
@@ -203,6 +201,24 @@ def save_voice(
     return slug
 
 
+def _prompt_tensors(item) -> dict:
+    tensors = {"ref_spk_embedding": item.ref_spk_embedding.detach().cpu().contiguous()}
+    if item.ref_code is not None:
+        tensors["ref_code"] = item.ref_code.detach().cpu().contiguous()
+    return tensors
+
+
+def prompt_to_stored(items: list) -> tuple[dict, bytes]:
+    """A one-item clone prompt as a record and safetensors bytes (a replica sends a new prompt this way;
+    `prompt_from_stored` reads it back)."""
+    from safetensors.torch import save
+
+    item = items[0]
+    meta = {"x_vector_only_mode": bool(item.x_vector_only_mode), "icl_mode": bool(item.icl_mode)}
+    meta["ref_text"] = item.ref_text
+    return meta, save(_prompt_tensors(item))
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then move it into place (readers never see half)."""
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -219,18 +235,34 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def load_voice(name: str, owner: str | None = None) -> list:
     """`owner`'s saved clone prompt as a one-item list ready for `generate_voice_clone`."""
-    from safetensors.torch import load_file
+    return prompt_from_stored(*stored_voice(name, owner))
 
-    from .qwen_tts_import import import_qwen_tts
 
-    VoiceClonePromptItem = import_qwen_tts().VoiceClonePromptItem  # noqa: N806
-
+def stored_voice(name: str, owner: str | None = None) -> tuple[dict, bytes]:
+    """`owner`'s saved voice as stored: its record and its safetensors bytes (what `engines.wire` sends
+    to a remote replica, which rebuilds the prompt with `prompt_from_stored`)."""
     found = _locate(name, owner)
     if found is None:
         raise _not_found(name, owner)
     folder, slug, meta = found
     try:
-        tensors = load_file(str(folder / meta["tensors"]))
+        return meta, (folder / meta["tensors"]).read_bytes()
+    except (OSError, KeyError, TypeError) as exc:
+        log.warning("Saved voice %s is unreadable: %s", slug, exc)
+        raise UnavailableError(f"The saved voice {slug!r} is damaged; delete it and save it again.") from None
+
+
+def prompt_from_stored(meta: dict, data: bytes) -> list:
+    """A one-item clone prompt from a voice's record and safetensors bytes (nothing is unpickled)."""
+    from safetensors.torch import load
+
+    from .qwen_tts_import import import_qwen_tts
+
+    VoiceClonePromptItem = import_qwen_tts().VoiceClonePromptItem  # noqa: N806
+
+    slug = _UNSAFE.sub("-", str(meta.get("name") if isinstance(meta, dict) else "voice").lower())[:MAX_NAME_CHARS]
+    try:
+        tensors = load(data)
         item = VoiceClonePromptItem(
             ref_code=tensors.get("ref_code"),
             ref_spk_embedding=tensors["ref_spk_embedding"],

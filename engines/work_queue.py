@@ -317,6 +317,16 @@ def engine_loaded(engine_id: str, s_per_char: float | None) -> None:
         queue.observe(1_000, s_per_char * 1_000)
 
 
+def set_slots(engine_id: str, slots: int) -> None:
+    """How many of the engine's requests may run at once (`EngineInfo.concurrent_requests`; for a
+    remote tier, its replicas x the requests each takes, known once it answers)."""
+    queue = line(engine_id)
+    with queue._cond:
+        if queue.slots != max(1, slots):
+            queue.slots = max(1, slots)
+            queue._promote()
+
+
 def max_waiting(engine_id: str) -> int:
     return line(engine_id).max_waiting()
 

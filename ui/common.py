@@ -121,11 +121,17 @@ def status_line(engine_id: str, stats: RunStats, done: bool = False) -> str:
     rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
     # waiting in line and synthesis apart, so that a first-audio figure under load can be explained
     waited = f"waited **{stats.queue_wait_s:.1f} s** in line · " if stats.queue_wait_s is not None else ""
+    served = f" · served by **{info.replicas}** {_replicas(info.replicas)}" if info.replicas else ""  # ENGINE_SERVER
     return (
-        f"{state} · {waited}back-end **{info.backend}** on **{info.device}** · weights: {info.weights_source} · "
+        f"{state} · {waited}back-end **{info.backend}** on **{info.device}**{served} · "
+        f"weights: {info.weights_source} · "
         f"time to first audio **{ttfa}** (from the turn) · real-time factor **{rtf}** · "
         f"synthesis {stats.total_s:.1f} s · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
     )
+
+
+def _replicas(count: int) -> str:
+    return "replica" if count == 1 else "replicas"
 
 
 def banner(engine_id: str) -> str:
@@ -133,6 +139,8 @@ def banner(engine_id: str) -> str:
     if not info.available:
         return f"**{info.name} is unavailable:** {info.reason}"
     state = f"on {info.device}" if info.loaded else "loads on first use"
+    if info.replicas:
+        state += f", served by {info.replicas} {_replicas(info.replicas)}"
     count = sum(v.available for v in info.voices)
     voices = f" · {count} of {len(info.voices)} voices available now" if info.voices else ""
     return f"**{info.name}** · {info.backend} back-end · {state} · weights: {info.weights_source}{voices}"
