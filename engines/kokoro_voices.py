@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import InputError
+from .language import has_kana_or_han, is_auto
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "kokoro.json"
 LANGUAGES: dict[str, str] = {
@@ -75,7 +76,7 @@ def blend(packs: list[np.ndarray], weights: list[float]) -> np.ndarray:
 
 def language_code(language: str | None) -> str | None:
     """A Kokoro language code from a code, an alias or a name; None stays None (automatic)."""
-    if language is None or not str(language).strip() or str(language).strip().lower() == "auto":
+    if is_auto(language):
         return None
     key = str(language).strip().lower()
     if key in LANGUAGES:
@@ -88,13 +89,9 @@ def language_code(language: str | None) -> str | None:
     raise InputError(f"Unknown language {language!r}; choose one of: {', '.join(LANGUAGES.values())}.")
 
 
-def has_cjk(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in text)
-
-
 def auto_language(voices: list[tuple[str, float]], text: str) -> str:
     """The language of the heaviest voice, except that CJK voices reading non-CJK text read English."""
     code = max(voices, key=lambda v: v[1])[0][0]
-    if code in "jz" and not has_cjk(text):
+    if code in "jz" and not has_kana_or_han(text):
         return "a"
     return code

@@ -38,6 +38,7 @@ from .base import (
     UnavailableError,
     VoiceInfo,
 )
+from .language import AUTO, is_auto, iso_code
 from .lru import BoundedLRU
 from .text import SENTENCE, split_clauses
 from .weights import hub_offline, source_name
@@ -349,11 +350,15 @@ class QwenEngine:
         return []
 
     def _language(self, language: str | None) -> str:
-        if language is None or not str(language).strip():
-            return "Auto"
+        """The model's own name for a language: a name in any case, or its ISO code ("ja", "pt-BR")."""
+        if is_auto(language):
+            return AUTO
         wanted = str(language).strip().lower()
         for name in self.languages():
             if name.lower() == wanted:
+                return name
+        for name in self.languages():
+            if iso_code(name) is not None and iso_code(name) == iso_code(wanted):
                 return name
         raise InputError(f"Unknown language {language!r} for Qwen3-TTS; choose one of: {', '.join(self.languages())}.")
 

@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 CHOICES = ("a", "b", "tie", "both_bad")
 # Metric columns first in this order in CSV exports; any other keys follow alphabetically.
-METRIC_ORDER = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
+METRIC_ORDER = (
+    "ttfa_s", "total_s", "rtf", "duration_s", "lufs", "error_rate", "error_unit", "wer", "wer_unit", "transcript",
+    "similarity", "mos",
+)  # fmt: skip
 NOT_FINISHED = "Both clips must finish before you vote."
 DEFAULT_MIN_VOTES = 30
 TEXT_METRICS = ("transcript",)  # what a clip's metrics hold of its text (the ASR's hearing of it)

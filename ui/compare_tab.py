@@ -242,7 +242,8 @@ def compare_api(
     Returns:
         Slot A's clip as a WAV file at -23 LUFS (None if the slot failed).
         Slot B's clip, the same way.
-        The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
+        The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, error_rate and error_unit (word or
+        character; wer and wer_unit hold the same two), transcript, similarity, mos, error.
     """
     from evaluation.compare import parse_second, parse_slot
 
