@@ -40,7 +40,7 @@ from .base import (
 )
 from .language import AUTO, is_auto, iso_code
 from .lru import BoundedLRU
-from .text import SENTENCE, split_clauses
+from .text import SENTENCE, length_groups, split_clauses
 from .weights import hub_offline, source_name
 
 log = logging.getLogger(__name__)
@@ -128,15 +128,9 @@ def sentences(text: str) -> list[str]:
 
 
 def batches(items: list[str], size: int = BATCH_SIZE) -> list[list[str]]:
-    """Consecutive groups of up to `size` sentences whose lengths are within a factor of two."""
-    groups: list[list[str]] = []
-    for item in items:
-        group = groups[-1] if groups else None
-        if group and len(group) < size and max(map(len, group + [item])) <= 2 * min(map(len, group + [item])):
-            group.append(item)
-        else:
-            groups.append([item])
-    return groups
+    """Consecutive groups of up to `size` sentences whose lengths are within a factor of two
+    (`engines.text.length_groups`, in sentence order)."""
+    return [[items[i] for i in group] for group in length_groups(items, size)]
 
 
 class QwenEngine:

@@ -15,6 +15,7 @@ from engines import registry
 from engines.audio import StreamLeveler, join, to_int16
 from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
+from engines.language import AUTO
 from engines.timing import RunStats, synthesize, timed_stream
 
 from .common import banner as banner_for
@@ -63,7 +64,7 @@ def _request(text: str, voice: str, blend: str, speed: float, language: str) -> 
         text=text or "",
         voice=(blend or "").strip() or voice or "",
         speed=speed,
-        language=None if language in (None, "", "Auto") else language,
+        language=language,  # "Auto" and blanks mean automatic (engines.language)
     )
 
 
@@ -213,7 +214,7 @@ def build_tab(banner: gr.Markdown) -> str:
                 blend = gr.Textbox(
                     label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3"
                 )
-                language = gr.Dropdown(["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)")
+                language = gr.Dropdown([AUTO, *LANGUAGES.values()], value=AUTO, label="Language of the text (G2P)")
                 speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
                 output = output_controls("kokoro")
         with gr.Row():

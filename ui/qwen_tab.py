@@ -15,6 +15,7 @@ import gradio as gr
 from engines import registry
 from engines.audio import OutputSettings, StreamLeveler, join, to_int16
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
+from engines.language import AUTO
 from engines.qwen import QwenCloneEngine, catalogue
 from engines.reference import Reference, load_reference, read_upload, settle_transcript
 from engines.timing import RunStats, timed_stream
@@ -339,7 +340,7 @@ def build_tab(owner: gr.Textbox) -> None:
                     )
                 with gr.Column(scale=2):
                     p_speaker = gr.Dropdown(speakers, value="Ryan", label="Speaker")
-                    p_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    p_language = gr.Dropdown(languages, value=AUTO, label="Language")
                     p_instruct = gr.Textbox(
                         label="Instruction", interactive=follows, info=None if follows else INSTRUCT_OFF
                     )
@@ -404,7 +405,7 @@ def build_tab(owner: gr.Textbox) -> None:
                         value="This is my cloned voice speaking.",
                         elem_id="qwen-clone-text",
                     )
-                    c_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    c_language = gr.Dropdown(languages, value=AUTO, label="Language")
                     c_output = output_controls("qwen-clone")
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
