@@ -12,7 +12,7 @@ import logging
 import math
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +60,14 @@ LIMIT_MARGIN_DB = 0.5
 def to_int16(audio: np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] to int16, clipping what lies outside."""
     return (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    """Raw 16-bit little-endian PCM of mono audio: float in [-1, 1] (through `to_int16`), or int16 as it is."""
+    samples = np.asarray(audio)
+    if samples.dtype != np.int16:
+        samples = to_int16(samples)
+    return samples.astype("<i2", copy=False).tobytes()
 
 
 def fade_edges(
@@ -388,6 +396,14 @@ class StreamLeveler:
         self.gain = min(max(self._gain_so_far(), self.gain / step), self.gain * step)
         return self._out(samples)
 
+    def level(self, chunks: Iterable[AudioChunk]) -> Iterator[tuple[AudioChunk | None, np.ndarray]]:
+        """The stream-and-level loop, written once: `(chunk, its audio at the stream's level)` per chunk
+        (the audio empty while the opening is held back), then `(None, what was still held back)`
+        once the chunks have ended."""
+        for chunk in chunks:
+            yield chunk, self.feed(chunk.audio)
+        yield None, self.flush()
+
     def flush(self) -> np.ndarray:
         """Whatever is still held back (call once the stream has ended)."""
         if not self._held:
@@ -443,7 +459,7 @@ def encode(audio: np.ndarray, fmt: str = "wav", sample_rate: int = SAMPLE_RATE) 
         raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
     samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     if fmt == "pcm":
-        return to_int16(samples).astype("<i2").tobytes()
+        return pcm16(samples)
     data = _encode_once(samples, fmt, sample_rate)
     if fmt in LOSSY and true_peak_dbfs(samples, sample_rate) <= TRUE_PEAK_DBFS + 0.01:
         data = _keep_peak_guard(samples, fmt, sample_rate, data)
@@ -483,7 +499,7 @@ def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
         "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
         *OPUS_ARGS, "pipe:1",
     ]  # fmt: skip
-    pcm = to_int16(samples).astype("<i2").tobytes()
+    pcm = pcm16(samples)
     try:
         done = subprocess.run(command, input=pcm, capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:

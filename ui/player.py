@@ -22,6 +22,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from engines.audio import pcm16
 from engines.base import SAMPLE_RATE
 
 PLAYER_JS = (Path(__file__).with_name("player.js")).read_text(encoding="utf-8")
@@ -83,10 +84,7 @@ class StreamPlayer:
         rate = SAMPLE_RATE
         if isinstance(audio, tuple):
             rate, audio = audio
-        audio = np.asarray(audio)
-        if audio.dtype != np.int16:
-            audio = (np.clip(audio.astype(np.float32), -1.0, 1.0) * 32767).astype(np.int16)
-        pcm = base64.b64encode(audio.astype("<i2", copy=False).tobytes()).decode("ascii")
+        pcm = base64.b64encode(pcm16(audio)).decode("ascii")
         fields = {"sr": int(rate), "pcm": pcm}
         if ttfa_s is not None:
             fields["ttfa"] = round(float(ttfa_s), 3)
