@@ -16,6 +16,7 @@ from fastapi import Request
 
 from engines import registry
 from engines.base import EngineError, EngineInfo, InputError
+from engines.kokoro_voices import is_blend, spec_entries
 from engines.voice_library import list_voices, safe_name
 
 from .auth import api_key, owner_of_key
@@ -102,11 +103,11 @@ def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None, ow
         return ids[spec.lower()]  # the engine's own spelling
     if spec.lower() in OPENAI_VOICE_NAMES:
         return _alias(engine_id, spec.lower(), listed)
-    if engine_id in BLEND_ENGINES and ("," in spec or ":" in spec):
-        parts = [part.partition(":") for part in spec.split(",")]
-        unknown = [name.strip() for name, _, _ in parts if name.strip() and name.strip().lower() not in ids]
+    if engine_id in BLEND_ENGINES and is_blend(spec):
+        parts = spec_entries(spec)
+        unknown = [name for name, _ in parts if name and name.lower() not in ids]
         if not unknown:  # the engine checks the weights and says what is wrong with them
-            return ",".join(ids.get(name.strip().lower(), name.strip()) + sep + weight for name, sep, weight in parts)
+            return ",".join(ids.get(name.lower(), name) + (f":{weight}" if weight else "") for name, weight in parts)
         spec = unknown[0]
     elif engine_id in SAVED_VOICE_ENGINES:
         try:

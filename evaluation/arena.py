@@ -123,6 +123,13 @@ def system_id(engine: str, voice: str) -> str:
     return f"{engine}:{voice}"
 
 
+def split_system(system: str) -> tuple[str, str]:
+    """`(engine, voice)` of a system id or a slot spec `engine:voice`; the voice keeps its own colons
+    (a Kokoro blend `kokoro:af_heart:0.7,af_bella:0.3`). The one reading of that syntax."""
+    engine, _, voice = str(system or "").strip().partition(":")
+    return engine, voice.strip()
+
+
 def from_screen(screen_choice: str, left: str) -> str:
     """Turn a vote on screen sides (a = the left clip, b = the right one) into a vote on systems."""
     choice = _valid_choice(screen_choice)
@@ -451,7 +458,7 @@ def rank(
     board = []
     for i, s in enumerate(systems):
         t = tally[s]
-        engine, _, voice = s.partition(":")
+        engine, voice = split_system(s)
         board.append(
             {
                 "system": s, "engine": engine, "voice": voice, "rating": float(ratings[i]),

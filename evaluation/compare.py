@@ -28,10 +28,12 @@ from engines import language as languages
 from engines import registry
 from engines.audio import encode, join, normalize_loudness, write
 from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
+from engines.kokoro_voices import spec_entries
 from engines.reference import Reference, load_reference
 from engines.timing import RunStats, timed_stream
 
 from . import metrics
+from .arena import split_system, system_id
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class Slot:
     def system(self) -> str:
         """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`)."""
         voice = self.voice or ("reference" if self.reference is not None else "default")
-        return f"{self.engine}:{voice}"
+        return system_id(self.engine, voice)
 
     def request(self, text: str) -> SynthesisRequest:
         return SynthesisRequest(
@@ -101,10 +103,10 @@ class ClipResult:
 def parse_slot(spec: str, owner: str | None = None) -> Slot:
     """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends); `owner`: whose saved
     voices it may name."""
-    engine, _, voice = (spec or "").strip().partition(":")
+    engine, voice = split_system(spec)
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
-    return Slot(engine=engine, voice=voice.strip(), owner=owner)
+    return Slot(engine=engine, voice=voice, owner=owner)
 
 
 def parse_second(spec: str, owner: str | None = None) -> Slot | str:
@@ -166,7 +168,7 @@ def spoken_language(slot: Slot, text: str) -> str | None:
 
 def voice_language(slot: Slot) -> str | None:
     """The catalogued language of the slot's voice (of a blend's first voice); None if not catalogued."""
-    first = slot.voice.split(":")[0].split(",")[0].strip()
+    first = spec_entries(slot.voice)[0][0]
     return next((v.language for v in registry.info(slot.engine).voices if v.id == first), None)
 
 
