@@ -2,12 +2,13 @@
 chunks as the server yields them, in place of `gr.Audio(streaming=True)`.
 
 Why not gr.Audio: on the pinned Gradio 6.17.3 a streamed, autoplaying gr.Audio plays only the first
-run of a page (upstream gradio issue 13807, fixed in releases whose huggingface-hub pin conflicts with
-qwen-tts' transformers, see FACTS.md), and its HLS path (ffmpeg segments, playlist polling) adds about
-a second before the first sound. Here each yielded value of the player's `output` (a gr.HTML) is one
-JSON message `{"k": "start"|"piece"|"end", "run", "seq", "sr", "pcm" (base64 int16 LE), "ttfa"}`; the
-browser schedules the pieces gap-free at a running cursor, measures when the run's first sample reaches
-the output (the ear figure) and the stalls, shows them next to the server's figure, and writes them to
+run of a page (upstream gradio issue 13807, fixed in later releases, all of which need huggingface-hub
+>=1.2 while qwen-tts pins transformers 4.57.3, which needs huggingface-hub <1.0), and its HLS path
+(ffmpeg segments, playlist polling) adds about a second before the first sound. Here each yielded
+value of the player's `output` (a gr.HTML) is one JSON message
+`{"k": "start"|"piece"|"end", "run", "seq", "sr", "pcm" (base64 int16 LE), "ttfa"}`; the browser
+schedules the pieces gap-free at a running cursor, measures when the run's first sample reaches the
+output (the ear figure) and the stalls, shows them next to the server's figure, and writes them to
 `report` as JSON `{"run", "played_s", "ear_ttfa_s", "stalls", "ended", "stopped"}`.
 """
 
