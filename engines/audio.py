@@ -1,5 +1,5 @@
-"""Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
-joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard), the output
+"""Audio helpers shared by engines, UI, API and CLI: int16 conversion (`to_int16`, `pcm16` bytes), edge
+fades, silence trim, joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard), the output
 post-processing a user chooses (`OutputSettings`, `process` for whole clips, `StreamLeveler` for
 streamed chunks) and encoding whole clips: WAV, FLAC, MP3 and OGG/Vorbis through libsndfile, Ogg
 Opus through ffmpeg's libopus (pipes only), and raw PCM (16-bit little-endian mono, OpenAI's `pcm`).
