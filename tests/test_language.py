@@ -71,3 +71,15 @@ def test_the_script_decides_the_language_when_none_is_set():
     assert language.script_language("Привет") == "ru" and language.script_language("नमस्ते") == "hi"
     assert language.script_language("Bonjour à tous", "fr") == "fr"
     assert language.script_language("Grüße aus München", "en") is None  # Whisper detects it
+
+
+def test_qwen_takes_its_own_names_or_their_iso_codes_and_auto_in_any_spelling():
+    from engines.base import InputError
+    from engines.qwen import QwenCustomEngine
+
+    engine = QwenCustomEngine()  # not loaded: its languages come from voices/qwen.json
+    assert [engine._language(x) for x in (None, "", "auto", "Auto")] == ["Auto"] * 4
+    assert engine._language("japanese") == engine._language("ja") == "Japanese"
+    assert engine._language("pt-BR") == "Portuguese"
+    with pytest.raises(InputError, match="Unknown language 'Klingon'"):
+        engine._language("Klingon")
