@@ -40,7 +40,10 @@ def build() -> gr.Blocks:
     # Gradio's own sweep of the files it made for this page (the janitor bounds their total size too)
     ttl = int(janitor.ttl_s())
     with gr.Blocks(title="Kokoro vs Qwen3-TTS", delete_cache=(min(ttl, int(janitor.SWEEP_EVERY_S)), ttl)) as demo:
-        gr.Markdown("# Open TTS side by side\nHear Kokoro-82M speak as it is being generated.")
+        gr.Markdown(
+            "# Open TTS side by side\nHear Kokoro-82M and Qwen3-TTS speak while the rest is being generated, "
+            "render many texts at once, compare two voices with measured figures, and vote on blind pairs."
+        )
         banner = gr.Markdown(kokoro_banner())
         owner = build_owner(demo)  # whose saved voices this visitor sees (a token kept in the browser)
         build_kokoro_tab(banner)

@@ -17,6 +17,7 @@ from fastapi import Request
 
 from engines import registry
 from engines.base import EngineError, EngineInfo, InputError
+from engines.kokoro_voices import is_blend, spec_entries
 from engines.voice_library import list_voices, safe_name
 
 from .auth import api_key, owner_of_key
@@ -99,11 +100,11 @@ def resolve_voice(engine_id: str, voice: str, info: EngineInfo | None = None, ow
     capabilities = registry.capabilities(engine_id)
     if spec.lower() in openai_voice_names():
         return _alias(engine_id, spec.lower(), listed)
-    if capabilities.blends and ("," in spec or ":" in spec):
-        parts = [part.partition(":") for part in spec.split(",")]
-        unknown = [name.strip() for name, _, _ in parts if name.strip() and name.strip().lower() not in ids]
+    if capabilities.blends and is_blend(spec):
+        parts = spec_entries(spec)
+        unknown = [name for name, _ in parts if name and name.lower() not in ids]
         if not unknown:  # the engine checks the weights and says what is wrong with them
-            return ",".join(ids.get(name.strip().lower(), name.strip()) + sep + weight for name, sep, weight in parts)
+            return ",".join(ids.get(name.lower(), name) + (f":{weight}" if weight else "") for name, weight in parts)
         spec = unknown[0]
     elif capabilities.saved_voices:
         try:

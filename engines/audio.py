@@ -1,5 +1,5 @@
-"""Audio helpers shared by engines, UI, API and CLI: int16 conversion, edge fades, silence trim,
-joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard), the output
+"""Audio helpers shared by engines, UI, API and CLI: int16 conversion (`to_int16`, `pcm16` bytes), edge
+fades, silence trim, joining chunks, loudness (ITU-R BS.1770 via pyloudnorm, with a true-peak guard), the output
 post-processing a user chooses (`OutputSettings`, `process` for whole clips, `StreamLeveler` for
 streamed chunks) and encoding: whole clips (`encode`: WAV, FLAC, MP3 and OGG/Vorbis through
 libsndfile, Ogg Opus through ffmpeg's libopus, raw PCM: 16-bit little-endian mono, OpenAI's `pcm`)
@@ -17,7 +17,7 @@ import struct
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,6 +72,14 @@ LIMIT_MARGIN_DB = 0.5
 def to_int16(audio: np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] to int16, clipping what lies outside."""
     return (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    """Raw 16-bit little-endian PCM of mono audio: float in [-1, 1] (through `to_int16`), or int16 as it is."""
+    samples = np.asarray(audio)
+    if samples.dtype != np.int16:
+        samples = to_int16(samples)
+    return samples.astype("<i2", copy=False).tobytes()
 
 
 def fade_edges(
@@ -400,6 +408,14 @@ class StreamLeveler:
         self.gain = min(max(self._gain_so_far(), self.gain / step), self.gain * step)
         return self._out(samples)
 
+    def level(self, chunks: Iterable[AudioChunk]) -> Iterator[tuple[AudioChunk | None, np.ndarray]]:
+        """The stream-and-level loop, written once: `(chunk, its audio at the stream's level)` per chunk
+        (the audio empty while the opening is held back), then `(None, what was still held back)`
+        once the chunks have ended."""
+        for chunk in chunks:
+            yield chunk, self.feed(chunk.audio)
+        yield None, self.flush()
+
     def flush(self) -> np.ndarray:
         """Whatever is still held back (call once the stream has ended)."""
         if not self._held:
@@ -455,7 +471,7 @@ def encode(audio: np.ndarray, fmt: str = "wav", sample_rate: int = SAMPLE_RATE) 
         raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
     samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     if fmt == "pcm":
-        return to_int16(samples).astype("<i2").tobytes()
+        return pcm16(samples)
     data = _encode_once(samples, fmt, sample_rate)
     if fmt in LOSSY and true_peak_dbfs(samples, sample_rate) <= TRUE_PEAK_DBFS + 0.01:
         data = _keep_peak_guard(samples, fmt, sample_rate, data)
@@ -489,7 +505,7 @@ def _ffmpeg_opus(samples: np.ndarray, sample_rate: int) -> bytes:
     """Ogg Opus bytes from ffmpeg (libopus), PCM in through stdin and the file out through stdout."""
     if shutil.which("ffmpeg") is None:
         raise UnavailableError("Opus output needs ffmpeg, which is not installed here; choose another format.")
-    pcm = to_int16(samples).astype("<i2").tobytes()
+    pcm = pcm16(samples)
     try:
         done = subprocess.run(ffmpeg_command("opus", sample_rate), input=pcm, capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:

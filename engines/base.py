@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from . import language as languages
+
 SAMPLE_RATE = 24_000
 MAX_TEXT_CHARS = 5_000
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
@@ -56,6 +58,7 @@ class SynthesisRequest:
     text: str
     voice: str
     speed: float = 1.0
+    # None, "", "Auto" and "auto" all mean automatic, stored as None (`engines.language.normalize`)
     language: str | None = None
     # Engines that take them (Qwen3-TTS): a style instruction, a decoded reference clip
     # (`engines.reference.Reference`) with its transcript, x-vector-only cloning, a token cap.
@@ -99,6 +102,7 @@ class SynthesisRequest:
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise InputError(f"Speed must be between {MIN_SPEED} and {MAX_SPEED}; got {speed:g}.")
         object.__setattr__(self, "speed", speed)
+        object.__setattr__(self, "language", languages.normalize(self.language))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 from . import gpu, registry, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
 from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest
+from .text import length_groups as text_length_groups
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +136,9 @@ def slug(text: str, limit: int = 40) -> str:
 
 
 def length_groups(items: list[BatchItem], size: int = GROUP_SIZE) -> list[list[BatchItem]]:
-    """Items sorted by text length, cut into groups of up to `size` whose lengths are within 2x."""
-    groups: list[list[BatchItem]] = []
-    for item in sorted(items, key=lambda i: len(i.text)):
-        group = groups[-1] if groups else None
-        if group and len(group) < size and len(item.text) <= 2 * len(group[0].text):
-            group.append(item)
-        else:
-            groups.append([item])
-    return groups
+    """Items sorted by text length, cut into groups of up to `size` whose lengths are within 2x
+    (`engines.text.length_groups`)."""
+    return [[items[i] for i in group] for group in text_length_groups([i.text for i in items], size, sort=True)]
 
 
 def render(

@@ -67,7 +67,8 @@ class KokoroEngine:
     CAPABILITIES = Capabilities(
         name="Kokoro-82M",
         languages=("Auto", *LANGUAGES.values()),
-        # offline, the packaged voice with the lowest measured English WER (FACTS.md); with the hub, af_heart
+        # offline, the packaged voice with the lowest measured English WER (jm_kumo 3.2%, tied with jf_gongitsune;
+        # jf_alpha, the package's own default, 9.5%: Whisper tiny.en on a held-out paragraph); with the hub, af_heart
         default_voice="af_heart",
         offline_voice="jm_kumo",
         cpu_fallback=True,  # fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on its CPU copy

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import InputError
+from .language import has_kana_or_han, is_auto
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "kokoro.json"
 LANGUAGES: dict[str, str] = {
@@ -41,21 +42,31 @@ def catalogue() -> dict[str, dict]:
         return {v["id"]: v for v in json.load(f)["voices"]}
 
 
+def spec_entries(spec: str) -> list[tuple[str, str]]:
+    """A voice spec's entries as written, without outer blanks: `(name, weight text)`, the weight text
+    empty where none is given ("af_heart:0.7, af_bella" -> [("af_heart", "0.7"), ("af_bella", "")]).
+    The one reading of the spec's syntax: `parse_voice_spec` checks the names and weights."""
+    return [(name.strip(), weight.strip()) for name, _, weight in (p.partition(":") for p in str(spec).split(","))]
+
+
+def is_blend(spec: str) -> bool:
+    """Whether a voice spec names weights or more than one voice."""
+    return "," in str(spec) or ":" in str(spec)
+
+
 def parse_voice_spec(spec: str) -> list[tuple[str, float]]:
     """`name` | `a,b` | `a:0.7,b:0.3` -> [(voice id, weight)] with weights summing to one."""
     known = catalogue()
     weights: dict[str, float] = {}
-    for part in (p.strip() for p in str(spec).split(",")):
-        if not part:
+    for name, weight_text in spec_entries(spec):
+        if not name and not weight_text:
             raise InputError(f"The voice blend {spec!r} has an empty entry; write it like af_heart:0.7,af_bella:0.3.")
-        name, _, weight_text = part.partition(":")
-        name = name.strip()
         if name not in known:
             raise InputError(f"Unknown Kokoro voice {name!r}; pick one from the voice list (e.g. af_heart).")
         try:
-            weight = float(weight_text) if weight_text.strip() else 1.0
+            weight = float(weight_text) if weight_text else 1.0
         except ValueError:
-            raise InputError(f"The weight {weight_text.strip()!r} of {name} is not a number.") from None
+            raise InputError(f"The weight {weight_text!r} of {name} is not a number.") from None
         if not math.isfinite(weight) or weight < 0:
             raise InputError(f"The weight of {name} must be a number of zero or more.")
         weights[name] = weights.get(name, 0.0) + weight
@@ -75,7 +86,7 @@ def blend(packs: list[np.ndarray], weights: list[float]) -> np.ndarray:
 
 def language_code(language: str | None) -> str | None:
     """A Kokoro language code from a code, an alias or a name; None stays None (automatic)."""
-    if language is None or not str(language).strip() or str(language).strip().lower() == "auto":
+    if is_auto(language):
         return None
     key = str(language).strip().lower()
     if key in LANGUAGES:
@@ -88,13 +99,9 @@ def language_code(language: str | None) -> str | None:
     raise InputError(f"Unknown language {language!r}; choose one of: {', '.join(LANGUAGES.values())}.")
 
 
-def has_cjk(text: str) -> bool:
-    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in text)
-
-
 def auto_language(voices: list[tuple[str, float]], text: str) -> str:
     """The language of the heaviest voice, except that CJK voices reading non-CJK text read English."""
     code = max(voices, key=lambda v: v[1])[0][0]
-    if code in "jz" and not has_cjk(text):
+    if code in "jz" and not has_kana_or_han(text):
         return "a"
     return code

@@ -41,10 +41,11 @@ from .base import (
 )
 from .device import resolve as resolve_device
 from .device import torch_dtype
+from .language import AUTO, is_auto, iso_code
 from .lru import BoundedLRU
 from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
-from .text import SENTENCE, split_clauses
+from .text import SENTENCE, length_groups, split_clauses
 from .voice_library import load_voice
 from .weights import hub_offline, source_name
 
@@ -141,15 +142,9 @@ def sentences(text: str) -> list[str]:
 
 
 def batches(items: list[str], size: int = BATCH_SIZE) -> list[list[str]]:
-    """Consecutive groups of up to `size` sentences whose lengths are within a factor of two."""
-    groups: list[list[str]] = []
-    for item in items:
-        group = groups[-1] if groups else None
-        if group and len(group) < size and max(map(len, group + [item])) <= 2 * min(map(len, group + [item])):
-            group.append(item)
-        else:
-            groups.append([item])
-    return groups
+    """Consecutive groups of up to `size` sentences whose lengths are within a factor of two
+    (`engines.text.length_groups`, in sentence order)."""
+    return [[items[i] for i in group] for group in length_groups(items, size)]
 
 
 class QwenEngine:
@@ -296,11 +291,15 @@ class QwenEngine:
         return []
 
     def _language(self, language: str | None) -> str:
-        if language is None or not str(language).strip():
-            return "Auto"
+        """The model's own name for a language: a name in any case, or its ISO code ("ja", "pt-BR")."""
+        if is_auto(language):
+            return AUTO
         wanted = str(language).strip().lower()
         for name in self.languages():
             if name.lower() == wanted:
+                return name
+        for name in self.languages():
+            if iso_code(name) is not None and iso_code(name) == iso_code(wanted):
                 return name
         raise InputError(f"Unknown language {language!r} for Qwen3-TTS; choose one of: {', '.join(self.languages())}.")
 

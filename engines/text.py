@@ -1,16 +1,18 @@
-"""Sentence and clause splitting, and the streaming chunk plan shared by every engine.
+"""Sentence and clause splitting, grouping texts of similar length, and Kokoro's streaming chunk plan.
 
 Text is cut into clauses at sentence ends (`.!?…` and full-width `。！？`), at `;:` (`；：`), at
 `,—` (`，、`) and at line breaks; pronunciation markup such as `[Kokoro](/kˈOkəɹO/)` is never cut.
 The chunk plan then groups phonemized clauses into chunks: a short first chunk so that audio
 starts soon, then chunks that grow as fast as the engine's measured speed allows while each one
 is still ready before the audio before it has finished playing, and never more than the model's 510-phoneme window.
+`length_groups` puts texts of similar length together for engines that render several in one model
+call (Qwen3-TTS), by their positions, so that a stream keeps its sentence order and a batch may sort.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 # Break strength after a clause: how good a place it is to end a chunk.
@@ -77,6 +79,25 @@ def split_words(text: str, parts: int) -> list[str]:
         joiner = " "
     size = max(1, -(-len(words) // parts))
     return [joiner.join(words[i : i + size]) for i in range(0, len(words), size)]
+
+
+def length_groups(texts: Sequence[str], size: int = 4, ratio: float = 2.0, sort: bool = False) -> list[list[int]]:
+    """Positions of `texts` in groups of up to `size` whose longest text is at most `ratio` times the
+    shortest (a batched model call pads every text to the longest one). Groups take consecutive texts,
+    in the order given (a stream keeps its sentence order); `sort=True` orders them by length first,
+    shortest first (fewer, fuller groups for a batch job). Every position appears exactly once."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort else range(len(texts))
+    groups: list[list[int]] = []
+    shortest = longest = 0
+    for i in order:
+        n = len(texts[i])
+        if groups and len(groups[-1]) < size and max(longest, n) <= ratio * min(shortest, n):
+            groups[-1].append(i)
+            shortest, longest = min(shortest, n), max(longest, n)
+        else:
+            groups.append([i])
+            shortest = longest = n
+    return groups
 
 
 @dataclass(frozen=True)

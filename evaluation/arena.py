@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 CHOICES = ("a", "b", "tie", "both_bad")
 # Metric columns first in this order in CSV exports; any other keys follow alphabetically.
-METRIC_ORDER = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
+METRIC_ORDER = (
+    "ttfa_s", "total_s", "rtf", "duration_s", "lufs", "error_rate", "error_unit", "wer", "wer_unit", "transcript",
+    "similarity", "mos",
+)  # fmt: skip
 NOT_FINISHED = "Both clips must finish before you vote."
 DEFAULT_MIN_VOTES = 30
 TEXT_METRICS = ("transcript",)  # what a clip's metrics hold of its text (the ASR's hearing of it)
@@ -118,6 +121,13 @@ def max_runs() -> int:
 def system_id(engine: str, voice: str) -> str:
     """The display id of a system: `engine:voice` (voices may contain colons; engine ids do not)."""
     return f"{engine}:{voice}"
+
+
+def split_system(system: str) -> tuple[str, str]:
+    """`(engine, voice)` of a system id or a slot spec `engine:voice`; the voice keeps its own colons
+    (a Kokoro blend `kokoro:af_heart:0.7,af_bella:0.3`). The one reading of that syntax."""
+    engine, _, voice = str(system or "").strip().partition(":")
+    return engine, voice.strip()
 
 
 def from_screen(screen_choice: str, left: str) -> str:
@@ -448,7 +458,7 @@ def rank(
     board = []
     for i, s in enumerate(systems):
         t = tally[s]
-        engine, _, voice = s.partition(":")
+        engine, voice = split_system(s)
         board.append(
             {
                 "system": s, "engine": engine, "voice": voice, "rating": float(ratings[i]),

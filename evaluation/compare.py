@@ -25,34 +25,28 @@ from queue import Queue
 import numpy as np
 
 from engines import device, registry
+from engines import language as languages
 from engines.audio import encode, join, normalize_loudness, write
 from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
+from engines.kokoro_voices import spec_entries
 from engines.reference import Reference, load_reference
 from engines.timing import RunStats, timed_stream
 
 from . import metrics
+from .arena import split_system, system_id
 
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("ttfa_s", "total_s", "rtf", "duration_s", "lufs", "wer", "transcript", "similarity", "mos")
+# `error_rate` counts in `error_unit` ("word", or "character" for Japanese, Chinese, Korean); `wer` and
+# `wer_unit` are the same two figures under their first names, kept for callers that read them.
+METRIC_KEYS = (
+    "ttfa_s", "total_s", "rtf", "duration_s", "lufs", "error_rate", "error_unit", "wer", "wer_unit", "transcript",
+    "similarity", "mos",
+)  # fmt: skip
 MATCH_LUFS = -23.0  # both clips are played (and written) at this loudness (EBU R 128: headroom for peaks)
 CLONE_OF_A = "@a"
 PARALLEL_ENV = "COMPARE_PARALLEL"  # auto (default): together on a GPU; 1: always when possible; 0: never
 MIN_FREE_GPU_BYTES = 1 << 30  # room left on the GPU, once both models are loaded, to run them together
-OTHER_LATIN_LANGUAGES = {"Spanish", "French", "Italian", "Brazilian Portuguese", "Portuguese", "German"}
-ENGLISH_LANGUAGES = {
-    None,
-    "",
-    "Auto",
-    "auto",
-    "en",
-    "english",
-    "English",
-    "a",
-    "b",
-    "American English",
-    "British English",
-}
 
 
 @dataclass(frozen=True)
@@ -71,7 +65,7 @@ class Slot:
     def system(self) -> str:
         """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`)."""
         voice = self.voice or ("reference" if self.reference is not None else "default")
-        return f"{self.engine}:{voice}"
+        return system_id(self.engine, voice)
 
     def request(self, text: str) -> SynthesisRequest:
         return SynthesisRequest(
@@ -109,10 +103,10 @@ class ClipResult:
 def parse_slot(spec: str, owner: str | None = None) -> Slot:
     """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends); `owner`: whose saved
     voices it may name."""
-    engine, _, voice = (spec or "").strip().partition(":")
+    engine, voice = split_system(spec)
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
-    return Slot(engine=engine, voice=voice.strip(), owner=owner)
+    return Slot(engine=engine, voice=voice, owner=owner)
 
 
 def parse_second(spec: str, owner: str | None = None) -> Slot | str:
@@ -164,9 +158,10 @@ def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChun
 def is_english(slot: Slot, text: str) -> bool:
     """Whether the English ASR (tiny.en) can judge this clip: English or automatic language, Latin text,
     and not a voice that reads Latin text in its own language (Spanish, French, ... voices)."""
-    if slot.language not in ENGLISH_LANGUAGES:
-        return False
-    if slot.language in (None, "", "Auto", "auto") and voice_language(slot) in OTHER_LATIN_LANGUAGES:
+    if languages.is_auto(slot.language):
+        if languages.iso_code(voice_language(slot)) in languages.LATIN_LANGUAGES:
+            return False
+    elif languages.iso_code(slot.language) != "en":
         return False
     letters = [c for c in text if c.isalpha()]
     return bool(letters) and sum(c.isascii() for c in letters) / len(letters) > 0.95
@@ -174,27 +169,28 @@ def is_english(slot: Slot, text: str) -> bool:
 
 def spoken_language(slot: Slot, text: str) -> str | None:
     """Whisper's code for the language a clip speaks: "en" where `is_english`; else the slot's
-    language; for Auto, the text's script decides (`metrics.script_language`, given the voice's
+    language; for Auto, the text's script decides (`engines.language.script_language`, given the voice's
     catalogued language: kanji read by a Japanese voice, Latin text by a French one); None where
     nothing decides it (Latin text that is not plain English): Whisper then detects the language."""
     if is_english(slot, text):
         return "en"
-    if slot.language not in (None, "", "Auto", "auto"):
-        return metrics.whisper_language(slot.language)
-    return metrics.script_language(text, metrics.whisper_language(voice_language(slot)))
+    if not languages.is_auto(slot.language):
+        return languages.iso_code(slot.language)
+    return languages.script_language(text, languages.iso_code(voice_language(slot)))
 
 
 def voice_language(slot: Slot) -> str | None:
     """The catalogued language of the slot's voice (of a blend's first voice); None if not catalogued."""
-    first = slot.voice.split(":")[0].split(",")[0].strip()
+    first = spec_entries(slot.voice)[0][0]
     return next((v.language for v in registry.info(slot.engine).voices if v.id == first), None)
 
 
 def measure(result: ClipResult, text: str) -> dict:
     """All figures of a finished clip (None where a metric does not apply or could not be computed).
-    The ASR round trip runs for English text, and for any language when the ASR is multilingual; `wer`
-    is then a character error rate where `wer_unit` says "character" (Japanese, Chinese, Korean)."""
-    figures: dict = dict.fromkeys((*METRIC_KEYS, "wer_unit"))
+    The ASR round trip runs for English text, and for any language when the ASR is multilingual;
+    `error_rate` is then a character error rate where `error_unit` says "character" (Japanese, Chinese,
+    Korean), else a word error rate (`wer`, `wer_unit`: the same figures under their older names)."""
+    figures: dict = dict.fromkeys(METRIC_KEYS)
     stats = result.stats
     figures.update(
         ttfa_s=_round(stats.ttfa_s),
@@ -211,8 +207,8 @@ def measure(result: ClipResult, text: str) -> dict:
         heard = _safely(metrics.transcribe_in, audio, SAMPLE_RATE, language)
         if heard is not None:
             figures["transcript"], language = heard[0], language or heard[1]
-            figures["wer"] = _round(metrics.error_rate(text, heard[0], language))
-            figures["wer_unit"] = metrics.error_unit(language)
+            figures["error_rate"] = figures["wer"] = _round(metrics.error_rate(text, heard[0], language))
+            figures["error_unit"] = figures["wer_unit"] = metrics.error_unit(language)
     reference = similarity_reference(slot)
     if reference is not None:
         figures["similarity"] = _round(_safely(metrics.speaker_similarity, audio, SAMPLE_RATE, *reference))

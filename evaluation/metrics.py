@@ -2,8 +2,8 @@
 
 Transcription is `engines.asr` (faster-whisper; offline the packaged Whisper tiny.en, or
 `ASR_MODEL`); this module scores it. An English-only model hears English only; a multilingual one
-transcribes in the language it is given (`whisper_language` maps the engines' language names to
-Whisper's codes). The error rate is
+transcribes in the language it is given (`engines.language.iso_code` maps the engines' language
+names to Whisper's codes). The error rate is
 jiwer's, on text lower-cased with punctuation removed and numbers spelled out in its language
 (num2words), so "4" and "four" count as the same word: WER where words are space-delimited, CER
 (spaces dropped) for `CHARACTER_LANGUAGES`. Loudness is BS.1770 integrated loudness
@@ -33,50 +33,10 @@ from engines.asr import (  # noqa: F401
 )
 
 log = logging.getLogger(__name__)
-# The engines' language names and codes (Kokoro's names and a voice id's first letter, Qwen3-TTS's
-# names and its speakers' native languages), lower-cased, -> Whisper's language code.
-WHISPER_LANGUAGES: dict[str, str] = {
-    "english": "en", "american english": "en", "british english": "en", "a": "en", "b": "en",
-    "spanish": "es", "e": "es", "french": "fr", "f": "fr", "hindi": "hi", "h": "hi",
-    "italian": "it", "i": "it", "portuguese": "pt", "brazilian portuguese": "pt", "p": "pt",
-    "japanese": "ja", "j": "ja", "chinese": "zh", "mandarin chinese": "zh", "z": "zh", "cmn": "zh",
-    "korean": "ko", "german": "de", "russian": "ru",
-}  # fmt: skip
 # Scored per character: written without spaces between words (ja, zh, yue, th), and Korean, whose
 # spaces separate word-plus-particle units that ASR spaces inconsistently (Korean ASR is scored in CER).
 CHARACTER_LANGUAGES = frozenset({"ja", "zh", "yue", "ko", "th"})
 NUM2WORDS_LANGUAGES = {"pt": "pt_BR", "kk": "kz"}  # Whisper code -> num2words' where they differ
-# Scripts that name a language on their own, first match wins (kana before Han: Japanese mixes both):
-# (first, last code point, Whisper code, the voice's languages that may read the script instead).
-SCRIPTS = (
-    ("\u3040", "\u30ff", "ja", ()),  # hiragana, katakana
-    ("\u1100", "\u11ff", "ko", ()),  # hangul jamo
-    ("\uac00", "\ud7a3", "ko", ()),  # hangul syllables
-    ("\u3400", "\u9fff", "zh", ("ja",)),  # Han without kana: Chinese, or kanji read by a Japanese voice
-    ("\u0400", "\u04ff", "ru", ()),  # Cyrillic
-    ("\u0900", "\u097f", "hi", ()),  # Devanagari
-)
-LATIN_LANGUAGES = frozenset({"es", "fr", "it", "pt", "de"})  # besides English, read from Latin text
-
-
-def whisper_language(name: str | None) -> str | None:
-    """Whisper's code for a language name or code the engines use ("Japanese", "j", "pt-br",
-    "Chinese (Beijing dialect)"); None for Auto, nothing, or a language not in `WHISPER_LANGUAGES`."""
-    key = re.sub(r"\(.*?\)", "", str(name or "")).strip().lower()
-    if key in WHISPER_LANGUAGES:
-        return WHISPER_LANGUAGES[key]
-    code = re.split(r"[-_]", key)[0]
-    return code if code in WHISPER_LANGUAGES.values() else None
-
-
-def script_language(text: str, voice_language: str | None = None) -> str | None:
-    """The Whisper code that `text`'s script implies (`SCRIPTS`: kana ja, hangul ko, Han zh, or ja
-    for a Japanese voice, Cyrillic ru, Devanagari hi). Latin text is in the voice's language when
-    that is a Latin-script one other than English (`LATIN_LANGUAGES`); else None: Whisper detects it."""
-    for first, last, code, also in SCRIPTS:
-        if any(first <= ch <= last for ch in text):
-            return voice_language if voice_language in also else code
-    return voice_language if voice_language in LATIN_LANGUAGES else None
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:

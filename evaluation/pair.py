@@ -143,13 +143,9 @@ def _slot_events(
     result = results[name]
     yield SlotStarted(name, result)
     leveler = StreamLeveler(OutputSettings(lufs=MATCH_LUFS))
-    for chunk in stream_slot(result.slot, text, result):
-        piece = leveler.feed(chunk.audio)
+    for _, piece in leveler.level(stream_slot(result.slot, text, result)):
         if piece.size:
             yield SlotChunk(name, piece, result)
-    rest = leveler.flush()
-    if rest.size:
-        yield SlotChunk(name, rest, result)
     pending[name] = _metrics_pool.submit(measure, result, text)
     if result.error:
         yield SlotFailed(name, result.error, result)

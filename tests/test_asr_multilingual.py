@@ -132,6 +132,7 @@ def test_japanese_is_transcribed_in_japanese_and_scored_per_character(heard_lang
     figures = measure(clip(Slot("kokoro", "jf_alpha"), text), text)
     assert isinstance(figures["transcript"], str)
     assert figures["wer_unit"] == "character" and 0.0 <= figures["wer"] < float("inf")
+    assert figures["error_unit"] == "character" and figures["error_rate"] == figures["wer"]
     languages = heard_languages()  # one prompt per decoding try (temperature fallback)
     assert languages and set(languages) == {"ja"}
 
@@ -160,4 +161,5 @@ def test_the_english_only_asr_leaves_other_languages_unscored(monkeypatch):
     text = "こんにちは、世界。"
     figures = measure(clip(Slot("kokoro", "jf_alpha"), text), text)
     assert figures["wer"] is None and figures["transcript"] is None and figures["wer_unit"] is None
+    assert figures["error_rate"] is None and figures["error_unit"] is None
     assert figures["lufs"] is not None  # the clip was measured, only the ASR round trip was skipped

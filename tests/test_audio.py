@@ -231,6 +231,27 @@ def test_streamed_chunks_do_not_pump_and_match_the_file_level():
     assert abs(audio.integrated_loudness(np.concatenate(streamed)) - file_level) < 1.0
 
 
+def test_level_gives_each_chunk_at_the_stream_level_then_what_was_held_back():
+    from engines.base import AudioChunk
+
+    chunks = [AudioChunk(tone(0.2, level=0.05), "a", "", 0), AudioChunk(tone(0.1, level=0.05), "b", "", 1)]
+    by_hand = audio.StreamLeveler(audio.OutputSettings(lufs=-14))
+    expected = [by_hand.feed(c.audio) for c in chunks] + [by_hand.flush()]
+    steps = list(audio.StreamLeveler(audio.OutputSettings(lufs=-14)).level(iter(chunks)))
+    assert [chunk for chunk, _ in steps] == [*chunks, None]
+    assert [piece.size for _, piece in steps] == [0, 0, int(0.3 * 24_000)]  # the whole opening is under 0.4 s
+    for (_, piece), want in zip(steps, expected, strict=True):
+        np.testing.assert_array_equal(piece, want)
+
+
+def test_pcm16_is_little_endian_int16_from_float_or_int16():
+    floats = np.array([0.0, 0.5, -1.0, 2.0], np.float32)
+    assert audio.pcm16(floats) == audio.to_int16(floats).astype("<i2").tobytes()
+    assert np.frombuffer(audio.pcm16(floats), "<i2").tolist() == [0, 16383, -32767, 32767]
+    ints = np.array([1, -2, 300], np.int16)
+    assert audio.pcm16(ints) == ints.astype("<i2").tobytes()  # int16 passes as it is
+
+
 def test_the_stream_holds_a_short_opening_until_0_4_s_and_guards_later_peaks():
     leveler = audio.StreamLeveler(audio.OutputSettings(lufs=-14))
     assert leveler.feed(tone(0.2, level=0.05)).size == 0  # too short to measure: held back

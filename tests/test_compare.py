@@ -37,6 +37,40 @@ def test_slot_specs_parse_engine_and_voice_including_blends():
         parse_slot("piper:amy")
 
 
+@pytest.mark.parametrize(
+    ("slot", "text", "unit"),
+    [
+        (Slot("kokoro", "jm_kumo"), "The birch canoe slid on the smooth planks.", "word"),
+        (Slot("kokoro", "jf_alpha"), "こんにちは、世界。今日はいい天気ですね。", "character"),
+        (Slot("qwen-custom", "Ryan", language="Japanese"), "東京に行きます。", "character"),
+        (Slot("qwen-custom", "Ryan", language="French"), "Bonjour à tous.", "word"),
+    ],
+)
+def test_an_error_rate_always_says_its_unit(monkeypatch, slot, text, unit):
+    import numpy as np
+
+    from engines.base import AudioChunk
+    from engines.timing import RunStats
+    from evaluation import metrics
+    from evaluation.compare import ClipResult, measure
+
+    heard = text[:-1]  # the ASR drops the last character or word
+    monkeypatch.setattr(metrics, "asr_is_multilingual", lambda: True)
+    monkeypatch.setattr(metrics, "transcribe_in", lambda audio, rate, language: (heard, language or "en"))
+    monkeypatch.setattr(metrics, "predicted_mos", lambda audio, rate: 3.0)
+    noise = np.random.default_rng(0).normal(0, 0.1, 48_000).astype(np.float32)
+    result = ClipResult(slot, RunStats(engine=slot.engine, ttfa_s=0.1, total_s=0.5, audio_s=2.0))
+    result.chunks.append(AudioChunk(noise, text, "", 0))
+    figures = measure(result, text)
+    assert set(METRIC_KEYS) <= set(figures)
+    assert figures["error_unit"] == figures["wer_unit"] == unit
+    assert (
+        figures["error_rate"]
+        == figures["wer"]
+        == round(metrics.error_rate(text, heard, "ja" if unit == "character" else "en"), 3)
+    )
+
+
 def test_the_same_system_twice_is_allowed_but_said():
     assert "same voice twice" in same_slot_notice(Slot("kokoro", "jm_kumo"), Slot("kokoro", "jm_kumo"))
     assert same_slot_notice(Slot("kokoro", "jm_kumo"), Slot("kokoro", "jf_alpha")) == ""
@@ -56,6 +90,7 @@ def test_two_kokoro_voices_give_two_matched_clips_and_every_metric(tmp_path):
         assert slot["duration_s"] == pytest.approx(len(clip) / rate, abs=0.05)
         assert 0 < slot["ttfa_s"] <= slot["total_s"] and slot["rtf"] > 0
         assert slot["wer"] <= 0.5 and "smooth planks" in slot["transcript"].lower()
+        assert slot["error_rate"] == slot["wer"] and slot["error_unit"] == slot["wer_unit"] == "word"
         assert slot["similarity"] is None  # no reference clip
         assert 1.0 <= slot["mos"] <= 5.0 and slot["lufs"] < -5
     assert summary["a"]["system"] == "kokoro:jm_kumo" and summary["b"]["system"] == "kokoro:jf_alpha"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from engines import audio
 from engines.base import SynthesisRequest
@@ -97,47 +96,3 @@ def test_numbers_are_spelled_out_in_the_language_of_the_text():
     assert metrics.error_rate("３月２１日です。", "三月二十一日です", "ja") == 0.0  # full-width digits, kanji numerals
     assert "3" in metrics.normalize("我有3只猫。", "zh")  # num2words has no Chinese: digits stay digits
     assert metrics.normalize("I have 4 cats.") == metrics.normalize("I have 4 cats.", "en") == "i have four cats"
-
-
-def test_every_language_name_the_engines_use_maps_to_a_whisper_code():
-    import json
-
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    from engines.kokoro_voices import ALIASES, LANGUAGES, catalogue
-
-    kokoro = {
-        "American English": "en", "British English": "en", "Spanish": "es", "French": "fr", "Hindi": "hi",
-        "Italian": "it", "Brazilian Portuguese": "pt", "Japanese": "ja", "Mandarin Chinese": "zh",
-    }  # fmt: skip
-    assert {name: metrics.whisper_language(name) for name in LANGUAGES.values()} == kokoro
-    for code, name in LANGUAGES.items():  # Kokoro's lang codes, a voice id's first letter
-        assert metrics.whisper_language(code) == kokoro[name]
-    for alias, code in ALIASES.items():
-        assert metrics.whisper_language(alias) == kokoro[LANGUAGES[code]]
-    for voice in catalogue().values():
-        assert metrics.whisper_language(voice["id"][0]) == metrics.whisper_language(voice["language"])
-
-    qwen = json.loads((ROOT / "voices" / "qwen.json").read_text(encoding="utf-8"))
-    expected = {
-        "Auto": None, "Chinese": "zh", "English": "en", "Japanese": "ja", "Korean": "ko", "German": "de",
-        "French": "fr", "Russian": "ru", "Portuguese": "pt", "Spanish": "es", "Italian": "it",
-    }  # fmt: skip
-    assert {name: metrics.whisper_language(name) for name in qwen["languages"]} == expected
-    assert {name.lower(): metrics.whisper_language(name.lower()) for name in expected} == {
-        name.lower(): code for name, code in expected.items()
-    }  # the loaded model names them in lower case
-    natives = {s["native_language"]: metrics.whisper_language(s["native_language"]) for s in qwen["speakers"]}
-    assert natives["Chinese (Sichuan dialect)"] == "zh" and None not in natives.values()
-    assert set(kokoro.values()) | set(natives.values()) | (set(expected.values()) - {None}) <= set(_LANGUAGE_CODES)
-    assert metrics.whisper_language(None) is metrics.whisper_language("auto") is metrics.whisper_language("Klingon")
-
-
-def test_the_script_decides_the_language_when_none_is_set():
-    assert metrics.script_language("こんにちは、東京") == "ja"
-    assert metrics.script_language("東京都") == "zh"
-    assert metrics.script_language("東京都", "ja") == "ja"  # kanji read by a Japanese voice
-    assert metrics.script_language("안녕하세요") == "ko"
-    assert metrics.script_language("Привет") == "ru" and metrics.script_language("नमस्ते") == "hi"
-    assert metrics.script_language("Bonjour à tous", "fr") == "fr"
-    assert metrics.script_language("Grüße aus München", "en") is None  # Whisper detects it

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from engines.text import COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
+from engines.text import (
+    COMMA,
+    PARAGRAPH,
+    SENTENCE,
+    WORD,
+    ChunkPlan,
+    length_groups,
+    plan_chunks,
+    split_clauses,
+    split_words,
+)
 
 
 def test_sentences_and_clauses_keep_their_punctuation():
@@ -83,3 +93,28 @@ def test_no_chunk_exceeds_the_model_window():
 
 def test_empty_input_plans_nothing():
     assert _plan([], []) == []
+
+
+# ----- grouping texts of similar length ------------------------------------------------------------
+
+
+def test_length_groups_keep_the_order_and_give_every_position_once():
+    texts = ["a" * n for n in (40, 10, 12, 90, 11, 13, 15, 30)]
+    groups = length_groups(texts, size=4)
+    assert [i for g in groups for i in g] == list(range(len(texts)))  # a stream plays them in this order
+    assert groups == [[0], [1, 2], [3], [4, 5, 6], [7]]
+
+
+def test_sorted_length_groups_are_fuller_and_still_map_back_to_positions():
+    texts = ["a" * n for n in (40, 10, 12, 90, 11, 13, 15, 30)]
+    groups = length_groups(texts, size=4, sort=True)
+    assert sorted(i for g in groups for i in g) == list(range(len(texts)))
+    assert groups[0] == [1, 4, 2, 5]  # 10, 11, 12, 13 characters
+    for group in groups:
+        lengths = [len(texts[i]) for i in group]
+        assert len(group) <= 4 and max(lengths) <= 2 * min(lengths) and lengths == sorted(lengths)
+
+
+def test_length_groups_of_nothing_is_nothing_and_size_one_is_one_by_one():
+    assert length_groups([]) == []
+    assert length_groups(["aa", "bb", "cc"], size=1) == [[0], [1], [2]]

@@ -27,7 +27,6 @@ import gradio as gr
 
 from api.auth import client_address
 from engines import registry
-from engines.audio import to_int16
 from engines.base import SAMPLE_RATE, InputError
 from engines.voice_library import arena_voices
 from evaluation.arena import ArenaUnavailable, from_screen
@@ -48,6 +47,7 @@ from . import charts, janitor
 from .common import OUTPUT_DIR, status_line, user_errors
 from .compare_tab import ARENA, remember
 from .player import StreamPlayer
+from .streaming import pair_message
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +133,7 @@ def to_player(event: PairEvent | None):
     which it got no audio; the one place that knows the player is a `StreamPlayer`: a new run when
     the slot starts, each piece (without the server's figures: nothing is shown before the vote), the
     end of the run."""
-    if isinstance(event, SlotStarted):
-        return StreamPlayer.start()
-    if isinstance(event, SlotChunk):
-        return StreamPlayer.piece(to_int16(event.audio))
-    if event is None or isinstance(event, SlotFinished | SlotFailed):
-        return StreamPlayer.end()
-    return None
+    return StreamPlayer.end() if event is None else pair_message(event, figures=False)
 
 
 def _with_player(update: dict, player, event: PairEvent) -> dict:

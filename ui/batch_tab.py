@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from engines import language as languages
 from engines import registry
 from engines.base import InputError
 from engines.batch import parse, render, zip_folder
@@ -103,7 +104,7 @@ def batch_render(
             i["text"],
             i["engine"],
             i["voice"],
-            i["language"] or "Auto",
+            languages.label(i["language"]),
             i["file"],
             i["duration_s"],
             i["lufs"],

@@ -20,13 +20,14 @@ ROWS = (
     ("rtf", "real-time factor"),
     ("duration_s", "duration (s)"),
     ("lufs", "loudness as generated (LUFS)"),
-    ("wer", "ASR error rate (WER; CER for ja/zh/ko)"),
+    ("error_rate", "ASR error rate"),
+    ("error_unit", "error rate counted per (word or character)"),
     ("similarity", "speaker similarity to the reference"),
     ("mos", "predicted MOS (DNSMOS, 1–5)"),
     ("transcript", "ASR transcript"),
 )
 TIMES = ("ttfa_s", "total_s", "duration_s")
-SCORES = ("wer", "similarity", "mos")
+SCORES = ("error_rate", "similarity", "mos")
 
 
 def plain(text: str) -> str:

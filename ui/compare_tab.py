@@ -19,7 +19,6 @@ from collections.abc import Iterator
 import gradio as gr
 
 from engines import registry
-from engines.audio import to_int16
 from engines.base import EngineError, InputError
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.voice_library import list_voices, shared
@@ -30,7 +29,6 @@ from evaluation.pair import (
     MetricsReady,
     PairEvent,
     PairStarted,
-    SlotChunk,
     SlotFailed,
     SlotFinished,
     SlotStarted,
@@ -42,6 +40,7 @@ from . import charts, janitor
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
 from .owner import owner_of
 from .player import StreamPlayer
+from .streaming import pair_message
 
 log = logging.getLogger(__name__)
 
@@ -150,21 +149,6 @@ def outputs_for(named: dict[str, ClipResult], text: str, pictures: bool = True) 
     return table, charts.bars(figures), charts.waveforms(clips), name
 
 
-def to_player(event: PairEvent):
-    """What a slot's player gets for a pair event, or None for nothing (the one place that knows the
-    player is a `StreamPlayer`): a new run when the slot starts (its id kept on the result, to match
-    the browser's report), each piece with the server's first-audio figure, the end of the run."""
-    if isinstance(event, SlotStarted):
-        start = StreamPlayer.start()
-        event.result.player_run = json.loads(start)["run"]
-        return start
-    if isinstance(event, SlotChunk):
-        return StreamPlayer.piece(to_int16(event.audio), event.result.stats.ttfa_s)
-    if isinstance(event, SlotFinished | SlotFailed):
-        return StreamPlayer.end()
-    return None
-
-
 def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
     """Stream the slots into their players with every figure in their status lines (`pair_events`:
     together or in turn, metrics in the background as each clip ends); then the results."""
@@ -189,7 +173,7 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
             continue
         player, status = ui[event.slot]
         update = {status: _status(event)}
-        audio = to_player(event)
+        audio = pair_message(event)
         if audio is not None:
             update[player] = audio
         yield update
@@ -253,7 +237,8 @@ def compare_api(
     Returns:
         Slot A's clip as a WAV file at -23 LUFS (None if the slot failed).
         Slot B's clip, the same way.
-        The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, wer, transcript, similarity, mos, error.
+        The metrics JSON: per slot ttfa_s, total_s, rtf, duration_s, lufs, error_rate and error_unit (word or
+        character; wer and wer_unit hold the same two), transcript, similarity, mos, error.
     """
     from evaluation.compare import parse_second, parse_slot
 

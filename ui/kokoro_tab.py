@@ -12,15 +12,17 @@ from collections.abc import Iterator
 import gradio as gr
 
 from engines import registry
-from engines.audio import StreamLeveler, join, to_int16
+from engines.audio import join
 from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
-from engines.timing import RunStats, synthesize, timed_stream
+from engines.language import AUTO
+from engines.timing import RunStats, synthesize
 
 from .common import banner as banner_for
-from .common import needs_ffmpeg, status_line, user_errors, wait_for_turn
+from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .player import StreamPlayer
+from .streaming import levelled_run, played
 
 EXAMPLES = [
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
@@ -56,7 +58,7 @@ def _request(text: str, voice: str, blend: str, speed: float, language: str) -> 
         text=text or "",
         voice=(blend or "").strip() or voice or "",
         speed=speed,
-        language=None if language in (None, "", "Auto") else language,
+        language=language,  # "Auto" and blanks mean automatic (engines.language)
     )
 
 
@@ -108,23 +110,20 @@ def _run(text, voice, blend, speed, language, fmt, loudness, peak_normalize, tri
     what did not change."""
     request = _request(text, voice, blend, speed, language)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
-    leveler = StreamLeveler(settings)
     stats = RunStats(engine="kokoro")
-    waiting = lambda line: (None, gr.skip(), gr.skip(), line, gr.skip(), None)  # noqa: E731  (no audio yet)
-    ticket = yield from wait_for_turn("kokoro", request, waiting)
     chunks, phonemes, words = [], [], []
-    for chunk in timed_stream("kokoro", request, stats, ticket=ticket):
-        chunks.append(chunk)
-        phonemes.append(chunk.phonemes)
-        offset = sum(c.duration_s for c in chunks[:-1])
-        words += [[w.word, w.phonemes, round(offset + w.start_s, 2), round(offset + w.end_s, 2)] for w in chunk.words]
-        level = leveler.feed(chunk.audio)
-        sound = to_int16(level) if level.size else None
-        yield sound, "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip(), stats
-    rest = leveler.flush()
-    path, notes = finish(join(chunks), "kokoro", fmt, settings)
-    done = " · ".join([status_line("kokoro", stats, done=True), *notes])
-    yield to_int16(rest) if rest.size else None, gr.skip(), gr.skip(), done, path, stats
+    for step in levelled_run("kokoro", request, settings, stats, chunks):
+        if step.waiting is not None:  # no audio yet
+            yield None, gr.skip(), gr.skip(), step.waiting, gr.skip(), None
+        elif not step.done:
+            phonemes.append(step.chunk.phonemes)
+            at = sum(c.duration_s for c in chunks[:-1])
+            words += [[w.word, w.phonemes, round(at + w.start_s, 2), round(at + w.end_s, 2)] for w in step.chunk.words]
+            yield step.sound, "\n".join(phonemes), words, status_line("kokoro", stats), gr.skip(), stats
+        else:
+            path, notes = finish(join(chunks), "kokoro", fmt, settings)
+            done = " · ".join([status_line("kokoro", stats, done=True), *notes])
+            yield step.sound, gr.skip(), gr.skip(), done, path, stats
 
 
 def page_stream(player: StreamPlayer):
@@ -132,11 +131,7 @@ def page_stream(player: StreamPlayer):
 
     @user_errors
     def stream(*args) -> Iterator[tuple]:
-        yield player.start(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        for sound, phonemes, words, status, path, stats in _run(*args):
-            piece = player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip()
-            yield piece, phonemes, words, status, path
-        yield player.end(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        yield from played(player, _run(*args), outputs=5)
 
     return stream
 
@@ -211,7 +206,7 @@ def build_tab(banner: gr.Markdown) -> str:
                 blend = gr.Textbox(
                     label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3"
                 )
-                language = gr.Dropdown(["Auto", *LANGUAGES.values()], value="Auto", label="Language of the text (G2P)")
+                language = gr.Dropdown([AUTO, *LANGUAGES.values()], value=AUTO, label="Language of the text (G2P)")
                 speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
                 output = output_controls("kokoro")
         with gr.Row():

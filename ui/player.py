@@ -2,12 +2,13 @@
 chunks as the server yields them, in place of `gr.Audio(streaming=True)`.
 
 Why not gr.Audio: on the pinned Gradio 6.17.3 a streamed, autoplaying gr.Audio plays only the first
-run of a page (upstream gradio issue 13807, fixed in releases whose huggingface-hub pin conflicts with
-qwen-tts' transformers, see FACTS.md), and its HLS path (ffmpeg segments, playlist polling) adds about
-a second before the first sound. Here each yielded value of the player's `output` (a gr.HTML) is one
-JSON message `{"k": "start"|"piece"|"end", "run", "seq", "sr", "pcm" (base64 int16 LE), "ttfa"}`; the
-browser schedules the pieces gap-free at a running cursor, measures when the run's first sample reaches
-the output (the ear figure) and the stalls, shows them next to the server's figure, and writes them to
+run of a page (upstream gradio issue 13807, fixed in later releases, all of which need huggingface-hub
+>=1.2 while qwen-tts pins transformers 4.57.3, which needs huggingface-hub <1.0), and its HLS path
+(ffmpeg segments, playlist polling) adds about a second before the first sound. Here each yielded
+value of the player's `output` (a gr.HTML) is one JSON message
+`{"k": "start"|"piece"|"end", "run", "seq", "sr", "pcm" (base64 int16 LE), "ttfa"}`; the browser
+schedules the pieces gap-free at a running cursor, measures when the run's first sample reaches the
+output (the ear figure) and the stalls, shows them next to the server's figure, and writes them to
 `report` as JSON `{"run", "played_s", "ear_ttfa_s", "stalls", "ended", "stopped"}`.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from engines.audio import pcm16
 from engines.base import SAMPLE_RATE
 
 PLAYER_JS = (Path(__file__).with_name("player.js")).read_text(encoding="utf-8")
@@ -83,10 +85,7 @@ class StreamPlayer:
         rate = SAMPLE_RATE
         if isinstance(audio, tuple):
             rate, audio = audio
-        audio = np.asarray(audio)
-        if audio.dtype != np.int16:
-            audio = (np.clip(audio.astype(np.float32), -1.0, 1.0) * 32767).astype(np.int16)
-        pcm = base64.b64encode(audio.astype("<i2", copy=False).tobytes()).decode("ascii")
+        pcm = base64.b64encode(pcm16(audio)).decode("ascii")
         fields = {"sr": int(rate), "pcm": pcm}
         if ttfa_s is not None:
             fields["ttfa"] = round(float(ttfa_s), 3)

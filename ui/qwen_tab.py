@@ -13,17 +13,19 @@ from collections.abc import Callable, Iterator
 import gradio as gr
 
 from engines import gpu, registry
-from engines.audio import OutputSettings, StreamLeveler, join, to_int16
+from engines.audio import OutputSettings, join
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
+from engines.language import AUTO
 from engines.qwen import catalogue
 from engines.reference import Reference, load_reference, read_upload, settle_transcript
-from engines.timing import RunStats, timed_stream
+from engines.timing import RunStats
 from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
 
-from .common import banner, needs_ffmpeg, status_line, user_errors, wait_for_turn
+from .common import banner, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
 from .player import StreamPlayer
+from .streaming import levelled_run, played
 
 LIBRARY_NONE = "(use the reference above)"
 INSTRUCT_OFF = "Off: only the 1.7B CustomVoice model follows instructions (the 0.6B one drops them)."
@@ -38,16 +40,16 @@ def _speak(
     engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings
 ) -> Iterator[tuple]:
     """One run's updates: (int16 piece or None, status line, file or gr.skip(), stats)."""
-    stats, chunks, leveler = RunStats(engine=engine_id), [], StreamLeveler(settings)
-    ticket = yield from wait_for_turn(engine_id, request, lambda line: (None, line, gr.skip(), None))
-    for chunk in timed_stream(engine_id, request, stats, ticket=ticket):
-        chunks.append(chunk)
-        level = leveler.feed(chunk.audio)
-        yield to_int16(level) if level.size else None, status_line(engine_id, stats), gr.skip(), stats
-    rest = leveler.flush()
-    path, notes = finish(join(chunks), prefix, fmt, settings)
-    done = " · ".join([status_line(engine_id, stats, done=True), *notes])
-    yield to_int16(rest) if rest.size else None, done, path, stats
+    stats, chunks = RunStats(engine=engine_id), []
+    for step in levelled_run(engine_id, request, settings, stats, chunks):
+        if step.waiting is not None:
+            yield None, step.waiting, gr.skip(), None
+        elif not step.done:
+            yield step.sound, status_line(engine_id, stats), gr.skip(), stats
+        else:
+            path, notes = finish(join(chunks), prefix, fmt, settings)
+            done = " · ".join([status_line(engine_id, stats, done=True), *notes])
+            yield step.sound, done, path, stats
 
 
 def _as_audio(updates: Iterator[tuple]) -> Iterator[tuple]:
@@ -61,7 +63,7 @@ def _for_player(player: StreamPlayer, run) -> Callable:
 
     @user_errors
     def stream(*args) -> Iterator[tuple]:
-        yield from _played(player, run(*args))
+        yield from played(player, run(*args), outputs=3)
 
     return stream
 
@@ -78,17 +80,9 @@ def _clone_for_player(player: StreamPlayer) -> Callable:
             path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise,
             fade, owner_token, request,
         )  # fmt: skip
-        yield from _played(player, run)
+        yield from played(player, run, outputs=3)
 
     return stream
-
-
-def _played(player: StreamPlayer, updates: Iterator[tuple]) -> Iterator[tuple]:
-    """A run's updates with its audio as the player's messages."""
-    yield player.start(), gr.skip(), gr.skip()
-    for sound, status, path, stats in updates:
-        yield player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip(), status, path
-    yield player.end(), gr.skip(), gr.skip()
 
 
 @needs_ffmpeg
@@ -338,7 +332,7 @@ def build_tab(owner: gr.Textbox) -> None:
                     )
                 with gr.Column(scale=2):
                     p_speaker = gr.Dropdown(speakers, value="Ryan", label="Speaker")
-                    p_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    p_language = gr.Dropdown(languages, value=AUTO, label="Language")
                     p_instruct = gr.Textbox(
                         label="Instruction", interactive=follows, info=None if follows else INSTRUCT_OFF
                     )
@@ -403,7 +397,7 @@ def build_tab(owner: gr.Textbox) -> None:
                         value="This is my cloned voice speaking.",
                         elem_id="qwen-clone-text",
                     )
-                    c_language = gr.Dropdown(languages, value="Auto", label="Language")
+                    c_language = gr.Dropdown(languages, value=AUTO, label="Language")
                     c_output = output_controls("qwen-clone")
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")

@@ -1,0 +1,73 @@
+"""A run streamed into the page's player, written once for every tab: wait for the engine's turn, stream
+its chunks levelled (`engines.audio.StreamLeveler`) as int16 pieces, and wrap a run's pieces in the
+player's start and end messages (`ui.player.StreamPlayer`). Compare and Arena get their levelled
+pieces as pair events (`evaluation.pair`, the same leveler loop) and turn them into the player's
+messages with `pair_message`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+
+from engines.audio import OutputSettings, StreamLeveler, to_int16
+from engines.base import AudioChunk, SynthesisRequest
+from engines.timing import RunStats, timed_stream
+from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, SlotStarted
+
+from .common import wait_for_turn
+from .player import StreamPlayer
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a levelled run: while waiting, the place-in-line line; then each chunk made, with the
+    int16 audio to play now (None while the opening is held back); last (`done`), what was held back."""
+
+    sound: np.ndarray | None = None
+    chunk: AudioChunk | None = None
+    waiting: str | None = None
+    done: bool = False
+
+
+def levelled_run(
+    engine_id: str, request: SynthesisRequest, settings: OutputSettings, stats: RunStats, chunks: list[AudioChunk]
+) -> Iterator[Step]:
+    """Take the engine's turn (`ui.common.wait_for_turn`), then stream the request at the level that
+    `settings` ask for; the chunks made are appended to `chunks`, the run's figures kept in `stats`."""
+    ticket = yield from wait_for_turn(engine_id, request, lambda line: Step(waiting=line))
+    leveler = StreamLeveler(settings)
+    for chunk, piece in leveler.level(timed_stream(engine_id, request, stats, ticket=ticket)):
+        if chunk is not None:
+            chunks.append(chunk)
+        yield Step(sound=to_int16(piece) if piece.size else None, chunk=chunk, done=chunk is None)
+
+
+def played(player: StreamPlayer, updates: Iterator[tuple], outputs: int) -> Iterator[tuple]:
+    """A run's updates, `(int16 piece or None, *other outputs, stats)`, as the page's event yields them to
+    `(player.output, *other outputs)`: the player's start first, each piece with the server's first-audio
+    figure, its end last; `outputs` counts the event's outputs, the player's included."""
+    rest = (gr.skip(),) * (outputs - 1)
+    yield (player.start(), *rest)
+    for sound, *others, stats in updates:
+        yield (player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip(), *others)
+    yield (player.end(), *rest)
+
+
+def pair_message(event: PairEvent, figures: bool = True) -> str | None:
+    """What a slot's player gets for a pair event, or None for nothing: a new run when the slot starts
+    (its id kept on the result as `player_run`, to match the browser's report), each levelled piece
+    (with the server's first-audio figure when `figures`), the end of the run."""
+    if isinstance(event, SlotStarted):
+        start = StreamPlayer.start()
+        event.result.player_run = json.loads(start)["run"]
+        return start
+    if isinstance(event, SlotChunk):
+        return StreamPlayer.piece(event.audio, event.result.stats.ttfa_s if figures else None)
+    if isinstance(event, SlotFinished | SlotFailed):
+        return StreamPlayer.end()
+    return None
