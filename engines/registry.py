@@ -6,7 +6,9 @@ the page starts fast and a missing optional dependency disables only its own eng
 in `status()`). An engine class declares its `CAPABILITIES` (`engines.base.Capabilities`: display
 name, default voices, languages, blends, clones, saved voices, batches, OpenAI names ...): every tab,
 `/v1`, the CLI, batch files and compare list the engines of `ENGINES` and ask these, never an id, so
-a new engine is one module with its class and one line in `ENGINES`. Each engine loads on the device
+a new engine is one module with its class and one line in `ENGINES`. Only these are engines (what
+`/v1/models` lists): a name outside `ENGINES`, such as a slot the browser renders itself, is no
+engine (`info` says it is unavailable, `name` is the name itself). Each engine loads on the device
 `engines.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU). `ENGINE_SERVER` (the engine
 tier's HTTP address) makes every engine a `RemoteEngine` served by Ray Serve replicas.
 """

@@ -70,8 +70,8 @@ def load(engine_id: str) -> Engine:
     info = registry.info(engine_id)
     if work_queue.line(engine_id).s_per_char is None:
         work_queue.engine_loaded(engine_id, info.compute_s_per_char)
-    if info.replicas:  # a remote engine tier (`ENGINE_SERVER`): all its replicas serve this many at once
-        work_queue.set_slots(engine_id, info.concurrent_requests)
+    # as many at once as the engine serves (Qwen3-TTS batches; a remote tier: all its replicas' share)
+    work_queue.set_slots(engine_id, info.concurrent_requests or 1)
     return engine
 
 
