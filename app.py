@@ -22,6 +22,7 @@ from api import guard  # noqa: E402
 from api import router as api_router  # noqa: E402
 from engines import device, registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
+from engines.settings import env_int  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
 from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
@@ -81,8 +82,7 @@ def public_limits() -> dict:
     keeps in memory (`MAX_SESSIONS`; each costs ~0.36 MB with this page's ~210 components, measured, and
     Gradio's own default of 10,000 never frees a session an API client opened; past the bound the oldest
     session's state goes first)."""
-    raw = os.environ.get("MAX_SESSIONS", "").strip()
-    sessions = int(raw) if raw.isdigit() and int(raw) > 0 else MAX_SESSIONS
+    sessions = env_int("MAX_SESSIONS", MAX_SESSIONS, minimum=0) or MAX_SESSIONS
     return {
         "max_file_size": upload_limit_bytes(),
         "allowed_paths": [str(janitor.OUTPUT_DIR)],  # clips are served from TTS_OUTPUT_DIR wherever it is

@@ -16,6 +16,8 @@ import os
 
 from starlette.requests import HTTPConnection
 
+from engines.settings import env_int
+
 __all__ = ["api_key", "client_address", "configured_keys", "keys_required", "owner_of_key", "presented_key"]
 
 
@@ -57,10 +59,7 @@ def owner_of_key(key: str) -> str:
 
 def trusted_proxy_hops() -> int:
     """`TRUSTED_PROXY_HOPS` (default 0: the socket peer is the client); a bad value counts as 0."""
-    try:
-        return max(0, int(os.environ.get("TRUSTED_PROXY_HOPS", "0")))
-    except ValueError:
-        return 0
+    return env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
 
 
 def client_address(request: HTTPConnection) -> str:

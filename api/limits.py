@@ -10,21 +10,19 @@ was idle the longest; it comes back full, which only ever errs towards letting a
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from engines.settings import env_int
 
 DEFAULT_RATE_PER_MIN = 30
 
 
 def rate_from_env() -> int:
     """`API_RATE_PER_MIN` (default 30; 0 turns the limit off; a bad value gives the default)."""
-    try:
-        return max(0, int(os.environ.get("API_RATE_PER_MIN", str(DEFAULT_RATE_PER_MIN))))
-    except ValueError:
-        return DEFAULT_RATE_PER_MIN
+    return env_int("API_RATE_PER_MIN", DEFAULT_RATE_PER_MIN, minimum=0)
 
 
 class RateLimiter:

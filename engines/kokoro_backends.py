@@ -18,6 +18,7 @@ import numpy as np
 
 from .base import UnavailableError
 from .device import gpu_attached, onnx_providers, resolve, zero_gpu
+from .settings import env_int
 from .weights import KokoroWeights, hub_voice
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class OnnxBackend:
 
         device = resolve(device)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "0")) or (os.cpu_count() or 1)
+        options.intra_op_num_threads = env_int("ORT_THREADS", 0, minimum=0) or (os.cpu_count() or 1)
         self.session = ort.InferenceSession(str(weights.model_path), options, providers=onnx_providers(device))
         self.device = device if self.session.get_providers()[0].startswith("CUDA") else "cpu"
         with open(weights.vocab_path, encoding="utf-8") as f:

@@ -45,6 +45,7 @@ from .language import AUTO, is_auto, iso_code
 from .lru import BoundedLRU
 from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
+from .settings import env_int
 from .text import SENTENCE, length_groups, split_clauses
 from .voice_library import load_voice
 from .weights import hub_offline, source_name
@@ -192,7 +193,7 @@ class QwenEngine:
 
         kind, where = model_location(self.kind)
         device = resolve_device(device)  # on ZeroGPU "cuda": placed there at start, run inside GPU calls
-        threads = int(os.environ.get("TORCH_THREADS", "0"))
+        threads = env_int("TORCH_THREADS", 0, minimum=0)
         if threads:
             torch.set_num_threads(threads)
         dtype = torch_dtype(device)

@@ -40,6 +40,7 @@ import numpy as np
 
 from .audio import fade_edges
 from .base import SAMPLE_RATE, AudioChunk
+from .settings import env_number
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,7 @@ LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the cod
 
 def batch_wait_s() -> float:
     """`BATCH_WAIT_MS` from the environment in seconds (0 turns the wait off; bad values: the default)."""
-    raw = os.environ.get("BATCH_WAIT_MS", "").strip()
-    try:
-        wait_ms = float(raw) if raw else BATCH_WAIT_MS
-    except ValueError:
-        wait_ms = BATCH_WAIT_MS
-    return min(max(wait_ms, 0.0), 60_000.0) / 1000.0
+    return env_number("BATCH_WAIT_MS", BATCH_WAIT_MS, 0.0, 60_000.0) / 1000.0
 
 
 class _Cancelled(Exception):

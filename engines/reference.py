@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from .base import InputError
+from .settings import env_number
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 60.0
@@ -31,12 +32,8 @@ MAX_UPLOAD_MB = 50  # default of `MAX_UPLOAD_MB`: the largest upload (reference 
 
 def upload_limit_bytes() -> int:
     """`MAX_UPLOAD_MB` (default 50) in bytes: the largest upload the app reads."""
-    raw = os.environ.get("MAX_UPLOAD_MB", "").strip()
-    try:
-        megabytes = float(raw) if raw else MAX_UPLOAD_MB
-    except ValueError:
-        megabytes = MAX_UPLOAD_MB
-    return int((megabytes if megabytes > 0 else MAX_UPLOAD_MB) * 2**20)
+    megabytes = env_number("MAX_UPLOAD_MB", MAX_UPLOAD_MB, minimum=0.0)
+    return int((megabytes or MAX_UPLOAD_MB) * 2**20)
 
 
 def read_upload(path: str | os.PathLike, what: str = "uploaded file") -> bytes:

@@ -18,7 +18,9 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 
+from .audio import join
 from .base import (
     AudioChunk,
     Capabilities,
@@ -68,6 +70,11 @@ class RemoteEngine:
     def unload(self) -> None:
         with self._info_lock:
             self._info = None
+
+    def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:
+        """Whole clips for a batch file's group: each request streamed from the tier in turn (a Qwen
+        replica's batcher shares its sentence steps with whatever else it serves)."""
+        return [join(self.stream(request)) for request in requests]
 
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         saved = None

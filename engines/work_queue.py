@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
@@ -38,6 +37,7 @@ from contextlib import contextmanager
 
 from . import registry
 from .base import BusyError, EngineError
+from .settings import env_int
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,7 @@ SMOOTHING = 0.3  # weight of the newest run in the measured speed
 
 def env_max_waiting() -> int | None:
     """`MAX_WAITING` from the environment (a whole number, 0 or more), or None when unset."""
-    raw = os.environ.get("MAX_WAITING", "").strip()
-    if not raw:
-        return None
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        return None
+    return env_int("MAX_WAITING", None, minimum=0)
 
 
 class Ticket:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import InputError, UnavailableError
+from engines.settings import env_int
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,7 @@ def default_db_path() -> Path:
 
 def max_runs() -> int:
     """`ARENA_MAX_RUNS` (default 10,000): how many runs are kept."""
-    raw = os.environ.get("ARENA_MAX_RUNS", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else MAX_RUNS
+    return env_int("ARENA_MAX_RUNS", MAX_RUNS, minimum=0) or MAX_RUNS
 
 
 def system_id(engine: str, voice: str) -> str:
@@ -476,10 +476,7 @@ def rank(
 
 def min_votes_to_rank() -> int:
     """`ARENA_MIN_VOTES` (default 30): systems with fewer votes are marked preliminary."""
-    try:
-        return max(0, int(os.environ.get("ARENA_MIN_VOTES", DEFAULT_MIN_VOTES)))
-    except ValueError:
-        return DEFAULT_MIN_VOTES
+    return env_int("ARENA_MIN_VOTES", int(DEFAULT_MIN_VOTES), minimum=0)
 
 
 def export_texts() -> bool:

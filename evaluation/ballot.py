@@ -15,7 +15,6 @@ cannot be voted on after it.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engines.base import InputError
+from engines.settings import env_int
 
 MIN_LISTEN_S = 3.0
 END_SLACK_S = 0.25  # a player stops a few frames short of a clip's last sample
@@ -45,10 +45,7 @@ class VoteRefused(InputError):
 
 def votes_per_hour() -> int:
     """`ARENA_VOTES_PER_HOUR` (default 60; a bad value keeps the default)."""
-    try:
-        return max(0, int(os.environ.get("ARENA_VOTES_PER_HOUR", DEFAULT_VOTES_PER_HOUR)))
-    except ValueError:
-        return DEFAULT_VOTES_PER_HOUR
+    return env_int("ARENA_VOTES_PER_HOUR", int(DEFAULT_VOTES_PER_HOUR), minimum=0)
 
 
 @dataclass

@@ -227,6 +227,24 @@ def test_engine_server_serves_v1_and_the_page_events(apps):
     assert len(_speech(apps[0], "Hi.", model="qwen-custom", voice="Ryan")) > 0  # tiny Qwen3-TTS on its replica
 
 
+def test_a_batch_file_renders_through_the_tier(apps, tmp_path):
+    """Batch files group Qwen3-TTS rows for `synthesize_batch`: the remote engine serves the group too."""
+    import zipfile
+
+    from gradio_client import Client, handle_file
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text(
+        "text,engine,voice\nThe sun is out.,kokoro,jm_kumo\nHi there.,qwen-custom,Ryan\nOk.,qwen-custom,Ryan\n"
+    )
+    archive, _ = Client(apps[0].url, verbose=False).predict(
+        handle_file(str(rows)), "kokoro", "jm_kumo", "wav", "Off", False, False, False, False, api_name="/batch"
+    )
+    with zipfile.ZipFile(archive) as bundle:
+        manifest = json.loads(bundle.read("manifest.json"))
+    assert (manifest["rendered"], manifest["failed"]) == (3, 0), manifest["items"]
+
+
 def test_two_app_copies_share_one_tier(apps):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         clips = list(pool.map(lambda app: _speech(app, TEXT), apps))
