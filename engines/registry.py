@@ -38,6 +38,10 @@ _lock = threading.Lock()
 _instances: dict[str, Engine] = {}
 _loaded: set[str] = set()
 _load_locks: dict[str, threading.Lock] = {}
+# One engine loads at a time: two loading at once import transformers (Kokoro's and Qwen3-TTS's
+# packages both do) from two threads, and one of them can see the package half-initialised ("cannot
+# import name 'AutoConfig' from 'transformers'"; seen when the arena loaded Qwen3-TTS during Kokoro's load).
+_one_load_at_a_time = threading.Lock()
 
 
 def default_engine() -> str:
@@ -118,7 +122,7 @@ def _load_lock(engine_id: str) -> threading.Lock:
 
 
 def get(engine_id: str) -> Engine:
-    """The engine, loaded on first use (one load at a time per engine)."""
+    """The engine, loaded on first use (one engine loads at a time)."""
     engine = _instance(engine_id)
     if engine_id in _loaded:
         return engine
@@ -126,7 +130,8 @@ def get(engine_id: str) -> Engine:
         if engine_id not in _loaded:
             log.info("Loading engine %s", engine_id)
             try:
-                engine.load(device.resolve())
+                with _one_load_at_a_time:
+                    engine.load(device.resolve())
             except EngineError:
                 raise
             except Exception as exc:  # a damaged or unreadable model file: one sentence, the details in the log
