@@ -131,9 +131,10 @@ def model_token_limit(model) -> int:
 
 def sentences(text: str) -> list[str]:
     """The text as sentences (clauses joined back up to their sentence end)."""
-    out, current = [], ""
+    out, current, space = [], "", False
     for clause in split_clauses(text):
-        current = f"{current} {clause.text}".strip() if clause.space_after or not current else current + clause.text
+        current = f"{current} {clause.text}" if current and space else current + clause.text
+        space = clause.space_after  # whether the text had a space between this clause and the next
         if clause.strength >= SENTENCE:
             out.append(current)
             current = ""

@@ -305,3 +305,8 @@ def test_token_cap_is_clamped_to_the_model_maximum(custom, monkeypatch):
     shorter = ("word " * 990) + "end. Then a second one."
     list(custom.stream(SynthesisRequest(shorter, "Ryan", max_new_tokens=5_000)))
     assert caps[1:] == [2_048, token_cap("Then a second one.", None)]
+
+
+def test_sentences_keep_the_text_between_their_clauses():
+    text = "Second, with a comma! The quick dog, and then it ran. 你好，世界。再见"
+    assert sentences(text) == ["Second, with a comma!", "The quick dog, and then it ran.", "你好，世界。", "再见"]
