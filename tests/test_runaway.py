@@ -131,8 +131,9 @@ def engine(qwen_dirs):
 
 
 class Spy:
-    """Counts `generate_custom_voice` calls (texts, cap) and the talker's frames per call; `force`
-    (frame number -> first-codebook token) makes every row's next frame that token."""
+    """Counts `generate_custom_voice` calls (texts, cap) and the talker's frames per call, and keeps the
+    model from ever sampling its end code (as the guard's own hook runs after this one, only the guard
+    ends a row); `force` (frame number -> first-codebook token) makes every row's next frame that token."""
 
     def __init__(self, engine, monkeypatch, force=None) -> None:
         self.calls: list[dict] = []
@@ -140,6 +141,7 @@ class Spy:
         self.lock = threading.Lock()
         model = engine._model
         original = model.generate_custom_voice
+        end_code = model.model.config.talker_config.codec_eos_token_id
 
         def spy(**kwargs):
             call = {"texts": list(kwargs["text"]), "cap": kwargs["max_new_tokens"], "frames": 0}
@@ -156,6 +158,7 @@ class Spy:
                 step = self.current["frames"]
                 output.logits[:, -1, :] = float("-inf")
                 output.logits[:, -1, self.force(step)] = 0.0
+            output.logits[:, -1, end_code] = float("-inf")  # random weights rarely sample it: never, here
 
         monkeypatch.setattr(model, "generate_custom_voice", spy)
         handle = model.model.talker.register_forward_hook(hook, with_kwargs=True)  # before the batcher's
@@ -163,11 +166,11 @@ class Spy:
 
 
 @pytest.fixture()
-def spy(engine, monkeypatch):
+def spy(request, monkeypatch):
     made = []
 
-    def make(force=None):
-        made.append(Spy(engine, monkeypatch, force))
+    def make(force=None, engine=None):
+        made.append(Spy(engine or request.getfixturevalue("engine"), monkeypatch, force))
         return made[-1]
 
     yield make
@@ -207,6 +210,9 @@ def test_a_never_ending_sentence_is_stopped_at_its_bound_well_before_the_cap(eng
     assert stop["observed_s"] == stop["bound_s"] == round(bound_frames(SHORT) / FRAMES_PER_SECOND, 2)
     assert stats.summary()["runaway"] == [stop]
     assert len(stats.notes) == 1 and stats.notes[0] == chunks[-1].notes[0]
+    from ui.common import status_line
+
+    assert status_line("qwen-custom", stats, done=True).endswith(f" · {stats.notes[0]}")
 
 
 def test_a_stopped_sentence_nobody_has_heard_is_retried_once_with_a_new_seed(engine, spy, monkeypatch):
@@ -255,3 +261,55 @@ def test_a_looping_row_is_cut_where_the_loop_began_before_its_bound(engine, spy)
     assert second["retried"] is True and second["again"] is True and second["kept_s"] == len(cycle) / 12.5
     # the streamed sentence keeps what was already heard, nothing after the loop was found
     assert sentence_frames(chunks, SHORT) <= loop_found_at
+
+
+# ----- where the notice and the figures reach ------------------------------------------------------
+def test_a_chunk_keeps_its_notice_and_figures_across_the_engine_tier_wire():
+    from engines.base import AudioChunk
+    from engines.wire import chunk_frame, read_frames
+
+    figures = {"reason": TOO_LONG, "bound_s": 3.0, "observed_s": 3.0, "kept_s": 3.0, "retried": False}
+    chunk = AudioChunk(np.zeros(480, np.float32), "", "", 2, notes=(runaway.notice(figures),), stops=(figures,))
+    [back] = list(read_frames([chunk_frame(chunk), b"\0\0\0\x0f\0\0\0\0" + b'{"type": "end"}']))
+    assert back.notes == chunk.notes and back.stops == (figures,)
+    plain = AudioChunk(np.zeros(4, np.float32), "x", "", 0)
+    assert b"notes" not in chunk_frame(plain)  # unchanged frames for chunks without them
+
+
+@pytest.fixture()
+def v1(qwen_dirs, monkeypatch, spy):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api import router
+    from engines import registry
+
+    monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
+    monkeypatch.setenv("TORCH_THREADS", "1")
+    monkeypatch.setenv("BATCH_WAIT_MS", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    registry.unload("qwen-custom")
+    app = FastAPI()
+    app.include_router(router)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            spy(engine=registry.get("qwen-custom"))
+            yield client
+    finally:
+        registry.unload("qwen-custom")
+
+
+def test_v1_says_in_its_notes_and_figures_that_the_guard_stopped_a_sentence(v1):
+    import json
+
+    body = {"model": "qwen-custom", "input": SHORT, "voice": "Ryan", "language": "English"}
+    whole = v1.post("/v1/audio/speech", json={**body, "response_format": "wav"})
+    assert whole.status_code == 200, whole.text
+    assert "Qwen3-TTS ran past" in whole.headers["x-output-notes"]
+    with v1.stream("POST", "/v1/audio/speech", json={**body, "stream_format": "sse"}) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    done = events[-1]
+    assert done["type"] == "speech.audio.done"
+    [stop] = done["figures"]["runaway"]
+    assert stop["reason"] == TOO_LONG and stop["retried"] is False and stop["observed_s"] == stop["bound_s"]
+    assert any(note.startswith("Qwen3-TTS ran past") for note in done["notes"])
