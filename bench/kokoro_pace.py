@@ -2,7 +2,8 @@
 
 Prints JSON: per language, the packaged Kokoro voice's seconds of speech (edge silence trimmed) per
 counted character (`engines.runaway.units`: letters and digits by script), over a few sentences.
-Run: `.venv/bin/python bench/kokoro_pace.py` (offline: the packaged int8 ONNX model and voices).
+Run: `.venv/bin/python bench/kokoro_pace.py` (offline: the packaged int8 ONNX model and voices);
+the figures of `engines.runaway.PACE_S` are in `bench/results-kokoro-pace.json`.
 """
 
 from __future__ import annotations

@@ -260,7 +260,8 @@ class QwenEngine:
         conditioning = self._conditioning(request)
         limit = model_token_limit(model)
         plan = [[lines[0]], *batches(lines[1:])]
-        groups = [[(text, token_cap(text, request.max_new_tokens, limit, language)) for text in group] for group in plan]
+        cap = request.max_new_tokens
+        groups = [[(text, token_cap(text, cap, limit, language)) for text in group] for group in plan]
         yield from self._batcher.stream(groups, language, conditioning, self._context_codes(conditioning))
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:

@@ -17,7 +17,8 @@ unpickle). Answer: `200` and a stream of frames, each
     4-byte big-endian header length H, 4-byte big-endian payload length P, H bytes of UTF-8 JSON, P bytes
 
 with headers `{"type": "chunk", "index", "text", "phonemes", "words": [[word, phonemes, start_s,
-end_s], ...], "sample_rate", "replica"}` (and `"notes"`, `"stops"` when the chunk has them) (payload: float32 little-endian mono PCM), `{"type": "error", "kind":
+end_s], ...], "sample_rate", "replica"}` (and `"notes"`, `"stops"` when the chunk has them: the runaway
+guard's) (payload: float32 little-endian mono PCM), `{"type": "error", "kind":
 "input"|"unavailable"|"busy"|"failed", "message": one sentence}` (no payload; the stream ends) and
 `{"type": "end"}` after the last chunk. A stream that stops without `end` or `error` failed.
 """

@@ -36,7 +36,11 @@ def test_the_bound_is_tighter_than_the_token_cap_for_latin_text(text):
 
 @pytest.mark.parametrize(
     "text,language",
-    [("今天天气很好我们去公园散步吧", "Chinese"), ("吾輩は猫である。名前はまだ無い。", "Japanese"), ("天" * 400, "Auto")],
+    [
+        ("今天天气很好我们去公园散步吧", "Chinese"),
+        ("吾輩は猫である。名前はまだ無い。", "Japanese"),
+        ("天" * 400, "Auto"),
+    ],
 )
 def test_cjk_text_gets_a_cap_above_its_bound_so_the_guard_and_not_the_cap_ends_it(text, language):
     cap = token_cap(text, None, language=language)
@@ -241,7 +245,9 @@ def test_stopping_one_row_leaves_the_others_of_its_step_running_to_their_own_end
     assert both, "the two long sentences share one step"
     step = both[0]
     # the step ran for its longest row's bound: one row's stop did not end it, and it ended then, not at the cap
-    assert max(bound_frames(t) for t in step["texts"]) <= step["frames"] <= max(bound_frames(t) for t in step["texts"]) + 1
+    assert (
+        max(bound_frames(t) for t in step["texts"]) <= step["frames"] <= max(bound_frames(t) for t in step["texts"]) + 1
+    )
     assert step["frames"] < 0.8 * step["cap"]
     for sentence in step["texts"]:
         assert sentence_frames(chunks, sentence) == bound_frames(sentence)
