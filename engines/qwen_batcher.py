@@ -18,6 +18,12 @@ every `STREAM_FRAMES` frames with up to `LEFT_CONTEXT` frames of context (the re
 ICL cloning), so the pieces join into what a whole-clip decode gives. Later sentences come whole,
 one chunk each, from the package's own decode. Each visitor gets their own `AudioChunk`s in order.
 
+The same hook runs the runaway guard (`engines.runaway`): a row that passes the bound its text
+allows, or whose frames loop, gets its end code as its next token, so it ends while the other rows go
+on (the step ends when they all have). Stopped rows nobody has heard yet are generated once more,
+together, with a new torch seed, in the same step (so chunks stay in order); what is kept is cut where
+the loop began, and the chunk carries a one-sentence notice and the figures (`AudioChunk.notes`, `stops`).
+
 A visitor who leaves drops out of the next step; a step whose visitors have all left stops
 generating at once. When a step fails with rows of several requests (one row's conditioning the
 model rejects), each request is retried alone, so only the one at fault fails. Steps run one at a

@@ -128,12 +128,13 @@ class RowGuard:
     reason: str | None = None  # TOO_LONG or REPEATING once stopped
     keep: int | None = None  # frames of sane audio when stopped
     ended: bool = False  # its own end code came (or it was stopped)
+    capped: bool = False  # the bound is the row's own token cap (a caller's max_new_tokens): ended there quietly
     loops: LoopDetector = field(default_factory=LoopDetector)
 
     @classmethod
     def for_text(cls, text: str, language: str | None, cap_frames: int) -> RowGuard:
-        seconds = bound_s(text, language, cap_frames / FRAMES_PER_SECOND)
-        return cls(max(1, min(cap_frames, round(seconds * FRAMES_PER_SECOND))))
+        frames = max(1, round(bound_s(text, language) * FRAMES_PER_SECOND))
+        return cls(cap_frames, capped=True) if frames >= cap_frames else cls(frames)
 
     @property
     def stopped(self) -> bool:
@@ -148,7 +149,9 @@ class RowGuard:
         if start is not None:
             self.reason, self.keep, self.ended = REPEATING, start, True
         elif self.frames >= self.bound_frames:
-            self.reason, self.keep, self.ended = TOO_LONG, self.frames, True
+            self.ended = True  # at its own cap (rows of a step may have different ones): no runaway, no notice
+            if not self.capped:
+                self.reason, self.keep = TOO_LONG, self.frames
         return self.ended
 
     def figures(self, retried: bool) -> dict:

@@ -111,6 +111,13 @@ def test_a_row_guard_stops_at_its_bound_or_at_a_loop():
     assert looping.feed(5) is False  # ended: later frames are ignored
 
 
+def test_a_row_that_reaches_a_cap_its_caller_asked_for_ends_there_without_a_notice():
+    guard = RowGuard.for_text(LONG, "English", cap_frames=6)
+    assert [guard.feed(t) for t in range(100, 106)] == [False] * 5 + [True]
+    assert guard.ended and not guard.stopped
+    assert not RowGuard.for_text(LONG, "English", cap_frames=1000).capped
+
+
 @pytest.mark.parametrize("retried,again", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("reason", [TOO_LONG, REPEATING])
 def test_the_notice_is_one_sentence(reason, retried, again):
