@@ -6,7 +6,8 @@ The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `respon
 engine registry in a worker thread, first come, first served per engine (`engines.work_queue`).
 `instructions` reach a model that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS
 CustomVoice 1.7B); any other model speaks without them and the answer says so (`X-Output-Notes`, or
-the SSE done event's `notes`).
+the SSE done event's `notes`), as it says when Qwen3-TTS's runaway guard stopped a sentence
+(`engines.runaway`; its figures are the SSE `figures`' `runaway` list).
 The routes and the whole-file answer live here; the request model and its checks in
 `api.speech_request`, the voice names in `api.voices`, streamed answers in `api.speech_stream`, the
 mapping of errors to HTTP codes in `api.errors`.
@@ -173,4 +174,5 @@ def _speak(body: SpeechBody, owner: str | None = None, cancelled: Callable[[], b
     if stats.cancelled:
         return None
     audio, notes = process(audio, SAMPLE_RATE, plan.settings)
-    return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, [*plan.notes, *notes])
+    notes = [*plan.notes, *stats.notes, *notes]  # the engine's (runaway guard), then post-processing's
+    return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, notes)

@@ -177,4 +177,4 @@ class _SpeechStream:
                         encoder.write(leveler.feed(chunk.audio))
                 encoder.write(leveler.flush())
                 encoder.close()
-                self.notes = [*self.plan.notes, *leveler.notes]
+                self.notes = [*self.plan.notes, *self.stats.notes, *leveler.notes]

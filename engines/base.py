@@ -125,6 +125,10 @@ class AudioChunk:
     index: int
     words: tuple[WordTiming, ...] = ()
     sample_rate: int = SAMPLE_RATE
+    # what the listener should know about this chunk, one sentence each (e.g. the runaway guard's stop)
+    notes: tuple[str, ...] = ()
+    # the runaway guard's figures for a sentence it stopped (`engines.runaway`: reason, bound_s, observed_s, ...)
+    stops: tuple[dict, ...] = ()
 
     @property
     def duration_s(self) -> float:

@@ -45,6 +45,7 @@ from .language import AUTO, is_auto, iso_code
 from .lru import BoundedLRU
 from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
+from .runaway import bound_s as runaway_bound_s
 from .settings import env_int
 from .text import SENTENCE, length_groups, split_clauses
 from .voice_library import load_voice
@@ -108,10 +109,12 @@ def model_location(kind: str) -> tuple[str, str]:
     return "hub", where
 
 
-def token_cap(text: str, requested: int | None, limit: int = MAX_NEW_TOKENS) -> int:
-    """A generous upper bound on codec frames for `text` (0.2 s per character plus 3 s), never over
-    the model's own maximum `limit` (`model_token_limit`)."""
-    cap = min(int(FRAMES_PER_SECOND * (3.0 + 0.2 * len(text))), limit)
+def token_cap(text: str, requested: int | None, limit: int = MAX_NEW_TOKENS, language: str | None = None) -> int:
+    """A generous upper bound on codec frames for `text` (0.2 s per character plus 3 s, or a quarter
+    more than the runaway guard's bound where that is longer: CJK text, whose characters take longer
+    to say, see `engines.runaway`), never over the model's own maximum `limit` (`model_token_limit`)."""
+    seconds = max(3.0 + 0.2 * len(text), 1.25 * runaway_bound_s(text, language))
+    cap = min(int(FRAMES_PER_SECOND * seconds), limit)
     return max(1, min(cap, requested)) if requested else max(1, cap)
 
 
@@ -258,7 +261,8 @@ class QwenEngine:
         conditioning = self._conditioning(request)
         limit = model_token_limit(model)
         plan = [[lines[0]], *batches(lines[1:])]
-        groups = [[(text, token_cap(text, request.max_new_tokens, limit)) for text in group] for group in plan]
+        cap = request.max_new_tokens
+        groups = [[(text, token_cap(text, cap, limit, language)) for text in group] for group in plan]
         yield from self._batcher.stream(groups, language, conditioning, self._context_codes(conditioning))
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:

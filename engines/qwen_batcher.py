@@ -18,6 +18,12 @@ every `STREAM_FRAMES` frames with up to `LEFT_CONTEXT` frames of context (the re
 ICL cloning), so the pieces join into what a whole-clip decode gives. Later sentences come whole,
 one chunk each, from the package's own decode. Each visitor gets their own `AudioChunk`s in order.
 
+The same hook runs the runaway guard (`engines.runaway`): a row that passes the bound its text
+allows, or whose frames loop, gets its end code as its next token, so it ends while the other rows go
+on (the step ends when they all have). Stopped rows nobody has heard yet are generated once more,
+together, with a new torch seed, in the same step (so chunks stay in order); what is kept is cut where
+the loop began, and the chunk carries a one-sentence notice and the figures (`AudioChunk.notes`, `stops`).
+
 A visitor who leaves drops out of the next step; a step whose visitors have all left stops
 generating at once. When a step fails with rows of several requests (one row's conditioning the
 model rejects), each request is retried alone, so only the one at fault fails. Steps run one at a
@@ -30,6 +36,7 @@ import itertools
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
 from collections import deque
@@ -40,6 +47,7 @@ import numpy as np
 
 from .audio import fade_edges
 from .base import SAMPLE_RATE, AudioChunk
+from .runaway import RowGuard, notice
 from .settings import env_number
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ log = logging.getLogger(__name__)
 BATCH_WAIT_MS = 20  # default: how long a new request waits for others to share its first step
 STREAM_FRAMES = 12  # decode and yield about every second of speech
 LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the codec's chunked decode uses
+NOTICE_SILENCE = 480  # samples (20 ms) that carry a runaway notice when the stopped sentence was all heard
 
 
 def batch_wait_s() -> float:
@@ -84,9 +93,10 @@ class Job:
     finished: bool = False
     alone: bool = False  # its last step failed beside others: its next step runs without them
 
-    def put(self, audio: np.ndarray, text: str) -> None:
+    def put(self, audio: np.ndarray, text: str, notes: tuple = (), stops: tuple = ()) -> None:
         if not self.cancelled:
-            self.out.put(("chunk", AudioChunk(audio=audio, text=text, phonemes="", index=self.index)))
+            chunk = AudioChunk(audio=audio, text=text, phonemes="", index=self.index, notes=notes, stops=stops)
+            self.out.put(("chunk", chunk))
             self.index += 1
 
 
@@ -249,14 +259,68 @@ class QwenBatcher:
 
     def _execute(self, rows: list[Row]) -> list[tuple[Job, str, object]]:
         """One batched `generate`: stream the first sentences frame by frame, hand out the rest whole.
-        Returns what to tell the requests it ended: ("done", None) or ("error", exception)."""
+        Rows the runaway guard stopped (`engines.runaway`) and nobody has heard yet are generated once
+        more, together, with a new seed. Returns what to tell the requests it ended: ("done", None) or
+        ("error", exception)."""
+        model = self._model()
+        guards = [_guard(row) for row in rows]
+        streamed = [i for i, row in enumerate(rows) if row.streamed]
+        outcome, state = self._attempt(model, rows, guards, streamed)
+        if "error" in outcome:
+            return self._failed(rows, outcome["error"], state)
+        wavs, rate = outcome["result"]
+        clips = {i: _sane(wav, rate, guards[i]) for i, wav in enumerate(wavs) if not state.get(i, {}).get("sent")}
+        stops = {i: guards[i].figures(retried=False) for i in clips if guards[i].stopped}
+        if stops:
+            again = self._retry(model, rows, sorted(stops))
+            if again is None:
+                return []  # everyone in the step has gone
+            for i, (clip, guard) in again.items():
+                stops[i]["retried"] = True
+                if guard.stopped:  # stopped again: what is sane of the second try
+                    stops[i] = {**guard.figures(retried=True), "again": True}
+                clips[i] = clip
+        for i, clip in sorted(clips.items()):
+            if len(clip):
+                figures = stops.get(i)
+                notes = (notice(figures),) if figures else ()
+                rows[i].job.put(fade_edges(clip), rows[i].line.text, notes, (figures,) if figures else ())
+        completed = []
+        for job in _jobs_of(rows):
+            job.alone = False
+            if not job.groups and not job.finished:
+                job.finished = True
+                completed.append((job, "done", None))
+        return completed
+
+    def _retry(self, model, rows: list[Row], which: list[int]) -> dict | None:
+        """The stopped rows `which` generated again in one call with a new torch seed: {row: (clip, guard)};
+        {} when the second try failed (the first one's sane part stays), None when everyone has gone."""
         import torch
 
-        model = self._model()
+        seed = secrets.randbits(63)
+        torch.manual_seed(seed)
+        log.info("Runaway guard: %d sentence(s) generated again with seed %d", len(which), seed)
+        subset = [rows[i] for i in which]
+        guards = [_guard(row) for row in subset]
+        outcome, _ = self._attempt(model, subset, guards, [])
+        if isinstance(outcome.get("error"), _Cancelled):
+            return None
+        if "error" in outcome:
+            log.warning("Runaway guard: the second try failed (%s)", type(outcome["error"]).__name__)
+            return {}
+        wavs, rate = outcome["result"]
+        return {i: (_sane(wav, rate, guard), guard) for i, wav, guard in zip(which, wavs, guards, strict=True)}
+
+    def _attempt(self, model, rows: list[Row], guards: list[RowGuard], streamed: list[int]) -> tuple[dict, dict]:
+        """One `generate` call of `rows` under their guards, streaming the rows `streamed`. Returns
+        ({"result": (wavs, rate)} or {"error": exception}, the streamed rows' state)."""
+        import torch
+
         inner = model.model
         vocab = inner.config.talker_config.code_predictor_config.vocab_size
+        end_code = inner.config.talker_config.codec_eos_token_id
         decoder = inner.speech_tokenizer.model.decoder
-        streamed = [i for i, row in enumerate(rows) if row.streamed]
         frames: queue.Queue = queue.Queue()
         stop = threading.Event()
         outcome: dict = {}
@@ -265,7 +329,21 @@ class QwenBatcher:
             if stop.is_set() or all(row.job.cancelled for row in rows):
                 raise _Cancelled
             codes = output.hidden_states[1] if output.hidden_states is not None else None
-            if codes is not None and streamed:
+            if codes is None:  # the prefill: no frame yet
+                return
+            stopping = []
+            for b, first in enumerate(codes[:, 0].tolist()):
+                if guards[b].ended:
+                    continue
+                if not 0 <= first < vocab:  # its own end code
+                    guards[b].ended = True
+                elif guards[b].feed(first):
+                    stopping.append(b)
+            if stopping:  # their next token is the end code: those rows end, the others go on
+                logits = output.logits
+                logits[stopping, -1, :] = float("-inf")
+                logits[stopping, -1, end_code] = 0.0
+            if streamed:
                 frames.put(codes.detach().to("cpu", copy=True))
 
         def run() -> None:
@@ -283,12 +361,15 @@ class QwenBatcher:
                 frames.put(None)
 
         # per streamed row: frames so far (context first), how many are rendered, ended, pieces sent
-        state = {i: {"done": list(rows[i].job.context), "ended": False, "sent": 0} for i in streamed}
+        state = {i: {"done": list(rows[i].job.context), "ended": False, "sent": 0, "seen": 0} for i in streamed}
         for s in state.values():
-            s["emitted"] = len(s["done"])
+            s["emitted"] = s["context"] = len(s["done"])
 
         def render(i: int, last: bool) -> None:
-            s, row = state[i], rows[i]
+            s, row, guard = state[i], rows[i], guards[i]
+            if guard.stopped:  # drop the unheard frames past the sane part (a loop found late)
+                del s["done"][max(s["context"] + guard.keep, s["emitted"]) :]
+                guard.keep = len(s["done"]) - s["context"]
             if len(s["done"]) > s["emitted"]:
                 left = min(s["emitted"], LEFT_CONTEXT)
                 codes = torch.stack(s["done"][s["emitted"] - left :], 0).T.unsqueeze(0).to(inner.device)
@@ -297,8 +378,14 @@ class QwenBatcher:
                 per_frame = len(wav) // codes.shape[-1]
                 # fades only where the sentence starts and ends: the pieces in between are continuous
                 piece = fade_edges(wav[left * per_frame :], start=s["sent"] == 0, end=last)
-                row.job.put(piece, row.line.text if s["sent"] == 0 else "")
+                figures = guard.figures(retried=False) if last and guard.stopped else None
+                notes = (notice(figures),) if figures else ()
+                row.job.put(piece, row.line.text if s["sent"] == 0 else "", notes, (figures,) if figures else ())
                 s["emitted"], s["sent"] = len(s["done"]), s["sent"] + 1
+            elif last and guard.stopped and not s["ended"]:  # all of it was heard: the notice comes with a breath
+                figures = guard.figures(retried=False)
+                row.job.put(np.zeros(NOTICE_SILENCE, np.float32), "", (notice(figures),), (figures,))
+                s["sent"] += 1
             s["ended"] = s["ended"] or last
 
         handle = inner.talker.register_forward_hook(hook, with_kwargs=True)
@@ -313,7 +400,10 @@ class QwenBatcher:
                     code = item[i]
                     if 0 <= int(code.min()) and int(code.max()) < vocab:
                         s["done"].append(code)
-                        if len(s["done"]) - s["emitted"] >= STREAM_FRAMES:
+                        s["seen"] += 1
+                        if guards[i].stopped and s["seen"] >= guards[i].frames:  # its last frame
+                            render(i, last=True)
+                        elif len(s["done"]) - s["emitted"] >= STREAM_FRAMES:
                             render(i, last=False)
                     else:  # its end code: this row is complete while the others go on
                         render(i, last=True)
@@ -325,26 +415,7 @@ class QwenBatcher:
             stop.set()
             worker.join()
             handle.remove()
-        if "error" in outcome:
-            return self._failed(rows, outcome["error"], state)
-        wavs, rate = outcome["result"]
-        for i, (row, wav) in enumerate(zip(rows, wavs, strict=True)):
-            if i in state and state[i]["sent"]:
-                continue  # streamed already
-            audio = np.asarray(wav, dtype=np.float32).ravel()
-            if rate != SAMPLE_RATE:
-                import soxr
-
-                audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
-            if len(audio):
-                row.job.put(fade_edges(audio), row.line.text)
-        completed = []
-        for job in _jobs_of(rows):
-            job.alone = False
-            if not job.groups and not job.finished:
-                job.finished = True
-                completed.append((job, "done", None))
-        return completed
+        return outcome, state
 
     def _failed(self, rows: list[Row], error: BaseException, state: dict) -> list[tuple[Job, str, object]]:
         """A step failed: with one request in it, that request fails; with several, each one that has
@@ -369,6 +440,23 @@ class QwenBatcher:
     def _fail(job: Job, error: BaseException) -> tuple[Job, str, object]:
         job.finished = True
         return job, "error", error
+
+
+def _guard(row: Row) -> RowGuard:
+    """The runaway guard of a row: its bound from its text and language, within its token cap."""
+    return RowGuard.for_text(row.line.text, row.job.language, row.line.cap)
+
+
+def _sane(wav, rate: int, guard: RowGuard) -> np.ndarray:
+    """A row's whole clip at 24 kHz, cut where its guard found a loop."""
+    audio = np.asarray(wav, dtype=np.float32).ravel()
+    if rate != SAMPLE_RATE:
+        import soxr
+
+        audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+    if guard.stopped and guard.frames and guard.keep is not None and guard.keep < guard.frames:
+        audio = audio[: len(audio) * guard.keep // guard.frames]
+    return audio
 
 
 def _jobs_of(rows: list[Row]) -> list[Job]:

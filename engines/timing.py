@@ -34,6 +34,8 @@ class RunStats:
     durations_s: list[float] = field(default_factory=list)
     queue_wait_s: float | None = None  # seconds in the engine's line before synthesis began
     cancelled: bool = False  # the client went away: the run stopped after the chunk in progress
+    notes: list[str] = field(default_factory=list)  # the chunks' notes (`AudioChunk.notes`), in order
+    stops: list[dict] = field(default_factory=list)  # sentences the runaway guard stopped (`engines.runaway`)
 
     @property
     def rtf(self) -> float | None:
@@ -61,6 +63,7 @@ class RunStats:
             "ttfa_s": None if self.ttfa_s is None else round(self.ttfa_s, 3),
             "rtf": None if self.rtf is None else round(self.rtf, 3),
             "chunks": self.chunks,
+            **({"runaway": self.stops} if self.stops else {}),
         }
 
 
@@ -121,6 +124,8 @@ def measured(
             stats.audio_s += chunk.duration_s
             stats.chunks += 1
             stats.total_s = now
+            stats.notes.extend(chunk.notes)
+            stats.stops.extend(chunk.stops)
             yield chunk
             if cancelled is not None and cancelled():
                 stats.cancelled = True

@@ -17,7 +17,8 @@ unpickle). Answer: `200` and a stream of frames, each
     4-byte big-endian header length H, 4-byte big-endian payload length P, H bytes of UTF-8 JSON, P bytes
 
 with headers `{"type": "chunk", "index", "text", "phonemes", "words": [[word, phonemes, start_s,
-end_s], ...], "sample_rate", "replica"}` (payload: float32 little-endian mono PCM), `{"type": "error", "kind":
+end_s], ...], "sample_rate", "replica"}` (and `"notes"`, `"stops"` when the chunk has them: the runaway
+guard's) (payload: float32 little-endian mono PCM), `{"type": "error", "kind":
 "input"|"unavailable"|"busy"|"failed", "message": one sentence}` (no payload; the stream ends) and
 `{"type": "end"}` after the last chunk. A stream that stops without `end` or `error` failed.
 """
@@ -59,6 +60,8 @@ def chunk_frame(chunk: AudioChunk, replica: str | None = None) -> bytes:
         "words": [[w.word, w.phonemes, w.start_s, w.end_s] for w in chunk.words],
         "sample_rate": chunk.sample_rate,
     }
+    if chunk.notes or chunk.stops:  # the runaway guard's notice and figures (`engines.runaway`)
+        header["notes"], header["stops"] = list(chunk.notes), list(chunk.stops)
     if replica:
         header["replica"] = replica
     return frame(header, np.ascontiguousarray(chunk.audio, dtype="<f4").tobytes())
@@ -113,6 +116,8 @@ def read_frames(pieces: Iterable[bytes]) -> Iterator[AudioChunk]:
                         WordTiming(str(w), str(p), float(s), float(e)) for w, p, s, e in header.get("words", [])
                     ),
                     sample_rate=int(header.get("sample_rate", 24_000)),
+                    notes=tuple(str(n) for n in header.get("notes", [])),
+                    stops=tuple(dict(s) for s in header.get("stops", []) if isinstance(s, dict)),
                 )
     raise EngineError(REPLICA_FAILED)
 

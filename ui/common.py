@@ -127,6 +127,7 @@ def status_line(engine_id: str, stats: RunStats, done: bool = False) -> str:
         f"weights: {info.weights_source} · "
         f"time to first audio **{ttfa}** (from the turn) · real-time factor **{rtf}** · "
         f"synthesis {stats.total_s:.1f} s · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
+        + "".join(f" · {note}" for note in stats.notes)  # e.g. the Qwen3-TTS runaway guard's stops
     )
 
 
