@@ -33,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
     audio, rate = read_audio(args.audio)
     result = align_clip(audio, rate, text, args.language)
     joiner = "" if result.error_unit == "character" else " "
-    for path, content in ((args.srt, captions.srt(result.words, joiner)), (args.vtt, captions.vtt(result.words, "asr", joiner))):
+    for path, content in (
+        (args.srt, captions.srt(result.words, joiner)),
+        (args.vtt, captions.vtt(result.words, "asr", joiner)),
+    ):
         if path is not None:
             try:
                 path.write_text(content, encoding="utf-8")

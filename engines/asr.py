@@ -81,7 +81,9 @@ def transcribe_words(
     texts, words = [], []
     for segment in segments:
         texts.append(segment.text.strip())
-        words += [HeardWord(w.word.strip(), float(w.start), float(w.end)) for w in segment.words or () if w.word.strip()]
+        words += [
+            HeardWord(w.word.strip(), float(w.start), float(w.end)) for w in segment.words or () if w.word.strip()
+        ]
     return " ".join(texts).strip(), info.language, words
 
 

@@ -93,9 +93,9 @@ def align_words(
     dropped_tokens = [0] * len(inputs)
     inserted: list[tuple[int, int]] = []  # hypothesis token ranges jiwer inserted
     if ref_tokens and hyp_tokens:
-        chunks = jiwer.process_words(
-            " ".join(t for _, t in ref_tokens), " ".join(t for _, t in hyp_tokens)
-        ).alignments[0]
+        chunks = jiwer.process_words(" ".join(t for _, t in ref_tokens), " ".join(t for _, t in hyp_tokens)).alignments[
+            0
+        ]
     else:
         chunks = []
     for chunk in chunks:

@@ -11,10 +11,14 @@ of `CUE_GAP_S` or a word ending a sentence.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from engines.base import AudioChunk
 
-SOURCES = {"asr": "word times from the speech recogniser's alignment", "model": "word times from the model's own durations"}
+SOURCES = {
+    "asr": "word times from the speech recogniser's alignment",
+    "model": "word times from the model's own durations",
+}
 MAX_CUE_WORDS = 7
 MAX_CUE_CHARS = 42
 CUE_GAP_S = 0.6
@@ -54,19 +58,40 @@ def cues(words: list[dict], joiner: str = " ") -> list[tuple[float, float, str]]
 
 def srt(words: list[dict], joiner: str = " ") -> str:
     """SubRip text: numbered cues, `HH:MM:SS,mmm --> HH:MM:SS,mmm`."""
-    blocks = [f"{n}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n" for n, (a, b, text) in enumerate(cues(words, joiner), 1)]
+    blocks = [
+        f"{n}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n" for n, (a, b, text) in enumerate(cues(words, joiner), 1)
+    ]
     return "\n".join(blocks)
 
 
 def vtt(words: list[dict], source: str = "asr", joiner: str = " ") -> str:
     """WebVTT text (a NOTE says where the times come from)."""
     head = f"WEBVTT\n\nNOTE {SOURCES.get(source, source)}\n"
-    return "\n".join([head, *(f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{text}\n" for a, b, text in cues(words, joiner))])
+    return "\n".join(
+        [head, *(f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{text}\n" for a, b, text in cues(words, joiner))]
+    )
 
 
 def file_names(stem: str, source: str) -> tuple[str, str]:
     """The .srt and .vtt names for a clip's stem, saying the source: `clip.asr.srt`, `clip.model.vtt`."""
     return f"{stem}.{source}.srt", f"{stem}.{source}.vtt"
+
+
+def write_captions(
+    folder: Path, stem: str, aligned: list[dict] | None, chunks: Iterable[AudioChunk] = (), error_unit: str = "word"
+) -> list[str]:
+    """Write `<stem>.asr.srt/.vtt` from the alignment's words (when given) and `<stem>.model.srt/.vtt`
+    from the model's own word times (when its chunks carry them) into `folder`; the names written."""
+    joiner = "" if error_unit == "character" else " "
+    written = []
+    for source, words in (("asr", aligned or []), ("model", model_words(chunks))):
+        if not timed_words(words):
+            continue
+        srt_name, vtt_name = file_names(stem, source)
+        (folder / srt_name).write_text(srt(words, joiner), encoding="utf-8")
+        (folder / vtt_name).write_text(vtt(words, source, joiner), encoding="utf-8")
+        written += [srt_name, vtt_name]
+    return written
 
 
 def _breaks(line: list[dict], word: dict, joiner: str) -> bool:
