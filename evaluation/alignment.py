@@ -17,15 +17,21 @@ unit is the character (Japanese, Chinese, Korean: `metrics.CHARACTER_LANGUAGES`)
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from engines import language as languages
 from engines.asr import HeardWord, asr_is_multilingual, transcribe_words
+from engines.base import SAMPLE_RATE
+from engines.batch import MANIFEST
 
 from . import metrics
+from .captions import write_captions
 
 OK, SUBSTITUTED, DROPPED = "ok", "substituted", "dropped"
 EDGE_PUNCTUATION = re.compile(r"^[^\w]+|[^\w]+$")  # shown words lose their outer punctuation
@@ -172,3 +178,35 @@ def _repeats(tokens: list[str], first: int, stop: int) -> int:
 def _timed(word: str, start: float, end: float, end_of_clip: float) -> dict:
     start = min(max(0.0, start), end_of_clip)
     return {"word": word, "start": round(start, 3), "end": round(min(max(end, start), end_of_clip), 3)}
+
+
+def align_manifest(folder: Path, manifest: dict, language: str | None = None) -> dict:
+    """Align every rendered clip of a batch (`engines.batch.render`'s manifest, its clips in `folder`)
+    to its text: each item gains `words`, `inserted`, `repeated`, `error_rate`, `error_unit` and
+    `captions` (`<clip>.asr.srt`/`.vtt` written next to it); `manifest.json` is written again."""
+    for item in manifest["items"]:
+        if not item.get("file") or item.get("error"):
+            continue
+        try:
+            audio, rate = read_clip(folder / item["file"], manifest["format"])
+            found = align_clip(audio, rate, item["text"], item.get("language") or language)
+        except Exception as exc:  # one clip the ASR cannot hear does not end the batch
+            logging.getLogger(__name__).warning("alignment of %s failed: %s", item["file"], exc)
+            item["notes"] = [*item.get("notes", []), "The words could not be aligned for this clip."]
+            continue
+        figures = found.as_dict()
+        item.update({k: figures[k] for k in ("words", "inserted", "repeated", "error_rate", "error_unit")})
+        stem = Path(item["file"]).stem
+        item["captions"] = write_captions(folder, stem, found.words, error_unit=found.error_unit)
+    (folder / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    return manifest
+
+
+def read_clip(path: Path, fmt: str) -> tuple[np.ndarray, int]:
+    """A rendered clip's mono float samples and rate (raw `pcm` is s16le mono at 24 kHz)."""
+    if fmt == "pcm":
+        return np.frombuffer(path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0, SAMPLE_RATE
+    import soundfile as sf
+
+    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return audio.mean(axis=1), int(rate)
