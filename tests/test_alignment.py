@@ -175,7 +175,8 @@ def test_compare_keeps_the_words_of_the_transcription_it_already_made(monkeypatc
     results = []
     for voice in ("jm_kumo", "jf_alpha"):
         result = ClipResult(Slot("kokoro", voice), RunStats(engine="kokoro", ttfa_s=0.1, total_s=0.5, audio_s=1.0))
-        result.chunks.append(AudioChunk(noise, "Hello world.", "", 0))
+        timed = (WordTiming("Hello", "", 0.1, 0.4), WordTiming("world.", "", 0.5, 0.9)) if voice == "jf_alpha" else ()
+        result.chunks.append(AudioChunk(noise, "Hello world.", "", 0, timed))  # B's model times its words
         result.metrics = measure(result, "Hello world.")
         results.append(result)
     assert calls == ["en", "en"]  # one transcription per slot: the words come from it
@@ -187,6 +188,8 @@ def test_compare_keeps_the_words_of_the_transcription_it_already_made(monkeypatc
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["a"]["words"] == summary["words"] and on_disk["b"]["inserted"] == []
     assert written["a"]["captions"] == ["a.asr.srt", "a.asr.vtt"] and (tmp_path / "a.asr.vtt").is_file()
+    assert written["b"]["captions"] == ["b.asr.srt", "b.asr.vtt", "b.model.srt", "b.model.vtt"]
+    assert parse_cues((tmp_path / "b.model.srt").read_text()) == [(0.1, 0.9, "Hello world.")]
 
 
 def test_a_tiny_random_qwen_clip_is_not_aligned():
