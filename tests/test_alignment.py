@@ -191,6 +191,18 @@ def test_compare_keeps_the_words_of_the_transcription_it_already_made(monkeypatc
     assert written["b"]["captions"] == ["b.asr.srt", "b.asr.vtt", "b.model.srt", "b.model.vtt"]
     assert parse_cues((tmp_path / "b.model.srt").read_text()) == [(0.1, 0.9, "Hello world.")]
 
+    from ui.compare_tab import caption_files  # the Compare tab's downloads: the same files
+
+    monkeypatch.setattr("ui.compare_tab.OUTPUT_DIR", tmp_path / "page")
+    files = caption_files(dict(zip("AB", results, strict=True)))
+    assert [os.path.basename(f) for f in files] == [
+        "compare-a.asr.srt", "compare-a.asr.vtt", "compare-b.asr.srt", "compare-b.asr.vtt",
+        "compare-b.model.srt", "compare-b.model.vtt",
+    ]  # fmt: skip
+    assert parse_cues(open(files[0], encoding="utf-8").read()) == [
+        (0.1, 0.9, "Hello world")
+    ]  # the text, at the times heard
+
 
 def test_a_tiny_random_qwen_clip_is_not_aligned():
     pytest.skip("A tiny random-weight Qwen3-TTS checkpoint makes noise, not words: aligning it measures nothing.")
