@@ -27,7 +27,7 @@ import numpy as np
 
 from engines import language as languages
 from engines.asr import HeardWord, asr_is_multilingual, transcribe_words
-from engines.base import SAMPLE_RATE
+from engines.base import SAMPLE_RATE, UnavailableError
 from engines.batch import MANIFEST
 
 from . import metrics
@@ -61,6 +61,11 @@ def align_clip(audio: np.ndarray, sample_rate: int, text: str, language: str | N
     """Transcribe the clip with word times and align it to `text` (`language`: a name or code the
     engines know; None: from the text's script, else English for an English-only ASR, else detected)."""
     code = spoken_code(text, language)
+    if code != "en" and not asr_is_multilingual():
+        raise UnavailableError(
+            "The speech recogniser here hears English only; set ASR_MODEL to a multilingual Whisper to check other "
+            "languages."
+        )
     transcript, heard_language, heard = transcribe_words(audio, sample_rate, code)
     return align_words(text, heard, code or heard_language, len(audio) / sample_rate, transcript)
 

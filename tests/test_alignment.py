@@ -363,3 +363,11 @@ def test_v1_timestamps_on_a_raw_audio_stream_is_a_clear_400(client):
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["param"] == "timestamps" and error["message"].endswith(".") and "sse" in error["message"]
+
+
+def test_another_language_with_an_english_only_recogniser_is_one_clear_sentence(monkeypatch):
+    from engines.base import UnavailableError
+
+    monkeypatch.setattr("evaluation.alignment.asr_is_multilingual", lambda: False)
+    with pytest.raises(UnavailableError, match="hears English only; set ASR_MODEL"):
+        align_clip(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, "今日は晴れ。")
