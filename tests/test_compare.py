@@ -93,6 +93,8 @@ def test_two_kokoro_voices_give_two_matched_clips_and_every_metric(tmp_path):
         assert slot["error_rate"] == slot["wer"] and slot["error_unit"] == slot["wer_unit"] == "word"
         assert slot["similarity"] is None  # no reference clip
         assert 1.0 <= slot["mos"] <= 5.0 and slot["lufs"] < -5
+        assert [w["word"] for w in slot["words"]] == TEXT.rstrip(".").split()  # the alignment of the same transcript
+        assert slot["captions"] == [f"{name}.asr.srt", f"{name}.asr.vtt"] and (tmp_path / f"{name}.asr.srt").is_file()
     assert summary["a"]["system"] == "kokoro:jm_kumo" and summary["b"]["system"] == "kokoro:jf_alpha"
 
 
