@@ -23,7 +23,10 @@ the engine's line before synthesis began.
 
 Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
 encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
-`X-Real-Time-Factor`).
+`X-Real-Time-Factor`). With the extension `"timestamps": true` it is JSON instead: `{"audio": <base64
+of the file>, "format", "words", "inserted", "repeated", "error_rate", "error_unit"}`, the clip's words
+aligned to the text by the speech recogniser (`evaluation.alignment`; the words are null, and
+`X-Output-Notes` says why, when it cannot run); on an SSE stream the done event carries the same keys.
 
 With `stream_format` the audio is sent while it is generated (chunked transfer):
 
@@ -57,6 +60,7 @@ whole clip and the true-peak limiter's look-ahead across chunk boundaries; the w
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from collections.abc import Callable
@@ -73,7 +77,7 @@ from engines.timing import RunStats, synthesize
 
 from .errors import error_for
 from .speech_request import SpeechBody, prepare, read_body
-from .speech_stream import header, stream_response, watch_disconnect
+from .speech_stream import aligned_words, header, stream_response, watch_disconnect
 from .voices import openai_voices, owner_of, resolve_model, voices
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
@@ -110,6 +114,9 @@ async def speech(request: Request) -> Response:
     }
     if clip.notes:
         headers["X-Output-Notes"] = header(" ".join(clip.notes))
+    if clip.words is not None:  # `timestamps`: the clip in JSON with its words
+        body = {"audio": base64.b64encode(clip.data).decode("ascii"), "format": clip.fmt, **clip.words}
+        return JSONResponse(body, headers=headers)
     return Response(content=clip.data, media_type=MEDIA_TYPES[clip.fmt], headers=headers)
 
 
@@ -164,6 +171,7 @@ class Clip:
     voice: str
     stats: RunStats
     notes: list[str]
+    words: dict | None = None  # with `timestamps`: `speech_stream.WORD_KEYS` of the clip
 
 
 def _speak(body: SpeechBody, owner: str | None = None, cancelled: Callable[[], bool] | None = None) -> Clip | None:
@@ -174,5 +182,7 @@ def _speak(body: SpeechBody, owner: str | None = None, cancelled: Callable[[], b
     if stats.cancelled:
         return None
     audio, notes = process(audio, SAMPLE_RATE, plan.settings)
-    notes = [*plan.notes, *stats.notes, *notes]  # the engine's (runaway guard), then post-processing's
-    return Clip(encode(audio, plan.fmt, SAMPLE_RATE), plan.fmt, plan.request.voice, stats, notes)
+    words, word_notes = aligned_words(plan, audio) if plan.timestamps else (None, [])
+    data = encode(audio, plan.fmt, SAMPLE_RATE)
+    # the engine's notes (runaway guard), then post-processing's, then the word check's
+    return Clip(data, plan.fmt, plan.request.voice, stats, [*plan.notes, *stats.notes, *notes, *word_notes], words)

@@ -2,8 +2,8 @@
 checked into a `Plan` (engine, `SynthesisRequest`, format, output settings, stream mode) before anything
 is synthesized. Client errors come before engine state: 415 a body that is not `application/json`,
 413 a body or input over its limit, 400 bad JSON (`api.strict_json`), a missing or wrong field, an
-unknown format or stream format, whole-file options on a stream; then the voice (`api.voices`) and the
-engine's availability (503)."""
+unknown format or stream format, whole-file options on a stream, `timestamps` on a raw audio stream;
+then the voice (`api.voices`) and the engine's availability (503)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ class SpeechBody(BaseModel):
     instructions: StrictStr | None = None  # a style instruction, for a model that follows them
     language: StrictStr | None = None  # extension: the text's language (engine's names; default Auto)
     lufs: StrictFloat | None = None  # extension: loudness target of the clip, peak-guarded
+    timestamps: StrictBool = False  # extension: answer JSON with the words aligned (`evaluation.alignment`)
     # extensions, whole files only: what the page's Output section does
     peak_normalize: StrictBool = False
     trim: StrictBool = False
@@ -57,6 +58,7 @@ class Plan:
     settings: OutputSettings
     stream: str | None  # None (the whole file), "audio" or "sse"
     notes: tuple[str, ...] = ()  # what the answer should say about the request (an ignored field)
+    timestamps: bool = False  # align the clip's words to the text and answer them (JSON or the done event)
 
 
 async def read_body(request: Request) -> SpeechBody:
@@ -125,6 +127,11 @@ def prepare(body: SpeechBody, owner: str | None = None) -> Plan:
             400, f"{', '.join(whole_file_only)} need the whole clip; leave out stream_format, or those options.",
             "unsupported_with_stream", whole_file_only[0],
         )  # fmt: skip
+    if stream == "audio" and body.timestamps:
+        raise ApiError(
+            400, "Timestamps need an answer that can carry them: leave out stream_format (JSON) or use 'sse'.",
+            "unsupported_with_stream", "timestamps",
+        )  # fmt: skip
     settings = OutputSettings(lufs=body.lufs, **{name: getattr(body, name) for name in WHOLE_FILE_OPTIONS})
     info = registry.info(engine_id)
     voice = resolve_voice(engine_id, body.voice, info, owner)  # voices are known without loading the model
@@ -138,7 +145,7 @@ def prepare(body: SpeechBody, owner: str | None = None) -> Plan:
         raise UnavailableError(info.reason)
     if stream:
         StreamEncoder.check(fmt)  # mp3, opus and ogg stream through ffmpeg
-    return Plan(engine_id, request, fmt, settings, stream, notes)
+    return Plan(engine_id, request, fmt, settings, stream, notes, body.timestamps)
 
 
 def _stream_format(body: SpeechBody, fmt: str) -> str | None:

@@ -5,7 +5,9 @@ A worker thread waits for the engine's turn, runs the synthesis, levels each chu
 to the event loop. The status and headers wait for the first piece of audio, so an engine failure
 before it is still a JSON error; after it only the body can tell: SSE sends an error event and ends,
 raw audio just ends (and the server logs it). The synthesis stops whenever the response ends: done,
-failed or the client gone. Also here: what both kinds of answer share (`header`, `watch_disconnect`).
+failed or the client gone. With `timestamps` the clip's words are aligned to the text once the engine's
+turn is over (`aligned_words`) and the done event carries them. Also here: what both kinds of answer
+share (`header`, `watch_disconnect`, `aligned_words`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
 
+import numpy as np
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
+from engines.base import SAMPLE_RATE, EngineError
 from engines.timing import RunStats, enter, timed_stream
+from evaluation.alignment import align_clip
 
 from .errors import error_for
 from .speech_request import Plan
@@ -30,6 +35,22 @@ from .speech_request import Plan
 log = logging.getLogger(__name__)
 
 DISCONNECT_POLL_S = 0.25  # how often a request looks whether its client is still there
+
+
+WORD_KEYS = ("words", "inserted", "repeated", "error_rate", "error_unit")  # what `timestamps` adds to an answer
+
+
+def aligned_words(plan: Plan, audio: np.ndarray) -> tuple[dict, list[str]]:
+    """Blocking: the clip's words aligned to the request's text (`evaluation.alignment`), as the
+    `WORD_KEYS` of an answer, and a note for the answer when the speech recogniser could not run."""
+    try:
+        found = align_clip(audio, SAMPLE_RATE, plan.request.text, plan.request.language).as_dict()
+    except EngineError as exc:
+        return dict.fromkeys(WORD_KEYS), [f"timestamps unavailable: {exc}"]
+    except Exception:
+        log.exception("Alignment failed")
+        return dict.fromkeys(WORD_KEYS), ["timestamps unavailable: the speech recogniser failed on this clip."]
+    return {key: found[key] for key in WORD_KEYS}, []
 
 
 def header(text: str) -> str:
@@ -111,6 +132,7 @@ async def _sse_events(stream: _SpeechStream, first: bytes | None) -> AsyncIterat
         "figures": {**stream.stats.summary(), "queue_wait_s": round(stream.stats.queue_wait_s or 0.0, 3)},
         "voice": stream.plan.request.voice,
         "notes": stream.notes,
+        **stream.words,  # with `timestamps`: the words aligned to the text (`WORD_KEYS`)
     })  # fmt: skip
 
 
@@ -130,6 +152,7 @@ class _SpeechStream:
         self.plan, self.loop = plan, loop
         self.stats = RunStats(engine=plan.engine_id)
         self.notes: list[str] = []
+        self.words: dict = {}  # with `timestamps`: `aligned_words` of the whole clip, once it is done
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
         threading.Thread(target=self._produce, name=f"speech-stream-{plan.engine_id}", daemon=True).start()
@@ -163,18 +186,30 @@ class _SpeechStream:
             self._put(_END)
 
     def _synthesize(self) -> None:
+        sent = self._speak()
+        if self.plan.timestamps and sent and not self._cancelled.is_set():  # after the engine's turn is over
+            self.words, notes = aligned_words(self.plan, np.concatenate(sent))
+            self.notes += notes
+
+    def _speak(self) -> list[np.ndarray]:
+        """The synthesis in the engine's turn; the levelled audio sent (kept with `timestamps` only)."""
+        sent: list[np.ndarray] = []
         # first come, first served per engine: BusyError at once past MAX_WAITING; give up if the client left
         with enter(self.plan.engine_id, self.plan.request, self._cancelled.is_set) as ticket:
             if not ticket.wait_turn():
-                return
+                return []
             leveler = StreamLeveler(self.plan.settings)
+            keep = sent.append if self.plan.timestamps else (lambda _: None)
             with StreamEncoder(self.plan.fmt, self._put) as encoder:
                 stream = timed_stream(self.plan.engine_id, self.plan.request, self.stats, ticket=ticket)
                 with closing(stream) as chunks:
                     for chunk in chunks:
                         if self._cancelled.is_set():
-                            return
-                        encoder.write(leveler.feed(chunk.audio))
-                encoder.write(leveler.flush())
+                            return []
+                        keep(piece := leveler.feed(chunk.audio))
+                        encoder.write(piece)
+                keep(piece := leveler.flush())
+                encoder.write(piece)
                 encoder.close()
                 self.notes = [*self.plan.notes, *self.stats.notes, *leveler.notes]
+        return sent

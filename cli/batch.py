@@ -1,5 +1,6 @@
 """`batch`: a .txt (one line per clip) or CSV (text,engine,voice) rendered into numbered clips and
-`manifest.json` (`engines.batch`), optionally zipped."""
+`manifest.json` (`engines.batch`), optionally zipped; `--align` checks each clip's words
+(`evaluation.alignment`: `words` per item and `.srt`/`.vtt` captions)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from engines import registry
 from engines.audio import FORMATS
 from engines.base import EngineError
 from engines.voice_library import OPERATOR
+from evaluation.alignment import align_manifest
 
 from .speech import output_flags, settings
 
@@ -29,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     batch.add_argument("--lang", default=None, help="language code or name (default: from the voice)")
     batch.add_argument("--max-new-tokens", type=int, help="cap on generated codec frames (Qwen3-TTS)")
     batch.add_argument("--zip", type=Path, help="also write the clips and manifest to this zip file")
+    batch.add_argument(
+        "--align", action="store_true", help="check each clip's words with the ASR: `words` per item, .srt/.vtt"
+    )
     output_flags(batch)
 
 
@@ -45,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         manifest = render(
             items, args.out_dir, args.format, output, args.speed, args.lang, args.max_new_tokens, owner=OPERATOR
         )
+        if args.align:
+            manifest = align_manifest(args.out_dir, manifest, args.lang)
         archive = zip_folder(args.out_dir, args.zip) if args.zip else None
     except OSError as exc:
         raise EngineError(f"Cannot write to {args.out_dir}: {exc.strerror or exc}") from None

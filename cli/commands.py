@@ -1,11 +1,13 @@
-"""The parser and the dispatch of `python -m engines list | synth | batch | compare | bench | serve`.
+"""The parser and the dispatch of `python -m engines list | synth | batch | compare | bench | align |
+serve`.
 
 `list` prints the engines, their voices, availability and weights source as JSON, and every saved
 voice (the operator sees every owner's: `<owner folder>/<name>`). `synth` writes a clip (wav, flac,
 mp3, ogg, opus or pcm; `--lufs`, `--peak-normalize`, `--trim`, `--denoise`, `--fade` post-process it).
 `batch` renders a .txt or CSV into numbered clips and `manifest.json`. `compare` runs two slots on one
 text and writes `a.wav`, `b.wav` and `metrics.json`. `bench` prints one JSON line with `audio_s,
-total_s, ttfa_s, rtf, chunks`. `serve` starts the engine tier on a local Ray Serve (`serve.cli`, its own
+total_s, ttfa_s, rtf, chunks`. `align` prints which words of a text a clip says and when (JSON;
+`--srt`/`--vtt` write captions). `serve` starts the engine tier on a local Ray Serve (`serve.cli`, its own
 options). Bad input ends with one line on stderr and exit status 2.
 """
 
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 from engines.base import EngineError
 
-from . import batch, compare, speech
+from . import align, batch, compare, speech
 
 # subcommand -> (adds its parser to the subparsers, runs it: exit status), in the order `--help` lists them
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -28,6 +30,7 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "batch": (batch.add_parser, batch.run),
     "compare": (compare.add_parser, compare.run),
     "bench": (speech.add_bench, speech.run_bench),
+    "align": (align.add_parser, align.run),
 }
 
 

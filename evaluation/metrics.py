@@ -30,6 +30,7 @@ from engines.asr import (  # noqa: F401
     resample,
     transcribe,
     transcribe_in,
+    transcribe_words,
 )
 
 log = logging.getLogger(__name__)

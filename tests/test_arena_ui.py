@@ -146,7 +146,7 @@ def test_the_compare_tab_streams_both_slots_at_once_when_they_run_together(damag
     monkeypatch.setattr(pair, "runs_together", lambda a, b: True)
     monkeypatch.setattr(pair, "measure", lambda result, text: {"duration_s": result.audio.size / 24_000})
     ui = {"A": ("player-a", "status-a"), "B": ("player-b", "status-b")}
-    ui.update({key: key for key in ("notice", "table", "chart", "pictures", "file", "state")})
+    ui.update({key: key for key in ("notice", "table", "chart", "pictures", "file", "state", "captions")})
     slots = {"A": Slot("kokoro", "jm_kumo"), "B": Slot("qwen-custom", "Ryan")}
     events = list(compare_tab.run_slots("Hello there.", slots, ui))
     a_plays = [i for i, e in enumerate(events) if "player-a" in e]

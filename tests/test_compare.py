@@ -56,7 +56,7 @@ def test_an_error_rate_always_says_its_unit(monkeypatch, slot, text, unit):
 
     heard = text[:-1]  # the ASR drops the last character or word
     monkeypatch.setattr(metrics, "asr_is_multilingual", lambda: True)
-    monkeypatch.setattr(metrics, "transcribe_in", lambda audio, rate, language: (heard, language or "en"))
+    monkeypatch.setattr(metrics, "transcribe_words", lambda audio, rate, language: (heard, language or "en", []))
     monkeypatch.setattr(metrics, "predicted_mos", lambda audio, rate: 3.0)
     noise = np.random.default_rng(0).normal(0, 0.1, 48_000).astype(np.float32)
     result = ClipResult(slot, RunStats(engine=slot.engine, ttfa_s=0.1, total_s=0.5, audio_s=2.0))
@@ -93,6 +93,8 @@ def test_two_kokoro_voices_give_two_matched_clips_and_every_metric(tmp_path):
         assert slot["error_rate"] == slot["wer"] and slot["error_unit"] == slot["wer_unit"] == "word"
         assert slot["similarity"] is None  # no reference clip
         assert 1.0 <= slot["mos"] <= 5.0 and slot["lufs"] < -5
+        assert [w["word"] for w in slot["words"]] == TEXT.rstrip(".").split()  # the alignment of the same transcript
+        assert slot["captions"] == [f"{name}.asr.srt", f"{name}.asr.vtt"] and (tmp_path / f"{name}.asr.srt").is_file()
     assert summary["a"]["system"] == "kokoro:jm_kumo" and summary["b"]["system"] == "kokoro:jf_alpha"
 
 

@@ -1,6 +1,7 @@
 """The Batch tab: upload a .txt (one line per clip) or a CSV (text, engine, voice, language), render every
 item with the chosen defaults and Output settings under a progress bar, download a zip of the clips
-and `manifest.json`, and see the manifest as a table (bad rows show their error there).
+and `manifest.json`, and see the manifest as a table (bad rows show their error there); "Check the words"
+aligns each clip to its text (`evaluation.alignment`: `words` in the manifest, captions in the zip).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engines.base import InputError
 from engines.batch import parse, render, zip_folder
 from engines.reference import read_upload
 from engines.voice_library import list_voices
+from evaluation.alignment import align_manifest
 
 from . import janitor
 from .common import OUTPUT_DIR, user_errors
@@ -59,6 +61,7 @@ def batch_render(
     denoise: bool = False,
     fade: bool = False,
     owner_token: str = "",
+    align: bool = False,
     request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress hook)
 ) -> tuple[str, list[list]]:
@@ -75,6 +78,8 @@ def batch_render(
         denoise: True to reduce background noise in each clip.
         fade: True for short fades at both ends of each clip.
         owner_token: Your owner token (from /owner_token), needed for rows that name one of your saved voices.
+        align: True to check each clip's words with the speech recogniser: the manifest gets `words` per item
+            (each input word's times and ok/substituted/dropped) and the zip a .srt and .vtt per clip.
 
     Returns:
         a zip file with the numbered clips (001-<words>.<format>) and manifest.json
@@ -93,6 +98,9 @@ def batch_render(
             items, out_dir / "clips", fmt, settings, owner=owner_of(owner_token, request),
             progress=lambda done, total: progress((done, total), unit="clips"),
         )  # fmt: skip
+        if align:
+            progress(None, desc="Checking the words")
+            manifest = align_manifest(out_dir / "clips", manifest)
         archive = zip_folder(out_dir / "clips", out_dir / "batch.zip")
     except BaseException:  # a full disk, a stopped run: no half-written folder is left behind
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -139,6 +147,9 @@ def build_tab(owner: gr.Textbox) -> None:
                     allow_custom_value=True,
                 )
                 output = output_controls("batch")
+                align = gr.Checkbox(
+                    False, label="Check the words (speech recogniser: words in the manifest, .srt/.vtt per clip)"
+                )
                 go = gr.Button("Render", variant="primary", elem_id="batch-render")
             with gr.Column():
                 archive = gr.File(label="Clips and manifest.json (zip)", interactive=False, elem_id="batch-zip")
@@ -158,6 +169,6 @@ def build_tab(owner: gr.Textbox) -> None:
 
         engine.change(on_engine, [engine, owner], voice, api_visibility="private", show_progress="hidden")
         go.click(
-            batch_render, [upload, engine, voice, *output, owner], [archive, table],
+            batch_render, [upload, engine, voice, *output, owner, align], [archive, table],
             api_name="batch", concurrency_id="batch",
         )  # fmt: skip

@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 
@@ -23,6 +24,7 @@ from engines.base import EngineError, InputError
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.voice_library import list_voices, shared
 from evaluation.arena import Arena
+from evaluation.captions import write_captions
 from evaluation.compare import MATCH_LUFS, ClipResult, Slot, clone_of, matched, same_slot_notice, slot_summary
 from evaluation.pair import (
     Measuring,
@@ -149,6 +151,21 @@ def outputs_for(named: dict[str, ClipResult], text: str, pictures: bool = True) 
     return table, charts.bars(figures), charts.waveforms(clips), name
 
 
+def caption_files(named: dict[str, ClipResult]) -> list[str] | None:
+    """.srt and .vtt files of each finished slot (`compare-a.asr.srt`, ...: `evaluation.captions`), written
+    into a folder of `OUTPUT_DIR`; None when no slot has timed words."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="captions-", dir=OUTPUT_DIR))
+    names = []
+    for name, result in named.items():
+        if result.finished:
+            unit = (result.metrics or {}).get("error_unit") or "word"
+            words = result.alignment.words if result.alignment else None
+            names += write_captions(folder, f"compare-{name.lower()}", words, result.chunks, unit)
+    janitor.written()
+    return [str(folder / n) for n in names] or None
+
+
 def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
     """Stream the slots into their players with every figure in their status lines (`pair_events`:
     together or in turn, metrics in the background as each clip ends); then the results."""
@@ -161,7 +178,7 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
             notice = " ".join(filter(None, [_notice(slots), f"Both clips are played at {MATCH_LUFS:g} LUFS."]))
             yield {
                 ui["table"]: table, ui["chart"]: chart, ui["pictures"]: pictures, ui["file"]: path,
-                ui["notice"]: notice, ui["state"]: results,
+                ui["notice"]: notice, ui["state"]: results, ui["captions"]: caption_files(results),
             }  # fmt: skip
             continue
         if isinstance(event, PairStarted):
@@ -300,9 +317,13 @@ def build_tab(owner: gr.Textbox) -> None:
             ui["chart"] = gr.Plot(label="Timings and scores")
         ui["pictures"] = gr.Plot(label="Waveforms and spectrograms")
         ui["file"] = gr.File(label="metrics.json", interactive=False)
+        ui["captions"] = gr.File(
+            label="Captions (.asr: from the speech recogniser's alignment; .model: the model's own word times)",
+            file_count="multiple", interactive=False, elem_id="compare-captions",
+        )  # fmt: skip
         ui["state"] = gr.State()
         outputs = [ui["A"][0], ui["A"][1], ui["B"][0], ui["B"][1], ui["notice"], ui["table"], ui["chart"]]
-        outputs += [ui["pictures"], ui["file"], ui["state"]]
+        outputs += [ui["pictures"], ui["file"], ui["state"], ui["captions"]]
 
         @user_errors
         def compare_stream(text, a_engine, a_voice, a_ref, a_text, b_engine, b_voice, b_ref, b_text, owner_token,
@@ -330,6 +351,7 @@ def build_tab(owner: gr.Textbox) -> None:
                     results["B"] = update[ui["state"]]["B"]
                     update = {**update, **dict(zip(outputs[5:9], outputs_for(results, text), strict=True))}
                     update[ui["state"]] = results
+                    update[ui["captions"]] = caption_files(results)
                 yield update
 
         event = go.click(
