@@ -71,3 +71,13 @@ def test_chunks_join_without_clicks(engine):
     assert len(chunks) >= 3
     for c in chunks:  # every chunk starts and ends at (near) zero thanks to the fades
         assert abs(c.audio[0]) < 1e-3 and abs(c.audio[-1]) < 1e-3
+
+
+def test_the_first_chunk_is_the_first_words_that_fit_its_time_and_nothing_is_lost(engine):
+    text = "The birch canoe slid on the smooth planks, and we glued the sheet to it. Rice is served in bowls."
+    chunks = list(engine.stream(SynthesisRequest(text, "jm_kumo")))
+    first = chunks[0]
+    assert len(first.phonemes) <= engine.plan.first_max
+    assert text.startswith(first.text) and first.text.split()[-1] in text.split()  # whole words
+    assert " ".join(c.text for c in chunks).split() == text.split()
+    assert [c.index for c in chunks] == list(range(len(chunks)))
