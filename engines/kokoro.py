@@ -43,7 +43,11 @@ from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_na
 log = logging.getLogger(__name__)
 
 MAX_PHONEMES = 510
-FIRST_AUDIO_S = 0.6  # the time to first audio the first chunk is sized for (KOKORO_FIRST_AUDIO_S)
+# The time to first audio the first chunk is sized for (KOKORO_FIRST_AUDIO_S; 0: off, the default).
+# Off because cutting the first clause costs words: measured with Whisper tiny.en, a first chunk of
+# >= 20 phonemes kept the bench paragraph's WER (1.3%) but took the ten dev sentences from 5.0% to
+# 12.5% (a short sentence cut in two loses its prosody at the cut); bench/results-kokoro-*.json.
+FIRST_AUDIO_S = 0.0
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
 _MARKUP = re.compile(r"\[([^\]]+)\]\(/([^)]*)/\)")
@@ -84,8 +88,8 @@ class KokoroEngine:
     )  # fmt: skip
 
     def __init__(self, plan: ChunkPlan | None = None) -> None:
-        # KOKORO_FIRST_AUDIO_S: the time to first audio the first chunk is sized for (0: a fixed
-        # first chunk of `first_min`..`first_max` phonemes, ending at a break)
+        # KOKORO_FIRST_AUDIO_S: the time to first audio the first chunk is sized for (0: the first
+        # chunk ends at the first break after `first_min`..`first_max` phonemes)
         first_audio = env_number("KOKORO_FIRST_AUDIO_S", FIRST_AUDIO_S, minimum=0.0)
         self.plan = self._base_plan = plan or ChunkPlan(first_audio_s=first_audio or None)
         self._backend: OnnxBackend | TorchBackend | None = None
