@@ -7,6 +7,11 @@ real-time factor, and whether each streamed chunk was ready before the audio bef
 finished playing (underruns). The peer is measured both whole (`create`) and streamed
 (`create_stream`, which yields per 510-phoneme batch).
 
+Every chunk plan tried for an earlier first audio (issue #14) is a row of `techniques`, run in the
+same loop from one calibration of the engine's speed, with the Whisper tiny.en error rate of its
+joined audio (one run each: the audio does not change between runs), so that plans are compared
+on the same machine state. `ours` is the engine's default plan.
+
     python bench/kokoro_stream_vs_kokoro_onnx.py [--text-file F] [--voice jm_kumo] [--runs 3]
 """
 
@@ -20,22 +25,44 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engines.base import SynthesisRequest  # noqa: E402
+from engines.audio import join  # noqa: E402
+from engines.base import SAMPLE_RATE, SynthesisRequest  # noqa: E402
 from engines.kokoro import KokoroEngine  # noqa: E402
+from engines.text import ChunkPlan  # noqa: E402
 from engines.timing import RunStats, measured  # noqa: E402
 from engines.weights import packaged_kokoro  # noqa: E402
 
+# (name, what it does, the plan before calibration); the first is the plan before issue #14
+TECHNIQUES = [
+    ("old plan", "first chunk: first break after 20-45 phonemes; costs x1.25", ChunkPlan()),
+    ("first chunk sized", "first chunk cut at a word to what measured costs render in 0.6 s (>= 20 phonemes); x1.25",
+     ChunkPlan(first_audio_s=0.6)),
+    ("first chunk sized, floor 12", "as above, but never under 12 phonemes instead of 20 (a two-word first chunk)",
+     ChunkPlan(first_audio_s=0.6, first_floor=12)),
+    ("old first chunk, costs x1.0", "old first chunk, later chunks planned without margin (fewer calls)",
+     ChunkPlan(margin=1.0)),
+]  # fmt: skip
 
-def run_ours(engine: KokoroEngine, request: SynthesisRequest) -> tuple[dict, str]:
+
+def run_ours(engine: KokoroEngine, request: SynthesisRequest) -> tuple[dict, str, list]:
     stats = RunStats(engine="kokoro")
-    phonemes = [chunk.phonemes for chunk in measured(engine, request, stats)]
-    return {**stats.summary(), "underruns": stats.underruns}, " ".join(phonemes)
+    chunks = list(measured(engine, request, stats))
+    return {**stats.summary(), "underruns": stats.underruns}, " ".join(c.phonemes for c in chunks), chunks
+
+
+def asr_error(audio, text: str) -> tuple[float, str]:
+    from engines.asr import transcribe
+    from evaluation.metrics import word_error_rate
+
+    heard = transcribe(audio, SAMPLE_RATE, "en")
+    return round(word_error_rate(text, heard), 4), heard
 
 
 def run_peer_whole(peer, phonemes: str, voice: str) -> dict:
@@ -79,6 +106,7 @@ def main() -> None:
     parser.add_argument("--text-file", type=Path, default=HERE / "paragraph.txt")
     parser.add_argument("--voice", default="jm_kumo")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args()
 
     import kokoro_onnx
@@ -91,44 +119,87 @@ def main() -> None:
     engine.load("cpu")
     peer = kokoro_onnx.Kokoro(str(weights.model_path), str(weights.voices_npz), vocab_config=str(weights.vocab_path))
 
-    _, phonemes = run_ours(engine, request)  # warm-up, and the phonemes both sides will speak
+    default_plan, speed = engine.plan, engine.measured_speed
+    plans = [(name, doc, replace(plan).calibrated(*speed)) for name, doc, plan in TECHNIQUES]
+    engine.plan = plans[0][2]
+    _, phonemes, _ = run_ours(engine, request)  # warm-up, and the phonemes both sides will speak (old plan)
     run_peer_whole(peer, phonemes, args.voice)
-    ours, whole, streamed = [], [], []
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in plans}
+    audio: dict[str, list] = {}
+    whole, streamed = [], []
     for _ in range(args.runs):
-        ours.append(run_ours(engine, request)[0])
+        for name, _, plan in plans:
+            engine.plan = plan
+            figures, _, chunks = run_ours(engine, request)
+            runs[name].append(figures)
+            audio.setdefault(name, chunks)
         whole.append(run_peer_whole(peer, phonemes, args.voice))
         streamed.append(run_peer_stream(peer, phonemes, args.voice))
+    engine.plan = default_plan
+    same = [name for name, _, plan in plans if plan == default_plan]  # the default is one of the rows
+    ours = runs[same[0]] if same else [run_ours(engine, request)[0] for _ in range(args.runs)]
     ours_m, whole_m, streamed_m = median_of(ours), median_of(whole), median_of(streamed)
-    print(
-        json.dumps(
+    peer_audio, rate = peer.create(phonemes, voice=args.voice, speed=1.0, is_phonemes=True)
+    import soxr
+
+    peer_wer, _ = asr_error(soxr.resample(peer_audio, rate, SAMPLE_RATE), text)
+    techniques = []
+    for name, doc, plan in plans:
+        m = median_of(runs[name])
+        wer, heard = asr_error(join(audio[name]), text)
+        techniques.append(
             {
-                "bench": "kokoro ONNX int8: our streaming engine vs kokoro-onnx " + kokoro_onnx.__version__
-                if hasattr(kokoro_onnx, "__version__")
-                else "kokoro ONNX int8: our streaming engine vs kokoro-onnx",
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "processor": platform.processor() or platform.machine(),
-                    "onnxruntime": ort.__version__,
-                },
-                "input": {
-                    "text_file": str(args.text_file.name),
-                    "chars": len(text),
-                    "phonemes": len(phonemes),
-                    "voice": args.voice,
-                },
-                "runs": args.runs,
-                "ours": ours_m,
-                "peer_create": whole_m,
-                "peer_create_stream": streamed_m,
-                "ratios": {
-                    "total_ours_over_peer": round(ours_m["total_s"] / whole_m["total_s"], 3),
-                    "ttfa_ours_over_peer": round(ours_m["ttfa_s"] / whole_m["ttfa_s"], 3),
-                    "ttfa_ours_over_peer_stream": round(ours_m["ttfa_s"] / streamed_m["ttfa_s"], 3),
-                },
-                "all_runs": {"ours": ours, "peer_create": whole, "peer_create_stream": streamed},
+                "name": name,
+                "what": doc,
+                "first_max_phonemes": plan.first_max,
+                "first_chunk": audio[name][0].text,
+                **m,
+                "total_over_peer": round(m["total_s"] / whole_m["total_s"], 3),
+                "wer": wer,
+                "heard": heard,
+                "all_runs": runs[name],
             }
         )
+    result = json.dumps(
+        {
+            "bench": "kokoro ONNX int8: our streaming engine vs kokoro-onnx " + kokoro_onnx.__version__
+            if hasattr(kokoro_onnx, "__version__")
+            else "kokoro ONNX int8: our streaming engine vs kokoro-onnx",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "processor": platform.processor() or platform.machine(),
+                "onnxruntime": ort.__version__,
+            },
+            "input": {
+                "text_file": str(args.text_file.name),
+                "chars": len(text),
+                "phonemes": len(phonemes),
+                "voice": args.voice,
+            },
+            "runs": args.runs,
+            "load_average": os.getloadavg(),
+            "measured_speed": {
+                "s_per_chunk": round(speed[0], 3),
+                "s_per_phoneme": round(speed[1], 4),
+                "speech_s_per_phoneme": round(speed[2], 4),
+            },
+            "default_plan": {"first_audio_s": default_plan.first_audio_s, "margin": default_plan.margin},
+            "ours": ours_m,
+            "peer_create": whole_m,
+            "peer_create_stream": streamed_m,
+            "ratios": {
+                "total_ours_over_peer": round(ours_m["total_s"] / whole_m["total_s"], 3),
+                "ttfa_ours_over_peer": round(ours_m["ttfa_s"] / whole_m["ttfa_s"], 3),
+                "ttfa_ours_over_peer_stream": round(ours_m["ttfa_s"] / streamed_m["ttfa_s"], 3),
+            },
+            "peer_wer": peer_wer,
+            "techniques": techniques,
+            "all_runs": {"ours": ours, "peer_create": whole, "peer_create_stream": streamed},
+        }
     )
+    print(result)
+    if args.out:
+        args.out.write_text(result + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -36,12 +36,18 @@ from .base import (
 from .english_nlp import english_nlp
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
+from .settings import env_number
 from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
 from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
 
 log = logging.getLogger(__name__)
 
 MAX_PHONEMES = 510
+# The time to first audio the first chunk is sized for (KOKORO_FIRST_AUDIO_S; 0: off, the default).
+# Off because cutting the first clause costs words: measured with Whisper tiny.en, a first chunk of
+# >= 20 phonemes kept the bench paragraph's WER (1.3%) but took the ten dev sentences from 5.0% to
+# 12.5% (a short sentence cut in two loses its prosody at the cut); bench/results-kokoro-*.json.
+FIRST_AUDIO_S = 0.0
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
 _MARKUP = re.compile(r"\[([^\]]+)\]\(/([^)]*)/\)")
@@ -82,12 +88,17 @@ class KokoroEngine:
     )  # fmt: skip
 
     def __init__(self, plan: ChunkPlan | None = None) -> None:
-        self.plan = plan or ChunkPlan()
+        # KOKORO_FIRST_AUDIO_S: the time to first audio the first chunk is sized for (0: the first
+        # chunk ends at the first break after `first_min`..`first_max` phonemes)
+        first_audio = env_number("KOKORO_FIRST_AUDIO_S", FIRST_AUDIO_S, minimum=0.0)
+        self.plan = self._base_plan = plan or ChunkPlan(first_audio_s=first_audio or None)
         self._backend: OnnxBackend | TorchBackend | None = None
         self._source = ""
         self._g2p: dict[str, G2P] = {}
         self._g2p_lock = threading.Lock()
         self._s_per_char: float | None = None  # measured at load: seconds of compute per character
+        # measured at load: s per chunk, s per phoneme, s of speech per phoneme (see `ChunkPlan.calibrated`)
+        self.measured_speed: tuple[float, float, float] | None = None
 
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
@@ -123,6 +134,9 @@ class KokoroEngine:
         Two sentences of different lengths give the fixed cost per chunk, the cost per phoneme
         and the seconds of (trimmed) speech per phoneme; the plan takes them with a 25% margin so
         that each streamed chunk is ready before the audio before it has finished playing.
+        With `plan.first_audio_s` set, the first chunk is cut (at a word) to what those measured
+        costs render in that time: the fixed cost is the model's boundary silence (~0.8 s rendered
+        per call, then trimmed), so a short first chunk pays mostly for that silence.
         """
         backend = self._backend
         assert backend is not None
@@ -144,12 +158,8 @@ class KokoroEngine:
         per_phoneme = max((c2 - c1) / (n2 - n1), 1e-4)
         overhead = max(c1 - per_phoneme * n1, 0.0)
         audio_per_phoneme = max((s2 - s1) / (n2 - n1), 0.02)
-        self.plan = replace(
-            self.plan,
-            overhead_s=1.25 * overhead,
-            compute_s_per_phoneme=1.25 * per_phoneme,
-            audio_s_per_phoneme=audio_per_phoneme,
-        )
+        self.measured_speed = (overhead, per_phoneme, audio_per_phoneme)
+        self.plan = self._base_plan.calibrated(*self.measured_speed)
         log.info(
             "Kokoro speed: %.3f s per chunk + %.4f s per phoneme; %.3f s of speech per phoneme",
             overhead, per_phoneme, audio_per_phoneme,
@@ -226,7 +236,18 @@ class KokoroEngine:
             phonemes, tokens = g2p(clause.text)
             if not _speakable(phonemes):
                 continue
-            limit = self.plan.first_max if first else MAX_PHONEMES
+            limit = self._base_plan.first_max if first else MAX_PHONEMES
+            if first and len(phonemes) > self.plan.first_max and self.plan.first_audio_s is not None:
+                # a first chunk sized for its time to first audio: whole words, the clause's rest after it
+                head = _head_words(clause.text, g2p, self.plan.first_max)
+                first = False
+                if head is not None:
+                    yield Piece(head[0], head[1], head[2], WORD, True)
+                    clause = replace(clause, text=head[3])
+                    phonemes, tokens = g2p(clause.text)
+                    limit = MAX_PHONEMES
+                    if not _speakable(phonemes):
+                        continue
             first = False
             if len(phonemes) <= limit:
                 yield Piece(clause.text, phonemes, tokens, clause.strength, clause.space_after)
@@ -338,6 +359,21 @@ def _with_markup(g2p: Callable) -> G2P:
         return " ".join(p.strip() for p in out if p), None
 
     return run
+
+
+def _head_words(text: str, g2p: G2P, limit: int) -> tuple[str, str, list | None, str] | None:
+    """The longest run of whole words at the start of `text` whose phonemes fit `limit`: its text,
+    phonemes and tokens, and the rest of the text; None when not even one word fits."""
+    words = re.findall(r"\[[^\]]+\]\([^)]*\)\S*|\S+", text)
+    best = None
+    for k in range(1, len(words)):
+        head = " ".join(words[:k])
+        phonemes, tokens = g2p(head)
+        if len(phonemes) > limit:
+            break
+        if _speakable(phonemes):
+            best = (head, phonemes, tokens, " ".join(words[k:]))
+    return best
 
 
 def _without_emoji(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Break strength after a clause: how good a place it is to end a chunk.
 WORD, COMMA, COLON, SENTENCE, PARAGRAPH = range(5)
@@ -116,6 +116,29 @@ class ChunkPlan:
     overhead_s: float = 0.0
     compute_s_per_phoneme: float = 0.04
     audio_s_per_phoneme: float = 0.065
+    # For the engine's calibration at load (`KokoroEngine._warm_up`): the time to first audio aimed
+    # for (None: keep `first_max`; otherwise the first chunk is cut, at a word, to what the measured
+    # speed renders in that time, never under `first_floor` phonemes), and the safety factor put on
+    # the measured costs.
+    first_audio_s: float | None = None
+    first_floor: int = 20  # measured: 12 ("The birch") cost 6.5 points of ASR WER on the bench paragraph, 20 none
+    margin: float = 1.25
+
+    def calibrated(self, overhead_s: float, compute_s_per_phoneme: float, audio_s_per_phoneme: float) -> ChunkPlan:
+        """This plan with an engine's measured costs (taken `margin` times), and, with
+        `first_audio_s` set, a first chunk that those costs render in that time."""
+        first_max = self.first_max
+        if self.first_audio_s is not None:
+            fits = int((self.first_audio_s - overhead_s) / max(compute_s_per_phoneme, 1e-6))
+            first_max = max(self.first_floor, min(self.first_max, fits))
+        return replace(
+            self,
+            first_min=min(self.first_min, first_max),
+            first_max=first_max,
+            overhead_s=self.margin * overhead_s,
+            compute_s_per_phoneme=self.margin * compute_s_per_phoneme,
+            audio_s_per_phoneme=audio_s_per_phoneme,
+        )
 
     def budget(self, index: int, planned: int, first: int) -> int:
         if index == 0:

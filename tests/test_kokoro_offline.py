@@ -7,6 +7,7 @@ import pytest
 
 from engines import audio
 from engines.base import SynthesisRequest, UnavailableError
+from engines.text import ChunkPlan
 from evaluation.metrics import transcribe, word_error_rate
 
 
@@ -71,3 +72,16 @@ def test_chunks_join_without_clicks(engine):
     assert len(chunks) >= 3
     for c in chunks:  # every chunk starts and ends at (near) zero thanks to the fades
         assert abs(c.audio[0]) < 1e-3 and abs(c.audio[-1]) < 1e-3
+
+
+def test_a_first_chunk_sized_for_its_time_is_its_first_words_and_nothing_is_lost(engine, monkeypatch):
+    # KOKORO_FIRST_AUDIO_S=0.6 on a machine this slow (0.9 s per call + 0.05 s per phoneme): the floor
+    monkeypatch.setattr(engine, "plan", ChunkPlan(first_audio_s=0.6, first_floor=12).calibrated(0.9, 0.05, 0.05))
+    text = "The birch canoe slid on the smooth planks, and we glued the sheet to it. Rice is served in bowls."
+    chunks = list(engine.stream(SynthesisRequest(text, "jm_kumo")))
+    assert chunks[0].text == "The birch"
+    first = chunks[0]
+    assert len(first.phonemes) <= engine.plan.first_max
+    assert text.startswith(first.text) and first.text.split()[-1] in text.split()  # whole words
+    assert " ".join(c.text for c in chunks).split() == text.split()
+    assert [c.index for c in chunks] == list(range(len(chunks)))

@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from local_app import LocalApp, free_port  # noqa: E402
 
-# Two sentences whose chunk plan does not depend on the measured speed: the first chunk ends at the
+# Two sentences whose chunk plan does not depend on the measured speed (with the first chunk not sized
+# from it: KOKORO_FIRST_AUDIO_S=0 on both sides): the first chunk ends at the
 # first sentence (over `first_min` phonemes), the second is under `first_min` and fits any budget.
 TEXT = "The birch canoe slid on the smooth planks. Glue it here."
 LONG = " ".join(
@@ -63,7 +64,7 @@ def tier(qwen_dirs):
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix socket paths are limited
     port = free_port()
     env = {
-        "HF_HUB_OFFLINE": "1", "ORT_THREADS": "1", "TORCH_THREADS": "1",
+        "HF_HUB_OFFLINE": "1", "ORT_THREADS": "1", "TORCH_THREADS": "1", "KOKORO_FIRST_AUDIO_S": "0",
         "QWEN_CUSTOM_VOICE_MODEL": str(qwen_dirs["custom"]), "QWEN_BASE_MODEL": str(qwen_dirs["clone"]),
     }  # fmt: skip
     start(
@@ -99,6 +100,7 @@ def _replicas(url: str, engine_id: str) -> int:
 def test_audio_through_the_tier_equals_in_process_audio(tier, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("ORT_THREADS", "1")  # the replicas' thread count
+    monkeypatch.setenv("KOKORO_FIRST_AUDIO_S", "0")  # the replicas' fixed first chunk (not sized by speed)
     monkeypatch.delenv("KOKORO_MODEL", raising=False)
     local = KokoroEngine()
     local.load("cpu")

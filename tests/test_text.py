@@ -75,6 +75,17 @@ def test_each_chunk_is_ready_before_the_audio_before_it_ends(overhead, per_phone
         played_until = max(played_until, ready) + 0.065 * size
 
 
+def test_a_first_chunk_sized_for_its_time_is_what_the_measured_costs_render_in_it():
+    # 0.3 s per call + 0.01 s per phoneme: 0.6 s buys 30 phonemes
+    plan = ChunkPlan(first_audio_s=0.6).calibrated(0.3, 0.01, 0.05)
+    assert plan.first_max == 30 and plan.first_min == 20
+    assert plan.overhead_s == pytest.approx(0.375) and plan.compute_s_per_phoneme == pytest.approx(0.0125)
+    assert ChunkPlan(first_audio_s=0.6, first_floor=10).calibrated(0.3, 0.02, 0.05).first_max == 15
+    assert ChunkPlan(first_audio_s=0.6).calibrated(0.9, 0.05, 0.05).first_max == ChunkPlan().first_floor
+    assert ChunkPlan(first_audio_s=0.6).calibrated(0.0, 0.001, 0.05).first_max == ChunkPlan().first_max
+    assert ChunkPlan().calibrated(0.3, 0.02, 0.05).first_max == ChunkPlan().first_max  # no aim: unchanged
+
+
 def test_first_chunk_stops_at_the_first_break_once_long_enough():
     assert _plan([10, 12, 30], [COMMA, COMMA, SENTENCE])[0] == [0, 1]
 
