@@ -112,6 +112,27 @@ def offline_env(monkeypatch):
     monkeypatch.delenv("KOKORO_BACKEND", raising=False)
 
 
+@pytest.fixture(scope="module")
+def v1_client(tmp_path_factory):
+    """The `/v1` routes alone on a FastAPI test client, offline with the packaged Kokoro."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api import router
+    from engines import registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("VOICE_LIBRARY_DIR", str(tmp_path_factory.mktemp("v1-library")))
+        for name in ("KOKORO_MODEL", "KOKORO_BACKEND"):
+            mp.delenv(name, raising=False)
+        app = FastAPI()
+        app.include_router(router)
+        with TestClient(app, raise_server_exceptions=False) as test_client:
+            yield test_client
+        registry.unload("kokoro")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -306,23 +306,8 @@ def test_batch_align_adds_words_per_item_and_captions_per_clip(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    from fastapi import FastAPI
-    from fastapi.testclient import TestClient
-
-    from api import router
-    from engines import registry
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("VOICE_LIBRARY_DIR", str(tmp_path_factory.mktemp("align-library")))
-        for name in ("KOKORO_MODEL", "KOKORO_BACKEND"):
-            mp.delenv(name, raising=False)
-        app = FastAPI()
-        app.include_router(router)
-        with TestClient(app, raise_server_exceptions=False) as test_client:
-            yield test_client
-        registry.unload("kokoro")
+def client(v1_client):
+    return v1_client
 
 
 @pytest.mark.slow

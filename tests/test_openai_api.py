@@ -34,17 +34,8 @@ LONG = "Rice is often served in round bowls. The juice of lemons makes fine punc
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("VOICE_LIBRARY_DIR", str(tmp_path_factory.mktemp("api-library")))
-        for name in ("KOKORO_MODEL", "KOKORO_BACKEND"):
-            mp.delenv(name, raising=False)
-        app = FastAPI()
-        app.include_router(router)
-        with TestClient(app, raise_server_exceptions=False) as test_client:
-            yield test_client
-        registry.unload("kokoro")
+def client(v1_client):
+    return v1_client
 
 
 def speak(client: TestClient, **fields):
