@@ -10,6 +10,7 @@ import zipfile
 
 import pytest
 import soundfile as sf
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_browser import ARGS, CHROMIUM
 
 from engines.audio import integrated_loudness
@@ -92,13 +93,27 @@ def clear_upload(page) -> None:
     page.locator("#batch-file input[type=file]").wait_for(state="attached", timeout=10_000)
 
 
+def upload(page, path) -> None:
+    """Put `path` in the Batch tab's file input and wait until the component shows it. Once, on a loaded
+    CI machine, a file set right after the tab opened never showed up (the component was still mounting):
+    it is set a second time then, which a visitor would do too."""
+    target = page.locator("#batch-file", has_text=path.name)
+    for wait_ms in (30_000, 60_000):
+        page.locator("#batch-file input[type=file]").set_input_files(str(path))
+        try:
+            target.wait_for(timeout=wait_ms)
+            return
+        except PlaywrightTimeout:
+            clear_upload(page)
+    raise AssertionError(f"the Batch tab never showed the uploaded {path.name}")
+
+
 def test_a_batch_file_with_nothing_to_speak_is_one_sentence(page, artifacts, tmp_path):
     blank = tmp_path / "blank.txt"
     blank.write_text("\n   \n\n", encoding="utf-8")
     page.get_by_role("tab", name="Batch", exact=True).click()
     clear_upload(page)
-    page.locator("#batch-file input[type=file]").set_input_files(str(blank))
-    page.locator("#batch-file", has_text="blank.txt").wait_for(timeout=30_000)
+    upload(page, blank)
     page.locator("#batch-render").click()
     toast = page.get_by_test_id("toast-text").filter(has_text="nothing to speak")
     try:
@@ -113,13 +128,12 @@ def test_a_batch_file_with_nothing_to_speak_is_one_sentence(page, artifacts, tmp
 
 def test_a_batch_renders_the_good_lines_into_a_zip_with_the_manifest(page, artifacts, tmp_path):
     lines = [GOOD_LINES[0], TOO_LONG.strip(), GOOD_LINES[1]]
-    upload = tmp_path / "lines.txt"
-    upload.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = tmp_path / "lines.txt"
+    rows.write_text("\n".join(lines) + "\n", encoding="utf-8")
     page.get_by_role("tab", name="Batch", exact=True).click()
     voice = page.get_by_label("Default voice", exact=True).input_value()
     clear_upload(page)  # after the bad upload of the test before: a following good batch still works
-    page.locator("#batch-file input[type=file]").set_input_files(str(upload))
-    page.locator("#batch-file", has_text="lines.txt").wait_for(timeout=30_000)
+    upload(page, rows)
     open_output(page, "batch")
     pick(page, "batch-format", "Ogg Vorbis")
     page.locator("#batch-render").click()
