@@ -1,10 +1,14 @@
 """The blind A/B arena's memory: runs and votes in SQLite, and a Bradley–Terry leaderboard.
 
 Each vote is one row with the text, both systems (`engine:voice`), which one was played on the left,
-the choice (a, b, tie, both_bad: which *system* won, not which screen side) and both clips' metrics.
+the choice (a, b, tie, both_bad: which *system* won, not which screen side), both clips' metrics, the
+text's prompt category and language (`evaluation.prompts.classify` of the text played) and the voter's
+optional reason tags (`REASONS`).
 Finished runs (with their metrics and an optional manifest) get rows of their own. The database is
 `ARENA_DB` (default `<project>/data/arena.sqlite3`), opened lazily on first use with a short busy
-timeout, in WAL mode, schema versioned by `PRAGMA user_version`. A damaged, locked or unwritable file
+timeout, in WAL mode, schema versioned by `PRAGMA user_version`; a file of an older schema is migrated
+in place on first use (schema 1 -> 2: the category, language and reasons columns, the first two filled
+in by classifying each stored vote's text). A damaged, locked or unwritable file
 never breaks construction: it surfaces on use as `ArenaUnavailable` (one sentence), and
 `Arena.available()` / `Arena.problem` let the UI switch votes off while the compare tab keeps working.
 A file deleted, replaced or overwritten while the app runs (or its WAL file) is noticed on the next
@@ -18,7 +22,10 @@ unbeaten system stays finite), shown as 1000 + 400·log10(strength) shifted to a
 percentile bootstrap confidence intervals over resampled votes (seeded, so deterministic), widened to
 the Laplace (posterior curvature) interval where that is wider, as it is for a few unanimous votes.
 The board is ordered by the interval's lower bound; systems with fewer than `ARENA_MIN_VOTES` votes
-are marked preliminary. Exports hold votes and figures; the typed texts and ASR transcripts only with
+are marked preliminary. A board is over all votes or over the subset of one prompt category and/or one
+language (fitted on that subset alone), and counts each system's reason tags (on votes it won, lost, or
+all). `agreement` says how often the better-measured clip (lower error rate; higher predicted MOS) was
+the one chosen, overall and per category, with counts and a Wilson interval. Exports hold votes and figures; the typed texts and ASR transcripts only with
 `ARENA_EXPORT_TEXTS=1`. Which votes count (served, heard, once, rate) is `evaluation.ballot`.
 """
 
@@ -45,10 +52,21 @@ import numpy as np
 from engines.base import InputError, UnavailableError
 from engines.settings import env_int
 
+from .prompts import ANY, CATEGORIES, category_key, classify, language_key
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHOICES = ("a", "b", "tie", "both_bad")
+REASONS: dict[str, str] = {
+    "naturalness": "naturalness",
+    "pronunciation": "pronunciation",
+    "pacing": "pacing",
+    "voice_quality": "voice quality",
+    "artefacts": "artefacts",
+}  # key -> label: why the voter chose as they did (optional, any number of them)
+# The figures a clip is "better-measured" by, and whether lower is better
+BETTER_BY = {"error_rate": True, "mos": False}
 # Metric columns first in this order in CSV exports; any other keys follow alphabetically.
 METRIC_ORDER = (
     "ttfa_s", "total_s", "rtf", "duration_s", "lufs", "error_rate", "error_unit", "wer", "wer_unit", "transcript",
@@ -85,18 +103,27 @@ CREATE TABLE IF NOT EXISTS votes (
     a_metrics TEXT NOT NULL,           -- JSON objects
     b_metrics TEXT NOT NULL,
     a_run_id INTEGER,                  -- runs.id when the clip was recorded as a run
-    b_run_id INTEGER
+    b_run_id INTEGER,
+    category TEXT,                     -- evaluation.prompts category of the text (schema 2)
+    language TEXT,                     -- its ISO 639-1 code, NULL when it has no letters (schema 2)
+    reasons TEXT NOT NULL DEFAULT '[]' -- JSON list of REASONS keys (schema 2)
 );
 CREATE INDEX IF NOT EXISTS votes_by_system ON votes (a_system, b_system);
-PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
+# Columns added by each schema version (version, column, declaration), for files made before it
+_ADDED = (
+    (2, "category", "TEXT"),
+    (2, "language", "TEXT"),
+    (2, "reasons", "TEXT NOT NULL DEFAULT '[]'"),
+)
 RUN_COLUMNS = ("id", "created_at", "text", "engine", "voice", "system", "metrics", "manifest")
 VOTE_COLUMNS = (
     "id", "created_at", "text", "a_system", "a_engine", "a_voice", "b_system", "b_engine", "b_voice",
     "left_system", "right_system", "choice", "a_metrics", "b_metrics", "a_run_id", "b_run_id",
+    "category", "language", "reasons",
 )  # fmt: skip
-_JSON_COLUMNS = {"metrics", "manifest", "a_metrics", "b_metrics"}
+_JSON_COLUMNS = {"metrics", "manifest", "a_metrics", "b_metrics", "reasons"}
 _SYSTEM_KEYS = ("system", "engine", "voice")
 _CSV_PREFIX = {"metrics": "metrics", "a_metrics": "a", "b_metrics": "b"}  # metric JSON -> one column per key
 
@@ -128,6 +155,30 @@ def split_system(system: str) -> tuple[str, str]:
     (a Kokoro blend `kokoro:af_heart:0.7,af_bella:0.3`). The one reading of that syntax."""
     engine, _, voice = str(system or "").strip().partition(":")
     return engine, voice.strip()
+
+
+def reason_keys(reasons: Iterable[str] | str | None) -> list[str]:
+    """Reason tags as their keys, in `REASONS` order, each once; labels and any case accepted; one
+    sentence for anything else."""
+    if reasons is None:
+        return []
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    by_name = {k: k for k in REASONS} | {label: k for k, label in REASONS.items()}
+    chosen = set()
+    for reason in reasons:
+        key = by_name.get(str(reason).strip().lower().replace("-", " "), by_name.get(str(reason).strip().lower()))
+        if key is None:
+            allowed = ", ".join(REASONS.values())
+            raise InputError(f"A reason is one or more of {allowed}; got {str(reason)[:40]!r}.")
+        chosen.add(key)
+    return [k for k in REASONS if k in chosen]
+
+
+def board_name(category: str | None = None, language: str | None = None) -> str:
+    """Which board: "all votes", "category names", "language es", or both ("category names, language es")."""
+    parts = ([f"category {category}"] if category else []) + ([f"language {language}"] if language else [])
+    return ", ".join(parts) or "all votes"
 
 
 def from_screen(screen_choice: str, left: str) -> str:
@@ -205,16 +256,24 @@ class Arena:
         return cursor.rowcount
 
     def record_vote(
-        self, text: str, a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, choice: str, left: str = "a"
+        self,
+        text: str,
+        a: Mapping[str, Any] | None,
+        b: Mapping[str, Any] | None,
+        choice: str,
+        left: str = "a",
+        reasons: Iterable[str] | None = (),
     ) -> int:
         """Store one vote; returns its id.
 
         `a` and `b` are the two clips as `{"engine", "voice", "metrics", "run_id" (optional)}`; a clip
         without metrics has not finished. `choice` names the winning system ('a', 'b', 'tie',
         'both_bad'); `left` says which of them was played on the left (use `from_screen` to convert
-        a vote cast on screen sides).
+        a vote cast on screen sides); `reasons`: the voter's tags (`REASONS`). The category and
+        language are the text's own (`evaluation.prompts.classify`).
         """
         choice = _valid_choice(choice)
+        tags = reason_keys(reasons)
         if left not in ("a", "b"):
             raise InputError(f"The left clip is 'a' or 'b'; got {left!r}.")
         if not isinstance(text, str) or not text.strip():
@@ -228,6 +287,7 @@ class Arena:
             *(sides[0][k] for k in _SYSTEM_KEYS), *(sides[1][k] for k in _SYSTEM_KEYS),
             first["system"], second["system"], choice,
             sides[0]["metrics"], sides[1]["metrics"], sides[0]["run_id"], sides[1]["run_id"],
+            *_kind(text), json.dumps(tags),
         )  # fmt: skip
         with self._db() as conn:
             cursor = conn.execute(
@@ -245,17 +305,59 @@ class Arena:
         """Every recorded run, oldest first, metrics and manifest as dictionaries."""
         return self._rows("runs", RUN_COLUMNS)
 
-    def leaderboard(self, confidence: float = 0.95, bootstrap: int = 200, seed: int = 0) -> list[dict[str, Any]]:
-        """Ratings of every system with at least one vote, best first (see `rank`); computed again only
-        when the votes have changed (a vote from any process) since the last call."""
+    def leaderboard(
+        self,
+        confidence: float = 0.95,
+        bootstrap: int = 200,
+        seed: int = 0,
+        category: str | None = None,
+        language: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ratings of every system with at least one vote, best first (see `rank`), over all votes or
+        the subset of one prompt category and/or language; each row also says its `board`
+        (`board_name`) and counts the reason tags of the system's votes (`reasons`, and apart those it
+        won, `reasons_won`, and lost, `reasons_lost`). Computed again only when the votes have changed
+        (a vote from any process) since the last call with the same arguments. A category or language
+        that is not one gets one sentence (`InputError`)."""
+        category, language = _board_keys(category, language)
+        where, args = _subset(category, language)
         with self._db() as conn:
-            key = (*conn.execute("SELECT max(id), count(*) FROM votes").fetchone(), confidence, bootstrap, seed)
+            key = (
+                *conn.execute("SELECT max(id), count(*) FROM votes").fetchone(),
+                confidence, bootstrap, seed, category, language,
+            )  # fmt: skip
             if self._board is not None and self._board[0] == key:
                 return [dict(row) for row in self._board[1]]
-            pairs = conn.execute("SELECT a_system, b_system, choice FROM votes").fetchall()
-        board = rank(pairs, confidence=confidence, bootstrap=bootstrap, seed=seed)
+            found = conn.execute(f"SELECT a_system, b_system, choice, reasons FROM votes{where}", args).fetchall()
+        board = rank([row[:3] for row in found], confidence=confidence, bootstrap=bootstrap, seed=seed)
+        tags = _reason_tally(found)
+        name = board_name(category, language)
+        for row in board:
+            row.update(tags[row["system"]], board=name)
         self._board = (key, board)
         return [dict(row) for row in board]
+
+    def boards(self) -> dict[str, dict[str, int]]:
+        """How many votes each category and each language has: `{"category": {...}, "language": {...}}`."""
+        with self._db() as conn:
+            return {
+                column: dict(
+                    conn.execute(
+                        f"SELECT {column}, count(*) FROM votes WHERE {column} IS NOT NULL GROUP BY {column}"
+                    ).fetchall()
+                )
+                for column in ("category", "language")
+            }
+
+    def agreement(self, language: str | None = None, confidence: float = 0.95) -> list[dict[str, Any]]:
+        """`agreement` over the stored votes (of one language, if given)."""
+        _, language = _board_keys(None, language)
+        where, args = _subset(None, language)
+        columns = ("a_metrics", "b_metrics", "choice", "category")
+        with self._db() as conn:
+            found = conn.execute(f"SELECT {', '.join(columns)} FROM votes{where}", args).fetchall()
+        votes = [{"a_metrics": json.loads(a), "b_metrics": json.loads(b), "choice": c, "category": k} for a, b, c, k in found]
+        return agreement(votes, confidence=confidence)
 
     # --- exports -------------------------------------------------------------------------------------
 
@@ -387,12 +489,138 @@ class Arena:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     log.info("arena database %s stays in %s journal mode", self.path, mode)
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA)  # a new file: every table; an older one: left as it is
+                _migrate(conn)
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of the app
         except BaseException:
             conn.close()
             raise
         return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the votes table to `SCHEMA_VERSION` in place: add the columns it lacks (`_ADDED`), fill a
+    new category and language by classifying each vote's text, and set the version. One transaction,
+    taken before looking (two processes opening an old file at once migrate it once)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(votes)")}
+        added = [name for _, name, _ in _ADDED if name not in have]
+        for _, name, declaration in _ADDED:
+            if name in added:
+                conn.execute(f"ALTER TABLE votes ADD COLUMN {name} {declaration}")
+        if "category" in added:
+            texts = conn.execute("SELECT id, text FROM votes").fetchall()
+            conn.executemany(
+                "UPDATE votes SET category = ?, language = ? WHERE id = ?", [(*_kind(t), i) for i, t in texts]
+            )
+            if texts:
+                log.info("arena database: %d votes given a prompt category and language", len(texts))
+        conn.execute("CREATE INDEX IF NOT EXISTS votes_by_category ON votes (category)")
+        conn.execute("CREATE INDEX IF NOT EXISTS votes_by_language ON votes (language)")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _kind(text: str) -> tuple[str, str | None]:
+    kind = classify(text)
+    return kind.category, kind.language
+
+
+def _board_keys(category: str | None, language: str | None) -> tuple[str | None, str | None]:
+    """A board's category and language keys (None: any), checked."""
+    category = category_key(category, allow_any=True) if category not in (None, "") else ANY
+    return (None if category == ANY else category), language_key(language)
+
+
+def _subset(category: str | None, language: str | None) -> tuple[str, tuple]:
+    """The WHERE clause and arguments of a board's votes."""
+    clauses = [(f"{column} = ?", value) for column, value in (("category", category), ("language", language)) if value]
+    if not clauses:
+        return "", ()
+    return " WHERE " + " AND ".join(c for c, _ in clauses), tuple(v for _, v in clauses)
+
+
+def _reason_tally(votes: Iterable[tuple[str, str, str, str | None]]) -> dict[str, dict[str, dict[str, int]]]:
+    """Per system: each reason tag's count over its votes (`reasons`), those it won and those it lost."""
+    empty = dict.fromkeys(REASONS, 0)
+    tally: dict[str, dict[str, dict[str, int]]] = {}
+    for a, b, choice, reasons in votes:
+        for system in (a, b):
+            tally.setdefault(system, {k: dict(empty) for k in ("reasons", "reasons_won", "reasons_lost")})
+        for tag in json.loads(reasons or "[]"):
+            if tag not in empty:
+                continue
+            for system in (a, b):
+                tally[system]["reasons"][tag] += 1
+            if choice in ("a", "b"):
+                winner, loser = (a, b) if choice == "a" else (b, a)
+                tally[winner]["reasons_won"][tag] += 1
+                tally[loser]["reasons_lost"][tag] += 1
+    return tally
+
+
+# --- what the votes say of the measurements ---------------------------------------------------------------
+
+
+def better_measured(a_metrics: Mapping[str, Any], b_metrics: Mapping[str, Any], figure: str) -> str | None:
+    """'a' or 'b': the clip with the better `figure` (`BETTER_BY`: lower error rate, higher predicted
+    MOS); None when either clip lacks it or both have the same value."""
+    a, b = (m.get(figure) if isinstance(m, Mapping) else None for m in (a_metrics, b_metrics))
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (a, b)) or a == b:
+        return None
+    return "a" if (a < b) == BETTER_BY[figure] else "b"
+
+
+def agreement(votes: Iterable[Mapping[str, Any]], confidence: float = 0.95) -> list[dict[str, Any]]:
+    """How often the better-measured clip was the one chosen, for each figure of `BETTER_BY`, over all
+    votes (`scope` "all") and per prompt category (those with votes on that figure).
+
+    Counted are the votes whose two clips differ in the figure. Each row: figure, scope, `votes`
+    (decisive ones: A or B chosen), `chose_better` (of those, the better-measured clip was chosen),
+    `share` (chose_better / votes, None without votes), `ci_low`/`ci_high` (Wilson interval of the share),
+    `undecided` (ties and both-bad votes on such pairs, not in the share).
+    """
+    votes = list(votes)
+    rows = []
+    for figure in BETTER_BY:
+        tally: dict[str, Counter] = {"all": Counter()}
+        for vote in votes:
+            better = better_measured(vote.get("a_metrics") or {}, vote.get("b_metrics") or {}, figure)
+            if better is None:
+                continue
+            choice = vote.get("choice")
+            outcome = "undecided" if choice not in ("a", "b") else ("better" if choice == better else "worse")
+            for scope in ("all", vote.get("category") or "unknown"):
+                tally.setdefault(scope, Counter())[outcome] += 1
+        order = ["all", *CATEGORIES, "unknown"]
+        for scope in sorted(tally, key=order.index):
+            t = tally[scope]
+            if scope != "all" and not sum(t.values()):
+                continue
+            decided = t["better"] + t["worse"]
+            low, high = _wilson(t["better"], decided, confidence)
+            rows.append(
+                {
+                    "figure": figure, "scope": scope, "votes": decided, "chose_better": t["better"],
+                    "share": t["better"] / decided if decided else None, "ci_low": low, "ci_high": high,
+                    "undecided": t["undecided"],
+                }
+            )  # fmt: skip
+    return rows
+
+
+def _wilson(successes: int, trials: int, confidence: float) -> tuple[float | None, float | None]:
+    """Wilson score interval of a proportion (scipy's); (None, None) without trials."""
+    if trials == 0:
+        return None, None
+    from scipy.stats import binomtest
+
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 # --- ratings ---------------------------------------------------------------------------------------------
