@@ -25,8 +25,9 @@ The board is ordered by the interval's lower bound; systems with fewer than `ARE
 are marked preliminary. A board is over all votes or over the subset of one prompt category and/or one
 language (fitted on that subset alone), and counts each system's reason tags (on votes it won, lost, or
 all). `agreement` says how often the better-measured clip (lower error rate; higher predicted MOS) was
-the one chosen, overall and per category, with counts and a Wilson interval. Exports hold votes and figures; the typed texts and ASR transcripts only with
-`ARENA_EXPORT_TEXTS=1`. Which votes count (served, heard, once, rate) is `evaluation.ballot`.
+the one chosen, overall and per category, with counts and a Wilson interval. Exports hold votes and
+figures; the typed texts and ASR transcripts only with `ARENA_EXPORT_TEXTS=1`. Which votes count
+(served, heard, once, rate) is `evaluation.ballot`.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ PRIOR_TIES = 1.0  # virtual ties of every system against a fixed strength-1 oppo
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> rating points
 MAX_RUNS = 10_000  # default of `ARENA_MAX_RUNS`
 
-_SCHEMA = f"""
+_SCHEMA = """
 BEGIN;
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -356,7 +357,9 @@ class Arena:
         columns = ("a_metrics", "b_metrics", "choice", "category")
         with self._db() as conn:
             found = conn.execute(f"SELECT {', '.join(columns)} FROM votes{where}", args).fetchall()
-        votes = [{"a_metrics": json.loads(a), "b_metrics": json.loads(b), "choice": c, "category": k} for a, b, c, k in found]
+        votes = [
+            {"a_metrics": json.loads(a), "b_metrics": json.loads(b), "choice": c, "category": k} for a, b, c, k in found
+        ]
         return agreement(votes, confidence=confidence)
 
     # --- exports -------------------------------------------------------------------------------------

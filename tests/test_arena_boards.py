@@ -54,13 +54,30 @@ def old_database(path) -> None:
     """A schema-1 file with three votes (two on a names prompt, one on a Spanish one) and a run."""
     conn = sqlite3.connect(path)
     conn.executescript(SCHEMA_1)
-    row = "INSERT INTO votes VALUES (NULL, '2026-01-01T00:00:00+00:00', ?, ?, 'kokoro', ?, ?, 'qwen', ?, ?, ?, ?, ?, ?, ?, NULL)"
+    row = (
+        "INSERT INTO votes VALUES (NULL, '2026-01-01T00:00:00+00:00', ?, ?, 'kokoro', ?, ?, 'qwen', ?, ?, ?, ?, ?, ?,"
+        " ?, NULL)"
+    )
     for text, choice in ((NAMES, "a"), (NAMES, "tie"), (SPANISH, "b")):
         conn.execute(
             row,
-            (text, "kokoro:x", "x", "qwen:y", "y", "kokoro:x", "qwen:y", choice, '{"error_rate": 0.1}', '{"error_rate": 0.3}', 1),
+            (
+                text,
+                "kokoro:x",
+                "x",
+                "qwen:y",
+                "y",
+                "kokoro:x",
+                "qwen:y",
+                choice,
+                '{"error_rate": 0.1}',
+                '{"error_rate": 0.3}',
+                1,
+            ),
         )
-    conn.execute("INSERT INTO runs VALUES (1, '2026-01-01T00:00:00+00:00', 'hi', 'kokoro', 'x', 'kokoro:x', '{}', NULL)")
+    conn.execute(
+        "INSERT INTO runs VALUES (1, '2026-01-01T00:00:00+00:00', 'hi', 'kokoro', 'x', 'kokoro:x', '{}', NULL)"
+    )
     conn.commit()
     conn.close()
 
@@ -122,7 +139,9 @@ def test_category_and_language_boards_are_fitted_on_their_subset_of_the_votes(ar
     ]  # the same numbers as a board of those votes alone
     spanish = arena.leaderboard(language="es")
     assert [r["system"] for r in spanish] == ["qwen:y", "kokoro:x"] and spanish[0]["board"] == "language es"
-    assert arena.leaderboard(category="non_english", language="Spanish")[0]["board"] == "category non_english, language es"
+    assert (
+        arena.leaderboard(category="non_english", language="Spanish")[0]["board"] == "category non_english, language es"
+    )
     overall = arena.leaderboard()
     assert {r["system"] for r in overall} == {"kokoro:x", "qwen:y", "kokoro:z"} and overall[0]["board"] == "all votes"
     assert sum(r["votes"] for r in overall) == 2 * 9

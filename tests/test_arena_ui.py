@@ -86,9 +86,9 @@ class Clock:
 
 def test_a_finished_pair_is_revealed_even_when_votes_are_off(damaged, ballots):
     current = heard_pair("me", *ballots)
-    reveal, table, state, board, line, status_a, status_b = arena_tab.vote_on(current, "b", "me")
+    reveal, table, state, board, line, status_a, status_b, agreed = arena_tab.vote_on(current, "b", "me")
     assert "Not stored" in reveal and "kokoro:jf_alpha" in reveal and state["voted"]
-    assert board == [] and "Votes are off" in line
+    assert board == [] == agreed and "Votes are off" in line
     assert status_a.startswith("A was **kokoro:jm_kumo**") and "time to first audio" in status_a  # figures now
 
 
@@ -273,3 +273,120 @@ def test_a_slot_failing_after_the_other_played_voids_the_pair(blind_engines, mon
     assert json.loads(updates[-1]["player-B"])["k"] == "end"  # B's player is told the pair ended without it
     token = updates[0]["pair"]["token"]
     assert arena_tab.BALLOTS.problem("me", token) is not None
+
+
+# ----- prompt categories, reason tags and the figures after the vote -------------------------------------
+
+
+@pytest.fixture()
+def votes(tmp_path, monkeypatch, ballots):
+    arena = Arena(tmp_path / "votes.sqlite3")
+    monkeypatch.setattr(arena_tab, "ARENA", arena)
+    yield arena
+    arena.close()
+
+
+def measured_pair(who: str, ballots, clock, text: str = "I told Mary that John would come.") -> dict:
+    current = heard_pair(who, ballots, clock)
+    current["text"] = text
+    current["results"]["A"].metrics = {"error_rate": 0.0, "error_unit": "word", "mos": 3.1, "duration_s": 2.0}
+    current["results"]["B"].metrics = {"error_rate": 0.25, "error_unit": "word", "mos": 3.4, "ttfa_s": 0.5}
+    return current
+
+
+def test_a_vote_stores_its_reason_tags_and_shows_the_figures_next_to_the_outcome(votes, ballots):
+    import gradio as gr
+
+    current = measured_pair("me", *ballots)
+    with pytest.raises(gr.Error) as caught:  # a tag that is not one: one sentence, and the vote is not used up
+        arena_tab.vote_on(current, "a", "me", ["loudness"])
+    assert caught.value.message.startswith("A reason is one or more of naturalness, pronunciation, pacing")
+    reveal, _, state, board, _, _, _, agreed = arena_tab.vote_on(current, "a", "me", ["pacing", "voice_quality"])
+    assert reveal.startswith("Vote stored: A is better. Why: pacing, voice quality. A was **kokoro:jm_kumo**")
+    table = [line for line in reveal.splitlines() if line.startswith("| ")]
+    assert table[0] == "| | system | vote | error rate | predicted MOS | duration | first audio |"
+    assert table[1] == "| A | kokoro:jm_kumo | chosen | 0.0% of words (better) | 3.10 | 2.0 s | not measured |"
+    assert table[2] == "| B | kokoro:jf_alpha | not chosen | 25.0% of words | 3.40 (better) | not measured | 0.50 s |"
+    assert "The clip with the lower error rate was A: your choice." in reveal
+    assert "The clip with the higher predicted MOS was B: not your choice." in reveal
+    assert votes.votes()[0]["reasons"] == ["pacing", "voice_quality"] and votes.votes()[0]["category"] == "names"
+    assert board[0][8] == "pacing 1, voice quality 1" and board[1][9] == "pacing 1, voice quality 1"
+    assert board[0][10] == "all votes" and len(board[0]) == len(arena_tab.BOARD_HEADERS)
+    assert agreed[0] == ["lower error rate", "all", 1, 1, "100% (21% – 100%)", 0]  # one vote: a wide interval
+    assert ["lower error rate", "Names", 1, 1, "100% (21% – 100%)", 0] in agreed
+    assert ["higher predicted MOS", "all", 1, 0, "0% (0% – 79%)", 0] in agreed
+
+
+def test_a_stranger_cannot_vote_on_a_pair_or_vote_twice_with_reason_tags(votes, ballots):
+    import gradio as gr
+
+    current = measured_pair("me", *ballots)
+    with pytest.raises(gr.Error, match="not served to you"):
+        arena_tab.vote_on(current, "a", "stranger", ["pronunciation"])
+    arena_tab.vote_on(current, "b", "me", ["artefacts"])
+    for who, tags in (("me", ["naturalness"]), ("me", []), ("stranger", ["pacing"])):
+        with pytest.raises(gr.Error, match="already voted|not served to you"):
+            arena_tab.vote_on(current, "a", who, tags)
+    assert [(v["choice"], v["reasons"]) for v in votes.votes()] == [("b", ["artefacts"])]
+
+
+def test_the_tab_boards_come_from_their_category_and_language_and_say_which_they_are(votes, ballots):
+    import gradio as gr
+
+    arena_tab.vote_on(measured_pair("me", *ballots), "a", "me")
+    arena_tab.vote_on(measured_pair("me", *ballots, text="Hola, ¿cómo estás? Hace mucho que no te veo."), "b", "me")
+    names, spanish = arena_tab.leaderboard("names"), arena_tab.leaderboard("all", "es")
+    assert [(r[0].split(" ")[0], r[3], r[4], r[10]) for r in names] == [
+        ("kokoro:jm_kumo", 1, 1, "category names"), ("kokoro:jf_alpha", 1, 0, "category names"),
+    ]  # fmt: skip
+    assert [r[0].split(" ")[0] for r in spanish] == ["kokoro:jf_alpha", "kokoro:jm_kumo"] and spanish[0][
+        10
+    ] == "language es"
+    assert arena_tab.leaderboard("dialogue") == [] and len(arena_tab.leaderboard()) == 2
+    assert arena_tab.board_line("names", "all") == "Board: **category names** · 1 vote."
+    assert arena_tab.board_line() == "Board: **all votes** · 2 votes."
+    for bad in (("poetry", "all"), ("all", "klingon")):
+        with pytest.raises(gr.Error) as caught:
+            arena_tab.leaderboard(*bad)
+        assert caught.value.message.startswith(("A prompt category is one of", "A language is an ISO code"))
+    with pytest.raises(gr.Error, match="A language is an ISO code"):
+        arena_tab.better_measured_chosen("klingon")
+
+
+def test_a_drawn_prompt_is_of_the_chosen_category_and_not_one_just_heard():
+    import gradio as gr
+
+    recent: list = []
+    for _ in range(5):
+        text, line, recent = arena_tab.pick_prompt("numbers", recent)
+        assert line.startswith("Prompt: **Numbers, dates, URLs**") and recent[-1] == text
+    assert len(set(recent)) == 5
+    assert arena_tab.kind_line("Hola, ¿cómo estás? Hace mucho que no te veo.") == "Prompt: **Non-English** · Spanish"
+    with pytest.raises(gr.Error) as caught:
+        arena_tab.pick_prompt("poetry", [])
+    assert caught.value.message.startswith("A prompt category is one of short, long")
+
+
+def test_a_non_english_pair_is_spoken_in_its_language_and_its_kind_is_shown_without_naming_a_system(
+    blind_engines, monkeypatch
+):
+    from evaluation import compare
+
+    asked = []
+    real = compare.timed_stream
+
+    def stream(engine_id, request, stats):
+        asked.append((engine_id, request.language))
+        yield from real(engine_id, request, stats)
+
+    monkeypatch.setattr(compare, "timed_stream", stream)
+    ui = {**UI, "kind": "kind", "reasons": "reasons"}
+    text = "Il pleuvait depuis le matin, alors nous sommes restés à la maison."
+    updates = list(arena_tab.pair_updates(text, "me", ui))
+    assert updates[0]["kind"] == "Prompt: **Non-English** · French" and updates[0]["reasons"]["value"] == []
+    assert len(asked) == 2 and {language for _, language in asked} == {"fr"}  # both engines list French
+    shown = [s for u in updates for k, v in u.items() if k not in ("pair", "player-A", "player-B") for s in strings(v)]
+    assert not [s for s in shown if FORBIDDEN.search(s)], shown
+    asked.clear()
+    list(arena_tab.pair_updates("Hello there.", "me", ui))
+    assert {language for _, language in asked} == {None}  # English: as before, the voice's own reading

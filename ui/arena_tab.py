@@ -2,15 +2,21 @@
 
 The pool is `ARENA_SYSTEMS` (space-separated `engine:voice` specs) or, by default, every voice the
 available preset engines can speak now and every saved cloned voice (when the cloning model is
-there). Sides are drawn at random and the pair runs through `evaluation.pair`; this tab maps its
-events to neutral words only ("A is speaking…", "A is ready"): before the vote no status line,
-notice, error, file or payload names an engine, voice, back-end, device or weights, or shows a
-figure. A slot that fails before anything was played redraws the pair; later, the pair is void.
+there). The text is a built-in prompt of a category the visitor picks (or "any", drawn at random;
+`evaluation.prompts`) or their own, classified into a category and language the tab shows; a
+non-English text is spoken in its language by every system whose engine lists it. Sides are drawn
+at random and the pair runs through `evaluation.pair`; this tab maps its events to neutral words only
+("A is speaking…", "A is ready"): before the vote no status line, notice, error, file or payload names
+an engine, voice, back-end, device or weights, or shows a figure. A slot that fails before anything
+was played redraws the pair; later, the pair is void.
 A vote (A better, B better, tie, both bad) counts only as `evaluation.ballot` allows (a pair served
 to this visitor, both clips heard, once, within the hourly limit): the page reports playback and
 the vote buttons stay disabled until then. The vote reveals the systems and their figures and is
-stored by `evaluation.arena` (SQLite, `ARENA_DB`). When the database is damaged or locked the tab
-says so and keeps playing pairs; votes are off until it is usable.
+stored by `evaluation.arena` (SQLite, `ARENA_DB`) with the visitor's optional reason tags; after it,
+each clip's figures stand next to the outcome, and the board's section shows how often listeners chose
+the better-measured clip. The leaderboard is over all votes or one prompt category and/or language
+(the `/leaderboard` endpoint and MCP tool take both, and name the board in a last column). When the
+database is damaged or locked the tab says so and keeps playing pairs; votes are off until it is usable.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ import logging
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 import gradio as gr
 
 from api.auth import client_address
 from engines import registry
-from engines.base import SAMPLE_RATE, InputError
+from engines.base import SAMPLE_RATE, EngineError, InputError
+from engines.language import iso_code
 from engines.voice_library import arena_voices
-from evaluation.arena import ArenaUnavailable, from_screen
+from evaluation import prompts
+from evaluation.arena import REASONS, ArenaUnavailable, better_measured, board_name, from_screen, reason_keys
 from evaluation.ballot import NOT_FINISHED, Ballots, VoteRefused
 from evaluation.compare import ClipResult, Slot, parse_slot
 from evaluation.pair import (
@@ -58,6 +67,14 @@ EXAMPLES = [
     "A rainbow is a division of white light into many beautiful colors.",
 ]
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
+OUTCOMES = {"a": ("chosen", "not chosen"), "b": ("not chosen", "chosen"), "tie": ("tie", "tie")}
+OUTCOMES["both_bad"] = ("both bad", "both bad")
+ALL = "all"
+BOARD_HEADERS = [
+    "system", "rating", "95% CI", "votes", "wins", "losses", "ties", "both bad", "won for", "lost for", "board",
+]  # fmt: skip
+BOARD_LANGUAGES = ("en", "es", "fr", "it", "pt", "de", "ja", "zh", "ko", "ru", "hi")  # the boards' language choices
+RECENT = 30  # prompts a visitor heard that are not drawn again while their category has others
 MAX_DRAWS = 3  # a slot that fails before anything was played: draw again, this many pairs at most
 BALLOTS = Ballots()
 COULD_NOT_PLAY = "This pair could not be played; press New pair for another."
@@ -99,20 +116,114 @@ def db_line() -> str:
     return f"**Votes are off:** {ARENA.problem}"
 
 
-def leaderboard() -> list[list]:
-    """Rows of the leaderboard (empty, with a reason in the status line, when the database is unusable)."""
+def leaderboard(category: str = ALL, language: str = ALL) -> list[list]:
+    """The Arena's ratings as the tab shows them: over all votes, or over the votes on one prompt
+    category and/or one language (each fitted on those votes alone). Columns: system, rating, 95% CI,
+    votes, wins, losses, ties, both bad, the reason tags of the votes it won and lost, and the board
+    (e.g. "all votes", "category names", "language es"). Empty when the vote database is unusable.
+
+    Args:
+        category: "all", or a prompt category: short, long, numbers, names, non_english, dialogue.
+        language: "all", or an ISO 639-1 code such as en, es, fr, it, pt, ja, zh.
+    """
+    try:
+        keys = _board_keys(category, language)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
     if not ARENA.available():
         return []
     try:
-        rows = ARENA.leaderboard()
-    except InputError:
+        rows = ARENA.leaderboard(category=keys[0], language=keys[1])
+    except EngineError:  # the database went unusable meanwhile: said by the database line
         return []
     return [
         [r["system"] + (" (preliminary)" if r.get("preliminary") else ""), round(r["rating"]),
          f"{r['ci_low']:.0f} – {r['ci_high']:.0f}" if r["ci_low"] is not None else "–",
-         r["votes"], r["wins"], r["losses"], r["ties"], r["both_bad"]]
+         r["votes"], r["wins"], r["losses"], r["ties"], r["both_bad"],
+         _tags(r.get("reasons_won")), _tags(r.get("reasons_lost")), r.get("board", board_name(*keys))]
         for r in rows
     ]  # fmt: skip
+
+
+def _board_keys(category: object, language: object) -> tuple[str | None, str | None]:
+    """A board's category and language (None: all), checked: one sentence for a bad one."""
+    category = prompts.category_key(category, allow_any=True) if category not in (None, "") else prompts.ANY
+    return (None if category == prompts.ANY else category), prompts.language_key(language)
+
+
+def _tags(counts: dict | None) -> str:
+    """Reason tags with their counts, most first ("pacing 3, artefacts 1"), or "–"."""
+    found = sorted(
+        ((n, tag) for tag, n in (counts or {}).items() if n), key=lambda x: (-x[0], list(REASONS).index(x[1]))
+    )
+    return ", ".join(f"{REASONS[tag]} {n}" for n, tag in found) or "–"
+
+
+def board_line(category: str = ALL, language: str = ALL) -> str:
+    """Which board the table shows, and on how many votes."""
+    try:
+        keys = _board_keys(category, language)
+    except InputError as exc:
+        return str(exc)
+    if not ARENA.available():
+        return ""
+    try:
+        rows = ARENA.leaderboard(category=keys[0], language=keys[1])
+    except EngineError:
+        return ""
+    votes = sum(r["votes"] for r in rows) // 2
+    return f"Board: **{board_name(*keys)}** · {votes} vote{'s' if votes != 1 else ''}."
+
+
+def better_measured_chosen(language: str = ALL) -> list[list]:
+    """How often listeners chose the better-measured clip (lower ASR error rate; higher predicted MOS),
+    over all votes and per prompt category, with the counts: the votes whose clips differ in the figure
+    and A or B was chosen, how many chose the better-measured one, the share with its 95% Wilson
+    interval, and the ties and both-bad votes left out. Empty when the vote database is unusable.
+
+    Args:
+        language: "all", or an ISO 639-1 code such as en, es, ja: only the votes on texts in it.
+    """
+    try:
+        _, code = _board_keys(None, language)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
+    try:
+        rows = ARENA.agreement(language=code) if ARENA.available() else []
+    except EngineError:
+        return []
+    return charts.agreement_rows(rows, {"all": "all", **prompts.CATEGORIES})
+
+
+def pick_prompt(category: str, recent: list | None) -> tuple[str, str, list]:
+    """A built-in prompt of the category ("any": one drawn at random), not one of the visitor's
+    recent ones while others are left: the text, its line and the recent prompts."""
+    recent = list(recent or [])
+    try:
+        prompt = prompts.draw(category, recent)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
+    return prompt.text, kind_line(prompt.text), (recent + [prompt.text])[-RECENT:]
+
+
+def kind_line(text: str) -> str:
+    """What a text is, as the tab shows it before the pair: "Prompt: **Names** · English"."""
+    if not (text or "").strip():
+        return ""
+    kind = prompts.classify(text)
+    return f"Prompt: **{prompts.CATEGORIES[kind.category]}** · {prompts.language_name(kind.language)}"
+
+
+def in_language(slot: Slot, language: str | None) -> Slot:
+    """The slot speaking a non-English text's language, when its engine lists that language."""
+    if language in (None, "en") or not languages_of(slot.engine, language):
+        return slot
+    return replace(slot, language=language)
+
+
+def languages_of(engine_id: str, language: str) -> bool:
+    """Whether an engine lists a language (by ISO code) among those its requests may name."""
+    return any(iso_code(name) == language for name in registry.capabilities(engine_id).languages)
 
 
 def export() -> list[str]:
@@ -150,16 +261,29 @@ def reveal_line(name: str, result: ClipResult) -> str:
     return f"{name} was **{result.slot.system}** · " + status_line(result.slot.engine, result.stats, done=True)
 
 
-def vote_on(current: dict | None, choice: str, who: str) -> tuple:
-    """Store a vote on the pair served to `who` and reveal it (refused, with one sentence, where
-    `evaluation.ballot` says the vote does not count).
+def vote_on(
+    current: dict | None,
+    choice: str,
+    who: str,
+    reasons: Iterable[str] | None = None,
+    category: str = ALL,
+    language: str = ALL,
+) -> tuple:
+    """Store a vote on the pair served to `who`, with the visitor's reason tags, and reveal it (refused,
+    with one sentence, where `evaluation.ballot` says the vote does not count, or a reason is not one
+    of `REASONS`: then the pair can still be voted on).
 
-    Returns the reveal line, the metrics table, the new pair state, the leaderboard, the database
-    line and both slots' status lines.
+    Returns the reveal (the outcome next to each clip's figures), the metrics table, the new pair
+    state, the leaderboard (of the board `category` and `language`), the database line, both slots'
+    status lines and the "better-measured clip chosen" table.
     """
     results = (current or {}).get("results") or {}
     if len(results) < 2 or not all(r.finished and r.metrics for r in results.values()):
         raise gr.Error(NOT_FINISHED)
+    try:
+        tags = reason_keys(reasons)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
     token = current.get("token")
     try:
         BALLOTS.cast(who, token)
@@ -172,8 +296,9 @@ def vote_on(current: dict | None, choice: str, who: str) -> tuple:
             {"engine": r.slot.engine, "voice": r.slot.voice, "metrics": r.metrics, "run_id": r.run_id} for r in (a, b)
         ]
         try:
-            ARENA.record_vote(current["text"], sides[0], sides[1], from_screen(choice, "a"), left="a")
-            reveal = f"Vote stored: {CHOICES[choice]}. " + reveal
+            ARENA.record_vote(current["text"], sides[0], sides[1], from_screen(choice, "a"), left="a", reasons=tags)
+            why = f"Why: {', '.join(REASONS[t] for t in tags)}. " if tags else ""
+            reveal = f"Vote stored: {CHOICES[choice]}. {why}" + reveal
         except ArenaUnavailable as exc:  # locked or damaged since the page loaded: reveal anyway
             reveal = f"Not stored ({exc}) " + reveal
         except InputError as exc:
@@ -183,15 +308,51 @@ def vote_on(current: dict | None, choice: str, who: str) -> tuple:
         reveal = f"Not stored ({ARENA.problem}) " + reveal
     table = charts.table({f"A · {a.slot.system}": a.metrics, f"B · {b.slot.system}": b.metrics})
     headers = ["metric", f"A · {a.slot.system}", f"B · {b.slot.system}"]
+    try:
+        board = leaderboard(category, language)
+    except gr.Error:
+        board = leaderboard()
     return (
-        reveal,
+        reveal + "\n\n" + outcome(a, b, choice),
         gr.update(value=table, headers=headers),
         {**current, "voted": True},
-        leaderboard(),
+        board,
         db_line(),
         reveal_line("A", a),
         reveal_line("B", b),
+        better_measured_chosen(),
     )
+
+
+def outcome(a: ClipResult, b: ClipResult, choice: str) -> str:
+    """After the vote: each clip's figures next to what the vote made of it, and whether the
+    better-measured clip was the one chosen."""
+    figures = {name: _figures(r) for name, r in (("A", a), ("B", b))}
+    better = {}
+    for figure in ("error_rate", "mos"):
+        side = better_measured(figures["A"], figures["B"], figure)
+        better[figure] = None if side is None else side.upper()
+    clips = {name: (r.slot.system, figures[name]) for name, r in (("A", a), ("B", b))}
+    lines = [charts.outcome(clips, dict(zip("AB", OUTCOMES[choice], strict=True)), better)]
+    for figure, name in better.items():
+        if name is None:
+            continue
+        what = charts.FIGURE_NAMES[figure]
+        if choice in ("a", "b"):
+            verdict = "your choice" if name.lower() == choice else "not your choice"
+        else:
+            verdict = "you chose neither"
+        lines.append(f"The clip with the {what} was {name}: {verdict}.")
+    return "\n\n".join(lines)
+
+
+def _figures(result: ClipResult) -> dict:
+    """A clip's figures for the outcome: its metrics, with the run's first audio where metrics lack it."""
+    figures = dict(result.metrics or {})
+    stats = getattr(result, "stats", None)
+    if figures.get("ttfa_s") is None and getattr(stats, "ttfa_s", None) is not None:
+        figures["ttfa_s"] = stats.ttfa_s
+    return figures
 
 
 def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
@@ -228,6 +389,7 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
     """
     if not (text or "").strip():
         raise InputError("Please type some text for the pair to say.")
+    kind = prompts.classify(text)
     systems = pool()
     if len({s.system for s in systems}) < 2:
         raise InputError("The arena needs at least two voices that can speak now.")
@@ -242,7 +404,10 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
         if drawn is None:
             break
         token = BALLOTS.serve(who)
-        yield {
+        first = {ui["kind"]: kind_line(text)} if "kind" in ui else {}
+        if "reasons" in ui:
+            first[ui["reasons"]] = gr.update(value=[])  # the tags of the last vote do not carry over
+        yield first | {
             ui["notice"]: "Listen to A and B…", ui["table"]: gr.update(value=[], headers=["metric", "A", "B"]),
             ui["pair"]: {"token": token, "text": text, "results": None, "voted": False, "runs": {}},
             statuses["A"]: "A is waiting…", statuses["B"]: "B is waiting…",
@@ -251,7 +416,9 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
         seconds = {"A": 0.0, "B": 0.0}
         runs: dict[str, str] = {}
         failed = None
-        events = pair_events(text, dict(zip("AB", drawn, strict=True)))
+        events = pair_events(
+            text, {name: in_language(slot, kind.language) for name, slot in zip("AB", drawn, strict=True)}
+        )
         for event in events:
             if isinstance(event, SlotStarted):
                 start = to_player(event)
@@ -329,12 +496,19 @@ def build_tab() -> None:
     """The Arena tab, inside the caller's gr.Blocks."""
     with gr.Tab("Blind arena", id="arena", elem_id="arena-tab"):
         gr.Markdown(
-            "Two voices drawn at random say the same words. Listen to both, then vote: "
-            "the names are shown after your vote."
+            "Two voices drawn at random say the same words. Pick a kind of prompt (or type your own text), "
+            "listen to both, then vote: the names are shown after your vote."
         )
         db_status = gr.Markdown(db_line(), elem_id="arena-db")
-        text = gr.Textbox(label="Text", value=EXAMPLES[0], lines=2, elem_id="arena-text")
-        gr.Examples(EXAMPLES, inputs=text, label="Examples")
+        with gr.Row():
+            category = gr.Dropdown(
+                [("Any (drawn at random)", prompts.ANY), *((label, key) for key, label in prompts.CATEGORIES.items())],
+                value=prompts.ANY, label="Prompt category", elem_id="arena-category", scale=3,
+            )  # fmt: skip
+            draw_button = gr.Button("Draw a prompt", elem_id="arena-draw", scale=1)
+        text = gr.Textbox(label="Text (a drawn prompt, or your own)", value=EXAMPLES[0], lines=2, elem_id="arena-text")
+        kind = gr.Markdown(kind_line(EXAMPLES[0]), elem_id="arena-prompt-kind")
+        recent = gr.State([])
         new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
         players: dict[str, StreamPlayer] = {}
         statuses = {}
@@ -344,6 +518,10 @@ def build_tab() -> None:
                     with gr.Column():
                         players[name] = _player(name, players.get("A"))
                         statuses[name] = gr.Markdown(elem_id=f"arena-{name.lower()}-status")
+            reasons = gr.CheckboxGroup(
+                [(label, key) for key, label in REASONS.items()], label="Why? (optional: tick before you vote)",
+                elem_id="arena-reasons",
+            )  # fmt: skip
             with gr.Row():
                 buttons = {
                     key: gr.Button(label, elem_id=f"arena-vote-{key}", interactive=False)
@@ -358,11 +536,30 @@ def build_tab() -> None:
         with gr.Accordion("Leaderboard", open=True, elem_id="arena-board"):
             gr.Markdown(
                 "Ordered by the lower end of each system's 95% interval; *preliminary*: fewer votes than "
-                "the board needs to say much."
+                "the board needs to say much. A category or language board is fitted on its own votes."
             )
+            with gr.Row():
+                board_category = gr.Dropdown(
+                    [("All categories", ALL), *((label, key) for key, label in prompts.CATEGORIES.items())],
+                    value=ALL, label="Board: prompt category", allow_custom_value=True, elem_id="arena-board-category",
+                )  # fmt: skip
+                board_language = gr.Dropdown(
+                    [("All languages", ALL), *((prompts.language_name(c), c) for c in BOARD_LANGUAGES)],
+                    value=ALL, label="Board: language", allow_custom_value=True, elem_id="arena-board-language",
+                )  # fmt: skip
+            which = gr.Markdown(board_line(), elem_id="arena-board-name")
             board = gr.Dataframe(
-                headers=["system", "rating", "95% CI", "votes", "wins", "losses", "ties", "both bad"],
-                value=leaderboard, interactive=False, elem_id="arena-leaderboard",
+                headers=BOARD_HEADERS, value=leaderboard, inputs=[board_category, board_language],
+                interactive=False, elem_id="arena-leaderboard",
+            )  # fmt: skip
+            gr.Markdown(
+                "How often listeners chose the clip that measured better (lower ASR error rate; higher "
+                "predicted MOS), counting the votes whose clips differ in that figure; ties and both-bad "
+                "votes apart."
+            )
+            agreed = gr.Dataframe(
+                headers=charts.AGREEMENT_HEADERS, value=better_measured_chosen, inputs=[board_language],
+                interactive=False, elem_id="arena-agreement",
             )  # fmt: skip
             with gr.Row():
                 refresh = gr.Button("Refresh")
@@ -370,11 +567,11 @@ def build_tab() -> None:
             files = gr.File(label="Exports", file_count="multiple", interactive=False)
         vote_buttons = list(buttons.values())
         outputs = [players["A"].output, statuses["A"], players["B"].output, statuses["B"], notice, table, pair]
-        outputs += vote_buttons
+        outputs += [kind, reasons, *vote_buttons]
         reports = {name: player.report for name, player in players.items()}
 
         ui = {"A": (players["A"].output, statuses["A"]), "B": (players["B"].output, statuses["B"]), "notice": notice}
-        ui.update(table=table, pair=pair, buttons=vote_buttons)
+        ui.update(table=table, pair=pair, buttons=vote_buttons, kind=kind, reasons=reasons)
 
         @blind
         def play_pair(text, request: gr.Request):
@@ -383,17 +580,23 @@ def build_tab() -> None:
         new_pair.click(play_pair, text, outputs, api_visibility="private", concurrency_id="compare")
         for player in players.values():
             player.bind(new_pair)
-        vote_outputs = [notice, table, pair, board, db_status, statuses["A"], statuses["B"], *vote_buttons]
+        for trigger in (category.input, draw_button.click):
+            trigger(pick_prompt, [category, recent], [text, kind, recent], api_visibility="private")
+        text.blur(kind_line, text, kind, api_visibility="private")
+        vote_outputs = [notice, table, pair, board, db_status, statuses["A"], statuses["B"], agreed, *vote_buttons]
         for key, button in buttons.items():
 
-            def on_vote(current, request: gr.Request, key=key):
+            def on_vote(current, tags, board_kind, board_lang, request: gr.Request, key=key):
                 try:
-                    return (*vote_on(current, key, visitor(request)), *[buttons_update(False)] * len(vote_buttons))
+                    revealed = vote_on(current, key, visitor(request), tags, board_kind, board_lang)
+                    return (*revealed, *[buttons_update(False)] * len(vote_buttons))
                 except gr.Error as exc:  # refused: said once, in a notice and the reveal line; nothing else changes
                     gr.Warning(exc.message)
                     return (exc.message, *[gr.skip()] * (len(vote_outputs) - 1))
 
-            button.click(on_vote, pair, vote_outputs, api_visibility="private")
+            button.click(
+                on_vote, [pair, reasons, board_category, board_language], vote_outputs, api_visibility="private"
+            ).then(board_line, [board_category, board_language], which, api_visibility="private")
 
         def on_report(report_a, report_b, current, request: gr.Request):
             open_ = heard(report_a, report_b, current, visitor(request))
@@ -404,5 +607,10 @@ def build_tab() -> None:
                 on_report, [reports["A"], reports["B"], pair], vote_buttons,
                 api_visibility="private", trigger_mode="always_last",
             )  # fmt: skip
-        refresh.click(lambda: (leaderboard(), db_line()), None, [board, db_status], api_visibility="private")
+        for selector in (board_category, board_language):
+            selector.change(board_line, [board_category, board_language], which, api_visibility="private")
+        refresh.click(
+            lambda c, lang: (leaderboard(c, lang), db_line(), board_line(c, lang), better_measured_chosen(lang)),
+            [board_category, board_language], [board, db_status, which, agreed], api_visibility="private",
+        )  # fmt: skip
         export_button.click(user_errors(export), None, files, api_visibility="private")

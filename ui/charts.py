@@ -1,4 +1,5 @@
-"""Pictures for the comparison: a metrics table, a grouped bar chart and waveform + spectrogram plots.
+"""Pictures for the comparison: a metrics table, a grouped bar chart and waveform + spectrogram plots; and
+for the arena after a vote, the outcome next to each clip's figures and the "better-measured clip chosen" table.
 
 Figures are plain `matplotlib.figure.Figure` objects, never registered with pyplot: nothing keeps them
 once Gradio has drawn them (pyplot's figures live until closed, two per comparison on a busy page).
@@ -26,6 +27,18 @@ ROWS = (
     ("mos", "predicted MOS (DNSMOS, 1–5)"),
     ("transcript", "ASR transcript"),
 )
+# What the arena shows next to a vote's outcome: (metric key, column, format of a value)
+AFTER_VOTE = (
+    ("error_rate", "error rate", lambda v: f"{v:.1%}"),
+    ("mos", "predicted MOS", lambda v: f"{v:.2f}"),
+    ("duration_s", "duration", lambda v: f"{v:.1f} s"),
+    ("ttfa_s", "first audio", lambda v: f"{v:.2f} s"),
+)
+FIGURE_NAMES = {"error_rate": "lower error rate", "mos": "higher predicted MOS"}
+AGREEMENT_HEADERS = [
+    "the better-measured clip has", "prompts", "votes (A or B chosen)", "chose it", "share (95% interval)",
+    "ties and both bad",
+]  # fmt: skip
 TIMES = ("ttfa_s", "total_s", "duration_s")
 SCORES = ("error_rate", "similarity", "mos")
 
@@ -80,3 +93,40 @@ def waveforms(named: dict[str, np.ndarray | None], sample_rate: int = SAMPLE_RAT
         bottom.set_xlabel("seconds")
         bottom.set_ylabel("Hz")
     return fig
+
+
+def outcome(clips: dict[str, tuple[str, dict | None]], outcomes: dict[str, str], better: dict[str, str | None]) -> str:
+    """A Markdown table of a vote's outcome: per clip (name -> (system, metrics)) its system, what the
+    vote made of it (`outcomes`), and its figures (`AFTER_VOTE`), the better of each compared figure
+    marked (`better`: metric key -> clip name or None). "not measured" where a clip lacks a figure."""
+    lines = [
+        "| | system | vote | " + " | ".join(column for _, column, _ in AFTER_VOTE) + " |",
+        "|---|---|---|" + "---|" * len(AFTER_VOTE),
+    ]
+    for name, (system, metrics) in clips.items():
+        cells = []
+        for key, _, shown in AFTER_VOTE:
+            value = (metrics or {}).get(key)
+            cell = "not measured" if value is None else shown(float(value))
+            if key == "error_rate" and value is not None and (metrics or {}).get("error_unit"):
+                cell += f" of {metrics['error_unit']}s"
+            cells.append(cell + (" (better)" if better.get(key) == name else ""))
+        lines.append(f"| {name} | {system} | {outcomes[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def agreement_rows(rows: list[dict], scope_names: dict[str, str]) -> list[list]:
+    """Rows of the "better-measured clip chosen" table (`evaluation.arena.agreement`), with counts."""
+    table = []
+    for row in rows:
+        if row["share"] is None:
+            share = "–"
+        else:
+            share = f"{row['share']:.0%} ({row['ci_low']:.0%} – {row['ci_high']:.0%})"
+        table.append(
+            [
+                FIGURE_NAMES.get(row["figure"], row["figure"]), scope_names.get(row["scope"], row["scope"]),
+                row["votes"], row["chose_better"], share, row["undecided"],
+            ]
+        )  # fmt: skip
+    return table
