@@ -2,7 +2,9 @@
 three pairs on one page: before the vote nothing on the tab or in the event stream names a system or shows a
 figure (the players' messages carry audio only); both slots of every pair play, B once A has ended; the vote
 is refused before three seconds of each clip were heard and opens once they were; after it, the systems are
-revealed and a second vote on the pair is refused."""
+revealed with each clip's figures next to the outcome and a second vote on the pair is refused. A prompt
+category drawn from the picker fills the text; each vote carries a reason tag, counted on the board, and a
+category board holds only its category's votes."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import urllib.request
 import pytest
 from test_browser import ARGS, CHROMIUM
 from test_player_browser import TEXTS, assert_audible_run, stats, wait_run_ended
+
+from evaluation.prompts import prompts
 
 pytestmark = pytest.mark.slow
 
@@ -176,6 +180,16 @@ def force_vote(page, key: str = "a") -> None:
     )
 
 
+def pick(page, elem_id: str, option: str) -> None:
+    """Choose a dropdown's option as a visitor does."""
+    page.locator(f"#{elem_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    assert page.locator(f"#{elem_id} input").input_value() == option
+
+
+REASONS = ("pacing", "naturalness", "artefacts")  # one tag per pair, ticked before its vote
+
+
 def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(browser, app_url, artifacts):
     events = arena_events(app_url)
     assert len(events) >= 4  # new pair, the votes, the playback reports
@@ -188,13 +202,27 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
     runs = {"A": [], "B": []}
     durations = {s: [] for s in SYSTEMS}
     joins: set = set()
+    names = {p.text for p in prompts("names")}
     try:
+        pick(page, "arena-category", "Names")  # a built-in prompt of the category fills the text
+        page.wait_for_function(
+            "(names) => names.includes(document.querySelector('#arena-text textarea').value)", arg=sorted(names)
+        )
+        page.locator("#arena-prompt-kind", has_text="Names · English").wait_for(timeout=30_000)
+        drawn = page.locator("#arena-text textarea").input_value()
+        page.locator("#arena-draw").click()  # another one, not the same
+        page.wait_for_function(
+            "([names, drawn]) => { const v = document.querySelector('#arena-text textarea').value;"
+            " return names.includes(v) && v !== drawn; }",
+            arg=[sorted(names), drawn],
+        )
         for number, text in enumerate(TEXTS):  # longer and longer texts, one page: each pair plays afresh
             stream_messages(page, events, joins)  # what the previous pair sent after its vote: not looked at
             page.locator("#arena-text textarea").fill(text)
             page.locator("#arena-new").click()
             assert page.evaluate(HOLD) == "suspended"  # nothing is heard until the early vote was tried
             page.locator("#arena-reveal", has_text="which one sounds better").wait_for(timeout=300_000)
+            page.locator("#arena-prompt-kind", has_text="Short · English").wait_for(timeout=30_000)  # typed: classified
             for key in ("a", "b", "tie", "both_bad"):
                 assert page.locator(f"#arena-vote-{key}").is_disabled()  # nothing has been heard
             force_vote(page, "both_bad")  # as a script would: the server refuses
@@ -221,9 +249,17 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             lines = page.locator("#arena-tab .tts-player").all_inner_texts()
             assert len(lines) == 2 and not any("first audio" in line for line in lines), lines
             assert "A is ready." in page.locator("#arena-a-status").inner_text()
+            assert page.locator("#arena-reasons input:checked").count() == 0  # the last pair's tag is cleared
+            page.locator("#arena-reasons").get_by_text(REASONS[number], exact=True).click()
             page.locator(f"#arena-vote-{'a' if number % 2 else 'b'}").click()
             page.locator("#arena-reveal", has_text="Vote stored").wait_for(timeout=30_000)
             reveal = page.locator("#arena-reveal").inner_text()
+            assert f"Why: {REASONS[number]}." in reveal, reveal
+            outcome = page.locator("#arena-reveal table").inner_text()  # each clip's figures by the outcome
+            for column in ("error rate", "predicted MOS", "duration", "first audio", "chosen", "not chosen"):
+                assert column in outcome, outcome
+            assert re.search(r"\d+\.\d s", outcome), outcome
+            page.screenshot(path=str(artifacts / f"arena_vote_{number}.png"), full_page=True)
             shown = {s for s in SYSTEMS if s in reveal}
             assert len(shown) == 2, reveal
             for name in "AB":  # which system spoke in each slot, for the durations below
@@ -237,7 +273,16 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             page.locator("#arena-reveal", has_text="already voted on this pair").wait_for(timeout=30_000)
             board = page.locator("#arena-leaderboard").inner_text()
             assert all(s in board for s in shown) and "preliminary" in board
+            assert f"{REASONS[number]} 1" in board  # the tag, counted for the winner and the loser
+            agreed = page.locator("#arena-agreement").inner_text()
+            assert "lower error rate" in agreed and "higher predicted MOS" in agreed
             assert page.locator("text=Traceback").count() == 0
+        pick(page, "arena-board-category", "Short")  # the board of the category the typed texts fell into
+        page.locator("#arena-board-name", has_text="category short · 3 votes").wait_for(timeout=30_000)
+        page.locator("#arena-leaderboard", has_text="category short").wait_for(timeout=30_000)
+        pick(page, "arena-board-category", "Names")  # no vote was cast on a names prompt
+        page.locator("#arena-board-name", has_text="category names · 0 votes").wait_for(timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('#arena-leaderboard').innerText.includes('jm_kumo')")
     finally:
         page.screenshot(path=str(artifacts / "arena_end.png"), full_page=True)
         page.close()
