@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 # `wer_unit` are the same two figures under their first names, kept for callers that read them.
 # `language` is the Whisper code the clip was transcribed and scored in; `detected_language` and
 # `detected_language_p` what a multilingual Whisper hears it as, and how sure (null where only an
-# English-only one is here); `language_mismatch` is true when the two differ.
+# English-only one is here); `language_mismatch` is true when it hears another language, at least
+# `metrics.MISMATCH_P` sure.
 METRIC_KEYS = (
     "ttfa_s", "total_s", "rtf", "duration_s", "lufs", "error_rate", "error_unit", "wer", "wer_unit", "transcript",
     "similarity", "mos", "language", "detected_language", "detected_language_p", "language_mismatch",
@@ -223,7 +224,7 @@ def measure(result: ClipResult, text: str) -> dict:
         detected = _safely(metrics.detect_language, audio, SAMPLE_RATE) if multilingual else None
         if detected is not None:
             figures["detected_language"], figures["detected_language_p"] = detected[0], _round(detected[1])
-            figures["language_mismatch"] = metrics.language_mismatch(figures["language"], detected[0])
+            figures["language_mismatch"] = metrics.language_mismatch(figures["language"], *detected)
     reference = similarity_reference(slot)
     if reference is not None:
         figures["similarity"] = _round(_safely(metrics.speaker_similarity, audio, SAMPLE_RATE, *reference))

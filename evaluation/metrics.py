@@ -47,6 +47,9 @@ SIMPLIFIED_LANGUAGES = frozenset({"zh", "yue"})  # scored in Simplified script (
 # Whisper codes that name the same spoken language for the language check (Whisper may call Mandarin
 # read by a Cantonese-trained ear "yue", and the reverse)
 SAME_LANGUAGE = ({"zh", "yue"},)
+# How sure the detector must be of another language to flag a clip (Whisper base gave a Japanese voice's
+# English 0.32 French, and its French 0.92 Japanese)
+MISMATCH_P = 0.5
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -169,9 +172,11 @@ def reading(text: str) -> str:
     return "".join(pron for _, pron in reading_units(text))
 
 
-def language_mismatch(expected: str | None, detected: str | None) -> bool | None:
-    """Whether a clip asked to speak `expected` (a Whisper code) was heard as another language
-    (`detected`); None where either is unknown."""
+def language_mismatch(expected: str | None, detected: str | None, probability: float = 1.0) -> bool | None:
+    """Whether a clip asked to speak `expected` (a Whisper code) was heard as another language:
+    `detected`, with at least `MISMATCH_P` of the detector's belief (a foreign-accented clip the
+    detector is unsure of is not flagged); None where either language is unknown."""
     if not expected or not detected:
         return None
-    return expected != detected and not any({expected, detected} <= same for same in SAME_LANGUAGE)
+    same = expected == detected or any({expected, detected} <= group for group in SAME_LANGUAGE)
+    return not same and probability >= MISMATCH_P
