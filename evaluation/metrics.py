@@ -158,12 +158,10 @@ def reading_units(text: str) -> list[tuple[str, str]]:
 
     units = []
     for node in pyopenjtalk.run_frontend(unicodedata.normalize("NFKC", text), use_sudachi_kanji_yomi=False):
-        if node["pos"] == "記号":
-            continue
         pron = jaconv.hira2kata(node["pron"].replace("’", "").replace("'", ""))
         pron = "".join(ch for ch in pron if ch.isalnum() or ch == "ー")  # ー: a long vowel, heard
-        if pron:
-            units.append((node["string"], pron))
+        if pron:  # punctuation reads as nothing; a Latin letter (a "symbol" to it) as its kana name
+            units.append((unicodedata.normalize("NFKC", node["string"]), pron))
     return units
 
 
