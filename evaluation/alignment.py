@@ -11,8 +11,9 @@ status `ok`, `substituted` (`heard` says as what) or `dropped` (start and end nu
 seconds that never go back and lie inside the clip; then `inserted` (recognised words the text does
 not have), `repeated` (inserted runs that repeat the words next to them: a stutter or a loop),
 `error_rate` and `error_unit` (the same figures as `evaluation.metrics.error_rate`). Where the error
-unit is the character (Japanese, Chinese, Korean: `metrics.CHARACTER_LANGUAGES`), each entry of
-`words` is one character of the normalised text, aligned character by character.
+unit is the character (Chinese, Korean: `metrics.CHARACTER_LANGUAGES`), each entry of `words` is one
+character of the normalised text, aligned character by character; Japanese entries are its written
+words, aligned by the kana of their readings.
 """
 
 from __future__ import annotations
@@ -151,7 +152,10 @@ def align_words(
 
 def _input_units(text: str, language: str, unit: str) -> list[tuple[str, list[str]]]:
     """The input as (shown word, its normalised tokens); words that normalise to nothing (punctuation)
-    are left out; per character where the unit is the character."""
+    are left out; per character where the unit is the character; Japanese per written word, its
+    tokens the kana of its reading (`metrics.reading_units`: kanji and kana for the same word align)."""
+    if language == "ja":
+        return [(word, list(pron)) for word, pron in metrics.reading_units(text)]
     if unit == "character":
         return [(ch, [ch]) for ch in metrics.normalize(text, language).replace(" ", "")]
     units = []
@@ -163,6 +167,8 @@ def _input_units(text: str, language: str, unit: str) -> list[tuple[str, list[st
 
 
 def _tokens(word: str, language: str, unit: str) -> list[str]:
+    if language == "ja":
+        return list(metrics.reading(word))
     normalised = metrics.normalize(word, language)
     return list(normalised.replace(" ", "")) if unit == "character" else normalised.split()
 

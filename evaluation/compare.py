@@ -41,9 +41,13 @@ log = logging.getLogger(__name__)
 
 # `error_rate` counts in `error_unit` ("word", or "character" for Japanese, Chinese, Korean); `wer` and
 # `wer_unit` are the same two figures under their first names, kept for callers that read them.
+# `language` is the Whisper code the clip was transcribed and scored in; `detected_language` and
+# `detected_language_p` what a multilingual Whisper hears it as, and how sure (null where only an
+# English-only one is here); `language_mismatch` is true when it hears another language, at least
+# `metrics.MISMATCH_P` sure.
 METRIC_KEYS = (
     "ttfa_s", "total_s", "rtf", "duration_s", "lufs", "error_rate", "error_unit", "wer", "wer_unit", "transcript",
-    "similarity", "mos",
+    "similarity", "mos", "language", "detected_language", "detected_language_p", "language_mismatch",
 )  # fmt: skip
 MATCH_LUFS = -23.0  # both clips are played (and written) at this loudness (EBU R 128: headroom for peaks)
 CLONE_OF_A = "@a"
@@ -192,7 +196,8 @@ def measure(result: ClipResult, text: str) -> dict:
     """All figures of a finished clip (None where a metric does not apply or could not be computed).
     The ASR round trip runs for English text, and for any language when the ASR is multilingual;
     `error_rate` is then a character error rate where `error_unit` says "character" (Japanese, Chinese,
-    Korean), else a word error rate (`wer`, `wer_unit`: the same figures under their older names).
+    Korean), else a word error rate (`wer`, `wer_unit`: the same figures under their older names);
+    with a multilingual ASR here, the language the clip is heard in is checked against the one asked for.
     The same transcription's word times align the clip to the text: kept in `result.alignment`."""
     figures: dict = dict.fromkeys(METRIC_KEYS)
     stats = result.stats
@@ -206,14 +211,20 @@ def measure(result: ClipResult, text: str) -> dict:
         return figures
     audio, slot = result.audio, result.slot
     figures["lufs"] = _round(_safely(metrics.loudness, audio, SAMPLE_RATE), 2)
-    if is_english(slot, text) or _safely(metrics.asr_is_multilingual):
+    multilingual = _safely(metrics.asr_is_multilingual)
+    if is_english(slot, text) or multilingual:
         language = spoken_language(slot, text)
         heard = _safely(metrics.transcribe_words, audio, SAMPLE_RATE, language)
         if heard is not None:
             figures["transcript"], language = heard[0], language or heard[1]
             figures["error_rate"] = figures["wer"] = _round(metrics.error_rate(text, heard[0], language))
             figures["error_unit"] = figures["wer_unit"] = metrics.error_unit(language)
+            figures["language"] = language
             result.alignment = _safely(align_words, text, heard[2], language, len(audio) / SAMPLE_RATE, heard[0])
+        detected = _safely(metrics.detect_language, audio, SAMPLE_RATE) if multilingual else None
+        if detected is not None:
+            figures["detected_language"], figures["detected_language_p"] = detected[0], _round(detected[1])
+            figures["language_mismatch"] = metrics.language_mismatch(figures["language"], *detected)
     reference = similarity_reference(slot)
     if reference is not None:
         figures["similarity"] = _round(_safely(metrics.speaker_similarity, audio, SAMPLE_RATE, *reference))

