@@ -38,6 +38,7 @@ FOLDER = "lexicons"
 MAX_FILE_BYTES = 256 * 1024
 # Vocabulary symbols an entry may not use: markup and quotes (they would end or break `[word](/.../)`).
 _NOT_IN_ENTRIES = set('()[]/"“”')
+_MARKS = set("ˈˌːʰʲ")  # stress and length marks: letters to Python, no sound of their own
 _MARKUP = re.compile(r"\[[^\]]*\]\([^)]*\)")  # `[word](/phonemes/)` already in the text: left alone
 _EDGE = r"[\w'’-]"  # what may not touch a matched word on either side
 _lock = threading.RLock()  # a change reads, then writes, the owner's file
@@ -63,9 +64,10 @@ def check_phonemes(word: str, phonemes: str, symbols: Iterable[str]) -> str:
     if bad:
         shown = " ".join(f"{ch!r}" for ch in bad[:8])
         raise InputError(
-            f"The phonemes for {word!r} use symbols Kokoro cannot say ({shown}); use the misaki alphabet, e.g. kˈæt."
+            f"The phonemes for {word!r} use symbols Kokoro cannot say ({shown}); "
+            "write them in the misaki alphabet, such as kˈæt for cat."
         )
-    if not any(ch.isalpha() for ch in phonemes):
+    if not any(ch.isalpha() and ch not in _MARKS for ch in phonemes):
         raise InputError(f"The phonemes for {word!r} have no sound in them.")
     return phonemes
 
