@@ -17,8 +17,11 @@ import numpy as np
 from . import metrics
 from .alignment import DROPPED, align_clip
 
-CARRIER = "Please say {word} again."
-WORD_INDEX = 2  # the word's place among the carrier's words
+# A plain sentence around the word: measured with Whisper tiny.en on jm_kumo, "Please say cat again." was
+# heard as "Khad" and "boat" as "vote", while in this one cat, dog, boat, house, train and apple were all
+# heard as written (a noun's place in a sentence helps the recogniser as it helps a listener).
+CARRIER = "I saw a {word} today."
+WORD_INDEX = 3  # the word's place among the carrier's words
 
 
 @dataclass(frozen=True)
