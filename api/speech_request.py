@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictStr, 
 from engines import registry
 from engines.audio import FORMATS, STREAMED_FORMATS, OutputSettings, StreamEncoder
 from engines.base import MAX_TEXT_CHARS, SynthesisRequest, UnavailableError
+from engines.lexicon import owner_mapping
 
 from .errors import ApiError
 from .strict_json import BadJson
@@ -139,8 +140,9 @@ def prepare(body: SpeechBody, owner: str | None = None) -> Plan:
     if instruct and not info.follows_instructions:
         instruct, notes = None, (f"instructions ignored: {info.name} does not follow style instructions.",)
     request = SynthesisRequest(
-        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct, owner=owner
-    )
+        text=body.input, voice=voice, speed=body.speed, language=body.language, instruct=instruct, owner=owner,
+        lexicon=owner_mapping(owner, registry.capabilities(engine_id).lexicon),  # the key's (`/v1/audio/lexicon`)
+    )  # fmt: skip
     if not info.available:
         raise UnavailableError(info.reason)
     if stream:

@@ -1,6 +1,7 @@
 """`batch`: a .txt (one line per clip) or CSV (text,engine,voice) rendered into numbered clips and
 `manifest.json` (`engines.batch`), optionally zipped; `--align` checks each clip's words
-(`evaluation.alignment`: `words` per item and `.srt`/`.vtt` captions)."""
+(`evaluation.alignment`: `words` per item and `.srt`/`.vtt` captions); `--lexicon FILE.json`
+pronounces its words as the file says."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from engines.base import EngineError
 from engines.voice_library import OPERATOR
 from evaluation.alignment import align_manifest
 
-from .speech import output_flags, settings
+from .speech import lexicon_entries, lexicon_flag, output_flags, settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     batch.add_argument(
         "--align", action="store_true", help="check each clip's words with the ASR: `words` per item, .srt/.vtt"
     )
+    lexicon_flag(batch)
     output_flags(batch)
 
 
@@ -48,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
     items = parse(data, args.input.name, args.engine, args.voice)
     try:
         manifest = render(
-            items, args.out_dir, args.format, output, args.speed, args.lang, args.max_new_tokens, owner=OPERATOR
-        )
+            items, args.out_dir, args.format, output, args.speed, args.lang, args.max_new_tokens, owner=OPERATOR,
+            lexicon=lexicon_entries(args),
+        )  # fmt: skip
         if args.align:
             manifest = align_manifest(args.out_dir, manifest, args.lang)
         archive = zip_folder(args.out_dir, args.zip) if args.zip else None

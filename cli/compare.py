@@ -1,5 +1,5 @@
 """`compare`: the same text through two slots (`evaluation.pair`); writes `a.wav`, `b.wav` and
-`metrics.json` (`evaluation.compare`)."""
+`metrics.json` (`evaluation.compare`); `--lexicon FILE.json` pronounces its words in both slots."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 
 from engines import registry
 from engines.base import EngineError
+from engines.lexicon import mapping
 from engines.voice_library import OPERATOR
 from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, with_reference, write_pair
 from evaluation.pair import run_pair
 
-from .speech import read_text, reference
+from .speech import lexicon_entries, lexicon_flag, read_text, reference
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,14 +30,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--ref-audio", type=Path, help="reference clip for a qwen-clone slot without a voice")
     compare.add_argument("--ref-text", help="exact transcript of the reference (default: transcribed)")
     compare.add_argument("--x-vector-only", action="store_true")
+    lexicon_flag(compare)
 
 
 def run(args: argparse.Namespace) -> int:
     text = read_text(args)
     clip, ref_text, x_vector_only = reference(args)
+    entries = lexicon_entries(args)
 
     def slot(spec: str):
-        parsed = replace(parse_slot(spec, OPERATOR), language=args.lang)
+        parsed = parse_slot(spec, OPERATOR)
+        lexicon = mapping(entries, registry.capabilities(parsed.engine).lexicon)
+        parsed = replace(parsed, language=args.lang, lexicon=lexicon)
         if registry.capabilities(parsed.engine).clones and not parsed.voice:
             if clip is None:
                 engine = parsed.engine

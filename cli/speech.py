@@ -1,5 +1,6 @@
 """`list`, `synth` and `bench`, and the inputs every subcommand shares: the text (`--text`,
-`--text-file` or standard input), a reference clip to clone (`--ref-audio`), the output flags."""
+`--text-file` or standard input), a reference clip to clone (`--ref-audio`), a pronunciation lexicon
+(`--lexicon FILE.json`, `engines.lexicon`'s file form), the output flags."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from engines import registry
 from engines.audio import FORMATS, OutputSettings, process, write
 from engines.base import EngineError, SynthesisRequest
+from engines.lexicon import Entry, mapping, read_file
 from engines.timing import RunStats, synthesize, timed_stream
 from engines.voice_library import OPERATOR, list_voices
 
@@ -51,6 +53,20 @@ def request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref-text", help="exact transcript of the reference (default: transcribed)")
     p.add_argument("--x-vector-only", action="store_true", help="clone the timbre only, no transcript needed")
     p.add_argument("--max-new-tokens", type=int, help="cap on generated codec frames (Qwen3-TTS)")
+    lexicon_flag(p)
+
+
+def lexicon_flag(p: argparse.ArgumentParser) -> None:
+    """`--lexicon FILE.json` (`synth`, `bench`, `batch`, `compare`)."""
+    p.add_argument(
+        "--lexicon", type=Path,
+        help='pronunciations: {"entries": [{"word", "phonemes" (Kokoro), "respelling" (Qwen3-TTS)}]}',
+    )  # fmt: skip
+
+
+def lexicon_entries(args: argparse.Namespace) -> tuple[Entry, ...]:
+    """The entries of `--lexicon` (none without it), checked."""
+    return read_file(args.lexicon) if getattr(args, "lexicon", None) is not None else ()
 
 
 def output_flags(p: argparse.ArgumentParser) -> None:
@@ -111,6 +127,7 @@ def request(args: argparse.Namespace) -> SynthesisRequest:
         x_vector_only=x_vector_only,
         max_new_tokens=args.max_new_tokens,
         owner=OPERATOR,  # the machine's operator: every saved voice
+        lexicon=mapping(lexicon_entries(args), registry.capabilities(args.engine).lexicon),
     )
 
 

@@ -12,9 +12,11 @@ outside an engine's own modules and its own tab asks these questions instead of 
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -29,6 +31,12 @@ MAX_INSTRUCT_CHARS = 500
 MAX_NEW_TOKENS = 8_192
 # Tab, newline and carriage return are ordinary text; every other control character is refused.
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+# A pronunciation lexicon (`SynthesisRequest.lexicon`, `engines.lexicon`): its bounds and what a word is
+# (letters or digits, apostrophes and hyphens inside).
+MAX_LEXICON_ENTRIES = 200
+MAX_LEXICON_WORD_CHARS = 40
+MAX_LEXICON_VALUE_CHARS = 80
+LEXICON_WORD = re.compile(r"^[^\W_](?:[\w'’-]*[^\W_])?$")
 
 
 class EngineError(Exception):
@@ -72,6 +80,9 @@ class SynthesisRequest:
     # A saved voice's clone prompt already loaded by the caller (`engines.voice_library.prompt_from_stored`):
     # how a remote replica, which keeps no voice library, gets a saved voice with the request.
     clone_prompt: object | None = None
+    # Word -> how to say it, matched whole-word in any case: phonemes for an engine whose
+    # `Capabilities.lexicon` is "phonemes" (Kokoro), a respelling for "respelling" (Qwen3-TTS).
+    lexicon: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -103,6 +114,45 @@ class SynthesisRequest:
             raise InputError(f"Speed must be between {MIN_SPEED} and {MAX_SPEED}; got {speed:g}.")
         object.__setattr__(self, "speed", speed)
         object.__setattr__(self, "language", languages.normalize(self.language))
+        object.__setattr__(self, "lexicon", check_lexicon(self.lexicon))
+
+
+def check_lexicon(lexicon: object) -> Mapping[str, str]:
+    """A request's lexicon checked (words, lengths, count; what the symbols mean is the engine's to
+    check) and frozen; `InputError` in one sentence otherwise."""
+    if not lexicon:
+        return MappingProxyType({})
+    if not isinstance(lexicon, Mapping):
+        raise InputError("The pronunciation lexicon must map words to pronunciations.")
+    if len(lexicon) > MAX_LEXICON_ENTRIES:
+        raise InputError(f"The pronunciation lexicon has {len(lexicon)} entries; the limit is {MAX_LEXICON_ENTRIES}.")
+    out = {}
+    for word, said in lexicon.items():
+        check_lexicon_word(word)
+        if not isinstance(said, str) or not said.strip():
+            raise InputError(f"The lexicon entry {word!r} needs a pronunciation.")
+        if len(said) > MAX_LEXICON_VALUE_CHARS or any(unicodedata.category(ch) == "Cc" for ch in said):
+            raise InputError(
+                f"The pronunciation of {word!r} must be one line of at most {MAX_LEXICON_VALUE_CHARS} characters."
+            )
+        if word.strip().lower() in {w.lower() for w in out}:
+            raise InputError(f"The lexicon has the word {word.strip()!r} twice (words match in any case).")
+        out[word.strip()] = said.strip()
+    return MappingProxyType(out)
+
+
+def check_lexicon_word(word: object) -> str:
+    """A lexicon word, stripped, or `InputError`: one word of letters or digits (apostrophes, hyphens inside)."""
+    if not isinstance(word, str) or not word.strip():
+        raise InputError("A lexicon entry needs a word.")
+    word = word.strip()
+    if len(word) > MAX_LEXICON_WORD_CHARS:
+        raise InputError(f"Lexicon words are at most {MAX_LEXICON_WORD_CHARS} characters; {word[:20]!r}… is longer.")
+    if not LEXICON_WORD.match(word):
+        raise InputError(
+            f"The lexicon word {word!r} must be one word: letters or digits, with apostrophes or hyphens inside."
+        )
+    return word
 
 
 @dataclass(frozen=True)
@@ -168,6 +218,9 @@ class Capabilities:
     cpu_fallback: bool = False  # on ZeroGPU, runs on a CPU copy when the GPU is refused (`engines.gpu`)
     openai_models: tuple[str, ...] = ()  # OpenAI model names that mean this engine on /v1 (`tts-1`)
     openai_voices: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> a similar voice
+    # what `SynthesisRequest.lexicon` maps a word to for this engine: "phonemes" (its G2P's alphabet),
+    # "respelling" (text said instead), or "" (it ignores the lexicon); `engines.lexicon`
+    lexicon: str = ""
 
     @property
     def default_voices(self) -> tuple[str, ...]:

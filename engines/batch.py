@@ -17,7 +17,7 @@ import logging
 import re
 import unicodedata
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,8 @@ import numpy as np
 from . import gpu, registry, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
 from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest
+from .lexicon import Entry
+from .lexicon import mapping as lexicon_mapping
 from .text import length_groups as text_length_groups
 
 log = logging.getLogger(__name__)
@@ -152,12 +154,14 @@ def render(
     progress: Progress | None = None,
     get_engine: Callable[[str], Engine] = registry.get,
     owner: str | None = None,
+    lexicon: Iterable[Entry] = (),
 ) -> dict:
     """Render every good item into `out_dir` (`001-<slug>.<fmt>`), write `manifest.json`, return it.
 
     `progress(done, total)` is called after each item. An item that fails gets its error in the
     manifest; the others still render. `get_engine` maps an engine id to a loaded engine (the
-    registry; tests pass their own). `owner` is whose saved voices the items may name.
+    registry; tests pass their own). `owner` is whose saved voices the items may name; `lexicon` the
+    pronunciation entries every item speaks with (each engine takes its column: `engines.lexicon`).
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -169,6 +173,9 @@ def render(
     if progress:
         progress(done, total)
 
+    entries = tuple(lexicon)
+    columns = {e: lexicon_mapping(entries, registry.capabilities(e).lexicon) for e in registry.ENGINES}
+
     def request(item: BatchItem) -> SynthesisRequest:
         return SynthesisRequest(
             text=item.text,
@@ -177,6 +184,7 @@ def render(
             language=item.language or language,
             max_new_tokens=max_new_tokens,
             owner=owner,
+            lexicon=columns[item.engine],
         )
 
     for engine_id in dict.fromkeys(i.engine for i in items if not i.error):

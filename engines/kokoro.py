@@ -36,6 +36,7 @@ from .base import (
 from .english_nlp import english_nlp
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
+from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
 from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
 from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
@@ -79,6 +80,7 @@ class KokoroEngine:
         offline_voice="jm_kumo",
         cpu_fallback=True,  # fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on its CPU copy
         blends=True,
+        lexicon=PHONEMES,  # a lexicon entry's phonemes replace the G2P's for its word
         openai_models=("tts-1", "tts-1-hd"),  # so that the OpenAI SDK's defaults work
         openai_voices={
             "alloy": "af_alloy", "ash": "am_adam", "ballad": "bm_george", "coral": "af_sarah", "echo": "am_echo",
@@ -184,7 +186,7 @@ class KokoroEngine:
         backend = self._loaded()
         lang = language_code(request.language) or auto_language(voices, request.text)
         style_pack = blend([backend.pack(name) for name, _ in voices], [w for _, w in voices])
-        g2p = self._g2p_for(lang)
+        g2p = with_phonemes(self._g2p_for(lang), request.lexicon, backend.vocab)  # the owner's lexicon
 
         seen: list[Piece] = []
 

@@ -42,6 +42,7 @@ from .base import (
 from .device import resolve as resolve_device
 from .device import torch_dtype
 from .language import AUTO, is_auto, iso_code
+from .lexicon import RESPELLING, respell
 from .lru import BoundedLRU
 from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
@@ -77,6 +78,7 @@ CUSTOM_CAPABILITIES = Capabilities(
     default_voice="Ryan",
     offline_voice="Aiden",  # the default's fallback (both English speakers)
     batches=True,
+    lexicon=RESPELLING,  # a lexicon entry's respelling is said instead of its word
     instructions=True,  # the 1.7B model does; the 0.6B one drops them (`EngineInfo.follows_instructions`)
     openai_voices={
         "alloy": "Vivian", "ash": "Dylan", "ballad": "Eric", "coral": "Sohee", "echo": "Ryan", "fable": "Aiden",
@@ -89,6 +91,7 @@ CLONE_CAPABILITIES = Capabilities(
     clones=True,
     saved_voices=True,
     batches=True,
+    lexicon=RESPELLING,
 )
 MODELS = {
     "custom": ("QWEN_CUSTOM_VOICE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", CUSTOM_CAPABILITIES.name),
@@ -255,7 +258,7 @@ class QwenEngine:
         similar length, each in a `generate` call shared with concurrent requests (`qwen_batcher`)."""
         model = self._loaded()
         language = self._language(request.language)
-        lines = sentences(request.text)
+        lines = sentences(respell(request.text, request.lexicon))  # the owner's lexicon
         if not lines:
             raise InputError("There is nothing to say in this text.")
         conditioning = self._conditioning(request)
@@ -275,7 +278,7 @@ class QwenEngine:
         first = requests[0]
         language = self._language(first.language)
         conditioning = self._conditioning(first)
-        texts = [r.text for r in requests]
+        texts = [respell(r.text, r.lexicon) for r in requests]
         cap = token_cap(max(texts, key=len), first.max_new_tokens, model_token_limit(model))
         with self._lock:
             wavs, rate = self._generate(model, texts, [language] * len(texts), [conditioning] * len(texts), cap)

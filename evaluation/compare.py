@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from queue import Queue
@@ -29,6 +29,7 @@ from engines import language as languages
 from engines.audio import encode, join, normalize_loudness, write
 from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
 from engines.kokoro_voices import spec_entries
+from engines.lexicon import owner_mapping
 from engines.reference import Reference, load_reference
 from engines.timing import RunStats, timed_stream
 
@@ -66,6 +67,7 @@ class Slot:
     x_vector_only: bool = False
     language: str | None = None
     owner: str | None = None  # whose saved voices `voice` may name (engines.voice_library)
+    lexicon: Mapping[str, str] = field(default_factory=dict)  # the engine's column of a lexicon (engines.lexicon)
 
     @property
     def system(self) -> str:
@@ -82,6 +84,7 @@ class Slot:
             reference_text=self.reference_text,
             x_vector_only=self.x_vector_only,
             owner=self.owner,
+            lexicon=self.lexicon,
         )
 
 
@@ -109,11 +112,12 @@ class ClipResult:
 
 def parse_slot(spec: str, owner: str | None = None) -> Slot:
     """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends); `owner`: whose saved
-    voices it may name."""
+    voices it may name and whose pronunciation lexicon it speaks with."""
     engine, voice = split_system(spec)
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
-    return Slot(engine=engine, voice=voice, owner=owner)
+    lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
+    return Slot(engine=engine, voice=voice, owner=owner, lexicon=lexicon)
 
 
 def parse_second(spec: str, owner: str | None = None) -> Slot | str:

@@ -16,6 +16,7 @@ from engines import language as languages
 from engines import registry
 from engines.base import InputError
 from engines.batch import parse, render, zip_folder
+from engines.lexicon import load as load_lexicon
 from engines.reference import read_upload
 from engines.voice_library import list_voices
 from evaluation.alignment import align_manifest
@@ -77,7 +78,8 @@ def batch_render(
         trim: True to cut the silence at both ends of each clip.
         denoise: True to reduce background noise in each clip.
         fade: True for short fades at both ends of each clip.
-        owner_token: Your owner token (from /owner_token), needed for rows that name one of your saved voices.
+        owner_token: Your owner token (from /owner_token), needed for rows that name one of your saved voices
+            and to speak with your pronunciation lexicon.
         align: True to check each clip's words with the speech recogniser: the manifest gets `words` per item
             (each input word's times and ok/substituted/dropped) and the zip a .srt and .vtt per clip.
 
@@ -94,8 +96,9 @@ def batch_render(
     out_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=OUTPUT_DIR))
     progress((0, len(items)), desc="Rendering", unit="clips")
     try:
+        owner = owner_of(owner_token, request)
         manifest = render(
-            items, out_dir / "clips", fmt, settings, owner=owner_of(owner_token, request),
+            items, out_dir / "clips", fmt, settings, owner=owner, lexicon=load_lexicon(owner),
             progress=lambda done, total: progress((done, total), unit="clips"),
         )  # fmt: skip
         if align:

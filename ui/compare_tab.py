@@ -21,6 +21,7 @@ import gradio as gr
 
 from engines import registry
 from engines.base import EngineError, InputError
+from engines.lexicon import owner_mapping
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.voice_library import list_voices, shared
 from evaluation.arena import Arena
@@ -93,9 +94,10 @@ def on_owner(engine_id: str, owner_token: str, request: gr.Request):
 
 def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str, owner: str | None = None) -> Slot:
     """A slot from the UI's inputs (a clone slot without a saved voice decodes the uploaded reference);
-    `owner`: whose saved voices it may name."""
+    `owner`: whose saved voices it may name and whose pronunciation lexicon it speaks with."""
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r}.")
+    lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
     if registry.capabilities(engine).clones and not voice:
         if not ref_path:
             raise InputError("Upload or record a reference clip to clone, or pick a saved voice.")
@@ -103,8 +105,8 @@ def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str, ow
         text, x_vector_only, notice = settle_transcript(reference, transcript, False)
         if notice:
             gr.Info(notice)
-        return Slot(engine, "", reference=reference, reference_text=text, x_vector_only=x_vector_only)
-    return Slot(engine, voice or "", owner=owner)
+        return Slot(engine, "", reference=reference, reference_text=text, x_vector_only=x_vector_only, lexicon=lexicon)
+    return Slot(engine, voice or "", owner=owner, lexicon=lexicon)
 
 
 def stored_voice(slot: Slot) -> str:

@@ -18,6 +18,7 @@ from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
 from engines.timing import RunStats, synthesize
 
+from . import lexicon_panel
 from .common import banner as banner_for
 from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
@@ -223,6 +224,7 @@ def build_tab(banner: gr.Markdown) -> str:
                 label="Word timings (PyTorch back-end only)",
                 interactive=False,
             )
+        lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
         inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
             page_stream(player), inputs, [player.output, phonemes, words, status, download],

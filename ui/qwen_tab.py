@@ -21,6 +21,7 @@ from engines.reference import Reference, load_reference, read_upload, settle_tra
 from engines.timing import RunStats
 from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
 
+from . import lexicon_panel
 from .common import banner, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
@@ -426,3 +427,4 @@ def build_tab(owner: gr.Textbox) -> None:
                 save_reference, [c_ref, c_transcript, c_xvec, c_name, api_overwrite, c_share, owner], c_saved,
                 api_name="qwen_save_voice",
             )  # fmt: skip
+        lexicon_panel.build("qwen-custom", owner)  # the visitor's pronunciations, under both sub-tabs

@@ -20,6 +20,7 @@ from engines.timing import RunStats, timed_stream
 from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, SlotStarted
 
 from .common import wait_for_turn
+from .lexicon_panel import with_visitor_lexicon
 from .player import StreamPlayer
 
 
@@ -39,6 +40,7 @@ def levelled_run(
 ) -> Iterator[Step]:
     """Take the engine's turn (`ui.common.wait_for_turn`), then stream the request at the level that
     `settings` ask for; the chunks made are appended to `chunks`, the run's figures kept in `stats`."""
+    request = with_visitor_lexicon(engine_id, request)  # the page visitor's pronunciations (`ui.lexicon_panel`)
     ticket = yield from wait_for_turn(engine_id, request, lambda line: Step(waiting=line))
     leveler = StreamLeveler(settings)
     for chunk, piece in leveler.level(timed_stream(engine_id, request, stats, ticket=ticket)):

@@ -1,0 +1,67 @@
+"""`GET` / `PUT /v1/audio/lexicon`: the calling API key's pronunciation lexicon (`engines.lexicon`).
+
+The body and the answer are `{"entries": [{"word", "phonemes", "respelling"}]}` (`PUT` replaces the
+whole lexicon; `{"entries": []}` empties it); the answer adds `"object": "lexicon"`. Every
+`/v1/audio/speech` request of the key speaks with it (Kokoro: the phonemes; Qwen3-TTS: the
+respellings). The lexicon belongs to the key (`API_KEYS`), like its saved voices: no other key reads
+or changes it; with `VOICE_LIBRARY_SHARED=1` there is one shared lexicon. 200 with the lexicon; 400 a
+bad entry (one sentence naming it: a symbol Kokoro cannot say, a word that is not one word, over
+`MAX_LEXICON_ENTRIES` entries), 401 no valid key where keys are set, 403 no keys on this server, 415
+not JSON, 413 over 256 KiB.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from engines import lexicon
+from engines.voice_library import shared
+
+from .errors import ApiError, error_for
+from .speech_request import read_json
+from .voices import owner_of
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
+
+
+def _owner(request: Request) -> str | None:
+    """The key's owner id, or the refusal when this caller cannot have a lexicon here."""
+    owner = owner_of(request)
+    if owner is None and not shared():
+        if os.environ.get("API_KEYS", "").strip():
+            raise ApiError(
+                401, "Send your API key as 'Authorization: Bearer <key>' to keep a lexicon.", "invalid_api_key"
+            )
+        raise ApiError(
+            403, "A lexicon through /v1 needs API keys on this server (API_KEYS); keep it on the page instead.",
+            "api_keys_required",
+        )  # fmt: skip
+    return owner
+
+
+def _answer(entries) -> JSONResponse:
+    return JSONResponse({"object": "lexicon", **lexicon.entries_to_json(entries)})
+
+
+@router.get("/audio/lexicon")
+def read(request: Request) -> JSONResponse:
+    """The calling key's lexicon."""
+    try:
+        return _answer(lexicon.load(_owner(request)))
+    except Exception as exc:
+        return error_for(exc).response()
+
+
+@router.put("/audio/lexicon")
+async def replace(request: Request) -> JSONResponse:
+    """Replace the calling key's lexicon with the body's entries (each checked)."""
+    try:
+        owner = _owner(request)
+        entries = await run_in_threadpool(lexicon.entries_from_json, await read_json(request))
+        return _answer(await run_in_threadpool(lexicon.save, owner, entries))
+    except Exception as exc:
+        return error_for(exc).response()
