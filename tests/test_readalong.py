@@ -143,7 +143,7 @@ def test_after_the_run_the_status_keeps_its_line_and_gains_the_check(out_dir, mo
     after = run.after(made, "Hello there friend", "en", True, "qwen-custom")
     out = list(streaming.played(StreamPlayer, run, outputs=3, chunks=made, after=after))
     assert all(len(o) == 3 for o in out)
-    assert out[1][2] == gr.update(value=None, visible=False)  # the last run's captions go as a run starts
+    assert out[1][2] == gr.update(value=None)  # the last run's captions go as a run starts
     checking, done = out[-2], out[-1]
     assert checking[1] == "streaming · Checking the words…"
     assert json.loads(done[0])["k"] == "words" and json.loads(done[0])["run"] == json.loads(out[0][0])["run"]

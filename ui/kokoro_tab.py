@@ -229,7 +229,7 @@ def build_tab(banner: gr.Markdown) -> str:
         status = gr.Markdown(elem_id="kokoro-status")
         with gr.Row():
             download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
-            captions = captions_box("kokoro")
+            captions = captions_box("kokoro", check)
         with gr.Accordion("Phonemes and word timings", open=False):
             phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
             words = gr.Dataframe(

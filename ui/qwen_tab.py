@@ -360,7 +360,7 @@ def build_tab(owner: gr.Textbox) -> None:
             p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
             p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
-            p_captions = captions_box("qwen-preset")
+            p_captions = captions_box("qwen-preset", p_check)
             p_inputs = [p_text, p_speaker, p_language, p_instruct, *p_output]
             p_event = p_go.click(
                 _for_player(p_player, _preset), [*p_inputs, p_check], [p_player.output, p_status, p_file, p_captions],
@@ -424,7 +424,7 @@ def build_tab(owner: gr.Textbox) -> None:
                     c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
                     c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
-                    c_captions = captions_box("qwen-clone")
+                    c_captions = captions_box("qwen-clone", c_check)
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_inputs = [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output]

@@ -37,11 +37,14 @@ NOT_CHECKED = "The words could not be checked for this clip."
 CAPTIONS_LABEL = "Captions (.asr: from the speech recogniser's alignment; .model: from the model's own word times)"
 
 
-def captions_box(prefix: str) -> gr.File:
-    """The captions download next to a tab's clip, inside the caller's layout: hidden until a run has some."""
-    return gr.File(
+def captions_box(prefix: str, check: gr.Checkbox) -> gr.File:
+    """The captions download next to a tab's clip, inside the caller's layout: shown while `check` ("Check
+    the words") is on, or once a run's model gave its own word times."""
+    box = gr.File(
         label=CAPTIONS_LABEL, file_count="multiple", interactive=False, visible=False, elem_id=f"{prefix}-captions"
     )
+    check.change(lambda on: gr.update(visible=bool(on)), check, box, queue=False, api_visibility="private")
+    return box
 
 
 class LiveWords:
@@ -145,7 +148,7 @@ def caption_files(prefix: str, aligned: Alignment | None, chunks: list[AudioChun
 
 class CheckedRun:
     """A tab's run updates, `(int16 piece or None, *other outputs, stats)`, with one more output before
-    `stats`: the captions box (emptied and hidden as the run starts). Keeps the last status line (at
+    `stats`: the captions box (emptied as the run starts). Keeps the last status line (at
     `status_at` in each update) for `after`, which `ui.streaming.played` calls once the audio is sent."""
 
     def __init__(self, updates: Iterable[tuple], status_at: int) -> None:
@@ -163,7 +166,7 @@ class CheckedRun:
         self.width = len(update)
         if isinstance(update[self.status_at], str):
             self.status = update[self.status_at]
-        box = gr.skip() if self.started else gr.update(value=None, visible=False)
+        box = gr.skip() if self.started else gr.update(value=None)
         self.started = True
         return (*update[:-1], box, update[-1])
 
@@ -185,7 +188,7 @@ class CheckedRun:
             if checked is None:
                 return
             status = " · ".join(filter(None, [self.status, checked.line]))
-            box = gr.update(value=checked.files or None, visible=bool(checked.files))
+            box = gr.update(value=checked.files or None, visible=True) if checked.files else gr.skip()
             yield row(checked.message or gr.skip(), status, box)
 
         return updates
