@@ -43,6 +43,7 @@ from . import charts, janitor
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
 from .owner import owner_of
 from .player import StreamPlayer
+from .readalong import slot_words
 from .streaming import pair_message
 
 log = logging.getLogger(__name__)
@@ -178,10 +179,15 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
                 remember(result, text)
             table, chart, pictures, path = outputs_for(results, text)
             notice = " ".join(filter(None, [_notice(slots), f"Both clips are played at {MATCH_LUFS:g} LUFS."]))
-            yield {
+            update = {
                 ui["table"]: table, ui["chart"]: chart, ui["pictures"]: pictures, ui["file"]: path,
                 ui["notice"]: notice, ui["state"]: results, ui["captions"]: caption_files(results),
             }  # fmt: skip
+            for name, result in results.items():  # the read-along: each player's words, marked
+                message = slot_words(result)
+                if message is not None and name in ui:
+                    update[ui[name][0]] = message
+            yield update
             continue
         if isinstance(event, PairStarted):
             if event.together:

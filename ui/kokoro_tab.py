@@ -23,6 +23,7 @@ from .common import banner as banner_for
 from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .player import StreamPlayer
+from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
 from .streaming import levelled_run, played
 
 EXAMPLES = [
@@ -106,13 +107,16 @@ def kokoro_stream(
         yield (SAMPLE_RATE, sound) if sound is not None else gr.skip(), phonemes, words, status, path
 
 
-def _run(text, voice, blend, speed, language, fmt, loudness, peak_normalize, trim, denoise, fade) -> Iterator[tuple]:
+def _run(
+    text, voice, blend, speed, language, fmt, loudness, peak_normalize, trim, denoise, fade, chunks=None
+) -> Iterator[tuple]:
     """One run's updates: (int16 piece or None, phonemes, words, status, file, stats); gr.skip() for
-    what did not change."""
+    what did not change. `chunks`: the list the run's chunks are appended to."""
     request = _request(text, voice, blend, speed, language)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     stats = RunStats(engine="kokoro")
-    chunks, phonemes, words = [], [], []
+    chunks = [] if chunks is None else chunks
+    phonemes, words = [], []
     for step in levelled_run("kokoro", request, settings, stats, chunks):
         if step.waiting is not None:  # no audio yet
             yield None, gr.skip(), gr.skip(), step.waiting, gr.skip(), None
@@ -128,11 +132,19 @@ def _run(text, voice, blend, speed, language, fmt, loudness, peak_normalize, tri
 
 
 def page_stream(player: StreamPlayer):
-    """The page's Generate: the same run as `kokoro_stream`, its audio as the player's messages."""
+    """The page's Generate: the same run as `kokoro_stream`, its audio as the player's messages (with
+    the model's word times where it gives them), then, with "Check the words", the words aligned, the
+    error rate and the captions (`ui.readalong`)."""
 
     @user_errors
     def stream(*args) -> Iterator[tuple]:
-        yield from played(player, _run(*args), outputs=5)
+        *inputs, check = args
+        text, voice, blend, _, language = inputs[:5]
+        chunks: list = []
+        spoken_in = spoken("kokoro", (blend or "").strip() or voice, language, text or "")
+        outputs = CheckedRun(_run(*inputs, chunks=chunks), status_at=3)
+        after = outputs.after(chunks, text or "", spoken_in, bool(check), "kokoro")
+        yield from played(player, outputs, outputs=6, chunks=chunks, after=after)
 
     return stream
 
@@ -209,6 +221,7 @@ def build_tab(banner: gr.Markdown) -> str:
                 )
                 language = gr.Dropdown([AUTO, *LANGUAGES.values()], value=AUTO, label="Language of the text (G2P)")
                 speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
+                check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="kokoro-check")
                 output = output_controls("kokoro")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
@@ -217,6 +230,7 @@ def build_tab(banner: gr.Markdown) -> str:
         status = gr.Markdown(elem_id="kokoro-status")
         with gr.Row():
             download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
+            captions = captions_box("kokoro", check)
         with gr.Accordion("Phonemes and word timings", open=False):
             phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
             words = gr.Dataframe(
@@ -227,7 +241,7 @@ def build_tab(banner: gr.Markdown) -> str:
         lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
         inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
-            page_stream(player), inputs, [player.output, phonemes, words, status, download],
+            page_stream(player), [*inputs, check], [player.output, phonemes, words, status, download, captions],
             api_name="kokoro_play", api_visibility="private", concurrency_id="kokoro",
             concurrency_limit=None,  # admitted and ordered by the work queue
         )  # fmt: skip

@@ -1,9 +1,13 @@
 // The page's own audio player: Web Audio fed 16-bit PCM chunks as they arrive, gap-free at a running
 // cursor. One AudioContext for the page; one TTSPlayer per player element, in window.ttsPlayers[id].
-// Fed by the server (gr.HTML values, see ui/player.py) or by any script: start(run, info), push(int16,
-// sampleRate), end(), stop(). Measures the ear figure (click -> the run's first sample at the output)
+// Fed by the server (gr.HTML values, see ui/player.py) or by any script, through one entry:
+// feed(message), the same messages the server sends (an object or its JSON text). Measures the ear figure (click -> the run's first sample at the output)
 // and stalls (the cursor running dry before the run's end), shows them, and reports them through
-// `tts-played` events on document and the player's hidden report component.
+// `tts-played` events on document and the player's hidden report component. Read-along: the run's words
+// (from pieces' "words", the model's own times, or a "words" message after the audio) are a line of
+// spans under the player; the one being played, live or on replay, has the class tts-word-now; once the
+// clip has ended, dropped and substituted words get tts-word-dropped / tts-word-substituted (title: what
+// was heard).
 (() => {
   if (window.TTSPlayer) return;
   const LEAD_S = 0.01; // the first chunk starts this far ahead of the context's clock
@@ -44,6 +48,37 @@
     return performance.now() + (t - ctx.currentTime) * 1000;
   }
 
+  const CJK = /^[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]$/; // one character, written without spaces
+  const STYLE =
+    ".tts-words{margin:.4em 0 .2em;line-height:1.7}.tts-word{padding:0 .1em;border-radius:3px}" +
+    ".tts-word-now{background:#fde047;color:#111}" +
+    ".tts-word-dropped{text-decoration:line-through;color:#b91c1c}" +
+    ".tts-word-substituted{text-decoration:underline wavy #d97706}";
+  const SOURCES = {
+    asr: "word times from the speech recogniser's alignment",
+    model: "word times from the model's own durations",
+  };
+
+  // A piece's samples: base64 int16 LE (the server's), or an Int16Array / Float32Array (a script's).
+  function samplesOf(pcm) {
+    if (typeof pcm === "string") return decode(pcm);
+    if (pcm instanceof Int16Array) return pcm;
+    if (pcm instanceof Float32Array) {
+      const out = new Int16Array(pcm.length);
+      for (let i = 0; i < pcm.length; i++) out[i] = Math.max(-32768, Math.min(32767, Math.round(pcm[i] * 32767)));
+      return out;
+    }
+    return new Int16Array(0);
+  }
+
+  function wordOf(w) {
+    const time = (v) => (typeof v === "number" && isFinite(v) ? v : null);
+    return {
+      word: String(w.word ?? ""), start: time(w.start), end: time(w.end),
+      status: w.status ?? null, heard: w.heard ?? null,
+    };
+  }
+
   function decode(b64) {
     const bytes = atob(b64);
     const out = new Int16Array(bytes.length >> 1);
@@ -66,6 +101,9 @@
       this.disorder = 0; // messages that arrived out of order (should stay 0)
       this.replayGain = null;
       this.muted = false;
+      this.replaying = null; // {start, end} on the audio clock while "Play again" plays
+      this.ticking = false; // the read-along highlight follows the audio
+      this.nowIndex = -1; // the word highlighted now
     }
 
     // The click that asks for a new run: its time is where the ear figure counts from.
@@ -74,11 +112,21 @@
       this.armedAt = now - lastClick < 1500 ? lastClick : now;
     }
 
-    // A message from the server: {k: start|piece|end, run, seq, pcm, sr, ttfa}.
+    // A message from the server (the gr.HTML value's JSON text).
     receive(text) {
-      if (!text) return;
-      let msg;
-      try { msg = JSON.parse(text); } catch (e) { return; }
+      if (text) this.feed(text);
+    }
+
+    // The one entry for messages, the server's or any script's (an object or its JSON text):
+    // {k: "start", run} | {k: "piece", run, pcm, sr, ttfa, words} | {k: "end"} |
+    // {k: "words", run, source, words: [{word, start, end, status, heard}]}. Times are seconds from the
+    // run's first sample; a piece's words are new ones (the model's own times).
+    feed(message) {
+      let msg = message;
+      if (typeof msg === "string") {
+        try { msg = JSON.parse(msg); } catch (e) { return; }
+      }
+      if (!msg || typeof msg !== "object") return;
       if (typeof msg.seq === "number") {
         if (msg.seq <= this.lastSeq) this.disorder += 1;
         this.lastSeq = msg.seq;
@@ -92,8 +140,112 @@
         if (msg.ttfa != null && this.run.serverTtfa == null) this.run.serverTtfa = msg.ttfa;
         this.run.pieces += 1;
         if (this.run.firstAt === null && msg.pcm) this.run.firstAt = performance.now();
-        if (msg.pcm) this.push(decode(msg.pcm), msg.sr || 24000);
+        if (msg.pcm) this.push(samplesOf(msg.pcm), msg.sr || 24000);
+        if (Array.isArray(msg.words) && msg.words.length) this.addWords(this.run, msg.words);
       } else if (msg.k === "end") this.end();
+      else if (msg.k === "words") this.setWords(msg);
+    }
+
+    // --- read-along ---------------------------------------------------------------------------------
+
+    // Words that came with a piece (the model's own times): appended, highlighted as they play.
+    addWords(run, words) {
+      run.words.push(...words.map(wordOf));
+      run.wordSource = run.wordSource || "model";
+      if (run === this.run) this.renderWords();
+      this.watchWords();
+    }
+
+    // The run's whole text after its audio (`run` names it; else the current run): replaces the live words.
+    setWords(msg) {
+      const run = this.runs.find((r) => r.run === String(msg.run)) || this.run;
+      if (!run || !Array.isArray(msg.words)) return;
+      run.words = msg.words.map(wordOf);
+      run.wordSource = msg.source || null;
+      run.wordsFinal = true;
+      if (run !== this.run) return;
+      this.renderWords();
+      if (run.closed) this.markWords();
+    }
+
+    renderWords() {
+      const box = this.ui && this.ui.querySelector(".tts-words");
+      if (!box) return;
+      const run = this.run;
+      const words = run ? run.words : [];
+      box.textContent = "";
+      this.nowIndex = -1;
+      box.hidden = !words.length;
+      box.title = run && run.wordSource ? SOURCES[run.wordSource] || "" : "";
+      if (run) box.dataset.source = run.wordSource || "";
+      words.forEach((w, i) => {
+        if (i && !(CJK.test(words[i - 1].word) && CJK.test(w.word))) box.append(" ");
+        const span = document.createElement("span");
+        span.className = "tts-word";
+        span.dataset.i = String(i);
+        span.textContent = w.word;
+        box.append(span);
+      });
+      if (run && run.closed && run.wordsFinal) this.markWords();
+    }
+
+    // After the clip: dropped and substituted words marked, with what was heard as their title.
+    markWords() {
+      const box = this.ui && this.ui.querySelector(".tts-words");
+      const run = this.run;
+      if (!box || !run) return;
+      run.words.forEach((w, i) => {
+        const span = box.querySelector(`[data-i="${i}"]`);
+        if (!span) return;
+        span.classList.toggle("tts-word-dropped", w.status === "dropped");
+        span.classList.toggle("tts-word-substituted", w.status === "substituted");
+        if (w.status === "substituted") span.title = w.heard ?? "";
+        else if (w.status === "dropped") span.title = w.heard ?? "not heard";
+        else span.removeAttribute("title");
+      });
+    }
+
+    // Seconds into the current run's audio being heard now (live or on replay); null when not playing.
+    position() {
+      const ctx = audioContext();
+      if (this.replaying) {
+        const { start, end } = this.replaying;
+        if (ctx.currentTime >= end) { this.replaying = null; return null; }
+        return ctx.currentTime >= start ? ctx.currentTime - start : null;
+      }
+      const run = this.run;
+      if (!run || run.closed || !run.segments.length || ctx.currentTime < run.segments[0][0]) return null;
+      return this.playedSeconds(run);
+    }
+
+    highlight(pos) {
+      const run = this.run;
+      let index = -1;
+      if (pos !== null && run) {
+        run.words.forEach((w, i) => { if (w.start !== null && w.start <= pos) index = i; });
+      }
+      if (index === this.nowIndex) return;
+      const box = this.ui && this.ui.querySelector(".tts-words");
+      if (box) {
+        for (const span of box.querySelectorAll(".tts-word-now")) span.classList.remove("tts-word-now");
+        const span = index >= 0 ? box.querySelector(`[data-i="${index}"]`) : null;
+        if (span) span.classList.add("tts-word-now");
+      }
+      this.nowIndex = index;
+    }
+
+    // Follow the audio with the highlight while a run plays or replays.
+    watchWords() {
+      if (this.ticking) return;
+      this.ticking = true;
+      const step = () => {
+        const pos = this.position();
+        this.highlight(pos);
+        const live = this.run && !this.run.closed;
+        if (pos === null && !live && !this.replaying) { this.ticking = false; return; }
+        setTimeout(step, 30);
+      };
+      step();
     }
 
     // A new run: whatever the previous run still plays stops at once.
@@ -111,12 +263,14 @@
         samples: 0, sampleRate: null, sumsq: 0, segments: [], buffers: [], cursor: null, stalls: 0,
         earAt: null, ear_ttfa_s: null, serverTtfa: (info || {}).serverTtfa ?? null, serverEnded: false,
         endAt: null, closed: false, stopped: false, ended: false, gain: ctx.createGain(), sources: new Set(),
+        words: [], wordSource: null, wordsFinal: false,
       };
       run.gain.connect(ctx.destination);
       this.armedAt = null;
       this.run = run;
       this.runs.push(run);
       if (this.runs.length > KEEP_RUNS) this.runs.shift();
+      this.renderWords();
       this.show();
       return run;
     }
@@ -193,6 +347,7 @@
       run.closed = true;
       run.ended = !run.stopped;
       run.endAt = run.cursor === null ? performance.now() : audibleAt(run.cursor); // its last sample
+      if (run === this.run) { this.highlight(null); if (run.wordsFinal) this.markWords(); }
       this.show();
       this.report(run);
     }
@@ -210,6 +365,8 @@
 
     silence() {
       if (this.replayGain) { this.replayGain.disconnect(); this.replayGain = null; }
+      this.replaying = null;
+      this.highlight(null);
       const run = this.run;
       if (!run || run.closed) return;
       run.stopped = true;
@@ -219,6 +376,7 @@
       run.sources.clear();
       run.waiting = false;
       run.closed = true;
+      if (run.wordsFinal) this.markWords();
       this.show();
       this.report(run);
     }
@@ -240,7 +398,8 @@
       const gain = ctx.createGain();
       gain.connect(ctx.destination);
       this.replayGain = gain;
-      let t = ctx.currentTime + LEAD_S;
+      const start = ctx.currentTime + LEAD_S;
+      let t = start;
       for (const buffer of run.buffers) {
         const s = ctx.createBufferSource();
         s.buffer = buffer;
@@ -248,6 +407,8 @@
         s.start(t);
         t += buffer.duration;
       }
+      this.replaying = { start, end: t };
+      this.watchWords();
     }
 
     playedSeconds(run) {
@@ -328,7 +489,8 @@
     ui.className = "tts-player";
     ui.innerHTML =
       '<span class="tts-label"></span> <button type="button" class="tts-replay" disabled>▶ Play again</button> ' +
-      '<button type="button" class="tts-stop">■ Stop</button> <span class="tts-line"></span>';
+      '<button type="button" class="tts-stop">■ Stop</button> <span class="tts-line"></span>' +
+      '<div class="tts-words" hidden></div>';
     ui.querySelector(".tts-label").textContent = spec.label || "";
     element.after(ui); // outside the element: gr.HTML re-renders its template into it on every value
     const player = old || new TTSPlayer(spec.id, spec, ui);
@@ -337,6 +499,13 @@
     window.ttsPlayers[spec.id] = player;
     ui.querySelector(".tts-replay").addEventListener("click", () => player.replay());
     ui.querySelector(".tts-stop").addEventListener("click", () => player.stop());
+    if (!document.getElementById("tts-words-style")) {
+      const style = document.createElement("style");
+      style.id = "tts-words-style";
+      style.textContent = STYLE;
+      document.head.append(style);
+    }
+    player.renderWords();
     player.show();
     let seen = null;
     watch("value", () => {

@@ -10,6 +10,16 @@ value of the player's `output` (a gr.HTML) is one JSON message
 schedules the pieces gap-free at a running cursor, measures when the run's first sample reaches the
 output (the ear figure) and the stalls, shows them next to the server's figure, and writes them to
 `report` as JSON `{"run", "played_s", "ear_ttfa_s", "stalls", "ended", "stopped"}`.
+
+Read-along: a `piece` may carry `"words"` (`[{"word", "start", "end"}]`, the model's own word times
+for the audio sent so far, new words only), and after the run's audio a message
+`{"k": "words", "run", "source": "asr"|"model", "words": [{"word", "start", "end", "status", "heard"}]}`
+gives the run's whole text (status ok/substituted/dropped from the alignment, null from the model;
+a dropped word has null times). Every time is in seconds from the run's first sample. The browser
+shows the words as a line of spans under the player, the one being played (live, or on replay) with
+the class `tts-word-now`, and once the clip has ended the dropped and substituted ones with
+`tts-word-dropped`/`tts-word-substituted` (title: what was heard). `window.ttsPlayers[elem_id].feed(message)`
+is the one JS entry for every message (an object or its JSON text).
 """
 
 from __future__ import annotations
@@ -32,6 +42,16 @@ _SEQ = itertools.count()  # one order for every message the process sends (the b
 
 def _message(kind: str, **fields) -> str:
     return json.dumps({"k": kind, "seq": next(_SEQ), **fields}, separators=(",", ":"))
+
+
+def _timed(word: dict) -> dict:
+    """A word as the player takes it: its text, and start and end in seconds (null when not said)."""
+    start, end = word.get("start"), word.get("end")
+    return {
+        "word": str(word["word"]),
+        "start": None if start is None else round(float(start), 3),
+        "end": None if end is None else round(float(end), 3),
+    }
 
 
 class StreamPlayer:
@@ -79,9 +99,13 @@ class StreamPlayer:
         return _message("start", run=uuid.uuid4().hex[:12])
 
     @staticmethod
-    def piece(audio: np.ndarray | tuple[int, np.ndarray], ttfa_s: float | None = None) -> str:
+    def piece(
+        audio: np.ndarray | tuple[int, np.ndarray], ttfa_s: float | None = None, words: list[dict] | None = None
+    ) -> str:
         """One chunk of int16 (or float in [-1, 1]) mono audio, or a `(sample_rate, audio)` pair;
-        `ttfa_s`, the server's time to first audio, is shown next to the ear figure."""
+        `ttfa_s`, the server's time to first audio, is shown next to the ear figure; `words`, the
+        model's word times new with this piece (seconds from the run's first sample), for a live
+        highlight."""
         rate = SAMPLE_RATE
         if isinstance(audio, tuple):
             rate, audio = audio
@@ -89,7 +113,26 @@ class StreamPlayer:
         fields = {"sr": int(rate), "pcm": pcm}
         if ttfa_s is not None:
             fields["ttfa"] = round(float(ttfa_s), 3)
+        if words:
+            fields["words"] = [_timed(w) for w in words]
         return _message("piece", **fields)
+
+    @staticmethod
+    def words(run: str, source: str, words: list[dict]) -> str:
+        """A run's whole text with its times, sent after its audio: `source` "asr" (the alignment's
+        words, with status and heard) or "model" (the model's own durations: status null)."""
+        if source not in ("asr", "model"):
+            raise ValueError(f"Unknown word source {source!r}.")
+        entries = [
+            {**_timed(w), "status": w.get("status") if source == "asr" else None, "heard": w.get("heard")}
+            for w in words
+        ]
+        return _message("words", run=run, source=source, words=entries)
+
+    @staticmethod
+    def run_of(message: str) -> str:
+        """The run id of a `start()` message."""
+        return json.loads(message)["run"]
 
     @staticmethod
     def end() -> str:

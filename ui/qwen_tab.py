@@ -26,6 +26,7 @@ from .common import banner, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
 from .player import StreamPlayer
+from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
 from .streaming import levelled_run, played
 
 LIBRARY_NONE = "(use the reference above)"
@@ -38,10 +39,11 @@ def _reference(path: str | None) -> Reference | None:
 
 
 def _speak(
-    engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings
+    engine_id: str, request: SynthesisRequest, prefix: str, fmt: str, settings: OutputSettings, chunks=None
 ) -> Iterator[tuple]:
-    """One run's updates: (int16 piece or None, status line, file or gr.skip(), stats)."""
-    stats, chunks = RunStats(engine=engine_id), []
+    """One run's updates: (int16 piece or None, status line, file or gr.skip(), stats); `chunks`: the list
+    the run's chunks are appended to."""
+    stats, chunks = RunStats(engine=engine_id), ([] if chunks is None else chunks)
     for step in levelled_run(engine_id, request, settings, stats, chunks):
         if step.waiting is not None:
             yield None, step.waiting, gr.skip(), None
@@ -59,12 +61,24 @@ def _as_audio(updates: Iterator[tuple]) -> Iterator[tuple]:
         yield (SAMPLE_RATE, sound) if sound is not None else gr.skip(), status, path
 
 
+def _played(player: StreamPlayer, run: Callable, engine_id: str, voice: str, text: str, language: str, check: bool):
+    """A run (`run(chunks)`) as the player's messages, then, with "Check the words", its words aligned,
+    the error rate and the captions (`ui.readalong`)."""
+    chunks: list = []
+    updates = CheckedRun(run(chunks), status_at=1)
+    after = updates.after(chunks, text or "", spoken(engine_id, voice, language, text or ""), bool(check), engine_id)
+    yield from played(player, updates, outputs=4, chunks=chunks, after=after)
+
+
 def _for_player(player: StreamPlayer, run) -> Callable:
-    """The page's event: the same run, its audio as the player's messages."""
+    """The page's preset event: the same run, its audio as the player's messages."""
 
     @user_errors
     def stream(*args) -> Iterator[tuple]:
-        yield from played(player, run(*args), outputs=3)
+        *inputs, check = args
+        text, speaker, language = inputs[:3]
+        run_with = lambda chunks: run(*inputs, chunks=chunks)  # noqa: E731
+        yield from _played(player, run_with, "qwen-custom", speaker, text, language, check)
 
     return stream
 
@@ -75,13 +89,13 @@ def _clone_for_player(player: StreamPlayer) -> Callable:
     @user_errors
     def stream(
         path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
-        owner_token: str = "", request: gr.Request = None,
+        check: bool = False, owner_token: str = "", request: gr.Request = None,
     ) -> Iterator[tuple]:
-        run = _clone(
+        run = lambda chunks: _clone(  # noqa: E731
             path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise,
-            fade, owner_token, request,
+            fade, owner_token, request, chunks=chunks,
         )  # fmt: skip
-        yield from played(player, run, outputs=3)
+        yield from _played(player, run, "qwen-clone", "", text, language, check)
 
     return stream
 
@@ -122,10 +136,12 @@ def preset_stream(
     yield from _as_audio(_preset(text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade))
 
 
-def _preset(text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade) -> Iterator[tuple]:
+def _preset(
+    text, speaker, language, instruct, fmt, loudness, peak_normalize, trim, denoise, fade, chunks=None
+) -> Iterator[tuple]:
     request = SynthesisRequest(text=text or "", voice=speaker or "", language=language, instruct=instruct or None)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
-    yield from _speak("qwen-custom", request, "qwen-preset", fmt, settings)
+    yield from _speak("qwen-custom", request, "qwen-preset", fmt, settings, chunks)
 
 
 @user_errors
@@ -188,13 +204,13 @@ def clone_stream(
 
 def _clone(
     path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
-    owner_token: str = "", request: gr.Request | None = None,
+    owner_token: str = "", request: gr.Request | None = None, chunks=None,
 ) -> Iterator[tuple]:
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
         owner = owner_of(owner_token, request)
         wanted = SynthesisRequest(text=text or "", voice=saved, language=language, owner=owner)
-        yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings)
+        yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings, chunks)
         return
     reference = _reference(path)
     if reference is None:
@@ -206,7 +222,7 @@ def _clone(
         text=text or "", voice="", language=language, reference=reference,
         reference_text=transcript, x_vector_only=x_vector_only,
     )  # fmt: skip
-    yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings)
+    yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings, chunks)
 
 
 def _library(owner: str | None, value: str = LIBRARY_NONE):
@@ -337,6 +353,7 @@ def build_tab(owner: gr.Textbox) -> None:
                     p_instruct = gr.Textbox(
                         label="Instruction", interactive=follows, info=None if follows else INSTRUCT_OFF
                     )
+                    p_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-preset-check")
                     p_output = output_controls("qwen-preset")
             with gr.Row():
                 p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
@@ -344,9 +361,10 @@ def build_tab(owner: gr.Textbox) -> None:
             p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
             p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
+            p_captions = captions_box("qwen-preset", p_check)
             p_inputs = [p_text, p_speaker, p_language, p_instruct, *p_output]
             p_event = p_go.click(
-                _for_player(p_player, _preset), p_inputs, [p_player.output, p_status, p_file],
+                _for_player(p_player, _preset), [*p_inputs, p_check], [p_player.output, p_status, p_file, p_captions],
                 api_name="qwen_preset_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
             p_player.bind(p_go, p_stop, [p_event])
@@ -399,6 +417,7 @@ def build_tab(owner: gr.Textbox) -> None:
                         elem_id="qwen-clone-text",
                     )
                     c_language = gr.Dropdown(languages, value=AUTO, label="Language")
+                    c_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-clone-check")
                     c_output = output_controls("qwen-clone")
                     with gr.Row():
                         c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
@@ -406,11 +425,13 @@ def build_tab(owner: gr.Textbox) -> None:
                     c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
                     c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
+                    c_captions = captions_box("qwen-clone", c_check)
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_inputs = [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output]
             c_event = c_go.click(
-                _clone_for_player(c_player), [*c_inputs, owner], [c_player.output, c_status, c_file],
+                _clone_for_player(c_player), [*c_inputs, c_check, owner],
+                [c_player.output, c_status, c_file, c_captions],
                 api_name="qwen_clone_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
             c_player.bind(c_go, c_stop, [c_event])

@@ -2,13 +2,14 @@
 its chunks levelled (`engines.audio.StreamLeveler`) as int16 pieces, and wrap a run's pieces in the
 player's start and end messages (`ui.player.StreamPlayer`). Compare and Arena get their levelled
 pieces as pair events (`evaluation.pair`, the same leveler loop) and turn them into the player's
-messages with `pair_message`.
+messages with `pair_message`. Pieces carry the model's word times where the chunks have them
+(`ui.readalong.LiveWords`), for the players' live read-along.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import gradio as gr
@@ -22,6 +23,7 @@ from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, Slot
 from .common import wait_for_turn
 from .lexicon_panel import with_visitor_lexicon
 from .player import StreamPlayer
+from .readalong import LiveWords
 
 
 @dataclass(frozen=True)
@@ -49,27 +51,46 @@ def levelled_run(
         yield Step(sound=to_int16(piece) if piece.size else None, chunk=chunk, done=chunk is None)
 
 
-def played(player: StreamPlayer, updates: Iterator[tuple], outputs: int) -> Iterator[tuple]:
+def played(
+    player: StreamPlayer,
+    updates: Iterator[tuple],
+    outputs: int,
+    chunks: list[AudioChunk] | None = None,
+    after: Callable[[str], Iterator[tuple]] | None = None,
+) -> Iterator[tuple]:
     """A run's updates, `(int16 piece or None, *other outputs, stats)`, as the page's event yields them to
     `(player.output, *other outputs)`: the player's start first, each piece with the server's first-audio
-    figure, its end last; `outputs` counts the event's outputs, the player's included."""
+    figure, its end last; `outputs` counts the event's outputs, the player's included. `chunks`: the
+    list the run appends its chunks to (each piece then carries the model's word times it covers, for a
+    live highlight); `after(run id)`: updates for once the run's audio has all been sent (the words checked)."""
     rest = (gr.skip(),) * (outputs - 1)
-    yield (player.start(), *rest)
+    start = player.start()
+    yield (start, *rest)
+    live = LiveWords(chunks if chunks is not None else [])
     for sound, *others, stats in updates:
-        yield (player.piece(sound, stats.ttfa_s) if sound is not None else gr.skip(), *others)
+        if sound is None:
+            yield (gr.skip(), *others)
+        else:
+            yield (player.piece(sound, stats.ttfa_s, words=live.new()), *others)
     yield (player.end(), *rest)
+    if after is not None:
+        yield from after(StreamPlayer.run_of(start))
 
 
 def pair_message(event: PairEvent, figures: bool = True) -> str | None:
     """What a slot's player gets for a pair event, or None for nothing: a new run when the slot starts
     (its id kept on the result as `player_run`, to match the browser's report), each levelled piece
-    (with the server's first-audio figure when `figures`), the end of the run."""
+    (with the server's first-audio figure and the model's word times when `figures`: the blind arena
+    shows neither, since only some engines time words), the end of the run."""
     if isinstance(event, SlotStarted):
         start = StreamPlayer.start()
         event.result.player_run = json.loads(start)["run"]
+        event.result.live_words = LiveWords(event.result.chunks)
         return start
     if isinstance(event, SlotChunk):
-        return StreamPlayer.piece(event.audio, event.result.stats.ttfa_s if figures else None)
+        live = getattr(event.result, "live_words", None) if figures else None
+        words = live.new() if live is not None else None
+        return StreamPlayer.piece(event.audio, event.result.stats.ttfa_s if figures else None, words=words)
     if isinstance(event, SlotFinished | SlotFailed):
         return StreamPlayer.end()
     return None
