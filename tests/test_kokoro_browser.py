@@ -167,7 +167,9 @@ def test_the_worker_trims_chunks_as_the_server_does(tmp_path):
             + f"process.stdout.write(JSON.stringify(Array.from(trim(a, 24000, {json.dumps(trim)}, {pause}))));"
         )
         (tmp_path / "trim.js").write_text(script)
-        out = subprocess.run([node, tmp_path / "trim.js"], capture_output=True, text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            [node, tmp_path / "trim.js"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
         browser = np.array(json.loads(out), dtype=np.float32)
         server = audio.fade_edges(audio.trim_silence(clip, SAMPLE_RATE, pause_s=pause)[0])
         assert browser.shape == server.shape
