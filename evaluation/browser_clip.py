@@ -3,7 +3,8 @@
 The page renders the slot with the in-browser Kokoro (`window.kokoroBrowser`), encodes the audio as a
 16-bit mono WAV and sends it, base64 in a small JSON object, with the figures the browser measured:
 `{"wav", "backend", "ttfa_s", "rtf", "total_s", "model_download_s", "chunks"}`, or `{"error": sentence}`
-when it could not render. Nothing in it is trusted as sent: the payload's size is bounded before it is
+when it could not render (with `"fallback": true` when this browser cannot run it at all: no WebAssembly
+SIMD, too little memory; the server then renders the slot instead, `fallback_reason`). Nothing in it is trusted as sent: the payload's size is bounded before it is
 decoded, the WAV header's sample rate, channels and length are checked against the limits below and
 against the samples actually there, the audio is resampled to the app's rate, and each figure is kept
 only when it is a finite number in a plausible range. Every refusal is one sentence (`InputError`).
@@ -71,6 +72,18 @@ def decode(payload: str | None) -> BrowserClip:
     return BrowserClip(audio=audio, backend=backend, figures=figures)
 
 
+def fallback_reason(payload: str | None) -> str | None:
+    """The browser's sentence when it says it cannot run Kokoro at all and the server should render
+    the slot instead; None otherwise (a clip, or an error that `decode` refuses)."""
+    try:
+        message = json.loads(payload) if payload and len(payload) < 10_000 else None
+    except ValueError:
+        return None
+    if isinstance(message, dict) and message.get("fallback") is True and message.get("error"):
+        return _sentence(message["error"])
+    return None
+
+
 def encode(audio: np.ndarray, backend: str = "wasm", sample_rate: int = SAMPLE_RATE, **figures) -> str:
     """A payload as the page sends it (tests, scripts): the audio as a base64 16-bit WAV, and `figures`."""
     import soundfile as sf
@@ -131,6 +144,7 @@ def _figure(value: object, top: float) -> float | None:
 
 
 def _sentence(error: object) -> str:
-    """The browser's own reason, kept to one short line of text (it is shown, never run)."""
+    """The browser's own sentence (the page's script writes one), kept to one short line of text; it is
+    shown as text, never run."""
     text = " ".join(str(error).split())[:200]
-    return f"This browser could not render it: {text}" if text else "This browser could not render it."
+    return text if text else "This browser could not render it."

@@ -45,7 +45,7 @@ def test_the_sample_rate_is_read_from_the_samples_and_resampled():
         ("[1, 2]", "could not be read"),
         (json.dumps({"wav": "%%%not base64"}), "not a WAV"),
         (json.dumps({"wav": base64.b64encode(b"RIFF1234WAVEjunk").decode()}), "not a WAV"),
-        (json.dumps({"error": "WebAssembly SIMD is not supported"}), "could not render it: WebAssembly SIMD"),
+        (json.dumps({"error": "Kokoro failed while rendering in this browser."}), "failed while rendering"),
         (encode(tone(0.05)), "too short"),
         (encode(np.zeros(SAMPLE_RATE, np.float32)), "silent"),
         (encode(tone(1.0, 8_000), sample_rate=8_000), "8000 Hz"),
@@ -99,6 +99,14 @@ def test_the_browsers_own_error_is_cut_to_one_short_line():
     with pytest.raises(InputError) as refused:
         decode(json.dumps({"error": "x" * 5000 + "\n\nat worker.js:12"}))
     assert len(str(refused.value)) < 260 and "\n" not in str(refused.value)
+
+
+def test_a_browser_that_cannot_run_it_asks_for_the_server_instead():
+    reason = "This browser cannot run Kokoro itself (it lacks WebAssembly SIMD), so the server renders it."
+    assert browser_clip.fallback_reason(json.dumps({"error": reason, "fallback": True})) == reason
+    assert browser_clip.fallback_reason(json.dumps({"error": reason})) is None
+    assert browser_clip.fallback_reason(encode(tone(1.0))) is None
+    assert browser_clip.fallback_reason("{not json") is None
 
 
 def test_a_browser_slot_is_measured_like_any_slot_with_the_browsers_own_figures(monkeypatch):
