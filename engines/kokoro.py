@@ -67,6 +67,48 @@ class Piece:
     space_after: bool
 
 
+@dataclass(frozen=True)
+class PlannedChunk:
+    """One chunk as the front-end plans it: its text and phonemes, the model's token ids, the style row
+    (`pack[len(ids) - 1]`), and the seconds of pause `trim_silence` puts after it (0 for the last)."""
+
+    text: str
+    phonemes: str
+    ids: tuple[int, ...]
+    style: np.ndarray
+    pause_s: float
+    index: int
+    last: bool
+    pieces: tuple[Piece, ...]  # for word timings: the clauses, where each starts, the phonemes kept
+    offsets: tuple[int, ...]
+    kept: tuple[int, ...]
+
+
+def _planned(vocab: dict[str, int], pieces: list[Piece], pack: np.ndarray, speed: float, index: int, last: bool):
+    phonemes, offsets = "", []
+    for before, piece in zip([None, *pieces[:-1]], pieces, strict=True):
+        if before is not None and before.space_after and not phonemes.endswith(" "):
+            phonemes += " "
+        offsets.append(len(phonemes))
+        phonemes += piece.phonemes
+    kept = [i for i, ch in enumerate(phonemes) if ch in vocab]
+    ids = [vocab[phonemes[i]] for i in kept][:MAX_PHONEMES]
+    style = pack[min(len(ids), len(pack)) - 1]
+    pause = 0.0 if last else PAUSE_S[pieces[-1].strength]
+    return PlannedChunk(
+        text=" ".join(p.text for p in pieces),
+        phonemes=phonemes,
+        ids=tuple(ids),
+        style=style,
+        pause_s=pause / speed,
+        index=index,
+        last=last,
+        pieces=tuple(pieces),
+        offsets=tuple(offsets),
+        kept=tuple(kept),
+    )
+
+
 class KokoroEngine:
     """Engine id `kokoro`."""
 
@@ -179,6 +221,13 @@ class KokoroEngine:
 
     # ----- synthesis ---------------------------------------------------------------------
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        for chunk in self.front_end(request):
+            yield self._synthesize(self._loaded(), chunk, request.speed)
+
+    def front_end(self, request: SynthesisRequest) -> Iterator[PlannedChunk]:
+        """The front-end alone, chunk by chunk: what `stream` synthesizes (token ids, the style row the
+        token count picks, the pause after it), lazily, so the first chunk comes before the rest of the
+        text is phonemized. The page's browser rendering (`/kokoro/plan`) runs the model on these."""
         voices = parse_voice_spec(request.voice)
         self._check_available([name for name, _ in voices])
         backend = self._loaded()
@@ -198,35 +247,23 @@ class KokoroEngine:
         while group is not None:
             following = next(groups, None)  # plans one chunk ahead: the last chunk gets no pause
             pieces = [seen[i] for i in group]
-            yield self._synthesize(backend, pieces, style_pack, request.speed, index, following is None)
+            yield _planned(backend.vocab, pieces, style_pack, request.speed, index, following is None)
             group, index = following, index + 1
         if index == 0:
             raise InputError("There is nothing to pronounce in this text (only punctuation, symbols or emoji).")
 
-    def _synthesize(
-        self, backend, pieces: list[Piece], pack: np.ndarray, speed: float, index: int, last: bool
-    ) -> AudioChunk:
-        phonemes, offsets = "", []
-        for before, piece in zip([None, *pieces[:-1]], pieces, strict=True):
-            if before is not None and before.space_after and not phonemes.endswith(" "):
-                phonemes += " "
-            offsets.append(len(phonemes))
-            phonemes += piece.phonemes
-        kept = [i for i, ch in enumerate(phonemes) if ch in backend.vocab]
-        ids = [backend.vocab[phonemes[i]] for i in kept][:MAX_PHONEMES]
-        style = pack[min(len(ids), len(pack)) - 1]
-        audio, durations = backend.run(ids, style, speed)
-        pause = 0.0 if last else PAUSE_S[pieces[-1].strength]
-        audio, head = trim_silence(audio, SAMPLE_RATE, pause_s=pause / speed)
+    def _synthesize(self, backend, chunk: PlannedChunk, speed: float) -> AudioChunk:
+        audio, durations = backend.run(list(chunk.ids), chunk.style, speed)
+        audio, head = trim_silence(audio, SAMPLE_RATE, pause_s=chunk.pause_s)
         audio = fade_edges(audio)
         words: tuple[WordTiming, ...] = ()
-        if durations is not None and len(durations) == len(ids) + 2:
-            words = _word_timings(pieces, offsets, kept, durations, head, len(audio))
+        if durations is not None and len(durations) == len(chunk.ids) + 2:
+            words = _word_timings(chunk.pieces, chunk.offsets, chunk.kept, durations, head, len(audio))
         return AudioChunk(
             audio=audio,
-            text=" ".join(p.text for p in pieces),
-            phonemes=phonemes,
-            index=index,
+            text=chunk.text,
+            phonemes=chunk.phonemes,
+            index=chunk.index,
             words=words,
         )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine with Python 3.11 for this project: Debian packages, then a virtual
 # environment in .venv with requirements.txt (or requirements-dev.txt with --dev, plus Chromium for
-# the browser tests). Safe to run again: it only installs what is missing.
+# the browser tests), and the npm packages the page serves itself (package-lock.json: ONNX Runtime Web,
+# for Kokoro in the visitor's browser) into node_modules/. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +31,8 @@ if [ $dev = 1 ]; then
   .venv/bin/python -m pip install $pip -r requirements-dev.txt
 else
   .venv/bin/python -m pip install $pip -r requirements.txt
+fi
+# npm ci again only when the lockfile is newer than what node_modules/ holds
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
 fi

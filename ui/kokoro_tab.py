@@ -18,6 +18,7 @@ from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
 from engines.timing import RunStats, synthesize
 
+from . import browser_kokoro
 from .common import banner as banner_for
 from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
@@ -212,8 +213,10 @@ def build_tab(banner: gr.Markdown) -> str:
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
             stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
+            render_in = browser_kokoro.render_in()
         player = StreamPlayer("kokoro-player", "Speech")
         status = gr.Markdown(elem_id="kokoro-status")
+        browser_kokoro.bind(render_in, generate, player, [text, voice, blend, speed, language])
         with gr.Row():
             download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
         with gr.Accordion("Phonemes and word timings", open=False):

@@ -1,0 +1,58 @@
+"""Kokoro rendered in the visitor's browser, on the page: the "Render in: server / this browser" choice
+of the Kokoro tab, its status line, and the page's scripts (`kokoro_browser.js`: `window.kokoroBrowser`;
+`kokoro_worker.js`: the Web Worker with ONNX Runtime Web; `browser_kokoro_tab.js`: the tab's wiring),
+served by `api.kokoro_browser` at `/kokoro/assets/`.
+
+In browser mode Generate fetches the server's plan (`/kokoro/plan`: the same G2P and chunking as the
+server path), the worker renders chunk by chunk and the chunks play through the tab's own player
+(`ui/player.js`), Stop stops both. A browser that cannot run it (no WebAssembly SIMD, too little memory,
+the worker or session failing) gets one sentence and the server renders instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from api import kokoro_browser
+
+from .player import StreamPlayer
+
+HERE = Path(__file__).parent
+MODULE_URL = kokoro_browser.add_page_file("kokoro_browser.js", HERE / "kokoro_browser.js")
+kokoro_browser.add_page_file("kokoro_worker.js", HERE / "kokoro_worker.js")
+TAB_JS = (HERE / "browser_kokoro_tab.js").read_text(encoding="utf-8")
+SERVER, BROWSER = "server", "this browser"
+# For any script on the page that wants window.kokoroBrowser (e.g. a Compare slot): loads it once.
+LOADER_JS = (
+    "if (!window.kokoroBrowser && !document.querySelector('script[data-kokoro-browser]')) {"
+    " const s = document.createElement('script'); s.src = " + json.dumps(MODULE_URL) + ";"
+    " s.dataset.kokoroBrowser = '1'; document.head.appendChild(s); }"
+)
+
+
+def render_in() -> gr.Radio:
+    """The "Render in" choice, inside the caller's layout."""
+    return gr.Radio(
+        [SERVER, BROWSER],
+        value=SERVER,
+        label="Render in",
+        elem_id="kokoro-render-in",
+        info="This browser: the server plans the text, your device runs the model (a 92 MB download, once).",
+    )
+
+
+def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: list) -> None:
+    """Inside the Blocks, after the tab's Generate button and player: the browser path's status line and
+    its event. `inputs` are the text, voice, blend, speed and language components, in that order."""
+    spec = {"player": player.elem_id, "generate": generate.elem_id, "go": "kokoro-browser-go", "module": MODULE_URL}
+    js = f"({TAB_JS})(element, {json.dumps(spec)});"
+    gr.HTML(value="", html_template="", elem_id="kokoro-browser-status", js_on_load=js)
+    go = gr.Button("Generate in this browser", visible="hidden", elem_id=spec["go"])
+    go.click(
+        None, inputs, None, api_visibility="private",
+        js="(...values) => { window.kokoroTab.generate(...values); }",  # text, voice, blend, speed, language
+    )  # fmt: skip
+    choice.change(None, choice, None, js="(m) => { window.kokoroRenderIn = m; }", api_visibility="private")
