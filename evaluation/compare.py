@@ -3,8 +3,11 @@
 A slot is written `engine:voice` (`kokoro:af_heart`, `kokoro:af_heart:0.7,af_bella:0.3`,
 `qwen-custom:Ryan`, `qwen-clone:<saved voice>`), optionally with a reference clip for cloning.
 `qwen-clone:@a` clones slot A's output (cross-model cloning: a Kokoro voice spoken by Qwen3-TTS),
-with the text as its exact transcript. Each clip's figures have the same keys (`METRIC_KEYS`),
-None where a metric does not apply; a slot that fails keeps its error and the other still runs.
+with the text as its exact transcript. A slot can also be Kokoro rendered in the visitor's browser
+(`IN_BROWSER`, the Compare page only): its clip is the one the page sent back (`evaluation.browser_clip`),
+measured like any other, with the browser's own time to first audio and real-time factor. Each
+clip's figures have the same keys (`METRIC_KEYS`), None where a metric does not apply; a slot that
+fails keeps its error and the other still runs.
 
 Two slots run one after the other, or together (`runs_together`) when they are two different models
 that both loaded on a GPU with room to spare: on one CPU they would only share its cores. Running a
@@ -36,6 +39,7 @@ from engines.timing import RunStats, timed_stream
 from . import metrics
 from .alignment import Alignment, align_words
 from .arena import split_system, system_id
+from .browser_clip import BrowserClip
 from .captions import write_captions
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,9 @@ MATCH_LUFS = -23.0  # both clips are played (and written) at this loudness (EBU 
 CLONE_OF_A = "@a"
 PARALLEL_ENV = "COMPARE_PARALLEL"  # auto (default): together on a GPU; 1: always when possible; 0: never
 MIN_FREE_GPU_BYTES = 1 << 30  # room left on the GPU, once both models are loaded, to run them together
+IN_BROWSER = "kokoro@browser"  # the slot kind "Kokoro in this browser": what its system ids start with
+BROWSER_ENGINE = "kokoro"  # the engine the browser runs (its ONNX export, from this app's G2P and voices)
+BROWSER_PIECE_S = 2.0  # a browser's clip is handed to the player in pieces of this length
 
 
 @dataclass(frozen=True)
@@ -68,12 +75,14 @@ class Slot:
     language: str | None = None
     owner: str | None = None  # whose saved voices `voice` may name (engines.voice_library)
     lexicon: Mapping[str, str] = field(default_factory=dict)  # the engine's column of a lexicon (engines.lexicon)
+    browser: BrowserClip | None = field(default=None, compare=False)  # rendered in the visitor's browser
 
     @property
     def system(self) -> str:
-        """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`)."""
+        """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`;
+        a clip rendered in the browser as `kokoro@browser:af_heart`)."""
         voice = self.voice or ("reference" if self.reference is not None else "default")
-        return system_id(self.engine, voice)
+        return system_id(IN_BROWSER if self.browser is not None else self.engine, voice)
 
     def request(self, text: str) -> SynthesisRequest:
         return SynthesisRequest(
@@ -114,6 +123,8 @@ def parse_slot(spec: str, owner: str | None = None) -> Slot:
     """`engine:voice` -> Slot; the voice may itself hold colons (Kokoro blends); `owner`: whose saved
     voices it may name and whose pronunciation lexicon it speaks with."""
     engine, voice = split_system(spec)
+    if engine == IN_BROWSER:
+        raise InputError("Kokoro in this browser runs on the Compare page only; here use kokoro:VOICE.")
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
     lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
@@ -127,6 +138,11 @@ def parse_second(spec: str, owner: str | None = None) -> Slot | str:
     if voice == CLONE_OF_A and engine in registry.ENGINES and registry.capabilities(engine).clones:
         return CLONE_OF_A
     return parse_slot(spec, owner)
+
+
+def browser_slot(voice: str, clip: BrowserClip) -> Slot:
+    """The slot of a clip the visitor's browser rendered in `voice` (`evaluation.browser_clip.decode`)."""
+    return Slot(engine=BROWSER_ENGINE, voice=voice, browser=clip)
 
 
 def cloner() -> str:
@@ -155,6 +171,9 @@ def clone_of(result: ClipResult, text: str) -> Slot:
 
 def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChunk]:
     """The slot's chunks as they are made; a failure is kept in `result.error` instead of raised."""
+    if slot.browser is not None:
+        yield from _browser_chunks(slot.browser, text, result)
+        return
     try:
         for chunk in timed_stream(slot.engine, slot.request(text), result.stats):
             result.chunks.append(chunk)
@@ -164,6 +183,22 @@ def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChun
     except Exception:  # one slot's crash must not take the other down
         log.exception("slot %s failed", slot.system)
         result.error = f"{slot.system} failed unexpectedly."
+
+
+def _browser_chunks(clip: BrowserClip, text: str, result: ClipResult) -> Iterator[AudioChunk]:
+    """A browser's clip as chunks, with the figures the browser measured as the run's (its time to first
+    audio and real-time factor: the browser's, on the visitor's machine, not this server's)."""
+    stats, figures = result.stats, clip.figures
+    stats.ttfa_s, stats.audio_s = figures.get("ttfa_s"), clip.duration_s
+    stats.chunks = int(figures.get("chunks") or 1)
+    rtf = figures.get("rtf")
+    stats.total_s = rtf * clip.duration_s if rtf is not None else figures.get("total_s") or 0.0
+    step = int(BROWSER_PIECE_S * SAMPLE_RATE)
+    for index, start in enumerate(range(0, len(clip.audio), step)):
+        piece = clip.audio[start : start + step]
+        chunk = AudioChunk(audio=piece, text=text if index == 0 else "", phonemes="", index=index)
+        result.chunks.append(chunk)
+        yield chunk
 
 
 def is_english(slot: Slot, text: str) -> bool:
@@ -255,6 +290,8 @@ def runs_together(a: Slot, b: Slot | str) -> bool:
     mode = os.environ.get(PARALLEL_ENV, "auto").strip().lower()
     if not isinstance(b, Slot) or a.engine == b.engine or mode in ("0", "off", "no", "false"):
         return False
+    if a.browser is not None or b.browser is not None:  # a browser's clip is already made: nothing to share
+        return False
     forced = mode in ("1", "on", "yes", "true")
     if not forced and not device.gpu_wanted():
         return False  # decided before loading anything: on a CPU, slot A must not wait for B's load
@@ -316,7 +353,7 @@ def matched(result: ClipResult) -> np.ndarray:
 
 def slot_summary(result: ClipResult) -> dict:
     """The slot's figures (all `METRIC_KEYS`) with what spoke and the error, if any."""
-    return {
+    summary = {
         "system": result.slot.system,
         "engine": result.slot.engine,
         "voice": result.slot.voice,
@@ -325,6 +362,11 @@ def slot_summary(result: ClipResult) -> dict:
         "ran_together": result.together,
         **aligned_words(result),
     }
+    clip = result.slot.browser
+    if clip is not None:  # ttfa_s and rtf above are the browser's own: said so, with what it reported
+        summary["rendered_in"] = "browser"
+        summary["browser"] = {"backend": clip.backend, **clip.figures}
+    return summary
 
 
 def aligned_words(result: ClipResult) -> dict:

@@ -6,6 +6,13 @@ computed in a worker thread once it finishes, so they never hold up the other sl
 slot that fails shows its error in its own status line; the other still plays. Finished runs are
 remembered in the arena database when it is usable. `compare` is also an API endpoint that returns
 both files and the metrics.
+
+A slot can be "Kokoro in this browser" (`IN_BROWSER`): the Compare button first renders it in the page
+(`compare_browser.js`, with `window.kokoroBrowser`), which sends the clip back in the slot's hidden
+input; the server checks it (`evaluation.browser_clip`), plays it in the slot's player like any slot's
+and measures it, with the browser's own first-audio time and real-time factor. A browser that cannot
+run Kokoro gets its sentence and the server renders that slot instead. Browser runs are not stored in
+the arena database (its runs record this server's back-end).
 """
 
 from __future__ import annotations
@@ -24,9 +31,21 @@ from engines.base import EngineError, InputError
 from engines.lexicon import owner_mapping
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.voice_library import list_voices, shared
+from evaluation import browser_clip
 from evaluation.arena import Arena
 from evaluation.captions import write_captions
-from evaluation.compare import MATCH_LUFS, ClipResult, Slot, clone_of, matched, same_slot_notice, slot_summary
+from evaluation.compare import (
+    BROWSER_ENGINE,
+    IN_BROWSER,
+    MATCH_LUFS,
+    ClipResult,
+    Slot,
+    browser_slot,
+    clone_of,
+    matched,
+    same_slot_notice,
+    slot_summary,
+)
 from evaluation.pair import (
     Measuring,
     MetricsReady,
@@ -40,6 +59,7 @@ from evaluation.pair import (
 )
 
 from . import charts, janitor
+from .browser_kokoro import MODULE_URL
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
 from .owner import owner_of
 from .player import StreamPlayer
@@ -51,11 +71,16 @@ log = logging.getLogger(__name__)
 EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
 FROM_REFERENCE = ""  # a cloning engine's voice choice that means "the reference clip below"
 ARENA = Arena()  # shared with the Arena tab
+BROWSER_JS = Path(__file__).with_name("compare_browser.js").read_text(encoding="utf-8")
+IN_BROWSER_NAME = "Kokoro in this browser"
 
 
 def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[str, str]], str]:
     """(label, value) voices an engine can speak now (saved voices: `owner`'s), and a default; an engine
-    that clones offers the reference clip first (none for a name that is no engine)."""
+    that clones offers the reference clip first (none for a name that is no engine); "Kokoro in this
+    browser" offers Kokoro's voices."""
+    if engine_id == IN_BROWSER:
+        engine_id = BROWSER_ENGINE
     if engine_id not in registry.ENGINES:
         return [], ""
     capabilities, info = registry.capabilities(engine_id), registry.info(engine_id)
@@ -69,7 +94,8 @@ def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[
 
 
 def engine_choices() -> list[tuple[str, str]]:
-    return [(registry.info(e).name, e) for e in registry.ENGINES]
+    """Every engine, then Kokoro rendered in the visitor's browser."""
+    return [(registry.info(e).name, e) for e in registry.ENGINES] + [(IN_BROWSER_NAME, IN_BROWSER)]
 
 
 def default_engines() -> tuple[str, str]:
@@ -93,9 +119,20 @@ def on_owner(engine_id: str, owner_token: str, request: gr.Request):
     return gr.update(choices=choices, value=value)
 
 
-def make_slot(engine: str, voice: str, ref_path: str | None, transcript: str, owner: str | None = None) -> Slot:
+def make_slot(
+    engine: str, voice: str, ref_path: str | None, transcript: str, owner: str | None = None, clip: str | None = None
+) -> Slot:
     """A slot from the UI's inputs (a clone slot without a saved voice decodes the uploaded reference);
-    `owner`: whose saved voices it may name and whose pronunciation lexicon it speaks with."""
+    `owner`: whose saved voices it may name and whose pronunciation lexicon it speaks with; `clip`: what the
+    page rendered for a browser slot (checked by `evaluation.browser_clip`; a browser that cannot run Kokoro
+    makes it a server slot, said once)."""
+    if engine == IN_BROWSER:
+        voice = voice or voice_choices(BROWSER_ENGINE)[1]
+        reason = browser_clip.fallback_reason(clip)
+        if reason:
+            gr.Info(reason)
+            return Slot(BROWSER_ENGINE, voice)
+        return browser_slot(voice, browser_clip.decode(clip))
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r}.")
     lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
@@ -119,8 +156,9 @@ def stored_voice(slot: Slot) -> str:
 
 
 def remember(result: ClipResult, text: str) -> int | None:
-    """Store a finished run in the arena database (when usable); its id or None."""
-    if not result.finished or not ARENA.available():
+    """Store a finished run in the arena database (when usable); its id or None. A browser's clip is
+    not stored: a run there records this server's back-end and device."""
+    if not result.finished or result.slot.browser is not None or not ARENA.available():
         return None
     try:
         info = registry.info(result.slot.engine)
@@ -207,11 +245,28 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
 def _status(event: PairEvent) -> str:
     """A slot's status line: what speaks, then its back-end, weights and figures as they come."""
     result = event.result
-    if isinstance(event, SlotStarted):
-        return f"Loading **{registry.info(result.slot.engine).name}** and speaking…"
     if isinstance(event, SlotFailed):
         return f"**Slot failed:** {event.sentence}"
+    if result.slot.browser is not None:  # rendered before the event began: its figures are all known
+        return browser_status(result)
+    if isinstance(event, SlotStarted):
+        return f"Loading **{registry.info(result.slot.engine).name}** and speaking…"
     return status_line(result.slot.engine, result.stats, done=isinstance(event, SlotFinished))
+
+
+def browser_status(result: ClipResult) -> str:
+    """A browser slot's status line: where it ran and the figures the browser measured, said as such."""
+    clip, stats = result.slot.browser, result.stats
+    figures = clip.figures
+    ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
+    rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
+    download = figures.get("model_download_s")
+    fetched = f" · model download {download:.1f} s (first time)" if download else ""
+    return (
+        f"Rendered **in this browser** · back-end **{clip.backend or 'unknown'}**{fetched} · measured in the "
+        f"browser: time to first audio **{ttfa}** · real-time factor **{rtf}** · {stats.audio_s:.1f} s of audio, "
+        "sent back and measured here"
+    )
 
 
 def with_ears(report_a: str, report_b: str, results: dict | None, text: str):
@@ -234,6 +289,22 @@ def with_ears(report_a: str, report_b: str, results: dict | None, text: str):
         return gr.skip(), gr.skip()
     table, _, _, path = outputs_for(results, text, pictures=False)
     return table, path
+
+
+def browser_js() -> str:
+    """The Compare button's page-side step: render the slots that are "Kokoro in this browser" and put
+    their clips into the hidden inputs (`compare_browser.js`) before the server's event starts. The
+    click's inputs are the text, each slot's engine, voice, reference and transcript, the owner token,
+    then each slot's clip."""
+    spec = {
+        "kind": IN_BROWSER, "module": MODULE_URL, "stop": "compare-stop",
+        "max_seconds": browser_clip.MAX_SECONDS,
+        "slots": [
+            {"name": n, "engine": 1 + 4 * i, "voice": 2 + 4 * i, "clip": 10 + i, "status": f"compare-{n}-browser"}
+            for i, n in enumerate("ab")
+        ],
+    }  # fmt: skip
+    return f"async (...args) => ({BROWSER_JS})({json.dumps(spec)}, args)"
 
 
 def _notice(slots: dict[str, Slot | Exception]) -> str:
@@ -285,6 +356,7 @@ def build_tab(owner: gr.Textbox) -> None:
         text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="compare-text")
         ui: dict = {}
         inputs = []
+        clips = []  # per slot, what the page rendered when the slot is "Kokoro in this browser"
         players: dict[str, StreamPlayer] = {}
         with gr.Row():
             for name, engine_id in zip(("A", "B"), default_engines(), strict=True):
@@ -311,6 +383,8 @@ def build_tab(owner: gr.Textbox) -> None:
                         f"compare-{name.lower()}-player", f"Slot {name}", autoplay=name == "A", follows=players.get("A")
                     )
                     status = gr.Markdown(elem_id=f"compare-{name.lower()}-status")
+                    gr.HTML(value="", elem_id=f"compare-{name.lower()}-browser")  # the browser's progress
+                    clips.append(gr.Textbox(visible=False, elem_id=f"compare-{name.lower()}-browser-clip"))
                     ui[name] = (players[name].output, status)
                     inputs += [engine, voice, ref, transcript]
         with gr.Row():
@@ -335,14 +409,14 @@ def build_tab(owner: gr.Textbox) -> None:
 
         @user_errors
         def compare_stream(text, a_engine, a_voice, a_ref, a_text, b_engine, b_voice, b_ref, b_text, owner_token,
-                           request: gr.Request):  # fmt: skip
+                           a_clip, b_clip, request: gr.Request):  # fmt: skip
             text = _check_text(text)
             owner = owner_of(owner_token, request)
-            values = ((a_engine, a_voice, a_ref, a_text), (b_engine, b_voice, b_ref, b_text))
+            values = ((a_engine, a_voice, a_ref, a_text, a_clip), (b_engine, b_voice, b_ref, b_text, b_clip))
             slots: dict[str, Slot | Exception] = {}
-            for name, (engine, voice, ref, transcript) in zip("AB", values, strict=True):
+            for name, (engine, voice, ref, transcript, clip) in zip("AB", values, strict=True):
                 try:
-                    slots[name] = make_slot(engine, voice, ref, transcript, owner)
+                    slots[name] = make_slot(engine, voice, ref, transcript, owner, clip)
                 except EngineError as exc:
                     slots[name] = exc
             yield from run_slots(text, slots, ui)
@@ -363,8 +437,9 @@ def build_tab(owner: gr.Textbox) -> None:
                 yield update
 
         event = go.click(
-            compare_stream, [text, *inputs, owner], outputs, api_visibility="private", concurrency_id="compare"
-        )
+            compare_stream, [text, *inputs, owner, *clips], outputs, api_visibility="private",
+            concurrency_id="compare", js=browser_js(),
+        )  # fmt: skip
         clone_event = clone.click(
             cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
             api_visibility="private", concurrency_id="compare",
