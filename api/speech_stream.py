@@ -5,9 +5,12 @@ A worker thread waits for the engine's turn, runs the synthesis, levels each chu
 to the event loop. The status and headers wait for the first piece of audio, so an engine failure
 before it is still a JSON error; after it only the body can tell: SSE sends an error event and ends,
 raw audio just ends (and the server logs it). The synthesis stops whenever the response ends: done,
-failed or the client gone. With `timestamps` the clip's words are aligned to the text once the engine's
-turn is over (`aligned_words`) and the done event carries them. Also here: what both kinds of answer
-share (`header`, `watch_disconnect`, `aligned_words`).
+failed or the client gone. With `timestamps` (SSE): where the engine times its words itself (its
+chunks carry `words`: Kokoro on PyTorch), each delta carries the words of the audio it brings, in
+seconds from the stream's first sample, and the done event all of them (`"words_source": "model"`);
+otherwise the clip's words are aligned to the text by the speech recogniser once the engine's turn is
+over (`aligned_words`) and the done event carries them (`"words_source": "asr"`). Also here: what both
+kinds of answer share (`header`, `watch_disconnect`, `aligned_words`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
 from engines.base import SAMPLE_RATE, EngineError
 from engines.timing import RunStats, enter, timed_stream
 from evaluation.alignment import align_clip
+from evaluation.captions import model_words
 
 from .errors import error_for
 from .speech_request import Plan
@@ -38,19 +42,22 @@ DISCONNECT_POLL_S = 0.25  # how often a request looks whether its client is stil
 
 
 WORD_KEYS = ("words", "inserted", "repeated", "error_rate", "error_unit")  # what `timestamps` adds to an answer
+# ... and `words_source`: "asr" (the recogniser's alignment, checked), "model" (the engine's own durations,
+# unchecked: `status`, `heard` and the check's keys are null) or null (no words)
 
 
 def aligned_words(plan: Plan, audio: np.ndarray) -> tuple[dict, list[str]]:
     """Blocking: the clip's words aligned to the request's text (`evaluation.alignment`), as the
     `WORD_KEYS` of an answer, and a note for the answer when the speech recogniser could not run."""
+    none = {**dict.fromkeys(WORD_KEYS), "words_source": None}
     try:
         found = align_clip(audio, SAMPLE_RATE, plan.request.text, plan.request.language).as_dict()
     except EngineError as exc:
-        return dict.fromkeys(WORD_KEYS), [f"timestamps unavailable: {exc}"]
+        return none, [f"timestamps unavailable: {exc}"]
     except Exception:
         log.exception("Alignment failed")
-        return dict.fromkeys(WORD_KEYS), ["timestamps unavailable: the speech recogniser failed on this clip."]
-    return {key: found[key] for key in WORD_KEYS}, []
+        return none, ["timestamps unavailable: the speech recogniser failed on this clip."]
+    return {**{key: found[key] for key in WORD_KEYS}, "words_source": "asr"}, []
 
 
 def header(text: str) -> str:
@@ -118,7 +125,10 @@ async def _sse_events(stream: _SpeechStream, first: bytes | None) -> AsyncIterat
     piece = first
     try:
         while piece is not None:
-            yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")})
+            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")}
+            if words := stream.take_words():  # the model's words of the audio this delta brings
+                delta["words"] = words
+            yield _event(delta)
             piece = await stream.next()
     except Exception as exc:
         error = error_for(exc)
@@ -132,7 +142,7 @@ async def _sse_events(stream: _SpeechStream, first: bytes | None) -> AsyncIterat
         "figures": {**stream.stats.summary(), "queue_wait_s": round(stream.stats.queue_wait_s or 0.0, 3)},
         "voice": stream.plan.request.voice,
         "notes": stream.notes,
-        **stream.words,  # with `timestamps`: the words aligned to the text (`WORD_KEYS`)
+        **stream.words,  # with `timestamps`: the words (`WORD_KEYS` and `words_source`)
     })  # fmt: skip
 
 
@@ -144,6 +154,11 @@ def _event(data: dict) -> bytes:
 _END = object()  # the producer's last item after the audio
 
 
+class _Words(list):
+    """A queue item: the model's words of the audio written next (before its bytes, so that they reach
+    the delta that brings that audio, or an earlier one when an encoder holds bytes back)."""
+
+
 class _SpeechStream:
     """One streamed synthesis: a worker thread waits for the engine's turn, runs it, levels and encodes
     each chunk and hands the bytes to the event loop through an asyncio queue."""
@@ -152,7 +167,8 @@ class _SpeechStream:
         self.plan, self.loop = plan, loop
         self.stats = RunStats(engine=plan.engine_id)
         self.notes: list[str] = []
-        self.words: dict = {}  # with `timestamps`: `aligned_words` of the whole clip, once it is done
+        self.words: dict = {}  # with `timestamps`: the done event's words (`WORD_KEYS`, `words_source`)
+        self._ready_words: list[dict] = []  # the model's words that no delta has carried yet
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
         threading.Thread(target=self._produce, name=f"speech-stream-{plan.engine_id}", daemon=True).start()
@@ -160,11 +176,19 @@ class _SpeechStream:
     async def next(self) -> bytes | None:
         """The next piece of encoded audio; None at the end; raises what stopped the synthesis."""
         item = await self._queue.get()
+        while isinstance(item, _Words):
+            self._ready_words += item
+            item = await self._queue.get()
         if item is _END:
             return None
         if isinstance(item, BaseException):
             raise item
         return item
+
+    def take_words(self) -> list[dict]:
+        """The model's words that came with the audio so far and no delta has carried yet."""
+        words, self._ready_words = self._ready_words, []
+        return words
 
     def cancel(self) -> None:
         """Stop generating after the chunk in progress (the lock is then released)."""
@@ -186,18 +210,27 @@ class _SpeechStream:
             self._put(_END)
 
     def _synthesize(self) -> None:
-        sent = self._speak()
-        if self.plan.timestamps and sent and not self._cancelled.is_set():  # after the engine's turn is over
+        sent, timed = self._speak()
+        if not self.plan.timestamps or not sent or self._cancelled.is_set():
+            return
+        if timed is not None:  # every chunk came with the model's word times: no recogniser needed
+            words = [{**w, "status": None, "heard": None} for w in timed]
+            self.words = {**dict.fromkeys(WORD_KEYS), "words": words, "words_source": "model"}
+        else:  # after the engine's turn is over
             self.words, notes = aligned_words(self.plan, np.concatenate(sent))
             self.notes += notes
 
-    def _speak(self) -> list[np.ndarray]:
-        """The synthesis in the engine's turn; the levelled audio sent (kept with `timestamps` only)."""
+    def _speak(self) -> tuple[list[np.ndarray], list[dict] | None]:
+        """The synthesis in the engine's turn: the levelled audio sent (kept with `timestamps` only), and
+        the model's word times of the whole clip (None unless every chunk carried them)."""
         sent: list[np.ndarray] = []
+        timed: list[dict] = []  # with `timestamps`: the model's words so far, in the stream's time
+        complete = True  # every chunk so far came with the model's word times
+        offset = 0  # samples of the engine's audio before this chunk (levelling keeps the length)
         # first come, first served per engine: BusyError at once past MAX_WAITING; give up if the client left
         with enter(self.plan.engine_id, self.plan.request, self._cancelled.is_set) as ticket:
             if not ticket.wait_turn():
-                return []
+                return [], None
             leveler = StreamLeveler(self.plan.settings)
             keep = sent.append if self.plan.timestamps else (lambda _: None)
             with StreamEncoder(self.plan.fmt, self._put) as encoder:
@@ -205,11 +238,16 @@ class _SpeechStream:
                 with closing(stream) as chunks:
                     for chunk in chunks:
                         if self._cancelled.is_set():
-                            return []
+                            return [], None
+                        if self.plan.timestamps and chunk.words:
+                            timed += (words := model_words([chunk], offset / SAMPLE_RATE))
+                            self._put(_Words(words))
+                        complete = complete and (bool(chunk.words) or not len(chunk.audio))
+                        offset += len(chunk.audio)
                         keep(piece := leveler.feed(chunk.audio))
                         encoder.write(piece)
                 keep(piece := leveler.flush())
                 encoder.write(piece)
                 encoder.close()
                 self.notes = [*self.plan.notes, *self.stats.notes, *leveler.notes]
-        return sent
+        return sent, timed if self.plan.timestamps and complete and timed else None

@@ -10,7 +10,10 @@ finished playing (underruns). The peer is measured both whole (`create`) and str
 Every chunk plan tried for an earlier first audio (issue #14) is a row of `techniques`, run in the
 same loop from one calibration of the engine's speed, with the Whisper tiny.en error rate of its
 joined audio (one run each: the audio does not change between runs), so that plans are compared
-on the same machine state. `ours` is the engine's default plan.
+on the same machine state. `ours` is the engine's default plan. Rows of earlier runs (a first
+chunk of 12 phonemes; the old first chunk with costs x1.0) are in `results-kokoro-first-chunk-run*.json`.
+A probe row measures whether two renders at once (a render-ahead thread on the second core) beat
+one after the other, and each row also carries the WER of the ten dev sentences rendered alone.
 
     python bench/kokoro_stream_vs_kokoro_onnx.py [--text-file F] [--voice jm_kumo] [--runs 3]
 """
@@ -25,7 +28,6 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,10 +46,14 @@ TECHNIQUES = [
     ("old plan", "first chunk: first break after 20-45 phonemes; costs x1.25", ChunkPlan()),
     ("first chunk sized", "first chunk cut at a word to what measured costs render in 0.6 s (>= 20 phonemes); x1.25",
      ChunkPlan(first_audio_s=0.6)),
-    ("first chunk sized, floor 12", "as above, but never under 12 phonemes instead of 20 (a two-word first chunk)",
-     ChunkPlan(first_audio_s=0.6, first_floor=12)),
-    ("old first chunk, costs x1.0", "old first chunk, later chunks planned without margin (fewer calls)",
-     ChunkPlan(margin=1.0)),
+    ("costs per second rendered", "old first chunk; costs taken as compute per second of audio rendered x (the "
+     "boundary silence + the speech), x1.25: later chunks grow faster (fewer calls, fewer silences)",
+     ChunkPlan(costs="rate")),
+    ("first chunk at a phrase", "first chunk ends where a phrase does (before a verb after the subject, or before "
+     "a preposition/conjunction), sized for 0.6 s from the costs per second rendered, >= 15 phonemes; x1.25",
+     ChunkPlan(first_audio_s=0.6, first_floor=15, first_cut="phrase", costs="rate")),
+    ("first chunk at a phrase, costs x1.0", "as above, later chunks planned without margin",
+     ChunkPlan(first_audio_s=0.6, first_floor=15, first_cut="phrase", costs="rate", margin=1.0)),
 ]  # fmt: skip
 
 
@@ -63,6 +69,69 @@ def asr_error(audio, text: str) -> tuple[float, str]:
 
     heard = transcribe(audio, SAMPLE_RATE, "en")
     return round(word_error_rate(text, heard), 4), heard
+
+
+def dev_error(engine: KokoroEngine, voice: str) -> float | None:
+    """Whisper tiny.en WER over the ten dev sentences, each rendered alone with the engine's plan (as
+    `tests/test_kokoro_offline.py` does): a first-chunk cut shows on short sentences."""
+    from engines.asr import transcribe
+    from evaluation.metrics import word_error_rate
+
+    path = HERE.parent / "tests" / "data" / "dev_sentences.txt"
+    if not path.is_file():
+        return None
+    sentences = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    heard = [transcribe(join(list(engine.stream(SynthesisRequest(s, voice)))), SAMPLE_RATE, "en") for s in sentences]
+    return round(word_error_rate(" ".join(sentences), " ".join(heard)), 4)
+
+
+def render_ahead_probe(weights, engine: KokoroEngine, text: str, voice: str) -> dict:
+    """Would a render-ahead thread on the second core help? Two consecutive sentences of the text
+    rendered at once by two sessions of one intra-op thread each (no spinning), against one after the
+    other by one session of two threads, alternated, medians of 3 (the engine's own session is idle)."""
+    import threading
+
+    import numpy as np
+    import onnxruntime as ort
+
+    def session(threads: int):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(weights.model_path), options, providers=["CPUExecutionProvider"])
+
+    g2p = engine._g2p_for("a")
+    backend = engine._loaded()
+    sentences = [s.strip() + "." for s in text.split(".") if s.strip()][1:3]
+    feeds = []
+    for sentence in sentences:
+        ids = [backend.vocab[ch] for ch in g2p(sentence)[0] if ch in backend.vocab]
+        style = backend.pack(voice)[len(ids) - 1].reshape(1, 256)
+        feeds.append({"tokens": np.array([[0, *ids, 0]], dtype=np.int64), "style": style,
+                      "speed": np.array([1.0], dtype=np.float32)})  # fmt: skip
+    ones, two = [session(1), session(1)], session(2)
+    for s in (*ones, two):
+        s.run(None, feeds[0])
+    at_once, serial = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        threads = [threading.Thread(target=s.run, args=(None, f)) for s, f in zip(ones, feeds, strict=True)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        at_once.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for f in feeds:
+            two.run(None, f)
+        serial.append(time.perf_counter() - start)
+    return {
+        "name": "render-ahead on the second core (probe)",
+        "what": "two consecutive sentences rendered at once, one intra-op thread each, vs one after the other "
+        "with two threads (what the engine does); a render-ahead thread helps only if at once is faster",
+        "sentences": sentences,
+        "two_at_once_1_thread_each_s": round(statistics.median(at_once), 3),
+        "one_after_other_2_threads_s": round(statistics.median(serial), 3),
+        "at_once_over_serial": round(statistics.median(at_once) / statistics.median(serial), 3),
+    }
 
 
 def run_peer_whole(peer, phonemes: str, voice: str) -> dict:
@@ -120,7 +189,7 @@ def main() -> None:
     peer = kokoro_onnx.Kokoro(str(weights.model_path), str(weights.voices_npz), vocab_config=str(weights.vocab_path))
 
     default_plan, speed = engine.plan, engine.measured_speed
-    plans = [(name, doc, replace(plan).calibrated(*speed)) for name, doc, plan in TECHNIQUES]
+    plans = [(name, doc, engine.calibrate(plan)) for name, doc, plan in TECHNIQUES]
     engine.plan = plans[0][2]
     _, phonemes, _ = run_ours(engine, request)  # warm-up, and the phonemes both sides will speak (old plan)
     run_peer_whole(peer, phonemes, args.voice)
@@ -147,6 +216,9 @@ def main() -> None:
     for name, doc, plan in plans:
         m = median_of(runs[name])
         wer, heard = asr_error(join(audio[name]), text)
+        engine.plan = plan
+        dev_wer = dev_error(engine, args.voice)
+        engine.plan = default_plan
         techniques.append(
             {
                 "name": name,
@@ -156,10 +228,12 @@ def main() -> None:
                 **m,
                 "total_over_peer": round(m["total_s"] / whole_m["total_s"], 3),
                 "wer": wer,
+                "dev_sentences_wer": dev_wer,
                 "heard": heard,
                 "all_runs": runs[name],
             }
         )
+    techniques.append(render_ahead_probe(weights, engine, text, args.voice))
     result = json.dumps(
         {
             "bench": "kokoro ONNX int8: our streaming engine vs kokoro-onnx " + kokoro_onnx.__version__
@@ -183,7 +257,17 @@ def main() -> None:
                 "s_per_phoneme": round(speed[1], 4),
                 "speech_s_per_phoneme": round(speed[2], 4),
             },
-            "default_plan": {"first_audio_s": default_plan.first_audio_s, "margin": default_plan.margin},
+            "measured_rate": {
+                "s_per_rendered_s": round(engine.measured_rate[0], 3),
+                "boundary_silence_s": round(engine.measured_rate[1], 3),
+            },
+            "default_plan": {
+                "first_audio_s": default_plan.first_audio_s,
+                "margin": default_plan.margin,
+                "first_cut": default_plan.first_cut,
+                "costs": default_plan.costs,
+            },
+            "load_average_end": os.getloadavg(),
             "ours": ours_m,
             "peer_create": whole_m,
             "peer_create_stream": streamed_m,

@@ -143,6 +143,8 @@ class KokoroEngine:
         self._s_per_char: float | None = None  # measured at load: seconds of compute per character
         # measured at load: s per chunk, s per phoneme, s of speech per phoneme (see `ChunkPlan.calibrated`)
         self.measured_speed: tuple[float, float, float] | None = None
+        # measured at load: s of compute per s rendered, s of boundary silence per call, s of speech per phoneme
+        self.measured_rate: tuple[float, float, float] | None = None
 
     # ----- registry protocol -------------------------------------------------------------
     def info(self) -> EngineInfo:
@@ -196,18 +198,30 @@ class KokoroEngine:
             ids = [backend.vocab[ch] for ch in g2p(text)[0] if ch in backend.vocab]
             start = time.perf_counter()
             audio, _ = backend.run(ids, style[len(ids) - 1], 1.0)
-            samples.append((len(ids), time.perf_counter() - start, len(trim_silence(audio)[0]) / SAMPLE_RATE))
-        (n1, c1, s1), (n2, c2, s2) = samples[1], samples[2]  # the first run only warms up
+            compute = time.perf_counter() - start
+            samples.append((len(ids), compute, len(trim_silence(audio)[0]) / SAMPLE_RATE, len(audio) / SAMPLE_RATE))
+        (n1, c1, s1, r1), (n2, c2, s2, r2) = samples[1], samples[2]  # the first run only warms up
         self._s_per_char = (c1 + c2) / (len(texts[1]) + len(texts[2]))  # the work queue's first estimate
         per_phoneme = max((c2 - c1) / (n2 - n1), 1e-4)
         overhead = max(c1 - per_phoneme * n1, 0.0)
         audio_per_phoneme = max((s2 - s1) / (n2 - n1), 0.02)
         self.measured_speed = (overhead, per_phoneme, audio_per_phoneme)
-        self.plan = self._base_plan.calibrated(*self.measured_speed)
+        # the same two calls seen as a rate: compute per second rendered, and the silence each call renders
+        self.measured_rate = ((c1 + c2) / (r1 + r2), max((r1 - s1 + r2 - s2) / 2, 0.0), audio_per_phoneme)
+        self.plan = self.calibrate(self._base_plan)
         log.info(
-            "Kokoro speed: %.3f s per chunk + %.4f s per phoneme; %.3f s of speech per phoneme",
-            overhead, per_phoneme, audio_per_phoneme,
+            "Kokoro speed: %.3f s per chunk + %.4f s per phoneme; %.3f s of speech per phoneme; "
+            "%.3f s per second rendered, %.2f s of boundary silence per call",
+            overhead, per_phoneme, audio_per_phoneme, *self.measured_rate[:2],
         )  # fmt: skip
+
+    def calibrate(self, plan: ChunkPlan) -> ChunkPlan:
+        """`plan` with the costs measured at load, in the cost model it names (`ChunkPlan.costs`)."""
+        if self.measured_speed is None or self.measured_rate is None:
+            return plan
+        if plan.costs == "rate":
+            return plan.calibrated(*ChunkPlan.costs_from_rate(*self.measured_rate))
+        return plan.calibrated(*self.measured_speed)
 
     def unload(self) -> None:
         self._backend = None
@@ -278,7 +292,11 @@ class KokoroEngine:
             limit = self._base_plan.first_max if first else MAX_PHONEMES
             if first and len(phonemes) > self.plan.first_max and self.plan.first_audio_s is not None:
                 # a first chunk sized for its time to first audio: whole words, the clause's rest after it
-                head = _head_words(clause.text, g2p, self.plan.first_max)
+                head = None
+                if self.plan.first_cut == "phrase":
+                    head = _head_phrase(clause.text, g2p, self.plan.first_max)
+                elif self.plan.first_cut == "word":
+                    head = _head_words(clause.text, g2p, self.plan.first_max)
                 first = False
                 if head is not None:
                     yield Piece(head[0], head[1], head[2], WORD, True)
@@ -413,6 +431,48 @@ def _head_words(text: str, g2p: G2P, limit: int) -> tuple[str, str, list | None,
         if _speakable(phonemes):
             best = (head, phonemes, tokens, " ".join(words[k:]))
     return best
+
+
+# Where a first chunk may end (Penn tags from misaki's spaCy pass): before a preposition or
+# subordinator, "to", a conjunction or a wh-word after any word but a function word; or before a verb
+# or modal right after a noun, pronoun or number (the subject ends: "The birch canoe | slid ...",
+# never "The box was | thrown").
+_PHRASE_START = ("IN", "TO", "CC", "WDT", "WP", "WRB")
+_VERB_START = ("VB", "MD")
+_SUBJECT_END = ("NN", "PRP", "CD")
+_NOT_PHRASE_END = {"DT", "PDT", "PRP$", "POS", "IN", "TO", "CC", "WDT", "WP", "WP$", "WRB", "MD", "EX"}
+
+
+def _phrase_ends_between(prev: str, tag: str) -> bool:
+    if tag.startswith(_VERB_START):
+        return prev.startswith(_SUBJECT_END) and prev != "PRP$"
+    return tag.startswith(_PHRASE_START) and prev not in _NOT_PHRASE_END
+
+
+def _head_phrase(text: str, g2p: G2P, limit: int, floor: int = 8) -> tuple[str, str, list | None, str] | None:
+    """The longest head of `text` that ends where a phrase does (e.g. "The birch canoe" | "slid on...")
+    and whose phonemes fit between `floor` (no one-word chunk) and `limit`: its text, phonemes, tokens,
+    and the rest of the text; None when no such head exists or the G2P gives no tagged tokens (non-English)."""
+    _, tokens = g2p(text)
+    if not tokens:
+        return None
+    best, head, size = None, "", 0
+    for before, token in zip(tokens, tokens[1:], strict=False):
+        head += before.text + (before.whitespace or "")
+        size += len(before.phonemes or "") + len(before.whitespace or "")
+        if size - 1 > limit:
+            break
+        tag, prev = token.tag or "", before.tag or ""
+        if before.whitespace and _phrase_ends_between(prev, tag) and size - 1 >= floor:
+            cut = head.strip()
+            if text.startswith(cut) and text[len(cut) :].strip():
+                best = cut
+    if best is None:
+        return None
+    phonemes, head_tokens = g2p(best)
+    if len(phonemes) > limit or not _speakable(phonemes):
+        return None
+    return best, phonemes, head_tokens, text[len(best) :].strip()
 
 
 def _without_emoji(text: str) -> str:

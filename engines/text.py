@@ -123,6 +123,14 @@ class ChunkPlan:
     first_audio_s: float | None = None
     first_floor: int = 20  # measured: 12 ("The birch") cost 6.5 points of ASR WER on the bench paragraph, 20 none
     margin: float = 1.25
+    # where a sized first chunk is cut: "word" (the longest run of whole words that fits), or "phrase"
+    # (the longest head that fits and ends where a phrase does: before a verb, a preposition or a
+    # conjunction, English only; no cut when none fits)
+    first_cut: str = "word"
+    # which measured costs `KokoroEngine` calibrates with: "fit" (a fixed cost per call and a cost per
+    # phoneme, fitted on two sentences), or "rate" (compute per second of audio rendered, times the
+    # boundary silence each call renders and the speech per phoneme: see `costs_from_rate`)
+    costs: str = "fit"
 
     def calibrated(self, overhead_s: float, compute_s_per_phoneme: float, audio_s_per_phoneme: float) -> ChunkPlan:
         """This plan with an engine's measured costs (taken `margin` times), and, with
@@ -139,6 +147,15 @@ class ChunkPlan:
             compute_s_per_phoneme=self.margin * compute_s_per_phoneme,
             audio_s_per_phoneme=audio_s_per_phoneme,
         )
+
+    @staticmethod
+    def costs_from_rate(
+        s_per_rendered_s: float, silence_s: float, speech_s_per_phoneme: float
+    ) -> tuple[float, float, float]:
+        """The (overhead, compute per phoneme, audio per phoneme) that `calibrated` takes, from an
+        engine's compute per second of audio rendered, the boundary silence each call renders and
+        trims, and the seconds of speech per phoneme: a call costs its silence and its speech."""
+        return s_per_rendered_s * silence_s, s_per_rendered_s * speech_s_per_phoneme, speech_s_per_phoneme
 
     def budget(self, index: int, planned: int, first: int) -> int:
         if index == 0:

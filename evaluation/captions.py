@@ -30,10 +30,10 @@ def timed_words(words: Iterable[dict]) -> list[dict]:
     return [{"word": w["word"], "start": w["start"], "end": w["end"]} for w in words if w.get("start") is not None]
 
 
-def model_words(chunks: Iterable[AudioChunk]) -> list[dict]:
-    """The model's own word times across a clip's chunks (each chunk's times are from its own start);
-    empty when the engine gives none."""
-    words, offset = [], 0.0
+def model_words(chunks: Iterable[AudioChunk], offset_s: float = 0.0) -> list[dict]:
+    """The model's own word times across a clip's chunks (each chunk's times are from its own start),
+    from `offset_s` on (a stream's later chunks: the audio before them); empty when the engine gives none."""
+    words, offset = [], offset_s
     for chunk in chunks:
         for w in chunk.words:
             start = offset + max(0.0, w.start_s)

@@ -317,7 +317,17 @@ def test_v1_timestamps_answers_the_clip_and_its_words_in_json(client):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     answer = response.json()
-    assert set(answer) == {"audio", "format", "words", "inserted", "repeated", "error_rate", "error_unit"}
+    assert set(answer) == {
+        "audio",
+        "format",
+        "words",
+        "inserted",
+        "repeated",
+        "error_rate",
+        "error_unit",
+        "words_source",
+    }
+    assert answer["words_source"] == "asr"
     audio, rate = sf.read(io.BytesIO(base64.b64decode(answer["audio"])), dtype="float32")
     assert answer["format"] == "wav" and rate == SAMPLE_RATE
     assert [w["word"] for w in answer["words"]] == ["Rice", "is", "often", "served", "in", "round", "bowls"]
@@ -334,6 +344,8 @@ def test_v1_timestamps_answers_the_clip_and_its_words_in_json(client):
     done = events[-1]
     assert done["type"] == "speech.audio.done" and [w["word"] for w in done["words"]][-1] == "bowls"
     assert done["error_unit"] == "word" and "inserted" in done
+    # the ONNX model times no words itself: the deltas carry audio only, the recogniser's words come at the end
+    assert done["words_source"] == "asr" and not any("words" in e for e in events[:-1])
     streamed_s = (
         sum(len(base64.b64decode(e["audio"])) for e in events if e["type"] == "speech.audio.delta") / 2 / SAMPLE_RATE
     )
@@ -356,3 +368,49 @@ def test_another_language_with_an_english_only_recogniser_is_one_clear_sentence(
     monkeypatch.setattr("evaluation.alignment.asr_is_multilingual", lambda: False)
     with pytest.raises(UnavailableError, match="hears English only; set ASR_MODEL"):
         align_clip(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, "今日は晴れ。")
+
+
+@pytest.fixture()
+def tiny_torch_client(tiny_kokoro_dir, monkeypatch):
+    """The `/v1` routes on the tiny random-weight Kokoro (PyTorch back-end: its chunks carry word times)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api import router
+    from engines import registry
+
+    monkeypatch.setenv("KOKORO_MODEL", str(tiny_kokoro_dir))
+    monkeypatch.delenv("KOKORO_BACKEND", raising=False)
+    registry.unload("kokoro")
+    app = FastAPI()
+    app.include_router(router)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+    registry.unload("kokoro")
+
+
+def test_v1_sse_deltas_carry_the_model_words_of_their_audio_and_the_recogniser_is_not_run(
+    tiny_torch_client, monkeypatch
+):
+    recognised = []
+    monkeypatch.setattr("api.speech_stream.align_clip", lambda *a, **k: recognised.append(a))
+    text = "The birch canoe slid on the smooth planks. Rice is often served in round bowls."
+    body = {"model": "kokoro", "input": text, "voice": "af_heart", "stream_format": "sse", "timestamps": True}
+    response = tiny_torch_client.post("/v1/audio/speech", json=body)
+    assert response.status_code == 200, response.text
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    deltas, done = events[:-1], events[-1]
+    assert all(e["type"] == "speech.audio.delta" for e in deltas) and done["type"] == "speech.audio.done"
+    streamed, carried = 0.0, []
+    for delta in deltas:  # PCM: 2 bytes a sample
+        before, streamed = streamed, streamed + len(base64.b64decode(delta["audio"])) / 2 / SAMPLE_RATE
+        for w in delta.get("words", []):  # in the stream's time: after the audio before, inside what came so far
+            assert before - 1e-3 <= w["start"] <= w["end"] <= streamed + 1e-3, (w, before, streamed)
+            carried.append(w)
+    assert sum("words" in d for d in deltas) >= 2  # the text is two chunks: the second one's times are offset
+    assert [w["word"] for w in carried] == re.sub(r"[.,]", "", text).split()
+    starts = [w["start"] for w in carried]
+    assert starts == sorted(starts) and set(carried[0]) == {"word", "start", "end"}
+    assert done["words_source"] == "model" and recognised == []
+    assert done["words"] == [{**w, "status": None, "heard": None} for w in carried]
+    assert done["error_rate"] is None and done["inserted"] is None
