@@ -165,6 +165,8 @@ def reason_keys(reasons: Iterable[str] | str | None) -> list[str]:
         return []
     if isinstance(reasons, str):
         reasons = [reasons]
+    if not isinstance(reasons, list | tuple | set | frozenset):
+        raise InputError(f"Reasons are a list of tags, such as {', '.join(REASONS.values())}.")
     by_name = {k: k for k in REASONS} | {label: k for k, label in REASONS.items()}
     chosen = set()
     for reason in reasons:
@@ -337,18 +339,6 @@ class Arena:
             row.update(tags[row["system"]], board=name)
         self._board = (key, board)
         return [dict(row) for row in board]
-
-    def boards(self) -> dict[str, dict[str, int]]:
-        """How many votes each category and each language has: `{"category": {...}, "language": {...}}`."""
-        with self._db() as conn:
-            return {
-                column: dict(
-                    conn.execute(
-                        f"SELECT {column}, count(*) FROM votes WHERE {column} IS NOT NULL GROUP BY {column}"
-                    ).fetchall()
-                )
-                for column in ("category", "language")
-            }
 
     def agreement(self, language: str | None = None, confidence: float = 0.95) -> list[dict[str, Any]]:
         """`agreement` over the stored votes (of one language, if given)."""

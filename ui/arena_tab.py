@@ -607,8 +607,10 @@ def build_tab() -> None:
                 on_report, [reports["A"], reports["B"], pair], vote_buttons,
                 api_visibility="private", trigger_mode="always_last",
             )  # fmt: skip
-        for selector in (board_category, board_language):
-            selector.change(board_line, [board_category, board_language], which, api_visibility="private")
+        # the line names the board the table shows: when a selector changes, and when the table does
+        # (on page load: the line was written when the page was built)
+        for trigger in (board_category.change, board_language.change, board.change):
+            trigger(board_line, [board_category, board_language], which, api_visibility="private")
         refresh.click(
             lambda c, lang: (leaderboard(c, lang), db_line(), board_line(c, lang), better_measured_chosen(lang)),
             [board_category, board_language], [board, db_status, which, agreed], api_visibility="private",
