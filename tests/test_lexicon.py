@@ -228,6 +228,16 @@ def test_a_page_visitor_edits_their_lexicon_and_a_second_visitor_cannot_read_or_
     assert panel.delete_entry("cat", alice, page("s-alice")) == [["", "", ""]]
 
 
+def test_a_row_clicked_in_the_table_fills_the_boxes():
+    import pandas as pd
+
+    from ui.lexicon_panel import HEADERS, pick
+
+    rows = [["cat", DOG, ""], ["Nguyen", "", "win"]]
+    assert pick(pd.DataFrame(rows, columns=HEADERS), SimpleNamespace(index=[1, 0])) == ("Nguyen", "", "win")
+    assert pick(rows, SimpleNamespace(index=[0, 2])) == ("cat", DOG, "")
+
+
 def test_a_page_run_speaks_with_its_visitors_lexicon_only(visitors):
     from ui import lexicon_panel as panel
 
