@@ -82,15 +82,15 @@ def test_checked_kokoro_clip_highlights_word_by_word_on_replay_and_offers_captio
     assert "Word error rate" in status and "speech recogniser's alignment" in status
 
     # the downloads: one .srt and one .vtt from the alignment, whose cues hold the text's words in order
-    links = {a.inner_text().strip(): a.get_attribute("href") for a in page.locator("#kokoro-captions a").all()}
-    srt_name = next(n for n in links if n.endswith(".asr.srt"))
-    vtt_name = next(n for n in links if n.endswith(".asr.vtt"))
-    cues = SRT_CUE.findall(fetch(app_url, links[srt_name]))
+    links = {a.get_attribute("href") for a in page.locator("#kokoro-captions a").all()} - {None}
+    srt_link = next(h for h in links if h.endswith(".asr.srt"))
+    vtt_link = next(h for h in links if h.endswith(".asr.vtt"))
+    cues = SRT_CUE.findall(fetch(app_url, srt_link))
     assert cues and [int(c[0]) for c in cues] == list(range(1, len(cues) + 1))
     assert all(start <= end for _, start, end, _ in cues)
     spoken = " ".join(c[3] for c in cues).lower().split()
     assert spoken and set(spoken) <= {w.lower() for w in TEXT.rstrip(".").split()}
-    vtt = fetch(app_url, links[vtt_name])
+    vtt = fetch(app_url, vtt_link)
     assert vtt.startswith("WEBVTT") and len(VTT_CUE.findall(vtt)) == len(cues)
 
     # replay: the highlight follows the audio across the words, forward only
