@@ -158,3 +158,22 @@ def test_qwen_preset_check_the_words_reports_an_error_rate_and_marks_its_words(p
     # the tiny random checkpoint makes noise: whatever was heard, each word of the text is shown and judged
     shown = words_of(page, "qwen-preset-player")
     assert [w["text"] for w in shown] == ["Hello", "there", "my", "friend"]
+
+
+def test_compare_players_get_their_slots_words_and_replay_them(page, artifacts):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-text textarea").fill(TEXT)
+    page.locator("#compare-go").click()  # slot A: Kokoro, slot B: the tiny Qwen3-TTS (the defaults)
+    try:
+        page.wait_for_function(
+            """() => ['compare-a-player', 'compare-b-player'].every(id => {
+                 const p = window.ttsPlayers[id]; return p && p.run && p.run.ended && p.run.wordsFinal; })""",
+            timeout=400_000,
+        )
+    finally:
+        page.screenshot(path=str(artifacts / "readalong_compare.png"), full_page=True)
+    for elem_id in ("compare-a-player", "compare-b-player"):
+        assert [w["text"] for w in words_of(page, elem_id)] == TEXT.rstrip(".").split()
+    page.locator("#compare-a-player .tts-replay").click()
+    seen = page.evaluate(FOLLOW, ["compare-a-player", False])
+    assert len(set(seen)) >= 2 and seen == sorted(seen), seen
