@@ -61,12 +61,14 @@ def _as_audio(updates: Iterator[tuple]) -> Iterator[tuple]:
         yield (SAMPLE_RATE, sound) if sound is not None else gr.skip(), status, path
 
 
-def _played(player: StreamPlayer, run: Callable, engine_id: str, voice: str, text: str, language: str, check: bool):
+def _played(
+    player: StreamPlayer, run: Callable, engine_id: str, voice: str, text: str, language: str, check: bool, prefix: str
+):
     """A run (`run(chunks)`) as the player's messages, then, with "Check the words", its words aligned,
-    the error rate and the captions (`ui.readalong`)."""
+    the error rate and the captions (`ui.readalong`; named `<prefix>.asr.srt`, like the clip's file)."""
     chunks: list = []
     updates = CheckedRun(run(chunks), status_at=1)
-    after = updates.after(chunks, text or "", spoken(engine_id, voice, language, text or ""), bool(check), engine_id)
+    after = updates.after(chunks, text or "", spoken(engine_id, voice, language, text or ""), bool(check), prefix)
     yield from played(player, updates, outputs=4, chunks=chunks, after=after)
 
 
@@ -78,7 +80,7 @@ def _for_player(player: StreamPlayer, run) -> Callable:
         *inputs, check = args
         text, speaker, language = inputs[:3]
         run_with = lambda chunks: run(*inputs, chunks=chunks)  # noqa: E731
-        yield from _played(player, run_with, "qwen-custom", speaker, text, language, check)
+        yield from _played(player, run_with, "qwen-custom", speaker, text, language, check, "qwen-preset")
 
     return stream
 
@@ -95,7 +97,7 @@ def _clone_for_player(player: StreamPlayer) -> Callable:
             path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise,
             fade, owner_token, request, chunks=chunks,
         )  # fmt: skip
-        yield from _played(player, run, "qwen-clone", "", text, language, check)
+        yield from _played(player, run, "qwen-clone", "", text, language, check, "qwen-clone")
 
     return stream
 

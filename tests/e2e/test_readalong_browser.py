@@ -82,15 +82,15 @@ def test_checked_kokoro_clip_highlights_word_by_word_on_replay_and_offers_captio
     assert "Word error rate" in status and "speech recogniser's alignment" in status
 
     # the downloads: one .srt and one .vtt from the alignment, whose cues hold the text's words in order
-    links = {a.inner_text().strip(): a.get_attribute("href") for a in page.locator("#kokoro-captions a").all()}
-    srt_name = next(n for n in links if n.endswith(".asr.srt"))
-    vtt_name = next(n for n in links if n.endswith(".asr.vtt"))
-    cues = SRT_CUE.findall(fetch(app_url, links[srt_name]))
+    links = {a.get_attribute("href") for a in page.locator("#kokoro-captions a").all()} - {None}
+    srt_link = next(h for h in links if h.endswith(".asr.srt"))
+    vtt_link = next(h for h in links if h.endswith(".asr.vtt"))
+    cues = SRT_CUE.findall(fetch(app_url, srt_link))
     assert cues and [int(c[0]) for c in cues] == list(range(1, len(cues) + 1))
     assert all(start <= end for _, start, end, _ in cues)
     spoken = " ".join(c[3] for c in cues).lower().split()
     assert spoken and set(spoken) <= {w.lower() for w in TEXT.rstrip(".").split()}
-    vtt = fetch(app_url, links[vtt_name])
+    vtt = fetch(app_url, vtt_link)
     assert vtt.startswith("WEBVTT") and len(VTT_CUE.findall(vtt)) == len(cues)
 
     # replay: the highlight follows the audio across the words, forward only
@@ -158,3 +158,22 @@ def test_qwen_preset_check_the_words_reports_an_error_rate_and_marks_its_words(p
     # the tiny random checkpoint makes noise: whatever was heard, each word of the text is shown and judged
     shown = words_of(page, "qwen-preset-player")
     assert [w["text"] for w in shown] == ["Hello", "there", "my", "friend"]
+
+
+def test_compare_players_get_their_slots_words_and_replay_them(page, artifacts):
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-text textarea").fill(TEXT)
+    page.locator("#compare-go").click()  # slot A: Kokoro, slot B: the tiny Qwen3-TTS (the defaults)
+    try:
+        page.wait_for_function(
+            """() => ['compare-a-player', 'compare-b-player'].every(id => {
+                 const p = window.ttsPlayers[id]; return p && p.run && p.run.ended && p.run.wordsFinal; })""",
+            timeout=400_000,
+        )
+    finally:
+        page.screenshot(path=str(artifacts / "readalong_compare.png"), full_page=True)
+    for elem_id in ("compare-a-player", "compare-b-player"):
+        assert [w["text"] for w in words_of(page, elem_id)] == TEXT.rstrip(".").split()
+    page.locator("#compare-a-player .tts-replay").click()
+    seen = page.evaluate(FOLLOW, ["compare-a-player", False])
+    assert len(set(seen)) >= 2 and seen == sorted(seen), seen
