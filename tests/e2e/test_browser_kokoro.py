@@ -125,6 +125,7 @@ def first_render(context, app_url):
 
 def test_browser_mode_plays_speech_rendered_in_the_browser(first_render, app_url, artifacts):
     page, requests, line, run, result = first_render
+    page.screenshot(path=str(artifacts / "browser-kokoro.png"))
     audio = played_audio(page)
     sf.write(artifacts / "browser-kokoro.wav", audio, 24000)
     assert run["samples"] == len(audio) > 24000 and run["rms"] > 1e-3  # over a second, not silence
