@@ -7,9 +7,10 @@ heard by the ASR the app uses for it (`engines.asr`: tiny.en for English, the pa
 Whisper base for the rest), transcribed in the requested language and scored by `evaluation.metrics`
 (Japanese by reading, Chinese after OpenCC). The multilingual model also says which language it hears
 the clip as, unforced, and how sure (`detect_language`); `mismatch` flags a clip heard as another
-language with at least `metrics.MISMATCH_P` probability. Baselines in the same run: English also heard by the multilingual base (why tiny.en stays
-for English), and Japanese and Chinese also scored on the surface form (kanji against kana,
-Traditional against Simplified: what reading and conversion remove).
+language with at least `metrics.MISMATCH_P` probability. Baselines in the same run: English also
+heard by the multilingual base (why tiny.en stays for English), and Japanese and Chinese also scored
+on the surface form (kanji against kana, Traditional against Simplified: what reading and
+conversion remove).
 
     .venv/bin/python bench/asr_languages.py [--voices jf_alpha,jm_kumo] [--languages ja,zh] [--out F]
 

