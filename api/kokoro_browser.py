@@ -190,8 +190,11 @@ def plan(params: dict) -> dict:
     version = ort_version()
     if version is None:
         raise UnavailableError("This server has no ONNX Runtime Web to send to browsers; use the server instead.")
-    request = replace(request, voice=resolve_voice("kokoro", voice))
-    engine = registry.get("kokoro")
+    engine_id = registry.browser_engine()
+    if engine_id is None:
+        raise UnavailableError("No engine here renders in a browser; use the server instead.")
+    request = replace(request, voice=resolve_voice(engine_id, voice))
+    engine = registry.get(engine_id)
     front_end = getattr(engine, "front_end", None)
     if front_end is None:  # a remote engine tier: its front-end is not in this process
         raise UnavailableError("Rendering in the browser needs Kokoro's front-end on this server; use the server.")

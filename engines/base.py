@@ -215,6 +215,8 @@ class Capabilities:
     batches: bool = False  # `synthesize_batch(requests)`: several texts in one model call
     instructions: bool = False  # may follow `SynthesisRequest.instruct` (this model: EngineInfo.follows_instructions)
     streams: bool = True  # yields audio while the rest is generated, not only the whole clip at the end
+    # `front_end(request)` plans token ids and style rows that its ONNX export renders in a browser (`/kokoro/plan`)
+    renders_in_browser: bool = False
     cpu_fallback: bool = False  # on ZeroGPU, runs on a CPU copy when the GPU is refused (`engines.gpu`)
     openai_models: tuple[str, ...] = ()  # OpenAI model names that mean this engine on /v1 (`tts-1`)
     openai_voices: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> a similar voice

@@ -120,6 +120,7 @@ class KokoroEngine:
         # jf_alpha, the package's own default, 9.5%: Whisper tiny.en on a held-out paragraph); with the hub, af_heart
         default_voice="af_heart",
         offline_voice="jm_kumo",
+        renders_in_browser=True,  # front_end() + the int8 ONNX export in onnxruntime-web (api.kokoro_browser)
         cpu_fallback=True,  # fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on its CPU copy
         blends=True,
         lexicon=PHONEMES,  # a lexicon entry's phonemes replace the G2P's for its word

@@ -71,6 +71,11 @@ def name(engine_id: str) -> str:
     return capabilities(engine_id).name if engine_id in ENGINES else engine_id
 
 
+def browser_engine() -> str | None:
+    """The engine a visitor's browser can render (`Capabilities.renders_in_browser`), if any."""
+    return next(iter(engines_that("renders_in_browser")), None)
+
+
 def engines_that(capability: str) -> list[str]:
     """The engine ids whose capability `capability` (a `Capabilities` field, e.g. "clones") is true,
     in `ENGINES` order."""

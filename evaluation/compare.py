@@ -59,7 +59,7 @@ CLONE_OF_A = "@a"
 PARALLEL_ENV = "COMPARE_PARALLEL"  # auto (default): together on a GPU; 1: always when possible; 0: never
 MIN_FREE_GPU_BYTES = 1 << 30  # room left on the GPU, once both models are loaded, to run them together
 IN_BROWSER = "kokoro@browser"  # the slot kind "Kokoro in this browser": what its system ids start with
-BROWSER_ENGINE = "kokoro"  # the engine the browser runs (its ONNX export, from this app's G2P and voices)
+BROWSER_ENGINE = registry.browser_engine()  # the engine a browser runs (Capabilities.renders_in_browser)
 BROWSER_PIECE_S = 2.0  # a browser's clip is handed to the player in pieces of this length
 
 

@@ -36,7 +36,7 @@ N_MELS = 80
 N_FFT = 1024  # 43 ms at 24 kHz
 HOP = 256  # 10.7 ms at 24 kHz
 TOP_DB = 80.0  # each clip's floor below its own peak, so digital silence and a faint hiss compare alike
-ENGINE = "kokoro"
+ENGINE = registry.browser_engine()  # the engine rendered on both sides (Capabilities.renders_in_browser)
 
 
 @dataclass(frozen=True)
