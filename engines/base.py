@@ -16,7 +16,6 @@ import re
 import unicodedata
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -117,11 +116,33 @@ class SynthesisRequest:
         object.__setattr__(self, "lexicon", check_lexicon(self.lexicon))
 
 
+class Lexicon(Mapping):
+    """A checked, read-only word -> pronunciation map. Unlike a mappingproxy it pickles: a request crosses
+    into the ZeroGPU worker process (`engines.gpu`)."""
+
+    __slots__ = ("_words",)
+
+    def __init__(self, words: Mapping[str, str] | None = None) -> None:
+        self._words = dict(words or {})
+
+    def __getitem__(self, word: str) -> str:
+        return self._words[word]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._words)
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def __repr__(self) -> str:
+        return f"Lexicon({self._words!r})"
+
+
 def check_lexicon(lexicon: object) -> Mapping[str, str]:
     """A request's lexicon checked (words, lengths, count; what the symbols mean is the engine's to
     check) and frozen; `InputError` in one sentence otherwise."""
     if not lexicon:
-        return MappingProxyType({})
+        return Lexicon()
     if not isinstance(lexicon, Mapping):
         raise InputError("The pronunciation lexicon must map words to pronunciations.")
     if len(lexicon) > MAX_LEXICON_ENTRIES:
@@ -138,7 +159,7 @@ def check_lexicon(lexicon: object) -> Mapping[str, str]:
         if word.strip().lower() in {w.lower() for w in out}:
             raise InputError(f"The lexicon has the word {word.strip()!r} twice (words match in any case).")
         out[word.strip()] = said.strip()
-    return MappingProxyType(out)
+    return Lexicon(out)
 
 
 def check_lexicon_word(word: object) -> str:
