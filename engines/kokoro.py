@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -136,7 +137,13 @@ class KokoroEngine:
         # KOKORO_FIRST_AUDIO_S: the time to first audio the first chunk is sized for (0: the first
         # chunk ends at the first break after `first_min`..`first_max` phonemes)
         first_audio = env_number("KOKORO_FIRST_AUDIO_S", FIRST_AUDIO_S, minimum=0.0)
-        self.plan = self._base_plan = plan or ChunkPlan(first_audio_s=first_audio or None)
+        # KOKORO_FIRST_CUT=phrase: that first chunk ends where a phrase does (>= 15 phonemes, costs per
+        # second rendered); "word" (the default): at any word, >= 20 phonemes
+        if os.environ.get("KOKORO_FIRST_CUT", "word").strip().lower() == "phrase":
+            sized = ChunkPlan(first_audio_s=first_audio or None, first_floor=15, first_cut="phrase", costs="rate")
+        else:
+            sized = ChunkPlan(first_audio_s=first_audio or None)
+        self.plan = self._base_plan = plan or sized
         self._backend: OnnxBackend | TorchBackend | None = None
         self._source = ""
         self._g2p: dict[str, G2P] = {}

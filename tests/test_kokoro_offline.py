@@ -85,3 +85,18 @@ def test_a_first_chunk_sized_for_its_time_is_its_first_words_and_nothing_is_lost
     assert text.startswith(first.text) and first.text.split()[-1] in text.split()  # whole words
     assert " ".join(c.text for c in chunks).split() == text.split()
     assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+def test_a_first_chunk_cut_at_a_phrase_ends_before_the_verb_or_preposition_and_loses_nothing(engine, monkeypatch):
+    plan = ChunkPlan(first_audio_s=0.6, first_floor=15, first_cut="phrase").calibrated(0.3, 0.02, 0.05)
+    monkeypatch.setattr(engine, "plan", plan)
+    whole = "Unfortunately everything happened."
+    for text, head in [
+        ("The birch canoe slid on the smooth planks, and we glued the sheet to it.", "The birch canoe"),
+        ("Glue the sheet to the dark blue background.", "Glue the sheet"),
+        ("The box was thrown beside the parked truck.", "The box"),  # never "The box was" | "thrown"
+        (whole, whole),  # no phrase head fits: the whole clause
+    ]:
+        chunks = list(engine.stream(SynthesisRequest(text, "jm_kumo")))
+        assert chunks[0].text == head
+        assert " ".join(c.text for c in chunks).split() == text.split()

@@ -86,6 +86,14 @@ def test_a_first_chunk_sized_for_its_time_is_what_the_measured_costs_render_in_i
     assert ChunkPlan().calibrated(0.3, 0.02, 0.05).first_max == ChunkPlan().first_max  # no aim: unchanged
 
 
+def test_costs_per_second_rendered_charge_each_call_its_boundary_silence():
+    # 0.35 s of compute per second rendered, 0.9 s of silence per call, 0.05 s of speech per phoneme
+    overhead, per_phoneme, audio = ChunkPlan.costs_from_rate(0.35, 0.9, 0.05)
+    assert (overhead, per_phoneme, audio) == pytest.approx((0.315, 0.0175, 0.05))
+    # a first chunk of 16 phonemes renders 0.9 + 0.8 s of audio: 0.595 s of compute, inside 0.6 s
+    assert ChunkPlan(first_audio_s=0.6, first_floor=10).calibrated(overhead, per_phoneme, audio).first_max == 16
+
+
 def test_first_chunk_stops_at_the_first_break_once_long_enough():
     assert _plan([10, 12, 30], [COMMA, COMMA, SENTENCE])[0] == [0, 1]
 
