@@ -18,8 +18,7 @@ from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
 from engines.timing import RunStats, synthesize
 
-from . import lexicon_panel
-from . import browser_kokoro
+from . import browser_kokoro, lexicon_panel
 from .common import banner as banner_for
 from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
