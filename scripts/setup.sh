@@ -13,7 +13,13 @@ debs=$(grep -v '^\s*#' packages.txt | xargs)
 debs="$debs python3-venv"
 [ $dev = 1 ] && debs="$debs chromium chromium-driver fonts-noto-color-emoji"
 missing=""
-for d in $debs; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
+for d in $debs; do
+  case $d in  # a NodeSource nodejs already brings npm (and conflicts with Debian's npm package)
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
+  dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"
+done
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -q

@@ -13,7 +13,6 @@ import re
 import urllib.request
 
 import pytest
-from test_browser import ARGS, CHROMIUM
 from test_player_browser import TEXTS, assert_audible_run, stats, wait_run_ended
 
 from evaluation.prompts import prompts
@@ -160,16 +159,6 @@ def player_messages(messages: list[dict]) -> list[dict]:
         for s in strings((message.get("output") or {}).get("data"))
         if (m := player_message(s))
     ]
-
-
-@pytest.fixture(scope="module")
-def browser(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def force_vote(page, key: str = "a") -> None:

@@ -15,7 +15,6 @@ import urllib.request
 import numpy as np
 import pytest
 import soundfile as sf
-from test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +36,6 @@ LONG = " ".join(
 )
 LINE = "() => (document.getElementById('kokoro-browser-line') || {}).textContent || ''"
 RUNS = f"() => window.ttsPlayers['{PLAYER}'] ? window.ttsPlayers['{PLAYER}'].allStats() : []"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from urllib.parse import urljoin
 import pytest
 import soundfile as sf
 from conftest import _free_port
-from test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +22,6 @@ TEXTS = [
     "Glue the sheet to the dark blue background. It is easy to tell the depth of a well.",
 ]
 LONG = " ".join(["It is easy to tell the depth of a well. Four hours of steady work faced us."] * 4)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
