@@ -56,7 +56,7 @@ ORT_FILES = (
     "ort-wasm-simd-threaded.asyncify.wasm",
 )
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
-PARAMS = ("text", "voice", "speed", "language")
+PARAMS = ("text", "voice", "speed", "language", "lexicon")  # lexicon: word -> phonemes (the page sends its visitor's)
 
 router = APIRouter()
 
@@ -172,7 +172,9 @@ def plan(params: dict) -> dict:
     """The chunks Kokoro's server path would synthesize for these parameters, as JSON."""
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
-        raise ApiError(400, f"Unknown parameter {unknown[0]!r}; use text, voice, speed and language.", "invalid_value")
+        raise ApiError(
+            400, f"Unknown parameter {unknown[0]!r}; use text, voice, speed, language and lexicon.", "invalid_value"
+        )
     text, voice = params.get("text", ""), params.get("voice", "")
     language = params.get("language") or None
     if not isinstance(text, str) or not isinstance(voice, str) or not isinstance(language, str | None):
@@ -182,7 +184,14 @@ def plan(params: dict) -> dict:
     speed = params.get("speed", 1.0)
     if isinstance(speed, bool) or not isinstance(speed, str | int | float):
         raise ApiError(400, "speed must be a number.", "invalid_value")
-    request = SynthesisRequest(text=text, voice=voice, speed=speed, language=language)  # checks text and speed
+    lexicon = params.get("lexicon") or {}
+    if isinstance(lexicon, str):  # a GET query carries it as JSON text
+        try:
+            lexicon = json.loads(lexicon)
+        except ValueError:
+            raise ApiError(400, "lexicon must be a JSON object of words to phonemes.", "invalid_value") from None
+    # checks text, speed and the lexicon's shape; the engine's front-end checks its phonemes
+    request = SynthesisRequest(text=text, voice=voice, speed=speed, language=language, lexicon=lexicon)
     try:
         model = model_name()
     except UnavailableError:

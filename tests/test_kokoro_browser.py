@@ -107,6 +107,33 @@ def test_bad_plan_bodies_get_one_sentence(client):
     assert answer.status_code == 400 and one_sentence(answer)
 
 
+TRAIN, HOUSE = "tɹˈAn", "hˈWs"  # misaki's phonemes for "train" and "house"
+
+
+def test_the_plan_speaks_the_lexicon_the_page_sends(client):
+    body = {"text": "I saw a house today.", "voice": "jm_kumo"}
+    plain = client.post("/kokoro/plan", json=body).json()
+    spoken = client.post("/kokoro/plan", json={**body, "lexicon": {"House": TRAIN}}).json()
+    said = " ".join(chunk["phonemes"] for chunk in spoken["chunks"])
+    assert TRAIN in said and HOUSE not in said
+    assert HOUSE in " ".join(chunk["phonemes"] for chunk in plain["chunks"])
+    assert [c["tokens"] for c in spoken["chunks"]] != [c["tokens"] for c in plain["chunks"]]
+    by_query = client.get("/kokoro/plan", params={**body, "lexicon": json.dumps({"house": TRAIN})}).json()
+    assert by_query["chunks"] == spoken["chunks"]
+
+
+@pytest.mark.parametrize(
+    ("lexicon", "says"),
+    [(["house"], "map words"), ({"house": "§§"}, "cannot say"), ({"two words": TRAIN}, ""), ("{no", "JSON")],
+)
+def test_a_bad_lexicon_in_the_plan_gets_one_sentence_and_the_next_plan_works(client, lexicon, says):
+    body = {"text": "I saw a house today.", "voice": "jm_kumo", "lexicon": lexicon}
+    answer = client.post("/kokoro/plan", json=body)
+    assert answer.status_code == 400, answer.text
+    assert says in one_sentence(answer)
+    assert client.post("/kokoro/plan", json={**body, "lexicon": {}}).status_code == 200
+
+
 def asset_urls(client) -> dict[str, str]:
     plan = client.get("/kokoro/plan", params={"text": "Hi.", "voice": "jm_kumo"}).json()
     return {

@@ -17,7 +17,9 @@ from pathlib import Path
 import gradio as gr
 
 from api import kokoro_browser
+from engines import lexicon, registry
 
+from .lexicon_panel import visitor
 from .player import StreamPlayer
 
 HERE = Path(__file__).parent
@@ -44,6 +46,15 @@ def render_in() -> gr.Radio:
     )
 
 
+def visitor_phonemes() -> dict[str, str]:
+    """The page visitor's pronunciations for the engine the browser runs (`ui.lexicon_panel`): the page
+    sends them with the text, so the plan speaks them as the server path would."""
+    engine_id, owner = registry.browser_engine(), visitor()
+    if not engine_id or not owner:
+        return {}
+    return lexicon.owner_mapping(owner, registry.capabilities(engine_id).lexicon)
+
+
 def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: list) -> None:
     """Inside the Blocks, after the tab's Generate button and player: the browser path's status line and
     its event. `inputs` are the text, voice, blend, speed and language components, in that order."""
@@ -51,8 +62,9 @@ def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: li
     js = f"({TAB_JS})(element, {json.dumps(spec)});"
     gr.HTML(value="", html_template="", elem_id="kokoro-browser-status", js_on_load=js)
     go = gr.Button("Generate in this browser", visible="hidden", elem_id=spec["go"])
-    go.click(
-        None, inputs, None, api_visibility="private",
-        js="(...values) => { window.kokoroTab.generate(...values); }",  # text, voice, blend, speed, language
+    pronunciations = gr.JSON(visible=False)
+    go.click(visitor_phonemes, None, pronunciations, queue=False, api_visibility="private").then(
+        None, [*inputs, pronunciations], None, api_visibility="private",
+        js="(...values) => { window.kokoroTab.generate(...values); }",  # text, voice, blend, speed, language, lexicon
     )  # fmt: skip
     choice.change(None, choice, None, js="(m) => { window.kokoroRenderIn = m; }", api_visibility="private")

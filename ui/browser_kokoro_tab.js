@@ -66,7 +66,7 @@
     button.click();
   }
 
-  async function generate(text, voice, blend, speed, language) {
+  async function generate(text, voice, blend, speed, language, lexicon) {
     const kb = window.kokoroBrowser;
     const check = kb ? kb.capable() : { ok: false, reason: "Kokoro's browser module did not load, so the server renders it." };
     if (!check.ok) return fallback(check.reason);
@@ -76,6 +76,7 @@
     try {
       const result = await kb.render(text, (blend || "").trim() || voice, speed, {
         language,
+        lexicon: lexicon && typeof lexicon === "object" ? lexicon : {},  // the visitor's pronunciations
         onStatus: (s) => { if (myRun === run) say(describe(s)); },
         onChunk: (audio, info) => { if (myRun === run) feed({ k: "piece", run, sr: info.sample_rate, pcm: pcmBase64(audio) }); },
       });
