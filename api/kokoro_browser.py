@@ -147,7 +147,7 @@ async def asset(name: str, request: Request) -> Response:
 
 @router.get("/kokoro/plan")
 async def plan_get(request: Request) -> Response:
-    return await _answer({k: request.query_params[k] for k in PARAMS if k in request.query_params})
+    return await _answer(dict(request.query_params))
 
 
 @router.post("/kokoro/plan")

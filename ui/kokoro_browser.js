@@ -3,6 +3,7 @@
 //   render(text, voice, speed, {onChunk(float32Array, chunkInfo), onStatus(obj), language})
 //     -> Promise<{backend, model_download_s, ttfa_s, rtf, audio: Float32Array, ...}>
 //   stop(): no further chunks; the running render resolves with what it has (stopped: true).
+//   capable(), info(), busy(), rendered(): see below.
 // The server plans (POST /kokoro/plan: the same G2P and chunking as its own Kokoro path), one Web Worker
 // (kokoro_worker.js) holds the session for the page's lifetime and renders chunk by chunk. Figures are
 // measured here: ttfa_s from render() to the first chunk's audio (the one-time model download and
@@ -22,6 +23,7 @@
   let current = null; // the render in progress: {stopped}
   let statusSink = null; // the running render's onStatus (download progress comes from the worker)
   let nextId = 0;
+  let renderedCount = 0;
   const waiting = new Map(); // chunk id -> {resolve, reject}
 
   function failure(message, fallback) {
@@ -59,7 +61,7 @@
         if (msg.type === "progress") { if (statusSink) statusSink({ stage: "download", loaded: msg.loaded, total: msg.total }); }
         else if (msg.type === "session") { if (statusSink) statusSink({ stage: "session" }); }
         else if (msg.type === "ready") { info = msg; resolve(msg); }
-        else if (msg.type === "audio") { const w = waiting.get(msg.id); waiting.delete(msg.id); if (w) w.resolve(msg); }
+        else if (msg.type === "audio") { renderedCount += 1; const w = waiting.get(msg.id); waiting.delete(msg.id); if (w) w.resolve(msg); }
         else if (msg.type === "error") {
           if (msg.stage === "init") reject(failure("This browser could not load Kokoro's model, so the server renders it.", true));
           const w = waiting.get(msg.id);
@@ -173,5 +175,6 @@
     current = null;
   }
 
-  window.kokoroBrowser = { capable, render, stop, info: () => info };
+  // info(): the worker's ready message; busy(): a chunk is in the worker; rendered(): chunks done so far
+  window.kokoroBrowser = { capable, render, stop, info: () => info, busy: () => waiting.size > 0, rendered: () => renderedCount };
 })();
