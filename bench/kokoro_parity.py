@@ -35,11 +35,6 @@ CASES = [
     ("jm_kumo", "The birch canoe slid on the smooth planks."),
     ("jm_kumo", "Glue the sheet to the dark blue background. It is easy to tell the depth of a well."),
     ("jf_gongitsune", "These days a chicken leg is a rare dish, and rice is often served in round bowls."),
-    (
-        "jm_kumo",
-        "The juice of lemons makes fine punch. The box was thrown beside the parked truck. "
-        "Four hours of steady work faced us.",
-    ),
 ]
 
 
@@ -70,10 +65,17 @@ def main() -> None:
                     keep = ("backend", "model_download_s", "ttfa_s", "rtf", "chunks")
                     rows.append({**found, "browser": {k: figures.get(k) for k in keep}})
                     rows[-1]["wall_s"] = round(time.perf_counter() - started, 1)
+                    print(f"{voice}: {text[:40]}… done in {rows[-1]['wall_s']} s", file=sys.stderr, flush=True)
+                    report(rows, args.out, final=False)
                 browser.close()
         finally:
             app.stop()
 
+    print(report(rows, args.out, final=True))
+
+
+def report(rows: list[dict], out: Path | None, final: bool) -> str:
+    """The JSON report of the rows so far (written to `out` after each row, so a cut run keeps them)."""
     summary = {
         "cases": len(rows),
         "max_duration_diff_pct": max(r["duration_diff_pct"] for r in rows),
@@ -82,17 +84,19 @@ def main() -> None:
         "below_reference": sum(r["below_reference"] for r in rows),
         "same_words": sum(r["same_words"] for r in rows),
     }
-    report = {
+    found = {
+        "complete": final,
         "what": "Kokoro int8: headless Chromium (onnxruntime-web, WASM) vs the server (onnxruntime)",
         "baseline": "reference_distance: the server's clip vs the same text in another packaged voice, same run",
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "load_average_1m": round(os.getloadavg()[0], 1),  # other jobs on the machine while it ran
         "summary": summary,
         "rows": rows,
     }
-    text = json.dumps(report, indent=1, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    text = json.dumps(found, indent=1, ensure_ascii=False)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+    return text
 
 
 if __name__ == "__main__":

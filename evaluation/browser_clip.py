@@ -1,13 +1,14 @@
 """The clip a visitor's browser rendered (Compare's "Kokoro in this browser" slot), sent back to be measured.
 
-The page renders the slot with the in-browser Kokoro (`window.kokoroBrowser`), encodes the audio as a 16-bit
-mono WAV and sends it, base64 in a small JSON object, with the figures the browser measured: `{"wav", "backend",
-"ttfa_s", "rtf", "total_s", "model_download_s", "chunks"}`, or `{"error": sentence}` when it could not render
-(with `"fallback": true` when this browser cannot run it at all: no WebAssembly SIMD, too little memory; the
-server then renders the slot instead, `fallback_reason`). Nothing in it is trusted as sent: the payload's size
-is bounded before it is decoded, the WAV header's sample rate, channels and length are checked against the
-limits below and against the samples actually there, the audio is resampled to the app's rate, and each figure
-is kept only when it is a finite number in a plausible range. Every refusal is one sentence (`InputError`).
+The page renders the slot with the in-browser Kokoro (`window.kokoroBrowser`), encodes the audio as a
+16-bit mono WAV and sends it, base64 in a small JSON object, with the figures the browser measured:
+`{"wav", "backend", "ttfa_s", "rtf", "total_s", "model_download_s", "chunks"}`, or `{"error": sentence}`
+when it could not render (with `"fallback": true` when this browser cannot run it at all: no WebAssembly
+SIMD, too little memory; the server then renders the slot instead, `fallback_reason`). Nothing in it is
+trusted as sent: the payload's size is bounded before it is decoded, the WAV header's sample rate,
+channels and length are checked against the limits below and against the samples actually there, the
+audio is resampled to the app's rate, and each figure is kept only when it is a finite number in a
+plausible range. Every refusal is one sentence (`InputError`).
 """
 
 from __future__ import annotations

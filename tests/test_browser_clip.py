@@ -140,3 +140,20 @@ def test_the_api_says_a_browser_slot_runs_on_the_page_only():
 
     with pytest.raises(InputError, match="Compare page only"):
         parse_slot("kokoro@browser:jm_kumo")
+
+
+def test_the_compare_tab_offers_the_browser_slot_and_falls_back_to_the_server_when_asked():
+    from evaluation.compare import IN_BROWSER
+    from ui.compare_tab import browser_js, engine_choices, make_slot, voice_choices
+
+    assert engine_choices()[-1] == ("Kokoro in this browser", IN_BROWSER)
+    assert voice_choices(IN_BROWSER) == voice_choices("kokoro")
+    slot = make_slot(IN_BROWSER, "jm_kumo", None, "", None, encode(tone(1.0)))
+    assert slot.browser is not None and slot.system == "kokoro@browser:jm_kumo"
+    reason = "This browser cannot run Kokoro itself (it lacks WebAssembly SIMD), so the server renders it."
+    fallback = make_slot(IN_BROWSER, "jm_kumo", None, "", None, json.dumps({"error": reason, "fallback": True}))
+    assert fallback.browser is None and fallback.system == "kokoro:jm_kumo"
+    with pytest.raises(InputError, match="sent no audio back"):
+        make_slot(IN_BROWSER, "jm_kumo", None, "", None, "")  # the page's step did not run (a script)
+    assert make_slot("kokoro", "jm_kumo", None, "").browser is None  # the server's slots as before
+    assert browser_js().startswith("async (...args) =>") and IN_BROWSER in browser_js()

@@ -75,7 +75,7 @@ async function (spec, args) {
         if (out.stopped) throw new Error("Stopped in this browser before it finished.");
         const rate = out.sample_rate || 24000;
         if (out.audio.length > spec.max_seconds * rate) throw new Error(`This browser's clip is over ${spec.max_seconds} s; compare a shorter text.`);
-        say(slot.status, "Rendered in this browser; sending it to be measured…");
+        say(slot.status, "Rendered in this browser and sent back to be measured.");
         result[slot.clip] = JSON.stringify({
           wav: await base64(wav(out.audio, rate)), backend: out.backend, ttfa_s: out.ttfa_s, rtf: out.rtf,
           total_s: out.total_s, model_download_s: out.model_download_s, chunks: out.chunks,

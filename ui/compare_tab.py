@@ -236,7 +236,7 @@ def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterat
             continue
         player, status = ui[event.slot]
         update = {status: _status(event)}
-        audio = pair_message(event)
+        audio = pair_message(event, figures=event.result.slot.browser is None)  # a browser's ttfa is not the server's
         if audio is not None:
             update[player] = audio
         yield update

@@ -20,7 +20,9 @@ from test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.slow
 
-TEXT = "The birch canoe slid on the smooth planks."
+# Not "The birch canoe slid…": Whisper tiny.en is on the edge with "canoe" in this voice ("can be slid" on
+# the server, "canoes slid" in the browser in one run), which tests the ASR, not the parity.
+TEXT = "Glue the sheet to the dark blue background."
 VOICE = "jm_kumo"
 MODULE = "kokoro/assets/kokoro_browser.js"
 
@@ -92,7 +94,7 @@ def test_the_browser_renders_what_the_server_renders(page, app_url, server_kokor
     assert found["duration_diff_pct"] <= 2.0, found
     assert found["mel_distance"] < found["reference_distance"], found
     assert found["same_words"], found
-    assert "planks" in found["words_b"]
+    assert "background" in found["words_b"]
 
 
 def pick(page, elem_id: str, option: str) -> None:
@@ -102,22 +104,24 @@ def pick(page, elem_id: str, option: str) -> None:
 
 def test_a_compare_slot_rendered_in_this_browser_is_measured_like_any_slot(page, app_url, artifacts):
     page.goto(app_url, wait_until="load", timeout=120_000)
-    page.get_by_role("tab", name="Compare").click()
+    page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
+    page.get_by_role("tab", name="Compare").click(timeout=120_000)  # after the page's load events
     page.locator("#compare-text textarea").fill(TEXT)
     pick(page, "compare-a-voice", VOICE)
     pick(page, "compare-b-engine", "Kokoro in this browser")
     pick(page, "compare-b-voice", VOICE)
     page.locator("#compare-go").click()
     try:
-        page.locator("#compare-b-status", has_text="in this browser").wait_for(timeout=240_000)
-        page.locator("#compare-metrics", has_text="kokoro@browser:jm_kumo").wait_for(timeout=240_000)
+        # the browser renders B first (WASM, slower than real time here), then the server speaks A, then B plays
+        page.locator("#compare-b-status", has_text="in this browser").wait_for(timeout=600_000)
+        page.locator("#compare-metrics", has_text="kokoro@browser:jm_kumo").wait_for(timeout=300_000)
         page.locator("#compare-metrics", has_text="predicted MOS").wait_for(timeout=120_000)
     finally:
         page.screenshot(path=str(artifacts / "compare_browser_slot.png"), full_page=True)
     status = page.locator("#compare-b-status").inner_text()
     assert "measured in the browser" in status and "wasm" in status
     table = page.locator("#compare-metrics").inner_text()
-    assert "kokoro:jm_kumo" in table and "smooth planks" in table.lower().replace("\n", " ")
+    assert "kokoro:jm_kumo" in table and "dark blue background" in table.lower().replace("\n", " ")
     link = page.locator("a[href*='metrics-']").first
     with urllib.request.urlopen(urljoin(app_url, link.get_attribute("href")), timeout=30) as answer:
         summary = json.loads(answer.read())
