@@ -77,3 +77,21 @@ def test_a_visitors_entry_changes_what_kokoro_says_for_them_and_no_one_else(brow
     alice.reload(wait_until="load")
     alice.locator("#kokoro-lexicon").get_by_text("Pronunciation").first.click()
     table_shows(alice, TRAIN)  # kept, and shown again after a reload
+
+
+def test_rendered_in_the_browser_the_plan_speaks_the_visitors_entry(browser, app_url):
+    """Kokoro in this browser: the page sends the visitor's entries with the text, so the plan the
+    browser renders holds the entry's phonemes (the render itself is the browser tests' business)."""
+    carol = visit(browser, app_url)
+    field(carol, "kokoro-lexicon-word").fill("house")
+    field(carol, "kokoro-lexicon-phonemes").fill(TRAIN)
+    carol.locator("#kokoro-lexicon-save").click()
+    table_shows(carol, TRAIN)
+    carol.locator("#kokoro-render-in").get_by_label("this browser").check()
+    carol.wait_for_function("() => window.kokoroRenderIn === 'this browser'", timeout=30_000)
+    field(carol, "kokoro-text").fill("I saw a house today.")
+    with carol.expect_response(lambda answer: "/kokoro/plan" in answer.url, timeout=120_000) as planned:
+        carol.locator("#kokoro-generate").click()
+    said = " ".join(chunk["phonemes"] for chunk in planned.value.json()["chunks"])
+    carol.locator("#kokoro-stop").click()
+    assert TRAIN in said and HOUSE not in said, said
