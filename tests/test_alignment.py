@@ -204,8 +204,31 @@ def test_compare_keeps_the_words_of_the_transcription_it_already_made(monkeypatc
     ]  # the text, at the times heard
 
 
-def test_a_tiny_random_qwen_clip_is_not_aligned():
-    pytest.skip("A tiny random-weight Qwen3-TTS checkpoint makes noise, not words: aligning it measures nothing.")
+@pytest.mark.slow
+def test_a_tiny_qwen_clip_reports_every_input_word_timed_inside_the_clip_or_dropped(qwen_dirs):
+    """A tiny random-weight Qwen3-TTS checkpoint makes noise, not words, and the runaway guard ends its
+    sentences: whatever the ASR makes of it, every input word is reported, in order, each either timed
+    (monotonic, inside the clip) or dropped with no times, and the error rate says how far it is."""
+    from engines.audio import join
+    from engines.base import SynthesisRequest
+    from engines.qwen import QwenCustomEngine
+
+    text = "Rice is often served in round bowls."
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
+        mp.setenv("TORCH_THREADS", "1")
+        engine = QwenCustomEngine()
+        engine.load("cpu")
+        try:
+            audio = join(engine.stream(SynthesisRequest(text=text, voice="Ryan", language="English")))
+        finally:
+            engine.unload()
+    assert len(audio) > 0
+    found = align_clip(audio, SAMPLE_RATE, text)
+    assert [w["word"] for w in found.words] == re.sub(r"[.,]", "", text).split()
+    assert_timed_inside(found.words, len(audio) / SAMPLE_RATE)
+    assert found.error_rate == round(metrics.error_rate(text, found.transcript), 4)
+    assert found.error_unit == "word"
 
 
 # --- the real model and ASR ---
