@@ -259,7 +259,7 @@ PROMPTS: dict[str, tuple[Prompt, ...]] = {
         "The village library was never large, but it was always full. Children sprawled on the carpet "
         "with picture books, students claimed the long table by the radiator, and retired teachers "
         "argued softly over the newspapers. When the council announced that the building would close, "
-        "the protest was polite but stubborn. People wrote letters, organised readings, and filled the "
+        "the protest was polite but stubborn. People wrote letters, organised readings, and stocked the "
         "shelves with donated books until it became clear that the library belonged to the whole town.",
         "Sleep is one of the strangest things we do. For hours each night we lie still, cut off from the "
         "world, while the brain sorts through the day, strengthening some memories and letting others "
