@@ -235,6 +235,9 @@ class Capabilities:
     saved_voices: bool = False  # speaks the voices of `engines.voice_library`, and makes them (`clone_prompt`)
     batches: bool = False  # `synthesize_batch(requests)`: several texts in one model call
     instructions: bool = False  # may follow `SynthesisRequest.instruct` (this model: EngineInfo.follows_instructions)
+    # makes a new voice from a description (`SynthesisRequest.instruct`); its voices are ready-made
+    # descriptions, so a caller may leave the voice out (`default_voice`) and describe one instead
+    designs_voices: bool = False
     streams: bool = True  # yields audio while the rest is generated, not only the whole clip at the end
     # `front_end(request)` plans token ids and style rows that its ONNX export renders in a browser (`/kokoro/plan`)
     renders_in_browser: bool = False

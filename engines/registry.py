@@ -32,6 +32,7 @@ ENGINES: dict[str, str] = {
     "kokoro": "engines.kokoro:KokoroEngine",
     "qwen-custom": "engines.qwen:QwenCustomEngine",
     "qwen-clone": "engines.qwen:QwenCloneEngine",
+    "qwen-design": "engines.qwen_design:QwenDesignEngine",
 }
 
 _lock = threading.Lock()

@@ -1,9 +1,10 @@
-"""Build TINY random-weight Qwen3-TTS 12Hz checkpoints (CustomVoice + Base) for offline tests.
+"""Build TINY random-weight Qwen3-TTS 12Hz checkpoints (CustomVoice, Base, VoiceDesign) for offline tests.
 
 Usage:
-    python tests/qwen_tiny.py OUT_ROOT [--kind custom_voice|base|both] [--seed 0]
+    python tests/qwen_tiny.py OUT_ROOT [--kind custom_voice|base|voice_design|both] [--seed 0]
 
-Produces OUT_ROOT/tiny-12hz-customvoice and/or OUT_ROOT/tiny-12hz-base, each loadable with
+Produces OUT_ROOT/tiny-12hz-customvoice, OUT_ROOT/tiny-12hz-base and/or OUT_ROOT/tiny-12hz-voicedesign
+(a VoiceDesign model is 1.7B-sized in name only: pass --model-size 1b7, as the real one is), each loadable with
     Qwen3TTSModel.from_pretrained(dir, device_map="cpu", dtype=torch.float32, attn_implementation="sdpa")
 
 Layout of each checkpoint dir (mirrors the real Qwen/Qwen3-TTS-12Hz-* repos):
@@ -349,12 +350,12 @@ def build_one(out_dir, kind, seed=0, model_size="0b6"):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("out_root")
-    ap.add_argument("--kind", choices=["custom_voice", "base", "both"], default="both")
+    ap.add_argument("--kind", choices=["custom_voice", "base", "voice_design", "both"], default="both")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-size", default="0b6", help='"0b6" disables instruct in generate_custom_voice')
     a = ap.parse_args(argv)
     kinds = ["custom_voice", "base"] if a.kind == "both" else [a.kind]
-    names = {"custom_voice": "tiny-12hz-customvoice", "base": "tiny-12hz-base"}
+    names = {"custom_voice": "tiny-12hz-customvoice", "base": "tiny-12hz-base", "voice_design": "tiny-12hz-voicedesign"}
     for k in kinds:
         d = build_one(os.path.join(a.out_root, names[k]), k, a.seed, a.model_size)
         print(d)

@@ -1,9 +1,12 @@
-"""The Qwen3-TTS tab: preset speakers and voice cloning (with a saved-voice library), streamed.
+"""The Qwen3-TTS tab: preset speakers, voice cloning (with a saved-voice library) and voice design, streamed.
 
 Built only from the engine registry: speakers and languages come from the loaded model (or
 voices/qwen.json before loading); the instruction box is live only for a model that follows
 instructions; a model that cannot be found offline makes the tab say so in one sentence. Saved
 voices are the visitor's own (`ui.owner`): listed, spoken, replaced and deleted only by their owner.
+The "Voice design" sub-tab appears for an engine that designs voices (`Capabilities.designs_voices`):
+a voice from a description, and "Keep this voice", which clones the designed clip with its text into
+the visitor's saved voices (the engine that keeps them: `Capabilities.saved_voices`).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import gradio as gr
 
 from engines import gpu, registry
 from engines.audio import OutputSettings, join
-from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
+from engines.base import MAX_INSTRUCT_CHARS, SAMPLE_RATE, InputError, SynthesisRequest
 from engines.language import AUTO
 from engines.qwen import catalogue
+from engines.qwen_design import PRESETS
 from engines.reference import Reference, load_reference, read_upload, settle_transcript
 from engines.timing import RunStats
 from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
@@ -225,6 +229,108 @@ def _clone(
         reference_text=transcript, x_vector_only=x_vector_only,
     )  # fmt: skip
     yield from _speak("qwen-clone", wanted, "qwen-clone", fmt, settings, chunks)
+
+
+def _designer() -> str:
+    """The engine that designs voices from a description (`Capabilities.designs_voices`)."""
+    found = registry.engines_that("designs_voices")
+    if not found:
+        raise InputError("No voice-design model is configured on this server.")
+    return found[0]
+
+
+def _design_for_player(player: StreamPlayer) -> Callable:
+    """The page's design event: the run as the player's messages."""
+
+    @user_errors
+    def stream(*args) -> Iterator[tuple]:
+        *inputs, check = args
+        text, description, language = inputs[:3]
+        run = lambda chunks: _design(*inputs, chunks=chunks)  # noqa: E731
+        voice = registry.capabilities(_designer()).default_voice
+        yield from _played(player, run, _designer(), voice, text, language, check, "qwen-design")
+
+    return stream
+
+
+@needs_ffmpeg
+@user_errors
+def design_stream(
+    text: str,
+    description: str,
+    language: str,
+    fmt: str = "wav",
+    loudness: str = "Off",
+    peak_normalize: bool = False,
+    trim: bool = False,
+    denoise: bool = False,
+    fade: bool = False,
+) -> Iterator[tuple]:
+    """Speak text in a voice designed from a description (Qwen3-TTS VoiceDesign model), streamed sentence by sentence.
+
+    Args:
+        text: What to say, up to 5,000 characters.
+        description: The voice in words, up to 500 characters: who speaks, timbre, pace, mood (e.g. "A warm,
+            low-pitched narrator in his sixties, slow and calm"); empty for the default described voice.
+        language: Language of the text: Auto, Chinese, English, Japanese, Korean, German, French, Russian, etc.
+        fmt: File format of the whole clip: wav, flac, mp3, ogg (Ogg Vorbis) or opus (Ogg Opus).
+        loudness: Loudness target: Off, -23, -16, -14, or a number of LUFS from -40 to -5 (true peak at most -1 dBFS).
+        peak_normalize: True to bring the true peak to -1 dBFS (used when there is no loudness target).
+        trim: True to cut the silence at both ends of the file.
+        denoise: True to reduce background noise in the file.
+        fade: True for short fades at both ends of the file.
+
+    Returns:
+        the audio, streamed sentence by sentence
+        a status line with time to first audio and real-time factor
+        the whole clip as a file in the chosen format (keep it as a saved voice with qwen_keep_designed_voice).
+    """
+    yield from _as_audio(_design(text, description, language, fmt, loudness, peak_normalize, trim, denoise, fade))
+
+
+def _design(
+    text, description, language, fmt, loudness, peak_normalize, trim, denoise, fade, chunks=None
+) -> Iterator[tuple]:
+    engine_id = _designer()
+    voice = registry.capabilities(engine_id).default_voice  # a described voice; the description replaces it
+    request = SynthesisRequest(
+        text=text or "", voice=voice, language=language, instruct=(description or "").strip() or None
+    )
+    fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
+    yield from _speak(engine_id, request, "qwen-design", fmt, settings, chunks)
+
+
+@user_errors
+def keep_designed(
+    clip: str | None,
+    text: str,
+    name: str,
+    overwrite: bool = False,
+    share_in_arena: bool = False,
+    owner_token: str = "",
+    request: gr.Request | None = None,
+):
+    """Keep a designed voice: clone a clip made by qwen_design_stream, with the text it speaks, into your saved voices.
+
+    A designed voice changes a little from one generation to the next; a saved voice sounds the same in every
+    line, tab, /v1 request and CLI call (speak it with the cloning model, as `saved`).
+
+    Args:
+        clip: The whole clip that qwen_design_stream returned (its file).
+        text: Exactly the text that clip speaks (the cloning model learns the voice from both).
+        name: Name of the saved voice (letters, digits, - and _; any case: "Bob" is "bob").
+        overwrite: True to replace your voice of the same name; without it, a name you already use is refused.
+        share_in_arena: True to let the blind Arena draw this voice for everyone's votes.
+        owner_token: Your owner token (from /owner_token): only this token lists, uses or deletes the voice.
+
+    Returns:
+        your saved-voice list, with the kept voice selected.
+    """
+    if not clip:
+        raise InputError("Generate a clip in a designed voice first, then keep it.")
+    if not (text or "").strip():
+        raise InputError("Keeping a designed voice needs the text its clip speaks.")
+    return save_reference(clip, text, False, name, overwrite, share_in_arena, owner_token, request)
 
 
 def _library(owner: str | None, value: str = LIBRARY_NONE):
@@ -450,4 +556,67 @@ def build_tab(owner: gr.Textbox) -> None:
                 save_reference, [c_ref, c_transcript, c_xvec, c_name, api_overwrite, c_share, owner], c_saved,
                 api_name="qwen_save_voice",
             )  # fmt: skip
-        lexicon_panel.build("qwen-custom", owner)  # the visitor's pronunciations, under both sub-tabs
+        for designer in registry.engines_that("designs_voices"):  # normally one: Qwen3-TTS VoiceDesign
+            _design_tab(designer, languages, owner, c_saved)
+        lexicon_panel.build("qwen-custom", owner)  # the visitor's pronunciations, under every sub-tab
+
+
+def _design_tab(engine_id: str, languages: list[str], owner: gr.Textbox, saved: gr.Dropdown) -> None:
+    """The "Voice design" sub-tab: a voice from a description, streamed; "Keep this voice" clones the clip
+    with its text into the visitor's saved voices (`saved`: the cloning sub-tab's list, updated)."""
+    described = {v.id: v.name for v in registry.info(engine_id).voices}
+    default = registry.capabilities(engine_id).default_voice
+    with gr.Tab("Voice design", id="qwen-design"):
+        gr.Markdown(banner(engine_id))
+        with gr.Row():
+            with gr.Column(scale=3):
+                d_text = gr.Textbox(
+                    label="Text", lines=5, value="Hello! This voice was designed from a few words.",
+                    elem_id="qwen-design-text",
+                )  # fmt: skip
+                d_description = gr.Textbox(
+                    label="Describe the voice (who speaks, timbre, pace, mood)", lines=3,
+                    value=PRESETS.get(default, ("", ""))[1], max_length=MAX_INSTRUCT_CHARS,
+                    elem_id="qwen-design-description",
+                )  # fmt: skip
+            with gr.Column(scale=2):
+                d_start = gr.Dropdown(
+                    [(name, voice) for voice, name in described.items()], value=default,
+                    label="Start from a described voice", elem_id="qwen-design-start",
+                )  # fmt: skip
+                d_language = gr.Dropdown(languages, value=AUTO, label="Language")
+                d_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-design-check")
+                d_output = output_controls("qwen-design")
+        with gr.Row():
+            d_go = gr.Button("Generate", variant="primary", elem_id="qwen-design-generate")
+            d_stop = gr.Button("Stop", variant="stop", elem_id="qwen-design-stop")
+        d_player = StreamPlayer("qwen-design-player", "Speech")
+        d_status = gr.Markdown(elem_id="qwen-design-status")
+        d_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-design-download")
+        d_captions = captions_box("qwen-design", d_check)
+        gr.Markdown(
+            "A designed voice changes a little with every generation. **Keep this voice** clones the clip above, "
+            "with its text, into your saved voices: then it sounds the same in every line, tab, `/v1` and the CLI."
+        )
+        with gr.Row():
+            d_name = gr.Textbox(label="Keep as", placeholder="my-narrator", scale=3, elem_id="qwen-design-name")
+            d_keep = gr.Button("Keep this voice", scale=1, elem_id="qwen-design-keep")
+        d_share = gr.Checkbox(
+            label="Share in the arena (anyone may hear it in blind pairs; its name shows after a vote)"
+        )
+        d_spoken = gr.State("")  # the text of the clip being made: its transcript when it is kept
+        d_start.change(lambda voice: PRESETS.get(voice, ("", ""))[1], d_start, d_description, api_visibility="private")
+        d_inputs = [d_text, d_description, d_language, *d_output]
+        d_go.click(lambda text: text, d_text, d_spoken, api_visibility="private", show_progress="hidden")
+        d_event = d_go.click(
+            _design_for_player(d_player), [*d_inputs, d_check], [d_player.output, d_status, d_file, d_captions],
+            api_name="qwen_design_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
+        )  # fmt: skip
+        d_player.bind(d_go, d_stop, [d_event])
+        _api_stream(design_stream, d_inputs, [d_status, d_file], "qwen_design_stream")
+        with gr.Row(visible=False):  # the API's keep: `overwrite` says whether a name may be reused
+            d_overwrite = gr.Checkbox(False)
+        d_keep.click(
+            keep_designed, [d_file, d_spoken, d_name, d_overwrite, d_share, owner], saved,
+            api_name="qwen_keep_designed_voice",
+        )  # fmt: skip
