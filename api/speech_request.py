@@ -34,7 +34,7 @@ class SpeechBody(BaseModel):
 
     model: StrictStr
     input: StrictStr
-    voice: StrictStr
+    voice: StrictStr | None = None  # required, except by a model that designs voices (it has a default)
     response_format: StrictStr = "mp3"
     speed: StrictFloat = 1.0  # a JSON number (an integer too); "1.0" as a string is a 400
     stream_format: StrictStr | None = None  # "audio" or "sse": stream; left out: the whole file
@@ -135,7 +135,7 @@ def prepare(body: SpeechBody, owner: str | None = None) -> Plan:
         )  # fmt: skip
     settings = OutputSettings(lufs=body.lufs, **{name: getattr(body, name) for name in WHOLE_FILE_OPTIONS})
     info = registry.info(engine_id)
-    voice = resolve_voice(engine_id, body.voice, info, owner)  # voices are known without loading the model
+    voice = resolve_voice(engine_id, _voice_asked(body, engine_id), info, owner)  # known without loading the model
     instruct, notes = (body.instructions or "").strip() or None, ()
     if instruct and not info.follows_instructions:
         instruct, notes = None, (f"instructions ignored: {info.name} does not follow style instructions.",)
@@ -148,6 +148,17 @@ def prepare(body: SpeechBody, owner: str | None = None) -> Plan:
     if stream:
         StreamEncoder.check(fmt)  # mp3, opus and ogg stream through ffmpeg
     return Plan(engine_id, request, fmt, settings, stream, notes, body.timestamps)
+
+
+def _voice_asked(body: SpeechBody, engine_id: str) -> str:
+    """The requested voice; left out, the default of a model that designs voices (the description in
+    `instructions` replaces it), else a 400 as for any missing field."""
+    if body.voice is not None:
+        return body.voice
+    capabilities = registry.capabilities(engine_id)
+    if capabilities.designs_voices and capabilities.default_voice:
+        return capabilities.default_voice
+    raise ApiError(400, "The field 'voice' is required.", "missing_field", "voice")
 
 
 def _stream_format(body: SpeechBody, fmt: str) -> str | None:

@@ -48,7 +48,9 @@ def request_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--lang", default=None, help="language code or name (default: from the voice)")
     p.add_argument("--text-file", type=Path)
-    p.add_argument("--instruct", help="style instruction (Qwen3-TTS 1.7B CustomVoice)")
+    p.add_argument(
+        "--instruct", help="style instruction (Qwen3-TTS 1.7B CustomVoice), or the voice described (qwen-design)"
+    )
     p.add_argument("--ref-audio", type=Path, help="reference clip to clone (qwen-clone)")
     p.add_argument("--ref-text", help="exact transcript of the reference (default: transcribed)")
     p.add_argument("--x-vector-only", action="store_true", help="clone the timbre only, no transcript needed")
@@ -118,7 +120,7 @@ def request(args: argparse.Namespace) -> SynthesisRequest:
     clip, ref_text, x_vector_only = reference(args)
     return SynthesisRequest(
         text=read_text(args),
-        voice=args.voice,
+        voice=args.voice or _designed_voice(args.engine),
         speed=args.speed,
         language=args.lang,
         instruct=args.instruct,
@@ -129,6 +131,12 @@ def request(args: argparse.Namespace) -> SynthesisRequest:
         owner=OPERATOR,  # the machine's operator: every saved voice
         lexicon=mapping(lexicon_entries(args), registry.capabilities(args.engine).lexicon),
     )
+
+
+def _designed_voice(engine_id: str) -> str:
+    """Without --voice, an engine that designs voices speaks its default described voice (--instruct replaces it)."""
+    capabilities = registry.capabilities(engine_id)
+    return capabilities.default_voice if capabilities.designs_voices else ""
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -91,6 +91,15 @@ def qwen_dirs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def qwen_design_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen3-TTS VoiceDesign checkpoint (1.7B in name, as the only real one is)."""
+    from qwen_tiny import build_one
+
+    root = tmp_path_factory.mktemp("tiny-qwen-design")
+    return Path(build_one(str(root / "voicedesign"), "voice_design", model_size="1b7"))
+
+
 @pytest.fixture(scope="module")
 def packaged_kokoro():
     """The real packaged Kokoro (int8 ONNX), loaded offline once per test module (offline while it runs)."""
