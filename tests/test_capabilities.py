@@ -248,3 +248,40 @@ def test_a_registered_engine_takes_part_in_a_comparison(sine_engine, tmp_path):
     assert first.stats.ttfa_s is not None and set(METRIC_KEYS) <= set(first.metrics)
     summary = write_pair(first, second, TEXT, tmp_path)
     assert summary["a"]["system"] == f"{sine_engine}:low" and (tmp_path / "a.wav").is_file()
+
+
+# ----- an engine that designs voices (Qwen3-TTS VoiceDesign), found by its capability -----------------------
+
+
+def test_an_engine_that_designs_voices_appears_by_its_capability_on_every_way_in(monkeypatch, tmp_path):
+    import gradio as gr
+
+    from api.voices import resolve_model
+    from ui import arena_tab, batch_tab, compare_tab, qwen_tab
+
+    monkeypatch.setenv("QWEN_VOICE_DESIGN_MODEL", str(tmp_path))  # a local folder: usable here, never loaded
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path / "library"))
+    monkeypatch.delenv("ARENA_SYSTEMS", raising=False)
+    designers = registry.engines_that("designs_voices")
+    assert len(designers) == 1
+    designer = designers[0]
+    capabilities = registry.capabilities(designer)
+    assert capabilities.instructions and capabilities.default_voice and not capabilities.clones
+    described = capabilities.default_voice
+
+    assert designer in [engine for _, engine in compare_tab.engine_choices()]
+    assert described in [value for _, value in compare_tab.voice_choices(designer)[0]]
+    assert described in batch_tab.voices_for(designer)
+    assert f"{designer}:{described}" in {slot.system for slot in arena_tab.pool()}
+    assert resolve_model(capabilities.openai_models[0]) == designer
+
+    def design_tabs() -> list:
+        with gr.Blocks() as page:
+            qwen_tab.build_tab(gr.Textbox(visible=False))
+        tabs = [b for b in page.blocks.values() if type(b).__name__ == "Tab"]
+        return [tab.label for tab in tabs if tab.label == "Voice design"]
+
+    assert design_tabs() == ["Voice design"]  # a sub-tab of the Qwen3-TTS tab, built from the capability
+    monkeypatch.delitem(registry.ENGINES, designer)
+    assert design_tabs() == [] and designer not in [engine for _, engine in compare_tab.engine_choices()]
