@@ -1,5 +1,5 @@
 """The parser and the dispatch of `python -m engines list | synth | batch | compare | bench | align |
-serve`.
+kokoro-voice | serve`.
 
 `list` prints the engines, their voices, availability and weights source as JSON, and every saved
 voice (the operator sees every owner's: `<owner folder>/<name>`). `synth` writes a clip (wav, flac,
@@ -7,8 +7,9 @@ mp3, ogg, opus or pcm; `--lufs`, `--peak-normalize`, `--trim`, `--denoise`, `--f
 `batch` renders a .txt or CSV into numbered clips and `manifest.json`. `compare` runs two slots on one
 text and writes `a.wav`, `b.wav` and `metrics.json`. `bench` prints one JSON line with `audio_s,
 total_s, ttfa_s, rtf, chunks`. `align` prints which words of a text a clip says and when (JSON;
-`--srt`/`--vtt` write captions). `serve` starts the engine tier on a local Ray Serve (`serve.cli`, its own
-options). Bad input ends with one line on stderr and exit status 2.
+`--srt`/`--vtt` write captions). `kokoro-voice` finds a Kokoro voice that sounds like a clip and saves it
+(`cli.voice_search`). `serve` starts the engine tier on a local Ray Serve (`serve.cli`, its own options).
+Bad input ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 from engines.base import EngineError
 
-from . import align, batch, compare, speech
+from . import align, batch, compare, speech, voice_search
 
 # subcommand -> (adds its parser to the subparsers, runs it: exit status), in the order `--help` lists them
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "compare": (compare.add_parser, compare.run),
     "bench": (speech.add_bench, speech.run_bench),
     "align": (align.add_parser, align.run),
+    "kokoro-voice": (voice_search.add_parser, voice_search.run),
 }
 
 

@@ -36,7 +36,15 @@ from .base import (
 )
 from .english_nlp import english_nlp
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
-from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
+from .kokoro_voices import (
+    LANGUAGES,
+    auto_language,
+    blend,
+    catalogue,
+    language_code,
+    load_found_voice,
+    parse_voice_spec,
+)
 from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
 from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
@@ -252,11 +260,15 @@ class KokoroEngine:
         """The front-end alone, chunk by chunk: what `stream` synthesizes (token ids, the style row the
         token count picks, the pause after it), lazily, so the first chunk comes before the rest of the
         text is phonemized. The page's browser rendering (`/kokoro/plan`) runs the model on these."""
-        voices = parse_voice_spec(request.voice)
-        self._check_available([name for name, _ in voices])
-        backend = self._loaded()
-        lang = language_code(request.language) or auto_language(voices, request.text)
-        style_pack = blend([backend.pack(name) for name, _ in voices], [w for _, w in voices])
+        found = load_found_voice(request.voice, request.owner) if request.voice not in catalogue() else None
+        if found is not None:  # a voice found for a clip (`evaluation.voice_search`), the owner's
+            backend, lang, style_pack = self._loaded(), language_code(request.language) or "a", found
+        else:
+            voices = parse_voice_spec(request.voice)
+            self._check_available([name for name, _ in voices])
+            backend = self._loaded()
+            lang = language_code(request.language) or auto_language(voices, request.text)
+            style_pack = blend([backend.pack(name) for name, _ in voices], [w for _, w in voices])
         g2p = with_phonemes(self._g2p_for(lang), request.lexicon, backend.vocab)  # the owner's lexicon
 
         seen: list[Piece] = []
@@ -275,6 +287,22 @@ class KokoroEngine:
             group, index = following, index + 1
         if index == 0:
             raise InputError("There is nothing to pronounce in this text (only punctuation, symbols or emoji).")
+
+    def style_table(self, name: str) -> np.ndarray:
+        """A stock voice's style table (rows x 256), for a voice search (`evaluation.voice_search`)."""
+        self._check_available([name])
+        return self._loaded().pack(name)
+
+    def speak_table(self, text: str, table: np.ndarray, language: str | None = "en") -> np.ndarray:
+        """`text` spoken with a style table that is no named voice (a voice search's candidate), whole."""
+        backend = self._loaded()
+        # a voice that plans the chunks (its style rows are replaced): a found voice speaks any language
+        stand_in = next(iter(sorted(backend.voice_names() or PACKAGED_VOICES)))
+        pieces = []
+        for chunk in self.front_end(SynthesisRequest(text, stand_in, language=language)):
+            styled = replace(chunk, style=table[min(len(chunk.ids), len(table)) - 1])
+            pieces.append(self._synthesize(backend, styled, 1.0).audio)
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
     def _synthesize(self, backend, chunk: PlannedChunk, speed: float) -> AudioChunk:
         audio, durations = backend.run(list(chunk.ids), chunk.style, speed)

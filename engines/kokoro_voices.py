@@ -105,3 +105,68 @@ def auto_language(voices: list[tuple[str, float]], text: str) -> str:
     if code in "jz" and not has_kana_or_han(text):
         return "a"
     return code
+
+
+# ----- voices found for a clip (`evaluation.voice_search`), kept in the owner's library ---------------------
+FOUND_FOLDER = "kokoro"  # beside the owner's saved clone prompts (`engines.voice_library`), which never list it
+PACK_SHAPE = (510, 1, 256)  # the official voices' layout (`voices/*.pt`)
+
+
+def _found_folder(owner: str | None):
+    from .voice_library import OPERATOR, library_dir, owner_folder, shared
+
+    if shared():
+        return library_dir() / FOUND_FOLDER
+    if not owner or owner == OPERATOR:
+        return library_dir() / FOUND_FOLDER if owner == OPERATOR else None
+    return library_dir() / "owners" / owner_folder(owner) / FOUND_FOLDER
+
+
+def list_found_voices(owner: str | None) -> list[str]:
+    """Names of the Kokoro voices `owner` found and saved (the CLI's operator: the shared folder's)."""
+    folder = _found_folder(owner)
+    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder is not None and folder.is_dir() else []
+
+
+def save_found_voice(name: str, pack: np.ndarray, owner: str | None, overwrite: bool = False, meta=None) -> str:
+    """Save a style table as `owner`'s Kokoro voice `name` (safetensors, tensor "voice" in the official
+    (510, 1, 256) layout, `meta` as its string metadata); returns its slug."""
+    from safetensors.numpy import save
+
+    from .voice_library import _atomic_write, safe_name
+
+    slug = safe_name(name)
+    if slug in catalogue():
+        raise InputError(f"{slug!r} is the name of a stock Kokoro voice; choose another name.")
+    folder = _found_folder(owner)
+    if folder is None:
+        raise InputError("Saving a voice needs an owner (a page visitor, a signed-in user or an API key).")
+    path = folder / f"{slug}.safetensors"
+    if path.exists() and not overwrite:
+        raise InputError(f"You already have a Kokoro voice called {slug!r}; choose another name, or overwrite it.")
+    table = np.ascontiguousarray(np.asarray(pack, dtype=np.float32).reshape(PACK_SHAPE))
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, save({"voice": table}, metadata={k: str(v) for k, v in (meta or {}).items()}))
+    return slug
+
+
+def load_found_voice(name: str, owner: str | None) -> np.ndarray | None:
+    """`owner`'s found voice `name` as rows x 256, or None when they have none by that name."""
+    from safetensors.numpy import load
+
+    from .voice_library import safe_name
+
+    folder = _found_folder(owner)
+    try:
+        path = folder / f"{safe_name(name)}.safetensors" if folder is not None else None
+    except InputError:
+        return None
+    if path is None or not path.is_file():
+        return None
+    try:
+        table = load(path.read_bytes())["voice"]
+        if table.shape != PACK_SHAPE or not np.isfinite(table).all():
+            raise ValueError(f"shape {table.shape}")
+    except Exception as exc:  # a damaged file: one sentence
+        raise InputError(f"The Kokoro voice {name!r} is damaged; find it again.") from exc
+    return table.reshape(-1, 256).astype(np.float32)

@@ -1,0 +1,65 @@
+"""A Kokoro voice found for a clip (`evaluation.voice_search`), on the packaged int8 model offline: the short
+version of the issue's bench (jf_alpha's clip as the target, jf_alpha kept out of the start set), through the
+CLI: it must improve on its starting point, be saved in the official layout and speak as `--voice NAME`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
+from engines.kokoro_voices import PACK_SHAPE, load_found_voice, save_found_voice
+from engines.voice_library import OPERATOR
+
+TEXT = "The sun was warm, and the children ran down to the river to play."
+TARGET = "jf_alpha"
+
+
+@pytest.fixture()
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path / "library"))
+    for name in ("KOKORO_MODEL", "KOKORO_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_a_voice_found_for_a_clip_beats_its_start_is_saved_and_speaks_by_name(offline, capsys):
+    from engines.__main__ import main
+    from engines.timing import synthesize
+
+    clip, _, _ = synthesize("kokoro", SynthesisRequest(TEXT, TARGET, language="en"))
+    sf.write(offline / "target.wav", clip, SAMPLE_RATE)
+    argv = ["kokoro-voice", "--audio", str(offline / "target.wav"), "--text", TEXT, "--out", "Found One"]
+    assert main([*argv, "--exclude", TARGET, "--max-evaluations", "20"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["voice"] == "found-one" and TARGET not in result["start"] and TARGET != result["nearest_stock"]
+    assert result["improved"] and result["similarity"] > result["start_similarity"]
+    assert set(result["held_out"]) == {"found", "start", "nearest_stock"} and "voices tried" in err
+    assert result["wer"] <= result["start_wer"] + 0.05  # the ASR guard
+
+    table = load_found_voice("found-one", OPERATOR)
+    assert table is not None and table.shape == (PACK_SHAPE[0], PACK_SHAPE[2])
+    spoken = offline / "spoken.wav"
+    assert main(["synth", "--engine", "kokoro", "--voice", "found-one", "--text", TEXT, "--out", str(spoken)]) == 0
+    audio, _ = sf.read(spoken, dtype="float32")
+    assert 0.5 * len(clip) < len(audio) < 2 * len(clip)  # the same text, said at a normal pace
+
+
+def test_found_voices_are_the_owners_and_keep_the_official_layout(offline):
+    table = np.random.default_rng(0).standard_normal(PACK_SHAPE).astype(np.float32) * 0.1
+    owner = "visitor:" + "1" * 32
+    assert save_found_voice("Mine", table, owner) == "mine"
+    assert np.array_equal(load_found_voice("mine", owner), table.reshape(-1, 256))
+    assert load_found_voice("mine", "visitor:" + "2" * 32) is None and load_found_voice("mine", None) is None
+    with pytest.raises(InputError, match="already have a Kokoro voice"):
+        save_found_voice("mine", table, owner)
+    with pytest.raises(InputError, match="stock Kokoro voice"):
+        save_found_voice("jf_alpha", table, owner)
+    with pytest.raises(InputError, match="needs an owner"):
+        save_found_voice("nobody", table, None)
