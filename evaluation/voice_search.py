@@ -30,7 +30,8 @@ from engines.base import SAMPLE_RATE, InputError
 
 from .metrics import speaker_embedding, word_error_rate
 
-SECOND_TEXT = "The birch canoe slid on the smooth planks, and we glued the sheet to the dark blue background."
+# short on purpose: each candidate speaks both texts (about 3 s of CPU per text on this 2-core sandbox)
+SECOND_TEXT = "Bring the blue cup to the kitchen, please."
 HELD_OUT = "Please call Stella and ask her to bring these things with her from the store."
 DIMENSIONS = 8  # the subspace CMA-ES searches
 SIGMA = 0.15  # CMA-ES's first step, in units of the typical distance between stock voices (per direction)
@@ -186,9 +187,11 @@ class VoiceSearch:
         nearest_stock = max(stock, key=stock.get)
         held_out = {
             "found": self.similarity(table, HELD_OUT),
-            "start": self.similarity(start_table, HELD_OUT),
             "nearest_stock": self.similarity(tables[nearest_stock], HELD_OUT),
         }
+        held_out["start"] = (
+            held_out["nearest_stock"] if start == nearest_stock else self.similarity(start_table, HELD_OUT)
+        )
         return Found(
             table=np.asarray(table, dtype=np.float32).reshape(-1, 1, 256),
             start=start, similarity=best["score"], start_similarity=start_score, held_out=held_out,

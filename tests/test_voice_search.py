@@ -14,13 +14,14 @@ from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
 from engines.kokoro_voices import PACK_SHAPE, load_found_voice, save_found_voice
 from engines.voice_library import OPERATOR
 
-TEXT = "The sun was warm, and the children ran down to the river to play."
+TEXT = "The children ran down to the river to play."
 TARGET = "jf_alpha"
 
 
 @pytest.fixture()
 def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ORT_THREADS", "1")  # eight people share two cores: no thread spins for nothing
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path / "library"))
     for name in ("KOKORO_MODEL", "KOKORO_BACKEND"):
         monkeypatch.delenv(name, raising=False)
@@ -35,7 +36,7 @@ def test_a_voice_found_for_a_clip_beats_its_start_is_saved_and_speaks_by_name(of
     clip, _, _ = synthesize("kokoro", SynthesisRequest(TEXT, TARGET, language="en"))
     sf.write(offline / "target.wav", clip, SAMPLE_RATE)
     argv = ["kokoro-voice", "--audio", str(offline / "target.wav"), "--text", TEXT, "--out", "Found One"]
-    assert main([*argv, "--exclude", TARGET, "--max-evaluations", "20"]) == 0
+    assert main([*argv, "--exclude", TARGET, "--max-evaluations", "12"]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out.strip().splitlines()[-1])
     assert result["voice"] == "found-one" and TARGET not in result["start"] and TARGET != result["nearest_stock"]
