@@ -17,7 +17,7 @@ from fastapi import Request
 
 from engines import registry
 from engines.base import EngineError, EngineInfo, InputError
-from engines.kokoro_voices import is_blend, spec_entries
+from engines.kokoro_voices import is_blend, list_found_voices, spec_entries
 from engines.voice_library import list_voices, safe_name
 
 from .auth import api_key, owner_of_key
@@ -66,6 +66,12 @@ def voices(engine_id: str, info: EngineInfo | None = None, owner: str | None = N
     """The engine's voices as the voice list shows them: its own voices, then `owner`'s saved ones."""
     info = info or registry.info(engine_id)
     listed = [{**asdict(v), "model": engine_id, "saved": False} for v in info.voices]
+    if registry.capabilities(engine_id).found_voices:  # style tables found for the owner's clips
+        listed += [
+            {"id": name, "name": name, "language": "", "gender": "", "grade": None, "available": info.available}
+            | {"model": engine_id, "saved": True}
+            for name in list_found_voices(owner)
+        ]
     if registry.capabilities(engine_id).saved_voices:
         listed += [
             {"id": name, "name": name, "language": "", "gender": "", "grade": None, "available": info.available}

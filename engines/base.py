@@ -238,6 +238,8 @@ class Capabilities:
     # makes a new voice from a description (`SynthesisRequest.instruct`); its voices are ready-made
     # descriptions, so a caller may leave the voice out (`default_voice`) and describe one instead
     designs_voices: bool = False
+    # speaks voices found for a clip and saved in the owner's library (`engines.kokoro_voices.list_found_voices`)
+    found_voices: bool = False
     streams: bool = True  # yields audio while the rest is generated, not only the whole clip at the end
     # `front_end(request)` plans token ids and style rows that its ONNX export renders in a browser (`/kokoro/plan`)
     renders_in_browser: bool = False

@@ -132,6 +132,7 @@ class KokoroEngine:
         renders_in_browser=True,  # front_end() + the int8 ONNX export in onnxruntime-web (api.kokoro_browser)
         cpu_fallback=True,  # fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on its CPU copy
         blends=True,
+        found_voices=True,  # style tables found for a clip (`evaluation.voice_search`), the owner's
         lexicon=PHONEMES,  # a lexicon entry's phonemes replace the G2P's for its word
         openai_models=("tts-1", "tts-1-hd"),  # so that the OpenAI SDK's defaults work
         openai_voices={

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from engines import registry
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
 from engines.kokoro_voices import PACK_SHAPE, load_found_voice, save_found_voice
 from engines.voice_library import OPERATOR
@@ -64,3 +65,15 @@ def test_found_voices_are_the_owners_and_keep_the_official_layout(offline):
         save_found_voice("jf_alpha", table, owner)
     with pytest.raises(InputError, match="needs an owner"):
         save_found_voice("nobody", table, None)
+
+
+def test_a_found_voice_is_a_v1_voice_of_its_owner_only(offline):
+    from api.voices import UnknownName, resolve_voice, voices
+
+    owner = "visitor:" + "3" * 32
+    save_found_voice("Found", np.zeros(PACK_SHAPE, dtype=np.float32), owner)
+    engine = next(e for e in registry.ENGINES if registry.capabilities(e).found_voices)
+    assert resolve_voice(engine, "found", owner=owner) == "found"
+    assert any(v["id"] == "found" and v["saved"] for v in voices(engine, owner=owner))
+    with pytest.raises(UnknownName):
+        resolve_voice(engine, "found", owner="visitor:" + "4" * 32)
