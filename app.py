@@ -47,7 +47,7 @@ def build() -> gr.Blocks:
         )
         banner = gr.Markdown(kokoro_banner())
         owner = build_owner(demo)  # whose saved voices this visitor sees (a token kept in the browser)
-        build_kokoro_tab(banner)
+        build_kokoro_tab(banner, owner)
         build_qwen_tab(owner)
         build_batch_tab(owner)
         build_compare_tab(owner)

@@ -77,3 +77,36 @@ def test_a_found_voice_is_a_v1_voice_of_its_owner_only(offline):
     assert any(v["id"] == "found" and v["saved"] for v in voices(engine, owner=owner))
     with pytest.raises(UnknownName):
         resolve_voice(engine, "found", owner="visitor:" + "4" * 32)
+
+
+def test_the_kokoro_tab_finds_a_voice_with_progress_and_saves_it_as_the_visitors(offline, monkeypatch):
+    """The page's handler around the search (the search itself is the slow test above): progress lines while
+    it runs, then its figures; the voice lands in the visitor's own library."""
+    from evaluation.voice_search import Found, Progress
+    from ui import voice_search_panel
+    from ui.owner import new_token, owner_of_token
+
+    class Search:  # stands in for `VoiceSearch`: two steps of progress, then a voice
+        def __init__(self, clip, text, **options):
+            self.text, self.options = text, options
+
+        def run(self, progress, stop):
+            for step in (1, 2):
+                progress(Progress(step, 0.5 + step / 10, 0.6, step * 1.0, 10.0, "search"))
+            table = np.full(PACK_SHAPE, 0.01, dtype=np.float32)
+            return Found(table, "jm_kumo", 0.7, 0.6, {"found": 0.7, "start": 0.6, "nearest_stock": 0.6}, "jm_kumo")
+
+    monkeypatch.setattr(voice_search_panel, "VoiceSearch", Search)
+    sf.write(offline / "clip.wav", 0.1 * np.sin(np.arange(3 * SAMPLE_RATE) / 7.0), SAMPLE_RATE)
+    token = new_token()
+    updates = list(voice_search_panel.find_kokoro_voice(str(offline / "clip.wav"), TEXT, [], 60, "Mine", False, token))
+    assert [line for line, _ in updates[:2]] == [
+        "search: 1 voices tried, best similarity 0.600", "search: 2 voices tried, best similarity 0.700",
+    ]  # fmt: skip
+    figures, summary = updates[-1]
+    assert "Found: `mine`" in figures and "0.700" in figures and summary["voice"] == "mine"
+    assert load_found_voice("mine", owner_of_token(token)) is not None
+    with pytest.raises(Exception, match="already have a Kokoro voice"):
+        list(voice_search_panel.find_kokoro_voice(str(offline / "clip.wav"), TEXT, [], 60, "mine", False, token))
+    with pytest.raises(Exception, match="saved as yours"):
+        list(voice_search_panel.find_kokoro_voice(str(offline / "clip.wav"), TEXT, [], 60, "x", False, ""))

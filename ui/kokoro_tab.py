@@ -18,7 +18,7 @@ from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
 from engines.timing import RunStats, synthesize
 
-from . import browser_kokoro, lexicon_panel
+from . import browser_kokoro, lexicon_panel, voice_search_panel
 from .common import banner as banner_for
 from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
@@ -192,9 +192,10 @@ def engine_banner() -> str:
     return banner_for("kokoro")
 
 
-def build_tab(banner: gr.Markdown) -> str:
+def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
     """The Kokoro tab, inside the caller's gr.Blocks; `banner` is refreshed after each run (the engine
-    may have loaded or failed). Returns the default voice, for the other tabs."""
+    may have loaded or failed); `owner` (the visitor's owner token) adds "Find a Kokoro voice". Returns
+    the default voice, for the other tabs."""
     choices, default_voice = voice_choices()
     with gr.Tab("Kokoro", id="kokoro"):
         with gr.Row():
@@ -241,6 +242,8 @@ def build_tab(banner: gr.Markdown) -> str:
                 interactive=False,
             )
         lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
+        if owner is not None:
+            voice_search_panel.build(owner, sorted(v.id for v in registry.info("kokoro").voices if v.available))
         inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
             page_stream(player), [*inputs, check], [player.output, phonemes, words, status, download, captions],
