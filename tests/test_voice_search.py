@@ -67,8 +67,9 @@ def test_found_voices_are_the_owners_and_keep_the_official_layout(offline):
         save_found_voice("nobody", table, None)
 
 
-def test_a_found_voice_is_a_v1_voice_of_its_owner_only(offline):
+def test_a_found_voice_is_a_voice_of_its_owner_only_on_v1_compare_and_batch(offline):
     from api.voices import UnknownName, resolve_voice, voices
+    from ui import batch_tab, compare_tab
 
     owner = "visitor:" + "3" * 32
     save_found_voice("Found", np.zeros(PACK_SHAPE, dtype=np.float32), owner)
@@ -77,6 +78,8 @@ def test_a_found_voice_is_a_v1_voice_of_its_owner_only(offline):
     assert any(v["id"] == "found" and v["saved"] for v in voices(engine, owner=owner))
     with pytest.raises(UnknownName):
         resolve_voice(engine, "found", owner="visitor:" + "4" * 32)
+    assert ("Found: found", "found") in compare_tab.voice_choices(engine, owner)[0]
+    assert "found" in batch_tab.voices_for(engine, owner) and "found" not in batch_tab.voices_for(engine, None)
 
 
 def test_the_kokoro_tab_finds_a_voice_with_progress_and_saves_it_as_the_visitors(offline, monkeypatch):

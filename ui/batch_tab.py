@@ -16,6 +16,7 @@ from engines import language as languages
 from engines import registry
 from engines.base import InputError
 from engines.batch import parse, render, zip_folder
+from engines.kokoro_voices import list_found_voices
 from engines.lexicon import load as load_lexicon
 from engines.reference import read_upload
 from engines.voice_library import list_voices
@@ -36,7 +37,9 @@ def voices_for(engine_id: str, owner: str | None = None) -> list[str]:
     if engine_id not in registry.ENGINES:
         return []
     own = [v.id for v in registry.info(engine_id).voices if v.available]
-    return own + (list_voices(owner) if registry.capabilities(engine_id).saved_voices else [])
+    capabilities = registry.capabilities(engine_id)
+    found = list_found_voices(owner) if capabilities.found_voices else []
+    return own + (list_voices(owner) if capabilities.saved_voices else []) + found
 
 
 def default_voice(engine_id: str, choices: list[str]) -> str:

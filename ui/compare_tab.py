@@ -28,6 +28,7 @@ import gradio as gr
 
 from engines import registry
 from engines.base import EngineError, InputError
+from engines.kokoro_voices import list_found_voices
 from engines.lexicon import owner_mapping
 from engines.reference import load_reference, read_upload, settle_transcript
 from engines.voice_library import list_voices, shared
@@ -88,6 +89,8 @@ def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[
     choices = [(f"{v.name} ({v.id}) · {v.language} · {v.gender}", v.id) for v in voices]
     if capabilities.saved_voices:
         choices += [(f"Saved: {n}", n) for n in list_voices(owner)]
+    if capabilities.found_voices:
+        choices += [(f"Found: {n}", n) for n in list_found_voices(owner)]
     if capabilities.clones:
         return [("Reference clip below", FROM_REFERENCE), *choices], FROM_REFERENCE
     return choices, (choices[0][1] if choices else "")
@@ -113,7 +116,8 @@ def on_engine(engine_id: str, owner_token: str, request: gr.Request):
 
 def on_owner(engine_id: str, owner_token: str, request: gr.Request):
     """The visitor's saved voices in a slot whose engine keeps them, once the page knows who they are."""
-    if engine_id not in registry.ENGINES or not registry.capabilities(engine_id).saved_voices:
+    capabilities = registry.capabilities(engine_id) if engine_id in registry.ENGINES else None
+    if capabilities is None or not (capabilities.saved_voices or capabilities.found_voices):
         return gr.skip()
     choices, value = voice_choices(engine_id, owner_of(owner_token, request))
     return gr.update(choices=choices, value=value)
