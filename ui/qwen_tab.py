@@ -604,7 +604,8 @@ def _design_tab(engine_id: str, languages: list[str], owner: gr.Textbox, saved: 
         d_share = gr.Checkbox(
             label="Share in the arena (anyone may hear it in blind pairs; its name shows after a vote)"
         )
-        d_spoken = gr.State("")  # the text of the clip being made: its transcript when it is kept
+        # the text of the clip being made, its transcript when it is kept (a textbox: an API parameter too)
+        d_spoken = gr.Textbox(visible=False)
         d_start.change(lambda voice: PRESETS.get(voice, ("", ""))[1], d_start, d_description, api_visibility="private")
         d_inputs = [d_text, d_description, d_language, *d_output]
         d_go.click(lambda text: text, d_text, d_spoken, api_visibility="private", show_progress="hidden")
