@@ -149,3 +149,17 @@ def test_the_cli_speaks_a_described_voice(design, described, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["out"] == str(out)
     audio, _ = sf.read(out, dtype="float32")
     assert len(audio) > 0 and described[-1] == [DESCRIPTION]
+
+
+def test_the_gradio_api_and_mcp_design_a_voice_and_keep_it_with_its_text():
+    import gradio as gr
+
+    from ui import qwen_tab
+
+    with gr.Blocks() as page:
+        qwen_tab.build_tab(gr.Textbox(visible=False))
+    endpoints = page.get_api_info()["named_endpoints"]
+    parameters = {name: [p["parameter_name"] for p in endpoints[name]["parameters"]] for name in endpoints}
+    assert parameters["/qwen_design_stream"][:3] == ["text", "description", "language"]
+    kept = ["clip", "text", "name", "overwrite", "share_in_arena", "owner_token"]
+    assert parameters["/qwen_keep_designed_voice"] == kept
