@@ -134,7 +134,8 @@ def v1_client(tmp_path_factory):
         registry.unload("kokoro")
 
 
-# Debian's Chromium, driven by Playwright, for the tests under tests/e2e/ (one browser per test module)
+# Debian's Chromium, driven by Playwright, for the tests under tests/e2e/: one Chromium for the session,
+# a fresh context (own cookies and storage) per page
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -142,14 +143,72 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
+class _Chromium:
+    """The session's one Chromium: started by the first test that asks for it, stopped right after the last
+    one (`pytest_runtest_teardown`). Not held to the end of the session: while Playwright's sync API lives it
+    keeps an event loop marked running in this thread, and `asyncio.run` in a later test would fail."""
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    def __init__(self) -> None:
+        self._playwright = None
+        self.browser = None
+        self.last_user: str | None = None  # node id of the last collected test that uses it
+
+    def get(self):
+        if self.browser is None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self.browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        return self.browser
+
+    def stop(self) -> None:
+        if self.browser is not None:
+            self.browser.close()
+            self._playwright.stop()
+        self._playwright = self.browser = None
+
+
+_CHROMIUM = _Chromium()
+
+
+def pytest_collection_finish(session) -> None:
+    users = [item.nodeid for item in session.items if "chromium" in getattr(item, "fixturenames", ())]
+    _CHROMIUM.last_user = users[-1] if users else None
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures were torn down
+def pytest_runtest_teardown(item, nextitem) -> None:
+    if item.nodeid == _CHROMIUM.last_user:
+        _CHROMIUM.stop()
+
+
+def pytest_sessionfinish(session) -> None:
+    _CHROMIUM.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The session's Chromium (see `_Chromium`); use `browser` in tests."""
+    return _CHROMIUM.get()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """The session's Chromium for one test module: whatever contexts and pages the module opened are closed
+    after it, as if it had had a browser of its own."""
+    yield chromium
+    for context in list(chromium.contexts) if chromium.is_connected() else ():
+        context.close()
+
+
+def app_page(browser, url: str, *, height: int = 1100, ready: str | None = "#kokoro-text textarea", **options):
+    """A page in a fresh context (a new visitor: own cookies and storage) of `browser`, 1280 px wide, on
+    `url` once loaded and, with `ready`, once that selector is on the page. `options` go to `new_context`."""
+    page = browser.new_context(viewport={"width": 1280, "height": height}, **options).new_page()
+    page.goto(url, wait_until="load", timeout=120_000)
+    if ready:
+        page.locator(ready).wait_for(timeout=120_000)
+    return page
 
 
 def _free_port() -> int:
