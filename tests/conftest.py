@@ -91,26 +91,39 @@ def qwen_dirs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
-def packaged_kokoro():
-    """The real packaged Kokoro (int8 ONNX), loaded offline once per test module (offline while it runs)."""
+def _offline(mp: pytest.MonkeyPatch) -> None:
+    """No hub, no Kokoro model or back-end named: the packaged int8 ONNX model is the only Kokoro."""
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.delenv("KOKORO_MODEL", raising=False)
+    mp.delenv("KOKORO_BACKEND", raising=False)
+
+
+@pytest.fixture(scope="session")
+def _packaged_kokoro_loaded():
+    """The packaged Kokoro, loaded once for the session: a load builds the G2P and times three warm-up
+    renders (measured here: 26-32 s on this 2-core machine under load), which eight modules paid each."""
     from engines.kokoro import KokoroEngine
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("KOKORO_MODEL", raising=False)
-        mp.delenv("KOKORO_BACKEND", raising=False)
+        _offline(mp)
         engine = KokoroEngine()
         engine.load("cpu")
-        yield engine
+    return engine
+
+
+@pytest.fixture(scope="module")
+def packaged_kokoro(_packaged_kokoro_loaded):
+    """The real packaged Kokoro (int8 ONNX), loaded offline once per session, offline while a module uses it.
+    Shared: a test that changes it (its plan, say) does so with `monkeypatch`, which puts it back."""
+    with pytest.MonkeyPatch.context() as mp:
+        _offline(mp)
+        yield _packaged_kokoro_loaded
 
 
 @pytest.fixture()
 def offline_env(monkeypatch):
     """No hub: the packaged ONNX model is the only Kokoro."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("KOKORO_MODEL", raising=False)
-    monkeypatch.delenv("KOKORO_BACKEND", raising=False)
+    _offline(monkeypatch)
 
 
 @pytest.fixture(scope="module")
