@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -78,17 +79,37 @@ def tiny_kokoro_dir(tmp_path_factory) -> Path:
     return build_tiny_kokoro(tmp_path_factory.mktemp("tiny-kokoro"))
 
 
-@pytest.fixture(scope="session")
-def qwen_dirs(tmp_path_factory) -> dict[str, Path]:
-    """Tiny random Qwen3-TTS CustomVoice and Base checkpoints, loadable by `from_pretrained(dir)`."""
-    from qwen_tiny import build_one
+class _TinyQwen(Mapping):
+    """Tiny random Qwen3-TTS checkpoints by name, each built the first time a test asks for it (a build
+    takes seconds; most runs need one or two of the three)."""
 
-    root = tmp_path_factory.mktemp("tiny-qwen")
-    return {
-        "custom": Path(build_one(str(root / "customvoice"), "custom_voice")),
-        "clone": Path(build_one(str(root / "base"), "base")),
-        "custom-1.7b": Path(build_one(str(root / "customvoice-1.7b"), "custom_voice", model_size="1b7")),
-    }
+    KINDS = {"custom": ("customvoice", "custom_voice", {}), "clone": ("base", "base", {}),
+             "custom-1.7b": ("customvoice-1.7b", "custom_voice", {"model_size": "1b7"})}  # fmt: skip
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._built: dict[str, Path] = {}
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self._built:
+            from qwen_tiny import build_one
+
+            folder, kind, options = self.KINDS[name]
+            self._built[name] = Path(build_one(str(self._root / folder), kind, **options))
+        return self._built[name]
+
+    def __iter__(self):
+        return iter(self.KINDS)
+
+    def __len__(self) -> int:
+        return len(self.KINDS)
+
+
+@pytest.fixture(scope="session")
+def qwen_dirs(tmp_path_factory) -> Mapping[str, Path]:
+    """Tiny random Qwen3-TTS CustomVoice and Base checkpoints (and a 1.7B-shaped CustomVoice), loadable by
+    `from_pretrained(dir)`: "custom", "clone", "custom-1.7b"."""
+    return _TinyQwen(tmp_path_factory.mktemp("tiny-qwen"))
 
 
 def _offline(mp: pytest.MonkeyPatch) -> None:
