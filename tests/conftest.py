@@ -178,41 +178,44 @@ CHROMIUM_ARGS = [
 
 
 class _Chromium:
-    """The session's one Chromium: started by the first test that asks for it, stopped right after the last
-    one (`pytest_runtest_teardown`). Not held to the end of the session: while Playwright's sync API lives it
-    keeps an event loop marked running in this thread, and `asyncio.run` in a later test would fail."""
+    """The session's one Chromium: started by the first test module that asks for it and kept while the
+    modules that follow use it too; stopped before a module that does not (`pytest_runtest_teardown`).
+    While Playwright's sync API lives it keeps an event loop marked running in this thread, so a test
+    that calls `asyncio.run`, or starts a Playwright of its own, must not run beside it."""
 
     def __init__(self) -> None:
         self._playwright = None
-        self.browser = None
-        self.last_user: str | None = None  # node id of the last collected test that uses it
+        self._browser = None
 
     def get(self):
-        if self.browser is None:
+        if self._browser is None:
             from playwright.sync_api import sync_playwright
 
             self._playwright = sync_playwright().start()
-            self.browser = self._playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        return self.browser
+            self._browser = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+        return self._browser
 
     def stop(self) -> None:
-        if self.browser is not None:
-            self.browser.close()
+        if self._browser is not None:
+            self._browser.close()
             self._playwright.stop()
-        self._playwright = self.browser = None
+        self._playwright = self._browser = None
 
 
 _CHROMIUM = _Chromium()
 
 
-def pytest_collection_finish(session) -> None:
-    users = [item.nodeid for item in session.items if "chromium" in getattr(item, "fixturenames", ())]
-    _CHROMIUM.last_user = users[-1] if users else None
+def _uses_chromium(item) -> bool:
+    return item is not None and "chromium" in getattr(item, "fixturenames", ())
 
 
-@pytest.hookimpl(trylast=True)  # after the test's fixtures were torn down
+@pytest.hookimpl(trylast=True)  # after the test's fixtures (its module's `browser`) were torn down
 def pytest_runtest_teardown(item, nextitem) -> None:
-    if item.nodeid == _CHROMIUM.last_user:
+    """Stop the session's Chromium at the end of a module when the next module does not use it."""
+    next_module = getattr(nextitem, "module", None)
+    if next_module is not getattr(item, "module", None) and not _uses_chromium(nextitem):
         _CHROMIUM.stop()
 
 
@@ -221,17 +224,18 @@ def pytest_sessionfinish(session) -> None:
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    """The session's Chromium (see `_Chromium`); use `browser` in tests."""
-    return _CHROMIUM.get()
+def chromium() -> _Chromium:
+    """The session's Chromium (see `_Chromium`); tests use `browser`."""
+    return _CHROMIUM
 
 
 @pytest.fixture(scope="module")
 def browser(chromium):
     """The session's Chromium for one test module: whatever contexts and pages the module opened are closed
     after it, as if it had had a browser of its own."""
-    yield chromium
-    for context in list(chromium.contexts) if chromium.is_connected() else ():
+    running = chromium.get()
+    yield running
+    for context in list(running.contexts) if running.is_connected() else ():
         context.close()
 
 
