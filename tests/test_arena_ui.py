@@ -17,6 +17,12 @@ from evaluation.compare import ClipResult, Slot
 from ui import arena_tab, compare_tab
 
 
+@pytest.fixture(autouse=True)
+def no_proof_of_work(monkeypatch):
+    """These tests are about listening and limits; the proof of work has tests of its own."""
+    monkeypatch.setenv("ARENA_POW_BITS", "0")
+
+
 @pytest.fixture()
 def damaged(tmp_path, monkeypatch):
     path = tmp_path / "votes.sqlite3"
