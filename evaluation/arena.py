@@ -529,7 +529,7 @@ class Arena:
             for row in rows
         ]
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=header, lineterminator="\r\n")
         writer.writeheader()
         writer.writerows(flat_rows)
         return out.getvalue()
@@ -546,7 +546,7 @@ class Arena:
             votes = {v["id"]: v for v in self._standings(conn, None, None, None)}
             found = conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS[:-1])} FROM votes ORDER BY id").fetchall()
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(AUDIT_COLUMNS)
         for row in found:
             standing = votes[row[0]]

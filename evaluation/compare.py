@@ -74,6 +74,7 @@ class Slot:
     x_vector_only: bool = False
     language: str | None = None
     owner: str | None = None  # whose saved voices `voice` may name (engines.voice_library)
+    owner_tag: str = ""  # a shared voice's owner as a keyed hash (evaluation.arena.Arena.owner_tag): in `system`
     lexicon: Mapping[str, str] = field(default_factory=dict)  # the engine's column of a lexicon (engines.lexicon)
     browser: BrowserClip | None = field(default=None, compare=False)  # rendered in the visitor's browser
 
@@ -82,6 +83,8 @@ class Slot:
         """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`;
         a clip rendered in the browser as `kokoro@browser:af_heart`)."""
         voice = self.voice or ("reference" if self.reference is not None else "default")
+        if self.owner_tag:  # two owners' shared voices of one name are two systems
+            voice = f"{voice}~{self.owner_tag}"
         return system_id(IN_BROWSER if self.browser is not None else self.engine, voice)
 
     def request(self, text: str) -> SynthesisRequest:
