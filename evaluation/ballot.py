@@ -41,10 +41,12 @@ HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
 DEFAULT_VOTES_PER_HOUR = 60
 DEFAULT_VOTES_PER_DAY = 200
-# Hashcash difficulty: 2**15 SHA-256 digests expected. The page hashes in batches through crypto.subtle;
-# headless Chromium on this shared 2-core machine did ~100k a second (0.3 s expected), and phones run
-# Web Crypto 3-10x slower than a desktop core: about 1 s there, while the first clip plays. A script in
-# Python pays ~30 ms a vote: the cost is small for one vote and grows with every vote it forges.
+# Hashcash difficulty: 2**15 SHA-256 digests expected. The page hashes in batches of 512 through Web
+# Crypto; headless Chromium on this 2-core machine under a load average of ~30 took 1.8 s on average
+# (5 fresh nonces, tests/test_arena_stuffing.py), i.e. ~18k digests a second; an idle phone's Web Crypto
+# runs at a few tens of thousands a second, so about 1 s, spent while the first 3 s of the clips play.
+# The server checks one digest (~4 µs here). A script in Python pays ~0.2 s a vote: small for one vote,
+# and it grows with every vote forged, on top of the per-person caps and the patterns flagged.
 DEFAULT_POW_BITS = 15
 MAX_POW_BITS = 32
 CHALLENGE_TTL_S = 1800.0  # a challenge older than this is refused (the visitor draws a new pair)
