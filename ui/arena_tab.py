@@ -425,10 +425,11 @@ def _figures(result: ClipResult) -> dict:
     return figures
 
 
-def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
+def heard(report_a: str, report_b: str, current: dict | None, who: str, key: str | None = None) -> bool:
     """Take the page's playback reports (JSON `{"run", "played_s", "ended"}` per player) for the pair in
-    this session's state; whether the vote is open now. A report counts only for the run it names:
-    the pair's token, or the player's own run id where `current["runs"]` maps the slot to one."""
+    this session's state; whether the vote is open now (for counting key `key`, default `who`). A report
+    counts only for the run it names: the pair's token, or the player's own run id where
+    `current["runs"]` maps the slot to one."""
     token = (current or {}).get("token")
     runs = (current or {}).get("runs") or {}
     for slot, report in (("A", report_a), ("B", report_b)):
@@ -438,15 +439,15 @@ def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
                 BALLOTS.heard(who, token, slot, float(got.get("played_s") or 0), bool(got.get("ended")))
         except (ValueError, TypeError, AttributeError):
             continue  # a report that is not ours: ignored
-    return vote_open(current, who)
+    return vote_open(current, who, key)
 
 
-def vote_open(current: dict | None, who: str) -> bool:
-    """Whether a vote on this pair would count now."""
+def vote_open(current: dict | None, who: str, key: str | None = None) -> bool:
+    """Whether a vote on this pair would be taken now (the proof of work aside)."""
     results = (current or {}).get("results") or {}
     if current is None or current.get("voted") or len(results) < 2:
         return False
-    return BALLOTS.problem(who, current.get("token")) is None
+    return BALLOTS.problem(who, current.get("token"), key) is None
 
 
 def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
@@ -687,7 +688,7 @@ def build_tab() -> None:
             ).then(board_line, [board_category, board_language, board_prompts], which, api_visibility="private")
 
         def on_report(report_a, report_b, current, request: gr.Request):
-            open_ = heard(report_a, report_b, current, visitor(request))
+            open_ = heard(report_a, report_b, current, visitor(request), voter(request))
             return [buttons_update(open_)] * len(vote_buttons)
 
         for report in reports.values():
