@@ -406,3 +406,37 @@ def test_a_non_english_pair_is_spoken_in_its_language_and_its_kind_is_shown_with
     asked.clear()
     list(arena_tab.pair_updates("Hello there.", "me", ui))
     assert {language for _, language in asked} == {None}  # English: as before, the voice's own reading
+
+
+def test_the_board_says_how_it_is_protected_with_the_settings_in_force(monkeypatch):
+    for name in ("ARENA_POW_BITS", "ARENA_REQUIRE_LOGIN", "ARENA_VOTES_PER_HOUR", "ARENA_VOTES_PER_DAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARENA_POW_BITS", "15")
+    line = arena_tab.protection_line()
+    assert "once per person" in line and "at most 60 an hour and 200 a day" in line and "(15 bits)" in line
+    assert "more than 30 an hour" in line and "80% or more" in line and "fewer than 30 counted votes" in line
+    assert "only signed-in votes count" not in line
+    monkeypatch.setenv("ARENA_POW_BITS", "0")
+    monkeypatch.setenv("ARENA_REQUIRE_LOGIN", "1")
+    monkeypatch.setenv("ARENA_VOTES_PER_HOUR", "5")
+    line = arena_tab.protection_line()
+    assert "proof of work" not in line and "only signed-in votes count" in line and "at most 5 an hour" in line
+
+
+def test_the_counting_key_is_the_account_else_the_address_never_the_session():
+    from types import SimpleNamespace
+
+    def request(session: str, account: str | None = None):
+        scope = {"session": {"oauth_info": {"userinfo": {"sub": account}}} if account else {}}
+        inner = SimpleNamespace(
+            scope=scope, session=scope["session"], client=SimpleNamespace(host="10.1.2.3"), headers=Headers()
+        )
+        return SimpleNamespace(session_hash=session, request=inner, client=inner.client, headers=inner.headers)
+
+    class Headers(dict):
+        def getlist(self, name):
+            return []
+
+    assert arena_tab.voter(request("s1")) == arena_tab.voter(request("s2"))  # a new session is the same person
+    assert arena_tab.voter(request("s1", "12345")) == "hf:12345"
+    assert arena_tab.visitor(request("s1")) != arena_tab.visitor(request("s2"))  # pairs stay bound to a session
