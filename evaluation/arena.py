@@ -503,9 +503,10 @@ class Arena:
         return standings([dict(zip(columns, row, strict=True)) for row in found], require_login())
 
     def agreement(self, language: str | None = None, confidence: float = 0.95) -> list[dict[str, Any]]:
-        """`agreement` over the stored votes (of one language, if given)."""
+        """`agreement` over the stored votes that are not flagged (of one language, if given)."""
         _, language = _board_keys(None, language)
         where, args = _subset(None, language)
+        where += " AND flag IS NULL" if where else " WHERE flag IS NULL"
         columns = ("a_metrics", "b_metrics", "choice", "category")
         with self._db() as conn:
             found = conn.execute(f"SELECT {', '.join(columns)} FROM votes{where}", args).fetchall()

@@ -69,6 +69,8 @@ def test_a_voter_who_always_picks_one_system_is_flagged_at_the_fifth_vote_and_th
     for i in range(7):
         left = "a" if i % 2 else "b"  # the stuffer's system on either side: always picked
         sides = (clip("qwen:y"), clip("kokoro:x")) if left == "a" else (clip("kokoro:x"), clip("qwen:y"))
+        for side, error in zip(sides, (0.1, 0.3) if left == "a" else (0.3, 0.1), strict=True):
+            side["metrics"] = {"error_rate": error}  # the stuffer's pick always measured better
         ids.append(arena.record_vote(PROMPTS[i], *sides, "a" if left == "a" else "b", voter=stuffer, listened=True))
         if i == 3:
             assert arena.flag_of(ids[-1]) is None  # four votes: not yet a pattern
@@ -78,6 +80,7 @@ def test_a_voter_who_always_picks_one_system_is_flagged_at_the_fifth_vote_and_th
         (r["system"], r["votes"], r["rating"]) for r in before
     ]
     assert {r["system"]: r["flagged"] for r in after} == {"kokoro:x": 7, "qwen:y": 7}
+    assert arena.agreement()[0]["votes"] == 0  # flagged votes say nothing of the figures either
     trust = arena.trust()
     assert trust["counted"] == 18 and trust["flagged"] == 7 and trust["flags"] == {ONE_SIDED.format(share=0.8): 7}
 
