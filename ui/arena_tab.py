@@ -88,12 +88,6 @@ from .streaming import pair_message
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "The birch canoe slid on the smooth planks.",
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "It was the best of times, it was the worst of times.",
-    "A rainbow is a division of white light into many beautiful colors.",
-]
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 OUTCOMES = {"a": ("chosen", "not chosen"), "b": ("not chosen", "chosen"), "tie": ("tie", "tie")}
 OUTCOMES["both_bad"] = ("both bad", "both bad")
@@ -579,8 +573,9 @@ def build_tab() -> None:
                 value=prompts.ANY, label="Prompt category", elem_id="arena-category", scale=3,
             )  # fmt: skip
             draw_button = gr.Button("Draw a prompt", elem_id="arena-draw", scale=1)
-        text = gr.Textbox(label="Text (a drawn prompt, or your own)", value=EXAMPLES[0], lines=2, elem_id="arena-text")
-        kind = gr.Markdown(kind_line(EXAMPLES[0]), elem_id="arena-prompt-kind")
+        opening = prompts.prompts("short")[0].text  # a built-in prompt: a vote on it counts on the main board
+        text = gr.Textbox(label="Text (a drawn prompt, or your own)", value=opening, lines=2, elem_id="arena-text")
+        kind = gr.Markdown(kind_line(opening), elem_id="arena-prompt-kind")
         recent = gr.State([])
         new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
         players: dict[str, StreamPlayer] = {}
