@@ -200,6 +200,9 @@ class AudioChunk:
     notes: tuple[str, ...] = ()
     # the runaway guard's figures for a sentence it stopped (`engines.runaway`: reason, bound_s, observed_s, ...)
     stops: tuple[dict, ...] = ()
+    # the ISO 639-1 code of the language this chunk was spoken in (the G2P's or the model's); None where
+    # the model chose it itself (Qwen3-TTS on Auto): the one "language spoken" every scorer uses
+    language: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -292,3 +295,6 @@ class Engine(Protocol):
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]: ...
 
     def unload(self) -> None: ...
+
+    # optional, a classmethod: `spoken_language(request) -> str | None`, the ISO code of the language the
+    # engine will speak `request` in, decided before synthesis (`engines.registry.spoken_language`)

@@ -53,6 +53,7 @@ class BatchItem:
     duration_s: float | None = None
     lufs: float | None = None
     notes: list[str] = field(default_factory=list)
+    spoken_language: str | None = None  # the ISO code the engine spoke it in (`registry.spoken_language`)
 
     def as_dict(self) -> dict:
         return {
@@ -61,6 +62,7 @@ class BatchItem:
             "engine": self.engine,
             "voice": self.voice,
             "language": self.language,
+            "spoken_language": self.spoken_language,
             "file": self.file,
             "duration_s": self.duration_s,
             "lufs": self.lufs,
@@ -225,6 +227,7 @@ def render(
                     item.error = "Synthesis failed unexpectedly."
             else:
                 for item, clip in zip(group, clips, strict=True):
+                    item.spoken_language = registry.spoken_language(engine_id, request(item))
                     _finish(item, clip, out_dir, fmt, settings)
             done += len(group)
             if progress:

@@ -37,6 +37,7 @@ from .base import (
 from .english_nlp import english_nlp
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
+from .language import iso_code
 from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
 from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
@@ -244,9 +245,20 @@ class KokoroEngine:
         ]
 
     # ----- synthesis ---------------------------------------------------------------------
+    @classmethod
+    def spoken_language(cls, request: SynthesisRequest) -> str | None:
+        """The ISO code of the language the G2P reads `request` in: the request's language, else the
+        heaviest voice's (a Japanese or Chinese voice reads Latin text as English); None for a bad spec."""
+        try:
+            code = language_code(request.language) or auto_language(parse_voice_spec(request.voice), request.text)
+        except InputError:
+            return None
+        return iso_code(code)
+
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        spoken = self.spoken_language(request)
         for chunk in self.front_end(request):
-            yield self._synthesize(self._loaded(), chunk, request.speed)
+            yield replace(self._synthesize(self._loaded(), chunk, request.speed), language=spoken)
 
     def front_end(self, request: SynthesisRequest) -> Iterator[PlannedChunk]:
         """The front-end alone, chunk by chunk: what `stream` synthesizes (token ids, the style row the

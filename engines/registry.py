@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from . import device
-from .base import Capabilities, Engine, EngineError, EngineInfo, UnavailableError
+from .base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,18 @@ def capabilities(engine_id: str) -> Capabilities:
         return _engine_class(engine_id).CAPABILITIES
     except ImportError:
         return Capabilities(name=engine_id)
+
+
+def spoken_language(engine_id: str, request: SynthesisRequest) -> str | None:
+    """The ISO 639-1 code of the language the engine speaks `request` in (its G2P's or its model's),
+    decided without synthesis and without loading the model; None where the engine leaves it to the
+    model (detect it then) or cannot say. The one home of "which language was spoken": the
+    chunks carry the same code (`AudioChunk.language`)."""
+    try:
+        decide = getattr(_engine_class(engine_id), "spoken_language", None)
+        return decide(request) if decide is not None else None
+    except (ImportError, EngineError):
+        return None
 
 
 def name(engine_id: str) -> str:

@@ -200,7 +200,9 @@ def align_manifest(folder: Path, manifest: dict, language: str | None = None) ->
             continue
         try:
             audio, rate = read_clip(folder / item["file"], manifest["format"])
-            found = align_clip(audio, rate, item["text"], item.get("language") or language)
+            # the engine's language spoken first: a recogniser's guess only where it could not say
+            spoken = item.get("spoken_language") or item.get("language") or language
+            found = align_clip(audio, rate, item["text"], spoken)
         except Exception as exc:  # one clip the ASR cannot hear does not end the batch
             logging.getLogger(__name__).warning("alignment of %s failed: %s", item["file"], exc)
             item["notes"] = [*item.get("notes", []), "The words could not be aligned for this clip."]
