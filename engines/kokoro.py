@@ -40,7 +40,20 @@ from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_
 from .language import iso_code
 from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
-from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
+from .text import (
+    COLON,
+    COMMA,
+    MARKUP,
+    MARKUP_PHONEMES_CHARS,
+    MARKUP_WORD_CHARS,
+    PARAGRAPH,
+    SENTENCE,
+    WORD,
+    ChunkPlan,
+    plan_chunks,
+    split_clauses,
+    split_words,
+)
 from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
 
 log = logging.getLogger(__name__)
@@ -53,7 +66,7 @@ MAX_PHONEMES = 510
 FIRST_AUDIO_S = 0.0
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
-_MARKUP = re.compile(r"\[([^\]]+)\]\(/([^)]*)/\)")
+_MARKUP = re.compile(rf"\[([^\]]{{1,{MARKUP_WORD_CHARS}}})\]\(/([^)]{{0,{MARKUP_PHONEMES_CHARS}}})/\)")  # linear
 _SILENT = set(" ;:,.!?¡¿—…\"()“”«»-'")
 
 G2P = Callable[[str], tuple[str, list | None]]
@@ -441,7 +454,7 @@ def _with_markup(g2p: Callable) -> G2P:
 def _head_words(text: str, g2p: G2P, limit: int) -> tuple[str, str, list | None, str] | None:
     """The longest run of whole words at the start of `text` whose phonemes fit `limit`: its text,
     phonemes and tokens, and the rest of the text; None when not even one word fits."""
-    words = re.findall(r"\[[^\]]+\]\([^)]*\)\S*|\S+", text)
+    words = re.findall(rf"{MARKUP}\S*|\S+", text)
     best = None
     for k in range(1, len(words)):
         head = " ".join(words[:k])

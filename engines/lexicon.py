@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word
+from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
 from .voice_library import OPERATOR, _atomic_write, library_dir, owner_folder, shared
 from .weights import kokoro_vocabulary
 
@@ -39,7 +40,8 @@ MAX_FILE_BYTES = 256 * 1024
 # Vocabulary symbols an entry may not use: markup and quotes (they would end or break `[word](/.../)`).
 _NOT_IN_ENTRIES = set('()[]/"“”')
 _MARKS = set("ˈˌːʰʲ")  # stress and length marks: letters to Python, no sound of their own
-_MARKUP = re.compile(r"\[[^\]]*\]\([^)]*\)")  # `[word](/phonemes/)` already in the text: left alone
+# `[word](/phonemes/)` already in the text: left alone (bounded spans: linear in the text's length)
+_MARKUP = re.compile(rf"\[[^\]]{{0,{MARKUP_WORD_CHARS}}}\]\([^)]{{0,{MARKUP_PHONEMES_CHARS}}}\)")
 _EDGE = r"[\w'’-]"  # what may not touch a matched word on either side
 _lock = threading.RLock()  # a change reads, then writes, the owner's file
 
