@@ -28,6 +28,9 @@ MIN_SPEED, MAX_SPEED = 0.5, 2.0
 MAX_REFERENCE_TEXT_CHARS = 1_000
 MAX_INSTRUCT_CHARS = 500
 MAX_NEW_TOKENS = 8_192
+# A voice spec names at most a blend of every catalogued voice with its weight; a language is a name
+# (`engines.language.MAX_NAME_CHARS`). Longer values are refused before any parser reads them.
+MAX_VOICE_CHARS = 1_000
 # Tab, newline and carriage return are ordinary text; every other control character is refused.
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 # A pronunciation lexicon (`SynthesisRequest.lexicon`, `engines.lexicon`): its bounds and what a word is
@@ -96,6 +99,12 @@ class SynthesisRequest:
             raise InputError(f"The text contains a control character (U+{ord(bad):04X}); please remove it.")
         if self.reference is None and (not isinstance(self.voice, str) or not self.voice.strip()):
             raise InputError("Please choose a voice.")
+        if isinstance(self.voice, str) and len(self.voice) > MAX_VOICE_CHARS:
+            raise InputError(f"The voice is over {MAX_VOICE_CHARS:,} characters long; choose one from the list.")
+        if self.language is not None and len(str(self.language)) > languages.MAX_NAME_CHARS:
+            raise InputError(
+                f"The language is over {languages.MAX_NAME_CHARS} characters long; choose one from the list."
+            )
         if self.reference_text and len(self.reference_text) > MAX_REFERENCE_TEXT_CHARS:
             raise InputError(
                 f"The reference transcript is {len(self.reference_text):,} characters long; "

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word
+from .strict_json import BadJson
+from .strict_json import parse as parse_json
 from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
 from .voice_library import OPERATOR, _atomic_write, library_dir, owner_folder, shared
 from .weights import kokoro_vocabulary
@@ -258,7 +260,7 @@ def read_file(path: Path) -> tuple[Entry, ...]:
     if len(raw) > MAX_FILE_BYTES:
         raise InputError(f"The lexicon file is over {MAX_FILE_BYTES // 1024} KiB.")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = parse_json(raw)
+    except BadJson:
         raise InputError("The lexicon file is not valid UTF-8 JSON.") from None
     return entries_from_json(data)
