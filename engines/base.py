@@ -41,6 +41,14 @@ MAX_LEXICON_VALUE_CHARS = 80
 LEXICON_WORD = re.compile(r"^[^\W_](?:[\w'’-]*[^\W_])?$")
 
 
+def shown(value: object, limit: int = 40) -> str:
+    """A caller's value as a sentence quotes it: printable characters only ("?" for the rest), cut to
+    `limit` characters (a 256 KiB value in an error would be no sentence)."""
+    text = str(value)[: limit + 1]
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
 class EngineError(Exception):
     """A failure whose message is one clear sentence for the user."""
 
@@ -160,13 +168,13 @@ def check_lexicon(lexicon: object) -> Mapping[str, str]:
     for word, said in lexicon.items():
         check_lexicon_word(word)
         if not isinstance(said, str) or not said.strip():
-            raise InputError(f"The lexicon entry {word!r} needs a pronunciation.")
+            raise InputError(f"The lexicon entry {shown(word)} needs a pronunciation.")
         if len(said) > MAX_LEXICON_VALUE_CHARS or any(unicodedata.category(ch) == "Cc" for ch in said):
             raise InputError(
                 f"The pronunciation of {word!r} must be one line of at most {MAX_LEXICON_VALUE_CHARS} characters."
             )
         if word.strip().lower() in {w.lower() for w in out}:
-            raise InputError(f"The lexicon has the word {word.strip()!r} twice (words match in any case).")
+            raise InputError(f"The lexicon has the word {shown(word.strip())} twice (words match in any case).")
         out[word.strip()] = said.strip()
     return Lexicon(out)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import gpu, registry, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
-from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest
+from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest, shown
 from .lexicon import Entry
 from .lexicon import mapping as lexicon_mapping
 from .text import length_groups as text_length_groups
@@ -167,7 +167,7 @@ def render(
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
-        raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+        raise InputError(f"Unknown audio format {shown(fmt)}; choose one of: {', '.join(FORMATS)}.")
     settings = settings or OutputSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from .base import (
     WordTiming,
 )
 from .english_nlp import english_nlp
+from .g2p_lock import G2P_LOCK, locked
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
 from .language import iso_code
@@ -390,7 +391,8 @@ class KokoroEngine:
     def _g2p_for(self, lang: str) -> G2P:
         with self._g2p_lock:
             if lang not in self._g2p:
-                self._g2p[lang] = _make_g2p(lang)
+                with G2P_LOCK:  # espeak-ng initialises global state: never next to another thread's G2P
+                    self._g2p[lang] = locked(_make_g2p(lang))  # one thread in any G2P (`engines.g2p_lock`)
             return self._g2p[lang]
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word
+from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word, shown
 from .strict_json import BadJson
 from .strict_json import parse as parse_json
 from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
@@ -66,13 +66,13 @@ def check_phonemes(word: str, phonemes: str, symbols: Iterable[str]) -> str:
     allowed = set(symbols) - _NOT_IN_ENTRIES
     bad = sorted({ch for ch in phonemes if ch not in allowed and ch != " "})
     if bad:
-        shown = " ".join(f"{ch!r}" for ch in bad[:8])
+        symbols_shown = " ".join(f"{ch!r}" for ch in bad[:8])
         raise InputError(
-            f"The phonemes for {word!r} use symbols Kokoro cannot say ({shown}); "
+            f"The phonemes for {shown(word)} use symbols Kokoro cannot say ({symbols_shown}); "
             "write them in the misaki alphabet, such as kˈæt for cat."
         )
     if not any(ch.isalpha() and ch not in _MARKS for ch in phonemes):
-        raise InputError(f"The phonemes for {word!r} have no sound in them.")
+        raise InputError(f"The phonemes for {shown(word)} have no sound in them.")
     return phonemes
 
 
@@ -83,7 +83,7 @@ def check_entry(word: object, phonemes: object = "", respelling: object = "", sy
     for name, value in (("phonemes", phonemes), ("respelling", respelling)):
         value = "" if value is None else value
         if not isinstance(value, str):
-            raise InputError(f"The {name} of {word!r} must be text.")
+            raise InputError(f"The {name} of {shown(word)} must be text.")
         value = value.strip()
         if len(value) > MAX_LEXICON_VALUE_CHARS or any(unicodedata.category(ch) == "Cc" for ch in value):
             raise InputError(
@@ -91,7 +91,7 @@ def check_entry(word: object, phonemes: object = "", respelling: object = "", sy
             )
         values.append(value)
     if not any(values):
-        raise InputError(f"The entry {word!r} needs Kokoro phonemes, a Qwen3-TTS respelling, or both.")
+        raise InputError(f"The entry {shown(word)} needs Kokoro phonemes, a Qwen3-TTS respelling, or both.")
     if values[0]:
         values[0] = check_phonemes(word, values[0], symbols)
     return Entry(word, *values)
@@ -112,7 +112,7 @@ def entries_from_json(data: object, symbols: Iterable[str] | None = None) -> tup
             raise InputError('Each lexicon entry is an object {"word", "phonemes", "respelling"}.')
         entry = check_entry(row.get("word"), row.get("phonemes"), row.get("respelling"), vocabulary)
         if entry.word.lower() in seen:
-            raise InputError(f"The lexicon has the word {entry.word!r} twice (words match in any case).")
+            raise InputError(f"The lexicon has the word {shown(entry.word)} twice (words match in any case).")
         seen.add(entry.word.lower())
         entries.append(entry)
     return tuple(entries)
@@ -242,7 +242,7 @@ def remove(owner: str | None, word: str) -> tuple[Entry, ...]:
         entries = load(owner)
         kept = [e for e in entries if e.word.lower() != str(word).strip().lower()]
         if len(kept) == len(entries):
-            raise InputError(f"Your lexicon has no entry for {str(word).strip()!r}.")
+            raise InputError(f"Your lexicon has no entry for {shown(str(word).strip())}.")
         return save(owner, kept)
 
 

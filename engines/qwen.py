@@ -39,6 +39,7 @@ from .base import (
     SynthesisRequest,
     UnavailableError,
     VoiceInfo,
+    shown,
 )
 from .device import resolve as resolve_device
 from .device import torch_dtype
@@ -278,7 +279,8 @@ class QwenEngine:
             for chunk in chunks:
                 yield replace(chunk, language=spoken) if spoken else chunk
         finally:
-            chunks.close()  # a listener who leaves cancels the rows, as `yield from` would
+            if hasattr(chunks, "close"):
+                chunks.close()  # a listener who leaves cancels the rows, as `yield from` would
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:
         """Whole clips for several texts in one `generate` call (batch files).
@@ -322,7 +324,8 @@ class QwenEngine:
         for name in self.languages():
             if iso_code(name) is not None and iso_code(name) == iso_code(wanted):
                 return name
-        raise InputError(f"Unknown language {language!r} for Qwen3-TTS; choose one of: {', '.join(self.languages())}.")
+        known = ", ".join(self.languages())
+        raise InputError(f"Unknown language {shown(language)} for Qwen3-TTS; choose one of: {known}.")
 
     def _loaded(self):
         """The model; the registry (or a caller's `load`) loads it before the engine is used."""

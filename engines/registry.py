@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from . import device
-from .base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError
+from .base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError, shown
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def default_engine() -> str:
 def _engine_class(engine_id: str) -> type:
     if engine_id not in ENGINES:
         known = ", ".join(ENGINES)
-        raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
+        raise EngineError(f"Unknown engine {shown(engine_id)}; choose one of: {known}.")
     module_name, class_name = ENGINES[engine_id].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -115,7 +115,7 @@ ENGINE_NAMES: Mapping[str, str] = _Names()
 def _instance(engine_id: str) -> Engine:
     if engine_id not in ENGINES:
         known = ", ".join(ENGINES)
-        raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
+        raise EngineError(f"Unknown engine {shown(engine_id)}; choose one of: {known}.")
     with _lock:
         server = os.environ.get("ENGINE_SERVER", "").strip()
         if engine_id not in _instances and server:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import InputError, UnavailableError
+from .base import InputError, UnavailableError, shown
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _locate(name: str, owner: str | None) -> tuple[Path, str, dict] | None:
 def _not_found(name: str, owner: str | None) -> InputError:
     """The same sentence whether the name is free or someone else's: no one learns another's names."""
     saved = ", ".join(list_voices(owner)) or "none yet"
-    return InputError(f"There is no saved voice called {name!r} that you can use; your saved voices: {saved}.")
+    return InputError(f"There is no saved voice called {shown(name)} that you can use; your saved voices: {saved}.")
 
 
 def voice_exists(name: str, owner: str | None) -> bool:

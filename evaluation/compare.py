@@ -30,7 +30,7 @@ import numpy as np
 from engines import device, registry
 from engines import language as languages
 from engines.audio import encode, join, normalize_loudness, write
-from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
+from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest, shown
 from engines.kokoro_voices import spec_entries
 from engines.lexicon import owner_mapping
 from engines.reference import Reference, load_reference
@@ -126,7 +126,7 @@ def parse_slot(spec: str, owner: str | None = None) -> Slot:
     if engine == IN_BROWSER:
         raise InputError("Kokoro in this browser runs on the Compare page only; here use kokoro:VOICE.")
     if engine not in registry.ENGINES:
-        raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
+        raise InputError(f"Unknown engine {shown(engine)} in {shown(spec)}; use one of: {', '.join(registry.ENGINES)}.")
     lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
     return Slot(engine=engine, voice=voice, owner=owner, lexicon=lexicon)
 
