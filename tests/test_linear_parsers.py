@@ -144,3 +144,16 @@ def test_the_rewritten_parsers_keep_their_answers():
     assert prompts._NUMBERS.search("write to me@example.org") and prompts._NUMBERS.search("see example.com")
     assert metrics.normalize("I have 3 cats") == "i have three cats"
     assert metrics.normalize("9" * 5000) == "9" * 5000  # no number to spell, and no OverflowError
+
+
+@pytest.mark.slow
+def test_the_english_g2p_reads_a_blank_free_flood_in_linear_time():
+    # misaki merges one blank-free run's sub-tokens in a quadratic loop: the engine cuts long runs first
+    from engines.g2p_lock import locked
+    from engines.kokoro import _make_g2p
+
+    g2p = locked(_make_g2p("a"))
+    small, large = "[a](/" * 100, "[a](/" * 1_000  # the large one is the text cap, 5,000 characters
+    ratio = cpu_seconds(g2p, large, repeats=1) / max(cpu_seconds(g2p, small, repeats=2), 2e-4)
+    assert ratio < MAX_GROWTH, f"the English G2P grew {ratio:.0f}× for 10× the input"
+    assert g2p("Hello [Kokoro](/kˈOkəɹO/) world.")[0] == "həlˈO kˈOkəɹO wˈɜɹld."
