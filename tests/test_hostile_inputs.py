@@ -46,6 +46,7 @@ def client(tmp_path_factory):
         registry.unload("kokoro")
 
 
+@pytest.mark.slow
 def test_20000_open_parentheses_in_language_get_one_sentence_while_another_request_is_served(client):
     answers: dict[str, object] = {}
 
@@ -74,6 +75,7 @@ def test_a_nested_lexicon_query_to_the_plan_is_a_400_sentence_not_a_recursion_er
     assert fine.status_code in (200, 503), fine.text  # 503 only where no browser model is packaged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "field, value",
     [("voice", "jm_kumo:1," * 5_000), ("language", "x" * 250_000), ("input", "[a](/" * 999), ("speed", "1" * 5_000)],
