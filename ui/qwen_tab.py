@@ -90,21 +90,8 @@ def _clone_for_player(player: StreamPlayer) -> Callable:
 
     @user_errors
     def stream(
-        path,
-        transcript,
-        x_vector_only,
-        text,
-        language,
-        saved,
-        fmt,
-        loudness,
-        peak_normalize,
-        trim,
-        denoise,
-        fade,
-        check: bool = False,
-        owner_token: str = "",
-        request: gr.Request = None,
+        path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
+        check: bool = False, owner_token: str = "", request: gr.Request = None,
     ) -> Iterator[tuple]:
         run = lambda chunks: _clone(  # noqa: E731
             path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise,
@@ -211,40 +198,15 @@ def clone_stream(
     """
     yield from _as_audio(
         _clone(
-            path,
-            transcript,
-            x_vector_only,
-            text,
-            language,
-            saved,
-            fmt,
-            loudness,
-            peak_normalize,
-            trim,
-            denoise,
-            fade,
-            owner_token,
-            request,
+            path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
+            owner_token, request,
         )
     )
 
 
 def _clone(
-    path,
-    transcript,
-    x_vector_only,
-    text,
-    language,
-    saved,
-    fmt,
-    loudness,
-    peak_normalize,
-    trim,
-    denoise,
-    fade,
-    owner_token: str = "",
-    request: gr.Request | None = None,
-    chunks=None,
+    path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
+    owner_token: str = "", request: gr.Request | None = None, chunks=None,
 ) -> Iterator[tuple]:
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
