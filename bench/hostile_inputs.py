@@ -17,7 +17,8 @@ several containers (WAV, FLAC at 655,350 Hz × 8 channels, OGG, MP3, Matroska, W
 - MCP (`/gradio_api/mcp/`): JSON-RPC with hostile bodies and hostile tool arguments.
 
 Each way gets a seeded sample of the generated cases; `--quick` about half as many (the tests' version);
-`--url` runs against a server already up (RSS then comes from `--pid`, if given). `Traceback` lines in the app's log are counted too.
+`--url` runs against a server already up (RSS then comes from `--pid`, if given). `Traceback` lines in
+the app's log are counted too.
 
     python bench/hostile_inputs.py [--quick] [--out bench/results-hostile-inputs.json]
 """
