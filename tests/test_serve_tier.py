@@ -154,3 +154,30 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_apps_remote_client_sends_the_token(monkeypatch):
+    from engines.remote import RemoteEngine
+
+    monkeypatch.setenv("ENGINE_SERVER_TOKEN", TOKEN)
+    seen = []
+    engine = RemoteEngine("kokoro", "http://tier.invalid")
+    engine._client._transport = httpx.MockTransport(
+        lambda request: seen.append(request.headers.get("authorization")) or httpx.Response(401, json={})
+    )
+    assert engine.info().available is False  # refused: reported as unavailable, not raised
+    assert seen == [f"Bearer {TOKEN}"]
+    monkeypatch.delenv("ENGINE_SERVER_TOKEN")
+    assert "authorization" not in RemoteEngine("kokoro", "http://tier.invalid")._client.headers
+
+
+def test_the_kuberay_manifest_gives_every_ray_container_the_token_from_a_secret():
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "deploy" / "kuberay-rayservice.yaml").read_text())
+    cluster = manifest["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            assert "secretKeyRef" in env["ENGINE_SERVER_TOKEN"]["valueFrom"], container["name"]
