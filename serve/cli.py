@@ -75,7 +75,7 @@ def start(
         states = deployment_states()
         if on_status is not None:
             on_status(states)
-        if all(s["running"] for s in states.values()) or time.monotonic() > deadline:
+        if (states and all(s["running"] for s in states.values())) or time.monotonic() > deadline:
             return states
         time.sleep(2.0)
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         states = start(args.port, args.host, args.replicas, args.engines, num_cpus=args.num_cpus, on_status=progress)
         where = f"http://{args.host}:{args.port}"
-        if all(s["running"] for s in states.values()):
+        if states and all(s["running"] for s in states.values()):
             print(f"Engine tier on {where} (ENGINE_SERVER); every deployment started. Ctrl-C stops it.", flush=True)
         else:
             print(f"Engine tier on {where} (ENGINE_SERVER); not every deployment started:", flush=True)
