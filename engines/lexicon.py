@@ -11,7 +11,8 @@ one sentence, when an entry is saved and again when a request is spoken.
 
 Each owner's lexicon is one JSON file, `lexicons/<owner folder>.json` under the voice library's
 folder (`engines.voice_library`: the same owners, the same hashed folder names, `shared.json` with
-`VOICE_LIBRARY_SHARED=1`), written to a temporary file and moved into place. No owner: no lexicon.
+`VOICE_LIBRARY_SHARED=1`), written to a temporary file and moved into place, within the owner's
+storage quota and swept with the owner's voices when idle. No owner: no lexicon.
 The file form, also what `/v1/audio/lexicon` and the CLI's `--lexicon FILE.json` read, is
 `{"entries": [{"word", "phonemes", "respelling"}]}`.
 """
@@ -31,13 +32,22 @@ from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, chec
 from .strict_json import BadJson
 from .strict_json import parse as parse_json
 from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
-from .voice_library import OPERATOR, _atomic_write, library_dir, owner_folder, shared
+from .voice_library import (
+    LEXICONS_FOLDER,
+    OPERATOR,
+    _atomic_write,
+    check_room,
+    library_dir,
+    owner_folder,
+    shared,
+    touch,
+)
 from .weights import kokoro_vocabulary
 
 log = logging.getLogger(__name__)
 
 PHONEMES, RESPELLING = "phonemes", "respelling"  # the values of `Capabilities.lexicon`
-FOLDER = "lexicons"
+FOLDER = LEXICONS_FOLDER
 MAX_FILE_BYTES = 256 * 1024
 # Vocabulary symbols an entry may not use: markup and quotes (they would end or break `[word](/.../)`).
 _NOT_IN_ENTRIES = set('()[]/"“”')
@@ -200,6 +210,7 @@ def load(owner: str | None) -> tuple[Entry, ...]:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ValueError("file too large")
         data = json.loads(path.read_text(encoding="utf-8"))
+        touch(path)  # used: an idle owner's sweep waits (engines.voice_library)
         return entries_from_json(data, symbols=_stored_symbols(data))
     except (OSError, ValueError, InputError) as exc:
         log.warning("A pronunciation lexicon is unreadable (%s): %s", path.name, exc)
@@ -221,9 +232,11 @@ def save(owner: str | None, entries: Iterable[Entry]) -> tuple[Entry, ...]:
         )
     checked = entries_from_json(entries_to_json(entries))
     data = {"owner": None if shared() else owner, **entries_to_json(checked)}
+    encoded = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
     with _lock:
+        check_room(owner, len(encoded), path.stat().st_size if path.is_file() else 0)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"))
+        _atomic_write(path, encoded)
     return checked
 
 
