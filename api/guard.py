@@ -32,9 +32,10 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.limits import RateLimiter, rate_from_env
+
 from .auth import api_key, client_address, keys_required, owner_of_key, presented_key, trusted_proxy_hops
 from .errors import ApiError
-from .limits import RateLimiter, rate_from_env
 
 GRADIO_PREFIX = "/gradio_api"
 MCP_PREFIX = "/gradio_api/mcp"

@@ -78,10 +78,13 @@ def load(engine_id: str) -> Engine:
     return engine
 
 
-def enter(engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None) -> Ticket:
-    """A place in the engine's line for `request` (`BusyError` at once when the line is full)."""
+def enter(
+    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None, caller: str | None = None
+) -> Ticket:
+    """A place in the engine's line for `caller`'s `request` (`BusyError` at once when the line, or the
+    caller's share of it, is full)."""
     work_queue.line(engine_id, registry.ENGINE_NAMES.get(engine_id))  # its messages name the engine
-    return work_queue.enter(engine_id, work_queue.cost_of(engine_id, request.text), cancelled)
+    return work_queue.enter(engine_id, work_queue.cost_of(engine_id, request.text), cancelled, caller=caller)
 
 
 def timed_stream(
@@ -90,6 +93,7 @@ def timed_stream(
     stats: RunStats,
     cancelled: Callable[[], bool] | None = None,
     ticket: Ticket | None = None,
+    caller: str | None = None,
 ) -> Iterator[AudioChunk]:
     """The registry engine's chunks in this request's turn, filling `stats`.
 
@@ -98,7 +102,7 @@ def timed_stream(
     stream does (finished, failed, closed, or `cancelled()` seen between chunks, which also stops a
     wait); the engine is loaded in the turn, before timing starts.
     """
-    with ticket or enter(engine_id, request, cancelled) as turn:
+    with ticket or enter(engine_id, request, cancelled, caller) as turn:
         if not turn.wait_turn(cancelled):
             stats.cancelled = True
             return
@@ -134,9 +138,9 @@ def measured(
 
 
 def synthesize(
-    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None
+    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None, caller: str | None = None
 ) -> tuple[np.ndarray, list[AudioChunk], RunStats]:
     """The whole clip: all chunks joined, with the run's figures (`stats.cancelled`: cut short)."""
     stats = RunStats(engine=engine_id)
-    chunks = list(timed_stream(engine_id, request, stats, cancelled))
+    chunks = list(timed_stream(engine_id, request, stats, cancelled, caller=caller))
     return join(chunks), chunks, stats

@@ -19,7 +19,7 @@ from starlette.requests import HTTPConnection
 from api import router
 from api.auth import api_key, client_address, owner_of_key
 from api.guard import Guard
-from api.limits import RateLimiter
+from service.limits import RateLimiter
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
