@@ -9,14 +9,17 @@ Per caller (`Caller.bucket`: an API key's owner, else a client address), each re
 - bytes: `CALLER_UPLOAD_MB_PER_MIN` (default 64) of uploads and saved voices;
 - characters: `CALLER_CHARS_PER_MIN` (default 20,000) of text read by the Arena's classifier.
 
-`admit(caller, ...)` checks every allowance first and spends only when all pass: a refusal
-(`RateLimited`, with `retry_after_s`, one sentence) costs the caller nothing. A cost no allowance can
-ever hold is an `InputError` ("split it"). Each face maps `RateLimited` once: 429 + `Retry-After`.
+A request counts once however many use cases it calls (`Caller.request_id`); the operator (the CLI,
+code in process) has no allowances. `admit(caller, ...)` checks every allowance first and spends only
+when all pass: a refusal (`RateLimited`, with `retry_after_s`, one sentence) costs the caller nothing.
+A cost no allowance can ever hold is an `InputError` ("split it"). Each face maps `RateLimited` once:
+429 + `Retry-After`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from engines import work_queue
 from engines.base import InputError, RateLimited
@@ -28,6 +31,7 @@ from .limits import RateLimiter, rate_from_env
 DEFAULT_COMPUTE_S_PER_MIN = 60.0
 DEFAULT_UPLOAD_MB_PER_MIN = 64
 DEFAULT_CHARS_PER_MIN = 20_000
+MAX_REQUESTS_REMEMBERED = 10_000
 MAX_CALL_MINUTES = 10  # a call may cost this many minutes of the compute allowance at most
 # Until an engine has measured its speed: Kokoro int8 on this 2-core CPU spends ~0.35 s of compute per
 # second of audio, ~14 characters of English (FACTS.md), so ~0.025 s a character.
@@ -54,13 +58,17 @@ class Admission:
         self.compute = RateLimiter(compute_s)
         self.bytes = RateLimiter(upload_mb * 1024 * 1024)
         self.chars = RateLimiter(chars)
+        self._counted: OrderedDict[str, None] = OrderedDict()  # request ids already counted (bounded)
         self._lock = threading.Lock()
 
     def admit(
         self, caller: Caller, *, compute_s: float = 0.0, nbytes: int = 0, chars: int = 0, request: bool = True
     ) -> None:
         """Spend this call's cost from `caller`'s allowances, or raise `RateLimited` spending nothing."""
+        if caller.is_operator:
+            return
         _too_large(self, compute_s, nbytes, chars)
+        request = request and (caller.request_id is None or caller.request_id not in self._counted)
         asks = [
             (self.requests, 1.0 if request else 0.0, _too_many_requests),
             (self.compute, compute_s, _too_much_compute),
@@ -76,6 +84,10 @@ class Admission:
                     raise RateLimited(say(limiter, wait), wait)
             for limiter, amount, _ in asks:
                 limiter.take(bucket, amount)
+            if request and caller.request_id is not None:
+                self._counted[caller.request_id] = None
+                while len(self._counted) > MAX_REQUESTS_REMEMBERED:
+                    self._counted.popitem(last=False)
 
 
 def _too_large(admission: Admission, compute_s: float, nbytes: int, chars: int) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
@@ -35,15 +35,22 @@ class Caller:
     owner: str | None = None  # whose saved voices and lexicon (None: nobody's)
     key: str | None = None  # the API key's owner id (`owner_of_key`), never the key itself
     session: str | None = None  # Gradio's session hash, where the face has one
+    # one request, however many use cases it calls, counts once towards API_RATE_PER_MIN (None: each call)
+    request_id: str | None = field(default=None, compare=False)
 
     @property
     def bucket(self) -> str:
         """Whose allowances this call spends: the key's owner, the operator, else the address."""
         if self.key:
             return self.key
-        if self.face == "cli":
+        if self.is_operator:
             return "operator"
         return "ip:" + self.address
+
+    @property
+    def is_operator(self) -> bool:
+        """The machine's own operator (the CLI, or code calling in process): no allowances apply."""
+        return self.face == "cli"
 
 
 def operator() -> Caller:
