@@ -49,10 +49,11 @@ from evaluation.pair import (
     SlotFailed,
     SlotFinished,
     SlotStarted,
-    pair_events,
 )
+from service import pair as pairs
 
 from . import charts, janitor
+from .caller import caller
 from .common import OUTPUT_DIR, status_line, user_errors
 from .compare_tab import ARENA, remember
 from .player import StreamPlayer
@@ -416,8 +417,8 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
         seconds = {"A": 0.0, "B": 0.0}
         runs: dict[str, str] = {}
         failed = None
-        events = pair_events(
-            text, {name: in_language(slot, kind.language) for name, slot in zip("AB", drawn, strict=True)}
+        events = pairs.events(
+            caller(), text, {name: in_language(slot, kind.language) for name, slot in zip("AB", drawn, strict=True)}
         )
         for event in events:
             if isinstance(event, SlotStarted):

@@ -21,10 +21,12 @@ from gradio.context import Context, LocalContext
 
 from engines import lexicon, registry
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
-from engines.timing import synthesize
 from engines.weights import kokoro_vocabulary
 from evaluation.lexicon_check import carrier, heard_as
+from service import lexicon as lexicons
+from service import speech
 
+from .caller import caller
 from .common import user_errors
 from .owner import owner_of, signed_in_user
 
@@ -79,9 +81,8 @@ def with_visitor_lexicon(engine_id: str, request: SynthesisRequest) -> Synthesis
 @user_errors
 def save_entry(word: str, phonemes: str, respelling: str, owner_token: str = "", request: gr.Request | None = None):
     """Add or replace one word of your pronunciation lexicon (phonemes for Kokoro, respelling for Qwen3-TTS)."""
-    owner = owner_of(owner_token, request)
     entry = lexicon.check_entry(word, phonemes, respelling, kokoro_vocabulary())
-    saved = lexicon.put(owner, entry)
+    saved = lexicons.put(caller(owner_token, request), entry)
     gr.Info(f"Saved the pronunciation of {entry.word!r}.")
     return _table(saved)
 
@@ -91,7 +92,7 @@ def delete_entry(word: str, owner_token: str = "", request: gr.Request | None = 
     """Delete one word of your pronunciation lexicon."""
     if not (word or "").strip():
         raise InputError("Type the word whose entry you want to delete.")
-    kept = lexicon.remove(owner_of(owner_token, request), word)
+    kept = lexicons.remove(caller(owner_token, request), word)
     gr.Info(f"Deleted the pronunciation of {word.strip()!r}.")
     return _table(kept)
 
@@ -115,6 +116,7 @@ def try_voice(engine_id: str) -> str:
 def try_entry(engine_id: str, word: str, phonemes: str, respelling: str, owner_token: str = "", request=None):
     """Speak the word (in a short sentence) without and with the entry typed (or, boxes empty, the saved
     one), then say what the recogniser heard each time."""
+    who = caller(owner_token, request)
     word = (word or "").strip()
     if not (phonemes or "").strip() and not (respelling or "").strip():
         saved = {e.word.lower(): e for e in lexicon.load(owner_of(owner_token, request))}
@@ -129,7 +131,7 @@ def try_entry(engine_id: str, word: str, phonemes: str, respelling: str, owner_t
     voice, text = try_voice(engine_id), carrier(entry.word)
     clips, lines = [], []
     for label, used in (("Without the entry", {}), ("With the entry", words)):
-        audio, _, _ = synthesize(engine_id, SynthesisRequest(text=text, voice=voice, lexicon=used))
+        audio, _, _ = speech.synthesize(who, engine_id, SynthesisRequest(text=text, voice=voice, lexicon=used))
         clips.append((SAMPLE_RATE, np.asarray(audio, dtype=np.float32)))
         lines.append(f"**{label}:** " + _verdict(audio, entry))
     return clips[0], clips[1], "\n\n".join(lines)
