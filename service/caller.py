@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from engines.settings import env_int
+from engines.voice_library import OPERATOR
 
 FACES = ("page", "gradio", "v1", "plan", "cli", "test")
 
@@ -55,7 +56,7 @@ class Caller:
 
 def operator() -> Caller:
     """The CLI's caller: the machine's operator (its own library; limits are a public server's)."""
-    return Caller(address="local", face="cli", owner=None)
+    return Caller(address="local", face="cli", owner=OPERATOR)
 
 
 def owner_of_key(key: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from engines import timing
+from engines import timing, work_queue
 from engines.audio import join
 from engines.base import AudioChunk, SynthesisRequest
 from engines.timing import RunStats
@@ -34,6 +34,11 @@ def enter(
         ticket.leave()
         raise
     return ticket
+
+
+def wait_line(ticket: Ticket) -> str:
+    """One sentence for a waiting caller: place in line and the estimated wait (labelled as an estimate)."""
+    return work_queue.wait_line(ticket)
 
 
 def stream(

@@ -32,7 +32,6 @@ from dataclasses import replace
 
 import gradio as gr
 
-from api.auth import client_address
 from engines import registry
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.language import iso_code
@@ -51,6 +50,7 @@ from evaluation.pair import (
     SlotStarted,
 )
 from service import pair as pairs
+from service.caller import client_address
 
 from . import charts, janitor
 from .caller import caller

@@ -5,6 +5,8 @@ process) the caller is the operator."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 from gradio.context import LocalContext
 
@@ -30,8 +32,8 @@ def owner_of(token: object, request: gr.Request | None = None) -> str | None:
 def caller(owner_token: object = None, request: gr.Request | None = None) -> Caller:
     """Who runs this event: owner (HF sign-in, else the owner token), address, session, event id."""
     request = request or LocalContext.request.get(None)
-    if request is None:
-        return operator()
+    if request is None:  # in process: the operator's limits (none), the token's owner
+        return replace(operator(), owner=owner_of(owner_token))
     event = LocalContext.event_id.get(None)
     try:
         address = client_address(request)

@@ -16,12 +16,12 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engines import registry, work_queue
+from engines import registry
 from engines.audio import write
 from engines.base import EngineError, SynthesisRequest
 from engines.timing import RunStats
-from engines.work_queue import Ticket
 from service import speech
+from service.speech import Ticket
 
 from . import janitor
 from .caller import caller
@@ -108,7 +108,7 @@ def wait_for_turn(
     try:
         timeout = 0.0
         while not ticket.wait(timeout):
-            yield show(work_queue.wait_line(ticket))
+            yield show(speech.wait_line(ticket))
             timeout = WAIT_UPDATE_S
     except BaseException:
         ticket.leave()

@@ -17,9 +17,11 @@ import numpy as np
 
 from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import AudioChunk, SynthesisRequest
-from engines.timing import RunStats, timed_stream
+from engines.timing import RunStats
 from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, SlotStarted
+from service import speech
 
+from .caller import caller
 from .common import wait_for_turn
 from .lexicon_panel import with_visitor_lexicon
 from .player import StreamPlayer
@@ -45,7 +47,7 @@ def levelled_run(
     request = with_visitor_lexicon(engine_id, request)  # the page visitor's pronunciations (`ui.lexicon_panel`)
     ticket = yield from wait_for_turn(engine_id, request, lambda line: Step(waiting=line))
     leveler = StreamLeveler(settings)
-    for chunk, piece in leveler.level(timed_stream(engine_id, request, stats, ticket=ticket)):
+    for chunk, piece in leveler.level(speech.stream(caller(), engine_id, request, stats, ticket=ticket)):
         if chunk is not None:
             chunks.append(chunk)
         yield Step(sound=to_int16(piece) if piece.size else None, chunk=chunk, done=chunk is None)
