@@ -484,7 +484,7 @@ def blind(fn):
             log.exception("arena pair failed")
             raise gr.Error(COULD_NOT_PLAY) from None
 
-    generator.starts_work = True  # a pair runs two engines: it counts for api.guard's rate limit
+    generator.starts_work = True  # a pair runs two engines (metered by service.pair)
     return generator
 
 
