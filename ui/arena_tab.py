@@ -49,6 +49,7 @@ from evaluation.pair import (
     SlotFinished,
     SlotStarted,
 )
+from service import arena
 from service import pair as pairs
 from service.caller import client_address
 
@@ -211,7 +212,10 @@ def kind_line(text: str) -> str:
     """What a text is, as the tab shows it before the pair: "Prompt: **Names** · English"."""
     if not (text or "").strip():
         return ""
-    kind = prompts.classify(text)
+    try:
+        kind = arena.classify(caller(), text)  # metered by its characters
+    except EngineError as exc:
+        return str(exc)
     return f"Prompt: **{prompts.CATEGORIES[kind.category]}** · {prompts.language_name(kind.language)}"
 
 
@@ -390,7 +394,7 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
     """
     if not (text or "").strip():
         raise InputError("Please type some text for the pair to say.")
-    kind = prompts.classify(text)
+    kind = arena.classify(caller(), text)
     systems = pool()
     if len({s.system for s in systems}) < 2:
         raise InputError("The arena needs at least two voices that can speak now.")
@@ -589,11 +593,14 @@ def build_tab() -> None:
 
             def on_vote(current, tags, board_kind, board_lang, request: gr.Request, key=key):
                 try:
-                    revealed = vote_on(current, key, visitor(request), tags, board_kind, board_lang)
+                    revealed = arena.vote(
+                        caller(request=request), vote_on, current, key, visitor(request), tags, board_kind, board_lang
+                    )
                     return (*revealed, *[buttons_update(False)] * len(vote_buttons))
-                except gr.Error as exc:  # refused: said once, in a notice and the reveal line; nothing else changes
-                    gr.Warning(exc.message)
-                    return (exc.message, *[gr.skip()] * (len(vote_outputs) - 1))
+                except (gr.Error, EngineError) as exc:  # refused (also past the caller's allowance): said once
+                    message = exc.message if isinstance(exc, gr.Error) else str(exc)
+                    gr.Warning(message)
+                    return (message, *[gr.skip()] * (len(vote_outputs) - 1))
 
             button.click(
                 on_vote, [pair, reasons, board_category, board_language], vote_outputs, api_visibility="private"
