@@ -24,6 +24,7 @@ from api import router as api_router  # noqa: E402
 from engines import device, registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
 from engines.settings import env_int  # noqa: E402
+from ui import sessions  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
 from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
@@ -125,6 +126,7 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
     # sizes, CORS (the limits are the service's, where the work is). Put in
     # place right after the server starts, before this function returns and the page is announced.
     guard.install(demo.app)
+    sessions.bound(demo)  # MAX_SESSIONS_PER_ADDRESS: one address cannot push other visitors' state out
     return demo
 
 

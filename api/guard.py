@@ -37,8 +37,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from engines.reference import upload_limit_bytes
 from engines.settings import env_int
 from evaluation.browser_clip import MAX_PAYLOAD_CHARS
+from service.caller import REQUEST_ADDRESS
 
-from .auth import api_key, keys_required, presented_key, trusted_proxy_hops
+from .auth import api_key, client_address, keys_required, presented_key, trusted_proxy_hops
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)
+        REQUEST_ADDRESS.set(client_address(connection))  # for what this request opens (Gradio's sessions)
         own = _own_origin(connection)
         if not own:
             send = _without_cors(send)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
@@ -25,6 +26,9 @@ from engines.settings import env_int
 from engines.voice_library import OPERATOR
 
 FACES = ("page", "gradio", "v1", "plan", "cli", "test")
+# The client address of the HTTP request being served, set by the door for whatever the request opens
+# (e.g. Gradio's session state, `ui.sessions`); None outside a request.
+REQUEST_ADDRESS: ContextVar[str | None] = ContextVar("request_address", default=None)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def server(app):
 @pytest.fixture()
 def line(monkeypatch):
     monkeypatch.setenv("MAX_WAITING", "8")
+    monkeypatch.setenv("MAX_WAITING_PER_CALLER", "8")  # these lines are one client's (the share: test_fair_share)
     kokoro = work_queue.line("kokoro")
     assert kokoro.running() == 0 and kokoro.waiting() == 0
     yield kokoro

@@ -250,6 +250,12 @@ def served():
     def ui_only(text: str) -> str:
         return text.upper()
 
+    def keep(text: str) -> str:
+        return text
+
+    def recall(kept: str | None) -> str:
+        return kept or "forgotten"
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("API_RATE_PER_MIN", "2")
         mp.setenv("CALLER_CHARS_PER_MIN", "20000")
@@ -260,6 +266,9 @@ def served():
             box.submit(echo, box, out, api_name="echo")
             box.change(ui_only, box, out, api_name="ui_only")
             box.blur(classify, box, out, api_name="classify", api_visibility="private")
+            kept = gr.State()  # what a page keeps per session (the Arena's pair, Compare's results)
+            box.input(keep, box, kept, api_name="keep", api_visibility="private")
+            box.focus(recall, kept, out, api_name="recall", api_visibility="private")
         port = _free_port()
         app.serve(demo, server_name="127.0.0.1", server_port=port, quiet=True)
         try:
@@ -476,3 +485,19 @@ def test_an_unparseable_join_is_still_gradios_to_refuse(served):
         )  # fmt: skip
         assert answer.status_code in (400, 422) and "Traceback" not in answer.text
         json.loads(answer.text)
+
+
+@pytest.mark.slow
+def test_1100_new_sessions_from_one_address_leave_another_visitors_state(served):
+    demo, url = served
+    with httpx.Client(base_url=url, timeout=60) as client:
+        visitor = body_for(index_of(demo, "keep"), session="visitor-b", text="pair-token-123")
+        assert joined(client, visitor, "203.0.113.50") == (200, "ok:None")
+        for n in range(1100):  # a stranger opens new sessions, cheaply (a UI update each)
+            body = body_for(index_of(demo, "ui_only"), session=f"stranger-{n}")
+            assert client.post(
+                "/gradio_api/queue/join", json=body, headers={"x-forwarded-for": "203.0.113.51"}
+            ).is_success
+        assert demo.state_holder.sessions_of("203.0.113.51") == 20  # MAX_SESSIONS_PER_ADDRESS
+        recalled = body_for(index_of(demo, "recall"), session="visitor-b")
+        assert joined(client, recalled, "203.0.113.50") == (200, "ok:pair-token-123")
