@@ -5,14 +5,13 @@ The lexicon is the visitor's own, like their saved voices (`ui.owner`: the owner
 browser, or the signed-in account): every event here takes the page's owner token. The tabs' own
 runs take it from `with_visitor_lexicon`, which `ui.streaming.levelled_run` calls: when the page
 learns a visitor's owner (on load) this module remembers it for that page session (Gradio's
-`session_hash`, at most `MAX_SESSIONS` of them, oldest out), and a run of that session speaks with
+`session_hash`, at most `MAX_SESSIONS` of them and `MAX_SESSIONS_PER_ADDRESS` per client address:
+`ui.sessions.Bindings`), and a run of that session speaks with
 that owner's lexicon. Compare, Batch, `/v1` and the CLI pass their owner's lexicon themselves.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import replace
 
 import gradio as gr
@@ -29,12 +28,12 @@ from service import speech
 from .caller import caller
 from .common import user_errors
 from .owner import owner_of, signed_in_user
+from .sessions import Bindings
 
 HEADERS = ["word", "Kokoro phonemes", "Qwen3-TTS respelling"]
 OWNER_ELEM_ID = "owner-token"  # `ui.owner.build`'s hidden token component
 MAX_SESSIONS = 1000
-_sessions: OrderedDict[str, str] = OrderedDict()  # page session -> owner id
-_sessions_lock = threading.Lock()
+_sessions = Bindings(MAX_SESSIONS)  # page session -> owner id, bounded per client address
 HELP = (
     "Words you want said your way, on every tab, in Batch, Compare and your API calls. **Kokoro** takes "
     "phonemes in its own alphabet (misaki, e.g. `kˈOkəɹO`; the Kokoro tab's phonemes show what it says now); "
@@ -51,11 +50,7 @@ def remember(owner_token: str, request: gr.Request | None = None) -> list[list[s
     owner = owner_of(owner_token, request)
     session = getattr(request, "session_hash", None)
     if session and owner:
-        with _sessions_lock:
-            _sessions[session] = owner
-            _sessions.move_to_end(session)
-            while len(_sessions) > MAX_SESSIONS:
-                _sessions.popitem(last=False)
+        _sessions.put(caller(owner_token, request).address, session, owner)
     return _table(lexicon.load(owner))
 
 
@@ -64,8 +59,7 @@ def visitor() -> str | None:
     page = LocalContext.request.get(None)
     if page is None:
         return None
-    with _sessions_lock:
-        owner = _sessions.get(getattr(page, "session_hash", None) or "")
+    owner = _sessions.get(getattr(page, "session_hash", None) or "")
     return owner or signed_in_user(page)
 
 

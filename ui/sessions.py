@@ -98,3 +98,39 @@ def bound(demo) -> BoundedStateHolder:
     holder = demo.state_holder  # the same object the server app and the queue use
     holder.__class__ = BoundedStateHolder
     return holder.adopt()
+
+
+class Bindings:
+    """A value per page session (e.g. whose lexicon the session speaks with), bounded like the sessions:
+    at most `MAX_SESSIONS_PER_ADDRESS` per client address (its oldest go) and `capacity` in all (the oldest
+    of the address holding the most go), so that one address cannot push another's bindings out."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self._values: dict[str, object] = {}
+        self._by_address: dict[str, OrderedDict[str, None]] = {}
+        self._address: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def put(self, address: str, session: str, value: object) -> None:
+        with self._lock:
+            self._drop(session)
+            self._values[session], self._address[session] = value, address
+            self._by_address.setdefault(address, OrderedDict())[session] = None
+            while len(self._by_address[address]) > per_address():
+                self._drop(next(iter(self._by_address[address])))
+            while len(self._values) > self.capacity:
+                largest = max(self._by_address, key=lambda a: len(self._by_address[a]))
+                self._drop(next(iter(self._by_address[largest])))
+
+    def get(self, session: str) -> object | None:
+        with self._lock:
+            return self._values.get(session)
+
+    def _drop(self, session: str) -> None:
+        self._values.pop(session, None)
+        address = self._address.pop(session, None)
+        if address is not None:
+            self._by_address[address].pop(session, None)
+            if not self._by_address[address]:
+                del self._by_address[address]
