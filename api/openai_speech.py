@@ -17,9 +17,10 @@ sentence (never a path, command line or exception class): 400 bad input (the bod
 `api.strict_json`: not UTF-8, too deep, numbers too long, duplicate keys, wrong types), 404 unknown
 model or voice, 413 input over the limit, 415 a body that is not `application/json`, 503 engine
 unavailable (`engine_unavailable`) or busy (`server_busy`, with `Retry-After`: more requests already
-wait for the engine than `MAX_WAITING`), 500 anything unexpected (logged). Keys (401) are `api.guard`'s,
-the caller's limits (429 with `Retry-After`) `service.admission`'s. Every answer with audio carries `X-Queue-Wait`, the seconds it waited in
-the engine's line before synthesis began.
+wait for the engine than `MAX_WAITING`, or `MAX_WAITING_PER_CALLER` of the caller's), 500 anything
+unexpected (logged). Keys (401) are `api.guard`'s, the caller's limits (429 with `Retry-After`)
+`service.admission`'s. Every answer with audio carries `X-Queue-Wait`, the seconds it waited in the
+engine's line before synthesis began.
 
 Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
 encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
