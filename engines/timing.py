@@ -108,15 +108,22 @@ def timed_stream(
             return
         stats.queue_wait_s = turn.waited_s
         engine = load(engine_id)
-        yield from measured(engine, request, stats, cancelled)
+        # between chunks another caller waiting for this engine goes first (the line's fair share)
+        yield from measured(engine, request, stats, cancelled, between=lambda: turn.let_others_go(cancelled))
         if not stats.cancelled:
             work_queue.observe(engine_id, len(request.text), stats.total_s)
 
 
 def measured(
-    engine: Engine, request: SynthesisRequest, stats: RunStats, cancelled: Callable[[], bool] | None = None
+    engine: Engine,
+    request: SynthesisRequest,
+    stats: RunStats,
+    cancelled: Callable[[], bool] | None = None,
+    between: Callable[[], bool] | None = None,
 ) -> Iterator[AudioChunk]:
-    """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`."""
+    """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`.
+    `between()` runs after each chunk (the time it takes is not the run's: e.g. another caller's turn)
+    and stops the run when it says False."""
     start = time.perf_counter()
     with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call
         for chunk in chunks:
@@ -134,6 +141,13 @@ def measured(
             if cancelled is not None and cancelled():
                 stats.cancelled = True
                 break
+            if between is not None:
+                paused = time.perf_counter()
+                going_on = between()
+                start += time.perf_counter() - paused  # another caller's turn is not this run's time
+                if not going_on:
+                    stats.cancelled = True
+                    break
     stats.total_s = time.perf_counter() - start
 
 

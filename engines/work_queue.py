@@ -10,7 +10,9 @@ client address; None for the operator and tests). The line serves callers in tur
 caller served longest ago goes next, a caller never served first) and each caller's own requests first
 come, first served; so one caller's many long requests cannot push another caller's short one behind
 them. At most `MAX_WAITING_PER_CALLER` (default 2) of one caller's tickets may wait; past it `enter`
-raises `BusyError` at once.
+raises `BusyError` at once. On an engine that serves one request at a time, a running request hands the
+engine over between two chunks when another caller waits (`Ticket.let_others_go`), so a long request
+cannot hold everyone else's first audio for its whole length.
 
 Admission: at most `max_waiting(engine_id)` requests may wait for one engine (`MAX_WAITING`, or by
 default as many as the engine's speed measured at load lets start within `WAIT_TARGET_S` for a
@@ -125,6 +127,14 @@ class Ticket:
         """Out of the line (done, failed or gone); the engine passes to the next one. Idempotent."""
         self.line.leave(self)
 
+    def let_others_go(self, cancelled: Callable[[], bool] | None = None) -> bool:
+        """Between two chunks of a running request: when another caller waits for this engine (one that
+        serves one request at a time), hand it the engine and wait for the turn again, first in this
+        caller's own line. False if the client left meanwhile (then out of the line)."""
+        if self.leader is not None or not self.line.requeue_for_others(self):
+            return True
+        return self.wait_turn(cancelled)
+
     def __enter__(self) -> Ticket:
         return self
 
@@ -198,6 +208,20 @@ class EngineQueue:
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
             self._promote()
+
+    def requeue_for_others(self, ticket: Ticket) -> bool:
+        """Put a running ticket back at the head of its caller's waiting requests when another caller
+        waits and the engine serves one at a time; True if it was put back."""
+        with self._cond:
+            if self.slots != 1 or ticket not in self._running:
+                return False
+            if not any(t.caller != ticket.caller for t in self._waiting):
+                return False
+            self._running.remove(ticket)
+            ticket.started = None
+            self._waiting.appendleft(ticket)
+            self._promote()
+            return True
 
     def claim(self, leader: Ticket, limit: int, match: Callable[[Ticket], bool]) -> list[Ticket]:
         with self._cond:

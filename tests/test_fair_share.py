@@ -108,3 +108,32 @@ def test_places_in_line_follow_the_order_of_service(slow_engine):
     assert b1.has_turn and [t.position() for t in (c1, a1, a2)] == [1, 2, 3]
     for ticket in (a1, a2, b1, c1):
         ticket.leave()
+
+
+def test_a_long_request_hands_the_engine_to_another_caller_between_its_chunks(slow_engine):
+    engine_id, engine = slow_engine
+    line, errors = work_queue.line(engine_id), []
+    long_text = "A long one " + "word " * 200  # ~20 chunks
+    first = speak(engine_id, long_text, "key:A", errors)
+    until(lambda: ("chunk", long_text) in engine.events)  # A is speaking
+    second = speak(engine_id, "B short.", "key:B", errors)
+    first.join(60)
+    second.join(60)
+    assert errors == []
+    b_first = engine.events.index(("chunk", "B short."))
+    a_last = max(i for i, event in enumerate(engine.events) if event == ("chunk", long_text))
+    assert b_first < a_last  # B spoke while A's long request was still going
+    assert line.running() == 0 and line.waiting() == 0
+
+
+def test_one_callers_own_requests_are_not_interleaved(slow_engine):
+    engine_id, engine = slow_engine
+    errors = []
+    first_text, second_text = "First " + "word " * 60, "Second " + "word " * 10
+    first = speak(engine_id, first_text, "key:A", errors)
+    until(lambda: ("chunk", first_text) in engine.events)
+    second = speak(engine_id, second_text, "key:A", errors)
+    first.join(60)
+    second.join(60)
+    chunks = [text for kind, text in engine.events if kind == "chunk"]
+    assert chunks == [first_text] * chunks.count(first_text) + [second_text] * chunks.count(second_text)
