@@ -29,7 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
 from engines.base import SAMPLE_RATE, EngineError
-from engines.timing import RunStats
+from engines.timing import RunStats, timed_stream
 from evaluation.alignment import align_clip
 from evaluation.captions import model_words
 from service import speech
@@ -237,7 +237,8 @@ class _SpeechStream:
             leveler = StreamLeveler(self.plan.settings)
             keep = sent.append if self.plan.timestamps else (lambda _: None)
             with StreamEncoder(self.plan.fmt, self._put) as encoder:
-                stream = speech.stream(self.who, self.plan.engine_id, self.plan.request, self.stats, ticket=ticket)
+                # in the caller's turn, taken (and admitted) by `service.speech.enter` above
+                stream = timed_stream(self.plan.engine_id, self.plan.request, self.stats, ticket=ticket)
                 with closing(stream) as chunks:
                     for chunk in chunks:
                         if self._cancelled.is_set():

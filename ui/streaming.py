@@ -21,7 +21,6 @@ from engines.timing import RunStats
 from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, SlotStarted
 from service import speech
 
-from .caller import caller
 from .common import wait_for_turn
 from .lexicon_panel import with_visitor_lexicon
 from .player import StreamPlayer
@@ -47,7 +46,7 @@ def levelled_run(
     request = with_visitor_lexicon(engine_id, request)  # the page visitor's pronunciations (`ui.lexicon_panel`)
     ticket = yield from wait_for_turn(engine_id, request, lambda line: Step(waiting=line))
     leveler = StreamLeveler(settings)
-    for chunk, piece in leveler.level(speech.stream(caller(), engine_id, request, stats, ticket=ticket)):
+    for chunk, piece in leveler.level(timed_stream(engine_id, request, stats, ticket=ticket)):
         if chunk is not None:
             chunks.append(chunk)
         yield Step(sound=to_int16(piece) if piece.size else None, chunk=chunk, done=chunk is None)
