@@ -17,9 +17,8 @@ import numpy as np
 
 from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import AudioChunk, SynthesisRequest
-from engines.timing import RunStats
+from engines.timing import RunStats, timed_stream
 from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, SlotStarted
-from service import speech
 
 from .common import wait_for_turn
 from .lexicon_panel import with_visitor_lexicon
