@@ -154,11 +154,8 @@ def test_v1_is_limited_by_key_else_by_address_and_a_forged_header_does_not_move_
     assert post("6.6.6.6, 198.51.100.9").status_code == 200
     assert post("7.7.7.7, 198.51.100.9").status_code == 200  # another forged left part: the same client
     refused = post("8.8.8.8, 198.51.100.9")
-    assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
-    assert (
-        refused.json()["error"]["message"]
-        == "Too many requests: at most 2 a minute from one client; try again in 30 s."
-    )
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 30
+    assert said(refused.json()["error"]["message"]) == SENTENCE
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert post("198.51.100.10").status_code == 200  # another client address has its own allowance
     assert client.get("/v1/models", headers={"x-forwarded-for": "198.51.100.9"}).status_code == 200  # GETs are free
