@@ -185,17 +185,17 @@ def _refuse(status: int, sentence: str, code: str, v1: bool) -> JSONResponse:
 
 def _too_large(path: str) -> JSONResponse:
     limit = body_limit(path)
-    sentence = f"The request is too large: at most {_size(limit)} here."
+    sentence = f"The request body is over {_size(limit)}."  # the sentence /v1's own reader says (`api.speech_request`)
     if path.rstrip("/") == UPLOAD_ROUTE:
         sentence = (
             f"The upload is too large: at most {max_upload_files()} files of "
             f"{_size(upload_limit_bytes())} each in one request."
         )
-    return _refuse(413, sentence, "request_too_large", path.startswith("/v1/"))
+    return _refuse(413, sentence, "body_too_large", path.startswith("/v1/"))
 
 
 def _size(nbytes: int) -> str:
-    return f"{nbytes / 2**20:.3g} MB" if nbytes >= 2**20 else f"{nbytes // 1024} KB"
+    return f"{nbytes / 2**20:.3g} MiB" if nbytes >= 2**20 else f"{nbytes // 1024} KiB"
 
 
 def _json_or_form(connection: HTTPConnection, path: str) -> bool:
