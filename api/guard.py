@@ -78,7 +78,7 @@ EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/", "/gradio_api/run/
 UPLOAD_ROUTE = "/gradio_api/upload"
 VOICE_UPLOAD_ROUTE = "/v1/audio/voices"
 CROSS_SITE = "Requests from another site cannot change anything here."
-NOT_JSON = "Send the body as JSON, with Content-Type: application/json."
+NOT_JSON = "The request body must be JSON sent with Content-Type: application/json."  # as /v1's own reader says
 
 
 def allowed(method: str, path: str) -> bool:
