@@ -32,6 +32,7 @@ from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
 from ui.kokoro_tab import engine_banner as kokoro_banner  # noqa: E402
 from ui.owner import build as build_owner  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
+from ui.uploads import uploads_only  # noqa: E402
 
 log = logging.getLogger("app")
 # Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
@@ -55,7 +56,7 @@ def build() -> gr.Blocks:
         build_compare_tab(owner)
         build_arena_tab()
         demo.load(kokoro_banner, None, banner, api_visibility="private")
-    return demo
+    return uploads_only(demo)  # file inputs: uploads, never links Gradio would fetch
 
 
 def preload(engine_id: str) -> None:

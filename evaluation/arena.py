@@ -26,23 +26,41 @@ are marked preliminary. A board is over all votes or over the subset of one prom
 language (fitted on that subset alone), and counts each system's reason tags (on votes it won, lost, or
 all). `agreement` says how often the better-measured clip (lower error rate; higher predicted MOS) was
 the one chosen, overall and per category, with counts and a Wilson interval. Exports hold votes and
-figures; the typed texts and ASR transcripts only with `ARENA_EXPORT_TEXTS=1`. Which votes count
-(served, heard, once, rate) is `evaluation.ballot`.
+figures; the typed texts and ASR transcripts only with `ARENA_EXPORT_TEXTS=1` (a cell that a
+spreadsheet would read as a formula is escaped). Which votes are taken (served, heard, once, proof of
+work, caps per person) is `evaluation.ballot`.
+
+What a taken vote is worth (schema 3): each vote keeps its voter as a keyed hash of the counting key
+(`hf:…` signed in, `ip:…` by address; HMAC-SHA256 with `ARENA_SECRET` or a secret made once and kept in
+the database), whether its text is a built-in prompt, and whether a clip was heard past the listening
+gate. After every vote the patterns of `Rules` are looked for (votes under 3 s apart, sustained; more
+than 30 in an hour; 80 % or more of one voter's picks to one system over 5 or more; voters who never
+listen past the gate; several voters voting alike on the same pair within hours); a vote caught is
+stored with its reason (`flag`) and weight 0, and stays flagged. A board is fitted on the counted votes:
+unflagged, of its prompts (built-in prompts on the main board, typed texts on their own), each
+(prompt, pair of systems) once per voter, and with `ARENA_REQUIRE_LOGIN=1` signed-in votes only; the
+rest is "left out", with its reason. Shared saved voices carry their owner's tag (`owner_tag`, a keyed
+hash) in the system id, so two owners' "narrator" are two systems.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
+import hmac
 import io
 import json
 import logging
 import math
 import os
+import secrets
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import NormalDist
@@ -51,13 +69,13 @@ from typing import Any
 import numpy as np
 
 from engines.base import InputError, UnavailableError
-from engines.settings import env_int
+from engines.settings import env_int, env_number
 
-from .prompts import ANY, CATEGORIES, category_key, classify, language_key
+from .prompts import ANY, CATEGORIES, category_key, classify, language_key, prompts
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHOICES = ("a", "b", "tie", "both_bad")
 REASONS: dict[str, str] = {
     "naturalness": "naturalness",
@@ -79,6 +97,8 @@ TEXT_METRICS = ("transcript",)  # what a clip's metrics hold of its text (the AS
 PRIOR_TIES = 1.0  # virtual ties of every system against a fixed strength-1 opponent
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> rating points
 MAX_RUNS = 10_000  # default of `ARENA_MAX_RUNS`
+BUILTIN, TYPED = "built-in", "typed"  # the two boards: votes on built-in prompts, votes on typed texts
+CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)
 
 _SCHEMA = """
 BEGIN;
@@ -107,8 +127,14 @@ CREATE TABLE IF NOT EXISTS votes (
     b_run_id INTEGER,
     category TEXT,                     -- evaluation.prompts category of the text (schema 2)
     language TEXT,                     -- its ISO 639-1 code, NULL when it has no letters (schema 2)
-    reasons TEXT NOT NULL DEFAULT '[]' -- JSON list of REASONS keys (schema 2)
+    reasons TEXT NOT NULL DEFAULT '[]', -- JSON list of REASONS keys (schema 2)
+    voter TEXT,                        -- keyed hash of the counting key, NULL before schema 3
+    builtin INTEGER,                   -- 1: a built-in prompt, 0: a typed text (schema 3)
+    listened INTEGER,                  -- 1: a clip heard past the gate, 0: not, NULL: unknown (schema 3)
+    flag TEXT,                         -- why the vote was flagged (schema 3)
+    weight REAL NOT NULL DEFAULT 1     -- 0 when flagged (schema 3)
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS votes_by_system ON votes (a_system, b_system);
 COMMIT;
 """
@@ -117,16 +143,92 @@ _ADDED = (
     (2, "category", "TEXT"),
     (2, "language", "TEXT"),
     (2, "reasons", "TEXT NOT NULL DEFAULT '[]'"),
+    (3, "voter", "TEXT"),
+    (3, "builtin", "INTEGER"),
+    (3, "listened", "INTEGER"),
+    (3, "flag", "TEXT"),
+    (3, "weight", "REAL NOT NULL DEFAULT 1"),
 )
 RUN_COLUMNS = ("id", "created_at", "text", "engine", "voice", "system", "metrics", "manifest")
 VOTE_COLUMNS = (
     "id", "created_at", "text", "a_system", "a_engine", "a_voice", "b_system", "b_engine", "b_voice",
     "left_system", "right_system", "choice", "a_metrics", "b_metrics", "a_run_id", "b_run_id",
-    "category", "language", "reasons",
+    "category", "language", "reasons", "voter", "builtin", "listened", "flag", "weight",
 )  # fmt: skip
+AUDIT_COLUMNS = (
+    "id",
+    "created_at",
+    "voter",
+    "a_system",
+    "b_system",
+    "choice",
+    "builtin",
+    "listened",
+    "flag",
+    "standing",
+)
 _JSON_COLUMNS = {"metrics", "manifest", "a_metrics", "b_metrics", "reasons"}
 _SYSTEM_KEYS = ("system", "engine", "voice")
 _CSV_PREFIX = {"metrics": "metrics", "a_metrics": "a", "b_metrics": "b"}  # metric JSON -> one column per key
+
+
+@dataclass(frozen=True)
+class Rules:
+    """When a voter's votes are flagged (each threshold a setting, defaults as TTS Arena V2's)."""
+
+    fast_s: float = 3.0  # `ARENA_FLAG_FAST_S`: votes closer than this...
+    fast_run: int = 3  # `ARENA_FLAG_FAST_RUN`: ...this many times in a row
+    per_hour: int = 30  # `ARENA_FLAG_PER_HOUR`: more votes than this in an hour
+    one_sided: float = 0.8  # `ARENA_FLAG_ONE_SIDED`: this share of one voter's picks to one system...
+    min_votes: int = 5  # `ARENA_FLAG_MIN_VOTES`: ...over at least this many picks (also: never listened)
+    group_keys: int = 3  # `ARENA_FLAG_GROUP_KEYS`: this many voters, each voting...
+    group_votes: int = 5  # `ARENA_FLAG_GROUP_VOTES`: ...this many times the same way on one pair...
+    group_hours: float = 6.0  # `ARENA_FLAG_GROUP_HOURS`: ...within this many hours
+
+    @classmethod
+    def from_env(cls) -> Rules:
+        d = cls()
+        return cls(
+            fast_s=env_number("ARENA_FLAG_FAST_S", d.fast_s, minimum=0.0),
+            fast_run=env_int("ARENA_FLAG_FAST_RUN", d.fast_run, minimum=1),
+            per_hour=env_int("ARENA_FLAG_PER_HOUR", d.per_hour, minimum=1),
+            one_sided=env_number("ARENA_FLAG_ONE_SIDED", d.one_sided, minimum=0.5, maximum=1.0),
+            min_votes=env_int("ARENA_FLAG_MIN_VOTES", d.min_votes, minimum=1),
+            group_keys=env_int("ARENA_FLAG_GROUP_KEYS", d.group_keys, minimum=2),
+            group_votes=env_int("ARENA_FLAG_GROUP_VOTES", d.group_votes, minimum=1),
+            group_hours=env_number("ARENA_FLAG_GROUP_HOURS", d.group_hours, minimum=0.01),
+        )
+
+    def describe(self) -> str:
+        """The rules in words, for the board's line on how it is protected."""
+        return (
+            f"votes under {self.fast_s:g} s apart ({self.fast_run} in a row), more than {self.per_hour} an hour, "
+            f"{self.one_sided:.0%} or more of one voter's picks to one system (over {self.min_votes} or more), "
+            f"voters who never listen past the gate, and {self.group_keys} or more voters voting alike "
+            f"{self.group_votes} times on one pair within {self.group_hours:g} hours"
+        )
+
+
+FAST = "votes under {s:g} s apart"
+HOURLY = "more than {n} votes in an hour"
+ONE_SIDED = "{share:.0%} or more of picks to one system"
+UNHEARD = "never listened past the gate"
+ALIKE = "many voters voting alike on the same pair"
+
+
+def require_login() -> bool:
+    """`ARENA_REQUIRE_LOGIN=1`: only signed-in votes count (anonymous ones are stored, left out)."""
+    return os.environ.get("ARENA_REQUIRE_LOGIN", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_builtin(text: str) -> bool:
+    """Whether a text is one of the built-in prompts (`evaluation.prompts`)."""
+    return text in _builtin_texts()
+
+
+@functools.cache
+def _builtin_texts() -> frozenset[str]:
+    return frozenset(p.text for p in prompts())
 
 
 class ArenaUnavailable(UnavailableError):
@@ -178,9 +280,12 @@ def reason_keys(reasons: Iterable[str] | str | None) -> list[str]:
     return [k for k in REASONS if k in chosen]
 
 
-def board_name(category: str | None = None, language: str | None = None) -> str:
-    """Which board: "all votes", "category names", "language es", or both ("category names, language es")."""
+def board_name(category: str | None = None, language: str | None = None, board: str = BUILTIN) -> str:
+    """Which board: "all votes", "category names", "language es", or both ("category names, language es");
+    the typed texts' board says so first ("typed texts", "typed texts, language es")."""
     parts = ([f"category {category}"] if category else []) + ([f"language {language}"] if language else [])
+    if _board_kind(board) == TYPED:
+        return ", ".join(["typed texts", *parts])
     return ", ".join(parts) or "all votes"
 
 
@@ -266,14 +371,18 @@ class Arena:
         choice: str,
         left: str = "a",
         reasons: Iterable[str] | None = (),
+        voter: str | None = None,
+        listened: bool | None = None,
     ) -> int:
         """Store one vote; returns its id.
 
         `a` and `b` are the two clips as `{"engine", "voice", "metrics", "run_id" (optional)}`; a clip
         without metrics has not finished. `choice` names the winning system ('a', 'b', 'tie',
         'both_bad'); `left` says which of them was played on the left (use `from_screen` to convert
-        a vote cast on screen sides); `reasons`: the voter's tags (`REASONS`). The category and
-        language are the text's own (`evaluation.prompts.classify`).
+        a vote cast on screen sides); `reasons`: the voter's tags (`REASONS`); `voter`: the counting
+        key (`evaluation.ballot.counting_key`; stored as its keyed hash); `listened`: whether a clip was
+        heard past the gate. The category and language are the text's own (`evaluation.prompts.classify`).
+        The votes' patterns are looked for again afterwards (`Rules`).
         """
         choice = _valid_choice(choice)
         tags = reason_keys(reasons)
@@ -293,10 +402,36 @@ class Arena:
             *_kind(text), json.dumps(tags),
         )  # fmt: skip
         with self._db() as conn:
+            tag = None if voter is None else self._voter_tag(conn, voter)
+            row += (tag, int(is_builtin(text)), None if listened is None else int(bool(listened)), None, 1.0)
             cursor = conn.execute(
                 f"INSERT INTO votes ({', '.join(VOTE_COLUMNS[1:])}) VALUES ({', '.join('?' * len(row))})", row
             )
+            _reflag(conn)
             return int(cursor.lastrowid)
+
+    def flag_of(self, vote_id: int) -> str | None:
+        """Why a stored vote was flagged (None: it was not)."""
+        with self._db() as conn:
+            found = conn.execute("SELECT flag FROM votes WHERE id = ?", (int(vote_id),)).fetchone()
+        return None if found is None else found[0]
+
+    def owner_tag(self, owner: str | None) -> str:
+        """A short, stable tag of a voice's owner that does not reveal it (keyed hash): what tells two
+        owners' shared voices of one name apart in a system id ("" for no owner)."""
+        if not owner:
+            return ""
+        try:
+            with self._db() as conn:
+                key = _secret(conn)
+        except ArenaUnavailable:
+            key = _fallback_secret()
+        return hmac.new(key, b"owner:" + owner.encode("utf-8"), hashlib.sha256).hexdigest()[:8]
+
+    def _voter_tag(self, conn: sqlite3.Connection, voter: str) -> str:
+        kind, _, _ = voter.partition(":")
+        digest = hmac.new(_secret(conn), b"voter:" + voter.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+        return f"{kind if kind in ('hf', 'ip') else 'other'}:{digest}"
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -315,35 +450,63 @@ class Arena:
         seed: int = 0,
         category: str | None = None,
         language: str | None = None,
+        board: str = BUILTIN,
     ) -> list[dict[str, Any]]:
-        """Ratings of every system with at least one vote, best first (see `rank`), over all votes or
-        the subset of one prompt category and/or language; each row also says its `board`
+        """Ratings of every system with at least one counted vote, best first (see `rank`), on the
+        board of built-in prompts (`board` "built-in", the main one) or of typed texts ("typed"), over all
+        its votes or the subset of one prompt category and/or language; `votes` counts the counted
+        votes, `flagged` and `left_out` the system's others; each row also says its `board`
         (`board_name`) and counts the reason tags of the system's votes (`reasons`, and apart those it
         won, `reasons_won`, and lost, `reasons_lost`). Computed again only when the votes have changed
         (a vote from any process) since the last call with the same arguments. A category or language
         that is not one gets one sentence (`InputError`)."""
         category, language = _board_keys(category, language)
-        where, args = _subset(category, language)
+        kind = _board_kind(board)
         with self._db() as conn:
             key = (
                 *conn.execute("SELECT max(id), count(*) FROM votes").fetchone(),
-                confidence, bootstrap, seed, category, language,
+                confidence, bootstrap, seed, category, language, kind, require_login(),
             )  # fmt: skip
             if self._board is not None and self._board[0] == key:
                 return [dict(row) for row in self._board[1]]
-            found = conn.execute(f"SELECT a_system, b_system, choice, reasons FROM votes{where}", args).fetchall()
-        board = rank([row[:3] for row in found], confidence=confidence, bootstrap=bootstrap, seed=seed)
+            votes = self._standings(conn, category, language, kind)
+        found = [(v["a_system"], v["b_system"], v["choice"], v["reasons"]) for v in votes if v["standing"] == COUNTED]
+        rows = rank([row[:3] for row in found], confidence=confidence, bootstrap=bootstrap, seed=seed)
         tags = _reason_tally(found)
-        name = board_name(category, language)
-        for row in board:
-            row.update(tags[row["system"]], board=name)
-        self._board = (key, board)
-        return [dict(row) for row in board]
+        name = board_name(category, language, kind)
+        others = _others(votes)
+        for row in rows:
+            row.update(tags[row["system"]], **others[row["system"]], board=name)
+        self._board = (key, rows)
+        return [dict(row) for row in rows]
+
+    def trust(self, category: str | None = None, language: str | None = None, board: str = BUILTIN) -> dict[str, Any]:
+        """How far a board can be trusted: its votes `counted`, `flagged` and `left_out`, and how many
+        of each reason (`flags`, `left_out_for`)."""
+        category, language = _board_keys(category, language)
+        with self._db() as conn:
+            votes = self._standings(conn, category, language, _board_kind(board))
+        flags = Counter(v["flag"] for v in votes if v["standing"] == FLAGGED)
+        left = Counter(v["why"] for v in votes if v["standing"] == LEFT_OUT)
+        return {
+            "counted": sum(v["standing"] == COUNTED for v in votes), "flagged": sum(flags.values()),
+            "left_out": sum(left.values()), "flags": dict(flags), "left_out_for": dict(left),
+        }  # fmt: skip
+
+    def _standings(
+        self, conn: sqlite3.Connection, category: str | None, language: str | None, kind: str | None
+    ) -> list[dict[str, Any]]:
+        """The votes of a board (all votes when `kind` is None), each with its `standing` and why."""
+        where, args = _subset(category, language, kind)
+        columns = ("id", "text", "a_system", "b_system", "choice", "reasons", "voter", "flag")
+        found = conn.execute(f"SELECT {', '.join(columns)} FROM votes{where} ORDER BY id", args).fetchall()
+        return standings([dict(zip(columns, row, strict=True)) for row in found], require_login())
 
     def agreement(self, language: str | None = None, confidence: float = 0.95) -> list[dict[str, Any]]:
-        """`agreement` over the stored votes (of one language, if given)."""
+        """`agreement` over the stored votes that are not flagged (of one language, if given)."""
         _, language = _board_keys(None, language)
         where, args = _subset(None, language)
+        where += " AND flag IS NULL" if where else " WHERE flag IS NULL"
         columns = ("a_metrics", "b_metrics", "choice", "category")
         with self._db() as conn:
             found = conn.execute(f"SELECT {', '.join(columns)} FROM votes{where}", args).fetchall()
@@ -367,7 +530,7 @@ class Arena:
             for row in rows
         ]
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=header, lineterminator="\r\n")
         writer.writeheader()
         writer.writerows(flat_rows)
         return out.getvalue()
@@ -376,6 +539,22 @@ class Arena:
         """Votes or runs as a JSON array of objects (metrics and manifests nested)."""
         rows, _ = self._export_rows(kind)
         return json.dumps(rows, ensure_ascii=False, indent=2)
+
+    def export_audit(self) -> str:
+        """The audit as CSV: every flagged or left-out vote, with its voter's tag, its reason and how it
+        stands (counted votes are not listed)."""
+        with self._db() as conn:
+            votes = {v["id"]: v for v in self._standings(conn, None, None, None)}
+            found = conn.execute(f"SELECT {', '.join(AUDIT_COLUMNS[:-1])} FROM votes ORDER BY id").fetchall()
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(AUDIT_COLUMNS)
+        for row in found:
+            standing = votes[row[0]]
+            if standing["standing"] != COUNTED:
+                reason = standing["flag"] if standing["standing"] == FLAGGED else standing["why"]
+                writer.writerow([_cell(v) for v in (*row[:-1], reason, standing["standing"])])
+        return out.getvalue()
 
     def export_files(self, folder: str | os.PathLike) -> list[Path]:
         """Write votes and runs as CSV and JSON into a folder (for download buttons); returns the paths.
@@ -390,7 +569,9 @@ class Arena:
                 path = folder / f"arena-{kind}.{suffix}"
                 path.write_text(export(kind), encoding="utf-8")
                 paths.append(path)
-        return paths
+        path = folder / "arena-audit.csv"
+        path.write_text(self.export_audit(), encoding="utf-8")
+        return [*paths, path]
 
     # --- the database --------------------------------------------------------------------------------
 
@@ -509,8 +690,13 @@ def _migrate(conn: sqlite3.Connection) -> None:
             )
             if texts:
                 log.info("arena database: %d votes given a prompt category and language", len(texts))
+        if "builtin" in added:  # schema 3: which board each vote belongs to; its patterns where data allows
+            texts = conn.execute("SELECT id, text FROM votes").fetchall()
+            conn.executemany("UPDATE votes SET builtin = ? WHERE id = ?", [(int(is_builtin(t)), i) for i, t in texts])
+            _reflag(conn)
         conn.execute("CREATE INDEX IF NOT EXISTS votes_by_category ON votes (category)")
         conn.execute("CREATE INDEX IF NOT EXISTS votes_by_language ON votes (language)")
+        conn.execute("CREATE INDEX IF NOT EXISTS votes_by_voter ON votes (voter)")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -529,9 +715,20 @@ def _board_keys(category: str | None, language: str | None) -> tuple[str | None,
     return (None if category == ANY else category), language_key(language)
 
 
-def _subset(category: str | None, language: str | None) -> tuple[str, tuple]:
-    """The WHERE clause and arguments of a board's votes."""
-    clauses = [(f"{column} = ?", value) for column, value in (("category", category), ("language", language)) if value]
+def _board_kind(board: object) -> str:
+    value = str(board or BUILTIN).strip().lower().replace("_", "-")
+    if value in ("built-in", "builtin", "main"):
+        return BUILTIN
+    if value == TYPED:
+        return TYPED
+    raise InputError(f"A board is {BUILTIN!r} (the built-in prompts) or {TYPED!r} (typed texts); got {value[:40]!r}.")
+
+
+def _subset(category: str | None, language: str | None, kind: str | None = None) -> tuple[str, tuple]:
+    """The WHERE clause and arguments of a board's votes (`kind`: built-in prompts, typed texts, or both)."""
+    builtin = {BUILTIN: 1, TYPED: 0}.get(kind)
+    pairs = (("category", category), ("language", language), ("coalesce(builtin, 0)", builtin))
+    clauses = [(f"{column} = ?", value) for column, value in pairs if value is not None and value != ""]
     if not clauses:
         return "", ()
     return " WHERE " + " AND ".join(c for c, _ in clauses), tuple(v for _, v in clauses)
@@ -554,6 +751,148 @@ def _reason_tally(votes: Iterable[tuple[str, str, str, str | None]]) -> dict[str
                 tally[winner]["reasons_won"][tag] += 1
                 tally[loser]["reasons_lost"][tag] += 1
     return tally
+
+
+# --- which votes count -----------------------------------------------------------------------------------
+
+COUNTED, FLAGGED, LEFT_OUT = "counted", "flagged", "left out"
+ANONYMOUS = "anonymous (sign-in required)"
+REPEAT = "repeat of a prompt and pair by one voter"
+
+
+def standings(votes: Iterable[Mapping[str, Any]], login_required: bool = False) -> list[dict[str, Any]]:
+    """Each vote (oldest first; `id`, `text`, `a_system`, `b_system`, `voter`, `flag`) with its
+    `standing`: flagged (it has a flag), left out (`why`: anonymous where sign-in is required, or a
+    voter's repeat of a prompt on a pair of systems already voted on), else counted."""
+    seen: set[tuple] = set()
+    out = []
+    for vote in votes:
+        vote = dict(vote)
+        voter = vote.get("voter")
+        once = (voter, vote.get("text"), frozenset((vote.get("a_system"), vote.get("b_system"))))
+        if vote.get("flag"):
+            vote.update(standing=FLAGGED, why=vote["flag"])
+        elif login_required and not str(voter or "").startswith("hf:"):
+            vote.update(standing=LEFT_OUT, why=ANONYMOUS)
+        elif voter is not None and once in seen:
+            vote.update(standing=LEFT_OUT, why=REPEAT)
+        else:
+            vote.update(standing=COUNTED, why=None)
+        if voter is not None and vote["standing"] != FLAGGED:
+            seen.add(once)
+        out.append(vote)
+    return out
+
+
+def _others(votes: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per system: its flagged and left-out votes."""
+    tally: dict[str, dict[str, int]] = defaultdict(lambda: {"flagged": 0, "left_out": 0})
+    for vote in votes:
+        column = {FLAGGED: "flagged", LEFT_OUT: "left_out"}.get(vote["standing"])
+        for system in (vote["a_system"], vote["b_system"]):
+            tally[system]  # every system of the board has a row
+            if column:
+                tally[system][column] += 1
+    return tally
+
+
+def flags(votes: Iterable[Mapping[str, Any]], rules: Rules | None = None) -> dict[int, str]:
+    """The votes the patterns of `rules` catch, `{id: reason}`, from votes with `id`, `created_at` (ISO
+    8601), `voter` (votes without one are judged by no rule), `a_system`, `b_system`, `choice` and
+    `listened`. The first rule that catches a vote names it."""
+    rules = rules or Rules.from_env()
+    by_voter: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for vote in sorted(votes, key=lambda v: v["id"]):
+        if vote.get("voter"):
+            by_voter[vote["voter"]].append({**vote, "t": _seconds(vote["created_at"])})
+    caught: dict[int, str] = {}
+
+    def catch(found: Iterable[Mapping[str, Any]], reason: str) -> None:
+        for vote in found:
+            caught.setdefault(vote["id"], reason)
+
+    for mine in by_voter.values():
+        times = [v["t"] for v in mine]
+        run = 0  # votes in a row, each closer than fast_s to the one before
+        for i in range(1, len(mine)):
+            run = run + 1 if times[i] - times[i - 1] < rules.fast_s else 0
+            if run >= rules.fast_run:
+                catch(mine[i - run : i + 1], FAST.format(s=rules.fast_s))
+        start = 0
+        for i, t in enumerate(times):
+            while times[start] <= t - 3600.0:
+                start += 1
+            if i - start + 1 > rules.per_hour:
+                catch([mine[i]], HOURLY.format(n=rules.per_hour))
+        picks = Counter(v["a_system"] if v["choice"] == "a" else v["b_system"] for v in mine if v["choice"] in "ab")
+        decided = sum(picks.values())
+        if decided >= rules.min_votes and max(picks.values()) >= rules.one_sided * decided:
+            catch(mine, ONE_SIDED.format(share=rules.one_sided))
+        known = [v["listened"] for v in mine if v.get("listened") is not None]
+        if len(known) >= rules.min_votes and not any(known):
+            catch(mine, UNHEARD)
+    window = rules.group_hours * 3600.0
+    for offset in (0.0, window / 2):  # two tilings of time, so a burst across a boundary is caught too
+        groups: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for voter, mine in by_voter.items():
+            for v in mine:
+                pair = tuple(sorted((v["a_system"], v["b_system"])))
+                groups[(pair, (v["t"] + offset) // window)][voter].append(v)
+        for per_voter in groups.values():
+            alike: dict[str, list] = defaultdict(list)  # outcome -> the votes of voters who always voted it
+            for mine in per_voter.values():
+                outcomes = {_outcome(v) for v in mine}
+                if len(mine) >= rules.group_votes and len(outcomes) == 1:
+                    alike[outcomes.pop()].append(mine)
+            for voters in alike.values():
+                if len(voters) >= rules.group_keys:
+                    catch([v for mine in voters for v in mine], ALIKE)
+    return caught
+
+
+def _outcome(vote: Mapping[str, Any]) -> str:
+    """What a vote said of its pair, whichever side each system was on: the winner, or tie/both_bad."""
+    return {"a": vote["a_system"], "b": vote["b_system"]}.get(vote["choice"], vote["choice"])
+
+
+def _seconds(stamp: str) -> float:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _reflag(conn: sqlite3.Connection) -> int:
+    """Look for the patterns over the stored votes and flag the votes newly caught (weight 0); a flag
+    stays. Returns how many were flagged now."""
+    columns = ("id", "created_at", "voter", "a_system", "b_system", "choice", "listened", "flag")
+    votes = [dict(zip(columns, row, strict=True)) for row in conn.execute(
+        f"SELECT {', '.join(columns)} FROM votes WHERE voter IS NOT NULL"
+    )]  # fmt: skip
+    already = {v["id"] for v in votes if v["flag"]}
+    new = [(reason, i) for i, reason in flags(votes).items() if i not in already]
+    conn.executemany("UPDATE votes SET flag = ?, weight = 0 WHERE id = ?", new)
+    if new:
+        log.info("arena: %d votes flagged", len(new))
+    return len(new)
+
+
+_process_secret = secrets.token_bytes(32)
+
+
+def _fallback_secret() -> bytes:
+    """`ARENA_SECRET`, else a secret of this process (only while the database cannot be used)."""
+    configured = os.environ.get("ARENA_SECRET", "").strip()
+    return configured.encode("utf-8") if configured else _process_secret
+
+
+def _secret(conn: sqlite3.Connection) -> bytes:
+    """The key of voter and owner tags: `ARENA_SECRET`, else one made once and kept in the database."""
+    configured = os.environ.get("ARENA_SECRET", "").strip()
+    if configured:
+        return configured.encode("utf-8")
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)", (secrets.token_hex(32),))
+    return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0])
 
 
 # --- what the votes say of the measurements ---------------------------------------------------------------
@@ -842,8 +1181,11 @@ def _metric_keys(dicts: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _cell(value: Any) -> Any:
+    """One CSV cell; text a spreadsheet would run as a formula gets a leading quote (OWASP)."""
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(CSV_FORMULA):
+        return "'" + value
     return "" if value is None else value
 
 

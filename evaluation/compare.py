@@ -30,7 +30,7 @@ import numpy as np
 from engines import device, registry
 from engines import language as languages
 from engines.audio import encode, join, normalize_loudness, write
-from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
+from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest, shown
 from engines.kokoro_voices import spec_entries
 from engines.lexicon import owner_mapping
 from engines.reference import Reference, load_reference
@@ -74,6 +74,7 @@ class Slot:
     x_vector_only: bool = False
     language: str | None = None
     owner: str | None = None  # whose saved voices `voice` may name (engines.voice_library)
+    owner_tag: str = ""  # a shared voice's owner as a keyed hash (evaluation.arena.Arena.owner_tag): in `system`
     lexicon: Mapping[str, str] = field(default_factory=dict)  # the engine's column of a lexicon (engines.lexicon)
     browser: BrowserClip | None = field(default=None, compare=False)  # rendered in the visitor's browser
 
@@ -82,6 +83,8 @@ class Slot:
         """Display id of what speaks, e.g. `kokoro:af_heart` (a reference clip shows as `reference`;
         a clip rendered in the browser as `kokoro@browser:af_heart`)."""
         voice = self.voice or ("reference" if self.reference is not None else "default")
+        if self.owner_tag:  # two owners' shared voices of one name are two systems
+            voice = f"{voice}~{self.owner_tag}"
         return system_id(IN_BROWSER if self.browser is not None else self.engine, voice)
 
     def request(self, text: str) -> SynthesisRequest:
@@ -126,7 +129,7 @@ def parse_slot(spec: str, owner: str | None = None) -> Slot:
     if engine == IN_BROWSER:
         raise InputError("Kokoro in this browser runs on the Compare page only; here use kokoro:VOICE.")
     if engine not in registry.ENGINES:
-        raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
+        raise InputError(f"Unknown engine {shown(engine)} in {shown(spec)}; use one of: {', '.join(registry.ENGINES)}.")
     lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
     return Slot(engine=engine, voice=voice, owner=owner, lexicon=lexicon)
 
@@ -226,6 +229,12 @@ def spoken_language(slot: Slot, text: str) -> str | None:
     return languages.script_language(text, languages.iso_code(voice_language(slot)))
 
 
+def engine_language(result: ClipResult) -> str | None:
+    """The language the engine says it spoke the clip in (`AudioChunk.language`, the first chunk that
+    says one); None where it left the choice to the model."""
+    return next((chunk.language for chunk in result.chunks if chunk.language), None)
+
+
 def voice_language(slot: Slot) -> str | None:
     """The catalogued language of the slot's voice (of a blend's first voice); None if not catalogued."""
     first = spec_entries(slot.voice)[0][0]
@@ -252,8 +261,9 @@ def measure(result: ClipResult, text: str) -> dict:
     audio, slot = result.audio, result.slot
     figures["lufs"] = _round(_safely(metrics.loudness, audio, SAMPLE_RATE), 2)
     multilingual = _safely(metrics.asr_is_multilingual)
-    if is_english(slot, text) or multilingual:
-        language = spoken_language(slot, text)
+    said = engine_language(result)  # what the engine says it spoke; else the slot and the text decide
+    if (said == "en" if said else is_english(slot, text)) or multilingual:
+        language = said or spoken_language(slot, text)
         heard = _safely(metrics.transcribe_words, audio, SAMPLE_RATE, language)
         if heard is not None:
             figures["transcript"], language = heard[0], language or heard[1]

@@ -19,6 +19,7 @@ from engines.base import EngineError, InputError
 from evaluation.arena import NOT_FINISHED, Arena, ArenaUnavailable, default_db_path, from_screen, rank
 
 ROOT = Path(__file__).resolve().parent.parent
+TEXT = "The kettle clicked off just as the rain began."  # a built-in prompt: its votes are on the main board
 
 
 def clip(engine: str, voice: str, **metrics) -> dict:
@@ -100,7 +101,7 @@ def simulate(arena: Arena, true: dict[str, float], n_votes: int, seed: int) -> N
         engine_b, voice_b = b.split(":")
         choice = "a" if rng.random() < p_a else "b"
         left = "a" if rng.random() < 0.5 else "b"
-        arena.record_vote("text", clip(engine_a, voice_a), clip(engine_b, voice_b), choice, left=left)
+        arena.record_vote(TEXT, clip(engine_a, voice_a), clip(engine_b, voice_b), choice, left=left)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -122,15 +123,15 @@ def test_ratings_recover_a_known_order(arena, seed):
 def test_ties_and_both_bad_are_counted_and_rated_as_ties(arena):
     x, y, z = clip("kokoro", "af_heart"), clip("qwen", "Vivian"), clip("kokoro", "am_adam")
     for choice in ["tie"] * 3 + ["both_bad"] * 2:
-        arena.record_vote("text", x, y, choice)
+        arena.record_vote(TEXT, x, y, choice)
     arena.record_run("text", "qwen", "Ryan", {"rtf": 0.5})  # a run without votes is not rated
     board = arena.leaderboard()
     assert [row["system"] for row in board] == ["kokoro:af_heart", "qwen:Vivian"]  # equal: sorted by name
     for row in board:
         assert (row["votes"], row["wins"], row["losses"], row["ties"], row["both_bad"]) == (5, 0, 0, 3, 2)
         assert row["rating"] == pytest.approx(1000.0)
-    arena.record_vote("text", x, z, "a")
-    arena.record_vote("text", z, y, "b")
+    arena.record_vote(TEXT, x, z, "a")
+    arena.record_vote(TEXT, z, y, "b")
     board = {row["system"]: row for row in arena.leaderboard()}
     assert board["kokoro:am_adam"]["losses"] == 2 and board["kokoro:af_heart"]["wins"] == 1
     assert board["kokoro:am_adam"]["rating"] < min(board["kokoro:af_heart"]["rating"], board["qwen:Vivian"]["rating"])
@@ -173,7 +174,7 @@ def test_leaderboard_is_fast_on_1000_votes():
 )
 def test_a_vote_without_a_finished_pair_is_refused(arena, a, b):
     with pytest.raises(InputError) as caught:
-        arena.record_vote("text", a, b, "a")
+        arena.record_vote(TEXT, a, b, "a")
     assert str(caught.value) == NOT_FINISHED == "Both clips must finish before you vote."
     assert arena.votes() == []
 
@@ -182,15 +183,15 @@ def test_choice_and_sides_are_validated(arena):
     x, y = clip("kokoro", "af_heart"), clip("qwen", "Vivian")
     for bad in ("c", "", None, "left"):
         with pytest.raises(InputError, match="A vote is"):
-            arena.record_vote("text", x, y, bad)
+            arena.record_vote(TEXT, x, y, bad)
     with pytest.raises(InputError, match="two different systems"):
-        arena.record_vote("text", x, clip("kokoro", "af_heart"), "a")
+        arena.record_vote(TEXT, x, clip("kokoro", "af_heart"), "a")
     with pytest.raises(InputError, match="left clip"):
-        arena.record_vote("text", x, y, "a", left="middle")
+        arena.record_vote(TEXT, x, y, "a", left="middle")
     with pytest.raises(InputError, match="engine and a voice"):
-        arena.record_vote("text", x, {"engine": "", "voice": "Vivian", "metrics": {"rtf": 1.0}}, "a")
+        arena.record_vote(TEXT, x, {"engine": "", "voice": "Vivian", "metrics": {"rtf": 1.0}}, "a")
     assert arena.votes() == []
-    arena.record_vote("text", x, y, "Both Bad")
+    arena.record_vote(TEXT, x, y, "Both Bad")
     assert arena.votes()[0]["choice"] == "both_bad"
     # screen sides -> systems: with b shown on the left, "left is better" means b won
     assert [from_screen(c, "a") for c in ("a", "b", "tie")] == ["a", "b", "tie"]
@@ -199,7 +200,7 @@ def test_choice_and_sides_are_validated(arena):
 
 def test_metrics_are_stored_as_plain_json(arena):
     metrics = {"ttfa_s": np.float32(0.25), "lufs": float("nan"), "mos": np.float64(3.5), "shape": np.array([1, 2])}
-    arena.record_vote("text", clip("kokoro", "af_heart", **metrics), clip("qwen", "Vivian"), "a")
+    arena.record_vote(TEXT, clip("kokoro", "af_heart", **metrics), clip("qwen", "Vivian"), "a")
     assert arena.votes()[0]["a_metrics"] == {"ttfa_s": 0.25, "lufs": None, "mos": 3.5, "shape": [1, 2]}
 
 
@@ -212,7 +213,7 @@ def test_a_damaged_file_gives_one_sentence_and_is_left_alone(tmp_path):
     sentence = "The vote database arena.sqlite3 is damaged (not a SQLite database); votes are off until it is replaced."
     assert board.problem == sentence
     for use in (
-        lambda: board.record_vote("text", clip("kokoro", "af_heart"), clip("qwen", "Vivian"), "a"),
+        lambda: board.record_vote(TEXT, clip("kokoro", "af_heart"), clip("qwen", "Vivian"), "a"),
         board.votes,
         board.leaderboard,
         lambda: board.export_csv("votes"),
@@ -228,12 +229,12 @@ def test_a_damaged_file_gives_one_sentence_and_is_left_alone(tmp_path):
 
 def test_a_locked_database_says_so_quickly_and_recovers(arena):
     x, y = clip("kokoro", "af_heart"), clip("qwen", "Vivian")
-    arena.record_vote("text", x, y, "a")
+    arena.record_vote(TEXT, x, y, "a")
     other = sqlite3.connect(arena.path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     start = time.perf_counter()
     with pytest.raises(ArenaUnavailable) as caught:
-        arena.record_vote("text", x, y, "b")
+        arena.record_vote(TEXT, x, y, "b")
     elapsed = time.perf_counter() - start
     assert str(caught.value) == "The vote database arena.sqlite3 is locked by another process; try again in a moment."
     assert 1.5 < elapsed < 3.5  # the busy timeout (2 s), then one sentence
@@ -241,7 +242,7 @@ def test_a_locked_database_says_so_quickly_and_recovers(arena):
     assert len(arena.votes()) == 1  # WAL: reading goes on while another process writes
     other.execute("ROLLBACK")
     other.close()
-    arena.record_vote("text", x, y, "b")
+    arena.record_vote(TEXT, x, y, "b")
     assert [v["choice"] for v in arena.votes()] == ["a", "b"] and arena.problem is None
 
 
@@ -306,8 +307,9 @@ def test_exports_parse_back(arena, tmp_path, monkeypatch):
         arena.export_csv("people")
 
     paths = arena.export_files(tmp_path / "exports")
-    assert sorted(p.name for p in paths) == ["arena-runs.csv", "arena-runs.json", "arena-votes.csv", "arena-votes.json"]
-    for path in paths:
+    names = sorted(p.name for p in paths)
+    assert names == ["arena-audit.csv", "arena-runs.csv", "arena-runs.json", "arena-votes.csv", "arena-votes.json"]
+    for path in paths[:-1]:
         rows = json.loads(path.read_text()) if path.suffix == ".json" else list(csv.DictReader(path.open()))
         assert len(rows) == (3 if "votes" in path.name else 2)
 

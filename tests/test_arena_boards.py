@@ -98,9 +98,9 @@ def test_a_database_of_the_first_schema_is_migrated_in_place_and_keeps_its_votes
     assert {r["system"] for r in board.leaderboard(category="names")} == {"kokoro:x", "qwen:y"}
     board.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == arena_module.SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == arena_module.SCHEMA_VERSION == 3
     columns = [row[1] for row in conn.execute("PRAGMA table_info(votes)")]
-    assert columns[-3:] == ["category", "language", "reasons"]
+    assert columns[-8:] == ["category", "language", "reasons", "voter", "builtin", "listened", "flag", "weight"]
     conn.close()
     again = Arena(path)  # opening a migrated file again changes nothing
     assert again.votes()[:3] == votes
@@ -134,7 +134,8 @@ def test_category_and_language_boards_are_fitted_on_their_subset_of_the_votes(ar
     assert [r["system"] for r in names] == ["kokoro:x", "qwen:y"]
     assert names[0]["votes"] == 4 and names[0]["wins"] == 4 and all(r["board"] == "category names" for r in names)
     assert names == [
-        {**row, "board": "category names", **{k: names[i][k] for k in ("reasons", "reasons_won", "reasons_lost")}}
+        {**row, "board": "category names", "flagged": 0, "left_out": 0}
+        | {k: names[i][k] for k in ("reasons", "reasons_won", "reasons_lost")}
         for i, row in enumerate(rank([("kokoro:x", "qwen:y", "a")] * 4))
     ]  # the same numbers as a board of those votes alone
     spanish = arena.leaderboard(language="es")

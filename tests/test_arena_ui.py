@@ -17,6 +17,12 @@ from evaluation.compare import ClipResult, Slot
 from ui import arena_tab, compare_tab
 
 
+@pytest.fixture(autouse=True)
+def no_proof_of_work(monkeypatch):
+    """These tests are about listening and limits; the proof of work has tests of its own."""
+    monkeypatch.setenv("ARENA_POW_BITS", "0")
+
+
 @pytest.fixture()
 def damaged(tmp_path, monkeypatch):
     path = tmp_path / "votes.sqlite3"
@@ -175,7 +181,7 @@ def test_the_blind_pool_holds_preset_voices_and_saved_clones_when_cloning_is_the
         monkeypatch.setattr(arena_tab.registry, "info", info)
         systems = {slot.system for slot in arena_tab.pool()}
         assert "kokoro:jm_kumo" in systems  # a packaged preset voice
-        assert ("qwen-clone:narrator" in systems) is cloning
+        assert any(s.startswith("qwen-clone:narrator~") for s in systems) is cloning  # with its owner's tag
 
 
 # Words and figures that would tell a listener which system spoke (engines, voices, back-ends, devices,
@@ -286,7 +292,11 @@ def votes(tmp_path, monkeypatch, ballots):
     arena.close()
 
 
-def measured_pair(who: str, ballots, clock, text: str = "I told Mary that John would come.") -> dict:
+NAMES = "Siobhan and Niamh met Saoirse outside the theatre in Galway."  # built-in prompts: the main board
+SPANISH = "El tren salió temprano y llegamos a la ciudad antes del mediodía."
+
+
+def measured_pair(who: str, ballots, clock, text: str = NAMES) -> dict:
     current = heard_pair(who, ballots, clock)
     current["text"] = text
     current["results"]["A"].metrics = {"error_rate": 0.0, "error_unit": "word", "mos": 3.1, "duration_s": 2.0}
@@ -311,7 +321,8 @@ def test_a_vote_stores_its_reason_tags_and_shows_the_figures_next_to_the_outcome
     assert "The clip with the higher predicted MOS was B: not your choice." in reveal
     assert votes.votes()[0]["reasons"] == ["pacing", "voice_quality"] and votes.votes()[0]["category"] == "names"
     assert board[0][8] == "pacing 1, voice quality 1" and board[1][9] == "pacing 1, voice quality 1"
-    assert board[0][10] == "all votes" and len(board[0]) == len(arena_tab.BOARD_HEADERS)
+    assert board[0][12] == "all votes" and len(board[0]) == len(arena_tab.BOARD_HEADERS)
+    assert board[0][10:12] == [0, 0]  # none flagged, none left out
     assert agreed[0] == ["lower error rate", "all", 1, 1, "100% (21% – 100%)", 0]  # one vote: a wide interval
     assert ["lower error rate", "Names", 1, 1, "100% (21% – 100%)", 0] in agreed
     assert ["higher predicted MOS", "all", 1, 0, "0% (0% – 79%)", 0] in agreed
@@ -334,17 +345,22 @@ def test_the_tab_boards_come_from_their_category_and_language_and_say_which_they
     import gradio as gr
 
     arena_tab.vote_on(measured_pair("me", *ballots), "a", "me")
-    arena_tab.vote_on(measured_pair("me", *ballots, text="Hola, ¿cómo estás? Hace mucho que no te veo."), "b", "me")
+    arena_tab.vote_on(measured_pair("me", *ballots, text=SPANISH), "b", "me")
+    arena_tab.vote_on(measured_pair("me", *ballots, text="My own typed words."), "b", "me")
     names, spanish = arena_tab.leaderboard("names"), arena_tab.leaderboard("all", "es")
-    assert [(r[0].split(" ")[0], r[3], r[4], r[10]) for r in names] == [
+    assert [(r[0].split(" ")[0], r[3], r[4], r[12]) for r in names] == [
         ("kokoro:jm_kumo", 1, 1, "category names"), ("kokoro:jf_alpha", 1, 0, "category names"),
     ]  # fmt: skip
     assert [r[0].split(" ")[0] for r in spanish] == ["kokoro:jf_alpha", "kokoro:jm_kumo"] and spanish[0][
-        10
+        12
     ] == "language es"
     assert arena_tab.leaderboard("dialogue") == [] and len(arena_tab.leaderboard()) == 2
-    assert arena_tab.board_line("names", "all") == "Board: **category names** · 1 vote."
-    assert arena_tab.board_line() == "Board: **all votes** · 2 votes."
+    line = arena_tab.board_line("names", "all")
+    assert line == "Board: **category names** · 1 vote counted · 0 flagged · 0 left out."
+    assert arena_tab.board_line() == "Board: **all votes** · 2 votes counted · 0 flagged · 0 left out."
+    assert arena_tab.board_line(prompts_of="typed").startswith("Board: **typed texts** · 1 vote counted")
+    typed = arena_tab.leaderboard(prompts_of="typed")
+    assert [r[12] for r in typed] == ["typed texts"] * 2 and sum(r[3] for r in typed) == 2
     for bad in (("poetry", "all"), ("all", "klingon")):
         with pytest.raises(gr.Error) as caught:
             arena_tab.leaderboard(*bad)
@@ -390,3 +406,37 @@ def test_a_non_english_pair_is_spoken_in_its_language_and_its_kind_is_shown_with
     asked.clear()
     list(arena_tab.pair_updates("Hello there.", "me", ui))
     assert {language for _, language in asked} == {None}  # English: as before, the voice's own reading
+
+
+def test_the_board_says_how_it_is_protected_with_the_settings_in_force(monkeypatch):
+    for name in ("ARENA_POW_BITS", "ARENA_REQUIRE_LOGIN", "ARENA_VOTES_PER_HOUR", "ARENA_VOTES_PER_DAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARENA_POW_BITS", "15")
+    line = arena_tab.protection_line()
+    assert "once per person" in line and "at most 60 an hour and 200 a day" in line and "(15 bits)" in line
+    assert "more than 30 an hour" in line and "80% or more" in line and "fewer than 30 counted votes" in line
+    assert "only signed-in votes count" not in line
+    monkeypatch.setenv("ARENA_POW_BITS", "0")
+    monkeypatch.setenv("ARENA_REQUIRE_LOGIN", "1")
+    monkeypatch.setenv("ARENA_VOTES_PER_HOUR", "5")
+    line = arena_tab.protection_line()
+    assert "proof of work" not in line and "only signed-in votes count" in line and "at most 5 an hour" in line
+
+
+def test_the_counting_key_is_the_account_else_the_address_never_the_session():
+    from types import SimpleNamespace
+
+    def request(session: str, account: str | None = None):
+        scope = {"session": {"oauth_info": {"userinfo": {"sub": account}}} if account else {}}
+        inner = SimpleNamespace(
+            scope=scope, session=scope["session"], client=SimpleNamespace(host="10.1.2.3"), headers=Headers()
+        )
+        return SimpleNamespace(session_hash=session, request=inner, client=inner.client, headers=inner.headers)
+
+    class Headers(dict):
+        def getlist(self, name):
+            return []
+
+    assert arena_tab.voter(request("s1")) == arena_tab.voter(request("s2"))  # a new session is the same person
+    assert arena_tab.voter(request("s1", "12345")) == "hf:12345"
+    assert arena_tab.visitor(request("s1")) != arena_tab.visitor(request("s2"))  # pairs stay bound to a session

@@ -4,13 +4,35 @@ ordered by what the votes vouch for; exports without other visitors' texts."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import time
 
 import pytest
 
+from evaluation import ballot
 from evaluation.arena import Arena, rank
-from evaluation.ballot import ALREADY, NOT_FINISHED, NOT_HEARD, NOT_SERVED, VOID, Ballots, VoteRefused
+from evaluation.ballot import (
+    ALREADY,
+    EXPIRED,
+    NOT_FINISHED,
+    NOT_HEARD,
+    NOT_SERVED,
+    VOID,
+    Ballots,
+    VoteRefused,
+    counting_key,
+    signed_in,
+    solve,
+    solves,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proof_of_work(monkeypatch):
+    """These tests are about listening and limits; the proof of work has tests of its own."""
+    monkeypatch.setenv("ARENA_POW_BITS", "0")
 
 
 class Clock:
@@ -136,7 +158,10 @@ def test_votes_per_hour_are_limited_per_visitor(ballots, clock, monkeypatch):
     listen(ballots, clock, other, token, 3.5)
     ballots.cast(other, token)
     clock.now += 3600.0
-    ballots.cast(who, tokens[3])  # an hour later the window has moved on
+    assert ballots.problem(who, tokens[3]) == EXPIRED  # its challenge expired meanwhile
+    token = served(ballots, clock, who)
+    listen(ballots, clock, who, token, 3.5)
+    ballots.cast(who, token)  # an hour later the window has moved on
 
 
 def test_a_withdrawn_vote_can_be_cast_again(ballots, clock):
@@ -188,3 +213,85 @@ def test_exports_hold_votes_and_figures_but_not_texts_or_transcripts(tmp_path, m
     assert json.loads(arena.export_json("votes"))[0]["text"] == secret
     assert "four three two one" in arena.export_csv("runs")
     arena.close()
+
+
+def test_twenty_sessions_from_one_address_share_one_hourly_cap(ballots, clock, monkeypatch):
+    monkeypatch.setenv("ARENA_VOTES_PER_HOUR", "4")
+    key = counting_key(None, "10.0.0.9")
+    refused = []
+    for session in range(20):
+        who = f"invented{session}@10.0.0.9"
+        token = served(ballots, clock, who)
+        listen(ballots, clock, who, token, 3.5)
+        try:
+            ballots.cast(who, token, key=key)
+        except VoteRefused as exc:
+            refused.append(str(exc))
+    assert len(refused) == 16 and set(refused) == {ballot.TOO_MANY.format(n=4)}
+    account = counting_key("hf:alice", "10.0.0.9")  # signed in: her own count, whatever the address
+    assert signed_in(account) and not signed_in(key)
+    token = served(ballots, clock, "s@10.0.0.9")
+    listen(ballots, clock, "s@10.0.0.9", token, 3.5)
+    ballots.cast("s@10.0.0.9", token, key=account)
+
+
+def test_votes_per_day_are_limited_per_key(ballots, clock, monkeypatch):
+    monkeypatch.setenv("ARENA_VOTES_PER_DAY", "3")
+    key = counting_key(None, "10.0.0.7")
+    for hour in range(4):
+        token = served(ballots, clock, "s@10.0.0.7")
+        listen(ballots, clock, "s@10.0.0.7", token, 3.5)
+        if hour < 3:
+            ballots.cast("s@10.0.0.7", token, key=key)
+        else:
+            with pytest.raises(VoteRefused, match="3 times today"):
+                ballots.cast("s@10.0.0.7", token, key=key)
+        clock.now += 3600.0
+
+
+def test_a_vote_needs_the_proof_of_work_of_its_own_pair_once(ballots, clock, monkeypatch):
+    monkeypatch.setenv("ARENA_POW_BITS", "10")
+    who = "s1@10.0.0.1"
+    token, other = served(ballots, clock, who), served(ballots, clock, who)
+    listen(ballots, clock, who, token, 3.5)
+    listen(ballots, clock, who, other, 3.5)
+    challenge = ballots.challenge(token)
+    assert challenge["bits"] == 10 and len(challenge["nonce"]) == 32
+    assert challenge["nonce"] != ballots.challenge(other)["nonce"]
+    for proof in (None, "", "-1", "1e3", "x" * 30, 12.5, [1], solve(ballots.challenge(other)["nonce"], 10)):
+        if proof is not None and solves(challenge["nonce"], proof, 10):
+            continue  # another pair's answer that happens to fit this one too (1 in 1024)
+        with pytest.raises(VoteRefused, match="proof of work"):
+            ballots.cast(who, token, proof=proof)
+    answer = solve(challenge["nonce"], 10)
+    digest = hashlib.sha256(f"{challenge['nonce']}:{answer}".encode()).digest()
+    assert digest[0] == 0 and digest[1] >> 6 == 0  # ten leading zero bits
+    ballots.cast(who, token, proof=answer)
+    with pytest.raises(VoteRefused, match="already voted"):
+        ballots.cast(who, token, proof=answer)  # single-use
+
+
+def test_no_proof_of_work_when_the_bits_are_zero(ballots, clock):
+    token = served(ballots, clock, "s")
+    listen(ballots, clock, "s", token, 3.5)
+    assert ballots.challenge(token)["bits"] == 0
+    ballots.cast("s", token)
+
+
+def test_the_server_checks_a_proof_in_microseconds():
+    nonce = "ab" * 16
+    answer = solve(nonce, 12)
+    started = time.perf_counter()
+    for _ in range(1000):
+        assert solves(nonce, answer, 15) in (True, False)
+    per_check = (time.perf_counter() - started) / 1000
+    print(f"one proof check: {per_check * 1e6:.1f} µs")  # reported, not asserted (shared CPUs)
+
+
+def test_listening_past_the_gate_is_told_apart(ballots, clock):
+    token = served(ballots, clock, "s", seconds=10.0)
+    listen(ballots, clock, "s", token, 3.5)
+    assert ballots.listened(token) is False
+    ballots.heard("s", token, "B", 5.5)
+    assert ballots.listened(token) is True
+    assert ballots.listened("nope") is None

@@ -9,13 +9,17 @@ at random and the pair runs through `evaluation.pair`; this tab maps its events 
 ("A is speaking…", "A is ready"): before the vote no status line, notice, error, file or payload names
 an engine, voice, back-end, device or weights, or shows a figure. A slot that fails before anything
 was played redraws the pair; later, the pair is void.
-A vote (A better, B better, tie, both bad) counts only as `evaluation.ballot` allows (a pair served
-to this visitor, both clips heard, once, within the hourly limit): the page reports playback and
-the vote buttons stay disabled until then. The vote reveals the systems and their figures and is
-stored by `evaluation.arena` (SQLite, `ARENA_DB`) with the visitor's optional reason tags; after it,
+A vote (A better, B better, tie, both bad) is taken only as `evaluation.ballot` allows (a pair served
+to this visitor, both clips heard, once, with the pair's proof of work, within the caps of the
+person: the signed-in account, else the client address): the page reports playback and solves the
+challenge (`arena_pow.js`, while the clips play), and the vote buttons stay disabled until then.
+The vote reveals the systems and their figures and is stored by `evaluation.arena` (SQLite,
+`ARENA_DB`) with the visitor's optional reason tags; after it,
 each clip's figures stand next to the outcome, and the board's section shows how often listeners chose
 the better-measured clip. The leaderboard is over all votes or one prompt category and/or language
-(the `/leaderboard` endpoint and MCP tool take both, and name the board in a last column). When the
+(the `/leaderboard` endpoint and MCP tool take both, and name the board in a last column), on the
+built-in prompts (the main board) or on typed texts (their own board); its line says how many votes
+were counted, flagged and left out, and how the board is protected. When the
 database is damaged or locked the tab says so and keeps playing pairs; votes are off until it is usable.
 """
 
@@ -29,16 +33,40 @@ import random
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 
 from engines import registry
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.language import iso_code
+from engines.strict_json import parse as parse_json
 from engines.voice_library import arena_voices
 from evaluation import prompts
-from evaluation.arena import REASONS, ArenaUnavailable, better_measured, board_name, from_screen, reason_keys
-from evaluation.ballot import NOT_FINISHED, Ballots, VoteRefused
+from evaluation.arena import (
+    BUILTIN,
+    REASONS,
+    TYPED,
+    ArenaUnavailable,
+    Rules,
+    better_measured,
+    board_name,
+    from_screen,
+    min_votes_to_rank,
+    reason_keys,
+    require_login,
+    split_system,
+)
+from evaluation.ballot import (
+    NOT_FINISHED,
+    Ballots,
+    VoteRefused,
+    counting_key,
+    pow_bits,
+    signed_in,
+    votes_per_day,
+    votes_per_hour,
+)
 from evaluation.compare import ClipResult, Slot, parse_slot
 from evaluation.pair import (
     Measuring,
@@ -57,24 +85,22 @@ from . import charts, janitor
 from .caller import caller
 from .common import OUTPUT_DIR, status_line, user_errors
 from .compare_tab import ARENA, remember
+from .owner import signed_in_user
 from .player import StreamPlayer
 from .streaming import pair_message
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "The birch canoe slid on the smooth planks.",
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "It was the best of times, it was the worst of times.",
-    "A rainbow is a division of white light into many beautiful colors.",
-]
 CHOICES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both bad"}
 OUTCOMES = {"a": ("chosen", "not chosen"), "b": ("not chosen", "chosen"), "tie": ("tie", "tie")}
 OUTCOMES["both_bad"] = ("both bad", "both bad")
 ALL = "all"
 BOARD_HEADERS = [
-    "system", "rating", "95% CI", "votes", "wins", "losses", "ties", "both bad", "won for", "lost for", "board",
+    "system", "rating", "95% CI", "votes", "wins", "losses", "ties", "both bad", "won for", "lost for", "flagged",
+    "left out", "board",
 ]  # fmt: skip
+BOARDS = {BUILTIN: "Built-in prompts (the main board)", TYPED: "Typed texts"}
+POW_JS = (Path(__file__).with_name("arena_pow.js")).read_text(encoding="utf-8")
 BOARD_LANGUAGES = ("en", "es", "fr", "it", "pt", "de", "ja", "zh", "ko", "ru", "hi")  # the boards' language choices
 RECENT = 30  # prompts a visitor heard that are not drawn again while their category has others
 MAX_DRAWS = 3  # a slot that fails before anything was played: draw again, this many pairs at most
@@ -94,8 +120,10 @@ def pool() -> list[Slot]:
         if info.available:
             slots += [Slot(engine_id, v.id) for v in info.voices if v.available]
     for engine_id in registry.engines_that("saved_voices"):  # saved voices shared by their owners
-        if registry.info(engine_id).available:
-            slots += [Slot(engine_id, name, owner=owner) for owner, name in arena_voices()]
+        if registry.info(engine_id).available:  # two owners' voices of one name: two systems (the owner's tag)
+            slots += [
+                Slot(engine_id, name, owner=owner, owner_tag=ARENA.owner_tag(owner)) for owner, name in arena_voices()
+            ]
     return slots
 
 
@@ -112,37 +140,46 @@ def visitor(request: gr.Request | None) -> str:
     return f"{getattr(request, 'session_hash', None) or '?'}@{client_address(request)}"
 
 
+def voter(request: gr.Request | None) -> str:
+    """Whose vote it counts as (`evaluation.ballot.counting_key`): the signed-in Hugging Face account,
+    else the client address; never the session, which the client chooses."""
+    if request is None:
+        return counting_key(None, None)
+    return counting_key(signed_in_user(request), client_address(request))
+
+
 def db_line() -> str:
     if ARENA.available():
         return f"Votes are stored in `{ARENA.path.name}`."
     return f"**Votes are off:** {ARENA.problem}"
 
 
-def leaderboard(category: str = ALL, language: str = ALL) -> list[list]:
-    """The Arena's ratings as the tab shows them: over all votes, or over the votes on one prompt
-    category and/or one language (each fitted on those votes alone). Columns: system, rating, 95% CI,
-    votes, wins, losses, ties, both bad, the reason tags of the votes it won and lost, and the board
-    (e.g. "all votes", "category names", "language es"). Empty when the vote database is unusable.
+def leaderboard(category: str = ALL, language: str = ALL, prompts_of: str = BUILTIN) -> list[list]:
+    """The Arena's ratings as the tab shows them: over the counted votes on the built-in prompts (the
+    main board) or on typed texts, all of them or those on one prompt category and/or one language
+    (each fitted on those votes alone). Columns: system, rating, 95% CI, votes (counted), wins, losses,
+    ties, both bad, the reason tags of the votes it won and lost, its votes flagged and left out, and
+    the board (e.g. "all votes", "category names", "typed texts, language es"). Empty when the vote
+    database is unusable.
 
     Args:
         category: "all", or a prompt category: short, long, numbers, names, non_english, dialogue.
         language: "all", or an ISO 639-1 code such as en, es, fr, it, pt, ja, zh.
+        prompts_of: "built-in" (the main board: votes on the built-in prompts) or "typed" (typed texts).
     """
     try:
         keys = _board_keys(category, language)
-    except InputError as exc:
-        raise gr.Error(str(exc)) from None
-    if not ARENA.available():
-        return []
-    try:
-        rows = ARENA.leaderboard(category=keys[0], language=keys[1])
-    except EngineError:  # the database went unusable meanwhile: said by the database line
+        rows = ARENA.leaderboard(category=keys[0], language=keys[1], board=prompts_of) if ARENA.available() else []
+    except EngineError as exc:  # the database went unusable meanwhile: said by the database line
+        if isinstance(exc, InputError):
+            raise gr.Error(str(exc)) from None
         return []
     return [
         [r["system"] + (" (preliminary)" if r.get("preliminary") else ""), round(r["rating"]),
          f"{r['ci_low']:.0f} – {r['ci_high']:.0f}" if r["ci_low"] is not None else "–",
          r["votes"], r["wins"], r["losses"], r["ties"], r["both_bad"],
-         _tags(r.get("reasons_won")), _tags(r.get("reasons_lost")), r.get("board", board_name(*keys))]
+         _tags(r.get("reasons_won")), _tags(r.get("reasons_lost")), r.get("flagged", 0), r.get("left_out", 0),
+         r.get("board", board_name(*keys))]
         for r in rows
     ]  # fmt: skip
 
@@ -161,20 +198,37 @@ def _tags(counts: dict | None) -> str:
     return ", ".join(f"{REASONS[tag]} {n}" for n, tag in found) or "–"
 
 
-def board_line(category: str = ALL, language: str = ALL) -> str:
-    """Which board the table shows, and on how many votes."""
+def board_line(category: str = ALL, language: str = ALL, prompts_of: str = BUILTIN) -> str:
+    """Which board the table shows, and how far to trust it: votes counted, flagged and left out."""
     try:
         keys = _board_keys(category, language)
+        if not ARENA.available():
+            return ""
+        trust = ARENA.trust(category=keys[0], language=keys[1], board=prompts_of)
     except InputError as exc:
         return str(exc)
-    if not ARENA.available():
-        return ""
-    try:
-        rows = ARENA.leaderboard(category=keys[0], language=keys[1])
     except EngineError:
         return ""
-    votes = sum(r["votes"] for r in rows) // 2
-    return f"Board: **{board_name(*keys)}** · {votes} vote{'s' if votes != 1 else ''}."
+    votes = trust["counted"]
+    line = f"Board: **{board_name(*keys, prompts_of)}** · {votes} vote{'s' if votes != 1 else ''}"
+    line += f" counted · {trust['flagged']} flagged · {trust['left_out']} left out."
+    if prompts_of == TYPED:
+        line += " Typed texts are the visitors' own: this board is apart from the main one."
+    return line
+
+
+def protection_line() -> str:
+    """How the board is protected, with the settings in force."""
+    bits = pow_bits()
+    work = f"a proof of work in the page ({bits} bits) for every vote; " if bits else ""
+    login = "only signed-in votes count; " if require_login() else ""
+    return (
+        "**How this board is protected:** a vote counts once per person (the signed-in Hugging Face account, "
+        f"else the address), at most {votes_per_hour()} an hour and {votes_per_day()} a day; {login}{work}"
+        "both clips must be heard first; the main board counts only the built-in prompts, each prompt and pair "
+        f"once per voter; votes showing a pattern are flagged and left off the board ({Rules.from_env().describe()}). "
+        f"Systems with fewer than {min_votes_to_rank()} counted votes are *preliminary*."
+    )
 
 
 def better_measured_chosen(language: str = ALL) -> list[list]:
@@ -273,10 +327,14 @@ def vote_on(
     reasons: Iterable[str] | None = None,
     category: str = ALL,
     language: str = ALL,
+    key: str | None = None,
+    proof: object = None,
+    prompts_of: str = BUILTIN,
 ) -> tuple:
-    """Store a vote on the pair served to `who`, with the visitor's reason tags, and reveal it (refused,
-    with one sentence, where `evaluation.ballot` says the vote does not count, or a reason is not one
-    of `REASONS`: then the pair can still be voted on).
+    """Store a vote on the pair served to `who`, counted for `key` (`voter`; default `who`) with the
+    page's proof of work, with the visitor's reason tags, and reveal it (refused, with one sentence,
+    where `evaluation.ballot` says the vote is not taken, or a reason is not one of `REASONS`: then the
+    pair can still be voted on).
 
     Returns the reveal (the outcome next to each clip's figures), the metrics table, the new pair
     state, the leaderboard (of the board `category` and `language`), the database line, both slots'
@@ -290,31 +348,38 @@ def vote_on(
     except InputError as exc:
         raise gr.Error(str(exc)) from None
     token = current.get("token")
+    key = key or who
     try:
-        BALLOTS.cast(who, token)
+        BALLOTS.cast(who, token, key=key, proof=proof)
     except VoteRefused as exc:
         raise gr.Error(str(exc)) from None
     a, b = results["A"], results["B"]
     reveal = f"A was **{a.slot.system}**, B was **{b.slot.system}**."
     if ARENA.available():
         sides = [
-            {"engine": r.slot.engine, "voice": r.slot.voice, "metrics": r.metrics, "run_id": r.run_id} for r in (a, b)
-        ]
+            {"engine": r.slot.engine, "voice": split_system(r.slot.system)[1], "metrics": r.metrics, "run_id": r.run_id}
+            for r in (a, b)
+        ]  # the voice as the system names it (a shared voice with its owner's tag)
         try:
-            ARENA.record_vote(current["text"], sides[0], sides[1], from_screen(choice, "a"), left="a", reasons=tags)
+            ARENA.record_vote(
+                current["text"], sides[0], sides[1], from_screen(choice, "a"), left="a", reasons=tags, voter=key,
+                listened=BALLOTS.listened(token),
+            )  # fmt: skip
             why = f"Why: {', '.join(REASONS[t] for t in tags)}. " if tags else ""
             reveal = f"Vote stored: {CHOICES[choice]}. {why}" + reveal
+            if require_login() and not signed_in(key):
+                reveal = "Your vote is stored as anonymous and is not counted on the board: sign in to count. " + reveal
         except ArenaUnavailable as exc:  # locked or damaged since the page loaded: reveal anyway
             reveal = f"Not stored ({exc}) " + reveal
         except InputError as exc:
-            BALLOTS.withdraw(who, token)
+            BALLOTS.withdraw(who, token, key)
             raise gr.Error(str(exc)) from None
     else:
         reveal = f"Not stored ({ARENA.problem}) " + reveal
     table = charts.table({f"A · {a.slot.system}": a.metrics, f"B · {b.slot.system}": b.metrics})
     headers = ["metric", f"A · {a.slot.system}", f"B · {b.slot.system}"]
     try:
-        board = leaderboard(category, language)
+        board = leaderboard(category, language, prompts_of)
     except gr.Error:
         board = leaderboard()
     return (
@@ -360,28 +425,29 @@ def _figures(result: ClipResult) -> dict:
     return figures
 
 
-def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
+def heard(report_a: str, report_b: str, current: dict | None, who: str, key: str | None = None) -> bool:
     """Take the page's playback reports (JSON `{"run", "played_s", "ended"}` per player) for the pair in
-    this session's state; whether the vote is open now. A report counts only for the run it names:
-    the pair's token, or the player's own run id where `current["runs"]` maps the slot to one."""
+    this session's state; whether the vote is open now (for counting key `key`, default `who`). A report
+    counts only for the run it names: the pair's token, or the player's own run id where
+    `current["runs"]` maps the slot to one."""
     token = (current or {}).get("token")
     runs = (current or {}).get("runs") or {}
     for slot, report in (("A", report_a), ("B", report_b)):
         try:
-            got = json.loads(report or "{}")
+            got = parse_json((report or "{}").encode("utf-8", "replace"))
             if token and str(got.get("run")) == runs.get(slot, token):
                 BALLOTS.heard(who, token, slot, float(got.get("played_s") or 0), bool(got.get("ended")))
         except (ValueError, TypeError, AttributeError):
             continue  # a report that is not ours: ignored
-    return vote_open(current, who)
+    return vote_open(current, who, key)
 
 
-def vote_open(current: dict | None, who: str) -> bool:
-    """Whether a vote on this pair would count now."""
+def vote_open(current: dict | None, who: str, key: str | None = None) -> bool:
+    """Whether a vote on this pair would be taken now (the proof of work aside)."""
     results = (current or {}).get("results") or {}
     if current is None or current.get("voted") or len(results) < 2:
         return False
-    return BALLOTS.problem(who, current.get("token")) is None
+    return BALLOTS.problem(who, current.get("token"), key) is None
 
 
 def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
@@ -410,6 +476,8 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
             break
         token = BALLOTS.serve(who)
         first = {ui["kind"]: kind_line(text)} if "kind" in ui else {}
+        if "challenge" in ui:  # the page solves it while the clips play
+            first[ui["challenge"]] = json.dumps(BALLOTS.challenge(token))
         if "reasons" in ui:
             first[ui["reasons"]] = gr.update(value=[])  # the tags of the last vote do not carry over
         yield first | {
@@ -511,8 +579,9 @@ def build_tab() -> None:
                 value=prompts.ANY, label="Prompt category", elem_id="arena-category", scale=3,
             )  # fmt: skip
             draw_button = gr.Button("Draw a prompt", elem_id="arena-draw", scale=1)
-        text = gr.Textbox(label="Text (a drawn prompt, or your own)", value=EXAMPLES[0], lines=2, elem_id="arena-text")
-        kind = gr.Markdown(kind_line(EXAMPLES[0]), elem_id="arena-prompt-kind")
+        opening = prompts.prompts("short")[0].text  # a built-in prompt: a vote on it counts on the main board
+        text = gr.Textbox(label="Text (a drawn prompt, or your own)", value=opening, lines=2, elem_id="arena-text")
+        kind = gr.Markdown(kind_line(opening), elem_id="arena-prompt-kind")
         recent = gr.State([])
         new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
         players: dict[str, StreamPlayer] = {}
@@ -538,12 +607,21 @@ def build_tab() -> None:
                 elem_id="arena-metrics",
             )  # fmt: skip
         pair = gr.State()
+        challenge = gr.HTML(
+            value="", html_template="", visible="hidden", elem_id="arena-challenge",
+            js_on_load=POW_JS + "\nwatch('value', () => window.arenaChallenge(props.value));",
+        )  # fmt: skip
         with gr.Accordion("Leaderboard", open=True, elem_id="arena-board"):
             gr.Markdown(
                 "Ordered by the lower end of each system's 95% interval; *preliminary*: fewer votes than "
                 "the board needs to say much. A category or language board is fitted on its own votes."
             )
+            gr.Markdown(protection_line(), elem_id="arena-protection")
             with gr.Row():
+                board_prompts = gr.Dropdown(
+                    [(label, key) for key, label in BOARDS.items()], value=BUILTIN, label="Board: prompts",
+                    elem_id="arena-board-prompts",
+                )  # fmt: skip
                 board_category = gr.Dropdown(
                     [("All categories", ALL), *((label, key) for key, label in prompts.CATEGORIES.items())],
                     value=ALL, label="Board: prompt category", allow_custom_value=True, elem_id="arena-board-category",
@@ -554,7 +632,7 @@ def build_tab() -> None:
                 )  # fmt: skip
             which = gr.Markdown(board_line(), elem_id="arena-board-name")
             board = gr.Dataframe(
-                headers=BOARD_HEADERS, value=leaderboard, inputs=[board_category, board_language],
+                headers=BOARD_HEADERS, value=leaderboard, inputs=[board_category, board_language, board_prompts],
                 interactive=False, elem_id="arena-leaderboard",
             )  # fmt: skip
             gr.Markdown(
@@ -572,11 +650,11 @@ def build_tab() -> None:
             files = gr.File(label="Exports", file_count="multiple", interactive=False)
         vote_buttons = list(buttons.values())
         outputs = [players["A"].output, statuses["A"], players["B"].output, statuses["B"], notice, table, pair]
-        outputs += [kind, reasons, *vote_buttons]
+        outputs += [kind, reasons, challenge, *vote_buttons]
         reports = {name: player.report for name, player in players.items()}
 
         ui = {"A": (players["A"].output, statuses["A"]), "B": (players["B"].output, statuses["B"]), "notice": notice}
-        ui.update(table=table, pair=pair, buttons=vote_buttons, kind=kind, reasons=reasons)
+        ui.update(table=table, pair=pair, buttons=vote_buttons, kind=kind, reasons=reasons, challenge=challenge)
 
         @blind
         def play_pair(text, request: gr.Request):
@@ -591,11 +669,13 @@ def build_tab() -> None:
         vote_outputs = [notice, table, pair, board, db_status, statuses["A"], statuses["B"], agreed, *vote_buttons]
         for key, button in buttons.items():
 
-            def on_vote(current, tags, board_kind, board_lang, request: gr.Request, key=key):
+            def on_vote(current, tags, board_kind, board_lang, board_of, proof, request: gr.Request, key=key):
                 try:
-                    revealed = arena.vote(
-                        caller(request=request), vote_on, current, key, visitor(request), tags, board_kind, board_lang
-                    )
+                    revealed = arena.vote(  # counted as one of the caller's requests (`service.arena`)
+                        caller(request=request), vote_on,
+                        current, key, visitor(request), tags, board_kind, board_lang, key=voter(request),
+                        proof=proof, prompts_of=board_of,
+                    )  # fmt: skip
                     return (*revealed, *[buttons_update(False)] * len(vote_buttons))
                 except (gr.Error, EngineError) as exc:  # refused (also past the caller's allowance): said once
                     message = exc.message if isinstance(exc, gr.Error) else str(exc)
@@ -603,11 +683,15 @@ def build_tab() -> None:
                     return (message, *[gr.skip()] * (len(vote_outputs) - 1))
 
             button.click(
-                on_vote, [pair, reasons, board_category, board_language], vote_outputs, api_visibility="private"
-            ).then(board_line, [board_category, board_language], which, api_visibility="private")
+                on_vote,
+                [pair, reasons, board_category, board_language, board_prompts, challenge],
+                vote_outputs,
+                api_visibility="private",
+                js="(...args) => window.arenaVoteInputs(...args)",
+            ).then(board_line, [board_category, board_language, board_prompts], which, api_visibility="private")
 
         def on_report(report_a, report_b, current, request: gr.Request):
-            open_ = heard(report_a, report_b, current, visitor(request))
+            open_ = heard(report_a, report_b, current, visitor(request), voter(request))
             return [buttons_update(open_)] * len(vote_buttons)
 
         for report in reports.values():
@@ -617,10 +701,14 @@ def build_tab() -> None:
             )  # fmt: skip
         # the line names the board the table shows: when a selector changes, and when the table does
         # (on page load: the line was written when the page was built)
-        for trigger in (board_category.change, board_language.change, board.change):
-            trigger(board_line, [board_category, board_language], which, api_visibility="private")
+        for trigger in (board_category.change, board_language.change, board_prompts.change, board.change):
+            trigger(board_line, [board_category, board_language, board_prompts], which, api_visibility="private")
+
+        def on_refresh(c, lang, of):
+            return leaderboard(c, lang, of), db_line(), board_line(c, lang, of), better_measured_chosen(lang)
+
         refresh.click(
-            lambda c, lang: (leaderboard(c, lang), db_line(), board_line(c, lang), better_measured_chosen(lang)),
-            [board_category, board_language], [board, db_status, which, agreed], api_visibility="private",
+            on_refresh, [board_category, board_language, board_prompts], [board, db_status, which, agreed],
+            api_visibility="private",
         )  # fmt: skip
         export_button.click(user_errors(export), None, files, api_visibility="private")

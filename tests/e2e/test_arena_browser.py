@@ -205,6 +205,7 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             " return names.includes(v) && v !== drawn; }",
             arg=[sorted(names), drawn],
         )
+        pick(page, "arena-board-prompts", "Typed texts")  # typed texts have a board of their own
         for number, text in enumerate(TEXTS):  # longer and longer texts, one page: each pair plays afresh
             stream_messages(page, events, joins)  # what the previous pair sent after its vote: not looked at
             page.locator("#arena-text textarea").fill(text)
@@ -267,11 +268,14 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             assert "lower error rate" in agreed and "higher predicted MOS" in agreed
             assert page.locator("text=Traceback").count() == 0
         pick(page, "arena-board-category", "Short")  # the board of the category the typed texts fell into
-        page.locator("#arena-board-name", has_text="category short · 3 votes").wait_for(timeout=30_000)
+        page.locator("#arena-board-name", has_text="typed texts, category short · 3 votes").wait_for(timeout=30_000)
         page.locator("#arena-leaderboard", has_text="category short").wait_for(timeout=30_000)
         pick(page, "arena-board-category", "Names")  # no vote was cast on a names prompt
         page.locator("#arena-board-name", has_text="category names · 0 votes").wait_for(timeout=30_000)
         page.wait_for_function("() => !document.querySelector('#arena-leaderboard').innerText.includes('jm_kumo')")
+        pick(page, "arena-board-prompts", "Built-in prompts (the main board)")  # typed texts never count there
+        pick(page, "arena-board-category", "Short")
+        page.locator("#arena-board-name", has_text="category short · 0 votes counted").wait_for(timeout=30_000)
     finally:
         page.screenshot(path=str(artifacts / "arena_end.png"), full_page=True)
         page.close()
