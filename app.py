@@ -3,7 +3,8 @@
 UI only: every model call goes through the engine registry, every figure shown comes from
 `engines.timing`. Errors reach the user as one sentence (gr.Error), never as a traceback.
 `main()` serves the page, its Gradio API (also as MCP tools) and the OpenAI-compatible routes of
-`api/` on one server, behind `api.guard` (API keys, the per-client rate limit, CORS).
+`api/` on one server, behind `api.guard` (routes, API keys, cross-site writes, body sizes, CORS); every
+use case meters its caller in `service/`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from api import router as api_router  # noqa: E402
 from engines import device, registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
 from engines.settings import env_int  # noqa: E402
+from ui import sessions  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
 from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
@@ -55,14 +57,6 @@ def build() -> gr.Blocks:
         build_arena_tab()
         demo.load(kokoro_banner, None, banner, api_visibility="private")
     return uploads_only(demo)  # file inputs: uploads, never links Gradio would fetch
-
-
-def work_events(demo: gr.Blocks) -> guard.StartsWork:
-    """Which events start work, for the rate limit: those whose handler `ui.common.user_errors`
-    marked (every handler that runs an engine); page loads, examples and UI updates do not count."""
-    marked = {fn_id: block_fn for fn_id, block_fn in demo.fns.items() if getattr(block_fn.fn, "starts_work", False)}
-    ids, names = set(marked), {block_fn.api_name for block_fn in marked.values()}
-    return lambda fn_index, api_name: fn_index in ids if api_name is None else api_name in names
 
 
 def preload(engine_id: str) -> None:
@@ -129,9 +123,11 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
     # this app trusts are counted by TRUSTED_PROXY_HOPS instead (api.auth.client_address).
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
     demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE).launch(**options, prevent_thread_lock=True)
-    # Outside Gradio's own middleware (its CORS answers every origin): keys, rate limit, CORS. Put in
+    # Outside Gradio's own middleware (its CORS answers every origin): routes, keys, cross-site writes, body
+    # sizes, CORS (the limits are the service's, where the work is). Put in
     # place right after the server starts, before this function returns and the page is announced.
-    guard.install(demo.app, work_events(demo))
+    guard.install(demo.app)
+    sessions.bound(demo)  # MAX_SESSIONS_PER_ADDRESS: one address cannot push other visitors' state out
     return demo
 
 

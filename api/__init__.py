@@ -4,8 +4,9 @@
 request in `speech_request`, its streamed answers in `speech_stream`, its errors in `errors`), saving a
 cloned voice (`saved_voices`), the caller's pronunciation lexicon (`lexicon`); `app.main()` hands them
 to `gr.Blocks.launch` so they live on the same server as the page, the Gradio API and the MCP server.
-`guard` (keys, the per-client rate limit, CORS) sits in front of that whole server; `auth` says who is
-calling; `strict_json` reads request bodies.
+`guard` (routes, keys, cross-site writes, body sizes, CORS) sits in front of that whole server; `auth`
+says which key a request carries and `caller` who is calling (once per request; the routes call the use
+cases of `service/`, which meter the caller); `strict_json` reads request bodies.
 """
 
 from fastapi import APIRouter

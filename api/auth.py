@@ -1,4 +1,5 @@
-"""Who is calling: the caller's API key (`API_KEYS`), the owner id derived from it, the client address.
+"""Which API key a request carries (`API_KEYS`); the owner id of a key and the client address live in
+`service.caller` (re-exported here for the door).
 
 `API_KEYS` is a comma-separated list of keys; unset or empty, the API is open (as before keys
 existed). A key is compared in constant time against each configured one. The client address is the
@@ -9,16 +10,17 @@ is the client's, and whatever a client wrote further left (a forged header) is n
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import ipaddress
 import os
 
 from starlette.requests import HTTPConnection
 
-from engines.settings import env_int
+from service.caller import client_address, owner_of_key, trusted_proxy_hops
 
-__all__ = ["api_key", "client_address", "configured_keys", "keys_required", "owner_of_key", "presented_key"]
+__all__ = [
+    "api_key", "client_address", "configured_keys", "keys_required", "owner_of_key", "presented_key",
+    "trusted_proxy_hops",
+]  # fmt: skip
 
 
 def configured_keys() -> tuple[str, ...]:
@@ -50,31 +52,3 @@ def api_key(request: HTTPConnection) -> str | None:
         if hmac.compare_digest(given, key.encode("utf-8", "surrogatepass")):
             match = key
     return match
-
-
-def owner_of_key(key: str) -> str:
-    """A stable owner id for a key ("key:" + 32 hex digits of its SHA-256), never the key itself."""
-    return "key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def trusted_proxy_hops() -> int:
-    """`TRUSTED_PROXY_HOPS` (default 0: the socket peer is the client); a bad value counts as 0."""
-    return env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
-
-
-def client_address(request: HTTPConnection) -> str:
-    """The socket peer, or with `TRUSTED_PROXY_HOPS=N` the N-th address from the right of
-    X-Forwarded-For (the one the outermost trusted proxy saw). A header shorter than N entries, or an
-    entry that is not an IP address, falls back to the socket peer."""
-    peer = request.client.host if request.client else "unknown"
-    hops = trusted_proxy_hops()
-    if hops == 0:
-        return peer
-    forwarded = [part.strip() for value in request.headers.getlist("x-forwarded-for") for part in value.split(",")]
-    if len(forwarded) < hops:
-        return peer
-    candidate = forwarded[-hops]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return peer

@@ -1,6 +1,7 @@
 """The /v1 error answer: OpenAI's JSON shape `{"error": {"message", "type", "param", "code"}}` with one
 sentence, and the one mapping of exceptions to it (`error_for`): 400 bad input (`InputError`), 404 an
-unknown model or voice (`UnknownName`), 503 engine unavailable (`engine_unavailable`) or busy
+unknown model or voice (`UnknownName`), 429 a caller past its allowances (`RateLimited`, with
+`Retry-After`), 503 engine unavailable (`engine_unavailable`) or busy
 (`server_busy`, with `Retry-After`), 500 an engine's failure (`engine_error`) or anything unexpected
 (`internal_error`, logged with its traceback, never shown)."""
 
@@ -10,7 +11,8 @@ import logging
 
 from fastapi.responses import JSONResponse
 
-from engines.base import BusyError, EngineError, InputError, UnavailableError
+from engines.base import BusyError, EngineError, InputError, RateLimited, UnavailableError
+from service.limits import RateLimiter
 
 from .voices import UnknownName
 
@@ -50,6 +52,9 @@ def error_for(exc: Exception) -> ApiError:
         return ApiError(404, exc.message, f"{exc.param}_not_found", exc.param)
     if isinstance(exc, InputError):
         return ApiError(400, str(exc), "invalid_value")
+    if isinstance(exc, RateLimited):
+        retry = RateLimiter.retry_after(exc.retry_after_s)
+        return ApiError(429, str(exc), "rate_limit_exceeded", headers={"Retry-After": retry})
     if isinstance(exc, BusyError):
         retry = max(1, int(round(exc.retry_after_s)))
         return ApiError(503, str(exc), "server_busy", headers={"Retry-After": str(retry)})

@@ -1,167 +1,274 @@
-"""The one ASGI middleware in front of every way in: API keys, the per-client rate limit, CORS.
+"""The door: one small ASGI middleware in front of every way in. It never reads a body to decide what
+costs: whether a request costs is decided where the cost is spent (`service.admission`).
 
-`Guard(app, starts_work=...)` wraps the whole server (the page, its Gradio API, MCP and `/v1`):
+`Guard(app)` wraps the whole server (the page, its Gradio API, MCP, `/v1` and `/kokoro/`):
 
+- **Routes** (`allowed`): only the routes this app uses answer; anything else (Gradio's own
+  `/gradio_api/process_recording`, `/monitoring`, `/proxy=`, the vibe-editing routes, ...) is 404.
 - **Keys** (`API_KEYS` set): every `/v1` request needs `Authorization: Bearer <key>`, else 401 in
   OpenAI's error shape. The page, the Gradio API and MCP stay open (the page has no key to send).
-- **Rate limit** (`API_RATE_PER_MIN`, default 30 a minute, by the caller's key, else by its client
-  address: `api.auth.client_address`): only requests that start work count, never page loads,
-  heartbeats, uploads or static files. Those are: `POST /v1/...`; a Gradio queue join
-  (`/gradio_api/queue/join`, which the page's events and `gradio_client` use) or direct call
-  (`/gradio_api/call|run|api/<name>`) of an event that `starts_work(fn_index, api_name)` says runs
-  an engine; an MCP `tools/call`. A refused request gets 429, `Retry-After` and one sentence: OpenAI's
-  error shape on `/v1`, `{"detail": ...}` for Gradio (the page shows `detail` in its error toast), a
-  JSON-RPC error for MCP. Gradio's MCP server runs a queued tool by calling its own queue from
-  loopback with `x-gradio-user: mcp`: that join was counted as the tool call and is not counted again.
+- **No cross-site writes**: a request that can change state (every method but GET, HEAD and OPTIONS)
+  whose `Origin` is not the page's own, or whose `Sec-Fetch-Site` is `cross-site`, is 403 with one
+  sentence, whatever its cookies. `/v1` writes need a JSON `Content-Type` (saving a voice: a
+  multipart form), else 415.
+- **Body size** (`body_limit`): every POST, PUT or PATCH body is capped as it arrives (413 past it):
+  `MAX_BODY_KB` (default 256) for most routes; uploads (`/gradio_api/upload`) `MAX_UPLOAD_MB` per file
+  times `MAX_UPLOAD_FILES` (default 4) files, and at most that many files a request; Gradio's queue
+  and direct calls room for the Compare tab's two browser-rendered clips
+  (`evaluation.browser_clip.MAX_PAYLOAD_CHARS` each); saving a voice through `/v1` one upload.
 - **CORS**: Gradio's own middleware answers any origin with `Access-Control-Allow-Origin` unless the
   server runs on localhost; here that header (and `...-Allow-Credentials`) only reaches the page's own
   origin (the `Origin` whose host and port are the request's `Host`), so no other site's script can
   read an answer or pass a preflight.
 
-It must be the outermost layer (outside Gradio's CORS middleware): `install(app, ...)` wraps an
-already built Starlette/FastAPI app's middleware stack.
+It must be the outermost layer (outside Gradio's CORS middleware): `install(app)` wraps an already
+built Starlette/FastAPI app's middleware stack.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import logging
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import api_key, client_address, keys_required, owner_of_key, presented_key, trusted_proxy_hops
+from engines.reference import upload_limit_bytes
+from engines.settings import env_int
+from evaluation.browser_clip import MAX_PAYLOAD_CHARS
+from service.caller import REQUEST_ADDRESS
+
+from .auth import api_key, client_address, keys_required, presented_key, trusted_proxy_hops
 from .errors import ApiError
-from .limits import RateLimiter, rate_from_env
+
+log = logging.getLogger(__name__)
 
 GRADIO_PREFIX = "/gradio_api"
-MCP_PREFIX = "/gradio_api/mcp"
-MAX_PEEK_BYTES = 1 << 20  # bodies read to decide whether a request starts work (a join is ~1 KB)
-_CALL_ROUTES = ("call/v2/", "call/", "run/", "api/")
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+DEFAULT_MAX_BODY_KB = 256
+DEFAULT_MAX_UPLOAD_FILES = 4
+FORM_OVERHEAD = 64 * 1024  # a form's other fields and part headers, beside its files
 _CORS_HEADERS = (b"access-control-allow-origin", b"access-control-allow-credentials")
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
-StartsWork = Callable[[int | None, str | None], bool]
+# The routes this app uses. GET (and HEAD): the page, its assets and config, files and streams Gradio
+# serves for events, the API description, the queue's event stream, MCP, sign-in; POST: events (queue,
+# direct calls), uploads, cancel and reset, MCP; /v1 and /kokoro/ are this app's own.
+READ_EXACT = frozenset({
+    "/", "/config", "/config/", "/favicon.ico", "/robots.txt", "/manifest.json", "/theme.css", "/pwa_icon",
+    "/gradio_api/info", "/gradio_api/info/", "/gradio_api/openapi.json", "/gradio_api/queue/data",
+    "/gradio_api/upload_progress", "/gradio_api/startup-events", "/gradio_api/theme.css", "/gradio_api/app_id",
+    "/gradio_api/app_id/", "/gradio_api/user", "/gradio_api/user/", "/gradio_api/login_check",
+    "/gradio_api/login_check/", "/gradio_api/token", "/gradio_api/token/", "/gradio_api/deep_link",
+    "/login/huggingface", "/login/callback", "/logout", "/v1",
+})  # fmt: skip
+READ_PREFIXES = (
+    "/static/", "/assets/", "/svelte/", "/pwa_icon/", "/gradio_api/file=", "/gradio_api/stream/",
+    "/gradio_api/heartbeat/", "/gradio_api/call/", "/gradio_api/mcp", "/v1/", "/kokoro/",
+)  # fmt: skip
+WRITE_EXACT = frozenset({
+    "/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/reset/",
+})  # fmt: skip
+WRITE_PREFIXES = (
+    "/gradio_api/call/", "/gradio_api/run/", "/gradio_api/api/", "/gradio_api/stream/", "/gradio_api/mcp",
+    "/v1/", "/kokoro/",
+)  # fmt: skip
+# Gradio's event routes, which may carry the Compare tab's browser-rendered clips (one per slot)
+EVENT_ROUTES = ("/gradio_api/queue/join", "/gradio_api/call/", "/gradio_api/run/", "/gradio_api/api/")
+UPLOAD_ROUTE = "/gradio_api/upload"
+VOICE_UPLOAD_ROUTE = "/v1/audio/voices"
+CROSS_SITE = "Requests from another site cannot change anything here."
+NOT_JSON = "The request body must be JSON sent with Content-Type: application/json."  # as /v1's own reader says
 
 
-def _every_event(fn_index: int | None, api_name: str | None) -> bool:  # noqa: ARG001
-    return True
+def allowed(method: str, path: str) -> bool:
+    """True for a route this app uses (OPTIONS: any, the CORS answer decides)."""
+    if method == "OPTIONS":
+        return True
+    if method in ("GET", "HEAD"):
+        return path in READ_EXACT or path.startswith(READ_PREFIXES)
+    if path.startswith("/v1/"):
+        return method in ("POST", "PUT", "DELETE", "PATCH")
+    return method == "POST" and (path in WRITE_EXACT or path.startswith(WRITE_PREFIXES))
+
+
+def max_upload_files() -> int:
+    """`MAX_UPLOAD_FILES`: files one upload request may carry (default 4)."""
+    return env_int("MAX_UPLOAD_FILES", DEFAULT_MAX_UPLOAD_FILES, minimum=1)
+
+
+def body_limit(path: str) -> int:
+    """The most bytes a request body to `path` may have."""
+    if path.rstrip("/") == UPLOAD_ROUTE:
+        return upload_limit_bytes() * max_upload_files() + FORM_OVERHEAD
+    if path.rstrip("/") == VOICE_UPLOAD_ROUTE:
+        return upload_limit_bytes() + FORM_OVERHEAD
+    default = env_int("MAX_BODY_KB", DEFAULT_MAX_BODY_KB, minimum=1) * 1024
+    if path.startswith(EVENT_ROUTES) or path.startswith(GRADIO_PREFIX + "/mcp"):
+        return max(default, 2 * MAX_PAYLOAD_CHARS + FORM_OVERHEAD)
+    return default
 
 
 class Guard:
-    """ASGI middleware: keys on /v1, the rate limit on every way in, CORS for the page's own origin."""
+    """ASGI middleware: routes, keys on /v1, no cross-site writes, body sizes, CORS for the page's own origin."""
 
-    def __init__(self, app: ASGIApp, starts_work: StartsWork = _every_event, rate_per_min: int | None = None) -> None:
-        self.app, self.starts_work = app, starts_work
-        self.limiter = RateLimiter(rate_from_env() if rate_per_min is None else rate_per_min)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         connection = HTTPConnection(scope)
-        if not _own_origin(connection):
+        REQUEST_ADDRESS.set(client_address(connection))  # for what this request opens (Gradio's sessions)
+        own = _own_origin(connection)
+        if not own:
             send = _without_cors(send)
-        path, method = scope.get("path", ""), scope.get("method", "GET")
-        if path == "/v1" or path.startswith("/v1/"):
-            refusal = self._v1(connection, method)
-        elif method == "POST" and path.startswith(GRADIO_PREFIX + "/"):
-            receive, refusal = await self._gradio(connection, path, receive)
-        else:
-            refusal = None
+        path, method = scope.get("path", ""), scope.get("method", "GET").upper()
+        refusal = self._refusal(connection, path, method, own)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if method in _SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        await _capped(self.app, scope, receive, send, path)
 
-    # ----- /v1 ----------------------------------------------------------------------------------
-    def _v1(self, connection: HTTPConnection, method: str) -> JSONResponse | None:
-        if method == "OPTIONS":
-            return None  # a preflight carries no credentials; the CORS answer decides
-        key = api_key(connection)
-        if keys_required() and key is None:
-            if presented_key(connection) is None:
-                error = ApiError(
-                    401, "This API needs a key: send it as Authorization: Bearer <key>.", "missing_api_key"
-                )
-            else:
-                error = ApiError(401, "The API key is not valid.", "invalid_api_key")
-            response = error.response()
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        if method != "POST":
+    def _refusal(self, connection: HTTPConnection, path: str, method: str, own: bool) -> JSONResponse | None:
+        v1 = path == "/v1" or path.startswith("/v1/")
+        if not allowed(method, path):
+            log.info("Refused a request to a route this app does not use: %s %s", method, path[:200])
+            return _refuse(404, "There is nothing here.", "not_found", v1)
+        if v1 and method != "OPTIONS":
+            missing = self._missing_key(connection)
+            if missing is not None:
+                return missing
+        if method in _SAFE_METHODS:
             return None
-        wait = self.limiter.take(_client(connection, key))
-        if not wait:
+        if not own or connection.headers.get("sec-fetch-site", "").lower() == "cross-site":
+            return _refuse(403, CROSS_SITE, "cross_site_request", v1)
+        if v1 and method in ("POST", "PUT", "PATCH") and not _json_or_form(connection, path):
+            return _refuse(415, NOT_JSON, "unsupported_media_type", v1)
+        declared = connection.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > body_limit(path):
+            return _too_large(path)
+        return None
+
+    @staticmethod
+    def _missing_key(connection: HTTPConnection) -> JSONResponse | None:
+        if not keys_required() or api_key(connection) is not None:
             return None
-        response = ApiError(429, self._too_many(wait), "rate_limit_exceeded").response()
-        response.headers["Retry-After"] = RateLimiter.retry_after(wait)
+        if presented_key(connection) is None:
+            error = ApiError(401, "This API needs a key: send it as Authorization: Bearer <key>.", "missing_api_key")
+        else:
+            error = ApiError(401, "The API key is not valid.", "invalid_api_key")
+        response = error.response()
+        response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
-    # ----- Gradio's queue, direct calls and MCP --------------------------------------------------
-    async def _gradio(
-        self, connection: HTTPConnection, path: str, receive: Receive
-    ) -> tuple[Receive, JSONResponse | None]:
-        rest = path[len(GRADIO_PREFIX) + 1 :]
-        if path.startswith(MCP_PREFIX + "/") or path == MCP_PREFIX:
-            receive, body = await _peek(receive)
-            if not _is_tool_call(body):
-                return receive, None
-            wait = self.limiter.take(_client(connection, api_key(connection)))
-            return receive, (self._mcp_refusal(body, wait) if wait else None)
-        if rest.rstrip("/") == "queue/join":
-            if _mcp_loopback(connection):
-                return receive, None  # the MCP tool call that made this join was counted
-            receive, body = await _peek(receive)
-            fn_index = body.get("fn_index") if isinstance(body, dict) else None
-            if not self._counts(fn_index if isinstance(fn_index, int) else None, None):
-                return receive, None
-        elif rest.startswith(_CALL_ROUTES):
-            route = next(prefix for prefix in _CALL_ROUTES if rest.startswith(prefix))
-            if not self._counts(None, rest[len(route) :].strip("/")):
-                return receive, None
-        else:
-            return receive, None  # uploads, cancels, heartbeats, resets: no work started
-        wait = self.limiter.take(_client(connection, api_key(connection)))
-        if not wait:
-            return receive, None
-        sentence = self._too_many(wait)
-        return receive, JSONResponse(
-            {"detail": sentence, "error": sentence}, 429, {"Retry-After": RateLimiter.retry_after(wait)}
-        )
 
-    def _counts(self, fn_index: int | None, api_name: str | None) -> bool:
-        try:
-            return bool(self.starts_work(fn_index, api_name))
-        except Exception:  # an unknown event counts: when in doubt, limit
-            return True
-
-    def _mcp_refusal(self, body: object, wait: float) -> JSONResponse:
-        ident = body.get("id") if isinstance(body, dict) else None
-        payload = {"jsonrpc": "2.0", "id": ident, "error": {"code": -32000, "message": self._too_many(wait)}}
-        return JSONResponse(payload, 429, {"Retry-After": RateLimiter.retry_after(wait)})
-
-    def _too_many(self, wait: float) -> str:
-        return (
-            f"Too many requests: at most {self.limiter.rate} a minute from one client; "
-            f"try again in {RateLimiter.retry_after(wait)} s."
-        )
-
-
-def install(app, starts_work: StartsWork = _every_event) -> Guard:
+def install(app) -> Guard:
     """Put a `Guard` outside everything an already created Starlette/FastAPI app runs (including the
     middleware Gradio added), building the app's middleware stack now if it was not built yet."""
     stack = app.middleware_stack or app.build_middleware_stack()
-    guard = Guard(stack, starts_work)
+    guard = Guard(stack)
     app.middleware_stack = guard
     return guard
 
 
-def _client(connection: HTTPConnection, key: str | None) -> str:
-    """The rate limit's bucket: the key's owner id, else the client address."""
-    return owner_of_key(key) if key else "ip:" + client_address(connection)
+def _refuse(status: int, sentence: str, code: str, v1: bool) -> JSONResponse:
+    """One sentence: OpenAI's error shape on /v1, `{"detail": ...}` elsewhere (what Gradio's page shows)."""
+    if v1:
+        return ApiError(status, sentence, code).response()
+    return JSONResponse({"detail": sentence, "error": sentence}, status)
+
+
+def _too_large(path: str) -> JSONResponse:
+    limit = body_limit(path)
+    sentence = f"The request body is over {_size(limit)}."  # the sentence /v1's own reader says (`api.speech_request`)
+    if path.rstrip("/") == UPLOAD_ROUTE:
+        sentence = (
+            f"The upload is too large: at most {max_upload_files()} files of "
+            f"{_size(upload_limit_bytes())} each in one request."
+        )
+    return _refuse(413, sentence, "body_too_large", path.startswith("/v1/"))
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.3g} MiB" if nbytes >= 2**20 else f"{nbytes // 1024} KiB"
+
+
+def _json_or_form(connection: HTTPConnection, path: str) -> bool:
+    kind = connection.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return True
+    return kind == "multipart/form-data" and path.rstrip("/") == VOICE_UPLOAD_ROUTE
+
+
+async def _capped(app: ASGIApp, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    """Run the request, its body counted as it arrives: past `body_limit(path)` (or, for uploads, past
+    `MAX_UPLOAD_FILES` files) the app sees the client leave and the client gets 413."""
+    limit = body_limit(path)
+    files = _PartCounter(scope) if path.rstrip("/") == UPLOAD_ROUTE else None
+    state = {"size": 0, "over": False, "started": False}
+
+    async def counted() -> Message:
+        if state["over"]:
+            return {"type": "http.disconnect"}
+        message = await receive()
+        if message["type"] == "http.request":
+            body = message.get("body", b"")
+            state["size"] += len(body)
+            too_many = files is not None and files.feed(body) > max_upload_files()
+            if state["size"] > limit or too_many:
+                state["over"] = True
+                if not state["started"]:
+                    await _too_large(path)(scope, _nothing, send)
+                    state["started"] = True
+                return {"type": "http.disconnect"}
+        return message
+
+    async def sending(message: Message) -> None:
+        if state["over"]:
+            return  # the 413 is the answer
+        if message["type"] == "http.response.start":
+            state["started"] = True
+        await send(message)
+
+    await app(scope, counted, sending)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class _PartCounter:
+    """Counts the parts of a multipart body as it streams by (its boundary lines), across chunk edges."""
+
+    def __init__(self, scope: Scope) -> None:
+        kind = HTTPConnection(scope).headers.get("content-type", "")
+        params = [p.strip() for p in kind.split(";")]
+        boundary = next((p.split("=", 1)[1].strip('"').strip() for p in params if p.startswith("boundary=")), "")
+        self.marker = b"--" + boundary.encode("latin-1", "replace") if boundary else b""
+        self.tail = b""
+        self.parts = 0
+
+    def feed(self, chunk: bytes) -> int:
+        """The parts begun so far (the closing boundary, `--boundary--`, is not a part)."""
+        if not self.marker:
+            return 0
+        data = self.tail + chunk
+        start = 0
+        while (found := data.find(self.marker, start)) != -1:
+            after = data[found + len(self.marker) : found + len(self.marker) + 2]
+            if len(after) < 2:
+                break  # decide with the next chunk
+            if after != b"--":
+                self.parts += 1
+            start = found + len(self.marker)
+        keep = max(start, len(data) - len(self.marker) - 2)
+        self.tail = data[keep:]
+        return self.parts
 
 
 def _own_origin(connection: HTTPConnection) -> bool:
@@ -194,42 +301,3 @@ def _without_cors(send: Send) -> Send:
         await send(message)
 
     return wrapped
-
-
-def _mcp_loopback(connection: HTTPConnection) -> bool:
-    """A queue join made by Gradio's own MCP server for a tool call (from loopback, marked as MCP)."""
-    peer = connection.client.host if connection.client else ""
-    return peer in _LOOPBACK and connection.headers.get("x-gradio-user") == "mcp"
-
-
-def _is_tool_call(body: object) -> bool:
-    """True for a JSON-RPC `tools/call` (or a batch holding one)."""
-    items = body if isinstance(body, list) else [body]
-    return any(isinstance(item, dict) and item.get("method") == "tools/call" for item in items)
-
-
-async def _peek(receive: Receive) -> tuple[Receive, object]:
-    """Read the request body (up to `MAX_PEEK_BYTES`) and a `receive` that replays it; the body as
-    JSON, or None when it is not JSON or too long to look at."""
-    messages: list[Message] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        size += len(message.get("body", b""))
-        if not message.get("more_body", False) or size > MAX_PEEK_BYTES:
-            break
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-    try:
-        document = json.loads(body) if size <= MAX_PEEK_BYTES else None
-    except (ValueError, RecursionError):
-        document = None
-
-    async def replay() -> Message:
-        if messages:
-            return messages.pop(0)
-        return await receive()
-
-    return replay, document

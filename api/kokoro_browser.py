@@ -34,7 +34,10 @@ from starlette.concurrency import run_in_threadpool
 from engines import audio, registry
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, SynthesisRequest, UnavailableError
 from engines.weights import packaged_kokoro
+from service.caller import Caller, operator
+from service.plan import front_end
 
+from .caller import caller
 from .errors import ApiError, error_for
 from .speech_request import read_json
 from .strict_json import BadJson
@@ -149,7 +152,7 @@ async def asset(name: str, request: Request) -> Response:
 
 @router.get("/kokoro/plan")
 async def plan_get(request: Request) -> Response:
-    return await _answer(dict(request.query_params))
+    return await _answer(dict(request.query_params), caller(request, "plan"))
 
 
 @router.post("/kokoro/plan")
@@ -160,18 +163,19 @@ async def plan_post(request: Request) -> Response:
         return exc.response()
     if not isinstance(body, dict):
         return ApiError(400, "The request body must be a JSON object.", "invalid_json").response()
-    return await _answer(body)
+    return await _answer(body, caller(request, "plan"))
 
 
-async def _answer(params: dict) -> Response:
+async def _answer(params: dict, who: Caller) -> Response:
     try:
-        return JSONResponse(await run_in_threadpool(plan, params))
+        return JSONResponse(await run_in_threadpool(plan, params, who))
     except Exception as exc:  # one sentence, the right code; unexpected ones are logged by error_for
         return error_for(exc).response()
 
 
-def plan(params: dict) -> dict:
-    """The chunks Kokoro's server path would synthesize for these parameters, as JSON."""
+def plan(params: dict, who: Caller | None = None) -> dict:
+    """The chunks Kokoro's server path would synthesize for these parameters, as JSON (admitted as
+    `who`'s, by default the operator's)."""
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
         raise ApiError(
@@ -205,10 +209,6 @@ def plan(params: dict) -> dict:
     if engine_id is None:
         raise UnavailableError("No engine here renders in a browser; use the server instead.")
     request = replace(request, voice=resolve_voice(engine_id, voice))
-    engine = registry.get(engine_id)
-    front_end = getattr(engine, "front_end", None)
-    if front_end is None:  # a remote engine tier: its front-end is not in this process
-        raise UnavailableError("Rendering in the browser needs Kokoro's front-end on this server; use the server.")
     chunks = [
         {
             "text": c.text,
@@ -217,7 +217,7 @@ def plan(params: dict) -> dict:
             "style": [float(x) for x in c.style],
             "pause_s": round(c.pause_s, 4),
         }
-        for c in front_end(request)
+        for c in front_end(who or operator(), engine_id, request)
     ]
     return {
         "chunks": chunks,

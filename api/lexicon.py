@@ -20,18 +20,20 @@ from fastapi.responses import JSONResponse
 
 from engines import lexicon
 from engines.voice_library import shared
+from service import lexicon as lexicons
+from service.caller import Caller
 
+from .caller import caller
 from .errors import ApiError, error_for
 from .speech_request import read_json
-from .voices import owner_of
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
 
 
-def _owner(request: Request) -> str | None:
-    """The key's owner id, or the refusal when this caller cannot have a lexicon here."""
-    owner = owner_of(request)
-    if owner is None and not shared():
+def _caller(request: Request) -> Caller:
+    """The caller (its key's owner id), or the refusal when this caller cannot have a lexicon here."""
+    who = caller(request)
+    if who.owner is None and not shared():
         if os.environ.get("API_KEYS", "").strip():
             raise ApiError(
                 401, "Send your API key as 'Authorization: Bearer <key>' to keep a lexicon.", "invalid_api_key"
@@ -40,7 +42,7 @@ def _owner(request: Request) -> str | None:
             403, "A lexicon through /v1 needs API keys on this server (API_KEYS); keep it on the page instead.",
             "api_keys_required",
         )  # fmt: skip
-    return owner
+    return who
 
 
 def _answer(entries) -> JSONResponse:
@@ -51,7 +53,7 @@ def _answer(entries) -> JSONResponse:
 def read(request: Request) -> JSONResponse:
     """The calling key's lexicon."""
     try:
-        return _answer(lexicon.load(_owner(request)))
+        return _answer(lexicons.read(_caller(request)))
     except Exception as exc:
         return error_for(exc).response()
 
@@ -60,8 +62,8 @@ def read(request: Request) -> JSONResponse:
 async def replace(request: Request) -> JSONResponse:
     """Replace the calling key's lexicon with the body's entries (each checked)."""
     try:
-        owner = _owner(request)
+        who = _caller(request)
         entries = await run_in_threadpool(lexicon.entries_from_json, await read_json(request))
-        return _answer(await run_in_threadpool(lexicon.save, owner, entries))
+        return _answer(await run_in_threadpool(lexicons.replace, who, entries))
     except Exception as exc:
         return error_for(exc).response()

@@ -17,9 +17,10 @@ sentence (never a path, command line or exception class): 400 bad input (the bod
 `api.strict_json`: not UTF-8, too deep, numbers too long, duplicate keys, wrong types), 404 unknown
 model or voice, 413 input over the limit, 415 a body that is not `application/json`, 503 engine
 unavailable (`engine_unavailable`) or busy (`server_busy`, with `Retry-After`: more requests already
-wait for the engine than `MAX_WAITING`), 500 anything unexpected (logged). Keys and the rate limit
-(401, 429) are `api.guard`'s. Every answer with audio carries `X-Queue-Wait`, the seconds it waited in
-the engine's line before synthesis began.
+wait for the engine than `MAX_WAITING`, or `MAX_WAITING_PER_CALLER` of the caller's), 500 anything
+unexpected (logged). Keys (401) are `api.guard`'s, the caller's limits (429 with `Retry-After`)
+`service.admission`'s. Every answer with audio carries `X-Queue-Wait`, the seconds it waited in the
+engine's line before synthesis began.
 
 Without `stream_format` the answer is the whole clip, post-processed (`engines.audio.process`) and
 encoded, with the run's measured figures in headers (`X-Audio-Seconds`, `X-Time-To-First-Audio`,
@@ -73,12 +74,15 @@ from fastapi.responses import JSONResponse, Response
 from engines import registry
 from engines.audio import MEDIA_TYPES, encode, process
 from engines.base import SAMPLE_RATE
-from engines.timing import RunStats, synthesize
+from engines.timing import RunStats
+from service import speech as speak
+from service.caller import Caller
 
+from .caller import caller
 from .errors import error_for
 from .speech_request import SpeechBody, prepare, read_body
 from .speech_stream import aligned_words, header, stream_response, watch_disconnect
-from .voices import openai_voices, owner_of, resolve_model, voices
+from .voices import openai_voices, resolve_model, voices
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
 
@@ -90,15 +94,15 @@ async def speech(request: Request) -> Response:
     """Speak `input` with `model` and `voice`: the clip in `response_format`, whole or streamed
     (`stream_format`: `audio` or `sse`)."""
     try:
-        owner = owner_of(request)  # whose saved voices `voice` may name
+        who = caller(request)  # owner: whose saved voices `voice` may name; limits: its key, else address
         body = await read_body(request)
         if body.stream_format is not None:
-            plan = await run_in_threadpool(prepare, body, owner)  # engine look-ups block: off the event loop
-            return await stream_response(plan, request)
+            plan = await run_in_threadpool(prepare, body, who.owner)  # engine look-ups block: off the event loop
+            return await stream_response(plan, request, who)
         gone = threading.Event()
         watcher = asyncio.create_task(watch_disconnect(request, gone))
         try:
-            clip = await run_in_threadpool(_speak, body, owner, gone.is_set)  # synthesis blocks: off the event loop
+            clip = await run_in_threadpool(_speak, body, who, gone.is_set)  # synthesis blocks: off the event loop
         finally:
             watcher.cancel()
     except Exception as exc:  # every failure becomes one JSON sentence; the server stays up
@@ -140,7 +144,7 @@ def list_voices(request: Request, model: str | None = None) -> JSONResponse:
     """Every engine's voices (or one model's with `?model=`), and what OpenAI's voice names map to;
     saved voices: only the calling key's."""
     try:
-        owner = owner_of(request)
+        owner = caller(request).owner
         engine_ids = [resolve_model(model)] if model else list(registry.ENGINES)
         data, aliases = [], {}
         for engine_id in engine_ids:
@@ -174,11 +178,11 @@ class Clip:
     words: dict | None = None  # with `timestamps`: `speech_stream.WORD_KEYS` of the clip
 
 
-def _speak(body: SpeechBody, owner: str | None = None, cancelled: Callable[[], bool] | None = None) -> Clip | None:
+def _speak(body: SpeechBody, who: Caller, cancelled: Callable[[], bool] | None = None) -> Clip | None:
     """Blocking: check the request, synthesize in the engine's turn, post-process, encode; None when
     `cancelled()` (the client left) stopped it."""
-    plan = prepare(body, owner)
-    audio, _, stats = synthesize(plan.engine_id, plan.request, cancelled)
+    plan = prepare(body, who.owner)
+    audio, _, stats = speak.synthesize(who, plan.engine_id, plan.request, cancelled)
     if stats.cancelled:
         return None
     audio, notes = process(audio, SAMPLE_RATE, plan.settings)

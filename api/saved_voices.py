@@ -19,13 +19,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from engines import gpu, registry
+from engines import registry
 from engines.base import MAX_REFERENCE_TEXT_CHARS, UnavailableError
-from engines.reference import load_reference, settle_transcript, upload_limit_bytes
-from engines.voice_library import save_voice, shared, voice_exists
+from engines.reference import load_reference, upload_limit_bytes
+from engines.voice_library import shared, voice_exists
+from service import voices
+from service.caller import Caller
 
+from .caller import caller
 from .errors import ApiError, error_for
-from .voices import owner_of
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible speech"])
 
@@ -42,8 +44,8 @@ def max_upload_mb() -> float:
 async def save(request: Request) -> JSONResponse:
     """Save a cloned voice under a name for the calling key."""
     try:
-        owner = owner_of(request)
-        if owner is None and not shared():
+        who = caller(request)
+        if who.owner is None and not shared():
             if os.environ.get("API_KEYS", "").strip():
                 raise ApiError(
                     401, "Send your API key as 'Authorization: Bearer <key>' to save voices.", "invalid_api_key"
@@ -53,7 +55,7 @@ async def save(request: Request) -> JSONResponse:
                 "api_keys_required",
             )  # fmt: skip
         form = await _read_form(request)
-        voice = await run_in_threadpool(_save, form, owner)
+        voice = await run_in_threadpool(_save, form, who)
     except Exception as exc:  # one JSON sentence, the server stays up
         return error_for(exc).response()
     return JSONResponse(voice, status_code=201)
@@ -112,7 +114,7 @@ def _flag(fields: dict, name: str) -> bool:
     raise ApiError(400, f"The field {name!r} must be true or false.", "invalid_value", name)
 
 
-def _save(fields: dict, owner: str | None) -> dict:
+def _save(fields: dict, who: Caller) -> dict:
     """Blocking: check the form, decode the clip, make the clone prompt, save it."""
     name = fields.get("name", "")
     if not name.strip():
@@ -125,7 +127,7 @@ def _save(fields: dict, owner: str | None) -> dict:
             400, f"The transcript is over {MAX_REFERENCE_TEXT_CHARS:,} characters.", "invalid_value", "transcript"
         )
     x_vector_only, overwrite, share = (_flag(fields, f) for f in ("x_vector_only", "overwrite", "share_in_arena"))
-    if not overwrite and voice_exists(name, owner):  # before the model runs; save_voice checks again
+    if not overwrite and voice_exists(name, who.owner):  # before the model runs; save_voice checks again
         raise ApiError(
             409, f"You already have a voice called {name.strip()!r}; send overwrite=true to replace it.",
             "voice_exists", "name",
@@ -137,14 +139,9 @@ def _save(fields: dict, owner: str | None) -> dict:
     if not info.available:
         raise UnavailableError(info.reason)
     reference = load_reference(fields["audio"])
-    transcript, x_vector_only, notice = settle_transcript(reference, transcript, x_vector_only)
-    engine = registry.get(engine_id)
-    prompt = gpu.call(engine, "clone_prompt", reference, transcript, x_vector_only)
-    slug = save_voice(
-        name, prompt, engine.info().weights_source, reference_audio=reference.audio,
-        owner=owner, overwrite=overwrite, share_in_arena=share,
-    )  # fmt: skip
+    saved = voices.save(who, engine_id, name, reference, transcript, x_vector_only, overwrite, share)
     return {
-        "object": "voice", "id": slug, "name": name.strip(), "model": engine_id, "saved": True,
-        "x_vector_only": x_vector_only, "transcript": transcript, "share_in_arena": share, "notes": notice,
+        "object": "voice", "id": saved.slug, "name": name.strip(), "model": engine_id, "saved": True,
+        "x_vector_only": saved.x_vector_only, "transcript": saved.transcript, "share_in_arena": share,
+        "notes": saved.notice,
     }  # fmt: skip

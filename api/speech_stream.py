@@ -30,9 +30,11 @@ from fastapi.responses import Response, StreamingResponse
 from engines import registry
 from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
 from engines.base import SAMPLE_RATE, EngineError
-from engines.timing import RunStats, enter, timed_stream
+from engines.timing import RunStats, timed_stream
 from evaluation.alignment import align_clip
 from evaluation.captions import model_words
+from service import speech
+from service.caller import Caller
 
 from .errors import error_for
 from .speech_request import Plan
@@ -75,11 +77,11 @@ async def watch_disconnect(request: Request, gone: threading.Event) -> None:
     gone.set()
 
 
-async def stream_response(plan: Plan, request: Request) -> Response:
+async def stream_response(plan: Plan, request: Request, who: Caller) -> Response:
     """Start synthesis and answer once its first audio is there: an engine failure before that is
     still a JSON error; after it, the status is sent and only the body can tell (SSE) or end. A client
     that leaves while waiting for its turn gives up its place in line."""
-    stream = _SpeechStream(plan, asyncio.get_running_loop())
+    stream = _SpeechStream(plan, asyncio.get_running_loop(), who)
     watcher = asyncio.create_task(watch_disconnect(request, stream._cancelled))
     try:
         first = await stream.next()
@@ -166,8 +168,8 @@ class _SpeechStream:
     """One streamed synthesis: a worker thread waits for the engine's turn, runs it, levels and encodes
     each chunk and hands the bytes to the event loop through an asyncio queue."""
 
-    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop) -> None:
-        self.plan, self.loop = plan, loop
+    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop, who: Caller) -> None:
+        self.plan, self.loop, self.who = plan, loop, who
         self.stats = RunStats(engine=plan.engine_id)
         self.notes: list[str] = []
         self.words: dict = {}  # with `timestamps`: the done event's words (`WORD_KEYS`, `words_source`)
@@ -230,13 +232,15 @@ class _SpeechStream:
         timed: list[dict] = []  # with `timestamps`: the model's words so far, in the stream's time
         complete = True  # every chunk so far came with the model's word times
         offset = 0  # samples of the engine's audio before this chunk (levelling keeps the length)
-        # first come, first served per engine: BusyError at once past MAX_WAITING; give up if the client left
-        with enter(self.plan.engine_id, self.plan.request, self._cancelled.is_set) as ticket:
+        # the caller's turn (fair across callers): BusyError at once past MAX_WAITING or the caller's share,
+        # RateLimited past its allowances; give up if the client left
+        with speech.enter(self.who, self.plan.engine_id, self.plan.request, self._cancelled.is_set) as ticket:
             if not ticket.wait_turn():
                 return [], None
             leveler = StreamLeveler(self.plan.settings)
             keep = sent.append if self.plan.timestamps else (lambda _: None)
             with StreamEncoder(self.plan.fmt, self._put) as encoder:
+                # in the caller's turn, taken (and admitted) by `service.speech.enter` above
                 stream = timed_stream(self.plan.engine_id, self.plan.request, self.stats, ticket=ticket)
                 with closing(stream) as chunks:
                     for chunk in chunks:

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import Request
-
 from engines import registry
 from engines.base import EngineError, EngineInfo, InputError
 from engines.kokoro_voices import is_blend, list_found_voices, spec_entries
 from engines.voice_library import list_voices, safe_name
-
-from .auth import api_key, owner_of_key
 
 
 def model_aliases() -> dict[str, str]:
@@ -43,12 +39,6 @@ class UnknownName(LookupError):
     def __init__(self, message: str, param: str) -> None:
         super().__init__(message)
         self.message, self.param = message, param
-
-
-def owner_of(request: Request) -> str | None:
-    """Whose saved voices a /v1 caller may list, use and save: its API key's owner (None without a key)."""
-    key = api_key(request)
-    return owner_of_key(key) if key else None
 
 
 def resolve_model(name: str) -> str:

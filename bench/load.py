@@ -17,6 +17,13 @@ refusal), or `--url` drives one already running. Per level:
 The baseline, in the same run, is one client alone (level 1): what waiting costs is the difference.
 
     python bench/load.py [--levels 1 2 5 10 20] [--requests 2] [--out bench/results-load.json] [--plot F.png]
+
+`--hostile ROUNDS`: instead, the hostile-neighbour run (#20): five polite clients (one sentence each,
+each its own API key) alone, then beside one neighbour at its limits with 5,000-character texts (its own
+key, three requests going, each again as soon as it may); JSON: the polite clients' first audio p50/p95
+without and with the neighbour, their ratio (goal: p95 within 1.5x) and what the neighbour got.
+
+    python bench/load.py --hostile 2 --out bench/results-hostile.json
 """
 
 from __future__ import annotations
@@ -61,14 +68,15 @@ class Result(dict):
     """One request: kind (served, refused, failed), via, ttfa_s, queue_wait_s, audio_s, retry_after_s, error."""
 
 
-def v1_request(host: str, port: int) -> Result:
+def v1_request(host: str, port: int, text: str = TEXT, key: str | None = None) -> Result:
     body = {
-        "model": "kokoro", "input": TEXT, "voice": VOICE, "response_format": "pcm", "stream_format": "audio",
+        "model": "kokoro", "input": text, "voice": VOICE, "response_format": "pcm", "stream_format": "audio",
     }  # fmt: skip
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     connection = http.client.HTTPConnection(host, port, timeout=600)
     start = time.perf_counter()
     try:
-        connection.request("POST", "/v1/audio/speech", json.dumps(body), {"Content-Type": "application/json"})
+        connection.request("POST", "/v1/audio/speech", json.dumps(body), headers)
         response = connection.getresponse()
         if response.status in (429, 503) and response.getheader("Retry-After"):
             response.read()
@@ -205,6 +213,77 @@ def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
     }
 
 
+HOSTILE_TEXT = (TEXT + " ") * 60  # ~5,000 characters
+POLITE = 5
+HOSTILE_STREAMS = 3  # the neighbour keeps this many requests going, each again as soon as it may
+KEYS = [f"bench-polite-{n}" for n in range(POLITE)] + ["bench-hostile"]
+
+
+def polite_round(host: str, port: int, seed: int) -> list[Result]:
+    """Five polite clients (each its own key), one sentence each, arriving within a few seconds."""
+    results: list[Result] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        time.sleep(random.Random(seed * 100 + n).uniform(0, 3.0))
+        result = v1_request(host, port, TEXT, KEYS[n])
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(POLITE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def hostile_neighbour(host: str, port: int, rounds: int) -> dict:
+    """The polite clients' first audio alone, then beside a neighbour at its limits with 5,000-character
+    texts (its own key): p50/p95 of each, and what the neighbour got."""
+    alone = [r for n in range(rounds) for r in polite_round(host, port, n)]
+    stop, hostile = threading.Event(), []
+
+    def neighbour() -> None:
+        while not stop.is_set():
+            result = v1_request(host, port, HOSTILE_TEXT, KEYS[-1])
+            hostile.append(result)
+            if result["kind"] == "refused":
+                stop.wait(min(RETRY_CAP_S, result["retry_after_s"]))
+
+    streams = [threading.Thread(target=neighbour, daemon=True) for _ in range(HOSTILE_STREAMS)]
+    for thread in streams:
+        thread.start()
+    time.sleep(5.0)  # the neighbour is speaking before the polite clients arrive
+    beside = [r for n in range(rounds) for r in polite_round(host, port, 100 + n)]
+    stop.set()
+
+    def figures(results: list[Result]) -> dict:
+        ttfa = [r["ttfa_s"] for r in results if r["kind"] == "served"]
+        return {
+            "served": len(ttfa), "refused": sum(r["kind"] == "refused" for r in results),
+            "failed": sum(r["kind"] == "failed" for r in results),
+            "ttfa_s": {"p50": percentile(ttfa, 50), "p95": percentile(ttfa, 95)},
+        }  # fmt: skip
+
+    without, with_neighbour = figures(alone), figures(beside)
+    p95_alone, p95_beside = without["ttfa_s"]["p95"], with_neighbour["ttfa_s"]["p95"]
+    return {
+        "bench": "hostile-neighbour",
+        "polite": f"{POLITE} clients, one sentence each ({len(TEXT)} characters), {rounds} rounds, each its own key",
+        "neighbour": f"{HOSTILE_STREAMS} streams of {len(HOSTILE_TEXT)}-character texts, one key, again when allowed",
+        "polite_without_neighbour": without,
+        "polite_with_neighbour": with_neighbour,
+        "p95_ratio": round(p95_beside / p95_alone, 2) if p95_alone and p95_beside else None,
+        "goal": "polite p95 with the neighbour <= 1.5 x without",
+        "neighbour_got": {
+            "served": sum(r["kind"] == "served" for r in hostile),
+            "refused_429": sum(r.get("status") == 429 for r in hostile),
+            "refused_503": sum(r.get("status") == 503 for r in hostile),
+        },
+    }
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -250,6 +329,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2, help="requests per client, one after another")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write the load curve (PNG) here")
+    parser.add_argument("--hostile", type=int, metavar="ROUNDS", help="instead: the hostile-neighbour run")
     args = parser.parse_args()
     app, log_path = None, Path(tempfile.gettempdir()) / "bench-load-app.log"
     if args.url:
@@ -258,7 +338,8 @@ def main() -> None:
         app = LocalApp(
             log_path,
             {
-                "API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000"),  # raised
+                "API_RATE_PER_MIN": os.environ.get("API_RATE_PER_MIN", "100000" if not args.hostile else "30"),
+                **({"API_KEYS": ",".join(KEYS)} if args.hostile else {}),  # each client its own key
                 "ARENA_DB": str(Path(tempfile.mkdtemp()) / "arena.sqlite3"),
             },
         )
@@ -268,6 +349,16 @@ def main() -> None:
         host, port = url.split("//")[1].rstrip("/").split(":")
         from gradio_client import Client
 
+        if args.hostile:
+            warm = v1_request(host, int(port), TEXT, KEYS[0])
+            if warm["kind"] != "served":
+                raise SystemExit(f"warm-up failed: {warm}")
+            report = hostile_neighbour(host, int(port), args.hostile)
+            report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+            if args.out:
+                args.out.write_text(json.dumps(report, indent=1) + "\n")
+            print(json.dumps(report))
+            return
         warm = [v1_request(host, int(port)), page_request(Client(url, verbose=False))]
         if any(r["kind"] != "served" for r in warm):
             raise SystemExit(f"warm-up failed: {warm}")

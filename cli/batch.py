@@ -13,8 +13,9 @@ from pathlib import Path
 from engines import registry
 from engines.audio import FORMATS
 from engines.base import EngineError
-from engines.voice_library import OPERATOR
 from evaluation.alignment import align_manifest
+from service import batch
+from service.caller import operator
 
 from .speech import lexicon_entries, lexicon_flag, output_flags, settings
 
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engines.batch import parse, render, zip_folder
+    from engines.batch import parse, zip_folder
 
     output = settings(args)
     try:
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise EngineError(f"Cannot read the batch file {args.input}: {exc.strerror or exc}") from None
     items = parse(data, args.input.name, args.engine, args.voice)
     try:
-        manifest = render(
-            items, args.out_dir, args.format, output, args.speed, args.lang, args.max_new_tokens, owner=OPERATOR,
+        manifest = batch.render(
+            operator(), items, args.out_dir, args.format, output, args.speed, args.lang, args.max_new_tokens,
             lexicon=lexicon_entries(args),
         )  # fmt: skip
         if args.align:

@@ -14,7 +14,8 @@ from engines.base import EngineError
 from engines.lexicon import mapping
 from engines.voice_library import OPERATOR
 from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, with_reference, write_pair
-from evaluation.pair import run_pair
+from service import pair as pairs
+from service.caller import operator
 
 from .speech import lexicon_entries, lexicon_flag, read_text, reference
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     b = parse_second(args.b, OPERATOR)
     if b != CLONE_OF_A:
         b = slot(args.b)
-    first, second = run_pair(a, b, text)
+    first, second = pairs.run(operator(), a, b, text)
     summary = write_pair(first, second, text, args.out_dir)
     for name, result in (("a", first), ("b", second)):
         if result.error:

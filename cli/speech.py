@@ -14,8 +14,10 @@ from engines import registry
 from engines.audio import FORMATS, OutputSettings, process, write
 from engines.base import EngineError, SynthesisRequest
 from engines.lexicon import Entry, mapping, read_file
-from engines.timing import RunStats, synthesize, timed_stream
+from engines.timing import RunStats
 from engines.voice_library import OPERATOR, list_voices
+from service import speech as speak
+from service.caller import operator
 
 
 def add_list(sub: argparse._SubParsersAction) -> None:
@@ -154,7 +156,7 @@ def run_synth(args: argparse.Namespace) -> int:
     speech = request(args)
     suffix = args.out.suffix.lstrip(".").lower()
     fmt = args.format or (suffix if suffix in FORMATS else "wav")
-    audio, _, stats = synthesize(args.engine, speech)
+    audio, _, stats = speak.synthesize(operator(), args.engine, speech)
     audio, notes = process(audio, settings=settings(args))
     try:
         write(args.out, audio, fmt)
@@ -170,7 +172,7 @@ def run_bench(args: argparse.Namespace) -> int:
     speech = request(args)
     registry.get(args.engine)  # load outside the timed run
     stats = RunStats(engine=args.engine)
-    for _ in timed_stream(args.engine, speech, stats):
+    for _ in speak.stream(operator(), args.engine, speech, stats):
         pass
     print(json.dumps(stats.summary()))
     return 0

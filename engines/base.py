@@ -69,6 +69,15 @@ class BusyError(EngineError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimited(EngineError):
+    """This caller has used its share for now (`service.admission`: requests or compute a minute, bytes,
+    characters); try again after `retry_after_s`. Faces answer 429 with `Retry-After`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class SynthesisRequest:
     """What to say and how. Construction validates the text and the speed."""

@@ -157,13 +157,15 @@ def render(
     get_engine: Callable[[str], Engine] = registry.get,
     owner: str | None = None,
     lexicon: Iterable[Entry] = (),
+    caller: str | None = None,
 ) -> dict:
     """Render every good item into `out_dir` (`001-<slug>.<fmt>`), write `manifest.json`, return it.
 
     `progress(done, total)` is called after each item. An item that fails gets its error in the
     manifest; the others still render. `get_engine` maps an engine id to a loaded engine (the
     registry; tests pass their own). `owner` is whose saved voices the items may name; `lexicon` the
-    pronunciation entries every item speaks with (each engine takes its column: `engines.lexicon`).
+    pronunciation entries every item speaks with (each engine takes its column: `engines.lexicon`);
+    `caller` whose turns the groups take (the line serves callers in turn between groups).
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
@@ -212,7 +214,7 @@ def render(
                 # each group takes its turn in the engine's line (first come, first served, like every
                 # request); a batch already admitted is not refused between its groups
                 cost = work_queue.cost_of(engine_id, " ".join(item.text for item in group))
-                with work_queue.enter(engine_id, cost, bounded=False) as ticket:
+                with work_queue.enter(engine_id, cost, bounded=False, caller=caller) as ticket:
                     ticket.wait_turn()
                     if many is not None:
                         clips = gpu.call(engine, "synthesize_batch", [request(item) for item in group])

@@ -78,10 +78,13 @@ def load(engine_id: str) -> Engine:
     return engine
 
 
-def enter(engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None) -> Ticket:
-    """A place in the engine's line for `request` (`BusyError` at once when the line is full)."""
+def enter(
+    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None, caller: str | None = None
+) -> Ticket:
+    """A place in the engine's line for `caller`'s `request` (`BusyError` at once when the line, or the
+    caller's share of it, is full)."""
     work_queue.line(engine_id, registry.ENGINE_NAMES.get(engine_id))  # its messages name the engine
-    return work_queue.enter(engine_id, work_queue.cost_of(engine_id, request.text), cancelled)
+    return work_queue.enter(engine_id, work_queue.cost_of(engine_id, request.text), cancelled, caller=caller)
 
 
 def timed_stream(
@@ -90,6 +93,7 @@ def timed_stream(
     stats: RunStats,
     cancelled: Callable[[], bool] | None = None,
     ticket: Ticket | None = None,
+    caller: str | None = None,
 ) -> Iterator[AudioChunk]:
     """The registry engine's chunks in this request's turn, filling `stats`.
 
@@ -98,21 +102,28 @@ def timed_stream(
     stream does (finished, failed, closed, or `cancelled()` seen between chunks, which also stops a
     wait); the engine is loaded in the turn, before timing starts.
     """
-    with ticket or enter(engine_id, request, cancelled) as turn:
+    with ticket or enter(engine_id, request, cancelled, caller) as turn:
         if not turn.wait_turn(cancelled):
             stats.cancelled = True
             return
         stats.queue_wait_s = turn.waited_s
         engine = load(engine_id)
-        yield from measured(engine, request, stats, cancelled)
+        # between chunks another caller waiting for this engine goes first (the line's fair share)
+        yield from measured(engine, request, stats, cancelled, between=lambda: turn.let_others_go(cancelled))
         if not stats.cancelled:
             work_queue.observe(engine_id, len(request.text), stats.total_s)
 
 
 def measured(
-    engine: Engine, request: SynthesisRequest, stats: RunStats, cancelled: Callable[[], bool] | None = None
+    engine: Engine,
+    request: SynthesisRequest,
+    stats: RunStats,
+    cancelled: Callable[[], bool] | None = None,
+    between: Callable[[], bool] | None = None,
 ) -> Iterator[AudioChunk]:
-    """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`."""
+    """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`.
+    `between()` runs after each chunk (the time it takes is not the run's: e.g. another caller's turn)
+    and stops the run when it says False."""
     start = time.perf_counter()
     with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call
         for chunk in chunks:
@@ -130,13 +141,20 @@ def measured(
             if cancelled is not None and cancelled():
                 stats.cancelled = True
                 break
+            if between is not None:
+                paused = time.perf_counter()
+                going_on = between()
+                start += time.perf_counter() - paused  # another caller's turn is not this run's time
+                if not going_on:
+                    stats.cancelled = True
+                    break
     stats.total_s = time.perf_counter() - start
 
 
 def synthesize(
-    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None
+    engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None, caller: str | None = None
 ) -> tuple[np.ndarray, list[AudioChunk], RunStats]:
     """The whole clip: all chunks joined, with the run's figures (`stats.cancelled`: cut short)."""
     stats = RunStats(engine=engine_id)
-    chunks = list(timed_stream(engine_id, request, stats, cancelled))
+    chunks = list(timed_stream(engine_id, request, stats, cancelled, caller=caller))
     return join(chunks), chunks, stats

@@ -1,9 +1,18 @@
-"""One first-come, first-served work queue per engine: admission, turns, place in line, wait estimates.
+"""One work queue per engine, fair across callers: admission, turns, place in line, wait estimates.
 
 Every way in (the page's events, the Gradio API and MCP, `/v1`, the CLI) takes its turn here, through
 `engines.timing`: a request enters its engine's line (`enter`, or `turn` as a context manager), waits
 until it reaches the head and the engine is free, runs, and leaves, which hands the engine to the next
-one. A plain lock would let any waiter win; here the order of arrival is the order of service.
+one. A plain lock would let any waiter win; here the order of service is fixed.
+
+Fair share: each ticket carries its caller's key (`service.caller.Caller.bucket`: an API key's owner or a
+client address; None for the operator and tests). The line serves callers in turn (round robin: the
+caller served longest ago goes next, a caller never served first) and each caller's own requests first
+come, first served; so one caller's many long requests cannot push another caller's short one behind
+them. At most `MAX_WAITING_PER_CALLER` (default 2) of one caller's tickets may wait; past it `enter`
+raises `BusyError` at once. On an engine that serves one request at a time, a running request hands the
+engine over between two chunks when another caller waits (`Ticket.let_others_go`), so a long request
+cannot hold everyone else's first audio for its whole length.
 
 Admission: at most `max_waiting(engine_id)` requests may wait for one engine (`MAX_WAITING`, or by
 default as many as the engine's speed measured at load lets start within `WAIT_TARGET_S` for a
@@ -31,7 +40,7 @@ import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -45,6 +54,8 @@ WAIT_TARGET_S = 30.0  # the last one waiting should start within about this long
 TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 characters) for the default bound
 UNMEASURED_MAX_WAITING = 8  # the bound until the engine has measured its speed
 MAX_WAITING_CAP = 64
+DEFAULT_MAX_WAITING_PER_CALLER = 2
+MAX_CALLERS_REMEMBERED = 10_000  # callers whose last turn is remembered (for the round robin)
 POLL_S = 0.25  # how often a waiter looks whether its client has gone
 SMOOTHING = 0.3  # weight of the newest run in the measured speed
 
@@ -54,11 +65,19 @@ def env_max_waiting() -> int | None:
     return env_int("MAX_WAITING", None, minimum=0)
 
 
+def max_waiting_per_caller() -> int:
+    """`MAX_WAITING_PER_CALLER`: how many of one caller's requests may wait for one engine (default 2)."""
+    return env_int("MAX_WAITING_PER_CALLER", DEFAULT_MAX_WAITING_PER_CALLER, minimum=0)
+
+
 class Ticket:
     """One request's place in its engine's line; a context manager that leaves the line on exit."""
 
-    def __init__(self, line: EngineQueue, cost_s: float, cancelled: Callable[[], bool] | None) -> None:
+    def __init__(
+        self, line: EngineQueue, cost_s: float, cancelled: Callable[[], bool] | None, caller: str | None = None
+    ) -> None:
         self.line, self.cost_s, self.cancelled = line, max(0.0, float(cost_s)), cancelled
+        self.caller = caller  # whose request (the fair share's key); None: the operator's
         self.arrived = time.monotonic()
         self.started: float | None = None
         self.left = False
@@ -108,6 +127,14 @@ class Ticket:
         """Out of the line (done, failed or gone); the engine passes to the next one. Idempotent."""
         self.line.leave(self)
 
+    def let_others_go(self, cancelled: Callable[[], bool] | None = None) -> bool:
+        """Between two chunks of a running request: when another caller waits for this engine (one that
+        serves one request at a time), hand it the engine and wait for the turn again, first in this
+        caller's own line. False if the client left meanwhile (then out of the line)."""
+        if self.leader is not None or not self.line.requeue_for_others(self):
+            return True
+        return self.wait_turn(cancelled)
+
     def __enter__(self) -> Ticket:
         return self
 
@@ -122,18 +149,35 @@ class EngineQueue:
         self.engine_id, self.slots = engine_id, slots
         self.name = engine_id  # what messages call the engine (`line(engine_id, name)` sets its display name)
         self._cond = threading.Condition()
-        self._waiting: deque[Ticket] = deque()
+        self._waiting: deque[Ticket] = deque()  # in order of arrival; `_order()` is the order of service
+        self._turns: OrderedDict[str | None, int] = OrderedDict()  # caller -> number of its last turn
+        self._turn_count = 0
         self._running: list[Ticket] = []
         self.s_per_char: float | None = None  # measured seconds of compute per character
         self._bound: int | None = None  # the default bound, fixed once the speed is first known
         self.served = self.refused = 0
 
     # ----- admission and turns ---------------------------------------------------------------
-    def enter(self, cost_s: float, cancelled: Callable[[], bool] | None = None, bounded: bool = True) -> Ticket:
-        """A new ticket at the end of the line, or `BusyError` at once when the line is full."""
+    def enter(
+        self,
+        cost_s: float,
+        cancelled: Callable[[], bool] | None = None,
+        bounded: bool = True,
+        caller: str | None = None,
+    ) -> Ticket:
+        """A new ticket in the line, or `BusyError` at once when the line or the caller's share is full."""
         with self._cond:
             limit = self.max_waiting()
             busy = len(self._running) >= self.slots or bool(self._waiting)
+            own = sum(1 for t in self._waiting if t.caller == caller) if caller is not None else 0
+            if bounded and busy and caller is not None and own >= max_waiting_per_caller():
+                self.refused += 1
+                retry = max(1, math.ceil(self._backlog_s() or 1.0))
+                raise BusyError(
+                    f"You already have {own} requests waiting for the {self.name} engine; "
+                    f"please wait for them or try again in about {retry} seconds.",
+                    retry,
+                )
             if bounded and busy and len(self._waiting) >= limit:
                 self.refused += 1
                 retry = max(1, math.ceil(self._backlog_s() or 1.0))
@@ -142,7 +186,7 @@ class EngineQueue:
                     f"please try again in about {retry} seconds.",
                     retry,
                 )
-            ticket = Ticket(self, cost_s, cancelled)
+            ticket = Ticket(self, cost_s, cancelled, caller)
             self._waiting.append(ticket)
             self._promote()
             return ticket
@@ -165,12 +209,26 @@ class EngineQueue:
                 self._waiting.remove(ticket)
             self._promote()
 
+    def requeue_for_others(self, ticket: Ticket) -> bool:
+        """Put a running ticket back at the head of its caller's waiting requests when another caller
+        waits and the engine serves one at a time; True if it was put back."""
+        with self._cond:
+            if self.slots != 1 or ticket not in self._running:
+                return False
+            if not any(t.caller != ticket.caller for t in self._waiting):
+                return False
+            self._running.remove(ticket)
+            ticket.started = None
+            self._waiting.appendleft(ticket)
+            self._promote()
+            return True
+
     def claim(self, leader: Ticket, limit: int, match: Callable[[Ticket], bool]) -> list[Ticket]:
         with self._cond:
             if leader not in self._running:
                 raise EngineError("Only a request whose turn has come can take others into its batch.")
             taken = []
-            for ticket in list(self._waiting):
+            for ticket in self._order():
                 if len(taken) >= limit:
                     break
                 if match(ticket):
@@ -182,22 +240,44 @@ class EngineQueue:
             return taken
 
     def _promote(self) -> None:
-        """Give free engine slots to the head of the line (lock held)."""
+        """Give free engine slots to the next in the order of service (lock held)."""
         while self._waiting and len(self._running) < self.slots:
-            ticket = self._waiting.popleft()
+            ticket = self._order(1)[0]
+            self._waiting.remove(ticket)
+            self._turn_count += 1
+            self._turns.pop(ticket.caller, None)
+            self._turns[ticket.caller] = self._turn_count
+            while len(self._turns) > MAX_CALLERS_REMEMBERED:
+                self._turns.popitem(last=False)
             ticket.started = time.monotonic()
             self._running.append(ticket)
         self._cond.notify_all()
+
+    def _order(self, limit: int | None = None) -> list[Ticket]:
+        """The waiting tickets in the order they will be served (lock held): callers in turn, the one
+        served longest ago (or never) first; each caller's tickets in order of arrival."""
+        queues: dict[str | None, deque[Ticket]] = {}
+        for ticket in self._waiting:
+            queues.setdefault(ticket.caller, deque()).append(ticket)
+        last = {caller: self._turns.get(caller, -1) for caller in queues}
+        arrival = {caller: index for index, caller in enumerate(queues)}
+        order: list[Ticket] = []
+        count = self._turn_count
+        wanted = len(self._waiting) if limit is None else min(limit, len(self._waiting))
+        while len(order) < wanted:
+            caller = min((c for c in queues if queues[c]), key=lambda c: (last[c], arrival[c]))
+            order.append(queues[caller].popleft())
+            count += 1
+            last[caller] = count
+        return order
 
     # ----- place in line and estimates -------------------------------------------------------
     def position(self, ticket: Ticket) -> int:
         with self._cond:
             if ticket.started is not None:
                 return 0
-            try:
-                return self._waiting.index(ticket) + 1
-            except ValueError:
-                return 0
+            order = self._order()
+            return order.index(ticket) + 1 if ticket in order else 0
 
     def estimate(self, ticket: Ticket) -> float | None:
         with self._cond:
@@ -205,7 +285,8 @@ class EngineQueue:
                 return 0.0
             if self.s_per_char is None:
                 return None
-            ahead = list(self._waiting)[: max(0, self._waiting.index(ticket))] if ticket in self._waiting else []
+            order = self._order()
+            ahead = order[: order.index(ticket)] if ticket in order else []
             return self._remaining_s() + sum(t.cost_s for t in ahead) / self.slots
 
     def _remaining_s(self) -> float:
@@ -278,19 +359,28 @@ def line(engine_id: str, name: str | None = None) -> EngineQueue:
     return found
 
 
-def enter(engine_id: str, cost_s: float, cancelled: Callable[[], bool] | None = None, bounded: bool = True) -> Ticket:
-    """Join the engine's line (`BusyError` at once when `max_waiting` already wait)."""
-    return line(engine_id).enter(cost_s, cancelled, bounded)
+def enter(
+    engine_id: str,
+    cost_s: float,
+    cancelled: Callable[[], bool] | None = None,
+    bounded: bool = True,
+    caller: str | None = None,
+) -> Ticket:
+    """Join the engine's line as `caller` (`BusyError` at once when `max_waiting` already wait, or
+    `MAX_WAITING_PER_CALLER` of the caller's own)."""
+    return line(engine_id).enter(cost_s, cancelled, bounded, caller)
 
 
 @contextmanager
-def turn(engine_id: str, cost_s: float, cancelled: Callable[[], bool] | None = None) -> Iterator[Ticket | None]:
+def turn(
+    engine_id: str, cost_s: float, cancelled: Callable[[], bool] | None = None, caller: str | None = None
+) -> Iterator[Ticket | None]:
     """Wait for this request's turn on the engine (first come, first served) and hold it for the block.
 
     Raises `BusyError` at once when the line is full; yields None (without a turn) if `cancelled()`
     became true while waiting.
     """
-    with enter(engine_id, cost_s, cancelled) as ticket:
+    with enter(engine_id, cost_s, cancelled, caller=caller) as ticket:
         yield ticket if ticket.wait_turn() else None
 
 

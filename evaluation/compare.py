@@ -172,13 +172,14 @@ def clone_of(result: ClipResult, text: str) -> Slot:
     return Slot(engine=engine, voice="", reference=reference, reference_text=text.strip())
 
 
-def stream_slot(slot: Slot, text: str, result: ClipResult) -> Iterator[AudioChunk]:
-    """The slot's chunks as they are made; a failure is kept in `result.error` instead of raised."""
+def stream_slot(slot: Slot, text: str, result: ClipResult, caller: str | None = None) -> Iterator[AudioChunk]:
+    """The slot's chunks as they are made, in `caller`'s turn; a failure is kept in `result.error`
+    instead of raised."""
     if slot.browser is not None:
         yield from _browser_chunks(slot.browser, text, result)
         return
     try:
-        for chunk in timed_stream(slot.engine, slot.request(text), result.stats):
+        for chunk in timed_stream(slot.engine, slot.request(text), result.stats, caller=caller):
             result.chunks.append(chunk)
             yield chunk
     except EngineError as exc:

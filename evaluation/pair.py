@@ -84,8 +84,11 @@ class MetricsReady:
 PairEvent = PairStarted | SlotStarted | SlotChunk | SlotFinished | SlotFailed | Measuring | MetricsReady
 
 
-def pair_events(text: str, slots: Mapping[str, Slot | str | Exception]) -> Iterator[PairEvent]:
-    """Run the slots (named, e.g. "A" and "B") on one text and yield what happens, in order.
+def pair_events(
+    text: str, slots: Mapping[str, Slot | str | Exception], caller: str | None = None
+) -> Iterator[PairEvent]:
+    """Run the slots (named, e.g. "A" and "B") on one text and yield what happens, in order; `caller`
+    is whose turns they take in the engines' lines (`engines.work_queue`'s fair share).
 
     Two `Slot`s run together when `runs_together` says so, else in turn, in the order given. Each
     clip's metrics start as soon as it ends; `MetricsReady` comes last. Closing the generator (a
@@ -104,7 +107,7 @@ def pair_events(text: str, slots: Mapping[str, Slot | str | Exception]) -> Itera
             continue
         if isinstance(slot, Slot):
             results[name] = ClipResult(slot, RunStats(engine=slot.engine), together=together)
-        streams[name] = _slot_events(name, slot, text, results, pending)
+        streams[name] = _slot_events(name, slot, text, results, pending, caller)
     if together:
         for _, event in interleave(streams):
             yield event
@@ -117,16 +120,21 @@ def pair_events(text: str, slots: Mapping[str, Slot | str | Exception]) -> Itera
     yield MetricsReady({name: results[name] for name in slots})
 
 
-def run_pair(a: Slot, b: Slot | str, text: str) -> tuple[ClipResult, ClipResult]:
+def run_pair(a: Slot, b: Slot | str, text: str, caller: str | None = None) -> tuple[ClipResult, ClipResult]:
     """Both slots and their figures, without streaming (the CLI and the API): `pair_events` drained."""
-    for event in pair_events(text, {"a": a, "b": b}):
+    for event in pair_events(text, {"a": a, "b": b}, caller):
         if isinstance(event, MetricsReady):
             return event.results["a"], event.results["b"]
     raise AssertionError("pair_events ends with MetricsReady")  # pragma: no cover
 
 
 def _slot_events(
-    name: str, slot: Slot | str, text: str, results: dict[str, ClipResult], pending: dict[str, Future]
+    name: str,
+    slot: Slot | str,
+    text: str,
+    results: dict[str, ClipResult],
+    pending: dict[str, Future],
+    caller: str | None = None,
 ) -> Iterator[PairEvent]:
     """One slot's events; a `CLONE_OF_A` slot is made from slot A's clip when its turn comes."""
     if slot == CLONE_OF_A:
@@ -143,7 +151,7 @@ def _slot_events(
     result = results[name]
     yield SlotStarted(name, result)
     leveler = StreamLeveler(OutputSettings(lufs=MATCH_LUFS))
-    for _, piece in leveler.level(stream_slot(result.slot, text, result)):
+    for _, piece in leveler.level(stream_slot(result.slot, text, result, caller)):
         if piece.size:
             yield SlotChunk(name, piece, result)
     pending[name] = _metrics_pool.submit(measure, result, text)

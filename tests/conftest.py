@@ -20,6 +20,25 @@ DEV_SENTENCES = ROOT.parent / "shared" / "eval" / "dev_sentences.txt"
 ARTIFACTS = Path(os.environ.get("TEST_OUTPUT_DIR") or ROOT / "test-output")
 
 
+# In process every test is one client ("testclient", 127.0.0.1): the per-caller limits of `service.admission`
+# and the line's per-caller share are off unless a test sets them (test_guard.py, test_service_admission.py,
+# test_fair_share.py, test_kokoro_browser.py test them), as they were before the limits moved to the work.
+CALLER_LIMITS_OFF = {
+    "API_RATE_PER_MIN": "0", "CALLER_COMPUTE_S_PER_MIN": "0", "CALLER_CHARS_PER_MIN": "0",
+    "CALLER_UPLOAD_MB_PER_MIN": "0", "MAX_WAITING_PER_CALLER": "64",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _caller_limits_off():
+    patch = pytest.MonkeyPatch()
+    for name, value in CALLER_LIMITS_OFF.items():
+        if name not in os.environ:
+            patch.setenv(name, value)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -275,6 +294,9 @@ def app_url(artifacts, qwen_dirs, tmp_path_factory) -> str:
         "ARENA_SYSTEMS": "kokoro:jm_kumo qwen-custom:Ryan",  # every blind pair: a Kokoro and a tiny Qwen voice
         "MAX_WAITING": "16",  # the default follows this machine's measured speed; test_admission.py tests refusals
         "API_RATE_PER_MIN": "100000",  # every test shares this one client address; test_guard.py tests the limit
+        # ... and its allowances and its share of each line (test_service_admission.py, test_fair_share.py)
+        "CALLER_COMPUTE_S_PER_MIN": "0", "CALLER_CHARS_PER_MIN": "0", "CALLER_UPLOAD_MB_PER_MIN": "0",
+        "MAX_WAITING_PER_CALLER": "16", "MAX_SESSIONS_PER_ADDRESS": "1000",
     }  # fmt: skip
     env.pop("KOKORO_MODEL", None)
     log = open(artifacts / "app.log", "w")

@@ -71,6 +71,7 @@ def server(app):
 @pytest.fixture()
 def line(monkeypatch):
     monkeypatch.setenv("MAX_WAITING", "8")
+    monkeypatch.setenv("MAX_WAITING_PER_CALLER", "8")  # these lines are one client's (the share: test_fair_share)
     kokoro = work_queue.line("kokoro")
     assert kokoro.running() == 0 and kokoro.waiting() == 0
     yield kokoro
@@ -118,9 +119,9 @@ def test_answers_say_how_long_they_waited_in_line(client, line):
 def test_v1_requests_are_served_in_the_order_they_arrived(client, line, monkeypatch):
     order, real = [], timing.measured
 
-    def recorded(engine, request, stats, cancelled=None):
+    def recorded(engine, request, stats, cancelled=None, between=None):
         order.append(request.text)
-        yield from real(engine, request, stats, cancelled)
+        yield from real(engine, request, stats, cancelled, between)
 
     monkeypatch.setattr(timing, "measured", recorded)
     texts = ["One.", "Two.", "Three.", "Four."]
@@ -152,9 +153,9 @@ def _post(server, payload: dict) -> tuple[HTTPConnection, object]:
 def test_a_whole_file_client_that_leaves_stops_the_synthesis_and_the_next_is_served(server, client, line, monkeypatch):
     produced, started, real = [], threading.Event(), timing.measured
 
-    def held(engine, request, stats, cancelled=None):
+    def held(engine, request, stats, cancelled=None, between=None):
         """The engine's chunks; after the first, wait until the server has seen the client go."""
-        for chunk in real(engine, request, stats, cancelled):
+        for chunk in real(engine, request, stats, cancelled, between):
             produced.append(chunk)
             started.set()
             until(lambda: cancelled is not None and cancelled())

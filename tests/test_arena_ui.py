@@ -138,7 +138,7 @@ def test_the_compare_tab_streams_both_slots_at_once_when_they_run_together(damag
 
     b_started = threading.Event()
 
-    def fake_stream(engine_id, request, stats):
+    def fake_stream(engine_id, request, stats, **turn):
         if engine_id == "qwen-custom":
             b_started.set()
         for i in range(2):
@@ -211,7 +211,7 @@ def blind_engines(monkeypatch, tmp_path):
 
     failing: set[str] = set()
 
-    def fake_stream(engine_id, request, stats):
+    def fake_stream(engine_id, request, stats, **turn):
         if request.voice in failing:
             raise EngineError(f"Voice {request.voice!r} of Qwen3-TTS on cpu failed after 1.25 s.")
         for i in range(3):
@@ -391,9 +391,9 @@ def test_a_non_english_pair_is_spoken_in_its_language_and_its_kind_is_shown_with
     asked = []
     real = compare.timed_stream
 
-    def stream(engine_id, request, stats):
+    def stream(engine_id, request, stats, **turn):
         asked.append((engine_id, request.language))
-        yield from real(engine_id, request, stats)
+        yield from real(engine_id, request, stats, **turn)
 
     monkeypatch.setattr(compare, "timed_stream", stream)
     ui = {**UI, "kind": "kind", "reasons": "reasons"}

@@ -278,7 +278,7 @@ def offline():
 def v1_client(offline):
     app = FastAPI()
     app.include_router(router)
-    return TestClient(Guard(app, rate_per_min=0))  # the limit has its own tests (test_guard.py)
+    return TestClient(Guard(app))  # the limits have their own tests (test_guard.py, test_service_admission.py)
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.way not in LIVE], ids=str)

@@ -1,5 +1,7 @@
-"""Imports run one way (`app.py -> ui/ -> api/, evaluation/ -> engines/`; `cli/ -> evaluation/, engines/`;
-`serve/ -> engines/`) and no modules of the project import each other in a circle.
+"""Imports run one way: `app -> ui/api/cli/serve -> service -> evaluation -> engines` (a layer may
+import any layer below it; the faces ui/, api/, cli/ and serve/ do not import each other, nor the work
+queue: their requests take their turns through `service`), and no modules of the project import each
+other in a circle.
 
 Every module's imports are read from its syntax tree: at the top and inside functions, relative ones
 resolved, `importlib.import_module("...")` with a literal name, and `"package.module:Class"` strings
@@ -15,18 +17,23 @@ from pathlib import Path
 
 from conftest import ROOT
 
-PACKAGES = ("app", "ui", "api", "evaluation", "engines", "cli", "serve")
-# package -> the packages its modules must not import (the shim `engines.__main__` may import cli)
+PACKAGES = ("app", "ui", "api", "cli", "serve", "service", "evaluation", "engines")
+LAYERS = (("app",), ("ui", "api", "cli", "serve"), ("service",), ("evaluation",), ("engines",))  # top first
+FACES = LAYERS[1]
+# package -> the packages its modules must not import: its own layer's other packages and every layer above
 FORBIDDEN: dict[str, frozenset[str]] = {
-    "engines": frozenset({"app", "ui", "api", "evaluation", "cli", "serve"}),
-    "api": frozenset({"app", "ui", "cli"}),
-    "evaluation": frozenset({"app", "ui", "api", "cli", "serve"}),
-    "cli": frozenset({"app", "ui", "api"}),
-    "serve": frozenset({"app", "ui", "api", "evaluation", "cli"}),
-    "ui": frozenset({"app", "cli"}),
-    "app": frozenset(),
+    package: frozenset(p for above in LAYERS[:depth] for p in above) | frozenset(set(layer) - {package})
+    for depth, layer in enumerate(LAYERS)
+    for package in layer
 }
-SHIMS = {"engines.__main__": frozenset({"cli"})}
+# named exceptions: the entry-point shim runs the CLI; the CLI's `serve` command starts the engine tier; the
+# page registers its scripts with the route that serves them
+SHIMS = {
+    "engines.__main__": frozenset({"cli"}),
+    "cli.commands": frozenset({"serve"}),
+    "ui.browser_kokoro": frozenset({"api"}),
+}
+NOT_FOR_FACES = ("engines.work_queue",)  # a face's request takes its turn through the service
 TABLE_ENTRY = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_]\w*")  # "engines.kokoro:KokoroEngine"
 
 
@@ -100,7 +107,7 @@ def wrong_way(graph: dict[str, set[str]]) -> list[str]:
         top = module.split(".")[0]
         forbidden = FORBIDDEN[top] - SHIMS.get(module, frozenset())
         for target in sorted(targets):
-            if target.split(".")[0] in forbidden:
+            if target.split(".")[0] in forbidden or (top in FACES and target in NOT_FOR_FACES):
                 problems.append(f"{module} imports {target}")
     return problems
 
@@ -145,7 +152,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_against_the_layers():
     graph = import_graph(ROOT)
-    assert {"engines.registry", "engines.kokoro", "api.openai_speech", "cli.commands"} <= graph.keys()
+    assert {
+        "engines.registry",
+        "engines.kokoro",
+        "api.openai_speech",
+        "cli.commands",
+        "service.admission",
+    } <= graph.keys()
     assert wrong_way(graph) == []
 
 
@@ -173,7 +186,9 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 
 CLEAN = {
     "app.py": "import ui\n",
-    "ui/__init__.py": "from api import router\nfrom evaluation import metrics\n",
+    "ui/__init__.py": "from service import speak\nfrom evaluation import metrics\n",
+    "service/__init__.py": "from .speak import speak\n",
+    "service/speak.py": "from evaluation import metrics\nfrom engines import work_queue\ndef speak(): ...\n",
     "api/__init__.py": "from .speech import router\n",
     "api/speech.py": "from engines import registry\nrouter = None\n",
     "evaluation/__init__.py": "",
@@ -184,6 +199,7 @@ CLEAN = {
     "engines/asr.py": "def transcribe(): ...\n",
     "engines/registry.py": 'ENGINES = {"one": "engines.one:One"}\n',
     "engines/one.py": "from .asr import transcribe\nclass One: ...\n",
+    "engines/work_queue.py": "",
 }
 
 
@@ -197,6 +213,20 @@ def test_a_clean_tree_passes_and_the_shim_may_import_the_cli(tmp_path):
 def test_a_planted_wrong_way_import_inside_a_function_is_caught(tmp_path):
     files = {**CLEAN, "engines/asr.py": "def transcribe():\n    from evaluation.metrics import score\n"}
     assert wrong_way(import_graph(_tree(tmp_path, files))) == ["engines.asr imports evaluation.metrics"]
+
+
+def test_a_face_importing_another_face_or_the_work_queue_is_caught(tmp_path):
+    files = {
+        **CLEAN,
+        "ui/__init__.py": "from api import router\n",
+        "cli/__init__.py": "def main():\n    from engines import work_queue\n",
+    }
+    assert wrong_way(import_graph(_tree(tmp_path, files))) == ["cli imports engines.work_queue", "ui imports api"]
+
+
+def test_the_service_may_not_import_a_face(tmp_path):
+    files = {**CLEAN, "service/speak.py": "from api import router\ndef speak(): ...\n"}
+    assert wrong_way(import_graph(_tree(tmp_path, files))) == ["service.speak imports api"]
 
 
 def test_wrong_way_imports_by_string_and_relative_import_are_caught(tmp_path):

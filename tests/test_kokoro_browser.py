@@ -201,3 +201,19 @@ def test_the_worker_trims_chunks_as_the_server_does(tmp_path):
         server = audio.fade_edges(audio.trim_silence(clip, SAMPLE_RATE, pause_s=pause)[0])
         assert browser.shape == server.shape
         assert np.allclose(browser, server, atol=1e-6)
+
+
+def test_a_plan_flood_from_one_client_is_refused_at_its_allowance_and_others_still_plan(client, monkeypatch):
+    monkeypatch.setenv("API_RATE_PER_MIN", "3")
+    monkeypatch.setenv("TRUSTED_PROXY_HOPS", "1")
+    flood = {"x-forwarded-for": "203.0.113.60"}
+    params = {"text": "Hello there. " * 30, "voice": "jm_kumo"}
+    codes = [client.get("/kokoro/plan", params=params, headers=flood).status_code for _ in range(6)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429, 429]
+    refused = client.get("/kokoro/plan", params=params, headers=flood)
+    assert 1 <= int(refused.headers["retry-after"]) <= 20  # 3 a minute: the next in at most 20 s
+    assert one_sentence(refused).startswith("Too many requests: at most 3 a minute from one client")
+    polite = client.get(
+        "/kokoro/plan", params={"text": "Hi.", "voice": "jm_kumo"}, headers={"x-forwarded-for": "203.0.113.61"}
+    )
+    assert polite.status_code == 200

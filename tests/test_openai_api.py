@@ -139,10 +139,10 @@ def test_a_model_that_cannot_be_found_gets_503(client, tmp_path, monkeypatch):
 def test_an_unexpected_failure_is_a_logged_500_in_one_sentence(client, monkeypatch, caplog):
     import api.openai_speech
 
-    def broken(engine_id, request, cancelled=None):
+    def broken(who, engine_id, request, cancelled=None):
         raise RuntimeError("deep inside")
 
-    monkeypatch.setattr(api.openai_speech, "synthesize", broken)
+    monkeypatch.setattr(api.openai_speech.speak, "synthesize", broken)  # the service's use case
     error = assert_error(speak(client), 500, "unexpectedly")
     assert "deep inside" not in error["message"] and "RuntimeError" not in error["message"]  # no exception class
     assert any(r.exc_info and "deep inside" in str(r.exc_info[1]) for r in caplog.records)  # the server log has it
@@ -493,17 +493,17 @@ def test_instructions_reach_a_model_that_follows_them_and_are_said_to_be_ignored
     assert ignored.status_code == 200 and decoded_seconds(ignored.content) > 1.0
     assert "instructions ignored" in ignored.headers["x-output-notes"]
     seen = []
-    real_info, real_synthesize = openai_speech.registry.info, openai_speech.synthesize
+    real_info, real_synthesize = openai_speech.registry.info, openai_speech.speak.synthesize
 
     def following(engine_id):  # Kokoro as if it were a model that follows instructions
         return dataclasses.replace(real_info(engine_id), follows_instructions=True)
 
-    def recording(engine_id, request, cancelled=None):
+    def recording(who, engine_id, request, cancelled=None):
         seen.append(request.instruct)
-        return real_synthesize(engine_id, request, cancelled)
+        return real_synthesize(who, engine_id, request, cancelled)
 
     monkeypatch.setattr(openai_speech.registry, "info", following)
-    monkeypatch.setattr(openai_speech, "synthesize", recording)
+    monkeypatch.setattr(openai_speech.speak, "synthesize", recording)  # the service's use case
     followed = speak(client, instructions="  Speak like a pirate. ", response_format="wav")
     assert followed.status_code == 200 and "x-output-notes" not in followed.headers
     assert seen == ["Speak like a pirate."]

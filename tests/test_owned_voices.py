@@ -12,6 +12,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from service import owners as token_home
 from ui import owner as owners
 
 NOT_YOURS = "no saved voice called 'narrator' that you can use"
@@ -25,7 +26,7 @@ def _b64(data: bytes) -> str:
 def secret_in(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
     monkeypatch.delenv(owners.SECRET_ENV, raising=False)
-    monkeypatch.setattr(owners, "_secret", None)
+    monkeypatch.setattr(token_home, "_secret", None)
     return tmp_path
 
 
@@ -47,12 +48,12 @@ def test_a_token_stands_for_one_owner_and_nothing_else_passes(secret_in):
         token + "x",
     ]
     assert [owners.owner_of_token(t) for t in forged] == [None] * len(forged)
-    assert (secret_in / owners.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    assert (secret_in / token_home.SECRET_FILE).stat().st_mode & 0o777 == 0o600
 
 
 def test_tokens_survive_a_restart_and_a_new_secret_voids_them(secret_in, monkeypatch):
     token = owners.new_token()
-    monkeypatch.setattr(owners, "_secret", None)  # a new process reads the kept secret
+    monkeypatch.setattr(token_home, "_secret", None)  # a new process reads the kept secret
     assert owners.owner_of_token(token) is not None
     monkeypatch.setenv(owners.SECRET_ENV, "another secret for this server, set by its operator")
     assert owners.owner_of_token(token) is None

@@ -32,7 +32,7 @@ def fake_engines(monkeypatch):
     """Two chunks per slot; the voice "broken" fails at once with a sentence that names it."""
     calls: list[str] = []
 
-    def fake_stream(engine_id, request, stats):
+    def fake_stream(engine_id, request, stats, **turn):
         calls.append(f"{engine_id}:{request.voice}")
         if request.voice == "broken":
             raise EngineError("Voice 'broken' is not in this model.")
@@ -98,7 +98,7 @@ def test_cloning_a_failed_slot_a_fails_slot_b_with_a_sentence(fake_engines):
 def test_two_slots_together_interleave_their_chunks(fake_engines, monkeypatch):
     b_started = threading.Event()
 
-    def fake_stream(engine_id, request, stats):
+    def fake_stream(engine_id, request, stats, **turn):
         if request.voice == "Ryan":
             b_started.set()
         for i in range(2):

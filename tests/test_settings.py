@@ -27,10 +27,10 @@ def test_a_whole_number_setting_cuts_a_fraction_and_may_default_to_none(monkeypa
 
 
 def test_the_app_settings_use_it(monkeypatch):
-    from api.limits import rate_from_env
     from engines.qwen_batcher import batch_wait_s
     from engines.reference import upload_limit_bytes
     from engines.work_queue import env_max_waiting
+    from service.limits import rate_from_env
 
     for name, value in (
         ("API_RATE_PER_MIN", "-4"),

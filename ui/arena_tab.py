@@ -37,7 +37,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from api.auth import client_address
 from engines import registry
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.language import iso_code
@@ -77,10 +76,13 @@ from evaluation.pair import (
     SlotFailed,
     SlotFinished,
     SlotStarted,
-    pair_events,
 )
+from service import arena
+from service import pair as pairs
+from service.caller import client_address
 
 from . import charts, janitor
+from .caller import caller
 from .common import OUTPUT_DIR, status_line, user_errors
 from .compare_tab import ARENA, remember
 from .owner import signed_in_user
@@ -264,7 +266,10 @@ def kind_line(text: str) -> str:
     """What a text is, as the tab shows it before the pair: "Prompt: **Names** · English"."""
     if not (text or "").strip():
         return ""
-    kind = prompts.classify(text)
+    try:
+        kind = arena.classify(caller(), text)  # metered by its characters
+    except EngineError as exc:
+        return str(exc)
     return f"Prompt: **{prompts.CATEGORIES[kind.category]}** · {prompts.language_name(kind.language)}"
 
 
@@ -455,7 +460,7 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
     """
     if not (text or "").strip():
         raise InputError("Please type some text for the pair to say.")
-    kind = prompts.classify(text)
+    kind = arena.classify(caller(), text)
     systems = pool()
     if len({s.system for s in systems}) < 2:
         raise InputError("The arena needs at least two voices that can speak now.")
@@ -484,8 +489,8 @@ def pair_updates(text: str, who: str, ui: dict) -> Iterator[dict]:
         seconds = {"A": 0.0, "B": 0.0}
         runs: dict[str, str] = {}
         failed = None
-        events = pair_events(
-            text, {name: in_language(slot, kind.language) for name, slot in zip("AB", drawn, strict=True)}
+        events = pairs.events(
+            caller(), text, {name: in_language(slot, kind.language) for name, slot in zip("AB", drawn, strict=True)}
         )
         for event in events:
             if isinstance(event, SlotStarted):
@@ -551,7 +556,7 @@ def blind(fn):
             log.exception("arena pair failed")
             raise gr.Error(COULD_NOT_PLAY) from None
 
-    generator.starts_work = True  # a pair runs two engines: it counts for api.guard's rate limit
+    generator.starts_work = True  # a pair runs two engines (metered by service.pair)
     return generator
 
 
@@ -666,14 +671,16 @@ def build_tab() -> None:
 
             def on_vote(current, tags, board_kind, board_lang, board_of, proof, request: gr.Request, key=key):
                 try:
-                    revealed = vote_on(
+                    revealed = arena.vote(  # counted as one of the caller's requests (`service.arena`)
+                        caller(request=request), vote_on,
                         current, key, visitor(request), tags, board_kind, board_lang, key=voter(request),
                         proof=proof, prompts_of=board_of,
                     )  # fmt: skip
                     return (*revealed, *[buttons_update(False)] * len(vote_buttons))
-                except gr.Error as exc:  # refused: said once, in a notice and the reveal line; nothing else changes
-                    gr.Warning(exc.message)
-                    return (exc.message, *[gr.skip()] * (len(vote_outputs) - 1))
+                except (gr.Error, EngineError) as exc:  # refused (also past the caller's allowance): said once
+                    message = exc.message if isinstance(exc, gr.Error) else str(exc)
+                    gr.Warning(message)
+                    return (message, *[gr.skip()] * (len(vote_outputs) - 1))
 
             button.click(
                 on_vote,

@@ -15,14 +15,16 @@ import gradio as gr
 from engines import language as languages
 from engines import registry
 from engines.base import InputError
-from engines.batch import parse, render, zip_folder
+from engines.batch import parse, zip_folder
 from engines.kokoro_voices import list_found_voices
 from engines.lexicon import load as load_lexicon
 from engines.reference import read_upload
 from engines.voice_library import list_voices
 from evaluation.alignment import align_manifest
+from service import batch
 
 from . import janitor
+from .caller import caller
 from .common import OUTPUT_DIR, user_errors
 from .output import output_controls, settings_from
 from .owner import owner_of
@@ -100,8 +102,8 @@ def batch_render(
     progress((0, len(items)), desc="Rendering", unit="clips")
     try:
         owner = owner_of(owner_token, request)
-        manifest = render(
-            items, out_dir / "clips", fmt, settings, owner=owner, lexicon=load_lexicon(owner),
+        manifest = batch.render(
+            caller(owner_token, request), items, out_dir / "clips", fmt, settings, lexicon=load_lexicon(owner),
             progress=lambda done, total: progress((done, total), unit="clips"),
         )  # fmt: skip
         if align:

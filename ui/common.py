@@ -16,13 +16,15 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engines import registry, work_queue
+from engines import registry
 from engines.audio import write
 from engines.base import EngineError, SynthesisRequest
-from engines.timing import RunStats, enter
-from engines.work_queue import Ticket
+from engines.timing import RunStats
+from service import speech
+from service.speech import Ticket
 
 from . import janitor
+from .caller import caller
 from .janitor import OUTPUT_DIR
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,8 @@ DISK_ERRORS = {errno.ENOSPC: _FULL, errno.EDQUOT: _FULL, errno.EROFS: _READ_ONLY
 
 def user_errors(fn: Callable) -> Callable:
     """Turn engine errors (and a full or read-only disk) into one-sentence gr.Error toasts; never show a
-    traceback, an exception class or a path. The handler is marked `starts_work`: `api.guard`'s per-client
-    rate limit counts the events whose handler carries the mark (app.py reads it)."""
+    traceback, an exception class or a path. The handler is marked `starts_work` (the list of events that
+    run use cases, for the table of ways in); the limits are the service's, met where the work starts."""
 
     def fail(exc: Exception) -> gr.Error:
         if isinstance(exc, EngineError):
@@ -102,11 +104,11 @@ def wait_for_turn(
     `show(line)` about once a second with the place in line and the estimated wait. Returns the
     ticket whose turn has come, for `timed_stream(..., ticket=...)`; a visitor who leaves (the
     generator is closed) gives up the place."""
-    ticket = enter(engine_id, request)
+    ticket = speech.enter(caller(), engine_id, request)  # the event's caller: its share of the line, admitted
     try:
         timeout = 0.0
         while not ticket.wait(timeout):
-            yield show(work_queue.wait_line(ticket))
+            yield show(speech.wait_line(ticket))
             timeout = WAIT_UPDATE_S
     except BaseException:
         ticket.leave()

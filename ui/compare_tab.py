@@ -55,12 +55,12 @@ from evaluation.pair import (
     SlotFailed,
     SlotFinished,
     SlotStarted,
-    pair_events,
-    run_pair,
 )
+from service import pair as pairs
 
 from . import charts, janitor
 from .browser_kokoro import MODULE_URL
+from .caller import caller
 from .common import OUTPUT_DIR, clip_path, status_line, user_errors
 from .owner import owner_of
 from .player import StreamPlayer
@@ -214,7 +214,7 @@ def caption_files(named: dict[str, ClipResult]) -> list[str] | None:
 def run_slots(text: str, slots: dict[str, Slot | Exception], ui: dict) -> Iterator[dict]:
     """Stream the slots into their players with every figure in their status lines (`pair_events`:
     together or in turn, metrics in the background as each clip ends); then the results."""
-    for event in pair_events(text, slots):
+    for event in pairs.events(caller(), text, slots):  # admitted by both slots' cost, in this caller's turns
         if isinstance(event, MetricsReady):
             results = event.results
             for result in results.values():
@@ -344,7 +344,7 @@ def compare_api(
 
     text = _check_text(text)
     owner = owner_of(owner_token, request)
-    first, second = run_pair(parse_slot(a, owner), parse_second(b, owner), text)
+    first, second = pairs.run(caller(owner_token, request), parse_slot(a, owner), parse_second(b, owner), text)
     files = [clip_path(matched(r), f"compare-{n}") if r.finished else None for n, r in (("a", first), ("b", second))]
     summary = {"text": text, "playback_lufs": MATCH_LUFS, "notice": same_slot_notice(first.slot, second.slot)}
     return files[0], files[1], {**summary, "a": slot_summary(first), "b": slot_summary(second)}

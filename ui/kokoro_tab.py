@@ -16,9 +16,11 @@ from engines.audio import join
 from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
-from engines.timing import RunStats, synthesize
+from engines.timing import RunStats
+from service import speech
 
 from . import browser_kokoro, lexicon_panel, voice_search_panel
+from .caller import caller
 from .common import banner as banner_for
 from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
@@ -181,7 +183,7 @@ def kokoro_synthesize(
         the run's measured figures (audio_s, total_s, ttfa_s, rtf, chunks), the phonemes spoken and notes.
     """
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
-    audio, chunks, stats = synthesize("kokoro", _request(text, voice, "", speed, language))
+    audio, chunks, stats = speech.synthesize(caller(), "kokoro", _request(text, voice, "", speed, language))
     path, notes = finish(audio, "kokoro", fmt, settings)
     summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks], "notes": notes}
     return path, summary

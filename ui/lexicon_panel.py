@@ -5,14 +5,13 @@ The lexicon is the visitor's own, like their saved voices (`ui.owner`: the owner
 browser, or the signed-in account): every event here takes the page's owner token. The tabs' own
 runs take it from `with_visitor_lexicon`, which `ui.streaming.levelled_run` calls: when the page
 learns a visitor's owner (on load) this module remembers it for that page session (Gradio's
-`session_hash`, at most `MAX_SESSIONS` of them, oldest out), and a run of that session speaks with
+`session_hash`, at most `MAX_SESSIONS` of them and `MAX_SESSIONS_PER_ADDRESS` per client address:
+`ui.sessions.Bindings`), and a run of that session speaks with
 that owner's lexicon. Compare, Batch, `/v1` and the CLI pass their owner's lexicon themselves.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import replace
 
 import gradio as gr
@@ -21,18 +20,20 @@ from gradio.context import Context, LocalContext
 
 from engines import lexicon, registry
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
-from engines.timing import synthesize
 from engines.weights import kokoro_vocabulary
 from evaluation.lexicon_check import carrier, heard_as
+from service import lexicon as lexicons
+from service import speech
 
+from .caller import caller
 from .common import user_errors
 from .owner import owner_of, signed_in_user
+from .sessions import Bindings
 
 HEADERS = ["word", "Kokoro phonemes", "Qwen3-TTS respelling"]
 OWNER_ELEM_ID = "owner-token"  # `ui.owner.build`'s hidden token component
 MAX_SESSIONS = 1000
-_sessions: OrderedDict[str, str] = OrderedDict()  # page session -> owner id
-_sessions_lock = threading.Lock()
+_sessions = Bindings(MAX_SESSIONS)  # page session -> owner id, bounded per client address
 HELP = (
     "Words you want said your way, on every tab, in Batch, Compare and your API calls. **Kokoro** takes "
     "phonemes in its own alphabet (misaki, e.g. `kˈOkəɹO`; the Kokoro tab's phonemes show what it says now); "
@@ -49,11 +50,7 @@ def remember(owner_token: str, request: gr.Request | None = None) -> list[list[s
     owner = owner_of(owner_token, request)
     session = getattr(request, "session_hash", None)
     if session and owner:
-        with _sessions_lock:
-            _sessions[session] = owner
-            _sessions.move_to_end(session)
-            while len(_sessions) > MAX_SESSIONS:
-                _sessions.popitem(last=False)
+        _sessions.put(caller(owner_token, request).address, session, owner)
     return _table(lexicon.load(owner))
 
 
@@ -62,8 +59,7 @@ def visitor() -> str | None:
     page = LocalContext.request.get(None)
     if page is None:
         return None
-    with _sessions_lock:
-        owner = _sessions.get(getattr(page, "session_hash", None) or "")
+    owner = _sessions.get(getattr(page, "session_hash", None) or "")
     return owner or signed_in_user(page)
 
 
@@ -79,9 +75,8 @@ def with_visitor_lexicon(engine_id: str, request: SynthesisRequest) -> Synthesis
 @user_errors
 def save_entry(word: str, phonemes: str, respelling: str, owner_token: str = "", request: gr.Request | None = None):
     """Add or replace one word of your pronunciation lexicon (phonemes for Kokoro, respelling for Qwen3-TTS)."""
-    owner = owner_of(owner_token, request)
     entry = lexicon.check_entry(word, phonemes, respelling, kokoro_vocabulary())
-    saved = lexicon.put(owner, entry)
+    saved = lexicons.put(caller(owner_token, request), entry)
     gr.Info(f"Saved the pronunciation of {entry.word!r}.")
     return _table(saved)
 
@@ -91,7 +86,7 @@ def delete_entry(word: str, owner_token: str = "", request: gr.Request | None = 
     """Delete one word of your pronunciation lexicon."""
     if not (word or "").strip():
         raise InputError("Type the word whose entry you want to delete.")
-    kept = lexicon.remove(owner_of(owner_token, request), word)
+    kept = lexicons.remove(caller(owner_token, request), word)
     gr.Info(f"Deleted the pronunciation of {word.strip()!r}.")
     return _table(kept)
 
@@ -115,6 +110,7 @@ def try_voice(engine_id: str) -> str:
 def try_entry(engine_id: str, word: str, phonemes: str, respelling: str, owner_token: str = "", request=None):
     """Speak the word (in a short sentence) without and with the entry typed (or, boxes empty, the saved
     one), then say what the recogniser heard each time."""
+    who = caller(owner_token, request)
     word = (word or "").strip()
     if not (phonemes or "").strip() and not (respelling or "").strip():
         saved = {e.word.lower(): e for e in lexicon.load(owner_of(owner_token, request))}
@@ -129,7 +125,7 @@ def try_entry(engine_id: str, word: str, phonemes: str, respelling: str, owner_t
     voice, text = try_voice(engine_id), carrier(entry.word)
     clips, lines = [], []
     for label, used in (("Without the entry", {}), ("With the entry", words)):
-        audio, _, _ = synthesize(engine_id, SynthesisRequest(text=text, voice=voice, lexicon=used))
+        audio, _, _ = speech.synthesize(who, engine_id, SynthesisRequest(text=text, voice=voice, lexicon=used))
         clips.append((SAMPLE_RATE, np.asarray(audio, dtype=np.float32)))
         lines.append(f"**{label}:** " + _verdict(audio, entry))
     return clips[0], clips[1], "\n\n".join(lines)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import gradio as gr
 
-from engines import gpu, registry
+from engines import registry
 from engines.audio import OutputSettings, join
 from engines.base import MAX_INSTRUCT_CHARS, SAMPLE_RATE, InputError, SynthesisRequest
 from engines.language import AUTO
@@ -23,9 +23,11 @@ from engines.qwen import catalogue
 from engines.qwen_design import PRESETS
 from engines.reference import Reference, load_reference, read_upload, settle_transcript
 from engines.timing import RunStats
-from engines.voice_library import delete_voice, list_voices, safe_name, save_voice, voice_exists
+from engines.voice_library import list_voices, safe_name, voice_exists
+from service import voices
 
 from . import lexicon_panel
+from .caller import caller
 from .common import banner, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
@@ -363,21 +365,16 @@ def save_reference(
     Returns:
         your saved-voice list, with the new voice (under its safe name) selected.
     """
-    owner = owner_of(owner_token, request)
+    who = caller(owner_token, request)
     reference = _reference(path)
     if reference is None:
         raise InputError("Upload or record a reference clip before saving it.")
-    if not overwrite and voice_exists(name, owner):  # before the model runs; save_voice checks again
+    if not overwrite and voice_exists(name, who.owner):  # before the model runs; save_voice checks again
         raise InputError(f"You already have a voice called {safe_name(name)!r}; pass overwrite to replace it.")
-    transcript, x_vector_only, _ = settle_transcript(reference, transcript, x_vector_only)
-    engine = registry.get("qwen-clone")  # its capabilities: clones, keeps saved voices (`clone_prompt`)
-    prompt = gpu.call(engine, "clone_prompt", reference, transcript, x_vector_only)
-    slug = save_voice(
-        name, prompt, engine.info().weights_source, reference_audio=reference.audio,
-        owner=owner, overwrite=bool(overwrite), share_in_arena=bool(share_in_arena),
-    )  # fmt: skip
-    gr.Info(f"Saved the voice as {slug!r}.")
-    return _library(owner, slug)
+    # qwen-clone's capabilities: clones, keeps saved voices (`clone_prompt`)
+    saved = voices.save(who, "qwen-clone", name, reference, transcript, x_vector_only, overwrite, share_in_arena)
+    gr.Info(f"Saved the voice as {saved.slug!r}.")
+    return _library(who.owner, saved.slug)
 
 
 @user_errors
@@ -413,10 +410,10 @@ def delete_saved(name: str, owner_token: str = "", request: gr.Request | None = 
     """
     if not name or name == LIBRARY_NONE:
         raise InputError("Pick a saved voice to delete.")
-    owner = owner_of(owner_token, request)
-    delete_voice(name, owner)
+    who = caller(owner_token, request)
+    voices.delete(who, name)
     gr.Info(f"Deleted the saved voice {name!r}.")
-    return _library(owner)
+    return _library(who.owner)
 
 
 def my_library(owner_token: str, request: gr.Request):

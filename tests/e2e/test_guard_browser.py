@@ -1,4 +1,5 @@
-"""What the page shows when the rate limit refuses one of its events: one sentence in a toast."""
+"""What the page shows when the service's limit refuses one of its events: one sentence in a toast; and
+the door's allow-list lets the page itself work in a real browser."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def limited_page():
-    """A page with one work event, served by `app.serve` at one event a minute per client."""
+    """A page with one work event (a test face: it resolves its caller and calls a use case of the
+    service), served by `app.serve` at one request a minute per client."""
     import app
+    from service import owners
+    from ui.caller import caller
     from ui.common import user_errors
 
     @user_errors
     def echo(text: str) -> str:
+        owners.issue(caller())
         return f"said: {text}"
 
     with pytest.MonkeyPatch.context() as mp:

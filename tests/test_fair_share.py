@@ -1,0 +1,139 @@
+"""Fair share of an engine's line: callers served in turn, each caller's own waiting requests bounded.
+
+These run the work queue's real code (`engines.timing` -> `engines.work_queue`) with a fake slow engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engines import registry, timing, work_queue
+from engines.base import AudioChunk, BusyError, EngineInfo, SynthesisRequest
+
+_ids = itertools.count()
+
+
+class SlowEngine:
+    """Speaks one 0.1 s chunk per 10 characters, taking a little while for each; logs what happens."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def stream(self, request: SynthesisRequest):
+        with self.lock:
+            self.events.append(("start", request.text))
+        for index in range(max(1, len(request.text) // 10)):
+            time.sleep(0.02)
+            with self.lock:
+                self.events.append(("chunk", request.text))
+            yield AudioChunk(audio=np.zeros(2_400, np.float32), text=request.text, phonemes="", index=index)
+
+
+@pytest.fixture()
+def slow_engine(monkeypatch):
+    engine_id, engine = f"fair-engine-{next(_ids)}", SlowEngine()
+    monkeypatch.setattr(registry, "get", lambda e: engine)
+    monkeypatch.setattr(registry, "info", lambda e: EngineInfo(id=e, name="Slow", compute_s_per_char=0.002))
+    monkeypatch.setenv("MAX_WAITING", "30")
+    return engine_id, engine
+
+
+def until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.005)
+
+
+def speak(engine_id: str, text: str, caller: str, errors: list) -> threading.Thread:
+    def run() -> None:
+        try:
+            timing.synthesize(engine_id, SynthesisRequest(text, "v"), caller=caller)
+        except BusyError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_one_callers_eight_long_requests_do_not_push_anothers_short_one_behind_them(slow_engine, monkeypatch):
+    engine_id, engine = slow_engine
+    monkeypatch.setenv("MAX_WAITING_PER_CALLER", "8")  # let key A fill the line, to see the order of service
+    line, errors, threads = work_queue.line(engine_id), [], []
+    long_texts = [f"A{n} " + "long text " * 30 for n in range(8)]
+    for n, text in enumerate(long_texts):
+        threads.append(speak(engine_id, text, "key:A", errors))
+        until(lambda n=n: line.waiting() + line.running() == n + 1)
+    threads.append(speak(engine_id, "B short one.", "key:B", errors))
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    starts = [text for kind, text in engine.events if kind == "start"]
+    assert starts[0] == long_texts[0] and len(starts) == 9
+    b_first_audio = engine.events.index(("chunk", "B short one."))
+    a_third_start = engine.events.index(("start", long_texts[2]))
+    assert b_first_audio < a_third_start  # B's first audio arrives before A's third request starts
+    assert [t for t in starts if t.startswith("A")] == long_texts  # A's own requests first come, first served
+
+
+def test_with_one_key_the_extra_requests_are_refused_at_once(slow_engine, monkeypatch):
+    engine_id, _ = slow_engine
+    monkeypatch.delenv("MAX_WAITING_PER_CALLER", raising=False)  # the default: 2 waiting per caller
+    holder = work_queue.enter(engine_id, 1.0, caller="key:A")  # running
+    waiting = [work_queue.enter(engine_id, 1.0, caller="key:A") for _ in range(2)]
+    with pytest.raises(BusyError, match="You already have 2 requests waiting") as refused:
+        timing.synthesize(engine_id, SynthesisRequest("One more please.", "v"), caller="key:A")
+    assert refused.value.retry_after_s >= 1
+    other = work_queue.enter(engine_id, 1.0, caller="key:B")  # another caller still gets its place
+    assert other.position() == 1  # and B goes before A's two waiting ones
+    for ticket in [holder, *waiting, other]:
+        ticket.leave()
+
+
+def test_places_in_line_follow_the_order_of_service(slow_engine):
+    engine_id, _ = slow_engine
+    holder = work_queue.enter(engine_id, 1.0, caller="a")
+    a1, a2 = work_queue.enter(engine_id, 1.0, caller="a"), work_queue.enter(engine_id, 1.0, caller="a")
+    b1 = work_queue.enter(engine_id, 1.0, caller="b")
+    c1 = work_queue.enter(engine_id, 1.0, caller="c")
+    assert [t.position() for t in (b1, c1, a1, a2)] == [1, 2, 3, 4]
+    holder.leave()
+    assert b1.has_turn and [t.position() for t in (c1, a1, a2)] == [1, 2, 3]
+    for ticket in (a1, a2, b1, c1):
+        ticket.leave()
+
+
+def test_a_long_request_hands_the_engine_to_another_caller_between_its_chunks(slow_engine):
+    engine_id, engine = slow_engine
+    line, errors = work_queue.line(engine_id), []
+    long_text = "A long one " + "word " * 200  # ~20 chunks
+    first = speak(engine_id, long_text, "key:A", errors)
+    until(lambda: ("chunk", long_text) in engine.events)  # A is speaking
+    second = speak(engine_id, "B short.", "key:B", errors)
+    first.join(60)
+    second.join(60)
+    assert errors == []
+    b_first = engine.events.index(("chunk", "B short."))
+    a_last = max(i for i, event in enumerate(engine.events) if event == ("chunk", long_text))
+    assert b_first < a_last  # B spoke while A's long request was still going
+    assert line.running() == 0 and line.waiting() == 0
+
+
+def test_one_callers_own_requests_are_not_interleaved(slow_engine):
+    engine_id, engine = slow_engine
+    errors = []
+    first_text, second_text = "First " + "word " * 60, "Second " + "word " * 10
+    first = speak(engine_id, first_text, "key:A", errors)
+    until(lambda: ("chunk", first_text) in engine.events)
+    second = speak(engine_id, second_text, "key:A", errors)
+    first.join(60)
+    second.join(60)
+    chunks = [text for kind, text in engine.events if kind == "chunk"]
+    assert chunks == [first_text] * chunks.count(first_text) + [second_text] * chunks.count(second_text)
