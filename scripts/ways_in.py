@@ -37,7 +37,10 @@ PAIR = ("`service.pair`", f"{REQUEST}; compute s of both slots", LINE + ", each 
 # event handler (its function's name) -> (use case, cost, limits)
 EVENTS: dict[str, tuple[str, str, str]] = {
     "stream": SPEAK, "kokoro_stream": SPEAK, "kokoro_synthesize": SPEAK, "preset_stream": SPEAK,
-    "clone_stream": SPEAK, "tried": SPEAK,
+    "clone_stream": SPEAK, "tried": SPEAK, "design_stream": SPEAK, "try_found_voice": SPEAK,
+    "keep_designed": ("`service.voices.save`", f"{REQUEST}; bytes stored", "voice quotas"),
+    "find_kokoro_voice": ("voice search (`evaluation.voice_search`)", f"{REQUEST}; compute s: its whole budget",
+                          "one search at a time on the server"),
     "save_entry": ("`service.lexicon.put`", REQUEST, "`MAX_LEXICON_ENTRIES`"),
     "delete_entry": ("`service.lexicon.remove`", REQUEST, "—"),
     "save_reference": ("`service.voices.save`", f"{REQUEST}; bytes stored", "voice quotas"),

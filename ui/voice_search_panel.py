@@ -18,12 +18,12 @@ import gradio as gr
 from engines.base import InputError, SynthesisRequest
 from engines.kokoro_voices import list_found_voices, save_found_voice
 from engines.reference import load_reference, read_upload, settle_transcript
-from engines.timing import synthesize
 from engines.voice_library import safe_name
 from evaluation.voice_search import Found, Progress, VoiceSearch, searching_engine
+from service import admission, speech
 
+from .caller import caller
 from .common import clip_path, user_errors
-from .owner import owner_of
 
 MAX_BUDGET_S = 300.0
 _one_search = threading.Lock()
@@ -71,7 +71,8 @@ def find_kokoro_voice(
         its start and the nearest stock voice; word error rate)
         the figures as JSON.
     """
-    owner = owner_of(owner_token, request)
+    who = caller(owner_token, request)
+    owner = who.owner
     if owner is None:
         raise InputError("A found voice is saved as yours: reload the page, or pass your owner_token.")
     slug = safe_name(name)
@@ -88,6 +89,11 @@ def find_kokoro_voice(
     if not _one_search.acquire(blocking=False):
         raise InputError("Another voice search is running on this server; please try again in a few minutes.")
     budget = min(max(float(budget_s or 0), 10.0), MAX_BUDGET_S)
+    try:  # the search spends up to its budget of compute: the caller's allowance pays for it first
+        admission.admit(who, compute_s=budget)
+    except BaseException:
+        _one_search.release()
+        raise
     stop, updates = threading.Event(), queue.Queue()
 
     def work() -> None:
@@ -132,10 +138,11 @@ def try_found_voice(name: str, text: str, owner_token: str = "", request: gr.Req
     Returns:
         the clip as a wav file.
     """
-    owner = owner_of(owner_token, request)
+    who = caller(owner_token, request)
+    owner = who.owner
     if not name or safe_name(name) not in list_found_voices(owner):
         raise InputError("Pick one of your found voices first (find one above).")
-    audio, _, _ = synthesize(searching_engine(), SynthesisRequest(text or "", safe_name(name), owner=owner))
+    audio, _, _ = speech.synthesize(who, searching_engine(), SynthesisRequest(text or "", safe_name(name), owner=owner))
     return clip_path(audio, "found-voice")
 
 
