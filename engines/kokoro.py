@@ -323,7 +323,8 @@ class KokoroEngine:
         words begin, each window's word times (from the model's durations) relative to the window."""
         plan = backend.plan(list(chunk.ids), chunk.style, speed)
         per_frame = backend.frame_samples
-        edges = window_edges(plan.durations, breaks_at_spaces(chunk.ids, backend.vocab.get(" ")))
+        silent = {backend.vocab[ch] for ch in _SILENT if ch in backend.vocab}
+        edges = window_edges(plan.durations, breaks_at_spaces(chunk.ids, backend.vocab.get(" "), silent))
         keep = int(KEEP_S * SAMPLE_RATE)
         at, head, words = edges[0][0] * per_frame, None, ()  # `at`: the next piece's place in the whole render
         pieces = render_windows(backend.decode, plan, edges, per_frame)

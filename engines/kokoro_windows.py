@@ -136,6 +136,7 @@ def render_windows(
         yield piece
 
 
-def breaks_at_spaces(ids: list[int] | tuple[int, ...], space_id: int | None) -> list[int]:
-    """Token indices (in the model's input, after its leading boundary token) where a word begins."""
-    return [j + 2 for j, t in enumerate(ids) if t == space_id]
+def breaks_at_spaces(ids, space_id: int | None, silent: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Token indices (in the model's input, after its leading boundary token) where a word begins: the
+    token after a space, unless it is punctuation (`silent`), which would leave a window without a word."""
+    return [j + 2 for j, t in enumerate(ids) if t == space_id and j + 1 < len(ids) and ids[j + 1] not in silent]
