@@ -308,7 +308,9 @@ class KokoroEngine:
         words: tuple[WordTiming, ...] = ()
         if durations is not None and len(durations) == len(chunk.ids) + 2:
             # the durations span the whole render (before the trim and the pause)
-            words = _word_timings(chunk.pieces, chunk.offsets, chunk.kept, durations, head, rendered - head)
+            words = _within(
+                _word_timings(chunk.pieces, chunk.offsets, chunk.kept, durations, head, rendered - head), audio
+            )
         return AudioChunk(
             audio=audio,
             text=chunk.text,
@@ -357,6 +359,7 @@ class KokoroEngine:
                 for w in mine
             )
             at += len(piece)
+            mine = _within(mine, piece) if last else mine
             yield AudioChunk(
                 audio=fade_edges(piece, start=first, end=last),
                 text=" ".join(w.word for w in mine) if mine else (chunk.text if first else ""),
@@ -571,6 +574,12 @@ def _without_emoji(text: str) -> str:
 
 def _speakable(phonemes: str) -> bool:
     return any(ch not in _SILENT for ch in phonemes)
+
+
+def _within(words: tuple[WordTiming, ...], audio: np.ndarray) -> tuple[WordTiming, ...]:
+    """Word times kept inside their chunk (the trim may cut a last word's silent end)."""
+    end = round(len(audio) / SAMPLE_RATE, 3)
+    return tuple(replace(w, start_s=min(w.start_s, end), end_s=min(w.end_s, end)) for w in words)
 
 
 def _word_timings(
