@@ -38,12 +38,27 @@ from .base import (
     WordTiming,
 )
 from .english_nlp import english_nlp
+from .g2p_lock import G2P_LOCK, locked
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
 from .kokoro_windows import breaks_at_spaces, render_windows, window_edges
+from .language import iso_code
 from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
-from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
+from .text import (
+    COLON,
+    COMMA,
+    MARKUP,
+    MARKUP_PHONEMES_CHARS,
+    MARKUP_WORD_CHARS,
+    PARAGRAPH,
+    SENTENCE,
+    WORD,
+    ChunkPlan,
+    plan_chunks,
+    split_clauses,
+    split_words,
+)
 from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
 
 log = logging.getLogger(__name__)
@@ -61,7 +76,7 @@ CLAUSES_FIRST_AUDIO_S = 0.6  # `clauses` without KOKORO_FIRST_AUDIO_S: the phras
 KEEP_S = 0.04  # silence kept before and after speech (as `trim_silence`)
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
-_MARKUP = re.compile(r"\[([^\]]+)\]\(/([^)]*)/\)")
+_MARKUP = re.compile(rf"\[([^\]]{{1,{MARKUP_WORD_CHARS}}})\]\(/([^)]{{0,{MARKUP_PHONEMES_CHARS}}})/\)")  # linear
 _SILENT = set(" ;:,.!?¡¿—…\"()“”«»-'")
 
 G2P = Callable[[str], tuple[str, list | None]]
@@ -260,16 +275,27 @@ class KokoroEngine:
         ]
 
     # ----- synthesis ---------------------------------------------------------------------
+    @classmethod
+    def spoken_language(cls, request: SynthesisRequest) -> str | None:
+        """The ISO code of the language the G2P reads `request` in: the request's language, else the
+        heaviest voice's (a Japanese or Chinese voice reads Latin text as English); None for a bad spec."""
+        try:
+            code = language_code(request.language) or auto_language(parse_voice_spec(request.voice), request.text)
+        except InputError:
+            return None
+        return iso_code(code)
+
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        spoken = self.spoken_language(request)
         index = 0
         for chunk in self.front_end(request):
             backend = self._loaded()
             if self.stream_plan == "windows":
                 for piece in self._windows(backend, chunk, request.speed, index):
-                    yield piece
+                    yield replace(piece, language=spoken)
                     index += 1
             else:
-                yield replace(self._synthesize(backend, chunk, request.speed), index=index)
+                yield replace(self._synthesize(backend, chunk, request.speed), index=index, language=spoken)
                 index += 1
 
     def front_end(self, request: SynthesisRequest) -> Iterator[PlannedChunk]:
@@ -443,7 +469,8 @@ class KokoroEngine:
     def _g2p_for(self, lang: str) -> G2P:
         with self._g2p_lock:
             if lang not in self._g2p:
-                self._g2p[lang] = _make_g2p(lang)
+                with G2P_LOCK:  # espeak-ng initialises global state: never next to another thread's G2P
+                    self._g2p[lang] = locked(_make_g2p(lang))  # one thread in any G2P (`engines.g2p_lock`)
             return self._g2p[lang]
 
 
@@ -507,7 +534,7 @@ def _with_markup(g2p: Callable) -> G2P:
 def _head_words(text: str, g2p: G2P, limit: int) -> tuple[str, str, list | None, str] | None:
     """The longest run of whole words at the start of `text` whose phonemes fit `limit`: its text,
     phonemes and tokens, and the rest of the text; None when not even one word fits."""
-    words = re.findall(r"\[[^\]]+\]\([^)]*\)\S*|\S+", text)
+    words = re.findall(rf"{MARKUP}\S*|\S+", text)
     best = None
     for k in range(1, len(words)):
         head = " ".join(words[:k])

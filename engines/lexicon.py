@@ -27,7 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word
+from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word, shown
+from .strict_json import BadJson
+from .strict_json import parse as parse_json
+from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
 from .voice_library import OPERATOR, _atomic_write, library_dir, owner_folder, shared
 from .weights import kokoro_vocabulary
 
@@ -39,7 +42,8 @@ MAX_FILE_BYTES = 256 * 1024
 # Vocabulary symbols an entry may not use: markup and quotes (they would end or break `[word](/.../)`).
 _NOT_IN_ENTRIES = set('()[]/"“”')
 _MARKS = set("ˈˌːʰʲ")  # stress and length marks: letters to Python, no sound of their own
-_MARKUP = re.compile(r"\[[^\]]*\]\([^)]*\)")  # `[word](/phonemes/)` already in the text: left alone
+# `[word](/phonemes/)` already in the text: left alone (bounded spans: linear in the text's length)
+_MARKUP = re.compile(rf"\[[^\]]{{0,{MARKUP_WORD_CHARS}}}\]\([^)]{{0,{MARKUP_PHONEMES_CHARS}}}\)")
 _EDGE = r"[\w'’-]"  # what may not touch a matched word on either side
 _lock = threading.RLock()  # a change reads, then writes, the owner's file
 
@@ -62,13 +66,13 @@ def check_phonemes(word: str, phonemes: str, symbols: Iterable[str]) -> str:
     allowed = set(symbols) - _NOT_IN_ENTRIES
     bad = sorted({ch for ch in phonemes if ch not in allowed and ch != " "})
     if bad:
-        shown = " ".join(f"{ch!r}" for ch in bad[:8])
+        symbols_shown = " ".join(f"{ch!r}" for ch in bad[:8])
         raise InputError(
-            f"The phonemes for {word!r} use symbols Kokoro cannot say ({shown}); "
+            f"The phonemes for {shown(word)} use symbols Kokoro cannot say ({symbols_shown}); "
             "write them in the misaki alphabet, such as kˈæt for cat."
         )
     if not any(ch.isalpha() and ch not in _MARKS for ch in phonemes):
-        raise InputError(f"The phonemes for {word!r} have no sound in them.")
+        raise InputError(f"The phonemes for {shown(word)} have no sound in them.")
     return phonemes
 
 
@@ -79,7 +83,7 @@ def check_entry(word: object, phonemes: object = "", respelling: object = "", sy
     for name, value in (("phonemes", phonemes), ("respelling", respelling)):
         value = "" if value is None else value
         if not isinstance(value, str):
-            raise InputError(f"The {name} of {word!r} must be text.")
+            raise InputError(f"The {name} of {shown(word)} must be text.")
         value = value.strip()
         if len(value) > MAX_LEXICON_VALUE_CHARS or any(unicodedata.category(ch) == "Cc" for ch in value):
             raise InputError(
@@ -87,7 +91,7 @@ def check_entry(word: object, phonemes: object = "", respelling: object = "", sy
             )
         values.append(value)
     if not any(values):
-        raise InputError(f"The entry {word!r} needs Kokoro phonemes, a Qwen3-TTS respelling, or both.")
+        raise InputError(f"The entry {shown(word)} needs Kokoro phonemes, a Qwen3-TTS respelling, or both.")
     if values[0]:
         values[0] = check_phonemes(word, values[0], symbols)
     return Entry(word, *values)
@@ -108,7 +112,7 @@ def entries_from_json(data: object, symbols: Iterable[str] | None = None) -> tup
             raise InputError('Each lexicon entry is an object {"word", "phonemes", "respelling"}.')
         entry = check_entry(row.get("word"), row.get("phonemes"), row.get("respelling"), vocabulary)
         if entry.word.lower() in seen:
-            raise InputError(f"The lexicon has the word {entry.word!r} twice (words match in any case).")
+            raise InputError(f"The lexicon has the word {shown(entry.word)} twice (words match in any case).")
         seen.add(entry.word.lower())
         entries.append(entry)
     return tuple(entries)
@@ -238,7 +242,7 @@ def remove(owner: str | None, word: str) -> tuple[Entry, ...]:
         entries = load(owner)
         kept = [e for e in entries if e.word.lower() != str(word).strip().lower()]
         if len(kept) == len(entries):
-            raise InputError(f"Your lexicon has no entry for {str(word).strip()!r}.")
+            raise InputError(f"Your lexicon has no entry for {shown(str(word).strip())}.")
         return save(owner, kept)
 
 
@@ -256,7 +260,7 @@ def read_file(path: Path) -> tuple[Entry, ...]:
     if len(raw) > MAX_FILE_BYTES:
         raise InputError(f"The lexicon file is over {MAX_FILE_BYTES // 1024} KiB.")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = parse_json(raw)
+    except BadJson:
         raise InputError("The lexicon file is not valid UTF-8 JSON.") from None
     return entries_from_json(data)

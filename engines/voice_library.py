@@ -1,7 +1,7 @@
 """Saved cloned voices: a Qwen3-TTS clone prompt under a name, reusable after a restart, owned.
 
 A saved voice belongs to whoever saved it: every function takes an `owner` (an opaque id the caller
-proved: a page visitor's signed token, a Hugging Face user, an API key; see README "Saved voices").
+proved: a page visitor's signed token, a Hugging Face user, an API key; see docs/qwen.md, "Saved voices").
 `None` sees nothing and can save nothing, so a call that carries no owner never reaches anyone's
 voice. `VOICE_LIBRARY_SHARED=1` keeps one shared library instead (a personal machine): the owner is
 then ignored. `OPERATOR` (the CLI, run by the machine's operator) sees every voice; an owner's voice is
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import InputError, UnavailableError
+from .base import InputError, UnavailableError, shown
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _locate(name: str, owner: str | None) -> tuple[Path, str, dict] | None:
 def _not_found(name: str, owner: str | None) -> InputError:
     """The same sentence whether the name is free or someone else's: no one learns another's names."""
     saved = ", ".join(list_voices(owner)) or "none yet"
-    return InputError(f"There is no saved voice called {name!r} that you can use; your saved voices: {saved}.")
+    return InputError(f"There is no saved voice called {shown(name)} that you can use; your saved voices: {saved}.")
 
 
 def voice_exists(name: str, owner: str | None) -> bool:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.base import SAMPLE_RATE, InputError
+from engines.strict_json import BadJson
+from engines.strict_json import parse as parse_json
 
 MAX_SECONDS = 120.0  # the longest clip a browser may send back (about 1,500 characters of speech)
 MIN_SECONDS = 0.2
@@ -60,8 +62,8 @@ def decode(payload: str | None) -> BrowserClip:
             f"The browser's clip is too large to measure; compare a text under {MAX_SECONDS:.0f} s of speech."
         )
     try:
-        message = json.loads(payload)
-    except ValueError:
+        message = parse_json(str(payload).encode("utf-8", "replace"))
+    except BadJson:
         raise InputError("The browser's clip could not be read; render it again.") from None
     if not isinstance(message, dict):
         raise InputError("The browser's clip could not be read; render it again.")
@@ -77,8 +79,8 @@ def fallback_reason(payload: str | None) -> str | None:
     """The browser's sentence when it says it cannot run Kokoro at all and the server should render
     the slot instead; None otherwise (a clip, or an error that `decode` refuses)."""
     try:
-        message = json.loads(payload) if payload and len(payload) < 10_000 else None
-    except ValueError:
+        message = parse_json(str(payload).encode("utf-8", "replace")) if payload and len(payload) < 10_000 else None
+    except BadJson:
         return None
     if isinstance(message, dict) and message.get("fallback") is True and message.get("error"):
         return _sentence(message["error"])
