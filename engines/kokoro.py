@@ -2,7 +2,10 @@
 blends, speed, word timings) in front of the PyTorch or ONNX back-end that `weights.py` picks.
 
 `KokoroEngine.stream` phonemizes the text clause by clause as the chunk plan asks for it, so the
-first chunk is synthesized before the rest of a long text has even been phonemized. The registry
+first chunk is synthesized before the rest of a long text has even been phonemized. How a chunk is
+rendered is `KOKORO_STREAM`: `whole` (one model call per chunk), `windows` (the chunk planned once,
+its decoder rendered in windows: `engines.kokoro_windows`) or `clauses` (one call per chunk, the first
+chunk cut at a phrase for its time to first audio). The registry
 loads the engine before it is used (`engines.registry.get`); an engine never looks itself up there.
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import fade_edges, trim_silence
+from .audio import fade_edges, silent_edges, trim_silence
 from .base import (
     SAMPLE_RATE,
     AudioChunk,
@@ -46,6 +49,7 @@ from .kokoro_voices import (
     load_found_voice,
     parse_voice_spec,
 )
+from .kokoro_windows import breaks_at_spaces, render_windows, window_edges
 from .language import iso_code
 from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
@@ -73,6 +77,11 @@ MAX_PHONEMES = 510
 # >= 20 phonemes kept the bench paragraph's WER (1.3%) but took the ten dev sentences from 5.0% to
 # 12.5% (a short sentence cut in two loses its prosody at the cut); bench/results-kokoro-*.json.
 FIRST_AUDIO_S = 0.0
+# KOKORO_STREAM: how a planned chunk is rendered (see the module docstring); `whole` is the reference.
+STREAM_PLANS = ("windows", "clauses", "whole")
+STREAM_PLAN = "whole"
+CLAUSES_FIRST_AUDIO_S = 0.6  # `clauses` without KOKORO_FIRST_AUDIO_S: the phrase cut's measured target
+KEEP_S = 0.04  # silence kept before and after speech (as `trim_silence`)
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
 _MARKUP = re.compile(rf"\[([^\]]{{1,{MARKUP_WORD_CHARS}}})\]\(/([^)]{{0,{MARKUP_PHONEMES_CHARS}}})/\)")  # linear
@@ -157,13 +166,20 @@ class KokoroEngine:
         },  # OpenAI voice name -> a voice of similar gender and character
     )  # fmt: skip
 
-    def __init__(self, plan: ChunkPlan | None = None) -> None:
+    def __init__(self, plan: ChunkPlan | None = None, stream_plan: str | None = None) -> None:
+        self.stream_plan = (stream_plan or os.environ.get("KOKORO_STREAM", STREAM_PLAN)).strip().lower()
+        if self.stream_plan not in STREAM_PLANS:
+            log.warning("KOKORO_STREAM=%s is not one of %s; using %s", self.stream_plan, STREAM_PLANS, STREAM_PLAN)
+            self.stream_plan = STREAM_PLAN
         # KOKORO_FIRST_AUDIO_S: the time to first audio the first chunk is sized for (0: the first
         # chunk ends at the first break after `first_min`..`first_max` phonemes)
         first_audio = env_number("KOKORO_FIRST_AUDIO_S", FIRST_AUDIO_S, minimum=0.0)
+        clauses = self.stream_plan == "clauses"
+        if clauses and not first_audio:
+            first_audio = CLAUSES_FIRST_AUDIO_S
         # KOKORO_FIRST_CUT=phrase: that first chunk ends where a phrase does (>= 15 phonemes, costs per
         # second rendered); "word" (the default): at any word, >= 20 phonemes
-        if os.environ.get("KOKORO_FIRST_CUT", "word").strip().lower() == "phrase":
+        if clauses or os.environ.get("KOKORO_FIRST_CUT", "word").strip().lower() == "phrase":
             sized = ChunkPlan(first_audio_s=first_audio or None, first_floor=15, first_cut="phrase", costs="rate")
         else:
             sized = ChunkPlan(first_audio_s=first_audio or None)
@@ -280,8 +296,16 @@ class KokoroEngine:
 
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         spoken = self.spoken_language(request)
+        index = 0
         for chunk in self.front_end(request):
-            yield replace(self._synthesize(self._loaded(), chunk, request.speed), language=spoken)
+            backend = self._loaded()
+            if self.stream_plan == "windows":
+                for piece in self._windows(backend, chunk, request.speed, index):
+                    yield replace(piece, language=spoken)
+                    index += 1
+            else:
+                yield replace(self._synthesize(backend, chunk, request.speed), index=index, language=spoken)
+                index += 1
 
     def front_end(self, request: SynthesisRequest) -> Iterator[PlannedChunk]:
         """The front-end alone, chunk by chunk: what `stream` synthesizes (token ids, the style row the
@@ -333,11 +357,15 @@ class KokoroEngine:
 
     def _synthesize(self, backend, chunk: PlannedChunk, speed: float) -> AudioChunk:
         audio, durations = backend.run(list(chunk.ids), chunk.style, speed)
+        rendered = len(audio)
         audio, head = trim_silence(audio, SAMPLE_RATE, pause_s=chunk.pause_s)
         audio = fade_edges(audio)
         words: tuple[WordTiming, ...] = ()
         if durations is not None and len(durations) == len(chunk.ids) + 2:
-            words = _word_timings(chunk.pieces, chunk.offsets, chunk.kept, durations, head, len(audio))
+            # the durations span the whole render (before the trim and the pause)
+            words = _within(
+                _word_timings(chunk.pieces, chunk.offsets, chunk.kept, durations, head, rendered - head), audio
+            )
         return AudioChunk(
             audio=audio,
             text=chunk.text,
@@ -345,6 +373,56 @@ class KokoroEngine:
             index=chunk.index,
             words=words,
         )
+
+    def _windows(self, backend, chunk: PlannedChunk, speed: float, index: int) -> Iterator[AudioChunk]:
+        """One planned chunk as consecutive windows of its decoder (`engines.kokoro_windows`): the same
+        audio as `_synthesize` gives, trimmed and faded the same way at the chunk's two ends, cut where
+        words begin, each window's word times (from the model's durations) relative to the window."""
+        plan = backend.plan(list(chunk.ids), chunk.style, speed)
+        per_frame = backend.frame_samples
+        silent = {backend.vocab[ch] for ch in _SILENT if ch in backend.vocab}
+        edges = window_edges(plan.durations, breaks_at_spaces(chunk.ids, backend.vocab.get(" "), silent))
+        keep = int(KEEP_S * SAMPLE_RATE)
+        at, head, words = edges[0][0] * per_frame, None, ()  # `at`: the next piece's place in the whole render
+        pieces = render_windows(backend.decode, plan, edges, per_frame)
+        for k, piece in enumerate(pieces):
+            last, first = k == len(edges) - 1, head is None
+            if head is None:  # the leading silence is trimmed as `trim_silence` trims it
+                start, stop = silent_edges(piece)
+                if stop <= start and not last:
+                    at += len(piece)
+                    continue
+                cut = max(0, start - keep) if stop > start else len(piece)
+                piece, at, head = piece[cut:], at + cut, at + cut
+                if len(plan.durations) == len(chunk.ids) + 2:
+                    total = int(plan.durations.sum()) * per_frame
+                    words = _word_timings(chunk.pieces, chunk.offsets, chunk.kept, plan.durations, head, total - head)
+            if last:
+                _, stop = silent_edges(piece)
+                piece = np.concatenate(
+                    [piece[: min(len(piece), stop + keep)], np.zeros(int(chunk.pause_s * SAMPLE_RATE), np.float32)]
+                )
+            mine = (
+                words
+                if last
+                else tuple(w for w in words if w.start_s * SAMPLE_RATE < at - head + len(piece) - per_frame // 2)
+            )
+            words = words[len(mine) :]
+            shift = (at - head) / SAMPLE_RATE
+            mine = tuple(
+                replace(w, start_s=round(max(0.0, w.start_s - shift), 3), end_s=round(max(0.0, w.end_s - shift), 3))
+                for w in mine
+            )
+            at += len(piece)
+            mine = _within(mine, piece) if last else mine
+            yield AudioChunk(
+                audio=fade_edges(piece, start=first, end=last),
+                text=" ".join(w.word for w in mine) if mine else (chunk.text if first else ""),
+                phonemes=" ".join(w.phonemes for w in mine) if mine else (chunk.phonemes if first else ""),
+                index=index,
+                words=mine,
+            )
+            index += 1
 
     def _pieces(self, text: str, g2p: G2P) -> Iterator[Piece]:
         first = True
@@ -552,6 +630,12 @@ def _without_emoji(text: str) -> str:
 
 def _speakable(phonemes: str) -> bool:
     return any(ch not in _SILENT for ch in phonemes)
+
+
+def _within(words: tuple[WordTiming, ...], audio: np.ndarray) -> tuple[WordTiming, ...]:
+    """Word times kept inside their chunk (the trim may cut a last word's silent end)."""
+    end = round(len(audio) / SAMPLE_RATE, 3)
+    return tuple(replace(w, start_s=min(w.start_s, end), end_s=min(w.end_s, end)) for w in words)
 
 
 def _word_timings(
