@@ -24,6 +24,7 @@ from .common import needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .player import StreamPlayer
 from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
+from .stopping import stoppable
 from .streaming import levelled_run, played
 
 EXAMPLES = [
@@ -243,11 +244,12 @@ def build_tab(banner: gr.Markdown) -> str:
         lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
         inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
-            page_stream(player), [*inputs, check], [player.output, phonemes, words, status, download, captions],
+            stoppable(page_stream(player)), [*inputs, check],
+            [player.output, phonemes, words, status, download, captions],
             api_name="kokoro_play", api_visibility="private", concurrency_id="kokoro",
             concurrency_limit=None,  # admitted and ordered by the work queue
         )  # fmt: skip
-        player.bind(generate, stop, [event])
+        player.bind(generate, stop, [event], [status])
         event.then(engine_banner, None, banner, api_visibility="private")
         with gr.Row(visible=False):  # the Gradio API and MCP: the stream as a streamed gr.Audio
             api_audio = gr.Audio(streaming=True, autoplay=False, interactive=False)
