@@ -147,6 +147,58 @@ def banner(engine_id: str) -> str:
     return f"**{info.name}** · {info.backend} back-end · {state} · weights: {info.weights_source}{voices}"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def can_do(engine_id: str) -> str:
+    """What an engine can do on this server, in a visitor's words (no variables, paths or back-ends)."""
+    info = registry.info(engine_id)
+    caps = info.capabilities or registry.capabilities(engine_id)
+    if not info.available:
+        return f"**{info.name}**: not available on this server (its model is not installed here)."
+    deeds = []
+    if info.voices:
+        ready = sum(v.available for v in info.voices)
+        if ready == len(info.voices):
+            deeds.append(f"speaks with {_count(ready, 'voice')}")
+        else:
+            deeds.append(f"speaks with {ready} of its {len(info.voices)} voices (the others need the model hub)")
+    if caps.clones:
+        deeds.append("speaks in the voice of a short clip you give it")
+    if caps.streams:
+        deeds.append("starts playing before the whole text is done")
+    if info.follows_instructions:
+        deeds.append("follows a style instruction")
+    return f"**{info.name}**: " + ", ".join(deeds or ["ready"]) + "."
+
+
+def unavailable_sentence(engine_id: str) -> str | None:
+    """One visitor sentence for an engine that cannot speak here (None when it can): why Generate is off."""
+    info = registry.info(engine_id)
+    if info.available:
+        return None
+    return f"{info.name} is not available on this server (its model is not installed here), so Generate is off."
+
+
+def header() -> str:
+    """The page's header: one line per engine, what it can do here."""
+    return "\n".join(f"- {can_do(engine_id)}" for engine_id in registry.ENGINES)
+
+
+def owner_details() -> str:
+    """For the Space's owner (a collapsed box): each engine's back-end, device, weights, and why one is off
+    (these name variables and paths, which a visitor needs not read)."""
+    lines = []
+    for engine_id in registry.ENGINES:
+        info = registry.info(engine_id)
+        if info.available:
+            lines.append(f"- {banner(engine_id)}")
+        else:
+            lines.append(f"- **{info.name}** (`{engine_id}`) is off: {info.reason}")
+    return "\n".join(lines)
+
+
 def clip_path(audio: np.ndarray, prefix: str, fmt: str = "wav") -> str:
     """Write a clip for download into `OUTPUT_DIR` (kept for `OUTPUT_TTL_S`); a failed write leaves nothing."""
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
