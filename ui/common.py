@@ -114,19 +114,26 @@ def wait_for_turn(
     return ticket
 
 
+def speed_words(rtf: float | None) -> str:
+    """A real-time factor (seconds of compute per second of audio) as a person reads it."""
+    if rtf is None or rtf <= 0:
+        return "speed **–**"
+    if rtf <= 1:
+        return f"**{1 / rtf:.1f}×** faster than real time"
+    return f"**{rtf:.1f}×** slower than real time"
+
+
 def status_line(engine_id: str, stats: RunStats, done: bool = False) -> str:
     info = registry.info(engine_id)
     state = "Finished" if done else "Streaming"
     ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
-    rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
     # waiting in line and synthesis apart, so that a first-audio figure under load can be explained
     waited = f"waited **{stats.queue_wait_s:.1f} s** in line · " if stats.queue_wait_s is not None else ""
     served = f" · served by **{info.replicas}** {_replicas(info.replicas)}" if info.replicas else ""  # ENGINE_SERVER
     return (
-        f"{state} · {waited}back-end **{info.backend}** on **{info.device}**{served} · "
-        f"weights: {info.weights_source} · "
-        f"time to first audio **{ttfa}** (from the turn) · real-time factor **{rtf}** · "
-        f"synthesis {stats.total_s:.1f} s · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
+        f"{state} · {waited}on **{info.device or '–'}**{served} · "
+        f"time to first audio **{ttfa}** on the server · {speed_words(stats.rtf)} · "
+        f"{stats.audio_s:.1f} s of audio in {stats.total_s:.1f} s, {_count(stats.chunks, 'piece')}"
         + "".join(f" · {note}" for note in stats.notes)  # e.g. the Qwen3-TTS runaway guard's stops
     )
 
@@ -179,6 +186,13 @@ def unavailable_sentence(engine_id: str) -> str | None:
     if info.available:
         return None
     return f"{info.name} is not available on this server (its model is not installed here), so Generate is off."
+
+
+def off_notice(engine_id: str, elem_id: str) -> gr.Markdown:
+    """Next to an engine's Generate (which the caller builds with `interactive=info.available`): the one
+    sentence why it is off, shown at once on the page; nothing when the engine can speak."""
+    sentence = unavailable_sentence(engine_id)
+    return gr.Markdown(sentence or "", visible=sentence is not None, elem_id=elem_id, elem_classes=["tts-off"])
 
 
 def header() -> str:

@@ -444,9 +444,9 @@
       const line = this.ui.querySelector(".tts-line");
       let text = "";
       if (run && this.spec.figures !== false) {
-        const server = run.serverTtfa == null ? null : `${run.serverTtfa.toFixed(2)} s on the server`;
-        const ear = run.ear_ttfa_s == null ? null : `${run.ear_ttfa_s.toFixed(2)} s in your browser`;
-        if (server || ear) text = "first audio " + [server, ear].filter(Boolean).join(", ");
+        // one figure here: when the visitor heard the first sound (the server's own figure is in the
+        // tab's status line, once)
+        if (run.ear_ttfa_s != null) text = `heard ${run.ear_ttfa_s.toFixed(2)} s after your click`;
         if (run.stalls) text += ` · ${run.stalls} stall${run.stalls > 1 ? "s" : ""}`;
       }
       if (run && run.stopped) text = (text ? text + " · " : "") + "stopped";
