@@ -195,6 +195,16 @@ def off_notice(engine_id: str, elem_id: str) -> gr.Markdown:
     return gr.Markdown(sentence or "", visible=sentence is not None, elem_id=elem_id, elem_classes=["tts-off"])
 
 
+def blend_hint() -> str | None:
+    """How to type a blend, with two voices that speak here, for the first engine that blends (None
+    when no engine has two voices to blend here)."""
+    for engine_id in registry.engines_that("blends"):
+        ready = [v.id for v in registry.info(engine_id).voices if v.available]
+        if len(ready) >= 2:
+            return f"A blend of two voices can be typed, e.g. {ready[0]}:0.7,{ready[1]}:0.3"
+    return None
+
+
 def header() -> str:
     """The page's header: one line per engine, what it can do here."""
     return "\n".join(f"- {can_do(engine_id)}" for engine_id in registry.ENGINES)
