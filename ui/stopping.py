@@ -15,22 +15,46 @@ cancel abandons at once, and the generator is closed in the background as soon a
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
+from contextvars import ContextVar
 
 import gradio as gr
 from anyio import to_thread
 
 STOPPED = "Stopped."
 _END = object()
+_stop: ContextVar[threading.Event | None] = ContextVar("stop", default=None)
 
 
-def stoppable(fn: Callable[..., Iterator]) -> Callable[..., AsyncIterator]:
-    """`fn`, a generator function, as an async generator function that a cancel stops at once (its
-    signature and marks, e.g. `starts_work`, kept for Gradio and `api.guard`)."""
+def stopped() -> bool:
+    """Whether the visitor stopped the run this code belongs to (for a long plain handler to check
+    between its steps, e.g. between a batch's clips)."""
+    event = _stop.get()
+    return event is not None and event.is_set()
+
+
+def stoppable(fn: Callable) -> Callable:
+    """`fn`, a generator function or a plain one, as an async function that a cancel stops at once (its
+    signature and marks, e.g. `starts_work`, kept for Gradio and `api.guard`): a generator is closed once
+    its step in progress is done; a plain function runs on in its thread, told by `stopped()`."""
+    if not inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        async def call(*args, **kwargs):
+            stop = threading.Event()
+            _stop.set(stop)  # the worker thread runs in a copy of this context: it sees the same event
+            try:
+                return await to_thread.run_sync(functools.partial(fn, *args, **kwargs), abandon_on_cancel=True)
+            finally:
+                stop.set()
+
+        return call
 
     @functools.wraps(fn)
     async def run(*args, **kwargs):
+        _stop.set(threading.Event())
         steps = fn(*args, **kwargs)
         busy = threading.Lock()  # held while the generator runs a step
 
@@ -46,6 +70,7 @@ def stoppable(fn: Callable[..., Iterator]) -> Callable[..., AsyncIterator]:
             while (item := await to_thread.run_sync(step, abandon_on_cancel=True)) is not _END:
                 yield item
         finally:
+            _stop.get().set()
             # Not awaited: a cancelled run must not wait for the engine's chunk in progress.
             threading.Thread(target=close, name="close-stopped-run", daemon=True).start()
 
