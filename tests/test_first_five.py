@@ -1,0 +1,149 @@
+"""A visitor's first five minutes, below the browser: Stop ends a run at once even while the engine is
+inside a chunk, defaults come from what speaks here, figures read as words, a failed slot shows "–"."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+
+import pytest
+
+from ui import charts, common, compare_tab, kokoro_tab
+from ui.stopping import STOPPED, stoppable, stopped
+
+OPERATOR_WORDS = re.compile(r"[A-Z][A-Z0-9]*_[A-Z0-9_]+|/|\.py\b|back-end|onnx|G2P", re.IGNORECASE)
+
+
+def _cancel_mid_step(run, started: threading.Event) -> float:
+    """Start `run()` (an async generator or coroutine) as a task, cancel it once a step has begun; seconds
+    the cancel took."""
+
+    async def main() -> float:
+        async def consume():
+            result = run()
+            if hasattr(result, "__anext__"):
+                async for _ in result:
+                    pass
+            else:
+                await result
+
+        task = asyncio.ensure_future(consume())
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        begun = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.perf_counter() - begun
+
+    return asyncio.run(main())
+
+
+def test_a_stopped_run_ends_at_once_and_its_generator_closes_after_the_chunk_in_progress():
+    started, release, closed, seen = threading.Event(), threading.Event(), threading.Event(), []
+
+    def run():
+        try:
+            yield "first"
+            started.set()
+            release.wait(5)  # the engine, inside a chunk
+            seen.append(stopped())
+            yield "second"
+            seen.append("resumed")  # never: the generator is closed after this step
+        finally:
+            closed.set()
+
+    took = _cancel_mid_step(stoppable(run), started)
+    assert took < 1.0, took  # the engine's chunk (up to 5 s here) is not waited for
+    assert not closed.is_set()  # still inside its step
+    release.set()
+    assert closed.wait(5)
+    assert seen == [True]  # the step saw that the visitor stopped it; nothing ran after it
+
+
+def test_a_stopped_plain_handler_returns_at_once_and_is_told_so_between_its_steps():
+    started, steps = threading.Event(), []
+
+    def render():
+        started.set()
+        for _ in range(50):
+            if stopped():
+                steps.append("stopped")
+                return
+            time.sleep(0.05)
+            steps.append("clip")
+
+    took = _cancel_mid_step(stoppable(render), started)
+    assert took < 1.0, took
+    deadline = time.time() + 5
+    while "stopped" not in steps and time.time() < deadline:
+        time.sleep(0.05)
+    assert steps[-1] == "stopped" and steps.count("clip") < 50
+
+
+def test_stoppable_keeps_the_handler_marks_and_signature_gradio_and_the_guard_read():
+    import inspect
+
+    @common.user_errors
+    def handler(text: str, speed: float = 1.0):
+        yield text
+
+    wrapped = stoppable(handler)
+    assert wrapped.starts_work is True
+    assert list(inspect.signature(wrapped).parameters) == ["text", "speed"]
+    assert inspect.isasyncgenfunction(wrapped)
+
+
+def test_speed_reads_as_times_faster_or_slower_than_real_time():
+    assert common.speed_words(0.25) == "**4.0×** faster than real time"
+    assert common.speed_words(2.0) == "**2.0×** slower than real time"
+    assert common.speed_words(None) == "speed **–**"
+
+
+def test_a_failed_slot_shows_no_figures_and_speed_is_times_real_time():
+    rows = charts.table(
+        {"A": {"ttfa_s": 0.5, "total_s": 2.0, "rtf": 0.5, "duration_s": 4.0}, "B": {"total_s": 0, "error": "x"}}
+    )
+    by_label = {row[0]: row[1:] for row in rows}
+    assert by_label["total time (s)"] == [2.0, "–"]
+    assert by_label["duration (s)"] == [4.0, "–"]
+    assert by_label["× faster than real time"] == [2.0, "–"]
+    assert not any(re.search(r"\bttfa|rtf|error_rate|\bmos\b", label) for label in by_label)
+
+
+@pytest.mark.usefixtures("offline_env")
+def test_offline_the_header_says_what_each_engine_does_in_visitor_words():
+    header = common.header()
+    assert "Kokoro-82M" in header and "speaks with 5 of its 54 voices" in header
+    assert "Qwen3-TTS" in header and "not available on this server" in header
+    assert not OPERATOR_WORDS.search(header.replace("Text-to-speech", "")), header
+    sentence = common.unavailable_sentence("qwen-custom")
+    assert sentence.endswith("so Generate is off.") and not OPERATOR_WORDS.search(sentence)
+    assert "QWEN_CUSTOM_VOICE_MODEL" in common.owner_details()  # the operator's words, in the owner's box
+
+
+@pytest.mark.usefixtures("offline_env")
+def test_offline_voices_that_speak_come_first_and_the_hints_name_only_them():
+    choices, default = kokoro_tab.voice_choices()
+    ready = {v.id for v in kokoro_tab.registry.info("kokoro").voices if v.available}
+    assert {value for _, value in choices[: len(ready)]} == ready
+    assert all("needs the model hub" in label for label, _ in choices[len(ready) :])
+    assert default in ready
+    blend = kokoro_tab.blend_placeholder()
+    assert {part.split(":")[0] for part in blend.split(",")} <= ready and blend.startswith(default)
+    hint = common.blend_hint()
+    assert {p.split(":")[0] for p in hint.rsplit(" ", 1)[-1].split(",")} <= ready
+
+
+@pytest.mark.usefixtures("offline_env")
+def test_offline_compare_opens_with_two_slots_that_speak_here_with_two_voices():
+    engines = compare_tab.default_engines()
+    assert all(compare_tab.registry.info(e).available for e in engines)
+    a, b = compare_tab.default_voices(engines)
+    assert a and b and (engines[0] != engines[1] or a != b)
+
+
+def test_stop_says_stopped_in_one_word():
+    assert STOPPED == "Stopped."
