@@ -55,7 +55,7 @@ from evaluation.pair import (
 from . import charts, janitor
 from .common import OUTPUT_DIR, status_line, user_errors
 from .compare_tab import ARENA, remember
-from .page import COUNTED
+from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
 from .stopping import stoppable
 from .streaming import pair_message
@@ -571,7 +571,7 @@ def build_tab() -> None:
             with gr.Row():
                 refresh = gr.Button("Refresh")
                 export_button = gr.Button("Export votes and runs (CSV, JSON)")
-            files = gr.File(label="Exports", file_count="multiple", interactive=False)
+            files = gr.File(label="Exports", file_count="multiple", interactive=False, elem_classes=HIDE_EMPTY)
         vote_buttons = list(buttons.values())
         outputs = [players["A"].output, statuses["A"], players["B"].output, statuses["B"], notice, table, pair]
         outputs += [kind, reasons, *vote_buttons]

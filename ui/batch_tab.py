@@ -25,6 +25,7 @@ from . import janitor
 from .common import OUTPUT_DIR, user_errors
 from .output import output_controls, settings_from
 from .owner import owner_of
+from .page import HIDE_EMPTY
 from .stopping import STOPPED, bind_stop, stoppable, stopped
 
 HEADERS = ["#", "text", "engine", "voice", "language", "file", "duration (s)", "LUFS", "error"]
@@ -173,7 +174,12 @@ def build_tab(owner: gr.Textbox) -> None:
                     go = gr.Button("Render", variant="primary", elem_id="batch-render")
                     stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
             with gr.Column():
-                archive = gr.File(label="Clips and manifest.json (zip)", interactive=False, elem_id="batch-zip")
+                archive = gr.File(
+                    label="Clips and manifest.json (zip)",
+                    interactive=False,
+                    elem_id="batch-zip",
+                    elem_classes=HIDE_EMPTY,
+                )
         # full width below: eight columns, the error last, must not hide behind a horizontal scroll
         status = gr.Markdown(elem_id="batch-status")
         table = gr.Dataframe(

@@ -62,7 +62,7 @@ from . import charts, janitor
 from .browser_kokoro import MODULE_URL
 from .common import OUTPUT_DIR, blend_hint, clip_path, speed_words, status_line, user_errors
 from .owner import owner_of
-from .page import COUNTED
+from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
 from .readalong import slot_words
 from .stopping import stoppable
@@ -112,6 +112,8 @@ def default_voices(engines: tuple[str, str]) -> tuple[str, str]:
     """The two slots' voices when the page opens: two different voices when both slots have one engine."""
     a_choices, a_voice = voice_choices(engines[0])
     b_choices, b_voice = voice_choices(engines[1])
+    if engines[0] in registry.ENGINES:  # the engine's own preferred voice first (e.g. its best English one)
+        a_voice = registry.capabilities(engines[0]).preferred_voice([v for _, v in a_choices]) or a_voice
     if engines[0] == engines[1] and b_voice == a_voice:
         b_voice = next((value for _, value in b_choices if value != a_voice), b_voice)
     return a_voice, b_voice
@@ -402,19 +404,24 @@ def build_tab(owner: gr.Textbox) -> None:
                     inputs += [engine, voice, ref, transcript]
         with gr.Row():
             go = gr.Button("Compare", variant="primary", elem_id="compare-go")
-            clone = gr.Button("Clone slot A's voice with Qwen3-TTS into slot B", elem_id="compare-clone")
+            cloner = next(iter(registry.engines_that("clones")), None)
+            clone = gr.Button(
+                "Clone slot A's voice into slot B",
+                elem_id="compare-clone",
+                interactive=cloner is not None and registry.info(cloner).available,
+            )
             stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         ui["notice"] = gr.Markdown(elem_id="compare-notice")
         ui["table"] = gr.Dataframe(
             headers=["metric", "A", "B"], label="Measured", interactive=False, elem_id="compare-metrics"
         )
         with gr.Row():
-            ui["chart"] = gr.Plot(label="Timings and scores")
-        ui["pictures"] = gr.Plot(label="Waveforms and spectrograms")
-        ui["file"] = gr.File(label="metrics.json", interactive=False)
+            ui["chart"] = gr.Plot(label="Timings and scores", elem_classes=HIDE_EMPTY)
+        ui["pictures"] = gr.Plot(label="Waveforms and spectrograms", elem_classes=HIDE_EMPTY)
+        ui["file"] = gr.File(label="Measured figures (metrics.json)", interactive=False, elem_classes=HIDE_EMPTY)
         ui["captions"] = gr.File(
             label="Captions (.asr: from the speech recogniser's alignment; .model: the model's own word times)",
-            file_count="multiple", interactive=False, elem_id="compare-captions",
+            file_count="multiple", interactive=False, elem_id="compare-captions", elem_classes=HIDE_EMPTY,
         )  # fmt: skip
         ui["state"] = gr.State()
         outputs = [ui["A"][0], ui["A"][1], ui["B"][0], ui["B"][1], ui["notice"], ui["table"], ui["chart"]]

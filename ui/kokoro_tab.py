@@ -21,7 +21,7 @@ from engines.timing import RunStats, synthesize
 from . import browser_kokoro, lexicon_panel
 from .common import header, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
-from .page import COUNTED, example_buttons
+from .page import COUNTED, HIDE_EMPTY, example_buttons
 from .player import StreamPlayer
 from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
 from .stopping import stoppable
@@ -260,7 +260,9 @@ def build_tab(banner: gr.Markdown) -> str:
         status = gr.Markdown(elem_id="kokoro-status")
         browser_kokoro.bind(render_in, generate, player, [text, voice, blend, speed, language])
         with gr.Row():
-            download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
+            download = gr.File(
+                label="Download the whole clip", interactive=False, elem_id="kokoro-download", elem_classes=HIDE_EMPTY
+            )
             captions = captions_box("kokoro", check)
         with gr.Accordion("Phonemes and word timings", open=False):
             phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)

@@ -16,6 +16,7 @@ import gradio as gr
 from engines.base import MAX_TEXT_CHARS
 
 COUNTED = "tts-counted"  # elem_classes of a text box that gets a counter
+HIDE_EMPTY = ["tts-hide-empty"]  # elem_classes of a file or chart box hidden while empty
 # A counter under every counted text box: "n / limit characters", and one sentence once over the limit
 # (the server refuses such a text in the same words, and speaks nothing). Kept up to date on typing and
 # on values set by the page (examples, drawn prompts), which fire no input event.
@@ -57,6 +58,8 @@ CSS = """
 .tts-count { font-size: var(--text-sm); color: var(--body-text-color-subdued); text-align: right; margin-top: 2px; }
 .tts-count-over { color: var(--error-text-color, #b91c1c); font-weight: 600; }
 .tts-example { min-width: 0 !important; flex: 0 1 auto !important; }
+/* a file or chart box with nothing in it yet takes no room (shown once it has something) */
+.tts-hide-empty:has(> .empty) { display: none !important; }
 @media (max-width: 640px) {
   /* a phone: the buttons that start a run sit right under the text, the options below them */
   .tts-form { display: flex; flex-direction: column; }

@@ -25,6 +25,7 @@ from . import lexicon_panel
 from .common import can_do, needs_ffmpeg, off_notice, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
+from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
 from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
 from .stopping import stoppable
@@ -387,7 +388,14 @@ def build_tab(owner: gr.Textbox) -> None:
                         lines=5,
                         value="Hello! This is one of Qwen3-TTS's preset speakers.",
                         elem_id="qwen-preset-text",
+                        elem_classes=[COUNTED],
                     )
+                    off_notice("qwen-custom", "qwen-preset-off")
+                    with gr.Row():  # right under the text, also on a phone
+                        p_go = gr.Button(
+                            "Generate", variant="primary", elem_id="qwen-preset-generate", interactive=custom.available
+                        )
+                        p_stop = gr.Button("Stop", variant="stop", elem_id="qwen-preset-stop")
                 with gr.Column(scale=2):
                     p_speaker = gr.Dropdown(speakers, value="Ryan", label="Speaker")
                     p_language = gr.Dropdown(languages, value=AUTO, label="Language")
@@ -396,15 +404,14 @@ def build_tab(owner: gr.Textbox) -> None:
                     )
                     p_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-preset-check")
                     p_output = output_controls("qwen-preset")
-            off_notice("qwen-custom", "qwen-preset-off")
-            with gr.Row():
-                p_go = gr.Button(
-                    "Generate", variant="primary", elem_id="qwen-preset-generate", interactive=custom.available
-                )
-                p_stop = gr.Button("Stop", variant="stop", elem_id="qwen-preset-stop")
             p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
-            p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
+            p_file = gr.File(
+                label="Download the whole clip",
+                interactive=False,
+                elem_id="qwen-preset-download",
+                elem_classes=HIDE_EMPTY,
+            )
             p_captions = captions_box("qwen-preset", p_check)
             p_inputs = [p_text, p_speaker, p_language, p_instruct, *p_output]
             p_event = p_go.click(
@@ -461,6 +468,7 @@ def build_tab(owner: gr.Textbox) -> None:
                         lines=5,
                         value="This is my cloned voice speaking.",
                         elem_id="qwen-clone-text",
+                        elem_classes=[COUNTED],
                     )
                     c_language = gr.Dropdown(languages, value=AUTO, label="Language")
                     c_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-clone-check")
@@ -475,7 +483,12 @@ def build_tab(owner: gr.Textbox) -> None:
                         c_stop = gr.Button("Stop", variant="stop", elem_id="qwen-clone-stop")
                     c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
-                    c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
+                    c_file = gr.File(
+                        label="Download the whole clip",
+                        interactive=False,
+                        elem_id="qwen-clone-download",
+                        elem_classes=HIDE_EMPTY,
+                    )
                     c_captions = captions_box("qwen-clone", c_check)
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
