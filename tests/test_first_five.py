@@ -147,3 +147,37 @@ def test_offline_compare_opens_with_two_slots_that_speak_here_with_two_voices():
 
 def test_stop_says_stopped_in_one_word():
     assert STOPPED == "Stopped."
+
+
+def test_a_stop_cuts_the_packaged_kokoro_chunk_in_progress_short(packaged_kokoro):
+    """The engine's turn ends when its chunk returns: on ONNX Runtime a Stop ends the chunk itself."""
+    import contextvars
+
+    from engines import stop
+    from engines.base import SynthesisRequest
+
+    text = "The birch canoe slid on the smooth planks, and the sheet was glued to the dark blue background."
+    request = SynthesisRequest(text=text * 2, voice="jm_kumo")
+    begun = time.perf_counter()
+    whole = next(packaged_kokoro.stream(request))  # one long chunk, not stopped
+    full_s = time.perf_counter() - begun
+    assert whole.duration_s > 3
+
+    outcome: dict = {}
+
+    def stopped_run():
+        scope = stop.enter()
+        threading.Timer(full_s * 0.1, scope.stop).start()
+        begun = time.perf_counter()
+        try:
+            next(packaged_kokoro.stream(request))
+            outcome["finished"] = True
+        except Exception:  # ONNX Runtime: "Exiting due to terminate flag being set to true."
+            outcome["cut_s"] = time.perf_counter() - begun
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(stopped_run,))
+    thread.start()
+    thread.join(full_s * 5)
+    assert "cut_s" in outcome, outcome
+    assert outcome["cut_s"] < full_s * 0.7, (outcome, full_s)  # the rest of the chunk was not computed
+    assert not stop.stopped()  # outside the stopped run's context nothing is stopped

@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engines import registry, work_queue
+from engines import registry, stop, work_queue
 from engines.audio import write
 from engines.base import EngineError, SynthesisRequest
 from engines.timing import RunStats, enter
@@ -41,6 +41,8 @@ def user_errors(fn: Callable) -> Callable:
     rate limit counts the events whose handler carries the mark (app.py reads it)."""
 
     def fail(exc: Exception) -> gr.Error:
+        if stop.stopped():  # cut short by the visitor's Stop (`ui.stopping`): nobody waits for this answer
+            return gr.Error("Stopped.")
         if isinstance(exc, EngineError):
             return gr.Error(str(exc))
         if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:

@@ -7,8 +7,10 @@ paragraph), and meanwhile the page still counts the event as running, so a Gener
 time is dropped (a click's default `trigger_mode="once"`) and nothing ever starts.
 
 `stoppable(fn)` runs such a generator from an async one: each `next()` runs in a worker thread that a
-cancel abandons at once, and the generator is closed in the background as soon as its chunk is done
-(which ends its turn in the engine's line; a new run waits in that line meanwhile and says so).
+cancel abandons at once; the run's `engines.stop` scope is stopped, which cuts the model call in
+progress short where the engine can (Kokoro on ONNX Runtime), and the generator is closed in the
+background as soon as its step returns (which ends its turn in the engine's line; a new run waits in
+that line meanwhile and says so).
 `bind_stop` wires a Stop button: it cancels the events and shows "Stopped." in the status lines.
 """
 
@@ -18,21 +20,20 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable
-from contextvars import ContextVar
 
 import gradio as gr
 from anyio import to_thread
 
+from engines import stop as stopping
+
 STOPPED = "Stopped."
 _END = object()
-_stop: ContextVar[threading.Event | None] = ContextVar("stop", default=None)
 
 
 def stopped() -> bool:
     """Whether the visitor stopped the run this code belongs to (for a long plain handler to check
     between its steps, e.g. between a batch's clips)."""
-    event = _stop.get()
-    return event is not None and event.is_set()
+    return stopping.stopped()
 
 
 def stoppable(fn: Callable) -> Callable:
@@ -43,18 +44,17 @@ def stoppable(fn: Callable) -> Callable:
 
         @functools.wraps(fn)
         async def call(*args, **kwargs):
-            stop = threading.Event()
-            _stop.set(stop)  # the worker thread runs in a copy of this context: it sees the same event
+            scope = stopping.enter()  # the worker thread runs in a copy of this context: it sees the scope
             try:
                 return await to_thread.run_sync(functools.partial(fn, *args, **kwargs), abandon_on_cancel=True)
             finally:
-                stop.set()
+                scope.stop()
 
         return call
 
     @functools.wraps(fn)
     async def run(*args, **kwargs):
-        _stop.set(threading.Event())
+        scope = stopping.enter()  # each step's thread gets a copy of this context: the same scope
         steps = fn(*args, **kwargs)
         busy = threading.Lock()  # held while the generator runs a step
 
@@ -70,7 +70,7 @@ def stoppable(fn: Callable) -> Callable:
             while (item := await to_thread.run_sync(step, abandon_on_cancel=True)) is not _END:
                 yield item
         finally:
-            _stop.get().set()
+            scope.stop()  # the model call in progress is cut short where the engine can (`engines.stop`)
             # Not awaited: a cancelled run must not wait for the engine's chunk in progress.
             threading.Thread(target=close, name="close-stopped-run", daemon=True).start()
 
