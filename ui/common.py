@@ -95,6 +95,7 @@ def needs_ffmpeg(fn: Callable) -> Callable:
 
 
 WAIT_UPDATE_S = 1.0  # how often a waiting visitor's place in line is refreshed
+STARTING = "Starting: the first audio is being made…"
 
 
 def wait_for_turn(
@@ -110,6 +111,7 @@ def wait_for_turn(
         while not ticket.wait(timeout):
             yield show(work_queue.wait_line(ticket))
             timeout = WAIT_UPDATE_S
+        yield show(STARTING)  # the turn has come: said at once, before the first audio is made
     except BaseException:
         ticket.leave()
         raise

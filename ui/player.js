@@ -498,7 +498,12 @@
     player.spec = spec;
     window.ttsPlayers[spec.id] = player;
     ui.querySelector(".tts-replay").addEventListener("click", () => player.replay());
-    ui.querySelector(".tts-stop").addEventListener("click", () => player.stop());
+    // the player's own Stop does what the tab's Stop does (silence here, cancel the server's run, "Stopped.")
+    ui.querySelector(".tts-stop").addEventListener("click", () => {
+      const tabStop = (player.spec.stop_on || []).map((id) => document.getElementById(id)).find(Boolean);
+      if (tabStop) tabStop.click();
+      else player.stop();
+    });
     if (!document.getElementById("tts-words-style")) {
       const style = document.createElement("style");
       style.id = "tts-words-style";
