@@ -271,7 +271,7 @@ def test_compare_arena_and_batch_stop_then_start_again(browser, fresh_url, shots
         page.locator("#compare-stop").click()
         page.locator("#compare-a-status", has_text="Stopped.").wait_for(timeout=5_000)
         visit.tab("Blind arena")
-        stop_then_go(visit, "#arena-new", "#arena-stop", ["#arena-a-status", "#arena-b-status"], "", "arena")
+        stop_then_go(visit, "#arena-new", "#arena-stop", ["#arena-a-status", "#arena-b-status"], "A is", "arena")
         page.locator("#arena-stop").click()
         page.locator("#arena-a-status", has_text="Stopped.").wait_for(timeout=5_000)
         visit.tab("Batch")
