@@ -184,3 +184,42 @@ def test_a_stop_cuts_the_packaged_kokoro_chunk_in_progress_short(packaged_kokoro
     assert "cut_s" in outcome, outcome
     assert outcome["cut_s"] < full_s * 0.7, (outcome, full_s)  # the rest of the chunk was not computed
     assert not stop.stopped()  # outside the stopped run's context nothing is stopped
+
+
+def test_the_sessions_stop_ends_its_run_as_a_finished_event_and_leaves_other_sessions_alone():
+    """Stop (`bind_stop` -> `stop_runs`) ends the page session's run without a cancel: the event
+    finishes normally (no "Error" badge on the page), another visitor's run of the same handler goes on."""
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    from ui.stopping import stop_runs
+
+    begun = {"mine": threading.Event(), "theirs": threading.Event()}
+
+    def run(who):
+        yield f"{who} first"
+        begun[who].set()
+        time.sleep(3)  # the engine, inside a chunk
+        yield f"{who} second"
+
+    handler = stoppable(run)
+
+    async def visit(who: str) -> list[str]:
+        LocalContext.request.set(SimpleNamespace(session_hash=f"session-{who}"))
+        return [item async for item in handler(who)]
+
+    async def main():
+        mine = asyncio.ensure_future(visit("mine"))
+        theirs = asyncio.ensure_future(visit("theirs"))
+        while not (begun["mine"].is_set() and begun["theirs"].is_set()):
+            await asyncio.sleep(0.01)
+        assert stop_runs([handler.stop_key], "session-mine") == 1
+        clicked = time.perf_counter()
+        got = await mine  # ends by itself: no CancelledError
+        took = time.perf_counter() - clicked
+        return got, took, await theirs
+
+    mine, took, theirs = asyncio.run(main())
+    assert mine == ["mine first"] and took < 1.0, (mine, took)
+    assert theirs == ["theirs first", "theirs second"]

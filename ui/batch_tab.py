@@ -197,7 +197,7 @@ def build_tab(owner: gr.Textbox) -> None:
 
         engine.change(on_engine, [engine, owner], voice, api_visibility="private", show_progress="hidden")
         event = go.click(
-            stoppable(batch_render), [upload, engine, voice, *output, owner, align], [archive, table],
+            stoppable(batch_render, outputs=2), [upload, engine, voice, *output, owner, align], [archive, table],
             api_name="batch", concurrency_id="batch",
         )  # fmt: skip
         bind_stop(stop, [event], [status])
