@@ -67,7 +67,11 @@ class _Run:
                 await asyncio.wait({task}, timeout=POLL_S)
                 if self.scope.stopped and not task.done():
                     return _END
-            return _END if self.scope.stopped else task.result()
+            if self.scope.stopped:
+                if not task.cancelled():
+                    task.exception()  # whatever the stopped step raised is not news to anyone
+                return _END
+            return task.result()
         finally:
             if not task.done():
                 task.cancel()
@@ -97,10 +101,12 @@ def stoppable(fn: Callable, outputs: int = 1) -> Callable:
             finally:
                 run.end()
             if result is _END:
-                return gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+                return _stopped_update(call) or (
+                    gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
+                )
             return result
 
-        call.stop_key = key
+        call.stop_key, call.stopped_at = key, None
         return call
 
     @functools.wraps(fn)
@@ -120,13 +126,26 @@ def stoppable(fn: Callable, outputs: int = 1) -> Callable:
         try:
             while (item := await run.step(step)) is not _END:
                 yield item
+            if run.scope.stopped and (last := _stopped_update(generate)) is not None:
+                yield last  # the run's own last word, after any update of its that crossed the Stop
         finally:
             run.end()
             # Not awaited: a stopped run must not wait for the engine's chunk in progress.
             threading.Thread(target=close, name="close-stopped-run", daemon=True).start()
 
-    generate.stop_key = key
+    generate.stop_key, generate.stopped_at = key, None
     return generate
+
+
+def _stopped_update(handler: Callable):
+    """What a stopped run of `handler` yields last: "Stopped." in its status outputs, nothing new in the
+    others (None until `bind_stop` named the statuses)."""
+    where = handler.stopped_at
+    if where is None:
+        return None
+    count, statuses = where
+    values = tuple(STOPPED if i in statuses else gr.skip() for i in range(count))
+    return values[0] if count == 1 else values
 
 
 def stop_runs(keys: list[int], session: str) -> int:
@@ -145,6 +164,11 @@ def bind_stop(stop: gr.Button, events: list, statuses: list | None = None) -> No
     keys = [e.fn.stop_key for e in events if hasattr(getattr(e, "fn", None), "stop_key")]
     others = [e for e in events if not hasattr(getattr(e, "fn", None), "stop_key")]
     statuses = list(statuses or [])
+    status_ids = {component._id for component in statuses}
+    for event in events:
+        if hasattr(getattr(event, "fn", None), "stop_key"):
+            outputs = list(event.get("outputs") or [])
+            event.fn.stopped_at = (len(outputs), {i for i, out in enumerate(outputs) if out in status_ids})
 
     def stopped_now(request: gr.Request):
         stop_runs(keys, getattr(request, "session_hash", None) or "")
