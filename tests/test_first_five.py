@@ -204,6 +204,7 @@ def test_the_sessions_stop_ends_its_run_as_a_finished_event_and_leaves_other_ses
         yield f"{who} second"
 
     handler = stoppable(run)
+    handler.stopped_at = (1, {0})  # one output, a status line (what `bind_stop` records)
 
     async def visit(who: str) -> list[str]:
         LocalContext.request.set(SimpleNamespace(session_hash=f"session-{who}"))
@@ -221,5 +222,5 @@ def test_the_sessions_stop_ends_its_run_as_a_finished_event_and_leaves_other_ses
         return got, took, await theirs
 
     mine, took, theirs = asyncio.run(main())
-    assert mine == ["mine first"] and took < 1.0, (mine, took)
+    assert mine == ["mine first", STOPPED] and took < 1.0, (mine, took)  # its own last word: "Stopped."
     assert theirs == ["theirs first", "theirs second"]
