@@ -252,8 +252,12 @@ def test_kokoro_stop_then_generate_starts_the_new_run_and_stops_calmly(browser, 
         assert line.count("after your click") <= 1 and "on the server" not in line, line
         assert not page.locator("#kokoro-words").is_visible()  # no word times on ONNX: no empty table
         visit.shot("finished")
+        page.wait_for_function(  # the clip plays to its end in the browser
+            "() => { const r = window.ttsPlayers['kokoro-player'].allStats(); return r.length && r.at(-1).ended; }",
+            timeout=180_000,
+        )
         runs = visit.runs("kokoro-player")
-        assert runs[-1]["ended"] and runs[-1]["samples"] > 24_000, runs[-1]
+        assert runs[-1]["samples"] > 24_000 and not runs[-1]["stopped"], runs[-1]
         visit.calm()
     finally:
         visit.close()
