@@ -201,4 +201,6 @@ def build_tab(owner: gr.Textbox) -> None:
             api_name="batch", concurrency_id="batch",
         )  # fmt: skip
         bind_stop(stop, [event], [status])
-        go.click(None, None, status, js="() => ''", api_visibility="private")  # a new run: no "Stopped." left
+        go.click(
+            lambda: "", None, status, queue=False, show_progress="hidden", api_visibility="private"
+        )  # no "Stopped." left

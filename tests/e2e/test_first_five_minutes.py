@@ -289,8 +289,8 @@ def test_compare_arena_and_batch_stop_then_start_again(browser, fresh_url, shots
         visit.shot("batch-stopped")
         visit.calm()
         time.sleep(0.5)
-        page.locator("#batch-render").click()
-        page.wait_for_function("() => !document.querySelector('#batch-status').innerText.includes('Stopped.')")
+        page.locator("#batch-render").click()  # the new batch runs to its zip
+        page.locator("#batch-zip", has_text="batch.zip").wait_for(timeout=600_000)
         visit.shot("batch-again")
         visit.calm()
     finally:
