@@ -31,6 +31,7 @@ from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
 from ui.owner import build as build_owner  # noqa: E402
 from ui.page import CSS, counter  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
+from ui.uploads import uploads_only  # noqa: E402
 
 log = logging.getLogger("app")
 # Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
@@ -57,7 +58,7 @@ def build() -> gr.Blocks:
         build_compare_tab(owner)
         build_arena_tab()
         demo.load(lambda: (header(), owner_details()), None, [banner, details], api_visibility="private")
-    return demo
+    return uploads_only(demo)  # file inputs: uploads, never links Gradio would fetch
 
 
 def work_events(demo: gr.Blocks) -> guard.StartsWork:

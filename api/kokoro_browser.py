@@ -37,6 +37,8 @@ from engines.weights import packaged_kokoro
 
 from .errors import ApiError, error_for
 from .speech_request import read_json
+from .strict_json import BadJson
+from .strict_json import parse as parse_json
 from .voices import resolve_voice
 
 log = logging.getLogger(__name__)
@@ -185,10 +187,10 @@ def plan(params: dict) -> dict:
     if isinstance(speed, bool) or not isinstance(speed, str | int | float):
         raise ApiError(400, "speed must be a number.", "invalid_value")
     lexicon = params.get("lexicon") or {}
-    if isinstance(lexicon, str):  # a GET query carries it as JSON text
+    if isinstance(lexicon, str):  # a GET query carries it as JSON text, read as strictly as a body
         try:
-            lexicon = json.loads(lexicon)
-        except ValueError:
+            lexicon = parse_json(lexicon.encode("utf-8", "replace"))
+        except BadJson:
             raise ApiError(400, "lexicon must be a JSON object of words to phonemes.", "invalid_value") from None
     # checks text, speed and the lexicon's shape; the engine's front-end checks its phonemes
     request = SynthesisRequest(text=text, voice=voice, speed=speed, language=language, lexicon=lexicon)

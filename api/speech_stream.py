@@ -27,6 +27,7 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from engines import registry
 from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
 from engines.base import SAMPLE_RATE, EngineError
 from engines.timing import RunStats, enter, timed_stream
@@ -51,7 +52,9 @@ def aligned_words(plan: Plan, audio: np.ndarray) -> tuple[dict, list[str]]:
     `WORD_KEYS` of an answer, and a note for the answer when the speech recogniser could not run."""
     none = {**dict.fromkeys(WORD_KEYS), "words_source": None}
     try:
-        found = align_clip(audio, SAMPLE_RATE, plan.request.text, plan.request.language).as_dict()
+        # the clip came from the engine: the language it spoke, never a recogniser's guess
+        spoken = registry.spoken_language(plan.engine_id, plan.request) or plan.request.language
+        found = align_clip(audio, SAMPLE_RATE, plan.request.text, spoken).as_dict()
     except EngineError as exc:
         return none, [f"timestamps unavailable: {exc}"]
     except Exception:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError, UnavailableError
+from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError, UnavailableError, shown
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def parse_lufs(value: object) -> float | None:
     try:
         target = float(text)
     except (TypeError, ValueError):
-        raise InputError(f"The loudness target must be a number of LUFS, like -16; got {value!r}.") from None
+        raise InputError(f"The loudness target must be a number of LUFS, like -16; got {shown(value)}.") from None
     low, high = LUFS_RANGE
     if not math.isfinite(target) or not low <= target <= high:
         raise InputError(f"The loudness target must be between {low:g} and {high:g} LUFS; got {text}.")
@@ -468,7 +468,7 @@ def encode(audio: np.ndarray, fmt: str = "wav", sample_rate: int = SAMPLE_RATE) 
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
-        raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+        raise InputError(f"Unknown audio format {shown(fmt)}; choose one of: {', '.join(FORMATS)}.")
     samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     if fmt == "pcm":
         return pcm16(samples)
@@ -556,7 +556,7 @@ class StreamEncoder:
 
     def __init__(self, fmt: str, put: Callable[[bytes], None], sample_rate: int = SAMPLE_RATE) -> None:
         if fmt not in STREAMED_FORMATS:
-            raise InputError(f"The format {fmt!r} cannot be streamed; the formats that stream are "
+            raise InputError(f"The format {shown(fmt)} cannot be streamed; the formats that stream are "
                              f"{', '.join(STREAMED_FORMATS)}.")  # fmt: skip
         self.fmt, self.put = fmt, put
         self.header = wav_stream_header(sample_rate) if fmt == "wav" else b""

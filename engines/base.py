@@ -28,6 +28,9 @@ MIN_SPEED, MAX_SPEED = 0.5, 2.0
 MAX_REFERENCE_TEXT_CHARS = 1_000
 MAX_INSTRUCT_CHARS = 500
 MAX_NEW_TOKENS = 8_192
+# A voice spec names at most a blend of every catalogued voice with its weight; a language is a name
+# (`engines.language.MAX_NAME_CHARS`). Longer values are refused before any parser reads them.
+MAX_VOICE_CHARS = 1_000
 # Tab, newline and carriage return are ordinary text; every other control character is refused.
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 # A pronunciation lexicon (`SynthesisRequest.lexicon`, `engines.lexicon`): its bounds and what a word is
@@ -36,6 +39,14 @@ MAX_LEXICON_ENTRIES = 200
 MAX_LEXICON_WORD_CHARS = 40
 MAX_LEXICON_VALUE_CHARS = 80
 LEXICON_WORD = re.compile(r"^[^\W_](?:[\w'’-]*[^\W_])?$")
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A caller's value as a sentence quotes it: printable characters only ("?" for the rest), cut to
+    `limit` characters (a 256 KiB value in an error would be no sentence)."""
+    text = str(value)[: limit + 1]
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 class EngineError(Exception):
@@ -96,6 +107,12 @@ class SynthesisRequest:
             raise InputError(f"The text contains a control character (U+{ord(bad):04X}); please remove it.")
         if self.reference is None and (not isinstance(self.voice, str) or not self.voice.strip()):
             raise InputError("Please choose a voice.")
+        if isinstance(self.voice, str) and len(self.voice) > MAX_VOICE_CHARS:
+            raise InputError(f"The voice is over {MAX_VOICE_CHARS:,} characters long; choose one from the list.")
+        if self.language is not None and len(str(self.language)) > languages.MAX_NAME_CHARS:
+            raise InputError(
+                f"The language is over {languages.MAX_NAME_CHARS} characters long; choose one from the list."
+            )
         if self.reference_text and len(self.reference_text) > MAX_REFERENCE_TEXT_CHARS:
             raise InputError(
                 f"The reference transcript is {len(self.reference_text):,} characters long; "
@@ -151,13 +168,13 @@ def check_lexicon(lexicon: object) -> Mapping[str, str]:
     for word, said in lexicon.items():
         check_lexicon_word(word)
         if not isinstance(said, str) or not said.strip():
-            raise InputError(f"The lexicon entry {word!r} needs a pronunciation.")
+            raise InputError(f"The lexicon entry {shown(word)} needs a pronunciation.")
         if len(said) > MAX_LEXICON_VALUE_CHARS or any(unicodedata.category(ch) == "Cc" for ch in said):
             raise InputError(
                 f"The pronunciation of {word!r} must be one line of at most {MAX_LEXICON_VALUE_CHARS} characters."
             )
         if word.strip().lower() in {w.lower() for w in out}:
-            raise InputError(f"The lexicon has the word {word.strip()!r} twice (words match in any case).")
+            raise InputError(f"The lexicon has the word {shown(word.strip())} twice (words match in any case).")
         out[word.strip()] = said.strip()
     return Lexicon(out)
 
@@ -200,6 +217,9 @@ class AudioChunk:
     notes: tuple[str, ...] = ()
     # the runaway guard's figures for a sentence it stopped (`engines.runaway`: reason, bound_s, observed_s, ...)
     stops: tuple[dict, ...] = ()
+    # the ISO 639-1 code of the language this chunk was spoken in (the G2P's or the model's); None where
+    # the model chose it itself (Qwen3-TTS on Auto): the one "language spoken" every scorer uses
+    language: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -292,3 +312,6 @@ class Engine(Protocol):
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]: ...
 
     def unload(self) -> None: ...
+
+    # optional, a classmethod: `spoken_language(request) -> str | None`, the ISO code of the language the
+    # engine will speak `request` in, decided before synthesis (`engines.registry.spoken_language`)

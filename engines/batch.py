@@ -25,7 +25,7 @@ import numpy as np
 
 from . import gpu, registry, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
-from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest
+from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest, shown
 from .lexicon import Entry
 from .lexicon import mapping as lexicon_mapping
 from .text import length_groups as text_length_groups
@@ -53,6 +53,7 @@ class BatchItem:
     duration_s: float | None = None
     lufs: float | None = None
     notes: list[str] = field(default_factory=list)
+    spoken_language: str | None = None  # the ISO code the engine spoke it in (`registry.spoken_language`)
 
     def as_dict(self) -> dict:
         return {
@@ -61,6 +62,7 @@ class BatchItem:
             "engine": self.engine,
             "voice": self.voice,
             "language": self.language,
+            "spoken_language": self.spoken_language,
             "file": self.file,
             "duration_s": self.duration_s,
             "lufs": self.lufs,
@@ -165,7 +167,7 @@ def render(
     """
     fmt = str(fmt).lower()
     if fmt not in FORMATS:
-        raise InputError(f"Unknown audio format {fmt!r}; choose one of: {', '.join(FORMATS)}.")
+        raise InputError(f"Unknown audio format {shown(fmt)}; choose one of: {', '.join(FORMATS)}.")
     settings = settings or OutputSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +227,7 @@ def render(
                     item.error = "Synthesis failed unexpectedly."
             else:
                 for item, clip in zip(group, clips, strict=True):
+                    item.spoken_language = registry.spoken_language(engine_id, request(item))
                     _finish(item, clip, out_dir, fmt, settings)
             done += len(group)
             if progress:

@@ -35,11 +35,26 @@ from .base import (
     WordTiming,
 )
 from .english_nlp import english_nlp
+from .g2p_lock import G2P_LOCK, locked
 from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
 from .kokoro_voices import LANGUAGES, auto_language, blend, catalogue, language_code, parse_voice_spec
+from .language import iso_code
 from .lexicon import PHONEMES, with_phonemes
 from .settings import env_number
-from .text import COLON, COMMA, PARAGRAPH, SENTENCE, WORD, ChunkPlan, plan_chunks, split_clauses, split_words
+from .text import (
+    COLON,
+    COMMA,
+    MARKUP,
+    MARKUP_PHONEMES_CHARS,
+    MARKUP_WORD_CHARS,
+    PARAGRAPH,
+    SENTENCE,
+    WORD,
+    ChunkPlan,
+    plan_chunks,
+    split_clauses,
+    split_words,
+)
 from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
 
 log = logging.getLogger(__name__)
@@ -52,7 +67,7 @@ MAX_PHONEMES = 510
 FIRST_AUDIO_S = 0.0
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 PAUSE_S = {WORD: 0.0, COMMA: 0.1, COLON: 0.18, SENTENCE: 0.28, PARAGRAPH: 0.5}
-_MARKUP = re.compile(r"\[([^\]]+)\]\(/([^)]*)/\)")
+_MARKUP = re.compile(rf"\[([^\]]{{1,{MARKUP_WORD_CHARS}}})\]\(/([^)]{{0,{MARKUP_PHONEMES_CHARS}}})/\)")  # linear
 _SILENT = set(" ;:,.!?¡¿—…\"()“”«»-'")
 
 G2P = Callable[[str], tuple[str, list | None]]
@@ -244,9 +259,20 @@ class KokoroEngine:
         ]
 
     # ----- synthesis ---------------------------------------------------------------------
+    @classmethod
+    def spoken_language(cls, request: SynthesisRequest) -> str | None:
+        """The ISO code of the language the G2P reads `request` in: the request's language, else the
+        heaviest voice's (a Japanese or Chinese voice reads Latin text as English); None for a bad spec."""
+        try:
+            code = language_code(request.language) or auto_language(parse_voice_spec(request.voice), request.text)
+        except InputError:
+            return None
+        return iso_code(code)
+
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
+        spoken = self.spoken_language(request)
         for chunk in self.front_end(request):
-            yield self._synthesize(self._loaded(), chunk, request.speed)
+            yield replace(self._synthesize(self._loaded(), chunk, request.speed), language=spoken)
 
     def front_end(self, request: SynthesisRequest) -> Iterator[PlannedChunk]:
         """The front-end alone, chunk by chunk: what `stream` synthesizes (token ids, the style row the
@@ -365,7 +391,8 @@ class KokoroEngine:
     def _g2p_for(self, lang: str) -> G2P:
         with self._g2p_lock:
             if lang not in self._g2p:
-                self._g2p[lang] = _make_g2p(lang)
+                with G2P_LOCK:  # espeak-ng initialises global state: never next to another thread's G2P
+                    self._g2p[lang] = locked(_make_g2p(lang))  # one thread in any G2P (`engines.g2p_lock`)
             return self._g2p[lang]
 
 
@@ -429,7 +456,7 @@ def _with_markup(g2p: Callable) -> G2P:
 def _head_words(text: str, g2p: G2P, limit: int) -> tuple[str, str, list | None, str] | None:
     """The longest run of whole words at the start of `text` whose phonemes fit `limit`: its text,
     phonemes and tokens, and the rest of the text; None when not even one word fits."""
-    words = re.findall(r"\[[^\]]+\]\([^)]*\)\S*|\S+", text)
+    words = re.findall(rf"{MARKUP}\S*|\S+", text)
     best = None
     for k in range(1, len(words)):
         head = " ".join(words[:k])

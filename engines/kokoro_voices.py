@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import InputError
+from .base import InputError, shown
 from .language import has_kana_or_han, is_auto
 
 CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "kokoro.json"
@@ -60,13 +60,15 @@ def parse_voice_spec(spec: str) -> list[tuple[str, float]]:
     weights: dict[str, float] = {}
     for name, weight_text in spec_entries(spec):
         if not name and not weight_text:
-            raise InputError(f"The voice blend {spec!r} has an empty entry; write it like af_heart:0.7,af_bella:0.3.")
+            raise InputError(
+                f"The voice blend {shown(spec)} has an empty entry; write it like af_heart:0.7,af_bella:0.3."
+            )
         if name not in known:
-            raise InputError(f"Unknown Kokoro voice {name!r}; pick one from the voice list (e.g. af_heart).")
+            raise InputError(f"Unknown Kokoro voice {shown(name)}; pick one from the voice list (e.g. af_heart).")
         try:
             weight = float(weight_text) if weight_text else 1.0
         except ValueError:
-            raise InputError(f"The weight {weight_text!r} of {name} is not a number.") from None
+            raise InputError(f"The weight {shown(weight_text)} of {name} is not a number.") from None
         if not math.isfinite(weight) or weight < 0:
             raise InputError(f"The weight of {name} must be a number of zero or more.")
         weights[name] = weights.get(name, 0.0) + weight
@@ -96,7 +98,7 @@ def language_code(language: str | None) -> str | None:
     by_name = {name.lower(): code for code, name in LANGUAGES.items()}
     if key in by_name:
         return by_name[key]
-    raise InputError(f"Unknown language {language!r}; choose one of: {', '.join(LANGUAGES.values())}.")
+    raise InputError(f"Unknown language {shown(language)}; choose one of: {', '.join(LANGUAGES.values())}.")
 
 
 def auto_language(voices: list[tuple[str, float]], text: str) -> str:

@@ -11,7 +11,8 @@ one sentence, when an entry is saved and again when a request is spoken.
 
 Each owner's lexicon is one JSON file, `lexicons/<owner folder>.json` under the voice library's
 folder (`engines.voice_library`: the same owners, the same hashed folder names, `shared.json` with
-`VOICE_LIBRARY_SHARED=1`), written to a temporary file and moved into place. No owner: no lexicon.
+`VOICE_LIBRARY_SHARED=1`), written to a temporary file and moved into place, within the owner's
+storage quota and swept with the owner's voices when idle. No owner: no lexicon.
 The file form, also what `/v1/audio/lexicon` and the CLI's `--lexicon FILE.json` read, is
 `{"entries": [{"word", "phonemes", "respelling"}]}`.
 """
@@ -27,19 +28,32 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word
-from .voice_library import OPERATOR, _atomic_write, library_dir, owner_folder, shared
+from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word, shown
+from .strict_json import BadJson
+from .strict_json import parse as parse_json
+from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
+from .voice_library import (
+    LEXICONS_FOLDER,
+    OPERATOR,
+    _atomic_write,
+    check_room,
+    library_dir,
+    owner_folder,
+    shared,
+    touch,
+)
 from .weights import kokoro_vocabulary
 
 log = logging.getLogger(__name__)
 
 PHONEMES, RESPELLING = "phonemes", "respelling"  # the values of `Capabilities.lexicon`
-FOLDER = "lexicons"
+FOLDER = LEXICONS_FOLDER
 MAX_FILE_BYTES = 256 * 1024
 # Vocabulary symbols an entry may not use: markup and quotes (they would end or break `[word](/.../)`).
 _NOT_IN_ENTRIES = set('()[]/"“”')
 _MARKS = set("ˈˌːʰʲ")  # stress and length marks: letters to Python, no sound of their own
-_MARKUP = re.compile(r"\[[^\]]*\]\([^)]*\)")  # `[word](/phonemes/)` already in the text: left alone
+# `[word](/phonemes/)` already in the text: left alone (bounded spans: linear in the text's length)
+_MARKUP = re.compile(rf"\[[^\]]{{0,{MARKUP_WORD_CHARS}}}\]\([^)]{{0,{MARKUP_PHONEMES_CHARS}}}\)")
 _EDGE = r"[\w'’-]"  # what may not touch a matched word on either side
 _lock = threading.RLock()  # a change reads, then writes, the owner's file
 
@@ -62,13 +76,13 @@ def check_phonemes(word: str, phonemes: str, symbols: Iterable[str]) -> str:
     allowed = set(symbols) - _NOT_IN_ENTRIES
     bad = sorted({ch for ch in phonemes if ch not in allowed and ch != " "})
     if bad:
-        shown = " ".join(f"{ch!r}" for ch in bad[:8])
+        symbols_shown = " ".join(f"{ch!r}" for ch in bad[:8])
         raise InputError(
-            f"The phonemes for {word!r} use symbols Kokoro cannot say ({shown}); "
+            f"The phonemes for {shown(word)} use symbols Kokoro cannot say ({symbols_shown}); "
             "write them in the misaki alphabet, such as kˈæt for cat."
         )
     if not any(ch.isalpha() and ch not in _MARKS for ch in phonemes):
-        raise InputError(f"The phonemes for {word!r} have no sound in them.")
+        raise InputError(f"The phonemes for {shown(word)} have no sound in them.")
     return phonemes
 
 
@@ -79,7 +93,7 @@ def check_entry(word: object, phonemes: object = "", respelling: object = "", sy
     for name, value in (("phonemes", phonemes), ("respelling", respelling)):
         value = "" if value is None else value
         if not isinstance(value, str):
-            raise InputError(f"The {name} of {word!r} must be text.")
+            raise InputError(f"The {name} of {shown(word)} must be text.")
         value = value.strip()
         if len(value) > MAX_LEXICON_VALUE_CHARS or any(unicodedata.category(ch) == "Cc" for ch in value):
             raise InputError(
@@ -87,7 +101,7 @@ def check_entry(word: object, phonemes: object = "", respelling: object = "", sy
             )
         values.append(value)
     if not any(values):
-        raise InputError(f"The entry {word!r} needs Kokoro phonemes, a Qwen3-TTS respelling, or both.")
+        raise InputError(f"The entry {shown(word)} needs Kokoro phonemes, a Qwen3-TTS respelling, or both.")
     if values[0]:
         values[0] = check_phonemes(word, values[0], symbols)
     return Entry(word, *values)
@@ -108,7 +122,7 @@ def entries_from_json(data: object, symbols: Iterable[str] | None = None) -> tup
             raise InputError('Each lexicon entry is an object {"word", "phonemes", "respelling"}.')
         entry = check_entry(row.get("word"), row.get("phonemes"), row.get("respelling"), vocabulary)
         if entry.word.lower() in seen:
-            raise InputError(f"The lexicon has the word {entry.word!r} twice (words match in any case).")
+            raise InputError(f"The lexicon has the word {shown(entry.word)} twice (words match in any case).")
         seen.add(entry.word.lower())
         entries.append(entry)
     return tuple(entries)
@@ -196,6 +210,7 @@ def load(owner: str | None) -> tuple[Entry, ...]:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ValueError("file too large")
         data = json.loads(path.read_text(encoding="utf-8"))
+        touch(path)  # used: an idle owner's sweep waits (engines.voice_library)
         return entries_from_json(data, symbols=_stored_symbols(data))
     except (OSError, ValueError, InputError) as exc:
         log.warning("A pronunciation lexicon is unreadable (%s): %s", path.name, exc)
@@ -217,9 +232,11 @@ def save(owner: str | None, entries: Iterable[Entry]) -> tuple[Entry, ...]:
         )
     checked = entries_from_json(entries_to_json(entries))
     data = {"owner": None if shared() else owner, **entries_to_json(checked)}
+    encoded = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
     with _lock:
+        check_room(owner, len(encoded), path.stat().st_size if path.is_file() else 0)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8"))
+        _atomic_write(path, encoded)
     return checked
 
 
@@ -238,7 +255,7 @@ def remove(owner: str | None, word: str) -> tuple[Entry, ...]:
         entries = load(owner)
         kept = [e for e in entries if e.word.lower() != str(word).strip().lower()]
         if len(kept) == len(entries):
-            raise InputError(f"Your lexicon has no entry for {str(word).strip()!r}.")
+            raise InputError(f"Your lexicon has no entry for {shown(str(word).strip())}.")
         return save(owner, kept)
 
 
@@ -256,7 +273,7 @@ def read_file(path: Path) -> tuple[Entry, ...]:
     if len(raw) > MAX_FILE_BYTES:
         raise InputError(f"The lexicon file is over {MAX_FILE_BYTES // 1024} KiB.")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = parse_json(raw)
+    except BadJson:
         raise InputError("The lexicon file is not valid UTF-8 JSON.") from None
     return entries_from_json(data)

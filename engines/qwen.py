@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from .base import (
     SynthesisRequest,
     UnavailableError,
     VoiceInfo,
+    shown,
 )
 from .device import resolve as resolve_device
 from .device import torch_dtype
@@ -253,6 +255,11 @@ class QwenEngine:
         return "1.7b" in (os.environ.get(MODELS[self.kind][0], "") or MODELS[self.kind][1]).lower()
 
     # ----- synthesis ---------------------------------------------------------------------
+    @classmethod
+    def spoken_language(cls, request: SynthesisRequest) -> str | None:
+        """The ISO code of the language asked for; None on Auto (the model chooses: detect it)."""
+        return iso_code(request.language)
+
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         """The first sentence streams frame by frame; the rest come sentence by sentence, in groups of
         similar length, each in a `generate` call shared with concurrent requests (`qwen_batcher`)."""
@@ -266,7 +273,14 @@ class QwenEngine:
         plan = [[lines[0]], *batches(lines[1:])]
         cap = request.max_new_tokens
         groups = [[(text, token_cap(text, cap, limit, language)) for text in group] for group in plan]
-        yield from self._batcher.stream(groups, language, conditioning, self._context_codes(conditioning))
+        spoken = self.spoken_language(request)
+        chunks = self._batcher.stream(groups, language, conditioning, self._context_codes(conditioning))
+        try:
+            for chunk in chunks:
+                yield replace(chunk, language=spoken) if spoken else chunk
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()  # a listener who leaves cancels the rows, as `yield from` would
 
     def synthesize_batch(self, requests: list[SynthesisRequest]) -> list[np.ndarray]:
         """Whole clips for several texts in one `generate` call (batch files).
@@ -310,7 +324,8 @@ class QwenEngine:
         for name in self.languages():
             if iso_code(name) is not None and iso_code(name) == iso_code(wanted):
                 return name
-        raise InputError(f"Unknown language {language!r} for Qwen3-TTS; choose one of: {', '.join(self.languages())}.")
+        known = ", ".join(self.languages())
+        raise InputError(f"Unknown language {shown(language)} for Qwen3-TTS; choose one of: {known}.")
 
     def _loaded(self):
         """The model; the registry (or a caller's `load`) loads it before the engine is used."""

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from . import device
-from .base import Capabilities, Engine, EngineError, EngineInfo, UnavailableError
+from .base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError, shown
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def default_engine() -> str:
 def _engine_class(engine_id: str) -> type:
     if engine_id not in ENGINES:
         known = ", ".join(ENGINES)
-        raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
+        raise EngineError(f"Unknown engine {shown(engine_id)}; choose one of: {known}.")
     module_name, class_name = ENGINES[engine_id].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -64,6 +64,18 @@ def capabilities(engine_id: str) -> Capabilities:
         return _engine_class(engine_id).CAPABILITIES
     except ImportError:
         return Capabilities(name=engine_id)
+
+
+def spoken_language(engine_id: str, request: SynthesisRequest) -> str | None:
+    """The ISO 639-1 code of the language the engine speaks `request` in (its G2P's or its model's),
+    decided without synthesis and without loading the model; None where the engine leaves it to the
+    model (detect it then) or cannot say. The one home of "which language was spoken": the
+    chunks carry the same code (`AudioChunk.language`)."""
+    try:
+        decide = getattr(_engine_class(engine_id), "spoken_language", None)
+        return decide(request) if decide is not None else None
+    except (ImportError, EngineError):
+        return None
 
 
 def name(engine_id: str) -> str:
@@ -103,7 +115,7 @@ ENGINE_NAMES: Mapping[str, str] = _Names()
 def _instance(engine_id: str) -> Engine:
     if engine_id not in ENGINES:
         known = ", ".join(ENGINES)
-        raise EngineError(f"Unknown engine {engine_id!r}; choose one of: {known}.")
+        raise EngineError(f"Unknown engine {shown(engine_id)}; choose one of: {known}.")
     with _lock:
         server = os.environ.get("ENGINE_SERVER", "").strip()
         if engine_id not in _instances and server:

@@ -6,13 +6,16 @@ backend, device, live replicas and the requests it takes at once); `stream()` po
 the framed chunks back (`engines/wire.py`, which documents the format). A saved clone voice is loaded
 here, from this app's own voice library after its owner check, and sent with the request: replicas keep
 no visitor state. Errors arrive as the engines' own error types with their one sentence; a lost replica
-or an unreachable server is one sentence too. Depends on nothing above `engines/`.
+or an unreachable server is one sentence too. With `ENGINE_SERVER_TOKEN` set, every request carries it
+as `Authorization: Bearer <token>` (the tier refuses requests without it). Depends on nothing above
+`engines/`.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +39,7 @@ from .wire import REPLICA_FAILED, SERVER_UNREACHABLE, read_frames, request_to_js
 log = logging.getLogger(__name__)
 
 INFO_TTL_S = 2.0
+TOKEN_ENV = "ENGINE_SERVER_TOKEN"
 TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=60.0)
 
 
@@ -47,7 +51,9 @@ class RemoteEngine:
         self.base_url = base_url.rstrip("/")
         self.CAPABILITIES = capabilities or Capabilities(name=engine_id)  # the local class's (`registry`)
         self.name = self.CAPABILITIES.name
-        self._client = httpx.Client(base_url=self.base_url, timeout=TIMEOUT)
+        token = os.environ.get(TOKEN_ENV, "").strip()  # the tier's own token (serve/app.py), when it has one
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, headers=headers)
         self._info: tuple[float, EngineInfo] | None = None
         self._info_lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 """Saved cloned voices: a Qwen3-TTS clone prompt under a name, reusable after a restart, owned.
 
 A saved voice belongs to whoever saved it: every function takes an `owner` (an opaque id the caller
-proved: a page visitor's signed token, a Hugging Face user, an API key; see README "Saved voices").
+proved: a page visitor's signed token, a Hugging Face user, an API key; see docs/qwen.md, "Saved voices").
 `None` sees nothing and can save nothing, so a call that carries no owner never reaches anyone's
 voice. `VOICE_LIBRARY_SHARED=1` keeps one shared library instead (a personal machine): the owner is
 then ignored. `OPERATOR` (the CLI, run by the machine's operator) sees every voice; an owner's voice is
@@ -16,6 +16,13 @@ the 24 kHz reference clip). Both are written to a temporary file and moved into 
 (`os.replace`), tensors first: a reader sees the old voice or the new one, never half of either.
 Names are case-insensitive slugs ("Bob" and "bob" are one voice); saving over one needs
 `overwrite=True`. Nothing is unpickled.
+
+Storage is bounded (`check_room`, used by saves here and by `engines.lexicon`): an owner keeps at most
+`VOICES_PER_OWNER` voices (default 20) and `OWNER_STORAGE_MB` (default 100) of voices and lexicon
+together; the whole folder stays under `VOICE_LIBRARY_MAX_MB` (default 10240). An owner whose voices
+and lexicon have not been used or changed for `OWNER_IDLE_DAYS` (default 90) is removed by
+`sweep_idle_owners` (the app's janitor calls it); use refreshes an owner's folder time at most hourly
+(`touch`). The shared library and the CLI's operator library are never swept.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import InputError, UnavailableError
+from .base import InputError, UnavailableError, shown
+from .settings import env_int, env_number
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,10 @@ REFERENCE_KEY = "reference_audio_24k"
 SHARED_ENV = "VOICE_LIBRARY_SHARED"
 OPERATOR = "operator:*"  # the CLI's marker: the machine's operator sees every voice
 OWNERS_FOLDER = "owners"
+LEXICONS_FOLDER = "lexicons"  # `engines.lexicon` keeps `<owner folder>.json` there
+MB = 2**20
+VOICES_PER_OWNER, OWNER_STORAGE_MB, LIBRARY_MAX_MB, OWNER_IDLE_DAYS = 20, 100.0, 10_240.0, 90.0  # defaults
+TOUCH_EVERY_S = 3600.0  # use refreshes an owner's time at most this often (one utime, not one per request)
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 _TENSORS_FILE = re.compile(r"^[a-z0-9_-]+\.safetensors$")
 _OWNER_FOLDER = re.compile(r"^[0-9a-f]{32}$")
@@ -144,12 +156,121 @@ def _locate(name: str, owner: str | None) -> tuple[Path, str, dict] | None:
 def _not_found(name: str, owner: str | None) -> InputError:
     """The same sentence whether the name is free or someone else's: no one learns another's names."""
     saved = ", ".join(list_voices(owner)) or "none yet"
-    return InputError(f"There is no saved voice called {name!r} that you can use; your saved voices: {saved}.")
+    return InputError(f"There is no saved voice called {shown(name)} that you can use; your saved voices: {saved}.")
 
 
 def voice_exists(name: str, owner: str | None) -> bool:
     """Whether `owner` already has a voice of this name (any case)."""
     return _locate(name, owner) is not None
+
+
+def voices_per_owner() -> int:
+    """`VOICES_PER_OWNER` (default 20): the most voices one owner keeps."""
+    return env_int("VOICES_PER_OWNER", VOICES_PER_OWNER, minimum=1)
+
+
+def owner_storage_bytes() -> int:
+    """`OWNER_STORAGE_MB` (default 100): the most one owner's voices and lexicon take together, in bytes."""
+    return int(env_number("OWNER_STORAGE_MB", OWNER_STORAGE_MB, minimum=0.0) * MB)
+
+
+def library_max_bytes() -> int:
+    """`VOICE_LIBRARY_MAX_MB` (default 10240): the most the whole voice library folder takes, in bytes."""
+    return int(env_number("VOICE_LIBRARY_MAX_MB", LIBRARY_MAX_MB, minimum=0.0) * MB)
+
+
+def idle_seconds() -> float:
+    """`OWNER_IDLE_DAYS` (default 90) in seconds: an owner unused this long is swept."""
+    return env_number("OWNER_IDLE_DAYS", OWNER_IDLE_DAYS, minimum=0.0) * 86_400
+
+
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (0 for what is not there)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def _lexicon_file(owner: str) -> Path:
+    return library_dir() / LEXICONS_FOLDER / f"{owner_folder(owner)}.json"
+
+
+def check_room(owner: str | None, adding: int, freeing: int = 0, new_voice: bool = False) -> None:
+    """`InputError` (one sentence) when `owner` writing `adding` bytes in place of `freeing` ones (and one
+    more voice with `new_voice`) would pass its count or storage quota or the library's bound."""
+    if owner and owner != OPERATOR and not shared():
+        folder = library_dir() / OWNERS_FOLDER / owner_folder(owner)
+        if new_voice and folder.is_dir() and len(_slugs(folder)) >= voices_per_owner():
+            raise InputError(
+                f"You have {voices_per_owner()} saved voices, the most one owner may keep; delete one to save another."
+            )
+        used = _size(folder) + _size(_lexicon_file(owner))
+        if used - freeing + adding > owner_storage_bytes():
+            raise InputError(
+                f"This would take your saved voices and lexicon over {owner_storage_bytes() / MB:g} MB; "
+                "delete a voice first."
+            )
+    if adding > freeing and _size(library_dir()) - freeing + adding > library_max_bytes():
+        raise InputError("The voice library of this Space is full; please try again later.")
+
+
+def touch(path: Path) -> None:
+    """Mark an owner's folder or lexicon file as used now (at most every `TOUCH_EVERY_S`)."""
+    try:
+        if time.time() - path.stat().st_mtime > TOUCH_EVERY_S:
+            os.utime(path)
+    except OSError:
+        pass
+
+
+def sweep_idle_owners(now: float | None = None) -> dict:
+    """Remove every owner whose voices folder and lexicon were last used or changed over `OWNER_IDLE_DAYS`
+    ago (both go together). The shared library, the CLI's operator voices in the library's own folder and
+    `lexicons/shared.json` are never touched. Returns {"owners": n, "freed_bytes": b}."""
+    import shutil
+
+    now = time.time() if now is None else now
+    cutoff = now - idle_seconds()
+    root = library_dir()
+    folders = {f.name: f for f in _owner_folders()}
+    lexicons = root / LEXICONS_FOLDER
+    files = {p.stem: p for p in lexicons.glob("*.json") if _OWNER_FOLDER.match(p.stem)} if lexicons.is_dir() else {}
+    swept = freed = 0
+    with _write_lock:
+        for name in sorted(set(folders) | set(files)):
+            parts = [p for p in (folders.get(name), files.get(name)) if p is not None]
+            try:
+                last = max(_last_used(p) for p in parts)
+            except OSError:
+                continue
+            if last >= cutoff:
+                continue
+            for part in parts:
+                freed += _size(part)
+                if part.is_dir():
+                    shutil.rmtree(part, ignore_errors=True)
+                else:
+                    part.unlink(missing_ok=True)
+            swept += 1
+    if swept:
+        log.info("voice library: swept %d idle owners (%.1f MB)", swept, freed / MB)
+    return {"owners": swept, "freed_bytes": freed}
+
+
+def _last_used(path: Path) -> float:
+    """A folder's or file's time: its own (touched on use) or, for a folder, its newest file's."""
+    newest = path.stat().st_mtime
+    if path.is_dir():
+        for child in path.iterdir():
+            newest = max(newest, child.stat().st_mtime)
+    return newest
 
 
 def save_voice(
@@ -189,13 +310,17 @@ def save_voice(
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tensors": f"{slug}-{secrets.token_hex(4)}.safetensors",
     }
+    data = save(tensors)
+    record = json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8")
     with _write_lock:
         old = _record(folder, slug)
         if old is not None and not overwrite:
             raise InputError(f"You already have a voice called {slug!r}; choose another name, or overwrite it.")
+        freeing = 0 if old is None else _size(folder / f"{slug}.json") + _size(folder / old["tensors"])
+        check_room(owner, len(data) + len(record), freeing, new_voice=old is None)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / meta["tensors"], save(tensors))
-        _atomic_write(folder / f"{slug}.json", json.dumps(meta, ensure_ascii=False, indent=1).encode("utf-8"))
+        _atomic_write(folder / meta["tensors"], data)
+        _atomic_write(folder / f"{slug}.json", record)
         if old is not None and old["tensors"] != meta["tensors"]:
             (folder / old["tensors"]).unlink(missing_ok=True)
     return slug
@@ -245,6 +370,7 @@ def stored_voice(name: str, owner: str | None = None) -> tuple[dict, bytes]:
     if found is None:
         raise _not_found(name, owner)
     folder, slug, meta = found
+    touch(folder)
     try:
         return meta, (folder / meta["tensors"]).read_bytes()
     except (OSError, KeyError, TypeError) as exc:

@@ -18,7 +18,8 @@ unpickle). Answer: `200` and a stream of frames, each
 
 with headers `{"type": "chunk", "index", "text", "phonemes", "words": [[word, phonemes, start_s,
 end_s], ...], "sample_rate", "replica"}` (and `"notes"`, `"stops"` when the chunk has them: the runaway
-guard's) (payload: float32 little-endian mono PCM), `{"type": "error", "kind":
+guard's; `"language"`, the language spoken, when the engine says it) (payload: float32 little-endian
+mono PCM), `{"type": "error", "kind":
 "input"|"unavailable"|"busy"|"failed", "message": one sentence}` (no payload; the stream ends) and
 `{"type": "end"}` after the last chunk. A stream that stops without `end` or `error` failed.
 """
@@ -62,6 +63,8 @@ def chunk_frame(chunk: AudioChunk, replica: str | None = None) -> bytes:
     }
     if chunk.notes or chunk.stops:  # the runaway guard's notice and figures (`engines.runaway`)
         header["notes"], header["stops"] = list(chunk.notes), list(chunk.stops)
+    if chunk.language:  # the language spoken (`AudioChunk.language`)
+        header["language"] = chunk.language
     if replica:
         header["replica"] = replica
     return frame(header, np.ascontiguousarray(chunk.audio, dtype="<f4").tobytes())
@@ -118,6 +121,7 @@ def read_frames(pieces: Iterable[bytes]) -> Iterator[AudioChunk]:
                     sample_rate=int(header.get("sample_rate", 24_000)),
                     notes=tuple(str(n) for n in header.get("notes", [])),
                     stops=tuple(dict(s) for s in header.get("stops", []) if isinstance(s, dict)),
+                    language=str(header["language"]) if header.get("language") else None,
                 )
     raise EngineError(REPLICA_FAILED)
 

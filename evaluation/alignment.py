@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,21 @@ from . import metrics
 from .captions import write_captions
 
 OK, SUBSTITUTED, DROPPED = "ok", "substituted", "dropped"
-EDGE_PUNCTUATION = re.compile(r"^[^\w]+|[^\w]+$")  # shown words lose their outer punctuation
+
+
+def bare(word: str) -> str:
+    """A shown word without its outer punctuation (what is not a letter, digit or "_"), in one pass
+    (the pattern `^[^\\w]+|[^\\w]+$` rescans every inner run of marks: quadratic)."""
+    start, end = 0, len(word)
+    while start < end and not _is_word_char(word[start]):
+        start += 1
+    while end > start and not _is_word_char(word[end - 1]):
+        end -= 1
+    return word[start:end]
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
 
 
 @dataclass
@@ -138,7 +151,7 @@ def align_words(
         said = " ".join(heard[j].word for j in paired[i])
         status = SUBSTITUTED if differs[i] else OK
         result.words.append({"word": shown, "start": round(start, 3), "end": round(end, 3), "status": status,
-                             "heard": EDGE_PUNCTUATION.sub("", said) or said})  # fmt: skip
+                             "heard": bare(said) or said})  # fmt: skip
     hyp_words = [t for _, t in hyp_tokens]
     for first, stop in inserted:
         words = sorted({hyp_tokens[k][0] for k in range(first, stop)})
@@ -162,7 +175,7 @@ def _input_units(text: str, language: str, unit: str) -> list[tuple[str, list[st
     for raw in text.split():
         tokens = metrics.normalize(raw, language).split()
         if tokens:
-            units.append((EDGE_PUNCTUATION.sub("", raw) or raw, tokens))
+            units.append((bare(raw) or raw, tokens))
     return units
 
 
@@ -200,7 +213,9 @@ def align_manifest(folder: Path, manifest: dict, language: str | None = None) ->
             continue
         try:
             audio, rate = read_clip(folder / item["file"], manifest["format"])
-            found = align_clip(audio, rate, item["text"], item.get("language") or language)
+            # the engine's language spoken first: a recogniser's guess only where it could not say
+            spoken = item.get("spoken_language") or item.get("language") or language
+            found = align_clip(audio, rate, item["text"], spoken)
         except Exception as exc:  # one clip the ASR cannot hear does not end the batch
             logging.getLogger(__name__).warning("alignment of %s failed: %s", item["file"], exc)
             item["notes"] = [*item.get("notes", []), "The words could not be aligned for this clip."]

@@ -8,7 +8,8 @@ SIMD, too little memory; the server then renders the slot instead, `fallback_rea
 trusted as sent: the payload's size is bounded before it is decoded, the WAV header's sample rate,
 channels and length are checked against the limits below and against the samples actually there, the
 audio is resampled to the app's rate, and each figure is kept only when it is a finite number in a
-plausible range. Every refusal is one sentence (`InputError`).
+plausible range. The WAV is decoded by `engines.decoding`, bounded before decoding like every decoded input.
+Every refusal is one sentence (`InputError`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engines.base import SAMPLE_RATE, InputError
+from engines.decoding import Probe, decode_audio
+from engines.strict_json import BadJson
+from engines.strict_json import parse as parse_json
 
 MAX_SECONDS = 120.0  # the longest clip a browser may send back (about 1,500 characters of speech)
 MIN_SECONDS = 0.2
@@ -60,8 +64,8 @@ def decode(payload: str | None) -> BrowserClip:
             f"The browser's clip is too large to measure; compare a text under {MAX_SECONDS:.0f} s of speech."
         )
     try:
-        message = json.loads(payload)
-    except ValueError:
+        message = parse_json(str(payload).encode("utf-8", "replace"))
+    except BadJson:
         raise InputError("The browser's clip could not be read; render it again.") from None
     if not isinstance(message, dict):
         raise InputError("The browser's clip could not be read; render it again.")
@@ -77,8 +81,8 @@ def fallback_reason(payload: str | None) -> str | None:
     """The browser's sentence when it says it cannot run Kokoro at all and the server should render
     the slot instead; None otherwise (a clip, or an error that `decode` refuses)."""
     try:
-        message = json.loads(payload) if payload and len(payload) < 10_000 else None
-    except ValueError:
+        message = parse_json(str(payload).encode("utf-8", "replace")) if payload and len(payload) < 10_000 else None
+    except BadJson:
         return None
     if isinstance(message, dict) and message.get("fallback") is True and message.get("error"):
         return _sentence(message["error"])
@@ -96,8 +100,6 @@ def encode(audio: np.ndarray, backend: str = "wasm", sample_rate: int = SAMPLE_R
 
 
 def _audio(wav: object) -> np.ndarray:
-    import soundfile as sf
-
     unreadable = InputError("The browser's clip is not a WAV file that can be read; render it again.")
     if not isinstance(wav, str) or not wav:
         raise InputError("This browser sent no audio back; render it again.")
@@ -109,31 +111,24 @@ def _audio(wav: object) -> np.ndarray:
         raise InputError(
             f"The browser's clip is too large to measure; compare a text under {MAX_SECONDS:.0f} s of speech."
         )
-    try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:
-        raise unreadable from None
-    if info.format != "WAV" or info.channels != 1:
-        raise unreadable
-    if not MIN_RATE <= info.samplerate <= MAX_RATE:
-        raise InputError(f"The browser's clip says it is sampled at {info.samplerate} Hz; expected 16 to 48 kHz.")
-    try:  # the header's length is not believed: what is read is bounded by the bytes there
-        audio, rate = sf.read(io.BytesIO(data), dtype="float32", frames=int(MAX_SECONDS * MAX_RATE) + 1)
-    except Exception:
-        raise unreadable from None
-    seconds = len(audio) / rate
-    if seconds > MAX_SECONDS:
-        raise InputError(
-            f"The browser's clip is {seconds:.0f} s long; compare a text under {MAX_SECONDS:.0f} s of speech."
-        )
+
+    def wav_as_the_page_sends_it(probe: Probe) -> None:
+        if probe.container != "WAV" or probe.channels != 1:
+            raise unreadable
+        if not MIN_RATE <= probe.sample_rate <= MAX_RATE:
+            raise InputError(f"The browser's clip says it is sampled at {probe.sample_rate} Hz; expected 16 to 48 kHz.")
+
+    try:  # bounded before decoding, the header's length not believed (engines.decoding)
+        audio = decode_audio(
+            data, "browser's clip", MAX_SECONDS, check=wav_as_the_page_sends_it, use_ffmpeg=False
+        ).audio
+    except InputError as refused:
+        raise (unreadable if "not audio" in str(refused) else refused) from None
+    seconds = len(audio) / SAMPLE_RATE
     if seconds < MIN_SECONDS:
         raise InputError("The browser's clip is too short to measure; compare a longer text.")
     if not np.isfinite(audio).all() or not np.any(audio):
         raise InputError("The browser's clip is silent; render it again.")
-    if rate != SAMPLE_RATE:
-        import soxr
-
-        audio = soxr.resample(audio, rate, SAMPLE_RATE)
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from engines import device, registry
 from engines import language as languages
 from engines.audio import encode, join, normalize_loudness, write
-from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest
+from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest, shown
 from engines.kokoro_voices import spec_entries
 from engines.lexicon import owner_mapping
 from engines.reference import Reference, load_reference
@@ -126,7 +126,7 @@ def parse_slot(spec: str, owner: str | None = None) -> Slot:
     if engine == IN_BROWSER:
         raise InputError("Kokoro in this browser runs on the Compare page only; here use kokoro:VOICE.")
     if engine not in registry.ENGINES:
-        raise InputError(f"Unknown engine {engine!r} in {spec!r}; use one of: {', '.join(registry.ENGINES)}.")
+        raise InputError(f"Unknown engine {shown(engine)} in {shown(spec)}; use one of: {', '.join(registry.ENGINES)}.")
     lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
     return Slot(engine=engine, voice=voice, owner=owner, lexicon=lexicon)
 
@@ -225,6 +225,12 @@ def spoken_language(slot: Slot, text: str) -> str | None:
     return languages.script_language(text, languages.iso_code(voice_language(slot)))
 
 
+def engine_language(result: ClipResult) -> str | None:
+    """The language the engine says it spoke the clip in (`AudioChunk.language`, the first chunk that
+    says one); None where it left the choice to the model."""
+    return next((chunk.language for chunk in result.chunks if chunk.language), None)
+
+
 def voice_language(slot: Slot) -> str | None:
     """The catalogued language of the slot's voice (of a blend's first voice); None if not catalogued."""
     first = spec_entries(slot.voice)[0][0]
@@ -251,8 +257,9 @@ def measure(result: ClipResult, text: str) -> dict:
     audio, slot = result.audio, result.slot
     figures["lufs"] = _round(_safely(metrics.loudness, audio, SAMPLE_RATE), 2)
     multilingual = _safely(metrics.asr_is_multilingual)
-    if is_english(slot, text) or multilingual:
-        language = spoken_language(slot, text)
+    said = engine_language(result)  # what the engine says it spoke; else the slot and the text decide
+    if (said == "en" if said else is_english(slot, text)) or multilingual:
+        language = said or spoken_language(slot, text)
         heard = _safely(metrics.transcribe_words, audio, SAMPLE_RATE, language)
         if heard is not None:
             figures["transcript"], language = heard[0], language or heard[1]

@@ -50,6 +50,7 @@ SAME_LANGUAGE = ({"zh", "yue"},)
 # How sure the detector must be of another language to flag a clip (Whisper base gave a Japanese voice's
 # English 0.32 French, and its French 0.92 Japanese)
 MISMATCH_P = 0.5
+MAX_SPELLED_DIGITS = 30  # longer digit runs are scored as written (num2words overflows near 10**30)
 
 
 def loudness(audio: np.ndarray, sample_rate: int) -> float | None:
@@ -105,9 +106,20 @@ def normalize(text: str, language: str = "en") -> str:
     lang = NUM2WORDS_LANGUAGES.get(language, language)
     text = text.lower()
     if lang in CONVERTER_CLASSES:
-        text = re.sub(r"\d+(?:\.\d+)?", lambda m: f" {num2words(m.group(), lang=lang)} ", text)
+        text = re.sub(r"\d+(?:\.\d+)?", lambda m: f" {_spelled(m.group(), lang, num2words)} ", text)
     text = re.sub(r"[^\w\s']|_", " ", text.replace("-", " "))
     return " ".join(text.replace("'", "").split())
+
+
+def _spelled(number: str, lang: str, num2words) -> str:
+    """A number in words; its digits where num2words cannot say it (more than `MAX_SPELLED_DIGITS`
+    digits: num2words overflows on long ones, and a caller's 5,000 nines is no number to score)."""
+    if len(number) > MAX_SPELLED_DIGITS:
+        return number
+    try:
+        return num2words(number, lang=lang)
+    except (OverflowError, ValueError, ArithmeticError, NotImplementedError):
+        return number
 
 
 def error_unit(language: str | None) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 
 from engines import registry
 from engines.asr import resample
-from engines.base import SAMPLE_RATE, SynthesisRequest, UnavailableError
+from engines.base import SAMPLE_RATE, InputError, SynthesisRequest, UnavailableError
 from engines.kokoro_voices import spec_entries
 
 from . import metrics
@@ -97,6 +97,14 @@ def heard(audio: np.ndarray, sample_rate: int, text: str, language: str | None =
     return Heard(found.transcript, words, found.error_rate)
 
 
+def spoken(engine: str, text: str, voice: str, language: str | None = None) -> str | None:
+    """The ISO code of the language `engine` speaks `text` in with `voice` (None where it cannot say)."""
+    try:
+        return registry.spoken_language(engine, SynthesisRequest(text=text, voice=voice, language=language))
+    except InputError:
+        return None
+
+
 def other_voice(voice: str, engine: str = ENGINE) -> str:
     """A different voice that speaks here (available), of the same gender when there is one: the bar."""
     voices = [v for v in registry.info(engine).voices if v.available]
@@ -139,6 +147,9 @@ def measure(
     `mel_distance`, `reference_voice`, `reference_distance`, `below_reference`, and with `words`:
     `words_a`, `words_b`, `same_words`, `transcript_a`, `transcript_b`, `error_rate_a`, `error_rate_b`."""
     rate_b = rate_b or sample_rate
+    # both clips came from the engine: score them in the language it spoke (`registry.spoken_language`),
+    # never in one a multilingual recogniser guesses (jf_alpha's English was once heard as Japanese)
+    language = spoken(engine, text, voice, language) or language
     if reference is None:
         reference_voice = reference_voice or other_voice(voice, engine)
         reference = render(text, reference_voice, engine, language)

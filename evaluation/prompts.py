@@ -38,11 +38,19 @@ LONG_MIN_CHARS = 400
 LATIN_DETECTED = ("en", "es", "fr", "it", "pt", "de")  # what the identifier may answer for Latin letters
 MIN_CONFIDENCE = 0.9  # below this, Latin text counts as English (names and numbers fool the identifier)
 
-_QUOTED = re.compile(r"“[^”]+”|\"[^\"]+\"|«[^»]+»|„[^“”]+[“”]|「[^」]+」|『[^』]+』")
-_DASH_LINE = re.compile(r"^\s*[—–-]\s*\S", re.MULTILINE)
-_SPEAKER_LINE = re.compile(r"^\s*[A-Z][\w .'-]{0,30}:\s+\S", re.MULTILINE)
+# The classifier reads visitors' text: every pattern runs in linear time. A repeat that could rescan
+# the rest of the text from every position is bounded (a quotation longer than a "long" text is not
+# one; an e-mail's parts have RFC lengths), and line patterns never cross a line break in their
+# leading blanks ("\n" * 20,000 took 48 s with `^\s*`).
+_Q = LONG_MIN_CHARS
+_QUOTED = re.compile(
+    rf"“[^”]{{1,{_Q}}}”|\"[^\"]{{1,{_Q}}}\"|«[^»]{{1,{_Q}}}»|„[^“”]{{1,{_Q}}}[“”]|「[^」]{{1,{_Q}}}」|『[^』]{{1,{_Q}}}』"
+)
+_DASH_LINE = re.compile(r"^[^\S\n]*+[—–-][^\S\n]*+\S", re.MULTILINE)
+_SPEAKER_LINE = re.compile(r"^[^\S\n]*+[A-Z][\w .'-]{0,30}:[^\S\n]++\S", re.MULTILINE)
 _NUMBERS = re.compile(
-    r"\d|https?://|\bwww\.|\b[\w.+-]+@[\w-]+\.\w|\b[\w-]+\.(?:com|org|net|io|dev|edu|gov)\b|[$€£¥%]", re.IGNORECASE
+    r"\d|https?://|\bwww\.|\b[\w.+-]{1,64}@[\w-]{1,63}\.\w|\b[\w-]{1,63}\.(?:com|org|net|io|dev|edu|gov)\b|[$€£¥%]",
+    re.IGNORECASE,
 )
 _WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 _OPENS = re.compile(r"^[\"“«„(—–-]")  # a token that opens a quotation or a dash line opens a sentence

@@ -8,7 +8,14 @@ no visitor state (a saved voice comes with the request). `Ingress` answers HTTP:
   error, a replica lost mid-request included, arrives as one error frame with one sentence;
 - `POST /clone_prompt/<engine id>`: a reference clip in, the clone prompt out as JSON
   `{"meta": {...}, "tensors": base64 safetensors}` (or `{"error": {"kind", "message"}}`), for saving a voice;
-- `GET /info`: `{"engines": {id: EngineInfo as JSON + "replicas" (running) + "concurrent_requests" (of all replicas)}}`.
+- `GET /info`: `{"engines": {id: EngineInfo as JSON + "replicas" (running) + "concurrent_requests" (of all replicas)}}`,
+  answered within seconds whatever is still starting: an engine with no running replica is reported as
+  not available (its reason says so), and the replicas are asked at once, each for a few seconds at most.
+
+With `ENGINE_SERVER_TOKEN` set where the ingress runs, every request needs `Authorization: Bearer <token>`
+(the app's `engines.remote` sends it; 401 and one sentence without it). A request body over
+`ENGINE_SERVER_MAX_BODY_MB` (default 32: a minute of reference clip and a saved voice are under 16) is
+refused with 413 before it is read whole.
 
 Deployment options (replicas, CPUs/GPUs per replica, autoscaling, health checks, `max_ongoing_requests`)
 come from `serve/config.yaml`, read by `application`, so `serve run serve/config.yaml`, `python -m engines
@@ -20,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hmac
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -35,6 +44,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from engines import registry, wire
 from engines.base import EngineError, InputError
+from engines.settings import env_number
 
 log = logging.getLogger("serve.app")
 
@@ -44,7 +54,10 @@ INGRESS = "ingress"
 FRAMES_TYPE = "application/x-tts-frames"
 DETAILS_TTL_S = 2.0
 INFO_TTL_S = 10.0  # how long a replica's info (voices, backend, device, speed) is reused
-INFO_WAIT_S, FIRST_INFO_WAIT_S = 0.5, 8.0  # how long /info waits for a replica busy with a request
+INFO_WAIT_S, FIRST_INFO_WAIT_S = 0.5, 4.0  # how long /info waits for a replica busy with a request
+DETAILS_WAIT_S = 3.0  # how long /info waits for Serve's replica states
+TOKEN_ENV = "ENGINE_SERVER_TOKEN"
+MAX_BODY_MB = 32.0  # default of `ENGINE_SERVER_MAX_BODY_MB`
 
 
 def load_config(path: Path = CONFIG) -> dict:
@@ -126,8 +139,16 @@ class Ingress:
         self.handles = engines
         self._details: tuple[float, dict] = (0.0, {})
         self._infos: dict[str, tuple[float, dict]] = {}  # engine id -> (when, a replica's last info)
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        self._authorization = f"Bearer {token}".encode() if token else None
+        self._max_body = int(env_number("ENGINE_SERVER_MAX_BODY_MB", MAX_BODY_MB, minimum=0.001) * 2**20)
+        if not token:
+            log.warning("%s is not set: anyone who can reach this engine tier may use it.", TOKEN_ENV)
 
     async def __call__(self, request: Request) -> Response:
+        if not self._authorized(request):
+            message = "This engine server needs its token: send Authorization: Bearer <ENGINE_SERVER_TOKEN>."
+            return JSONResponse({"error": {"kind": "input", "message": message}}, 401)
         parts = [p for p in request.url.path.split("/") if p]
         if request.method == "GET" and parts == ["info"]:
             return JSONResponse({"engines": await self._info()})
@@ -135,8 +156,12 @@ class Ingress:
             engine_id = parts[1]
             if engine_id not in self.handles:
                 return JSONResponse({"error": {"kind": "input", "message": f"Unknown engine {engine_id!r}."}}, 404)
+            raw = await self._body(request)
+            if raw is None:
+                message = f"The request body is over {self._max_body / 2**20:.3g} MB."
+                return JSONResponse({"error": {"kind": "input", "message": message}}, 413)
             try:
-                body = json.loads(await request.body())
+                body = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 body = None
             if parts[0] == "clone_prompt":
@@ -148,6 +173,26 @@ class Ingress:
                 return JSONResponse(answer)
             return StreamingResponse(self._frames(engine_id, body), media_type=FRAMES_TYPE)
         return JSONResponse({"error": {"kind": "input", "message": "Not found."}}, 404)
+
+    def _authorized(self, request: Request) -> bool:
+        if self._authorization is None:
+            return True
+        sent = request.headers.get("authorization", "").encode("latin-1", "replace")
+        return hmac.compare_digest(sent, self._authorization)
+
+    async def _body(self, request: Request) -> bytes | None:
+        """The body, or None when it is (or says it is) over the cap; never more than the cap is held."""
+        try:
+            if int(request.headers.get("content-length") or 0) > self._max_body:
+                return None
+        except ValueError:
+            return None
+        body = bytearray()
+        async for piece in request.stream():
+            body += piece
+            if len(body) > self._max_body:
+                return None
+        return bytes(body)
 
     async def _frames(self, engine_id: str, body: object):
         if not isinstance(body, dict):
@@ -163,23 +208,28 @@ class Ingress:
             yield wire.error_frame(exc)
 
     async def _info(self) -> dict:
-        details = await asyncio.to_thread(self._serve_details)
+        try:  # Serve's controller answers in milliseconds when idle; a busy one must not hold /info up
+            details = await asyncio.wait_for(asyncio.to_thread(self._serve_details), DETAILS_WAIT_S)
+        except TimeoutError:
+            details = {}
         deployments = details.get("applications", {}).get(APP_NAME, {}).get("deployments", {})
-        out = {}
-        for engine_id, handle in self.handles.items():
+
+        async def one(engine_id: str, handle) -> dict:
             deployment = deployments.get(engine_id)
             if deployment is None:  # Serve's details unavailable: the replica count is unknown
-                out[engine_id] = {**await self._engine_info(engine_id, handle), "replicas": None}
-                continue
+                return {**await self._engine_info(engine_id, handle), "replicas": None}
             running = sum(r.get("state") == "RUNNING" for r in deployment.get("replicas", []))
             per_replica = (deployment.get("deployment_config") or {}).get("max_ongoing_requests") or 1
             if running:
                 info = await self._engine_info(engine_id, handle)
-            else:  # starting, or every replica lost: asking would wait for one
+            else:  # starting, waiting for resources, or every replica lost: asking would wait for one
                 info = {"id": engine_id, "name": registry.ENGINE_NAMES.get(engine_id, engine_id)}
                 info.update(available=False, reason=wire.NO_REPLICA)
-            out[engine_id] = {**info, "replicas": running, "concurrent_requests": max(1, running) * per_replica}
-        return out
+            return {**info, "replicas": running, "concurrent_requests": max(1, running) * per_replica}
+
+        # every engine at once: one busy or starting engine never holds up the others' answers
+        answers = await asyncio.gather(*(one(engine_id, handle) for engine_id, handle in self.handles.items()))
+        return dict(zip(self.handles, answers, strict=True))
 
     async def _engine_info(self, engine_id: str, handle) -> dict:
         """A replica's info, asked at most every `INFO_TTL_S`: a replica busy with a request answers
@@ -229,7 +279,7 @@ def application(args: dict | None = None, config: dict | None = None):
     options = deployment_options(config or load_config())
     engine_ids = args.get("engines") or list(registry.ENGINES)
     env_vars = {str(k): str(v) for k, v in (args.get("env_vars") or {}).items()}
-    handles = {}
+    engine_options = {}
     for engine_id in engine_ids:
         if engine_id not in registry.ENGINES:
             raise ValueError(f"unknown engine {engine_id!r}")
@@ -245,6 +295,34 @@ def application(args: dict | None = None, config: dict | None = None):
             actor = opts.setdefault("ray_actor_options", {})
             runtime_env = actor.setdefault("runtime_env", {})
             runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env_vars}
-        deployment = serve.deployment(EngineReplica).options(name=engine_id, **opts)
-        handles[engine_id] = deployment.bind(engine_id)
-    return serve.deployment(Ingress).options(name=INGRESS, **options.get(INGRESS, {})).bind(handles)
+        engine_options[engine_id] = opts
+    ingress = copy.deepcopy(options.get(INGRESS, {}))
+    if args.get("cpus"):  # one machine: every replica asked for must fit its CPUs, or it never starts
+        fit_to_cpus(engine_options, float(args["cpus"]))
+        ingress.setdefault("ray_actor_options", {})["num_cpus"] = 0  # HTTP routing only: never waits for a CPU
+    handles = {
+        engine_id: serve.deployment(EngineReplica).options(name=engine_id, **opts).bind(engine_id)
+        for engine_id, opts in engine_options.items()
+    }
+    return serve.deployment(Ingress).options(name=INGRESS, **ingress).bind(handles)
+
+
+def starting_replicas(opts: dict) -> int:
+    """How many replicas a deployment starts with: `num_replicas`, or its autoscaling's initial/minimum."""
+    autoscaling = opts.get("autoscaling_config") or {}
+    return int(opts.get("num_replicas") or autoscaling.get("initial_replicas") or autoscaling.get("min_replicas") or 1)
+
+
+def fit_to_cpus(engine_options: dict[str, dict], cpus: float) -> None:
+    """Scale the replicas' CPU asks down so that every replica a deployment starts with fits `cpus` (Ray's
+    CPU asks are for scheduling only; each replica runs one intra-op thread). `--replicas 2` of three
+    engines at the config's 0.5 CPU each ask for 3 CPUs: on a 2-core machine two replicas never started
+    and the application was never running. Asks that already fit are kept."""
+    asks = {e: float((o.get("ray_actor_options") or {}).get("num_cpus", 1.0)) for e, o in engine_options.items()}
+    total = sum(asks[e] * starting_replicas(o) for e, o in engine_options.items())
+    room = cpus * 0.95
+    if total <= room or total == 0:
+        return
+    scale = room / total
+    for engine_id, opts in engine_options.items():
+        opts.setdefault("ray_actor_options", {})["num_cpus"] = math.floor(asks[engine_id] * scale * 1000) / 1000

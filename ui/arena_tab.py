@@ -36,6 +36,7 @@ from api.auth import client_address
 from engines import registry
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.language import iso_code
+from engines.strict_json import parse as parse_json
 from engines.voice_library import arena_voices
 from evaluation import prompts
 from evaluation.arena import REASONS, ArenaUnavailable, better_measured, board_name, from_screen, reason_keys
@@ -365,7 +366,7 @@ def heard(report_a: str, report_b: str, current: dict | None, who: str) -> bool:
     runs = (current or {}).get("runs") or {}
     for slot, report in (("A", report_a), ("B", report_b)):
         try:
-            got = json.loads(report or "{}")
+            got = parse_json((report or "{}").encode("utf-8", "replace"))
             if token and str(got.get("run")) == runs.get(slot, token):
                 BALLOTS.heard(who, token, slot, float(got.get("played_s") or 0), bool(got.get("ended")))
         except (ValueError, TypeError, AttributeError):

@@ -9,7 +9,9 @@ write (`written()`). Each top-level entry of a folder (a file, or a folder such 
 Gradio's hash folders) is one unit, aged by its newest file (written or copied there; empty folders
 stay). Units younger than `GRACE_S` are never removed to meet the size bound (they may still be being
 written or downloaded); expired ones always are. Nothing else is touched: the CLI's `--out` files,
-`VOICE_LIBRARY_DIR` and `ARENA_DB` live elsewhere. This module imports nothing from Gradio, so `app.py`
+`VOICE_LIBRARY_DIR` and `ARENA_DB` live elsewhere. The janitor also runs other stores' own cleanups
+(`chores`, at most every `CHORES_EVERY_S`): the app's removes owners idle for `OWNER_IDLE_DAYS`
+(`engines.voice_library.sweep_idle_owners`). This module imports nothing from Gradio, so `app.py`
 can set `GRADIO_TEMP_DIR` before Gradio reads it at import.
 """
 
@@ -21,8 +23,11 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from engines.voice_library import sweep_idle_owners
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()
 GRADIO_CACHE_NAME = "gradio-cache"
 SWEEP_EVERY_S = 60.0
 GRACE_S = 30.0  # a unit this young may still be being written or fetched: the size bound waits for it
+CHORES_EVERY_S = 3600.0  # other stores' cleanups (idle owners) walk their folders: hourly is enough
 
 
 def _env_number(name: str, default: float) -> float:
@@ -118,10 +124,17 @@ class Janitor:
     """Keeps folders bounded by age and total size; `sweep()` once, `start()` a daemon thread."""
 
     def __init__(
-        self, roots: list[Path], ttl_s: float, max_bytes: int, grace_s: float = GRACE_S, every_s: float = SWEEP_EVERY_S
+        self,
+        roots: list[Path],
+        ttl_s: float,
+        max_bytes: int,
+        grace_s: float = GRACE_S,
+        every_s: float = SWEEP_EVERY_S,
+        chores: list[Callable[[], object]] = (),
     ) -> None:
         self.roots = [Path(r) for r in roots]
         self.ttl_s, self.max_bytes, self.grace_s, self.every_s = ttl_s, max_bytes, grace_s, every_s
+        self.chores, self._chores_due = list(chores), 0.0
         self._wake = threading.Event()
         self._sweeping = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -164,7 +177,19 @@ class Janitor:
                 log.info(
                     "output janitor removed %d entries (%.1f MB); %.1f MB kept", removed, freed / 2**20, total / 2**20
                 )
+            self._run_chores()
             return {"removed": removed, "freed_bytes": freed, "kept_bytes": total, "kept": len(kept)}
+
+    def _run_chores(self) -> None:
+        """Each chore when due (one failing never stops the others or the sweep)."""
+        if time.monotonic() < self._chores_due:
+            return
+        self._chores_due = time.monotonic() + CHORES_EVERY_S
+        for chore in self.chores:
+            try:
+                chore()
+            except Exception:
+                log.exception("janitor chore %s failed", getattr(chore, "__name__", chore))
 
     def written(self) -> None:
         """Something was written: sweep soon (in the janitor's thread, never in the caller's)."""
@@ -191,11 +216,12 @@ _app_janitor: Janitor | None = None
 
 
 def start() -> Janitor:
-    """The app's janitor over `OUTPUT_DIR` and Gradio's cache, with the bounds of the environment;
-    started once (later calls return it)."""
+    """The app's janitor over `OUTPUT_DIR` and Gradio's cache, with the bounds of the environment, and the
+    voice library's sweep of idle owners; started once (later calls return it)."""
     global _app_janitor
     if _app_janitor is None:
-        _app_janitor = Janitor([OUTPUT_DIR, gradio_cache_dir()], ttl_s(), max_bytes()).start()
+        roots = [OUTPUT_DIR, gradio_cache_dir()]
+        _app_janitor = Janitor(roots, ttl_s(), max_bytes(), chores=[sweep_idle_owners]).start()
     return _app_janitor
 
 

@@ -35,6 +35,8 @@ import numpy as np
 
 from engines.audio import pcm16
 from engines.base import SAMPLE_RATE
+from engines.strict_json import BadJson
+from engines.strict_json import parse as parse_json
 
 from .stopping import bind_stop
 
@@ -145,8 +147,8 @@ class StreamPlayer:
     def parse_report(value: str | None) -> dict | None:
         """The browser's report as a dict (None when empty or not a report)."""
         try:
-            report = json.loads(value or "")
-        except ValueError:
+            report = parse_json(str(value or "").encode("utf-8", "replace"))
+        except BadJson:
             return None
         return report if isinstance(report, dict) and "run" in report else None
 
