@@ -27,10 +27,11 @@ from engines.settings import env_int  # noqa: E402
 from ui import sessions  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
+from ui.common import header, owner_details  # noqa: E402
 from ui.compare_tab import build_tab as build_compare_tab  # noqa: E402
 from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
-from ui.kokoro_tab import engine_banner as kokoro_banner  # noqa: E402
 from ui.owner import build as build_owner  # noqa: E402
+from ui.page import CSS, counter  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
 from ui.uploads import uploads_only  # noqa: E402
 
@@ -48,14 +49,17 @@ def build() -> gr.Blocks:
             "# Open TTS side by side\nHear Kokoro-82M and Qwen3-TTS speak while the rest is being generated, "
             "render many texts at once, compare two voices with measured figures, and vote on blind pairs."
         )
-        banner = gr.Markdown(kokoro_banner())
+        banner = gr.Markdown(header(), elem_id="engines-header")  # what each engine can do here
+        with gr.Accordion("For the Space's owner", open=False, elem_id="owner-details"):
+            details = gr.Markdown(owner_details())
+        counter()  # a character counter under every text box (ui.page)
         owner = build_owner(demo)  # whose saved voices this visitor sees (a token kept in the browser)
         build_kokoro_tab(banner, owner)
         build_qwen_tab(owner)
         build_batch_tab(owner)
         build_compare_tab(owner)
         build_arena_tab()
-        demo.load(kokoro_banner, None, banner, api_visibility="private")
+        demo.load(lambda: (header(), owner_details()), None, [banner, details], api_visibility="private")
     return uploads_only(demo)  # file inputs: uploads, never links Gradio would fetch
 
 
@@ -108,6 +112,7 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),
+        css=CSS,  # ui.page: the character counters, example buttons, the phone layout
         mcp_server=True,  # the named API endpoints become MCP tools at /gradio_api/mcp/
         **public_limits(),
         # The OpenAI-compatible /v1 routes, handed to the FastAPI app that launch() builds: they are

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import stop
 from .base import UnavailableError
 from .device import gpu_attached, onnx_providers, resolve, zero_gpu
 from .kokoro_windows import SentencePlan
@@ -66,8 +67,11 @@ class OnnxBackend:
             "style": style.reshape(1, 256).astype(np.float32),
             "speed": np.array([speed], dtype=np.float32),
         }
-        with self._lock:
-            audio = self.session.run(None, feeds)[0]
+        import onnxruntime as ort
+
+        options = ort.RunOptions()  # a visitor's Stop cuts the call short (`engines.stop`)
+        with stop.abortable(lambda: setattr(options, "terminate", True)), self._lock:
+            audio = self.session.run(None, feeds, options)[0]
         return np.asarray(audio, dtype=np.float32).ravel(), None
 
     def _sessions(self) -> tuple:

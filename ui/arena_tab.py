@@ -86,7 +86,9 @@ from .caller import caller
 from .common import OUTPUT_DIR, status_line, user_errors
 from .compare_tab import ARENA, remember
 from .owner import signed_in_user
+from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
+from .stopping import stoppable
 from .streaming import pair_message
 
 log = logging.getLogger(__name__)
@@ -150,7 +152,7 @@ def voter(request: gr.Request | None) -> str:
 
 def db_line() -> str:
     if ARENA.available():
-        return f"Votes are stored in `{ARENA.path.name}`."
+        return "Votes are saved on this server; they make the leaderboard below."
     return f"**Votes are off:** {ARENA.problem}"
 
 
@@ -580,10 +582,15 @@ def build_tab() -> None:
             )  # fmt: skip
             draw_button = gr.Button("Draw a prompt", elem_id="arena-draw", scale=1)
         opening = prompts.prompts("short")[0].text  # a built-in prompt: a vote on it counts on the main board
-        text = gr.Textbox(label="Text (a drawn prompt, or your own)", value=opening, lines=2, elem_id="arena-text")
+        text = gr.Textbox(
+            label="Text (a drawn prompt, or your own)", value=opening, lines=2, elem_id="arena-text",
+            elem_classes=[COUNTED],
+        )  # fmt: skip
         kind = gr.Markdown(kind_line(opening), elem_id="arena-prompt-kind")
         recent = gr.State([])
-        new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
+        with gr.Row():
+            new_pair = gr.Button("New pair", variant="primary", elem_id="arena-new")
+            stop = gr.Button("Stop", variant="stop", elem_id="arena-stop")
         players: dict[str, StreamPlayer] = {}
         statuses = {}
         with gr.Column(elem_id="arena-pair"):
@@ -604,7 +611,7 @@ def build_tab() -> None:
             notice = gr.Markdown(elem_id="arena-reveal")
             table = gr.Dataframe(
                 headers=["metric", "A", "B"], label="Measured (shown after the vote)", interactive=False,
-                elem_id="arena-metrics",
+                elem_id="arena-metrics", visible=False,  # the reveal's own table shows each clip's figures, once
             )  # fmt: skip
         pair = gr.State()
         challenge = gr.HTML(
@@ -647,7 +654,7 @@ def build_tab() -> None:
             with gr.Row():
                 refresh = gr.Button("Refresh")
                 export_button = gr.Button("Export votes and runs (CSV, JSON)")
-            files = gr.File(label="Exports", file_count="multiple", interactive=False)
+            files = gr.File(label="Exports", file_count="multiple", interactive=False, elem_classes=HIDE_EMPTY)
         vote_buttons = list(buttons.values())
         outputs = [players["A"].output, statuses["A"], players["B"].output, statuses["B"], notice, table, pair]
         outputs += [kind, reasons, challenge, *vote_buttons]
@@ -660,9 +667,11 @@ def build_tab() -> None:
         def play_pair(text, request: gr.Request):
             yield from pair_updates(text, visitor(request), ui)
 
-        new_pair.click(play_pair, text, outputs, api_visibility="private", concurrency_id="compare")
-        for player in players.values():
-            player.bind(new_pair)
+        pair_event = new_pair.click(
+            stoppable(play_pair), text, outputs, api_visibility="private", concurrency_id="compare"
+        )
+        players["A"].bind(new_pair, stop, [pair_event], [statuses["A"], statuses["B"]])
+        players["B"].bind(new_pair, stop)
         for trigger in (category.input, draw_button.click):
             trigger(pick_prompt, [category, recent], [text, kind, recent], api_visibility="private")
         text.blur(kind_line, text, kind, api_visibility="private")

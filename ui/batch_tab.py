@@ -28,10 +28,20 @@ from .caller import caller
 from .common import OUTPUT_DIR, user_errors
 from .output import output_controls, settings_from
 from .owner import owner_of
+from .page import HIDE_EMPTY
+from .stopping import STOPPED, bind_stop, stoppable, stopped
 
 HEADERS = ["#", "text", "engine", "voice", "language", "file", "duration (s)", "LUFS", "error"]
 COLUMN_WIDTHS = ["4%", "25%", "8%", "8%", "7%", "17%", "7%", "6%", "18%"]
 TABLE_CHARS = 80  # a cell shows this much (a click shows all): a 5,000-character line must not fill the page
+
+
+def engine_choices() -> list[tuple[str, str]]:
+    """(name, id) of every engine, those that cannot speak here marked so (a batch file may name any)."""
+    return [
+        (info.name if info.available else f"{info.name} (not available here)", engine_id)
+        for engine_id, info in ((e, registry.info(e)) for e in registry.ENGINES)
+    ]
 
 
 def voices_for(engine_id: str, owner: str | None = None) -> list[str]:
@@ -56,6 +66,13 @@ def _voice_update(engine_id: str, owner: str | None = None) -> dict:
 
 
 @user_errors
+def _step(progress: gr.Progress, done: int, total: int) -> None:
+    """Between clips: the progress bar, and the end of the batch once the visitor pressed Stop."""
+    if stopped():
+        raise InputError(STOPPED)
+    progress((done, total), unit="clips")
+
+
 def batch_render(
     file: str | None,
     engine: str = registry.default_engine(),
@@ -104,7 +121,7 @@ def batch_render(
         owner = owner_of(owner_token, request)
         manifest = batch.render(
             caller(owner_token, request), items, out_dir / "clips", fmt, settings, lexicon=load_lexicon(owner),
-            progress=lambda done, total: progress((done, total), unit="clips"),
+            progress=lambda done, total: _step(progress, done, total),
         )  # fmt: skip
         if align:
             progress(None, desc="Checking the words")
@@ -146,7 +163,7 @@ def build_tab(owner: gr.Textbox) -> None:
             with gr.Column():
                 upload = gr.File(label="Batch file (.txt or .csv)", file_types=[".txt", ".csv"], elem_id="batch-file")
                 first = registry.default_engine()
-                engine = gr.Dropdown(list(registry.ENGINES), value=first, label="Default engine")
+                engine = gr.Dropdown(engine_choices(), value=first, label="Default engine", elem_id="batch-engine")
                 choices = voices_for(first)
                 voice = gr.Dropdown(
                     choices,
@@ -158,10 +175,18 @@ def build_tab(owner: gr.Textbox) -> None:
                 align = gr.Checkbox(
                     False, label="Check the words (speech recogniser: words in the manifest, .srt/.vtt per clip)"
                 )
-                go = gr.Button("Render", variant="primary", elem_id="batch-render")
+                with gr.Row():
+                    go = gr.Button("Render", variant="primary", elem_id="batch-render")
+                    stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
             with gr.Column():
-                archive = gr.File(label="Clips and manifest.json (zip)", interactive=False, elem_id="batch-zip")
+                archive = gr.File(
+                    label="Clips and manifest.json (zip)",
+                    interactive=False,
+                    elem_id="batch-zip",
+                    elem_classes=HIDE_EMPTY,
+                )
         # full width below: eight columns, the error last, must not hide behind a horizontal scroll
+        status = gr.Markdown(elem_id="batch-status")
         table = gr.Dataframe(
             headers=HEADERS,
             label="Manifest",
@@ -176,7 +201,11 @@ def build_tab(owner: gr.Textbox) -> None:
             return _voice_update(engine_id, owner_of(owner_token, request))
 
         engine.change(on_engine, [engine, owner], voice, api_visibility="private", show_progress="hidden")
-        go.click(
-            batch_render, [upload, engine, voice, *output, owner, align], [archive, table],
+        event = go.click(
+            stoppable(batch_render, outputs=2), [upload, engine, voice, *output, owner, align], [archive, table],
             api_name="batch", concurrency_id="batch",
         )  # fmt: skip
+        bind_stop(stop, [event], [status])
+        go.click(
+            lambda: "", None, status, queue=False, show_progress="hidden", api_visibility="private"
+        )  # no "Stopped." left

@@ -51,8 +51,9 @@
     const parts = [`Rendered in this browser (${r.backend})`];
     if (r.model_download_s != null) parts.push(`model download ${r.model_download_s.toFixed(1)} s (first time)`);
     else if (r.model_cached && r.session_s != null) parts.push("model from this browser's cache");
-    if (r.ttfa_s != null) parts.push(`first audio ${r.ttfa_s.toFixed(2)} s`);
-    if (r.rtf != null) parts.push(`real-time factor ${r.rtf.toFixed(2)}`);
+    // the first-audio figure is the player's ("heard … after your click"), once; the speed in words
+    if (r.rtf != null && r.rtf > 0)
+      parts.push(r.rtf <= 1 ? `${(1 / r.rtf).toFixed(1)}× faster than real time` : `${r.rtf.toFixed(1)}× slower than real time`);
     const stalls = stats ? stats.stalls : 0;
     parts.push(`${stalls} stall${stalls === 1 ? "" : "s"}`);
     if (r.stopped) parts.push("stopped");

@@ -14,18 +14,18 @@ from matplotlib.figure import Figure
 from engines.base import SAMPLE_RATE
 
 ROWS = (
-    ("ttfa_s", "time to first audio (s)"),
+    ("ttfa_s", "first audio on the server (s)"),
     ("ear_ttfa_s", "first audio in your browser (s)"),
     ("stalls", "stalls while playing"),
     ("total_s", "total time (s)"),
-    ("rtf", "real-time factor"),
+    ("speed", "× faster than real time"),
     ("duration_s", "duration (s)"),
     ("lufs", "loudness as generated (LUFS)"),
-    ("error_rate", "ASR error rate"),
+    ("error_rate", "words misheard by a speech recogniser (error rate)"),
     ("error_unit", "error rate counted per (word or character)"),
     ("similarity", "speaker similarity to the reference"),
-    ("mos", "predicted MOS (DNSMOS, 1–5)"),
-    ("transcript", "ASR transcript"),
+    ("mos", "predicted quality (1–5, DNSMOS)"),
+    ("transcript", "what the speech recogniser heard"),
 )
 # What the arena shows next to a vote's outcome: (metric key, column, format of a value)
 AFTER_VOTE = (
@@ -51,11 +51,27 @@ def plain(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+TICKS = {
+    "ttfa_s": "first audio", "total_s": "total time", "duration_s": "duration",
+    "error_rate": "error rate", "similarity": "similarity", "mos": "predicted quality",
+}  # fmt: skip
+
+
+def _shown(metrics: dict | None) -> dict:
+    """A slot's figures as the table shows them: none for a slot that failed (its zeros were never
+    measured), speed as "× faster than real time" (1 / the real-time factor)."""
+    m = dict(metrics or {})
+    if m.get("error"):
+        return {"transcript": None}
+    rtf = m.get("rtf")
+    m["speed"] = round(1 / rtf, 2) if rtf else None
+    return m
+
+
 def table(named: dict[str, dict | None]) -> list[list]:
-    """Rows of `metric, <slot>, <slot>`; an em dash where a metric does not apply."""
-    return [
-        [label, *("–" if (m or {}).get(key) is None else (m or {})[key] for m in named.values())] for key, label in ROWS
-    ]
+    """Rows of `metric, <slot>, <slot>`; an en dash where a metric does not apply or was not measured."""
+    shown = [_shown(m) for m in named.values()]
+    return [[label, *("–" if m.get(key) is None else m[key] for m in shown)] for key, label in ROWS]
 
 
 def bars(named: dict[str, dict | None]):
@@ -68,7 +84,7 @@ def bars(named: dict[str, dict | None]):
         for i, (name, m) in enumerate(named.items()):
             values = [np.nan if (m or {}).get(k) is None else float(m[k]) for k in keys]
             ax.bar(x + i * width - 0.4 + width / 2, values, width, label=plain(name))
-        ax.set_xticks(x, [k.removesuffix("_s") for k in keys])
+        ax.set_xticks(x, [TICKS.get(k, k) for k in keys])
         ax.set_ylabel(unit)
     axes[0].legend(fontsize=8)
     return fig

@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engines import registry
+from engines import registry, stop
 from engines.audio import write
 from engines.base import EngineError, SynthesisRequest
 from engines.timing import RunStats
@@ -43,6 +43,8 @@ def user_errors(fn: Callable) -> Callable:
     run use cases, for the table of ways in); the limits are the service's, met where the work starts."""
 
     def fail(exc: Exception) -> gr.Error:
+        if stop.stopped():  # cut short by the visitor's Stop (`ui.stopping`): nobody waits for this answer
+            return gr.Error("Stopped.")
         if isinstance(exc, EngineError):
             return gr.Error(str(exc))
         if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
@@ -95,6 +97,7 @@ def needs_ffmpeg(fn: Callable) -> Callable:
 
 
 WAIT_UPDATE_S = 1.0  # how often a waiting visitor's place in line is refreshed
+STARTING = "Starting: the first audio is being made…"
 
 
 def wait_for_turn(
@@ -110,25 +113,33 @@ def wait_for_turn(
         while not ticket.wait(timeout):
             yield show(speech.wait_line(ticket))
             timeout = WAIT_UPDATE_S
+        yield show(STARTING)  # the turn has come: said at once, before the first audio is made
     except BaseException:
         ticket.leave()
         raise
     return ticket
 
 
+def speed_words(rtf: float | None) -> str:
+    """A real-time factor (seconds of compute per second of audio) as a person reads it."""
+    if rtf is None or rtf <= 0:
+        return "speed **–**"
+    if rtf <= 1:
+        return f"**{1 / rtf:.1f}×** faster than real time"
+    return f"**{rtf:.1f}×** slower than real time"
+
+
 def status_line(engine_id: str, stats: RunStats, done: bool = False) -> str:
     info = registry.info(engine_id)
     state = "Finished" if done else "Streaming"
     ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
-    rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
     # waiting in line and synthesis apart, so that a first-audio figure under load can be explained
     waited = f"waited **{stats.queue_wait_s:.1f} s** in line · " if stats.queue_wait_s is not None else ""
     served = f" · served by **{info.replicas}** {_replicas(info.replicas)}" if info.replicas else ""  # ENGINE_SERVER
     return (
-        f"{state} · {waited}back-end **{info.backend}** on **{info.device}**{served} · "
-        f"weights: {info.weights_source} · "
-        f"time to first audio **{ttfa}** (from the turn) · real-time factor **{rtf}** · "
-        f"synthesis {stats.total_s:.1f} s · {stats.audio_s:.1f} s of audio in {stats.chunks} chunks"
+        f"{state} · {waited}on **{info.device or '–'}**{served} · "
+        f"time to first audio **{ttfa}** on the server · {speed_words(stats.rtf)} · "
+        f"{stats.audio_s:.1f} s of audio in {stats.total_s:.1f} s, {_count(stats.chunks, 'piece')}"
         + "".join(f" · {note}" for note in stats.notes)  # e.g. the Qwen3-TTS runaway guard's stops
     )
 
@@ -147,6 +158,75 @@ def banner(engine_id: str) -> str:
     count = sum(v.available for v in info.voices)
     voices = f" · {count} of {len(info.voices)} voices available now" if info.voices else ""
     return f"**{info.name}** · {info.backend} back-end · {state} · weights: {info.weights_source}{voices}"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def can_do(engine_id: str) -> str:
+    """What an engine can do on this server, in a visitor's words (no variables, paths or back-ends)."""
+    info = registry.info(engine_id)
+    caps = info.capabilities or registry.capabilities(engine_id)
+    if not info.available:
+        return f"**{info.name}**: not available on this server (its model is not installed here)."
+    deeds = []
+    if info.voices:
+        ready = sum(v.available for v in info.voices)
+        if ready == len(info.voices):
+            deeds.append(f"speaks with {_count(ready, 'voice')}")
+        else:
+            deeds.append(f"speaks with {ready} of its {len(info.voices)} voices (the others need the model hub)")
+    if caps.clones:
+        deeds.append("speaks in the voice of a short clip you give it")
+    if caps.streams:
+        deeds.append("starts playing before the whole text is done")
+    if info.follows_instructions:
+        deeds.append("follows a style instruction")
+    return f"**{info.name}**: " + ", ".join(deeds or ["ready"]) + "."
+
+
+def unavailable_sentence(engine_id: str) -> str | None:
+    """One visitor sentence for an engine that cannot speak here (None when it can): why Generate is off."""
+    info = registry.info(engine_id)
+    if info.available:
+        return None
+    return f"{info.name} is not available on this server (its model is not installed here), so Generate is off."
+
+
+def off_notice(engine_id: str, elem_id: str) -> gr.Markdown:
+    """Next to an engine's Generate (which the caller builds with `interactive=info.available`): the one
+    sentence why it is off, shown at once on the page; nothing when the engine can speak."""
+    sentence = unavailable_sentence(engine_id)
+    return gr.Markdown(sentence or "", visible=sentence is not None, elem_id=elem_id, elem_classes=["tts-off"])
+
+
+def blend_hint() -> str | None:
+    """How to type a blend, with two voices that speak here, for the first engine that blends (None
+    when no engine has two voices to blend here)."""
+    for engine_id in registry.engines_that("blends"):
+        ready = [v.id for v in registry.info(engine_id).voices if v.available]
+        if len(ready) >= 2:
+            return f"A blend of two voices can be typed, e.g. {ready[0]}:0.7,{ready[1]}:0.3"
+    return None
+
+
+def header() -> str:
+    """The page's header: one line per engine, what it can do here."""
+    return "\n".join(f"- {can_do(engine_id)}" for engine_id in registry.ENGINES)
+
+
+def owner_details() -> str:
+    """For the Space's owner (a collapsed box): each engine's back-end, device, weights, and why one is off
+    (these name variables and paths, which a visitor needs not read)."""
+    lines = []
+    for engine_id in registry.ENGINES:
+        info = registry.info(engine_id)
+        if info.available:
+            lines.append(f"- {banner(engine_id)}")
+        else:
+            lines.append(f"- **{info.name}** (`{engine_id}`) is off: {info.reason}")
+    return "\n".join(lines)
 
 
 def clip_path(audio: np.ndarray, prefix: str, fmt: str = "wav") -> str:

@@ -61,10 +61,12 @@ from service import pair as pairs
 from . import charts, janitor
 from .browser_kokoro import MODULE_URL
 from .caller import caller
-from .common import OUTPUT_DIR, clip_path, status_line, user_errors
+from .common import OUTPUT_DIR, blend_hint, clip_path, speed_words, status_line, user_errors
 from .owner import owner_of
+from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
 from .readalong import slot_words
+from .stopping import stoppable
 from .streaming import pair_message
 
 log = logging.getLogger(__name__)
@@ -102,9 +104,22 @@ def engine_choices() -> list[tuple[str, str]]:
 
 
 def default_engines() -> tuple[str, str]:
-    """Slot A's and slot B's engine when the page opens: the first two that speak without a reference clip."""
-    speaking = [e for e in registry.ENGINES if not registry.capabilities(e).clones] or list(registry.ENGINES)
+    """Slot A's and slot B's engine when the page opens: the first two that speak here without a reference
+    clip (the same engine twice, with two voices, when only one does)."""
+    presets = [e for e in registry.ENGINES if not registry.capabilities(e).clones]
+    speaking = [e for e in presets if registry.info(e).available] or presets or list(registry.ENGINES)
     return speaking[0], speaking[1 % len(speaking)]
+
+
+def default_voices(engines: tuple[str, str]) -> tuple[str, str]:
+    """The two slots' voices when the page opens: two different voices when both slots have one engine."""
+    a_choices, a_voice = voice_choices(engines[0])
+    b_choices, b_voice = voice_choices(engines[1])
+    if engines[0] in registry.ENGINES:  # the engine's own preferred voice first (e.g. its best English one)
+        a_voice = registry.capabilities(engines[0]).preferred_voice([v for _, v in a_choices]) or a_voice
+    if engines[0] == engines[1] and b_voice == a_voice:
+        b_voice = next((value for _, value in b_choices if value != a_voice), b_voice)
+    return a_voice, b_voice
 
 
 def on_engine(engine_id: str, owner_token: str, request: gr.Request):
@@ -250,7 +265,7 @@ def _status(event: PairEvent) -> str:
     """A slot's status line: what speaks, then its back-end, weights and figures as they come."""
     result = event.result
     if isinstance(event, SlotFailed):
-        return f"**Slot failed:** {event.sentence}"
+        return f"**This slot could not speak:** {event.sentence}"
     if result.slot.browser is not None:  # rendered before the event began: its figures are all known
         return browser_status(result)
     if isinstance(event, SlotStarted):
@@ -263,12 +278,11 @@ def browser_status(result: ClipResult) -> str:
     clip, stats = result.slot.browser, result.stats
     figures = clip.figures
     ttfa = f"{stats.ttfa_s:.2f} s" if stats.ttfa_s is not None else "–"
-    rtf = f"{stats.rtf:.2f}" if stats.rtf is not None else "–"
     download = figures.get("model_download_s")
     fetched = f" · model download {download:.1f} s (first time)" if download else ""
     return (
         f"Rendered **in this browser** · back-end **{clip.backend or 'unknown'}**{fetched} · measured in the "
-        f"browser: time to first audio **{ttfa}** · real-time factor **{rtf}** · {stats.audio_s:.1f} s of audio, "
+        f"browser: time to first audio **{ttfa}** · {speed_words(stats.rtf)} · {stats.audio_s:.1f} s of audio, "
         "sent back and measured here"
     )
 
@@ -357,22 +371,23 @@ def build_tab(owner: gr.Textbox) -> None:
             "Same words, two voices. Each clip streams into its own player at "
             f"{MATCH_LUFS:g} LUFS, then both are measured."
         )
-        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="compare-text")
+        text = gr.Textbox(label="Text", value=EXAMPLE, lines=3, elem_id="compare-text", elem_classes=[COUNTED])
         ui: dict = {}
         inputs = []
         clips = []  # per slot, what the page rendered when the slot is "Kokoro in this browser"
         players: dict[str, StreamPlayer] = {}
         with gr.Row():
-            for name, engine_id in zip(("A", "B"), default_engines(), strict=True):
+            engines = default_engines()
+            for name, engine_id, default in zip(("A", "B"), engines, default_voices(engines), strict=True):
                 with gr.Column():
                     gr.Markdown(f"### Slot {name}")
                     engine = gr.Dropdown(
                         engine_choices(), value=engine_id, label="Engine", elem_id=f"compare-{name.lower()}-engine"
                     )
-                    choices, default = voice_choices(engine_id)
+                    choices, _ = voice_choices(engine_id)
                     voice = gr.Dropdown(
                         choices, value=default, label="Voice", allow_custom_value=True,
-                        info="A Kokoro blend can be typed: af_heart:0.7,af_bella:0.3",
+                        info=blend_hint(),
                         elem_id=f"compare-{name.lower()}-voice",
                     )  # fmt: skip
                     ref = gr.Audio(
@@ -393,19 +408,24 @@ def build_tab(owner: gr.Textbox) -> None:
                     inputs += [engine, voice, ref, transcript]
         with gr.Row():
             go = gr.Button("Compare", variant="primary", elem_id="compare-go")
-            clone = gr.Button("Clone slot A's voice with Qwen3-TTS into slot B", elem_id="compare-clone")
+            cloner = next(iter(registry.engines_that("clones")), None)
+            clone = gr.Button(
+                "Clone slot A's voice into slot B",
+                elem_id="compare-clone",
+                interactive=cloner is not None and registry.info(cloner).available,
+            )
             stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         ui["notice"] = gr.Markdown(elem_id="compare-notice")
         ui["table"] = gr.Dataframe(
             headers=["metric", "A", "B"], label="Measured", interactive=False, elem_id="compare-metrics"
         )
         with gr.Row():
-            ui["chart"] = gr.Plot(label="Timings and scores")
-        ui["pictures"] = gr.Plot(label="Waveforms and spectrograms")
-        ui["file"] = gr.File(label="metrics.json", interactive=False)
+            ui["chart"] = gr.Plot(label="Timings and scores", elem_classes=HIDE_EMPTY)
+        ui["pictures"] = gr.Plot(label="Waveforms and spectrograms", elem_classes=HIDE_EMPTY)
+        ui["file"] = gr.File(label="Measured figures (metrics.json)", interactive=False, elem_classes=HIDE_EMPTY)
         ui["captions"] = gr.File(
             label="Captions (.asr: from the speech recogniser's alignment; .model: the model's own word times)",
-            file_count="multiple", interactive=False, elem_id="compare-captions",
+            file_count="multiple", interactive=False, elem_id="compare-captions", elem_classes=HIDE_EMPTY,
         )  # fmt: skip
         ui["state"] = gr.State()
         outputs = [ui["A"][0], ui["A"][1], ui["B"][0], ui["B"][1], ui["notice"], ui["table"], ui["chart"]]
@@ -441,14 +461,16 @@ def build_tab(owner: gr.Textbox) -> None:
                 yield update
 
         event = go.click(
-            compare_stream, [text, *inputs, owner, *clips], outputs, api_visibility="private",
+            stoppable(compare_stream), [text, *inputs, owner, *clips], outputs, api_visibility="private",
             concurrency_id="compare", js=browser_js(),
         )  # fmt: skip
         clone_event = clone.click(
-            cross_clone, [text, ui["state"]], [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
+            stoppable(cross_clone), [text, ui["state"]],
+            [o for o in outputs if o is not ui["A"][0]],  # A is not replayed
             api_visibility="private", concurrency_id="compare",
         )  # fmt: skip
-        players["A"].bind(go, stop, [event, clone_event])  # Stop silences both players at once
+        # Stop silences both players at once
+        players["A"].bind(go, stop, [event, clone_event], [ui["A"][1], ui["B"][1]])
         players["B"].bind(go, stop)
         players["B"].bind(clone)
         # the browser's first audio at the ear and stalls join the table and metrics.json

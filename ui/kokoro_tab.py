@@ -13,7 +13,7 @@ import gradio as gr
 
 from engines import registry
 from engines.audio import join
-from engines.base import MAX_SPEED, MAX_TEXT_CHARS, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
+from engines.base import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
 from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
 from engines.timing import RunStats
@@ -21,11 +21,12 @@ from service import speech
 
 from . import browser_kokoro, lexicon_panel, voice_search_panel
 from .caller import caller
-from .common import banner as banner_for
-from .common import needs_ffmpeg, status_line, user_errors
+from .common import header, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
+from .page import COUNTED, HIDE_EMPTY, example_buttons
 from .player import StreamPlayer
 from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
+from .stopping import stoppable
 from .streaming import levelled_run, played
 
 EXAMPLES = [
@@ -43,18 +44,34 @@ FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h"
 
 
 def voice_choices() -> tuple[list[tuple[str, str]], str]:
-    """Dropdown (label, id) pairs grouped by language, available voices first in each group."""
+    """Dropdown (label, id) pairs: the voices that speak here first, then the others (each group by
+    language), those marked "needs the model hub"; and the default voice."""
     info = registry.info("kokoro")
-    voices = sorted(info.voices, key=lambda v: (list(FLAGS).index(v.id[0]), not v.available, v.id))
+    voices = sorted(info.voices, key=lambda v: (not v.available, list(FLAGS).index(v.id[0]), v.id))
     choices = []
     for v in voices:
         grade = f"grade {v.grade}" if v.grade else "ungraded"
-        where = "available" if v.available else "needs the hub"
-        choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade} · {where}", v.id))
+        where = "" if v.available else " · needs the model hub"
+        choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade}{where}", v.id))
     available = {v.id for v in voices if v.available}
     capabilities = registry.capabilities("kokoro")  # its default voices, with the hub and offline
     default = capabilities.preferred_voice(available) or next(iter(sorted(available)), capabilities.default_voice)
     return choices, default
+
+
+def available_voices() -> list[str]:
+    """Ids of the Kokoro voices that speak here now, best first (the default voice leads)."""
+    choices, default = voice_choices()
+    ready = [v.id for v in registry.info("kokoro").voices if v.available]
+    return sorted(ready, key=lambda v: (v != default, [c[1] for c in choices].index(v)))
+
+
+def blend_placeholder(choices: list[tuple[str, str]] | None = None) -> str:
+    """An example blend of two voices that speak here (one voice alone when only one does)."""
+    ready = available_voices()
+    if len(ready) >= 2:
+        return f"{ready[0]}:0.7,{ready[1]}:0.3"
+    return f"{ready[0]}:1.0" if ready else ""
 
 
 def _request(text: str, voice: str, blend: str, speed: float, language: str) -> SynthesisRequest:
@@ -133,6 +150,15 @@ def _run(
             yield step.sound, gr.skip(), gr.skip(), done, path, stats
 
 
+def _shown(updates: Iterator[tuple]) -> Iterator[tuple]:
+    """The page's view of a run's updates: the word-timing table shown only once there are word times
+    (the ONNX back-end gives none: an empty table with numbered headers would say nothing)."""
+    for sound, phonemes, words, *rest in updates:
+        if isinstance(words, list):
+            words = gr.update(value=words, visible=True) if words else gr.update(visible=False)
+        yield (sound, phonemes, words, *rest)
+
+
 def page_stream(player: StreamPlayer):
     """The page's Generate: the same run as `kokoro_stream`, its audio as the player's messages (with
     the model's word times where it gives them), then, with "Check the words", the words aligned, the
@@ -144,7 +170,7 @@ def page_stream(player: StreamPlayer):
         text, voice, blend, _, language = inputs[:5]
         chunks: list = []
         spoken_in = spoken("kokoro", (blend or "").strip() or voice, language, text or "")
-        outputs = CheckedRun(_run(*inputs, chunks=chunks), status_at=3)
+        outputs = CheckedRun(_shown(_run(*inputs, chunks=chunks)), status_at=3)
         after = outputs.after(chunks, text or "", spoken_in, bool(check), "kokoro")
         yield from played(player, outputs, outputs=6, chunks=chunks, after=after)
 
@@ -190,8 +216,9 @@ def kokoro_synthesize(
 
 
 def engine_banner() -> str:
-    """Kokoro's status line for the page's header (`app.py` shows it above the tabs)."""
-    return banner_for("kokoro")
+    """The page's header (`app.py` shows it above the tabs): what each engine can do here, refreshed
+    after a run (the engine may have loaded or failed)."""
+    return header()
 
 
 def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
@@ -205,54 +232,61 @@ def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
                 text = gr.Textbox(
                     label="Text",
                     lines=6,
-                    max_length=MAX_TEXT_CHARS,
                     value=EXAMPLES[0],
                     elem_id="kokoro-text",
+                    elem_classes=[COUNTED],
                     info=MARKUP_HELP,
                 )
-                gr.Examples(EXAMPLES, inputs=text, label="Examples")
+                example_buttons(EXAMPLES, text)
+                with gr.Row():  # right under the text, also on a phone
+                    generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
+                    stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
             with gr.Column(scale=2):
                 voice = gr.Dropdown(
                     choices,
                     value=default_voice,
                     label="Voice",
                     elem_id="kokoro-voice",
-                    info="Grouped by language; grades from upstream VOICES.md.",
+                    info="Voices that speak here come first; grades from upstream VOICES.md.",
                 )
                 blend = gr.Textbox(
-                    label="Blend (optional, overrides the voice)", placeholder="af_heart:0.7,af_bella:0.3"
+                    label="Blend (optional, overrides the voice)",
+                    placeholder=blend_placeholder(),
+                    elem_id="kokoro-blend",
                 )
-                language = gr.Dropdown([AUTO, *LANGUAGES.values()], value=AUTO, label="Language of the text (G2P)")
+                language = gr.Dropdown([AUTO, *LANGUAGES.values()], value=AUTO, label="Language of the text")
                 speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
                 check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="kokoro-check")
+                render_in = browser_kokoro.render_in()
                 output = output_controls("kokoro")
-        with gr.Row():
-            generate = gr.Button("Generate", variant="primary", elem_id="kokoro-generate")
-            stop = gr.Button("Stop", variant="stop", elem_id="kokoro-stop")
-            render_in = browser_kokoro.render_in()
         player = StreamPlayer("kokoro-player", "Speech")
         status = gr.Markdown(elem_id="kokoro-status")
         browser_kokoro.bind(render_in, generate, player, [text, voice, blend, speed, language])
         with gr.Row():
-            download = gr.File(label="Download the whole clip", interactive=False, elem_id="kokoro-download")
+            download = gr.File(
+                label="Download the whole clip", interactive=False, elem_id="kokoro-download", elem_classes=HIDE_EMPTY
+            )
             captions = captions_box("kokoro", check)
         with gr.Accordion("Phonemes and word timings", open=False):
             phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
             words = gr.Dataframe(
                 headers=["word", "phonemes", "start (s)", "end (s)"],
-                label="Word timings (PyTorch back-end only)",
+                label="Word timings",
                 interactive=False,
+                visible=False,  # shown once a run has word times (the ONNX back-end gives none)
+                elem_id="kokoro-words",
             )
         lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
         if owner is not None:
             voice_search_panel.build(owner, sorted(v.id for v in registry.info("kokoro").voices if v.available))
         inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
-            page_stream(player), [*inputs, check], [player.output, phonemes, words, status, download, captions],
+            stoppable(page_stream(player)), [*inputs, check],
+            [player.output, phonemes, words, status, download, captions],
             api_name="kokoro_play", api_visibility="private", concurrency_id="kokoro",
             concurrency_limit=None,  # admitted and ordered by the work queue
         )  # fmt: skip
-        player.bind(generate, stop, [event])
+        player.bind(generate, stop, [event], [status])
         event.then(engine_banner, None, banner, api_visibility="private")
         with gr.Row(visible=False):  # the Gradio API and MCP: the stream as a streamed gr.Audio
             api_audio = gr.Audio(streaming=True, autoplay=False, interactive=False)

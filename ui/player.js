@@ -444,9 +444,9 @@
       const line = this.ui.querySelector(".tts-line");
       let text = "";
       if (run && this.spec.figures !== false) {
-        const server = run.serverTtfa == null ? null : `${run.serverTtfa.toFixed(2)} s on the server`;
-        const ear = run.ear_ttfa_s == null ? null : `${run.ear_ttfa_s.toFixed(2)} s in your browser`;
-        if (server || ear) text = "first audio " + [server, ear].filter(Boolean).join(", ");
+        // one figure here: when the visitor heard the first sound (the server's own figure is in the
+        // tab's status line, once)
+        if (run.ear_ttfa_s != null) text = `heard ${run.ear_ttfa_s.toFixed(2)} s after your click`;
         if (run.stalls) text += ` · ${run.stalls} stall${run.stalls > 1 ? "s" : ""}`;
       }
       if (run && run.stopped) text = (text ? text + " · " : "") + "stopped";
@@ -498,7 +498,12 @@
     player.spec = spec;
     window.ttsPlayers[spec.id] = player;
     ui.querySelector(".tts-replay").addEventListener("click", () => player.replay());
-    ui.querySelector(".tts-stop").addEventListener("click", () => player.stop());
+    // the player's own Stop does what the tab's Stop does (silence here, cancel the server's run, "Stopped.")
+    ui.querySelector(".tts-stop").addEventListener("click", () => {
+      const tabStop = (player.spec.stop_on || []).map((id) => document.getElementById(id)).find(Boolean);
+      if (tabStop) tabStop.click();
+      else player.stop();
+    });
     if (!document.getElementById("tts-words-style")) {
       const style = document.createElement("style");
       style.id = "tts-words-style";

@@ -38,6 +38,8 @@ from engines.base import SAMPLE_RATE
 from engines.strict_json import BadJson
 from engines.strict_json import parse as parse_json
 
+from .stopping import bind_stop
+
 PLAYER_JS = (Path(__file__).with_name("player.js")).read_text(encoding="utf-8")
 _SEQ = itertools.count()  # one order for every message the process sends (the browser checks it)
 
@@ -150,10 +152,13 @@ class StreamPlayer:
             return None
         return report if isinstance(report, dict) and "run" in report else None
 
-    def bind(self, go: gr.Button, stop: gr.Button | None = None, events: list | None = None) -> None:
+    def bind(
+        self, go: gr.Button, stop: gr.Button | None = None, events: list | None = None, statuses: list | None = None
+    ) -> None:
         """Inside the Blocks, before it closes: a click on `go` arms the player (the ear figure counts
         from that click, the gesture that lets audio start); a click on `stop` silences it at once, in
-        the browser, and cancels `events` on the server. Both buttons need an elem_id."""
+        the browser, cancels `events` on the server and shows "Stopped." in `statuses`
+        (`ui.stopping.bind_stop`). Both buttons need an elem_id."""
         for button, key in ((go, "arm_on"), (stop, "stop_on")):
             if button is None:
                 continue
@@ -162,4 +167,4 @@ class StreamPlayer:
             self._spec[key].append(button.elem_id)
         self.output.js_on_load = self._js()
         if stop is not None and events:
-            stop.click(None, None, None, cancels=events, api_visibility="private")
+            bind_stop(stop, events, statuses)

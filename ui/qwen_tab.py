@@ -28,11 +28,13 @@ from service import voices
 
 from . import lexicon_panel
 from .caller import caller
-from .common import banner, needs_ffmpeg, status_line, user_errors
+from .common import banner, can_do, needs_ffmpeg, off_notice, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
+from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
 from .readalong import CHECK_LABEL, CheckedRun, captions_box, spoken
+from .stopping import stoppable
 from .streaming import levelled_run, played
 
 LIBRARY_NONE = "(use the reference above)"
@@ -96,8 +98,21 @@ def _clone_for_player(player: StreamPlayer) -> Callable:
 
     @user_errors
     def stream(
-        path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
-        check: bool = False, owner_token: str = "", request: gr.Request = None,
+        path,
+        transcript,
+        x_vector_only,
+        text,
+        language,
+        saved,
+        fmt,
+        loudness,
+        peak_normalize,
+        trim,
+        denoise,
+        fade,
+        check: bool = False,
+        owner_token: str = "",
+        request: gr.Request = None,
     ) -> Iterator[tuple]:
         run = lambda chunks: _clone(  # noqa: E731
             path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise,
@@ -204,15 +219,40 @@ def clone_stream(
     """
     yield from _as_audio(
         _clone(
-            path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
-            owner_token, request,
+            path,
+            transcript,
+            x_vector_only,
+            text,
+            language,
+            saved,
+            fmt,
+            loudness,
+            peak_normalize,
+            trim,
+            denoise,
+            fade,
+            owner_token,
+            request,
         )
     )
 
 
 def _clone(
-    path, transcript, x_vector_only, text, language, saved, fmt, loudness, peak_normalize, trim, denoise, fade,
-    owner_token: str = "", request: gr.Request | None = None, chunks=None,
+    path,
+    transcript,
+    x_vector_only,
+    text,
+    language,
+    saved,
+    fmt,
+    loudness,
+    peak_normalize,
+    trim,
+    denoise,
+    fade,
+    owner_token: str = "",
+    request: gr.Request | None = None,
+    chunks=None,
 ) -> Iterator[tuple]:
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     if saved and saved != LIBRARY_NONE:
@@ -441,7 +481,7 @@ def build_tab(owner: gr.Textbox) -> None:
     languages = catalogue()["languages"]
     with gr.Tab("Qwen3-TTS", id="qwen"):
         with gr.Tab("Preset speakers", id="qwen-preset"):
-            gr.Markdown(banner("qwen-custom"))
+            gr.Markdown(can_do("qwen-custom"))
             custom = registry.info("qwen-custom")
             follows = custom.available and custom.follows_instructions
             with gr.Row():
@@ -451,7 +491,14 @@ def build_tab(owner: gr.Textbox) -> None:
                         lines=5,
                         value="Hello! This is one of Qwen3-TTS's preset speakers.",
                         elem_id="qwen-preset-text",
+                        elem_classes=[COUNTED],
                     )
+                    off_notice("qwen-custom", "qwen-preset-off")
+                    with gr.Row():  # right under the text, also on a phone
+                        p_go = gr.Button(
+                            "Generate", variant="primary", elem_id="qwen-preset-generate", interactive=custom.available
+                        )
+                        p_stop = gr.Button("Stop", variant="stop", elem_id="qwen-preset-stop")
                 with gr.Column(scale=2):
                     p_speaker = gr.Dropdown(speakers, value="Ryan", label="Speaker")
                     p_language = gr.Dropdown(languages, value=AUTO, label="Language")
@@ -460,23 +507,27 @@ def build_tab(owner: gr.Textbox) -> None:
                     )
                     p_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-preset-check")
                     p_output = output_controls("qwen-preset")
-            with gr.Row():
-                p_go = gr.Button("Generate", variant="primary", elem_id="qwen-preset-generate")
-                p_stop = gr.Button("Stop", variant="stop", elem_id="qwen-preset-stop")
             p_player = StreamPlayer("qwen-preset-player", "Speech")
             p_status = gr.Markdown(elem_id="qwen-preset-status")
-            p_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-preset-download")
+            p_file = gr.File(
+                label="Download the whole clip",
+                interactive=False,
+                elem_id="qwen-preset-download",
+                elem_classes=HIDE_EMPTY,
+            )
             p_captions = captions_box("qwen-preset", p_check)
             p_inputs = [p_text, p_speaker, p_language, p_instruct, *p_output]
             p_event = p_go.click(
-                _for_player(p_player, _preset), [*p_inputs, p_check], [p_player.output, p_status, p_file, p_captions],
+                stoppable(_for_player(p_player, _preset)), [*p_inputs, p_check],
+                [p_player.output, p_status, p_file, p_captions],
                 api_name="qwen_preset_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
-            p_player.bind(p_go, p_stop, [p_event])
+            p_player.bind(p_go, p_stop, [p_event], [p_status])
             _api_stream(preset_stream, p_inputs, [p_status, p_file], "qwen_preset_stream")
 
         with gr.Tab("Voice cloning", id="qwen-clone"):
-            gr.Markdown(banner("qwen-clone"))
+            gr.Markdown(can_do("qwen-clone"))
+            off_notice("qwen-clone", "qwen-clone-off")
             with gr.Row():
                 with gr.Column():
                     c_ref = gr.Audio(
@@ -520,26 +571,37 @@ def build_tab(owner: gr.Textbox) -> None:
                         lines=5,
                         value="This is my cloned voice speaking.",
                         elem_id="qwen-clone-text",
+                        elem_classes=[COUNTED],
                     )
                     c_language = gr.Dropdown(languages, value=AUTO, label="Language")
                     c_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-clone-check")
                     c_output = output_controls("qwen-clone")
                     with gr.Row():
-                        c_go = gr.Button("Generate", variant="primary", elem_id="qwen-clone-generate")
+                        c_go = gr.Button(
+                            "Generate",
+                            variant="primary",
+                            elem_id="qwen-clone-generate",
+                            interactive=registry.info("qwen-clone").available,
+                        )
                         c_stop = gr.Button("Stop", variant="stop", elem_id="qwen-clone-stop")
                     c_player = StreamPlayer("qwen-clone-player", "Speech")
                     c_status = gr.Markdown(elem_id="qwen-clone-status")
-                    c_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-clone-download")
+                    c_file = gr.File(
+                        label="Download the whole clip",
+                        interactive=False,
+                        elem_id="qwen-clone-download",
+                        elem_classes=HIDE_EMPTY,
+                    )
                     c_captions = captions_box("qwen-clone", c_check)
             c_ref.upload(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_ref.stop_recording(transcribe_reference, c_ref, [c_transcript, c_notice], api_visibility="private")
             c_inputs = [c_ref, c_transcript, c_xvec, c_text, c_language, c_saved, *c_output]
             c_event = c_go.click(
-                _clone_for_player(c_player), [*c_inputs, c_check, owner],
+                stoppable(_clone_for_player(c_player)), [*c_inputs, c_check, owner],
                 [c_player.output, c_status, c_file, c_captions],
                 api_name="qwen_clone_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
             )  # fmt: skip
-            c_player.bind(c_go, c_stop, [c_event])
+            c_player.bind(c_go, c_stop, [c_event], [c_status])
             _api_stream(clone_stream, [*c_inputs, owner], [c_status, c_file], "qwen_clone_stream")
             asking = [c_ref, c_transcript, c_xvec, c_name, c_share, owner]
             c_save.click(save_from_page, asking, [c_saved, c_ask, c_question], api_visibility="private")

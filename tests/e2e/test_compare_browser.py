@@ -35,7 +35,7 @@ def test_compare_two_packaged_kokoro_voices(page, artifacts):
     page.locator("#compare-go").click()
     try:
         page.locator("#compare-b-status", has_text="Finished").wait_for(timeout=180_000)
-        page.locator("#compare-metrics", has_text="predicted MOS").wait_for(timeout=180_000)
+        page.locator("#compare-metrics", has_text="predicted quality").wait_for(timeout=180_000)
         page.locator("#compare-notice", has_text="played at").wait_for(timeout=180_000)
     finally:
         page.screenshot(path=str(artifacts / "compare_tab.png"), full_page=True)

@@ -5,6 +5,7 @@ silences at once. (The Arena's players, three blind pairs with the vote: test_ar
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 import urllib.request
@@ -141,7 +142,10 @@ def test_kokoro_plays_three_runs_in_a_row(page, app_url, artifacts):
     finally:
         page.screenshot(path=str(artifacts / "player_kokoro.png"), full_page=True)
     line = page.locator("#kokoro-player .tts-player").inner_text()
-    assert "on the server" in line and "in your browser" in line
+    assert re.search(r"heard \d+\.\d\d s after your click", line), line  # the ear figure, once
+    status = page.locator("#kokoro-status").inner_text()  # the server's figure, once
+    assert re.search(r"time to first audio \d+\.\d\d s on the server", status), status
+    assert "on the server" not in line and "after your click" not in status
 
 
 def test_stop_silences_the_kokoro_player_at_once(page, artifacts):
