@@ -64,7 +64,7 @@ EVENTS: dict[str, tuple[str, str, str]] = {
 FREE = {
     "_keep_or_mint", "load_example", "visitor_phonemes", "<lambda>", "pick", "remember", "engine_banner",
     "_asked", "my_library", "on_engine", "on_owner", "with_ears", "pick_prompt", "board_line", "on_report",
-    "leaderboard", "better_measured_chosen", "on_refresh",
+    "leaderboard", "better_measured_chosen", "on_refresh", "stopped_now",
 }  # fmt: skip
 
 

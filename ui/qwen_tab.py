@@ -28,7 +28,7 @@ from service import voices
 
 from . import lexicon_panel
 from .caller import caller
-from .common import banner, can_do, needs_ffmpeg, off_notice, status_line, user_errors
+from .common import can_do, needs_ffmpeg, off_notice, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .owner import owner_of
 from .page import COUNTED, HIDE_EMPTY
@@ -626,18 +626,25 @@ def _design_tab(engine_id: str, languages: list[str], owner: gr.Textbox, saved: 
     described = {v.id: v.name for v in registry.info(engine_id).voices}
     default = registry.capabilities(engine_id).default_voice
     with gr.Tab("Voice design", id="qwen-design"):
-        gr.Markdown(banner(engine_id))
+        gr.Markdown(can_do(engine_id))
+        available = registry.info(engine_id).available
         with gr.Row():
             with gr.Column(scale=3):
                 d_text = gr.Textbox(
                     label="Text", lines=5, value="Hello! This voice was designed from a few words.",
-                    elem_id="qwen-design-text",
+                    elem_id="qwen-design-text", elem_classes=[COUNTED],
                 )  # fmt: skip
                 d_description = gr.Textbox(
                     label="Describe the voice (who speaks, timbre, pace, mood)", lines=3,
-                    value=PRESETS.get(default, ("", ""))[1], max_length=MAX_INSTRUCT_CHARS,
+                    value=PRESETS.get(default, ("", ""))[1], info=f"Up to {MAX_INSTRUCT_CHARS} characters.",
                     elem_id="qwen-design-description",
                 )  # fmt: skip
+                off_notice(engine_id, "qwen-design-off")
+                with gr.Row():  # right under the text, also on a phone
+                    d_go = gr.Button(
+                        "Generate", variant="primary", elem_id="qwen-design-generate", interactive=available
+                    )
+                    d_stop = gr.Button("Stop", variant="stop", elem_id="qwen-design-stop")
             with gr.Column(scale=2):
                 d_start = gr.Dropdown(
                     [(name, voice) for voice, name in described.items()], value=default,
@@ -646,12 +653,11 @@ def _design_tab(engine_id: str, languages: list[str], owner: gr.Textbox, saved: 
                 d_language = gr.Dropdown(languages, value=AUTO, label="Language")
                 d_check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="qwen-design-check")
                 d_output = output_controls("qwen-design")
-        with gr.Row():
-            d_go = gr.Button("Generate", variant="primary", elem_id="qwen-design-generate")
-            d_stop = gr.Button("Stop", variant="stop", elem_id="qwen-design-stop")
         d_player = StreamPlayer("qwen-design-player", "Speech")
         d_status = gr.Markdown(elem_id="qwen-design-status")
-        d_file = gr.File(label="Download the whole clip", interactive=False, elem_id="qwen-design-download")
+        d_file = gr.File(
+            label="Download the whole clip", interactive=False, elem_id="qwen-design-download", elem_classes=HIDE_EMPTY
+        )
         d_captions = captions_box("qwen-design", d_check)
         gr.Markdown(
             "A designed voice changes a little with every generation. **Keep this voice** clones the clip above, "
@@ -659,7 +665,7 @@ def _design_tab(engine_id: str, languages: list[str], owner: gr.Textbox, saved: 
         )
         with gr.Row():
             d_name = gr.Textbox(label="Keep as", placeholder="my-narrator", scale=3, elem_id="qwen-design-name")
-            d_keep = gr.Button("Keep this voice", scale=1, elem_id="qwen-design-keep")
+            d_keep = gr.Button("Keep this voice", scale=1, elem_id="qwen-design-keep", interactive=available)
         d_share = gr.Checkbox(
             label="Share in the arena (anyone may hear it in blind pairs; its name shows after a vote)"
         )
@@ -669,10 +675,11 @@ def _design_tab(engine_id: str, languages: list[str], owner: gr.Textbox, saved: 
         d_inputs = [d_text, d_description, d_language, *d_output]
         d_go.click(lambda text: text, d_text, d_spoken, api_visibility="private", show_progress="hidden")
         d_event = d_go.click(
-            _design_for_player(d_player), [*d_inputs, d_check], [d_player.output, d_status, d_file, d_captions],
+            stoppable(_design_for_player(d_player)), [*d_inputs, d_check],
+            [d_player.output, d_status, d_file, d_captions],
             api_name="qwen_design_play", api_visibility="private", concurrency_id="qwen", concurrency_limit=None,
         )  # fmt: skip
-        d_player.bind(d_go, d_stop, [d_event])
+        d_player.bind(d_go, d_stop, [d_event], [d_status])
         _api_stream(design_stream, d_inputs, [d_status, d_file], "qwen_design_stream")
         with gr.Row(visible=False):  # the API's keep: `overwrite` says whether a name may be reused
             d_overwrite = gr.Checkbox(False)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from engines import stop as stopping
 from engines.base import InputError, SynthesisRequest
 from engines.kokoro_voices import list_found_voices, save_found_voice
 from engines.reference import load_reference, read_upload, settle_transcript
@@ -24,6 +25,7 @@ from service import admission, speech
 
 from .caller import caller
 from .common import clip_path, user_errors
+from .stopping import bind_stop, stoppable
 
 MAX_BUDGET_S = 300.0
 _one_search = threading.Lock()
@@ -95,11 +97,13 @@ def find_kokoro_voice(
         _one_search.release()
         raise
     stop, updates = threading.Event(), queue.Queue()
+    scope = stopping.current()  # the page's Stop (`ui.stopping`): the search ends after its current voice
+    halted = lambda: stop.is_set() or (scope is not None and scope.stopped)  # noqa: E731
 
     def work() -> None:
         try:
             search = VoiceSearch(reference.audio, text, exclude=tuple(exclude or ()), budget_s=budget)
-            found = search.run(progress=updates.put, stop=stop.is_set)
+            found = search.run(progress=updates.put, stop=halted)
             saved = save_found_voice(slug, found.table, owner, bool(overwrite), {"text": text, **found.summary()})
             updates.put((saved, found))
         except Exception as exc:  # shown as one sentence by `user_errors`
@@ -174,8 +178,9 @@ def build(owner: gr.Textbox, stock: list[str]) -> None:
         with gr.Row(visible=False):
             overwrite = gr.Checkbox(False)
         event = go.click(
-            find_kokoro_voice, [clip, transcript, exclude, budget, name, overwrite, owner], [status, figures],
+            stoppable(find_kokoro_voice), [clip, transcript, exclude, budget, name, overwrite, owner],
+            [status, figures],
             api_name="kokoro_find_voice", concurrency_id="voice-search", concurrency_limit=1,
         )  # fmt: skip
-        halt.click(None, None, None, cancels=[event])
+        bind_stop(halt, [event], [status])
         try_go.click(try_found_voice, [name, try_text, owner], try_audio, api_name="kokoro_try_found_voice")
