@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from engines.base import EngineError
 
-from . import align, batch, compare, speech
+from . import align, batch, compare, script, speech
 
 # subcommand -> (adds its parser to the subparsers, runs it: exit status), in the order `--help` lists them
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "compare": (compare.add_parser, compare.run),
     "bench": (speech.add_bench, speech.run_bench),
     "align": (align.add_parser, align.run),
+    "script": (script.add_parser, script.run),
 }
 
 

@@ -1,0 +1,1 @@
+"""The use cases every face (ui/, api/, cli/, serve/) calls."""
