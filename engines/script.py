@@ -120,9 +120,8 @@ def parse_cast(data: object) -> dict[str, Role]:
             raise InputError(f'The cast entry for {str(speaker)[:40]!r} must be {{"engine": ..., "voice": ...}}.')
         engine = role.get("engine") or registry.default_engine()
         if engine not in registry.ENGINES:
-            raise InputError(
-                f"Unknown engine {engine[:40]!r} for {str(speaker)[:40]!r}; choose one of: {', '.join(registry.ENGINES)}."
-            )
+            known = ", ".join(registry.ENGINES)
+            raise InputError(f"Unknown engine {engine[:40]!r} for {str(speaker)[:40]!r}; choose one of: {known}.")
         voice = role.get("voice") or default_voice(engine)
         cast[str(speaker).strip()] = Role(engine, voice)
     return cast
