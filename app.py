@@ -30,6 +30,7 @@ from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
 from ui.kokoro_tab import engine_banner as kokoro_banner  # noqa: E402
 from ui.owner import build as build_owner  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
+from ui.script_tab import build_tab as build_script_tab  # noqa: E402
 
 log = logging.getLogger("app")
 # Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
@@ -50,6 +51,7 @@ def build() -> gr.Blocks:
         build_kokoro_tab(banner)
         build_qwen_tab(owner)
         build_batch_tab(owner)
+        build_script_tab(owner)
         build_compare_tab(owner)
         build_arena_tab()
         demo.load(kokoro_banner, None, banner, api_visibility="private")

@@ -305,3 +305,24 @@ def test_say_as_characters_is_heard_as_letters(packaged_kokoro):
     heard = transcribe(audio, SAMPLE_RATE).upper()
     letters = "".join(ch for ch in heard.split("IS", 1)[-1] if ch.isalpha())
     assert letters.startswith("BKT") or letters.startswith("BKTEE") or "B" in heard and "K" in heard, heard
+
+
+@pytest.mark.slow
+def test_the_script_api_renders_a_take_and_refuses_a_bad_cast_in_one_sentence(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    voices = {"Ann": {"engine": "kokoro", "voice": "jf_alpha"}, "Bob": {"engine": "kokoro", "voice": "jm_kumo"}}
+    take, archive, table = client.predict(
+        "Ann: Hello Bob.\nBob: Hello Ann. <break time='300ms'/> Shall we go?", json.dumps(voices), 0.3, "",
+        api_name="/script",
+    )  # fmt: skip
+    audio, rate = sf.read(take, dtype="float32")
+    assert rate == SAMPLE_RATE and len(audio) / rate > 1.5
+    rows = table["data"] if isinstance(table, dict) else table
+    assert [r[1] for r in rows] == ["Ann", "Bob"] and all(r[7] == "" for r in rows)
+    names = __import__("zipfile").ZipFile(archive).namelist()
+    assert "manifest.json" in names and len([n for n in names if n.startswith("lines/")]) == 2
+    with pytest.raises(Exception) as refused:
+        client.predict("Ann: Hi.\nCarl: Hello.", json.dumps(voices), 0.3, "", api_name="/script")
+    assert "no voice for Carl" in str(refused.value)
