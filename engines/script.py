@@ -5,7 +5,8 @@ line without a speaker goes to the narrator (`NARRATOR`). A line may hold SSML i
 (`engines.ssml`), and a whole script may be one `<speak>` document (said by the narrator; its
 `<voice>` elements choose other voices). The cast maps each speaker to an engine and a voice:
 `{"Ann": {"engine": "kokoro", "voice": "jf_alpha"}, ...}`; a narrator missing from the cast speaks
-with the default engine's preferred voice.
+with the default engine's preferred voice. A Markdown heading (`# Chapter one`) starts a chapter: the
+narrator says its title, and every line after it belongs to it (a long text's chapters).
 
 Parsing is linear (string methods, no patterns) and bounded: `MAX_SCRIPT_CHARS`, `MAX_LINES`, and
 each line's text within the engines' own limit.
@@ -21,7 +22,7 @@ from .base import MAX_TEXT_CHARS, InputError
 
 NARRATOR = "Narrator"
 MAX_SCRIPT_CHARS = 100_000
-MAX_LINES = 1_000
+MAX_LINES = 2_000
 MAX_SPEAKER_CHARS = 40
 MAX_CAST = 50
 MAX_CAST_BYTES = 64 * 1024
@@ -35,6 +36,7 @@ class Line:
     speaker: str
     text: str
     parts: tuple  # engines.ssml.Piece | engines.ssml.Pause, in order
+    chapter: str = ""  # the title of the Markdown heading it follows ("" before any heading)
 
     @property
     def spoken(self) -> str:
@@ -66,21 +68,30 @@ def _speaker(line: str) -> tuple[str, str]:
     return NARRATOR, line.strip()
 
 
-def parse(text: str) -> list[Line]:
-    """The lines of a script, each with its parts; `InputError` with one sentence when it is unusable."""
+def parse(text: str, limit: int = MAX_SCRIPT_CHARS) -> list[Line]:
+    """The lines of a script, each with its parts; `InputError` with one sentence when it is unusable
+    (`limit`: the caller's character allowance, at most `MAX_SCRIPT_CHARS`)."""
     if not isinstance(text, str) or not text.strip():
         raise InputError("The script is empty; write lines like 'Ann: Hello there.'")
-    if len(text) > MAX_SCRIPT_CHARS:
-        raise InputError(f"The script is {len(text):,} characters long; the limit is {MAX_SCRIPT_CHARS:,}.")
+    limit = min(limit, MAX_SCRIPT_CHARS)
+    if len(text) > limit:
+        raise InputError(f"The script is {len(text):,} characters long; the limit is {limit:,}.")
     body = text.strip()
     if body.startswith(("<speak", "<?xml")):
-        raws = [(NARRATOR, body)]
+        raws = [(NARRATOR, body, "")]
     else:
-        raws = [_speaker(line) for line in body.splitlines() if line.strip()]
+        raws, chapter = [], ""
+        for line in body.splitlines():
+            if line.lstrip().startswith("#"):
+                chapter = line.strip().lstrip("#").strip()[:200]
+                if chapter:
+                    raws.append((NARRATOR, chapter, chapter))
+            elif line.strip():
+                raws.append((*_speaker(line), chapter))
     if len(raws) > MAX_LINES:
         raise InputError(f"The script has {len(raws):,} lines; the limit is {MAX_LINES:,}.")
     lines = []
-    for number, (speaker, said) in enumerate(raws, 1):
+    for number, (speaker, said, chapter) in enumerate(raws, 1):
         try:
             parts = ssml.parse(said) if ssml.looks_like_ssml(said) else [ssml.Piece(" ".join(said.split()))]
         except InputError as exc:
@@ -89,7 +100,7 @@ def parse(text: str) -> list[Line]:
             if isinstance(part, ssml.Piece) and len(part.text) > MAX_TEXT_CHARS:
                 raise InputError(f"Line {number} is over {MAX_TEXT_CHARS:,} characters; please split it.")
         if any(isinstance(p, ssml.Piece) for p in parts):
-            lines.append(Line(number, speaker, said, tuple(parts)))
+            lines.append(Line(number, speaker, said, tuple(parts), chapter))
     if not lines:
         raise InputError("The script has nothing to say.")
     return lines

@@ -326,3 +326,59 @@ def test_the_script_api_renders_a_take_and_refuses_a_bad_cast_in_one_sentence(ap
     with pytest.raises(Exception) as refused:
         client.predict("Ann: Hi.\nCarl: Hello.", json.dumps(voices), 0.3, "", api_name="/script")
     assert "no voice for Carl" in str(refused.value)
+
+
+def _long_text(dev_sentences: list[str], chars: int = 20_000) -> str:
+    """Chapters of paragraphs (Markdown headings), about `chars` characters in all."""
+    out, chapter, n = [], 0, 0
+    while sum(len(x) + 1 for x in out) < chars:
+        if n % 8 == 0:
+            chapter += 1
+            out.append(f"# Chapter {chapter}")
+        out.append(" ".join(dev_sentences[(n + k) % len(dev_sentences)] for k in range(6)))
+        n += 1
+    return "\n".join(out)
+
+
+@pytest.mark.slow
+def test_a_long_text_is_a_job_that_resumes_after_a_kill_and_has_chapters(tiny_kokoro_dir, dev_sentences, tmp_path):
+    text = _long_text(dev_sentences)
+    assert len(text) >= 20_000
+    (tmp_path / "book.md").write_text(text, encoding="utf-8")
+    env = {**os.environ, "KOKORO_MODEL": str(tiny_kokoro_dir), "HF_HUB_OFFLINE": "1"}
+    env.pop("KOKORO_BACKEND", None)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "engines", "script", str(tmp_path / "book.md"), "--out", str(out)]
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    progress = out / "progress.json"
+    deadline = time.monotonic() + 600
+    done_before = 0
+    while time.monotonic() < deadline and job.poll() is None:
+        try:
+            done_before = len(json.loads(progress.read_text(encoding="utf-8"))["lines"])
+        except (OSError, ValueError, KeyError):
+            done_before = 0
+        if done_before >= 5:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "the job ended before it could be killed"
+    job.kill()  # the machine goes away halfway through
+    job.wait(timeout=30)
+    kept = len(json.loads(progress.read_text(encoding="utf-8"))["lines"])
+    assert kept >= 5
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["resumed"] >= kept and manifest["failed"] == 0
+    assert manifest["rendered"] == len(script.parse(text))
+    titles = [c["title"] for c in manifest["chapters"]]
+    assert titles == [f"Chapter {n}" for n in range(1, len(titles) + 1)] and len(titles) >= 3
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(out / manifest["m4b"])],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    marks = json.loads(probe.stdout)["chapters"]
+    assert [m["tags"]["title"] for m in marks] == titles
+    for mark, chapter in zip(marks, manifest["chapters"], strict=True):
+        assert float(mark["start_time"]) == pytest.approx(chapter["start"], abs=0.05)
+    assert (out / "take.cue").read_text(encoding="utf-8").count("TRACK") == len(titles)
