@@ -188,9 +188,9 @@ def _tone(seconds: float, pad_s: float = 0.3) -> np.ndarray:
     return np.concatenate([pad, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), pad])
 
 
-def _fake(engine_id, request):
+def _fake(engine_id, request, s_per_char: float = 0.05):
     """A stand-in engine: 0.05 s of tone per character, with the silence a real model leaves at its edges."""
-    return _tone(0.05 * len(request.text))
+    return _tone(s_per_char * len(request.text))
 
 
 def _silent_runs(audio: np.ndarray) -> list[float]:
@@ -340,37 +340,44 @@ def _long_text(dev_sentences: list[str], chars: int = 20_000) -> str:
     return "\n".join(out)
 
 
-@pytest.mark.slow
-def test_a_long_text_is_a_job_that_resumes_after_a_kill_and_has_chapters(tiny_kokoro_dir, dev_sentences, tmp_path):
+class _Killed(BaseException):
+    """The machine going away: not an error the job may catch."""
+
+
+def test_a_long_text_is_a_job_that_resumes_after_a_kill_and_has_chapters(dev_sentences, tmp_path):
     text = _long_text(dev_sentences)
     assert len(text) >= 20_000
-    (tmp_path / "book.md").write_text(text, encoding="utf-8")
-    env = {**os.environ, "KOKORO_MODEL": str(tiny_kokoro_dir), "HF_HUB_OFFLINE": "1"}
-    env.pop("KOKORO_BACKEND", None)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "engines", "script", str(tmp_path / "book.md"), "--out", str(out)]
-    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    progress = out / "progress.json"
-    deadline = time.monotonic() + 600
-    done_before = 0
-    while time.monotonic() < deadline and job.poll() is None:
-        try:
-            done_before = len(json.loads(progress.read_text(encoding="utf-8"))["lines"])
-        except (OSError, ValueError, KeyError):
-            done_before = 0
-        if done_before >= 5:
-            break
-        time.sleep(0.2)
-    assert job.poll() is None, "the job ended before it could be killed"
-    job.kill()  # the machine goes away halfway through
-    job.wait(timeout=30)
-    kept = len(json.loads(progress.read_text(encoding="utf-8"))["lines"])
-    assert kept >= 5
-    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    assert again.returncode == 0, again.stderr[-2000:]
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["resumed"] >= kept and manifest["failed"] == 0
-    assert manifest["rendered"] == len(script.parse(text))
+    lines = script.parse(text)
+    roles = script.roles(lines, {})
+    calls: list[str] = []
+
+    def dies_after_12(engine_id, request):
+        if len(calls) == 12:
+            raise _Killed
+        calls.append(request.text)
+        return _fake(engine_id, request, 0.002)
+
+    with pytest.raises(_Killed):
+        render_take(lines, roles, tmp_path, synthesize=dies_after_12)
+    kept = json.loads((tmp_path / "progress.json").read_text(encoding="utf-8"))["lines"]
+    assert len(kept) == 12
+    calls.clear()
+    manifest = render_take(lines, roles, tmp_path, synthesize=_fake_counted(calls))
+    assert manifest["resumed"] == 12 and manifest["rendered"] == len(lines) and manifest["failed"] == 0
+    assert calls == [ln.spoken for ln in lines[12:]]  # only what was left was rendered again
+    _assert_chapters(tmp_path, manifest)
+
+
+def _fake_counted(calls: list[str]):
+    def synthesize(engine_id, request):
+        calls.append(request.text)
+        return _fake(engine_id, request, 0.002)
+
+    return synthesize
+
+
+def _assert_chapters(out: Path, manifest: dict) -> None:
+    """The manifest's chapters are the headings in order, and the M4B and the cue list carry them."""
     titles = [c["title"] for c in manifest["chapters"]]
     assert titles == [f"Chapter {n}" for n in range(1, len(titles) + 1)] and len(titles) >= 3
     probe = subprocess.run(
@@ -382,3 +389,49 @@ def test_a_long_text_is_a_job_that_resumes_after_a_kill_and_has_chapters(tiny_ko
     for mark, chapter in zip(marks, manifest["chapters"], strict=True):
         assert float(mark["start_time"]) == pytest.approx(chapter["start"], abs=0.05)
     assert (out / "take.cue").read_text(encoding="utf-8").count("TRACK") == len(titles)
+
+
+def test_a_line_that_fails_is_tried_once_more_then_reported(tmp_path):
+    lines = script.parse("Ann: first\nAnn: second\nAnn: third")
+    tries: dict[str, int] = {}
+
+    def flaky(engine_id, request):
+        tries[request.text] = tries.get(request.text, 0) + 1
+        if request.text == "second" and tries[request.text] == 1 or request.text == "third":
+            raise RuntimeError("model hiccup")
+        return _fake(engine_id, request)
+
+    manifest = render_take(lines, script.roles(lines, {"Ann": script.Role("kokoro", "a")}), tmp_path, synthesize=flaky)
+    second, third = manifest["lines"][1], manifest["lines"][2]
+    assert second["file"] and "second try" in second["notes"][-1]
+    assert third["error"] and tries["third"] == 2 and manifest["failed"] == 1
+
+
+@pytest.mark.slow
+def test_the_cli_job_killed_halfway_resumes_from_the_last_finished_line(tmp_path):
+    text = "# Part one\n" + "\n".join(f"Line number {n} of the story." for n in range(1, 5))
+    text += "\n# Part two\n" + "\n".join(f"Line number {n} of the story." for n in range(5, 9))
+    (tmp_path / "story.md").write_text(text, encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("KOKORO_MODEL", None)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "engines", "script", str(tmp_path / "story.md"), "--out", str(out)]
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress, deadline = out / "progress.json", time.monotonic() + 600
+    while time.monotonic() < deadline and job.poll() is None:
+        try:
+            if len(json.loads(progress.read_text(encoding="utf-8"))["lines"]) >= 3:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    assert job.poll() is None, "the job ended before it could be killed"
+    job.kill()  # the machine goes away halfway through
+    job.wait(timeout=30)
+    kept = len(json.loads(progress.read_text(encoding="utf-8"))["lines"])
+    assert 3 <= kept < 10
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["resumed"] == kept and manifest["rendered"] == 10 and manifest["failed"] == 0
+    _assert_chapters(out, manifest)
