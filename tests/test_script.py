@@ -365,7 +365,9 @@ def test_a_long_text_is_a_job_that_resumes_after_a_kill_and_has_chapters(dev_sen
     manifest = render_take(lines, roles, tmp_path, synthesize=_fake_counted(calls))
     assert manifest["resumed"] == 12 and manifest["rendered"] == len(lines) and manifest["failed"] == 0
     assert calls == [ln.spoken for ln in lines[12:]]  # only what was left was rendered again
-    _assert_chapters(tmp_path, manifest)
+    headings = [ln.chapter for ln in lines if ln.speaker == script.NARRATOR and ln.spoken == ln.chapter]
+    assert len(headings) >= 3
+    _assert_chapters(tmp_path, manifest, headings)
 
 
 def _fake_counted(calls: list[str]):
@@ -376,10 +378,9 @@ def _fake_counted(calls: list[str]):
     return synthesize
 
 
-def _assert_chapters(out: Path, manifest: dict) -> None:
+def _assert_chapters(out: Path, manifest: dict, titles: list[str]) -> None:
     """The manifest's chapters are the headings in order, and the M4B and the cue list carry them."""
-    titles = [c["title"] for c in manifest["chapters"]]
-    assert titles == [f"Chapter {n}" for n in range(1, len(titles) + 1)] and len(titles) >= 3
+    assert [c["title"] for c in manifest["chapters"]] == titles
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(out / manifest["m4b"])],
         capture_output=True, text=True, timeout=60,
@@ -434,4 +435,4 @@ def test_the_cli_job_killed_halfway_resumes_from_the_last_finished_line(tmp_path
     assert again.returncode == 0, again.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["resumed"] == kept and manifest["rendered"] == 10 and manifest["failed"] == 0
-    _assert_chapters(out, manifest)
+    _assert_chapters(out, manifest, ["Part one", "Part two"])

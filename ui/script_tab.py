@@ -13,12 +13,13 @@ from pathlib import Path
 import gradio as gr
 
 from engines import registry
-from engines.script import NARRATOR, default_voice, parse, parse_cast, roles
+from engines.base import MAX_TEXT_CHARS
+from engines.script import MAX_SCRIPT_CHARS, NARRATOR, default_voice, parse, parse_cast, roles
 from service.script import DEFAULT_GAP_S, MAX_GAP_S, render_take
 
 from . import janitor
 from .common import OUTPUT_DIR, user_errors
-from .owner import owner_of
+from .owner import owner_of, signed_in_user
 
 HEADERS = ["#", "speaker", "engine", "voice", "start (s)", "end (s)", "text", "error"]
 EXAMPLE = (
@@ -55,7 +56,7 @@ def script_render(
     Args:
         script_text: One line per paragraph: "Name: what they say"; lines without a name go to the narrator.
             SSML may stand inline (<break time="500ms"/>, <prosody rate>, <say-as>, <phoneme>, <voice>, <sub>),
-            or the whole script may be one <speak> document. Up to 100,000 characters.
+            or the whole script may be one <speak> document. Up to 5,000 characters (100,000 signed in).
         cast_json: JSON mapping each speaker to an engine and a voice, e.g.
             {"Ann": {"engine": "kokoro", "voice": "jf_alpha"}}; a narrator left out gets the default voice.
         gap_s: Seconds of silence between lines (0 to 5).
@@ -66,7 +67,8 @@ def script_render(
         a zip of the per-line files and manifest.json
         the manifest as a table: line, speaker, engine, voice, start and end in the take, text, error.
     """
-    lines = parse(script_text)
+    # a long text (a chapter, a book) is for a signed-in visitor; anyone else gets a request's allowance
+    lines = parse(script_text, MAX_SCRIPT_CHARS if signed_in_user(request) else MAX_TEXT_CHARS)
     cast = roles(lines, parse_cast(cast_json or {}))
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     out_dir = Path(tempfile.mkdtemp(prefix="script-", dir=OUTPUT_DIR))
