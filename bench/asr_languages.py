@@ -14,7 +14,7 @@ conversion remove).
 
     .venv/bin/python bench/asr_languages.py [--voices jf_alpha,jm_kumo] [--languages ja,zh] [--out F]
 
-Prints JSON; the README's table is `bench/results-asr-languages.json`.
+Prints JSON; the table in docs/offline.md is `bench/results-asr-languages.json`.
 """
 
 from __future__ import annotations

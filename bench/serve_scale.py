@@ -12,7 +12,7 @@ Prints one JSON line per level and setup, then the summary; `--out` writes the r
 curves (audio seconds per wall second, first-audio p50/p95 against concurrent clients).
 
     python bench/serve_scale.py [--levels 1 2 4] [--requests 2] [--out bench/results-serve-scale.json]
-                                [--plot bench/serve-scale.png]
+                                [--plot docs/img/serve-scale.png]
 """
 
 from __future__ import annotations

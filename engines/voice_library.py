@@ -1,7 +1,7 @@
 """Saved cloned voices: a Qwen3-TTS clone prompt under a name, reusable after a restart, owned.
 
 A saved voice belongs to whoever saved it: every function takes an `owner` (an opaque id the caller
-proved: a page visitor's signed token, a Hugging Face user, an API key; see README "Saved voices").
+proved: a page visitor's signed token, a Hugging Face user, an API key; see docs/qwen.md, "Saved voices").
 `None` sees nothing and can save nothing, so a call that carries no owner never reaches anyone's
 voice. `VOICE_LIBRARY_SHARED=1` keeps one shared library instead (a personal machine): the owner is
 then ignored. `OPERATOR` (the CLI, run by the machine's operator) sees every voice; an owner's voice is

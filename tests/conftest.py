@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -78,39 +79,72 @@ def tiny_kokoro_dir(tmp_path_factory) -> Path:
     return build_tiny_kokoro(tmp_path_factory.mktemp("tiny-kokoro"))
 
 
+class _TinyQwen(Mapping):
+    """Tiny random Qwen3-TTS checkpoints by name, each built the first time a test asks for it (a build
+    takes seconds; most runs need one or two of the three)."""
+
+    KINDS = {"custom": ("customvoice", "custom_voice", {}), "clone": ("base", "base", {}),
+             "custom-1.7b": ("customvoice-1.7b", "custom_voice", {"model_size": "1b7"})}  # fmt: skip
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._built: dict[str, Path] = {}
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self._built:
+            from qwen_tiny import build_one
+
+            folder, kind, options = self.KINDS[name]
+            self._built[name] = Path(build_one(str(self._root / folder), kind, **options))
+        return self._built[name]
+
+    def __iter__(self):
+        return iter(self.KINDS)
+
+    def __len__(self) -> int:
+        return len(self.KINDS)
+
+
 @pytest.fixture(scope="session")
-def qwen_dirs(tmp_path_factory) -> dict[str, Path]:
-    """Tiny random Qwen3-TTS CustomVoice and Base checkpoints, loadable by `from_pretrained(dir)`."""
-    from qwen_tiny import build_one
-
-    root = tmp_path_factory.mktemp("tiny-qwen")
-    return {
-        "custom": Path(build_one(str(root / "customvoice"), "custom_voice")),
-        "clone": Path(build_one(str(root / "base"), "base")),
-        "custom-1.7b": Path(build_one(str(root / "customvoice-1.7b"), "custom_voice", model_size="1b7")),
-    }
+def qwen_dirs(tmp_path_factory) -> Mapping[str, Path]:
+    """Tiny random Qwen3-TTS CustomVoice and Base checkpoints (and a 1.7B-shaped CustomVoice), loadable by
+    `from_pretrained(dir)`: "custom", "clone", "custom-1.7b"."""
+    return _TinyQwen(tmp_path_factory.mktemp("tiny-qwen"))
 
 
-@pytest.fixture(scope="module")
-def packaged_kokoro():
-    """The real packaged Kokoro (int8 ONNX), loaded offline once per test module (offline while it runs)."""
+def _offline(mp: pytest.MonkeyPatch) -> None:
+    """No hub, no Kokoro model or back-end named: the packaged int8 ONNX model is the only Kokoro."""
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.delenv("KOKORO_MODEL", raising=False)
+    mp.delenv("KOKORO_BACKEND", raising=False)
+
+
+@pytest.fixture(scope="session")
+def _packaged_kokoro_loaded():
+    """The packaged Kokoro, loaded once for the session: a load builds the G2P and times three warm-up
+    renders (measured here: 26-32 s on this 2-core machine under load), which eight modules paid each."""
     from engines.kokoro import KokoroEngine
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("KOKORO_MODEL", raising=False)
-        mp.delenv("KOKORO_BACKEND", raising=False)
+        _offline(mp)
         engine = KokoroEngine()
         engine.load("cpu")
-        yield engine
+    return engine
+
+
+@pytest.fixture(scope="module")
+def packaged_kokoro(_packaged_kokoro_loaded):
+    """The real packaged Kokoro (int8 ONNX), loaded offline once per session, offline while a module uses it.
+    Shared: a test that changes it (its plan, say) does so with `monkeypatch`, which puts it back."""
+    with pytest.MonkeyPatch.context() as mp:
+        _offline(mp)
+        yield _packaged_kokoro_loaded
 
 
 @pytest.fixture()
 def offline_env(monkeypatch):
     """No hub: the packaged ONNX model is the only Kokoro."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("KOKORO_MODEL", raising=False)
-    monkeypatch.delenv("KOKORO_BACKEND", raising=False)
+    _offline(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +168,8 @@ def v1_client(tmp_path_factory):
         registry.unload("kokoro")
 
 
-# Debian's Chromium, driven by Playwright, for the tests under tests/e2e/ (one browser per test module)
+# Debian's Chromium, driven by Playwright, for the tests under tests/e2e/: one Chromium for the session,
+# a fresh context (own cookies and storage) per page
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -142,14 +177,76 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
+class _Chromium:
+    """The session's one Chromium: started by the first test module that asks for it and kept while the
+    modules that follow use it too; stopped before a module that does not (`pytest_runtest_teardown`).
+    While Playwright's sync API lives it keeps an event loop marked running in this thread, so a test
+    that calls `asyncio.run`, or starts a Playwright of its own, must not run beside it."""
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    def __init__(self) -> None:
+        self._playwright = None
+        self._browser = None
+
+    def get(self):
+        if self._browser is None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self._browser = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+        return self._browser
+
+    def stop(self) -> None:
+        if self._browser is not None:
+            self._browser.close()
+            self._playwright.stop()
+        self._playwright = self._browser = None
+
+
+_CHROMIUM = _Chromium()
+
+
+def _uses_chromium(item) -> bool:
+    return item is not None and "chromium" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)  # after the test's fixtures (its module's `browser`) were torn down
+def pytest_runtest_teardown(item, nextitem) -> None:
+    """Stop the session's Chromium at the end of a module when the next module does not use it."""
+    next_module = getattr(nextitem, "module", None)
+    if next_module is not getattr(item, "module", None) and not _uses_chromium(nextitem):
+        _CHROMIUM.stop()
+
+
+def pytest_sessionfinish(session) -> None:
+    _CHROMIUM.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> _Chromium:
+    """The session's Chromium (see `_Chromium`); tests use `browser`."""
+    return _CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """The session's Chromium for one test module: whatever contexts and pages the module opened are closed
+    after it, as if it had had a browser of its own."""
+    running = chromium.get()
+    yield running
+    for context in list(running.contexts) if running.is_connected() else ():
+        context.close()
+
+
+def app_page(browser, url: str, *, height: int = 1100, ready: str | None = "#kokoro-text textarea", **options):
+    """A page in a fresh context (a new visitor: own cookies and storage) of `browser`, 1280 px wide, on
+    `url` once loaded and, with `ready`, once that selector is on the page. `options` go to `new_context`."""
+    page = browser.new_context(viewport={"width": 1280, "height": height}, **options).new_page()
+    page.goto(url, wait_until="load", timeout=120_000)
+    if ready:
+        page.locator(ready).wait_for(timeout=120_000)
+    return page
 
 
 def _free_port() -> int:

@@ -1,6 +1,6 @@
 # ruff: noqa: E501  (the table: one row a line)
 """Bad inputs, table-driven: each way in (/v1, the page's handlers, the Gradio API, MCP, the CLI) with
-the exact sentence each one gets; then the server still serves a good request. README "Bad input"
+the exact sentence each one gets; then the server still serves a good request. docs/bad-input.md
 lists this table.
 
 /v1 runs in process (FastAPI's TestClient on the api router behind `api.guard`), the page's handlers

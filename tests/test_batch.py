@@ -134,15 +134,26 @@ def test_an_unknown_format_is_refused_before_rendering(tmp_path):
 # ----- Qwen3-TTS: texts of one voice in one generate (tiny random checkpoint) ----------------
 
 
-@pytest.fixture()
-def qwen_calls(qwen_dirs, monkeypatch):
-    """A tiny CustomVoice engine whose every `generate` call is recorded as (texts, languages)."""
+@pytest.fixture(scope="module")
+def tiny_qwen_custom(qwen_dirs):
+    """A tiny CustomVoice engine, loaded once for the module."""
     from engines.qwen import QwenCustomEngine
 
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
+        mp.setenv("TORCH_THREADS", "1")
+        engine = QwenCustomEngine()
+        engine.load("cpu")
+    return engine
+
+
+@pytest.fixture()
+def qwen_calls(tiny_qwen_custom, qwen_dirs, monkeypatch):
+    """The tiny CustomVoice engine (with the environment it was loaded in), its every `generate` call in
+    this test recorded as (texts, languages)."""
+    engine = tiny_qwen_custom
     monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
     monkeypatch.setenv("TORCH_THREADS", "1")
-    engine = QwenCustomEngine()
-    engine.load("cpu")
     calls = []
     original = engine._model.generate_custom_voice
 

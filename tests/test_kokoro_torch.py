@@ -10,13 +10,26 @@ from engines.kokoro import KokoroEngine
 from engines.weights import resolve_kokoro
 
 
-@pytest.fixture()
-def engine(tiny_kokoro_dir, monkeypatch):
-    monkeypatch.setenv("KOKORO_MODEL", str(tiny_kokoro_dir))
-    monkeypatch.delenv("KOKORO_BACKEND", raising=False)
-    eng = KokoroEngine()
-    eng.load("cpu")
+def _tiny_env(mp: pytest.MonkeyPatch, folder) -> None:
+    mp.setenv("KOKORO_MODEL", str(folder))
+    mp.delenv("KOKORO_BACKEND", raising=False)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_kokoro_dir):
+    """Loaded once for the module (a load builds the G2P and times three warm-up renders)."""
+    with pytest.MonkeyPatch.context() as mp:
+        _tiny_env(mp, tiny_kokoro_dir)
+        eng = KokoroEngine()
+        eng.load("cpu")
     return eng
+
+
+@pytest.fixture()
+def engine(loaded, tiny_kokoro_dir, monkeypatch):
+    """The module's tiny engine, with the environment it was loaded in (the tests only read it)."""
+    _tiny_env(monkeypatch, tiny_kokoro_dir)
+    return loaded
 
 
 def test_local_folder_resolves_to_torch(tiny_kokoro_dir, monkeypatch):

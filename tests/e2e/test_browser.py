@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CHROMIUM
-from conftest import CHROMIUM_ARGS as ARGS
+from conftest import app_page
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(app_url, wait_until="load", timeout=120_000)
-        page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
-        yield page
-        browser.close()
+def page(browser, app_url):
+    return app_page(browser, app_url)
 
 
 # seconds the page's players (ui/player.js) have played of their current runs, the most of any

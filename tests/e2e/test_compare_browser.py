@@ -5,22 +5,17 @@ The blind arena has its own test (test_arena_browser.py)."""
 from __future__ import annotations
 
 import pytest
-from test_browser import ARGS, CHROMIUM, PLAYED
+from conftest import app_page
+from test_browser import PLAYED
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(app_url, wait_until="load", timeout=120_000)
-        page.get_by_role("tab", name="Compare").wait_for(timeout=120_000)
-        yield page
-        browser.close()
+def page(browser, app_url):
+    page = app_page(browser, app_url, height=1400, ready=None)
+    page.get_by_role("tab", name="Compare").wait_for(timeout=120_000)
+    return page
 
 
 B_PLAYED = "() => window.ttsPlayers['compare-b-player'].playedSeconds() > 0.2"

@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 import soundfile as sf
+from conftest import app_page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_browser import ARGS, CHROMIUM
 
 from engines.audio import integrated_loudness
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE
@@ -24,17 +24,8 @@ TOO_LONG = "Too long. " * (MAX_TEXT_CHARS // 10 + 1)  # over the per-text limit:
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
-        page = context.new_page()
-        page.goto(app_url, wait_until="load", timeout=120_000)
-        page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
-        yield page
-        browser.close()
+def page(browser, app_url):
+    return app_page(browser, app_url, accept_downloads=True)
 
 
 def open_output(page, prefix: str) -> None:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import gradio as gr
 import pytest
 from conftest import _free_port
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +34,21 @@ def limited_page():
             demo.close()
 
 
-def test_a_refused_event_shows_one_sentence(limited_page, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page()
-        page.goto(limited_page, wait_until="load", timeout=60_000)
-        page.locator("#say textarea").fill("one")
-        page.locator("#say-button").click()
-        page.wait_for_function("() => document.querySelector('#said textarea').value === 'said: one'", timeout=30_000)
-        page.locator("#say textarea").fill("two")
-        page.locator("#say-button").click()
-        sentence = "Too many requests: at most 1 a minute from one client; try again in 60 s."
-        toast = page.locator("[data-testid=toast-text]", has_text=sentence)
-        try:
-            toast.wait_for(timeout=30_000)  # the page's error toast, the sentence alone
-            page.wait_for_timeout(800)  # for the screenshot only: the toast slides in
-        finally:
-            page.screenshot(path=str(artifacts / "rate_limited.png"))
-        assert toast.inner_text().strip() == sentence
-        assert page.locator("text=Traceback").count() == 0
-        assert page.locator("#said textarea").input_value() == "said: one"
-        browser.close()
+def test_a_refused_event_shows_one_sentence(limited_page, browser, artifacts):
+    page = browser.new_page()
+    page.goto(limited_page, wait_until="load", timeout=60_000)
+    page.locator("#say textarea").fill("one")
+    page.locator("#say-button").click()
+    page.wait_for_function("() => document.querySelector('#said textarea').value === 'said: one'", timeout=30_000)
+    page.locator("#say textarea").fill("two")
+    page.locator("#say-button").click()
+    sentence = "Too many requests: at most 1 a minute from one client; try again in 60 s."
+    toast = page.locator("[data-testid=toast-text]", has_text=sentence)
+    try:
+        toast.wait_for(timeout=30_000)  # the page's error toast, the sentence alone
+        page.wait_for_timeout(800)  # for the screenshot only: the toast slides in
+    finally:
+        page.screenshot(path=str(artifacts / "rate_limited.png"))
+    assert toast.inner_text().strip() == sentence
+    assert page.locator("text=Traceback").count() == 0
+    assert page.locator("#said textarea").input_value() == "said: one"

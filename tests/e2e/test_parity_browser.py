@@ -16,7 +16,6 @@ from urllib.parse import urljoin
 
 import numpy as np
 import pytest
-from test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -69,14 +68,8 @@ def server_kokoro():
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        yield page
-        browser.close()
+def page(browser):
+    return browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
 
 
 def test_the_browser_renders_what_the_server_renders(page, app_url, server_kokoro, artifacts):

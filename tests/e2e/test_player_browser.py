@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 
 import pytest
 import soundfile as sf
-from conftest import _free_port
+from conftest import _free_port, app_page
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,7 @@ LONG = " ".join(["It is easy to tell the depth of a well. Four hours of steady w
 
 @pytest.fixture(scope="module")
 def page(browser, app_url):
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    page.goto(app_url, wait_until="load", timeout=120_000)
-    page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
-    yield page
-    page.close()
+    return app_page(browser, app_url, height=1400)
 
 
 def stats(page, elem_id: str) -> list[dict]:

@@ -10,7 +10,7 @@ import urllib.request
 from urllib.parse import urljoin
 
 import pytest
-from test_browser import ARGS, CHROMIUM
+from conftest import app_page
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +35,8 @@ FOLLOW = """async ([id, live]) => {
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(app_url, wait_until="load", timeout=120_000)
-        page.locator("#kokoro-text textarea").wait_for(timeout=120_000)
-        yield page
-        browser.close()
+def page(browser, app_url):
+    return app_page(browser, app_url, height=1400)
 
 
 def words_of(page, elem_id: str) -> list[dict]:
