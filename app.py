@@ -33,6 +33,7 @@ from ui.kokoro_tab import build_tab as build_kokoro_tab  # noqa: E402
 from ui.owner import build as build_owner  # noqa: E402
 from ui.page import CSS, counter  # noqa: E402
 from ui.qwen_tab import build_tab as build_qwen_tab  # noqa: E402
+from ui.script_tab import build_tab as build_script_tab  # noqa: E402
 from ui.uploads import uploads_only  # noqa: E402
 
 log = logging.getLogger("app")
@@ -57,6 +58,7 @@ def build() -> gr.Blocks:
         build_kokoro_tab(banner, owner)
         build_qwen_tab(owner)
         build_batch_tab(owner)
+        build_script_tab(owner)
         build_compare_tab(owner)
         build_arena_tab()
         demo.load(lambda: (header(), owner_details()), None, [banner, details], api_visibility="private")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from engines.base import EngineError
 
-from . import align, batch, compare, speech, voice_search
+from . import align, batch, compare, script, speech, voice_search
 
 # subcommand -> (adds its parser to the subparsers, runs it: exit status), in the order `--help` lists them
 COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[Callable, Callable[[argparse.Namespace], int]]] = {
     "bench": (speech.add_bench, speech.run_bench),
     "align": (align.add_parser, align.run),
     "kokoro-voice": (voice_search.add_parser, voice_search.run),
+    "script": (script.add_parser, script.run),
 }
 
 
