@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engines.base import EngineError
 from engines.script import parse, parse_cast, roles
-from engines.voice_library import OPERATOR
+from service.caller import operator
 from service.script import DEFAULT_GAP_S, render_take
 
 
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     cast = roles(lines, parse_cast(_read(args.cast, "cast") if args.cast else {}))
     try:
         manifest = render_take(
-            lines, cast, args.out, args.format, args.gap, owner=OPERATOR, check_words=args.check_words
+            lines, cast, args.out, args.format, args.gap, caller=operator(), check_words=args.check_words
         )
     except OSError as exc:
         raise EngineError(f"Cannot write to {args.out}: {exc.strerror or exc}") from None

@@ -49,6 +49,8 @@ EVENTS: dict[str, tuple[str, str, str]] = {
     "delete_saved": ("`service.voices.delete`", REQUEST, "—"),
     "batch_render": ("`service.batch`", f"{REQUEST}; compute s of every item, admitted before the first",
                      LINE + ", each group"),
+    "script_render": ("`service.script`", f"{REQUEST}; compute s of every line left, admitted before the first",
+                      LINE + ", each piece"),
     "compare_stream": PAIR, "compare_api": PAIR, "cross_clone": PAIR, "play_pair": PAIR,
     "kind_line": ("`service.arena.classify`", "characters (`CALLER_CHARS_PER_MIN`)", "—"),
     "on_vote": ("`service.arena.vote`", REQUEST, "votes per hour (`evaluation.ballot`)"),

@@ -24,12 +24,16 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engines import registry, timing
+from engines import registry
+from engines import stop as stopping
 from engines.audio import FORMATS, normalize_loudness, silent_edges, trim_silence, write
 from engines.base import SAMPLE_RATE, EngineError, InputError, SynthesisRequest
 from engines.batch import slug
 from engines.script import Line, Role
 from engines.ssml import Pause, Piece
+
+from . import admission, speech
+from .caller import Caller, operator
 
 LINE_LUFS = -20.0
 DEFAULT_GAP_S = 0.4
@@ -43,9 +47,24 @@ Synthesize = Callable[[str, SynthesisRequest], np.ndarray]  # engine id, request
 Progress = Callable[[int, int, Line], None]
 
 
-def _registry_synthesize(engine_id: str, request: SynthesisRequest) -> np.ndarray:
-    audio, _, _ = timing.synthesize(engine_id, request)
-    return audio
+def in_turn(caller: Caller) -> Synthesize:
+    """Synthesis in `caller`'s turn in each engine's line (`service.speech`: fair share, figures)."""
+
+    def synthesize(engine_id: str, request: SynthesisRequest) -> np.ndarray:
+        audio, _, _ = speech.synthesize(caller, engine_id, request, cancelled=stopping.stopped)
+        return audio
+
+    return synthesize
+
+
+def cost(lines: list[Line], roles: dict[str, Role]) -> float:
+    """Estimated seconds of compute for every piece of `lines` (`service.admission.speech_cost`)."""
+    return sum(
+        admission.speech_cost(roles[line.speaker].engine, part.text)
+        for line in lines
+        for part in line.parts
+        if isinstance(part, Piece)
+    )
 
 
 def request_for(piece: Piece, role: Role, owner: str | None) -> tuple[SynthesisRequest, list[str]]:
@@ -64,9 +83,10 @@ def request_for(piece: Piece, role: Role, owner: str | None) -> tuple[SynthesisR
 
 
 def render_line(
-    line: Line, role: Role, owner: str | None = None, synthesize: Synthesize = _registry_synthesize
+    line: Line, role: Role, owner: str | None = None, synthesize: Synthesize | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """One line's audio (24 kHz float32, levelled) and its notes."""
+    synthesize = synthesize or in_turn(operator())
     pieces: list[np.ndarray] = []
     notes: list[str] = []
     keep = int(EDGE_KEEP_S * SAMPLE_RATE)
@@ -146,13 +166,16 @@ def render_take(
     out_dir: Path,
     fmt: str = "wav",
     gap_s: float = DEFAULT_GAP_S,
-    owner: str | None = None,
-    synthesize: Synthesize = _registry_synthesize,
+    caller: Caller | None = None,
+    synthesize: Synthesize | None = None,
     progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: Callable[[], bool] | None = stopping.stopped,
     check_words: bool = False,
 ) -> dict:
-    """Render every line, write the take, the per-line files, their zip and the manifest; return it.
+    """Render every line for `caller` (default: the operator), write the take, the per-line files, their
+    zip and the manifest; return it. The job is admitted by its estimated compute before its first line,
+    and each piece takes the caller's turn in its engine's line; `cancelled()` (default: the page's Stop)
+    ends it after the line in progress.
 
     A job: each finished line is kept (`lines/NNN-<speaker>.wav`) and listed in `progress.json`, so a
     run of the same script, cast and settings into the same folder (after a restart or a dropped
@@ -168,6 +191,11 @@ def render_take(
     (out_dir / "lines").mkdir(parents=True, exist_ok=True)
     key = _job_key(lines, roles, fmt, gap_s)
     finished = _finished(out_dir, key)
+    caller = caller or operator()
+    owner = caller.owner
+    # the whole job is admitted by what is left of it (its caller's compute allowance), before its first line
+    admission.admit(caller, compute_s=cost([ln for ln in lines if ln.index not in finished], roles))
+    synthesize = synthesize or in_turn(caller)
     gap = np.zeros(int(float(gap_s) * SAMPLE_RATE), np.float32)
     take: list[np.ndarray] = []
     entries: list[dict] = []

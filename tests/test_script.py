@@ -313,7 +313,7 @@ def test_the_script_api_renders_a_take_and_refuses_a_bad_cast_in_one_sentence(ap
 
     client = Client(app_url, verbose=False)
     voices = {"Ann": {"engine": "kokoro", "voice": "jf_alpha"}, "Bob": {"engine": "kokoro", "voice": "jm_kumo"}}
-    take, archive, table = client.predict(
+    take, archive, table, said = client.predict(
         "Ann: Hello Bob.\nBob: Hello Ann. <break time='300ms'/> Shall we go?", json.dumps(voices), 0.3, "",
         api_name="/script",
     )  # fmt: skip
@@ -321,6 +321,7 @@ def test_the_script_api_renders_a_take_and_refuses_a_bad_cast_in_one_sentence(ap
     assert rate == SAMPLE_RATE and len(audio) / rate > 1.5
     rows = table["data"] if isinstance(table, dict) else table
     assert [r[1] for r in rows] == ["Ann", "Bob"] and all(r[7] == "" for r in rows)
+    assert said.startswith("2 lines")
     names = __import__("zipfile").ZipFile(archive).namelist()
     assert "manifest.json" in names and len([n for n in names if n.startswith("lines/")]) == 2
     with pytest.raises(Exception) as refused:

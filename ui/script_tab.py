@@ -18,8 +18,10 @@ from engines.script import MAX_SCRIPT_CHARS, NARRATOR, default_voice, parse, par
 from service.script import DEFAULT_GAP_S, MAX_GAP_S, render_take
 
 from . import janitor
+from .caller import caller, signed_in_user
 from .common import OUTPUT_DIR, user_errors
-from .owner import owner_of, signed_in_user
+from .page import COUNTED
+from .stopping import bind_stop, stoppable
 
 HEADERS = ["#", "speaker", "engine", "voice", "start (s)", "end (s)", "text", "error"]
 EXAMPLE = (
@@ -50,7 +52,7 @@ def script_render(
     owner_token: str = "",
     request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress hook)
-) -> tuple[str, str, list[list]]:
+) -> tuple[str, str, list[list], str]:
     """Render a script with several speakers into one take.
 
     Args:
@@ -66,6 +68,7 @@ def script_render(
         the take (WAV)
         a zip of the per-line files and manifest.json
         the manifest as a table: line, speaker, engine, voice, start and end in the take, text, error.
+        one sentence: how many lines and seconds were rendered (and whether the run was stopped).
     """
     # a long text (a chapter, a book) is for a signed-in visitor; anyone else gets a request's allowance
     lines = parse(script_text, MAX_SCRIPT_CHARS if signed_in_user(request) else MAX_TEXT_CHARS)
@@ -75,7 +78,7 @@ def script_render(
     progress((0, len(lines)), desc="Rendering", unit="lines")
     try:
         manifest = render_take(
-            lines, cast, out_dir, "wav", gap_s, owner=owner_of(owner_token, request),
+            lines, cast, out_dir, "wav", gap_s, caller=caller(owner_token, request),
             progress=lambda done, total, line: progress((done, total), desc=f"{line.speaker}", unit="lines"),
         )  # fmt: skip
         archive = out_dir / "script.zip"
@@ -95,7 +98,8 @@ def script_render(
              e["text"], e["error"] or ""] for e in manifest["lines"]]  # fmt: skip
     if manifest["failed"]:
         gr.Warning(f"{manifest['failed']} of {len(rows)} lines could not be rendered; the table says why.")
-    return str(out_dir / manifest["take"]), str(archive), rows
+    said = f"{manifest['rendered']} lines, {manifest['duration_s']:.1f} s of audio."
+    return str(out_dir / manifest["take"]), str(archive), rows, ("Stopped. " if manifest["stopped"] else "") + said
 
 
 def build_tab(owner: gr.Textbox) -> None:
@@ -108,7 +112,9 @@ def build_tab(owner: gr.Textbox) -> None:
         )
         with gr.Row():
             with gr.Column():
-                text = gr.Textbox(EXAMPLE, lines=8, max_lines=30, label="Script", elem_id="script-text")
+                text = gr.Textbox(
+                    EXAMPLE, lines=8, max_lines=30, label="Script", elem_id="script-text", elem_classes=[COUNTED]
+                )
                 cast = gr.Code(
                     json.dumps(default_cast(), indent=1), language="json", label="Cast (speaker → engine and voice)",
                     elem_id="script-cast",
@@ -122,7 +128,10 @@ def build_tab(owner: gr.Textbox) -> None:
                 archive = gr.File(
                     label="Per-line files and manifest.json (zip)", interactive=False, elem_id="script-zip"
                 )
+        status = gr.Markdown(elem_id="script-status")
         table = gr.Dataframe(headers=HEADERS, label="Lines", interactive=False, wrap=True, elem_id="script-table")
-        run = go.click(script_render, [text, cast, gap, owner], [take, archive, table], api_name="script",
-                       concurrency_id="script")  # fmt: skip
-        stop.click(None, None, None, cancels=[run], api_visibility="private")
+        run = go.click(
+            stoppable(script_render), [text, cast, gap, owner], [take, archive, table, status], api_name="script",
+            concurrency_id="script",
+        )  # fmt: skip
+        bind_stop(stop, [run], [status])
