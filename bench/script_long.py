@@ -74,7 +74,12 @@ def main() -> None:
                    "--out", str(tmp / "job")])  # fmt: skip
         manifest = json.loads((tmp / "job" / "manifest.json").read_text(encoding="utf-8"))
         job_audio = manifest["duration_s"]
-        files = [p for p in (tmp / "job").rglob("*") if p.is_file()]
+        sizes = {}
+        for path in (tmp / "job").rglob("*"):
+            try:
+                sizes[path] = path.stat().st_size
+            except OSError:  # a file the job was replacing as the folder was read
+                continue
         plain = " ".join(line.lstrip("# ") for line in text.splitlines())[:MAX_REQUEST_CHARS]
         (tmp / "plain.txt").write_text(plain, encoding="utf-8")
         base = run([sys.executable, "-m", "engines", "synth", "--engine", "kokoro", "--voice", args.voice,
@@ -90,8 +95,8 @@ def main() -> None:
             **job,
             "audio_s": job_audio,
             "rtf": round(job["wall_s"] / job_audio, 3),
-            "files": len(files),
-            "disk_mb": round(sum(p.stat().st_size for p in files) / 1e6, 1),
+            "files": len(sizes),
+            "disk_mb": round(sum(sizes.values()) / 1e6, 1),
         },  # fmt: skip
         "baseline_one_request": {
             **base,
