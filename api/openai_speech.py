@@ -44,6 +44,11 @@ With `stream_format` the audio is sent while it is generated (chunked transfer):
   same bytes `"audio"` would send. `usage` keeps OpenAI's shape, but no tokens are counted here (all
   zeros); the measured figures (`audio_s`, `ttfa_s`, `rtf`, ...) are under `figures`.
 
+With the extension `voices` (a cast: speaker -> `{"engine" or "model", "voice"}`, or a voice of `model`),
+or an `input` that is one `<speak>` document, `input` is a script (`Name: line`, SSML inline) rendered as
+one take (`api.speech_script`, `service.script`): whole files only; with `timestamps` the JSON carries
+each line's speaker and span (`lines`) instead of words.
+
 Everything that can be checked before the first byte answers as a JSON error, the engine's failures
 before its first audio included: the status and headers wait for the first piece of audio. A
 failure after that cannot change the status: SSE sends `{"type": "error", "error": {...}}` and ends,
@@ -81,6 +86,7 @@ from service.caller import Caller
 from .caller import caller
 from .errors import error_for
 from .speech_request import SpeechBody, prepare, read_body
+from .speech_script import is_script, speak_script
 from .speech_stream import aligned_words, header, stream_response, watch_disconnect
 from .voices import openai_voices, resolve_model, voices
 
@@ -96,6 +102,13 @@ async def speech(request: Request) -> Response:
     try:
         who = caller(request)  # owner: whose saved voices `voice` may name; limits: its key, else address
         body = await read_body(request)
+        if is_script(body):  # extension: a script with a cast, answered as one take
+            data, fmt, manifest = await run_in_threadpool(speak_script, body, who)
+            lines = {"X-Script-Lines": str(len(manifest["lines"])), "X-Audio-Seconds": f"{manifest['duration_s']:.3f}"}
+            if body.timestamps:
+                answer = {"audio": base64.b64encode(data).decode("ascii"), "format": fmt, "lines": manifest["lines"]}
+                return JSONResponse(answer, headers=lines)
+            return Response(content=data, media_type=MEDIA_TYPES[fmt], headers=lines)
         if body.stream_format is not None:
             plan = await run_in_threadpool(prepare, body, who.owner)  # engine look-ups block: off the event loop
             return await stream_response(plan, request, who)

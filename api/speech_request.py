@@ -42,6 +42,10 @@ class SpeechBody(BaseModel):
     language: StrictStr | None = None  # extension: the text's language (engine's names; default Auto)
     lufs: StrictFloat | None = None  # extension: loudness target of the clip, peak-guarded
     timestamps: StrictBool = False  # extension: answer JSON with the words aligned (`evaluation.alignment`)
+    # extension: a cast (speaker -> {"engine" or "model", "voice"}, or just a voice of `model`): `input` is a
+    # script ("Name: line", SSML inline) rendered as one take (`service.script`); also when `input` is one
+    # `<speak>` document. Whole files only.
+    voices: dict[StrictStr, dict[StrictStr, StrictStr] | StrictStr] | None = None
     # extensions, whole files only: what the page's Output section does
     peak_normalize: StrictBool = False
     trim: StrictBool = False

@@ -19,7 +19,7 @@ COMPUTE = "compute s: characters × the engine's measured s/char (`CALLER_COMPUT
 
 # route -> (use case, cost, limits besides the door's: routes, keys, cross-site writes, body size)
 ROUTES: dict[str, tuple[str, str, str]] = {
-    "POST /v1/audio/speech": ("`service.speech`", f"{REQUEST}; {COMPUTE}", LINE),
+    "POST /v1/audio/speech": ("`service.speech` (with `voices`: `service.script`)", f"{REQUEST}; {COMPUTE}", LINE),
     "GET /v1/models": ("read", "none", "—"),
     "GET /v1/models/{model}": ("read", "none", "—"),
     "GET /v1/audio/voices": ("read", "none", "—"),

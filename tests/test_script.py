@@ -437,3 +437,28 @@ def test_the_cli_job_killed_halfway_resumes_from_the_last_finished_line(tmp_path
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["resumed"] == kept and manifest["rendered"] == 8 and manifest["failed"] == 0
     _assert_chapters(out, manifest, ["Part one", "Part two"])
+
+
+@pytest.mark.slow
+def test_v1_speaks_a_script_with_a_cast_and_keeps_plain_requests_plain(v1_client):
+    import base64
+    import io
+
+    body = {"model": "kokoro", "input": "Ann: Hello there.\nBob: Hi <break time='700ms'/> Ann.", "voice": "jm_kumo",
+            "voices": {"Ann": "jf_alpha", "Bob": {"engine": "kokoro", "voice": "jm_kumo"}},
+            "response_format": "wav", "timestamps": True}  # fmt: skip
+    answer = v1_client.post("/v1/audio/speech", json=body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert [(ln["speaker"], ln["voice"]) for ln in data["lines"]] == [("Ann", "jf_alpha"), ("Bob", "jm_kumo")]
+    take, rate = sf.read(io.BytesIO(base64.b64decode(data["audio"])), dtype="float32")
+    assert rate == SAMPLE_RATE
+    for entry in data["lines"]:
+        _assert_span_in_take(take, entry)
+    refused = v1_client.post("/v1/audio/speech", json={**body, "input": "Ann: <audio src='x'/>"})
+    assert refused.status_code == 400 and "<audio> is not supported" in refused.json()["error"]["message"]
+    streamed = v1_client.post("/v1/audio/speech", json={**body, "stream_format": "audio", "timestamps": False})
+    assert streamed.status_code == 400 and "whole file" in streamed.json()["error"]["message"]
+    plain = v1_client.post("/v1/audio/speech", json={"model": "kokoro", "input": "Ann: 3 < 4.", "voice": "jm_kumo",
+                                                      "response_format": "wav"})  # fmt: skip
+    assert plain.status_code == 200 and "X-Script-Lines" not in plain.headers  # no cast: a plain request
