@@ -73,6 +73,7 @@ def _step(progress: gr.Progress, done: int, total: int) -> None:
     progress((done, total), unit="clips")
 
 
+@user_errors
 def batch_render(
     file: str | None,
     engine: str = registry.default_engine(),
