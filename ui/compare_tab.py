@@ -129,13 +129,14 @@ def on_engine(engine_id: str, owner_token: str, request: gr.Request):
     return gr.update(choices=choices, value=value), gr.update(visible=cloning), gr.update(visible=cloning)
 
 
-def on_owner(engine_id: str, owner_token: str, request: gr.Request):
-    """The visitor's saved voices in a slot whose engine keeps them, once the page knows who they are."""
+def on_owner(engine_id: str, current: str, owner_token: str, request: gr.Request):
+    """The visitor's saved voices in a slot whose engine keeps them, once the page knows who they are (the
+    slot's voice stays when it is still offered: the page's defaults are two different voices)."""
     capabilities = registry.capabilities(engine_id) if engine_id in registry.ENGINES else None
     if capabilities is None or not (capabilities.saved_voices or capabilities.found_voices):
         return gr.skip()
     choices, value = voice_choices(engine_id, owner_of(owner_token, request))
-    return gr.update(choices=choices, value=value)
+    return gr.update(choices=choices, value=current if current in {v for _, v in choices} else value)
 
 
 def make_slot(
@@ -396,7 +397,9 @@ def build_tab(owner: gr.Textbox) -> None:
                     )  # fmt: skip
                     transcript = gr.Textbox(label="Its transcript (empty: transcribed)", visible=False)
                     engine.change(on_engine, [engine, owner], [voice, ref, transcript], api_visibility="private")
-                    owner.change(on_owner, [engine, owner], voice, api_visibility="private", show_progress="hidden")
+                    owner.change(
+                        on_owner, [engine, voice, owner], voice, api_visibility="private", show_progress="hidden"
+                    )
                     # B plays when A's playback ends, never over it
                     players[name] = StreamPlayer(
                         f"compare-{name.lower()}-player", f"Slot {name}", autoplay=name == "A", follows=players.get("A")
