@@ -108,8 +108,17 @@ class Visit:
         if tab.is_visible():
             tab.click()
             return
-        self.page.locator(".overflow-menu:visible > button").first.click()
-        self.page.locator(".overflow-dropdown button", has_text=name).first.click()
+        # the tab bar that holds it: the page's own, or a tab's sub-tab bar (each has its own "…" menu)
+        menus = self.page.locator(".overflow-menu:visible")
+        for index in range(menus.count()):
+            menu = menus.nth(index)
+            menu.locator("> button").click()
+            item = menu.locator(".overflow-dropdown button", has_text=name).first
+            if item.count() and item.is_visible():
+                item.click()
+                return
+            menu.locator("> button").click()  # not this bar's: close its menu again
+        raise AssertionError(f"no tab called {name!r} on the page")
 
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text()
