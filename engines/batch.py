@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import gpu, registry, work_queue
+from . import gpu, registry, stop, work_queue
 from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
 from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest, shown
 from .lexicon import Entry
@@ -224,9 +224,13 @@ def render(
                 for item in group:
                     item.error = str(exc)
             except Exception:  # a model failure on one group must not end the batch
-                log.exception("Batch group failed")
-                for item in group:
-                    item.error = "Synthesis failed unexpectedly."
+                if stop.stopped():  # the visitor's Stop cut the model call short: not a failure
+                    for item in group:
+                        item.error = "Stopped."
+                else:
+                    log.exception("Batch group failed")
+                    for item in group:
+                        item.error = "Synthesis failed unexpectedly."
             else:
                 for item, clip in zip(group, clips, strict=True):
                     item.spoken_language = registry.spoken_language(engine_id, request(item))
