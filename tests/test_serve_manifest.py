@@ -28,7 +28,7 @@ def test_the_serve_config_is_a_valid_ray_serve_deploy_config():
     parsed = schema.ServeDeploySchema.model_validate(_config())
     (application,) = parsed.applications
     names = [d.name for d in application.deployments]
-    assert names == ["ingress", "kokoro", "qwen-custom", "qwen-clone"]
+    assert names == ["ingress", "kokoro", "qwen-custom", "qwen-clone", "qwen-design"]
 
 
 def test_the_serve_config_names_every_engine_of_the_registry():
@@ -45,7 +45,7 @@ def test_qwen_replicas_take_a_batch_of_requests_and_kokoro_one_at_a_time():
     assert deployments["kokoro"]["max_ongoing_requests"] == 1
     assert deployments["qwen-custom"]["max_ongoing_requests"] == BATCH_SIZE
     assert deployments["qwen-clone"]["max_ongoing_requests"] == BATCH_SIZE
-    for name in ("kokoro", "qwen-custom", "qwen-clone"):
+    for name in ("kokoro", "qwen-custom", "qwen-clone", "qwen-design"):
         actor = deployments[name]["ray_actor_options"]
         assert 0 < actor["num_cpus"] < 1 and 0 < actor["num_gpus"] < 1  # fractional: replicas share a machine
         bounds = deployments[name]["autoscaling_config"]
