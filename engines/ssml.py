@@ -27,6 +27,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from . import registry
 from .base import MAX_SPEED, MIN_SPEED, InputError
 
 MAX_DOCUMENT_CHARS = 100_000
@@ -38,7 +39,6 @@ PARAGRAPH_PAUSE_S = 0.6
 STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.25, "medium": 0.4, "strong": 0.7, "x-strong": 1.2}
 RATES = {"x-slow": 0.7, "slow": 0.85, "medium": 1.0, "default": 1.0, "fast": 1.2, "x-fast": 1.4}
 SAY_AS = ("characters", "spell-out", "cardinal", "number", "ordinal", "date", "telephone")
-ALPHABETS = ("ipa", "kokoro")
 TAGS = {"speak", "p", "s", "break", "prosody", "say-as", "phoneme", "voice", "sub"}
 
 
@@ -139,8 +139,10 @@ class _Walker:
             word = "".join(node.itertext()).strip()
             ph = node.attrib.get("ph", "").strip()
             alphabet = node.attrib.get("alphabet", "ipa").strip().lower()
-            if alphabet not in ALPHABETS:
-                raise InputError(f"<phoneme> alphabet {alphabet!r} is not supported; use ipa or kokoro.")
+            if alphabet not in alphabets():
+                raise InputError(
+                    f"<phoneme> alphabet {alphabet[:40]!r} is not supported; use {' or '.join(alphabets())}."
+                )
             if not word or not ph or len(word.split()) != 1:
                 raise InputError("<phoneme> needs one word inside it and its phonemes in ph.")
             self.say(word, voice, speed, {word: ph})
@@ -157,6 +159,13 @@ class _Walker:
                 self.parts.append(Pause(PARAGRAPH_PAUSE_S))
             return
         # leaf elements: their tail text is said by the parent's loop
+
+
+def alphabets() -> tuple[str, ...]:
+    """The `<phoneme alphabet>` names: "ipa", and each engine whose lexicon takes phonemes (its own
+    alphabet, named after it: "kokoro"), all checked against that engine's vocabulary."""
+    own = [e for e in registry.ENGINES if registry.capabilities(e).lexicon == "phonemes"]
+    return ("ipa", *own)
 
 
 def _merged(parts: list[Part]) -> list[Part]:
