@@ -212,7 +212,7 @@ ROWS = [
     Row("/v1", "speed 0", v1(speech(speed=0)), 400, "Speed must be between 0.5 and 2.0; got 0."),
     Row("/v1", "a body over 256 KiB", v1(speech(input="a" * 300_000)), 413, "The request body is over 256 KiB."),
     Row("/v1", "input of 5,001 characters", v1(speech(input=LONG)), 413, "The input is 5,001 characters long; the limit is 5,000."),
-    Row("/v1", "an unknown model", v1(speech(model="../../bin/sh")), 404, "There is no model called '../../bin/sh'; choose one of: kokoro, qwen-custom, qwen-clone, tts-1, tts-1-hd."),
+    Row("/v1", "an unknown model", v1(speech(model="../../bin/sh")), 404, "There is no model called '../../bin/sh'; choose one of: kokoro, qwen-custom, qwen-clone, qwen-design, tts-1, tts-1-hd, qwen3-tts-design."),
     Row("/v1", "a voice with path separators", v1(speech(voice="../../etc/passwd")), 404, "The model 'kokoro' has no voice called '../../etc/passwd'; for example: jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo, af_heart."),
     Row("/v1", "response_format exe", v1(speech(response_format="exe")), 400, "Unknown response_format 'exe'; choose one of: wav, flac, mp3, ogg, opus, pcm."),
     Row("/v1", "a loudness target of 99 LUFS", v1(speech(lufs=99)), 400, "The loudness target must be between -40 and -5 LUFS; got 99.0."),
@@ -242,7 +242,7 @@ ROWS = [
     Row("page", "batch: 201 lines", page("ui.batch_tab.batch_render", "many.txt", files={"many.txt": b"Hello.\n" * 201}), "error", "The batch file has 201 items; the limit is 200."),
     Row("page", "batch: a CSV with no text column", page("ui.batch_tab.batch_render", "rows.csv", files={"rows.csv": b"voice,engine\njm_kumo,kokoro\n"}), "error", "The CSV file has no 'text' column; its first row must name the columns text, engine, voice."),
     Row("page", "batch: a CSV field of 200,000 characters", page("ui.batch_tab.batch_render", "wide.csv", files={"wide.csv": b'text\n"' + b"a" * 200_000 + b'"\n'}), "error", "The CSV file cannot be read (field larger than field limit (131072))."),
-    Row("page", "compare: an unknown engine", page("ui.compare_tab.compare_api", "Hello.", "nope:x", "kokoro:jm_kumo"), "error", "Unknown engine 'nope' in 'nope:x'; use one of: kokoro, qwen-custom, qwen-clone."),
+    Row("page", "compare: an unknown engine", page("ui.compare_tab.compare_api", "Hello.", "nope:x", "kokoro:jm_kumo"), "error", "Unknown engine 'nope' in 'nope:x'; use one of: kokoro, qwen-custom, qwen-clone, qwen-design."),
     # --- the Gradio API and MCP (the running app) ------------------------------------------------------
     Row("Gradio API", "/synthesize with empty text", gradio_api("synthesize", "", "jm_kumo", *SYNTH_REST), "error", "Please enter some text to speak."),
     Row("Gradio API", "/stream with a blend naming a path", gradio_api("stream", "Hello.", "jm_kumo", "../../etc/passwd", *SYNTH_REST), "error", UNKNOWN_VOICE),
