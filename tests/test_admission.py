@@ -202,7 +202,7 @@ def test_the_page_handler_shows_its_place_and_says_busy_in_one_sentence(app, lin
         assert line.waiting() == 0
     outputs = list(kokoro_stream("Hello there.", VOICE, "", 1.0, "Auto"))
     done = outputs[-1][3]
-    assert "waited" in done and re.search(r"×\*\* (faster|slower) than real time", done)  # the wait, then the run's speed
+    assert "waited" in done and re.search(r"×\*\* (faster|slower) than real time", done)  # the wait; the speed
 
 
 def test_busy_error_carries_a_retry_time():

@@ -71,7 +71,10 @@ def served(tmp_path_factory):
             "ARENA_POW_BITS": str(BITS),
         }.items():  # fmt: skip
             mp.setenv(name, value)
-        mp.setattr(arena_tab, "pair_events", fake_pair_events)
+        import service.pair
+
+        # the pair's use case runs the pair through `evaluation.pair.pair_events` (caller's turns): faked here
+        mp.setattr(service.pair, "pair_events", lambda text, slots, *caller: fake_pair_events(text, slots))
         mp.setattr(arena_tab, "ARENA", arena)
         mp.setattr(compare_tab, "ARENA", arena)
         mp.setattr(arena_tab, "BALLOTS", Ballots())
