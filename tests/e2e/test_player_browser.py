@@ -158,17 +158,15 @@ def test_stop_silences_the_kokoro_player_at_once(page, artifacts):
         arg=before,
         timeout=120_000,
     )
-    # Gradio's page holds the stopped event as pending until the server has cancelled it (its /cancel
-    # returns once the chunk being synthesized is done, then the page calls /reset); a click on
-    # Generate before that is dropped by Gradio (trigger_mode "once"), so the next run is asked for after
-    cancelled = lambda request: request.url.endswith("/gradio_api/reset")  # noqa: E731
-    with page.expect_request_finished(cancelled, timeout=120_000):
-        page.locator("#kokoro-stop").click()
-        page.wait_for_function("() => window.ttsPlayers['kokoro-player'].run.stopped", timeout=2_000)
-        played = page.evaluate("() => window.ttsPlayers['kokoro-player'].playedSeconds()")
-        page.wait_for_timeout(700)
-        assert page.evaluate("() => window.ttsPlayers['kokoro-player'].playedSeconds()") == played  # no more sound
-        assert page.evaluate("() => window.ttsPlayers['kokoro-player'].run.sources.size") == 0
+    # Stop ends the visitor's run at once (`ui.stopping`: no Gradio cancel to wait for), so the next
+    # Generate is taken right after it
+    page.locator("#kokoro-stop").click()
+    page.wait_for_function("() => window.ttsPlayers['kokoro-player'].run.stopped", timeout=2_000)
+    played = page.evaluate("() => window.ttsPlayers['kokoro-player'].playedSeconds()")
+    page.wait_for_timeout(700)
+    assert page.evaluate("() => window.ttsPlayers['kokoro-player'].playedSeconds()") == played  # no more sound
+    assert page.evaluate("() => window.ttsPlayers['kokoro-player'].run.sources.size") == 0
+    page.locator("#kokoro-status", has_text="Stopped.").wait_for(timeout=10_000)
     # and the next run plays
     page.locator("#kokoro-text textarea").fill(TEXTS[0])
     page.locator("#kokoro-generate").click()
