@@ -108,7 +108,7 @@ def test_a_compare_slot_rendered_in_this_browser_is_measured_like_any_slot(page,
         # the browser renders B first (WASM, slower than real time here), then the server speaks A, then B plays
         page.locator("#compare-b-status", has_text="in this browser").wait_for(timeout=600_000)
         page.locator("#compare-metrics", has_text="kokoro@browser:jm_kumo").wait_for(timeout=300_000)
-        page.locator("#compare-metrics", has_text="predicted MOS").wait_for(timeout=120_000)
+        page.locator("#compare-metrics", has_text="predicted quality").wait_for(timeout=120_000)
     finally:
         page.screenshot(path=str(artifacts / "compare_browser_slot.png"), full_page=True)
     status = page.locator("#compare-b-status").inner_text()
