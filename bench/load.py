@@ -213,7 +213,7 @@ def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
     }
 
 
-HOSTILE_TEXT = (TEXT + " ") * 60  # ~5,000 characters
+HOSTILE_TEXT = ((TEXT + " ") * 60)[:5_000].rstrip()  # the page's limit exactly: a longer text is a 413, no work
 POLITE = 5
 HOSTILE_STREAMS = 3  # the neighbour keeps this many requests going, each again as soon as it may
 KEYS = [f"bench-polite-{n}" for n in range(POLITE)] + ["bench-hostile"]
@@ -280,6 +280,7 @@ def hostile_neighbour(host: str, port: int, rounds: int) -> dict:
             "served": sum(r["kind"] == "served" for r in hostile),
             "refused_429": sum(r.get("status") == 429 for r in hostile),
             "refused_503": sum(r.get("status") == 503 for r in hostile),
+            "failed": sum(r["kind"] == "failed" for r in hostile),
         },
     }
 
