@@ -96,7 +96,8 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
     weights offline: its replicas start and say so). Bounded: the test gives up after 8 minutes."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_SERVER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    for name in ("QWEN_CUSTOM_VOICE_MODEL", "QWEN_BASE_MODEL", "KOKORO_MODEL", "ENGINE_SERVER"):
+    models = ("QWEN_CUSTOM_VOICE_MODEL", "QWEN_BASE_MODEL", "QWEN_VOICE_DESIGN_MODEL", "KOKORO_MODEL")
+    for name in (*models, "ENGINE_SERVER"):
         env.pop(name, None)
     command = [sys.executable, "-m", "engines", "serve", "--replicas", "2", "--port", str(port)]
     proc = subprocess.Popen(
@@ -120,7 +121,7 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
                 pass
             time.sleep(2)
         assert first_info is not None, "".join(lines[-30:])
-        assert set(first_info["engines"]) == {"kokoro", "qwen-custom", "qwen-clone"}
+        assert set(first_info["engines"]) == {"kokoro", "qwen-custom", "qwen-clone", "qwen-design"}
         assert took < 15
         assert httpx.get(f"{base}/info", timeout=15).status_code == 401  # no token: refused
         # the command reports every deployment: started, or not started with Serve's reason
@@ -129,7 +130,7 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
         output = "".join(lines)
         assert "Engine tier on" in output, output[-3000:]
         report = output[output.rindex("Deployments (") :]
-        for name in ("kokoro", "qwen-custom", "qwen-clone", "ingress"):
+        for name in ("kokoro", "qwen-custom", "qwen-clone", "qwen-design", "ingress"):
             assert f"  {name}: started" in report or f"  {name}: not started" in report, report
         # /info still answers within seconds, with every engine running or said to be unavailable
         started = time.monotonic()

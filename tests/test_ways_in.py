@@ -21,7 +21,8 @@ def test_every_route_and_event_of_the_app_has_a_metering_decision(monkeypatch):
     demo = app.build()
     assert ways_in.undecided(demo) == []
     table = ways_in.table(demo)
-    assert "| `POST /v1/audio/speech` | `service.speech` |" in table and "undecided" not in table
+    assert "| `POST /v1/audio/speech` | `service.speech` (with `voices`: `service.script`) |" in table
+    assert "undecided" not in table
     assert "Gradio event `compare` (API, MCP) | `service.pair`" in table
 
 

@@ -52,11 +52,16 @@ def frames_of(page, app_url: str, link_selector: str, previous: str | None) -> t
     """The frame count of the clip the page offers for download (a new one, not `previous`)."""
     link = page.locator(link_selector)
     link.wait_for(timeout=60_000)
-    page.wait_for_function(
-        "([sel, old]) => { const a = document.querySelector(sel); return a && a.getAttribute('href') !== old; }",
-        arg=[link_selector, previous],
-        timeout=60_000,
-    )
+    try:
+        page.wait_for_function(
+            "([sel, old]) => { const a = document.querySelector(sel); return a && a.getAttribute('href') !== old; }",
+            arg=[link_selector, previous],
+            timeout=120_000,
+        )
+    except Exception:  # what the page showed instead: the status line and the link
+        print(page.evaluate("s => [...document.querySelectorAll(s)].map(a => a.outerHTML)", link_selector))
+        print(page.locator(".prose:visible").all_inner_texts()[-6:])
+        raise
     href = link.get_attribute("href")
     with urllib.request.urlopen(urljoin(app_url, href), timeout=30) as answer:
         return sf.info(io.BytesIO(answer.read())).frames, href
