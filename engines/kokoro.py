@@ -80,6 +80,7 @@ FIRST_AUDIO_S = 0.0
 # KOKORO_STREAM: how a planned chunk is rendered (see the module docstring); `whole` is the reference.
 STREAM_PLANS = ("windows", "clauses", "whole")
 STREAM_PLAN = "whole"
+TURN_S = 2.0  # KOKORO_TURN_S: a chunk's compute at most (by the measured costs; at least a sentence)
 CLAUSES_FIRST_AUDIO_S = 0.6  # `clauses` without KOKORO_FIRST_AUDIO_S: the phrase cut's measured target
 KEEP_S = 0.04  # silence kept before and after speech (as `trim_silence`)
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
@@ -179,10 +180,15 @@ class KokoroEngine:
             first_audio = CLAUSES_FIRST_AUDIO_S
         # KOKORO_FIRST_CUT=phrase: that first chunk ends where a phrase does (>= 15 phonemes, costs per
         # second rendered); "word" (the default): at any word, >= 20 phonemes
+        # KOKORO_TURN_S: the most compute one chunk may take by the speed measured at load (0: off), so
+        # that a long request hands the engine to another caller at least that often
+        turn = env_number("KOKORO_TURN_S", TURN_S, minimum=0.0) or None
         if clauses or os.environ.get("KOKORO_FIRST_CUT", "word").strip().lower() == "phrase":
-            sized = ChunkPlan(first_audio_s=first_audio or None, first_floor=15, first_cut="phrase", costs="rate")
+            sized = ChunkPlan(
+                first_audio_s=first_audio or None, first_floor=15, first_cut="phrase", costs="rate", turn_s=turn
+            )
         else:
-            sized = ChunkPlan(first_audio_s=first_audio or None)
+            sized = ChunkPlan(first_audio_s=first_audio or None, turn_s=turn)
         self.plan = self._base_plan = plan or sized
         self._backend: OnnxBackend | TorchBackend | None = None
         self._source = ""
@@ -430,7 +436,7 @@ class KokoroEngine:
             phonemes, tokens = g2p(clause.text)
             if not _speakable(phonemes):
                 continue
-            limit = self._base_plan.first_max if first else MAX_PHONEMES
+            limit = self._base_plan.first_max if first else self.plan.hard_max
             if first and len(phonemes) > self.plan.first_max and self.plan.first_audio_s is not None:
                 # a first chunk sized for its time to first audio: whole words, the clause's rest after it
                 head = None
@@ -443,7 +449,7 @@ class KokoroEngine:
                     yield Piece(head[0], head[1], head[2], WORD, True)
                     clause = replace(clause, text=head[3])
                     phonemes, tokens = g2p(clause.text)
-                    limit = MAX_PHONEMES
+                    limit = self.plan.hard_max
                     if not _speakable(phonemes):
                         continue
             first = False

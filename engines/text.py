@@ -138,6 +138,12 @@ class ChunkPlan:
     # phoneme, fitted on two sentences), or "rate" (compute per second of audio rendered, times the
     # boundary silence each call renders and the speech per phoneme: see `costs_from_rate`)
     costs: str = "fit"
+    # The longest one chunk may hold the engine, in seconds of compute by the measured costs (None: no
+    # bound but `hard_max`). An engine that serves one request at a time hands over only between two
+    # chunks (`engines.work_queue`), so this bounds how long another caller's first audio waits for a
+    # long request; never under `turn_floor` phonemes (about a sentence).
+    turn_s: float | None = None
+    turn_floor: int = 120
 
     def calibrated(self, overhead_s: float, compute_s_per_phoneme: float, audio_s_per_phoneme: float) -> ChunkPlan:
         """This plan with an engine's measured costs (taken `margin` times), and, with
@@ -146,10 +152,15 @@ class ChunkPlan:
         if self.first_audio_s is not None:
             fits = int((self.first_audio_s - overhead_s) / max(compute_s_per_phoneme, 1e-6))
             first_max = max(self.first_floor, min(self.first_max, fits))
+        hard_max = self.hard_max
+        if self.turn_s is not None:
+            fits_turn = int((self.turn_s - overhead_s) / max(compute_s_per_phoneme, 1e-6))
+            hard_max = max(min(self.turn_floor, self.hard_max), min(self.hard_max, fits_turn))
         return replace(
             self,
             first_min=min(self.first_min, first_max),
             first_max=first_max,
+            hard_max=hard_max,
             overhead_s=self.margin * overhead_s,
             compute_s_per_phoneme=self.margin * compute_s_per_phoneme,
             audio_s_per_phoneme=audio_s_per_phoneme,

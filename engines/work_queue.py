@@ -6,13 +6,15 @@ until it reaches the head and the engine is free, runs, and leaves, which hands 
 one. A plain lock would let any waiter win; here the order of service is fixed.
 
 Fair share: each ticket carries its caller's key (`service.caller.Caller.bucket`: an API key's owner or a
-client address; None for the operator and tests). The line serves callers in turn (round robin: the
-caller served longest ago goes next, a caller never served first) and each caller's own requests first
-come, first served; so one caller's many long requests cannot push another caller's short one behind
-them. At most `MAX_WAITING_PER_CALLER` (default 2) of one caller's tickets may wait; past it `enter`
-raises `BusyError` at once. On an engine that serves one request at a time, a running request hands the
-engine over between two chunks when another caller waits (`Ticket.let_others_go`), so a long request
-cannot hold everyone else's first audio for its whole length.
+client address; None for the operator and tests). The line serves first the caller who has used the
+engine least lately (engine seconds, halving every `USAGE_HALF_LIFE_S`; ties: the caller served longest
+ago, or never, first) and each caller's own requests first come, first served; so one caller's many long
+requests cannot push another caller's short one behind them, and a caller who has just had many seconds
+of the engine waits while those who have had little go (a plain round robin would serve the heavy caller
+first whenever it was served longer ago). At most `MAX_WAITING_PER_CALLER` (default 2) of one caller's
+tickets may wait; past it `enter` raises `BusyError` at once. On an engine that serves one request at a
+time, a running request hands the engine over between two chunks when another caller waits
+(`Ticket.let_others_go`), so a long request cannot hold everyone else's first audio for its whole length.
 
 Admission: at most `max_waiting(engine_id)` requests may wait for one engine (`MAX_WAITING`, or by
 default as many as the engine's speed measured at load lets start within `WAIT_TARGET_S` for a
@@ -55,7 +57,8 @@ TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 charact
 UNMEASURED_MAX_WAITING = 8  # the bound until the engine has measured its speed
 MAX_WAITING_CAP = 64
 DEFAULT_MAX_WAITING_PER_CALLER = 2
-MAX_CALLERS_REMEMBERED = 10_000  # callers whose last turn is remembered (for the round robin)
+MAX_CALLERS_REMEMBERED = 10_000  # callers whose last turn and recent use are remembered
+USAGE_HALF_LIFE_S = 60.0  # a caller's recent use of the engine halves every minute
 POLL_S = 0.25  # how often a waiter looks whether its client has gone
 SMOOTHING = 0.3  # weight of the newest run in the measured speed
 
@@ -151,6 +154,7 @@ class EngineQueue:
         self._cond = threading.Condition()
         self._waiting: deque[Ticket] = deque()  # in order of arrival; `_order()` is the order of service
         self._turns: OrderedDict[str | None, int] = OrderedDict()  # caller -> number of its last turn
+        self._usage: OrderedDict[str | None, tuple[float, float]] = OrderedDict()  # caller -> (engine s, when)
         self._turn_count = 0
         self._running: list[Ticket] = []
         self.s_per_char: float | None = None  # measured seconds of compute per character
@@ -204,6 +208,7 @@ class EngineQueue:
             ticket.left = True
             if ticket in self._running:
                 self._running.remove(ticket)
+                self._used(ticket)
                 self.served += 1
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
@@ -218,6 +223,7 @@ class EngineQueue:
             if not any(t.caller != ticket.caller for t in self._waiting):
                 return False
             self._running.remove(ticket)
+            self._used(ticket)
             ticket.started = None
             self._waiting.appendleft(ticket)
             self._promote()
@@ -253,22 +259,43 @@ class EngineQueue:
             self._running.append(ticket)
         self._cond.notify_all()
 
+    def _used(self, ticket: Ticket) -> None:
+        """Add a running ticket's engine time so far to its caller's recent use (lock held)."""
+        if ticket.started is None:
+            return
+        now = time.monotonic()
+        caller = ticket.caller
+        self._usage[caller] = (self._recent_use(caller, now) + (now - ticket.started), now)
+        self._usage.move_to_end(caller)
+        while len(self._usage) > MAX_CALLERS_REMEMBERED:
+            self._usage.popitem(last=False)
+
+    def _recent_use(self, caller: str | None, now: float) -> float:
+        """A caller's engine seconds, each halved for every `USAGE_HALF_LIFE_S` since (lock held)."""
+        used, at = self._usage.get(caller, (0.0, now))
+        return used * 0.5 ** ((now - at) / USAGE_HALF_LIFE_S)
+
     def _order(self, limit: int | None = None) -> list[Ticket]:
-        """The waiting tickets in the order they will be served (lock held): callers in turn, the one
-        served longest ago (or never) first; each caller's tickets in order of arrival."""
+        """The waiting tickets in the order they will be served (lock held): the caller who has used the
+        engine least lately first (ties: the one served longest ago, or never), counting each ticket
+        ahead at its estimated cost; each caller's tickets in order of arrival."""
         queues: dict[str | None, deque[Ticket]] = {}
         for ticket in self._waiting:
             queues.setdefault(ticket.caller, deque()).append(ticket)
+        now = time.monotonic()
+        used = {caller: self._recent_use(caller, now) for caller in queues}
         last = {caller: self._turns.get(caller, -1) for caller in queues}
         arrival = {caller: index for index, caller in enumerate(queues)}
         order: list[Ticket] = []
         count = self._turn_count
         wanted = len(self._waiting) if limit is None else min(limit, len(self._waiting))
         while len(order) < wanted:
-            caller = min((c for c in queues if queues[c]), key=lambda c: (last[c], arrival[c]))
-            order.append(queues[caller].popleft())
+            caller = min((c for c in queues if queues[c]), key=lambda c: (used[c], last[c], arrival[c]))
+            ticket = queues[caller].popleft()
+            order.append(ticket)
             count += 1
             last[caller] = count
+            used[caller] += ticket.cost_s
         return order
 
     # ----- place in line and estimates -------------------------------------------------------

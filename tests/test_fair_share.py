@@ -1,4 +1,5 @@
-"""Fair share of an engine's line: callers served in turn, each caller's own waiting requests bounded.
+"""Fair share of an engine's line: the caller who used it least lately first, each caller's own waiting
+requests bounded.
 
 These run the work queue's real code (`engines.timing` -> `engines.work_queue`) with a fake slow engine.
 """
@@ -137,3 +138,23 @@ def test_one_callers_own_requests_are_not_interleaved(slow_engine):
     second.join(60)
     chunks = [text for kind, text in engine.events if kind == "chunk"]
     assert chunks == [first_text] * chunks.count(first_text) + [second_text] * chunks.count(second_text)
+
+
+def test_a_caller_who_just_had_the_engine_long_goes_after_one_who_had_it_briefly(slow_engine):
+    """Heavy had the engine 0.4 s, then light 0.01 s; both wait again: light goes first, although heavy
+    was served longer ago (a plain round robin would serve heavy first)."""
+    engine_id, _ = slow_engine
+    heavy = work_queue.enter(engine_id, 1.0, caller="heavy")
+    time.sleep(0.4)
+    heavy.leave()
+    light = work_queue.enter(engine_id, 1.0, caller="light")
+    time.sleep(0.01)
+    light.leave()
+    holder = work_queue.enter(engine_id, 1.0, caller="someone")
+    heavy_again = work_queue.enter(engine_id, 1.0, caller="heavy")  # arrives first
+    light_again = work_queue.enter(engine_id, 1.0, caller="light")
+    assert (light_again.position(), heavy_again.position()) == (1, 2)
+    holder.leave()
+    assert light_again.has_turn and not heavy_again.has_turn
+    for ticket in (light_again, heavy_again):
+        ticket.leave()

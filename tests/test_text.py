@@ -94,6 +94,18 @@ def test_costs_per_second_rendered_charge_each_call_its_boundary_silence():
     assert ChunkPlan(first_audio_s=0.6, first_floor=10).calibrated(overhead, per_phoneme, audio).first_max == 16
 
 
+def test_a_turn_bounds_each_chunks_compute_by_the_measured_costs_but_never_under_a_sentence():
+    # 0.2 s per call + 0.01 s per phoneme: a 2-second turn holds 180 phonemes
+    plan = ChunkPlan(turn_s=2.0).calibrated(0.2, 0.01, 0.065)
+    assert plan.hard_max == 180
+    lengths, strengths = [40] * 60, [SENTENCE] * 60
+    sizes = _sizes(lengths, _plan(lengths, strengths, plan))
+    assert max(sizes) <= 180 and sorted(i for c in _plan(lengths, strengths, plan) for i in c) == list(range(60))
+    assert ChunkPlan(turn_s=2.0).calibrated(0.2, 0.0001, 0.065).hard_max == 510  # a fast engine: the window
+    assert ChunkPlan(turn_s=2.0).calibrated(0.5, 0.05, 0.065).hard_max == ChunkPlan().turn_floor  # a slow one
+    assert ChunkPlan().calibrated(0.2, 0.01, 0.065).hard_max == 510  # no turn: unchanged
+
+
 def test_first_chunk_stops_at_the_first_break_once_long_enough():
     assert _plan([10, 12, 30], [COMMA, COMMA, SENTENCE])[0] == [0, 1]
 
