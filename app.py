@@ -61,7 +61,7 @@ def build() -> gr.Blocks:
         build_script_tab(owner)
         build_compare_tab(owner)
         build_arena_tab()
-        demo.load(lambda: (header(), owner_details()), None, [banner, details], api_visibility="private")
+        demo.load(lambda: (header(), owner_details()), None, [banner, details], api_visibility="private", queue=False)
     return uploads_only(demo)  # file inputs: uploads, never links Gradio would fetch
 
 

@@ -202,11 +202,12 @@ def build_tab(owner: gr.Textbox) -> None:
             return _voice_update(engine_id, owner_of(owner_token, request))
 
         engine.change(on_engine, [engine, owner], voice, api_visibility="private", show_progress="hidden")
+        # No "Stopped." left from the last batch: cleared in the page at the click, before the batch's own
+        # request (a server-side clear came after that request's answer, which on a busy server arrived
+        # after a quick Stop, and wiped its "Stopped.")
+        go.click(None, None, status, js="() => ''", queue=False, show_progress="hidden", api_visibility="private")
         event = go.click(
             stoppable(batch_render, outputs=2), [upload, engine, voice, *output, owner, align], [archive, table],
             api_name="batch", concurrency_id="batch",
         )  # fmt: skip
         bind_stop(stop, [event], [status])
-        go.click(
-            lambda: "", None, status, queue=False, show_progress="hidden", api_visibility="private"
-        )  # no "Stopped." left

@@ -398,7 +398,12 @@ def build_tab(owner: gr.Textbox) -> None:
                     transcript = gr.Textbox(label="Its transcript (empty: transcribed)", visible=False)
                     engine.change(on_engine, [engine, owner], [voice, ref, transcript], api_visibility="private")
                     owner.change(
-                        on_owner, [engine, voice, owner], voice, api_visibility="private", show_progress="hidden"
+                        on_owner,
+                        [engine, voice, owner],
+                        voice,
+                        api_visibility="private",
+                        show_progress="hidden",
+                        queue=False,
                     )
                     # B plays when A's playback ends, never over it
                     players[name] = StreamPlayer(

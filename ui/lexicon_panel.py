@@ -185,4 +185,4 @@ def build(engine_id: str, owner: gr.components.Component | None = None) -> None:
         concurrency_id=engine_id, concurrency_limit=None,  # admitted and ordered by the engine's work queue
     )  # fmt: skip
     if owner is not None:
-        owner.change(remember, owner, table, api_visibility="private", show_progress="hidden")
+        owner.change(remember, owner, table, api_visibility="private", show_progress="hidden", queue=False)

@@ -64,6 +64,6 @@ def build(demo: gr.Blocks) -> gr.Textbox:
     # obscures localStorage: its secret is in the page; the token's own signature is what counts)
     stored = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=STORAGE_KEY)
     token = gr.Textbox("", visible=False, elem_id="owner-token")  # "": optional for API callers
-    demo.load(_keep_or_mint, stored, [stored, token], api_visibility="private")
+    demo.load(_keep_or_mint, stored, [stored, token], api_visibility="private", queue=False)  # see `ui.page`
     gr.api(owner_token, api_name="owner_token")
     return token

@@ -5,6 +5,13 @@ Why example buttons and not `gr.Examples`: on Gradio 6.17.3 its gallery renders 
 lazily loaded component and, on about half the page loads, reads a sample's component before it has
 loaded (`TypeError: Cannot read properties of undefined (reading '0')`, four times, on the console).
 A button that puts its text in the box needs no server and cannot race.
+
+Why the page's load and owner-token handlers run outside Gradio's queue (`queue=False`): the queue
+answers over one event stream per page, which the server closes once no event of the page is pending.
+On Gradio 6.17.3 a new event sent while that close is on its way is lost, or its new stream is cut
+(`AbortError` on the console): at load, five quick reads (the visitor's lexicon, saved voices, Compare's
+voices) finished one by one and raced it on about one load in four. They are cheap reads, so they go
+as plain requests, and the stream opens only for real work.
 """
 
 from __future__ import annotations

@@ -608,7 +608,9 @@ def build_tab(owner: gr.Textbox) -> None:
             c_replace.click(replace_from_page, asking, [c_saved, c_ask, c_question], api_visibility="private")
             c_keep.click(_asked, None, [c_ask, c_question], api_visibility="private")
             c_delete.click(delete_saved, [c_saved, owner], c_saved, api_name="qwen_delete_voice")
-            owner.change(my_library, owner, [c_saved, c_key], api_visibility="private", show_progress="hidden")
+            owner.change(
+                my_library, owner, [c_saved, c_key], api_visibility="private", show_progress="hidden", queue=False
+            )
             with gr.Row(visible=False):  # the API's save: no question asked, `overwrite` says it
                 api_overwrite, api_save = gr.Checkbox(False), gr.Button()
             api_save.click(
