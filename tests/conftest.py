@@ -249,6 +249,18 @@ def pytest_sessionfinish(session) -> None:
     _CHROMIUM.stop()
 
 
+# Parallel runs (`scripts/test.sh`: pytest-xdist, `--dist loadgroup`): each test file runs whole on one
+# worker (its module fixtures once, its tests in order); the files that start a local Ray cluster share
+# one group, so that two clusters never start at once on one machine.
+SHARED_GROUPS = {"test_serve.py": "ray", "test_serve_tier.py": "ray"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(name, str(item.path.relative_to(ROOT)))))
+
+
 @pytest.fixture(scope="session")
 def chromium() -> _Chromium:
     """The session's Chromium (see `_Chromium`); tests use `browser`."""
