@@ -17,6 +17,7 @@ from engines.lexicon import Entry, mapping, read_file
 from engines.timing import RunStats
 from engines.voice_library import OPERATOR, list_voices
 from service import speech as speak
+from service import voices
 from service.caller import operator
 
 
@@ -105,14 +106,14 @@ def reference(args: argparse.Namespace) -> tuple:
     """The decoded --ref-audio with its settled transcript and mode (None when not given)."""
     clip, ref_text, x_vector_only = None, args.ref_text, args.x_vector_only
     if args.ref_audio is not None:
-        from engines.reference import load_reference, settle_transcript
+        from engines.reference import load_reference
 
         try:
             data = args.ref_audio.read_bytes()
         except OSError as exc:
             raise EngineError(f"Cannot read the reference audio {args.ref_audio}: {exc.strerror or exc}") from None
         clip = load_reference(data)
-        ref_text, x_vector_only, notice = settle_transcript(clip, ref_text, x_vector_only)
+        ref_text, x_vector_only, notice = voices.settle(operator(), clip, ref_text, x_vector_only)
         if notice:
             print(notice, file=sys.stderr)
     return clip, ref_text, x_vector_only

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from engines.base import EngineError
 from engines.kokoro_voices import save_found_voice
-from engines.reference import load_reference, settle_transcript
+from engines.reference import load_reference
 from engines.voice_library import OPERATOR
 from evaluation.voice_search import Progress, VoiceSearch
+from service import voices
+from service.caller import operator
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise EngineError(f"Cannot read the clip {args.audio}: {exc.strerror or exc}") from None
     clip = load_reference(data)
-    text, _, notice = settle_transcript(clip, args.text, False)
+    text, _, notice = voices.settle(operator(), clip, args.text, False)
     if not text:
         raise EngineError("No words could be heard in the clip; give its transcript with --text.")
     if notice:

@@ -55,11 +55,9 @@ EVENTS: dict[str, tuple[str, str, str]] = {
     "kind_line": ("`service.arena.classify`", "characters (`CALLER_CHARS_PER_MIN`)", "—"),
     "on_vote": ("`service.arena.vote`", REQUEST, "votes per hour (`evaluation.ballot`)"),
     "owner_token": ("`service.owners.issue`", REQUEST, "—"),
-    # not metered by the service yet: a transcription of the visitor's uploaded clip (bounded by the
-    # upload's size and the clip's duration) and the operator's CSV export (bounded by the vote store)
-    "transcribe_reference": ("speech recogniser on an upload (not metered yet)", "bounded by `MAX_UPLOAD_MB`",
-                             "Gradio's queue"),
-    "export": ("Arena export (not metered yet)", "bounded by the vote store", "Gradio's queue"),
+    "transcribe_reference": ("`service.voices.transcribe`", "1 request; bytes (`CALLER_UPLOAD_MB_PER_MIN`); compute s: "
+                             "seconds heard × the recogniser's s per s (`CALLER_COMPUTE_S_PER_MIN`)", "—"),
+    "export": ("`service.arena.export`", REQUEST, "bounded by the vote store"),
 }  # fmt: skip
 
 # handlers that run no use case: UI updates, page loads and reads of the visitor's own small state

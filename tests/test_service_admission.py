@@ -72,3 +72,29 @@ def test_an_amount_is_spent_and_refilled():
     assert limiter.take("a", 20) == pytest.approx(10.0)  # 10 left, 20 asked: 10 s at one a second
     now[0] += 10
     assert limiter.take("a", 20) == 0.0
+
+
+def test_the_recogniser_on_a_reference_clip_is_admitted_by_the_seconds_heard(monkeypatch):
+    """`service.voices.transcribe`: a caller whose compute is spent is refused before the recogniser
+    runs; a transcript given, or timbre only, asks no compute at all."""
+    import numpy as np
+
+    from engines.reference import Reference
+    from service import voices
+
+    heard = []
+
+    def recogniser(reference, transcript, x_vector_only):
+        heard.append(reference)
+        return "two words", False, ""
+
+    monkeypatch.setattr(voices, "settle_transcript", recogniser)
+    monkeypatch.setenv("CALLER_COMPUTE_S_PER_MIN", "2")
+    caller = Caller("10.0.0.9")
+    clip = Reference(np.zeros(24_000 * 15, np.float32), 24_000, 24_000, 1, "d")  # 15 s heard
+    assert voices.transcribe(caller, clip) == ("two words", "")  # 1.5 s of the 2 s allowance
+    with pytest.raises(RateLimited, match="share of the server's compute"):
+        voices.transcribe(caller, clip)
+    assert len(heard) == 1  # the refused one never reached the recogniser
+    assert voices.settle(caller, clip, "the words", False)[0] == "two words"  # typed: nothing to hear, admitted
+    assert voices.settle(caller, clip, None, True)[0] == "two words"

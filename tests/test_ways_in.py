@@ -24,6 +24,9 @@ def test_every_route_and_event_of_the_app_has_a_metering_decision(monkeypatch):
     assert "| `POST /v1/audio/speech` | `service.speech` (with `voices`: `service.script`) |" in table
     assert "undecided" not in table
     assert "Gradio event `compare` (API, MCP) | `service.pair`" in table
+    written = (ROOT / "docs" / "public.md").read_text(encoding="utf-8")
+    body = table[table.index("\n") :].strip()  # docs/public.md has it under a heading one level down
+    assert body in written, "docs/public.md: paste the output of `python scripts/ways_in.py` again"
 
 
 def test_a_new_event_or_route_without_a_decision_is_reported(monkeypatch):

@@ -290,7 +290,7 @@ def languages_of(engine_id: str, language: str) -> bool:
 def export() -> list[str]:
     """Votes and runs as CSV and JSON files (figures; texts and transcripts only with ARENA_EXPORT_TEXTS=1)."""
     folder = tempfile.mkdtemp(prefix="arena-", dir=_output_dir())
-    paths = [str(p) for p in ARENA.export_files(folder)]
+    paths = [str(p) for p in arena.export(caller(), ARENA.export_files, folder)]
     janitor.written()
     return paths
 

@@ -30,7 +30,7 @@ from engines import registry
 from engines.base import EngineError, InputError
 from engines.kokoro_voices import list_found_voices
 from engines.lexicon import owner_mapping
-from engines.reference import load_reference, read_upload, settle_transcript
+from engines.reference import load_reference, read_upload
 from engines.voice_library import list_voices, shared
 from evaluation import browser_clip
 from evaluation.arena import Arena
@@ -57,6 +57,7 @@ from evaluation.pair import (
     SlotStarted,
 )
 from service import pair as pairs
+from service import voices
 
 from . import charts, janitor
 from .browser_kokoro import MODULE_URL
@@ -160,7 +161,7 @@ def make_slot(
         if not ref_path:
             raise InputError("Upload or record a reference clip to clone, or pick a saved voice.")
         reference = load_reference(read_upload(ref_path, "reference clip"))
-        text, x_vector_only, notice = settle_transcript(reference, transcript, False)
+        text, x_vector_only, notice = voices.settle(caller(), reference, transcript, False)
         if notice:
             gr.Info(notice)
         return Slot(engine, "", reference=reference, reference_text=text, x_vector_only=x_vector_only, lexicon=lexicon)

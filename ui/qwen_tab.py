@@ -21,7 +21,7 @@ from engines.base import MAX_INSTRUCT_CHARS, SAMPLE_RATE, InputError, SynthesisR
 from engines.language import AUTO
 from engines.qwen import catalogue
 from engines.qwen_design import PRESETS
-from engines.reference import Reference, load_reference, read_upload, settle_transcript
+from engines.reference import Reference, load_reference, read_upload
 from engines.timing import RunStats
 from engines.voice_library import list_voices, safe_name, voice_exists
 from service import voices
@@ -173,8 +173,7 @@ def transcribe_reference(path: str | None) -> tuple[str, str]:
     reference = _reference(path)
     if reference is None:
         return "", ""
-    text, _, notice = settle_transcript(reference, None, False)
-    return text or "", notice
+    return voices.transcribe(caller(), reference)
 
 
 @needs_ffmpeg
@@ -263,7 +262,8 @@ def _clone(
     reference = _reference(path)
     if reference is None:
         raise InputError("Upload or record a reference clip, or pick a saved voice.")
-    transcript, x_vector_only, notice = settle_transcript(reference, transcript, x_vector_only)
+    who = caller(owner_token, request)
+    transcript, x_vector_only, notice = voices.settle(who, reference, transcript, x_vector_only)
     if notice:
         gr.Info(notice)
     wanted = SynthesisRequest(

@@ -18,10 +18,10 @@ import gradio as gr
 from engines import stop as stopping
 from engines.base import InputError, SynthesisRequest
 from engines.kokoro_voices import list_found_voices, save_found_voice
-from engines.reference import load_reference, read_upload, settle_transcript
+from engines.reference import load_reference, read_upload
 from engines.voice_library import safe_name
 from evaluation.voice_search import Found, Progress, VoiceSearch, searching_engine
-from service import admission, speech
+from service import admission, speech, voices
 
 from .caller import caller
 from .common import clip_path, user_errors
@@ -83,7 +83,7 @@ def find_kokoro_voice(
     if not clip:
         raise InputError("Upload or record the clip whose voice to find.")
     reference = load_reference(read_upload(clip, "clip"))
-    text, _, notice = settle_transcript(reference, transcript, False)
+    text, _, notice = voices.settle(who, reference, transcript, False)
     if not text:
         raise InputError("No words could be heard in the clip; type its transcript.")
     if notice:
