@@ -20,6 +20,14 @@ from evaluation.prompts import prompts
 
 pytestmark = pytest.mark.slow
 
+MOS = re.compile(r"\d\.\d\d")
+# the reveal table's "predicted MOS" cell of each clip
+MOS_CELLS = """() => {
+  const table = document.querySelector('#arena-reveal table');
+  const heads = [...table.querySelectorAll('th')].map(h => h.innerText.trim());
+  const at = heads.indexOf('predicted MOS');
+  return at < 0 ? [] : [...table.querySelectorAll('tbody tr')].map(r => (r.children[at] || {}).innerText || '');
+}"""
 SYSTEMS = ("kokoro:jm_kumo", "qwen-custom:Ryan")  # tests/conftest.py app_url's ARENA_SYSTEMS: every pair has both
 MIN_LISTEN_S, END_SLACK_S = 3.0, 0.25  # evaluation/ballot.py: what the vote needs of each clip
 # What would tell a listener which system spoke (engine, voice, back-end, device, weights) ...
@@ -190,6 +198,7 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
     page.locator("#arena-new").wait_for(timeout=120_000)
     page.wait_for_function("() => window.ttsPlayers && window.ttsPlayers['arena-b-player']", timeout=60_000)
     runs = {"A": [], "B": []}
+    measured_mos = False
     durations = {s: [] for s in SYSTEMS}
     joins: set = set()
     names = {p.text for p in prompts("names")}
@@ -266,7 +275,13 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             assert all(s in board for s in shown) and "preliminary" in board
             assert f"{REASONS[number]} 1" in board  # the tag, counted for the winner and the loser
             agreed = page.locator("#arena-agreement").inner_text()
-            assert "lower error rate" in agreed and "higher predicted MOS" in agreed
+            assert "lower error rate" in agreed
+            # predicted MOS is measured in the background as each clip ends; a vote cast before both
+            # clips have it (a busy machine) does not count on that figure
+            cells = page.evaluate(MOS_CELLS)
+            compared = len(cells) == 2 and all(MOS.match(c.strip()) for c in cells) and any("better" in c for c in cells)
+            measured_mos = measured_mos or compared
+            assert ("higher predicted MOS" in agreed) or not measured_mos, (cells, agreed)
             assert page.locator("text=Traceback").count() == 0
         pick(page, "arena-board-category", "Short")  # the board of the category the typed texts fell into
         page.locator("#arena-board-name", has_text="typed texts, category short · 3 votes").wait_for(timeout=30_000)
