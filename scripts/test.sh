@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-exec .venv/bin/python -m pytest -ra --durations=25 -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -ra --durations=25 -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -249,16 +251,21 @@ def pytest_sessionfinish(session) -> None:
     _CHROMIUM.stop()
 
 
-# Parallel runs (`scripts/test.sh`: pytest-xdist, `--dist loadgroup`): each test file runs whole on one
-# worker (its module fixtures once, its tests in order); the files that start a local Ray cluster share
-# one group, so that two clusters never start at once on one machine.
-SHARED_GROUPS = {"test_serve.py": "ray", "test_serve_tier.py": "ray"}
+# Parallel runs (`scripts/test.sh`: pytest-xdist, `--dist loadfile`): each test file runs whole on one
+# worker (its module fixtures once, its tests in order). The tests that start a local Ray cluster hold
+# `one_ray_cluster`, so that two clusters never start at once on one machine.
+RAY_LOCK = Path(tempfile.gettempdir()) / "tts-tests-ray.lock"
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(name, str(item.path.relative_to(ROOT)))))
+@pytest.fixture(scope="module")
+def one_ray_cluster():
+    """Held while a module's Ray cluster runs: another worker's waits (an OS file lock, freed on exit)."""
+    with open(RAY_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

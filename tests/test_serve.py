@@ -57,7 +57,7 @@ LONG = " ".join(
 
 
 @pytest.fixture(scope="module")
-def tier(qwen_dirs):
+def tier(qwen_dirs, one_ray_cluster):
     """A local Ray Serve running the tier; yields its base URL."""
     from serve.cli import start
 

@@ -91,7 +91,7 @@ def test_replicas_asked_for_fit_the_machines_cpus():
 
 
 @pytest.mark.slow
-def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every_deployment(tmp_path):
+def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every_deployment(tmp_path, one_ray_cluster):
     """`python -m engines serve --replicas 2 --port P` on this machine, as the README runs it (Qwen has no
     weights offline: its replicas start and say so). Bounded: the test gives up after 8 minutes."""
     port = _free_port()
