@@ -242,7 +242,8 @@ def test_an_engine_that_runs_on_the_cpu_falls_back_with_the_same_audio(zero, mon
     assert all(np.array_equal(a.audio, b.audio) for a, b in zip(fallback, direct, strict=True))
 
 
-def test_gpu_calls_bring_their_tensors_back_on_the_cpu(zero, monkeypatch):
+def test_gpu_calls_bring_their_tensors_back_on_the_cpu(zero, monkeypatch, measured_line):
+    # `measured_line`: a line that has not measured the engine yet (an earlier test in this process may have)
     register(monkeypatch, FakeEngine())
     prompt = gpu.call(FakeEngine(), "prompt", SynthesisRequest("Hello there.", "Ryan"))
     assert prompt[0].size == 12 and prompt[0].codes.device.type == "cpu"

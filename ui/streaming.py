@@ -9,7 +9,7 @@ messages with `pair_message`. Pieces carry the model's word times where the chun
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import gradio as gr
@@ -24,6 +24,8 @@ from .common import wait_for_turn
 from .lexicon_panel import with_visitor_lexicon
 from .player import StreamPlayer
 from .readalong import LiveWords
+
+SKIP = gr.skip()  # an update that leaves its output as it is
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,27 @@ def played(
     start = player.start()
     yield (start, *rest)
     live = LiveWords(chunks if chunks is not None else [])
+    latest = list(rest)  # each other output's last value
     for sound, *others, stats in updates:
+        latest = _kept(latest, others)
         if sound is None:
             yield (gr.skip(), *others)
         else:
             yield (player.piece(sound, stats.ttfa_s, words=live.new()), *others)
-    yield (player.end(), *rest)
+    # The run's last updates carry every output's last value again (unchanged: nothing is re-sent while
+    # streaming). Gradio 6.17.3 streams a generator's outputs as diffs, and on a busy page one was seen
+    # lost (the download missing while the status in the same update arrived); the event's completion
+    # carries each output's last value whole, so the page ends with every output as the run left it.
+    yield (player.end(), *latest)
     if after is not None:
-        yield from after(StreamPlayer.run_of(start))
+        for row in after(StreamPlayer.run_of(start)):
+            latest = _kept(latest, row[1:])
+            yield (row[0], *latest)
+
+
+def _kept(latest: list, update: Sequence) -> list:
+    """`latest` with the values `update` sets (a skip keeps the last one)."""
+    return [old if isinstance(new, dict) and new == SKIP else new for old, new in zip(latest, update, strict=True)]
 
 
 def pair_message(event: PairEvent, figures: bool = True) -> str | None:

@@ -24,6 +24,7 @@ MOS = re.compile(r"\d\.\d\d")
 # the reveal table's "predicted MOS" cell of each clip
 MOS_CELLS = """() => {
   const table = document.querySelector('#arena-reveal table');
+  if (!table) return [];
   const heads = [...table.querySelectorAll('th')].map(h => h.innerText.trim());
   const at = heads.indexOf('predicted MOS');
   return at < 0 ? [] : [...table.querySelectorAll('tbody tr')].map(r => (r.children[at] || {}).innerText || '');
@@ -256,6 +257,9 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             reveal = page.locator("#arena-reveal").inner_text()
             assert f"Why: {REASONS[number]}." in reveal, reveal
             outcome = page.locator("#arena-reveal table").inner_text()  # each clip's figures by the outcome
+            cells = page.evaluate(MOS_CELLS)  # whether this vote had both clips' MOS, and they differed
+            numbers = len(cells) == 2 and all(MOS.match(c.strip()) for c in cells)
+            measured_mos = measured_mos or (numbers and any("better" in c for c in cells))
             for column in ("error rate", "predicted MOS", "duration", "first audio", "chosen", "not chosen"):
                 assert column in outcome, outcome
             assert re.search(r"\d+\.\d s", outcome), outcome
@@ -278,10 +282,6 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             assert "lower error rate" in agreed
             # predicted MOS is measured in the background as each clip ends; a vote cast before both
             # clips have it (a busy machine) does not count on that figure
-            cells = page.evaluate(MOS_CELLS)
-            numbers = len(cells) == 2 and all(MOS.match(c.strip()) for c in cells)
-            compared = numbers and any("better" in c for c in cells)
-            measured_mos = measured_mos or compared
             assert ("higher predicted MOS" in agreed) or not measured_mos, (cells, agreed)
             assert page.locator("text=Traceback").count() == 0
         pick(page, "arena-board-category", "Short")  # the board of the category the typed texts fell into
