@@ -280,9 +280,11 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
             assert f"{REASONS[number]} 1" in board  # the tag, counted for the winner and the loser
             agreed = page.locator("#arena-agreement").inner_text()
             assert "lower error rate" in agreed
-            # predicted MOS is measured in the background as each clip ends; a vote cast before both
-            # clips have it (a busy machine) does not count on that figure
-            assert ("higher predicted MOS" in agreed) or not measured_mos, (cells, agreed)
+            # predicted MOS is measured in the background as each clip ends, and a vote is stored with the
+            # figures it had when cast: on a busy machine both clips' MOS showed in the reveal while the
+            # stored vote had none (the board then has no MOS row), so only a row, once there, is checked
+            if "higher predicted MOS" in agreed:
+                assert measured_mos, (cells, agreed)
             assert page.locator("text=Traceback").count() == 0
         pick(page, "arena-board-category", "Short")  # the board of the category the typed texts fell into
         page.locator("#arena-board-name", has_text="typed texts, category short · 3 votes").wait_for(timeout=30_000)
