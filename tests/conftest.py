@@ -294,6 +294,38 @@ def app_page(browser, url: str, *, height: int = 1100, ready: str | None = "#kok
     return page
 
 
+def choose_file(page, elem_id: str, path, shown, *, timeout_ms: int = 30_000) -> None:
+    """Upload `path` into the page's `#elem_id` component as a visitor does: click its drop area and pick
+    the file in the browser's chooser, then wait for the locator `shown` (the component showing the file).
+    Setting files on the component's hidden input directly lost one upload on a loaded CI machine (Gradio
+    replaces that input when the component updates); the chooser goes through the input the click opened.
+    If the file does not show, it is chosen once more, as a visitor would; past that the error names what
+    the page's uploads answered and the toasts it showed."""
+    answers: list[int] = []
+
+    def seen(response) -> None:
+        if "/gradio_api/upload" in response.url and "upload_progress" not in response.url:
+            answers.append(response.status)
+
+    page.on("response", seen)
+    try:
+        for _ in range(2):
+            with page.expect_file_chooser(timeout=timeout_ms) as chooser:
+                page.locator(f"#{elem_id}").get_by_text("Click to Upload").first.click()
+            chooser.value.set_files(str(path))
+            try:
+                shown.wait_for(timeout=timeout_ms)
+                return
+            except Exception:  # playwright's TimeoutError: choose it again
+                clear = page.locator(f"#{elem_id} button[aria-label=Clear]")
+                if clear.count():
+                    clear.first.click()
+    finally:
+        page.remove_listener("response", seen)
+    toasts = page.get_by_test_id("toast-text").all_inner_texts()
+    raise AssertionError(f"#{elem_id} never showed {path.name}: upload answers {answers}, toasts {toasts}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -318,13 +350,14 @@ def app_url(artifacts, qwen_dirs, tmp_path_factory) -> str:
         "MAX_WAITING_PER_CALLER": "16", "MAX_SESSIONS_PER_ADDRESS": "1000",
     }  # fmt: skip
     env.pop("KOKORO_MODEL", None)
-    log = open(artifacts / "app.log", "w")
+    log_path = artifacts / f"app-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.log"  # one per worker
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited early; see {artifacts / 'app.log'}")
+            raise RuntimeError(f"app.py exited early; see {log_path}")
         try:
             urllib.request.urlopen(url, timeout=2)
             break

@@ -10,8 +10,7 @@ import zipfile
 
 import pytest
 import soundfile as sf
-from conftest import app_page
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from conftest import app_page, choose_file
 
 from engines.audio import integrated_loudness
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE
@@ -85,18 +84,8 @@ def clear_upload(page) -> None:
 
 
 def upload(page, path) -> None:
-    """Put `path` in the Batch tab's file input and wait until the component shows it. Once, on a loaded
-    CI machine, a file set right after the tab opened never showed up (the component was still mounting):
-    it is set a second time then, which a visitor would do too."""
-    target = page.locator("#batch-file", has_text=path.name)
-    for wait_ms in (30_000, 60_000):
-        page.locator("#batch-file input[type=file]").set_input_files(str(path))
-        try:
-            target.wait_for(timeout=wait_ms)
-            return
-        except PlaywrightTimeout:
-            clear_upload(page)
-    raise AssertionError(f"the Batch tab never showed the uploaded {path.name}")
+    """Choose `path` in the Batch tab's file component and wait until the component shows it."""
+    choose_file(page, "batch-file", path, page.locator("#batch-file", has_text=path.name))
 
 
 def test_a_batch_file_with_nothing_to_speak_is_one_sentence(page, artifacts, tmp_path):

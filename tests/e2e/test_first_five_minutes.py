@@ -19,7 +19,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, _free_port
+from conftest import ROOT, _free_port, choose_file
 
 from engines.base import MAX_TEXT_CHARS
 
@@ -301,7 +301,7 @@ def test_batch_stop_then_render_again(browser, fresh_url, shots, tmp_path):
         long_lines, short_lines = tmp_path / "long.txt", tmp_path / "short.txt"
         long_lines.write_text("\n".join([LONG[:400]] * 6) + "\n", encoding="utf-8")
         short_lines.write_text("Hello there.\nThe birch canoe slid on the smooth planks.\n", encoding="utf-8")
-        page.locator("#batch-file input[type=file]").set_input_files(str(long_lines))
+        choose_file(page, "batch-file", long_lines, page.locator("#batch-file", has_text=long_lines.name))
         page.locator("#batch-render").click()
         time.sleep(3)
         page.locator("#batch-stop").click()
@@ -311,8 +311,7 @@ def test_batch_stop_then_render_again(browser, fresh_url, shots, tmp_path):
         visit.shot("batch-stopped")
         visit.calm()
         page.locator("#batch-file button[aria-label=Clear]").click()  # as a visitor: the file's ×, then another
-        page.locator("#batch-file input[type=file]").set_input_files(str(short_lines), timeout=10_000)
-        time.sleep(0.5)
+        choose_file(page, "batch-file", short_lines, page.locator("#batch-file", has_text=short_lines.name))
         page.locator("#batch-render").click()  # the new batch runs to its zip
         # the new zip's link (Gradio shows its name as "batch" and ".zip" in two boxes)
         page.locator("#batch-zip a[href*='batch.zip']").wait_for(timeout=240_000)

@@ -56,6 +56,14 @@ def save(page, name: str, reference) -> None:
     page.locator("#qwen-save").click()
 
 
+def dismiss_toasts(page) -> None:
+    """Close every toast the page shows, as a visitor would with each one's ×, and wait until none is left."""
+    for close in page.get_by_test_id("toast-close").all():
+        if close.is_visible():
+            close.click()
+    page.get_by_test_id("toast-text").first.wait_for(state="detached", timeout=15_000)
+
+
 def pick(page, name: str) -> None:
     box = page.locator("#qwen-saved input")
     box.fill(name)
@@ -98,8 +106,9 @@ def test_a_second_visitor_cannot_see_use_or_delete_the_first_visitors_voice(brow
     second.locator("#qwen-clone-text textarea").fill("Hello.")
     second.locator("#qwen-clone-generate").click()
     second.get_by_text(NOT_YOURS).first.wait_for(timeout=60_000)
+    dismiss_toasts(second)  # a toast goes after 10 s: the delete's own sentence is then looked for alone
     second.locator("#qwen-delete").click()  # ...nor delete
-    second.get_by_text(NOT_YOURS).nth(1).wait_for(timeout=60_000)
+    second.get_by_text(NOT_YOURS).first.wait_for(timeout=60_000)
     second.screenshot(path=str(artifacts / "owned_voice_second_visitor.png"), full_page=True)
 
     assert saved_voices_soon(first, ["narrator"]) == ["narrator"]  # still there for its owner
