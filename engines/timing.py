@@ -108,8 +108,10 @@ def timed_stream(
             return
         stats.queue_wait_s = turn.waited_s
         engine = load(engine_id)
-        # between chunks another caller waiting for this engine goes first (the line's fair share)
-        yield from measured(engine, request, stats, cancelled, between=lambda: turn.let_others_go(cancelled))
+        # while a chunk is delivered the engine is free; the next chunk waits its turn (the line's fair share)
+        yield from measured(
+            engine, request, stats, cancelled, aside=turn.step_aside, between=lambda: turn.resume(cancelled)
+        )
         if not stats.cancelled:
             work_queue.observe(engine_id, len(request.text), stats.total_s)
 
@@ -120,10 +122,12 @@ def measured(
     stats: RunStats,
     cancelled: Callable[[], bool] | None = None,
     between: Callable[[], bool] | None = None,
+    aside: Callable[[], None] | None = None,
 ) -> Iterator[AudioChunk]:
     """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`.
-    `between()` runs after each chunk (the time it takes is not the run's: e.g. another caller's turn)
-    and stops the run when it says False."""
+    `aside()` runs as each chunk is handed on and `between()` once the next is asked for (it stops the run
+    when it says False): the time from one to the other (the chunk's delivery, another caller's turn) is
+    not the run's."""
     start = time.perf_counter()
     with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call
         for chunk in chunks:
@@ -137,17 +141,18 @@ def measured(
             stats.total_s = now
             stats.notes.extend(chunk.notes)
             stats.stops.extend(chunk.stops)
+            paused = time.perf_counter()
+            if aside is not None:
+                aside()
             yield chunk
             if cancelled is not None and cancelled():
                 stats.cancelled = True
                 break
-            if between is not None:
-                paused = time.perf_counter()
-                going_on = between()
-                start += time.perf_counter() - paused  # another caller's turn is not this run's time
-                if not going_on:
-                    stats.cancelled = True
-                    break
+            going_on = between() if between is not None else True
+            start += time.perf_counter() - paused  # the delivery and another caller's turn are not this run's
+            if not going_on:
+                stats.cancelled = True
+                break
     stats.total_s = time.perf_counter() - start
 
 

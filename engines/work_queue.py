@@ -13,8 +13,10 @@ requests cannot push another caller's short one behind them, and a caller who ha
 of the engine waits while those who have had little go (a plain round robin would serve the heavy caller
 first whenever it was served longer ago). At most `MAX_WAITING_PER_CALLER` (default 2) of one caller's
 tickets may wait; past it `enter` raises `BusyError` at once. On an engine that serves one request at a
-time, a running request hands the engine over between two chunks when another caller waits
-(`Ticket.let_others_go`), so a long request cannot hold everyone else's first audio for its whole length.
+time, a running request steps aside while each of its chunks is delivered (`Ticket.step_aside`: the
+engine is free while the chunk is encoded and sent, however slowly its client reads) and comes back first
+in its own caller's line for the next one (`Ticket.resume`), so neither a long request nor a slow reader
+holds everyone else's first audio: the most another caller waits for is one chunk's compute.
 
 Admission: at most `max_waiting(engine_id)` requests may wait for one engine (`MAX_WAITING`, or by
 default as many as the engine's speed measured at load lets start within `WAIT_TARGET_S` for a
@@ -83,6 +85,8 @@ class Ticket:
         self.caller = caller  # whose request (the fair share's key); None: the operator's
         self.arrived = time.monotonic()
         self.started: float | None = None
+        self.ran_s = 0.0  # engine seconds of its earlier turns (it steps aside between chunks)
+        self.aside = False  # stepped aside: its chunk is being delivered, the engine is free
         self.left = False
         self.leader: Ticket | None = None  # set when served in one batch with an earlier ticket
 
@@ -130,12 +134,17 @@ class Ticket:
         """Out of the line (done, failed or gone); the engine passes to the next one. Idempotent."""
         self.line.leave(self)
 
-    def let_others_go(self, cancelled: Callable[[], bool] | None = None) -> bool:
-        """Between two chunks of a running request: when another caller waits for this engine (one that
-        serves one request at a time), hand it the engine and wait for the turn again, first in this
-        caller's own line. False if the client left meanwhile (then out of the line)."""
-        if self.leader is not None or not self.line.requeue_for_others(self):
-            return True
+    def step_aside(self) -> None:
+        """A running request with a chunk to deliver: out of the engine while it is delivered, so the
+        next in line may run meanwhile (an engine that serves one request at a time; otherwise nothing
+        happens). `resume` puts it back in line, first among its own caller's requests."""
+        if self.leader is None:
+            self.line.step_aside(self)
+
+    def resume(self, cancelled: Callable[[], bool] | None = None) -> bool:
+        """After `step_aside`: back in line and wait for the turn. False if the client left meanwhile
+        (then out of the line)."""
+        self.line.resume(self)
         return self.wait_turn(cancelled)
 
     def __enter__(self) -> Ticket:
@@ -157,6 +166,7 @@ class EngineQueue:
         self._usage: OrderedDict[str | None, tuple[float, float]] = OrderedDict()  # caller -> (engine s, when)
         self._turn_count = 0
         self._running: list[Ticket] = []
+        self._aside: list[Ticket] = []  # stepped aside while a chunk of theirs is delivered
         self.s_per_char: float | None = None  # measured seconds of compute per character
         self._bound: int | None = None  # the default bound, fixed once the speed is first known
         self.served = self.refused = 0
@@ -212,22 +222,32 @@ class EngineQueue:
                 self.served += 1
             elif ticket in self._waiting:
                 self._waiting.remove(ticket)
+            elif ticket.aside:
+                self._aside.remove(ticket)
+                ticket.aside = False
+                self.served += 1
             self._promote()
 
-    def requeue_for_others(self, ticket: Ticket) -> bool:
-        """Put a running ticket back at the head of its caller's waiting requests when another caller
-        waits and the engine serves one at a time; True if it was put back."""
+    def step_aside(self, ticket: Ticket) -> None:
         with self._cond:
             if self.slots != 1 or ticket not in self._running:
-                return False
-            if not any(t.caller != ticket.caller for t in self._waiting):
-                return False
+                return
             self._running.remove(ticket)
             self._used(ticket)
-            ticket.started = None
+            ticket.started, ticket.aside = None, True
+            self._aside.append(ticket)
+            self._promote()
+
+    def resume(self, ticket: Ticket) -> None:
+        """Back in line first among its caller's requests (its place in the order of service follows
+        its caller's recent use, as any waiting ticket's)."""
+        with self._cond:
+            if not ticket.aside or ticket.left:
+                return
+            self._aside.remove(ticket)
+            ticket.aside = False
             self._waiting.appendleft(ticket)
             self._promote()
-            return True
 
     def claim(self, leader: Ticket, limit: int, match: Callable[[Ticket], bool]) -> list[Ticket]:
         with self._cond:
@@ -247,8 +267,11 @@ class EngineQueue:
 
     def _promote(self) -> None:
         """Give free engine slots to the next in the order of service (lock held)."""
+        held = {t.caller for t in self._aside}  # a caller's next request waits for the one it set aside
         while self._waiting and len(self._running) < self.slots:
-            ticket = self._order(1)[0]
+            ticket = next((t for t in self._order() if t.caller not in held), None)
+            if ticket is None:
+                break
             self._waiting.remove(ticket)
             self._turn_count += 1
             self._turns.pop(ticket.caller, None)
@@ -265,6 +288,7 @@ class EngineQueue:
             return
         now = time.monotonic()
         caller = ticket.caller
+        ticket.ran_s += now - ticket.started
         self._usage[caller] = (self._recent_use(caller, now) + (now - ticket.started), now)
         self._usage.move_to_end(caller)
         while len(self._usage) > MAX_CALLERS_REMEMBERED:
@@ -318,7 +342,7 @@ class EngineQueue:
 
     def _remaining_s(self) -> float:
         now = time.monotonic()
-        left = [max(0.0, t.cost_s - (now - (t.started or now))) for t in self._running]
+        left = [max(0.0, t.cost_s - t.ran_s - (now - (t.started or now))) for t in self._running]
         return min(left) if len(left) >= self.slots and left else 0.0
 
     def _backlog_s(self) -> float | None:

@@ -120,9 +120,9 @@ def test_answers_say_how_long_they_waited_in_line(client, line):
 def test_v1_requests_are_served_in_the_order_they_arrived(client, line, monkeypatch):
     order, real = [], timing.measured
 
-    def recorded(engine, request, stats, cancelled=None, between=None):
+    def recorded(engine, request, stats, cancelled=None, **turn):
         order.append(request.text)
-        yield from real(engine, request, stats, cancelled, between)
+        yield from real(engine, request, stats, cancelled, **turn)
 
     monkeypatch.setattr(timing, "measured", recorded)
     texts = ["One.", "Two.", "Three.", "Four."]
@@ -154,9 +154,9 @@ def _post(server, payload: dict) -> tuple[HTTPConnection, object]:
 def test_a_whole_file_client_that_leaves_stops_the_synthesis_and_the_next_is_served(server, client, line, monkeypatch):
     produced, started, real = [], threading.Event(), timing.measured
 
-    def held(engine, request, stats, cancelled=None, between=None):
+    def held(engine, request, stats, cancelled=None, **turn):
         """The engine's chunks; after the first, wait until the server has seen the client go."""
-        for chunk in real(engine, request, stats, cancelled, between):
+        for chunk in real(engine, request, stats, cancelled, **turn):
             produced.append(chunk)
             started.set()
             until(lambda: cancelled is not None and cancelled())

@@ -158,3 +158,21 @@ def test_a_caller_who_just_had_the_engine_long_goes_after_one_who_had_it_briefly
     assert light_again.has_turn and not heavy_again.has_turn
     for ticket in (light_again, heavy_again):
         ticket.leave()
+
+
+def test_a_slow_reader_does_not_hold_the_engine_while_its_chunk_is_delivered(slow_engine):
+    """A's client takes A's first chunk and then reads nothing for a while (a slow or hostile reader):
+    B, arriving meanwhile, is served to its end; A then gets the rest of its audio."""
+    engine_id, engine = slow_engine
+    line, errors = work_queue.line(engine_id), []
+    long_text = "A long one " + "word " * 50
+    stats = timing.RunStats(engine=engine_id)
+    reader = timing.timed_stream(engine_id, SynthesisRequest(long_text, "v"), stats, caller="key:A")
+    first = next(reader)  # A's client has its first chunk and reads no further for now
+    second = speak(engine_id, "B short.", "key:B", errors)
+    second.join(10)
+    assert not second.is_alive() and errors == []  # B did not wait for A's reader
+    assert ("chunk", "B short.") in engine.events
+    rest = list(reader)
+    assert len([first, *rest]) == len(long_text) // 10 and not stats.cancelled
+    assert line.running() == 0 and line.waiting() == 0
