@@ -51,6 +51,8 @@ EVENTS: dict[str, tuple[str, str, str]] = {
                      LINE + ", each group"),
     "script_render": ("`service.script`", f"{REQUEST}; compute s of every line left, admitted before the first",
                       LINE + ", each piece"),
+    "script_play": ("`service.script`", f"{REQUEST}; compute s of every line left, admitted before the first",
+                    LINE + ", each piece"),
     "compare_stream": PAIR, "compare_api": PAIR, "cross_clone": PAIR, "play_pair": PAIR,
     "kind_line": ("`service.arena.classify`", "characters (`CALLER_CHARS_PER_MIN`)", "—"),
     "on_vote": ("`service.arena.vote`", REQUEST, "votes per hour (`evaluation.ballot`)"),

@@ -18,7 +18,8 @@ import logging
 import os
 import subprocess
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,26 @@ def _check_words(entry: dict, audio: np.ndarray, text: str) -> None:
     entry["words"], entry["error_rate"] = found.words, found.error_rate
 
 
-def render_take(
+@dataclass(frozen=True)
+class Heard:
+    """One line of a take as it is added: its manifest entry (start and end in the take, or the error)
+    and the samples it adds to the take (the gap before it, then the line; none for a failed line)."""
+
+    entry: dict
+    audio: np.ndarray
+
+
+def render_take(*args, **kwargs) -> dict:
+    """`take_lines` run to its end: the manifest (the same arguments)."""
+    steps = take_lines(*args, **kwargs)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def take_lines(
     lines: list[Line],
     roles: dict[str, Role],
     out_dir: Path,
@@ -171,9 +191,10 @@ def render_take(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = stopping.stopped,
     check_words: bool = False,
-) -> dict:
-    """Render every line for `caller` (default: the operator), write the take, the per-line files, their
-    zip and the manifest; return it. The job is admitted by its estimated compute before its first line,
+) -> Generator[Heard, None, dict]:
+    """Render every line for `caller` (default: the operator), yielding each as it joins the take (the
+    page plays them as they come), then write the take, the per-line files, their zip and the manifest,
+    and return the manifest. The job is admitted by its estimated compute before its first line,
     and each piece takes the caller's turn in its engine's line; `cancelled()` (default: the page's Stop)
     ends it after the line in progress.
 
@@ -225,21 +246,25 @@ def render_take(
                 entry["file"] = name
                 if check_words:
                     _check_words(entry, audio, line.spoken)
+        added = np.zeros(0, np.float32)
         if audio is not None:
             if take:
                 take.append(gap)
                 cursor += len(gap)
+                added = gap
             first, last = silent_edges(audio)
             entry["start"] = round((cursor + first) / SAMPLE_RATE, 3)
             entry["end"] = round((cursor + max(first, last)) / SAMPLE_RATE, 3)
             take.append(audio)
             cursor += len(audio)
+            added = np.concatenate([added, audio])
         else:
             entry["start"] = entry["end"] = None
         entries.append(entry)
         _save_progress(out_dir, key, [e for e in entries if e.get("file")])
         if progress:
             progress(number, len(lines), line)
+        yield Heard(entry, added)
     audio = np.concatenate(take) if take else np.zeros(0, np.float32)
     take_name = f"take.{fmt}"
     if take:
