@@ -23,7 +23,7 @@ each its own API key) alone, then beside one neighbour at its limits with 5,000-
 key, three requests going, each again as soon as it may); JSON: the polite clients' first audio p50/p95
 without and with the neighbour, their ratio (goal: p95 within 1.5x) and what the neighbour got.
 
-    python bench/load.py --hostile 2 --out bench/results-hostile.json
+    python bench/load.py --hostile 4 --out bench/results-hostile.json
 """
 
 from __future__ import annotations
@@ -216,7 +216,8 @@ def run_level(url: str, clients: int, requests: int, pid: int | None) -> dict:
 HOSTILE_TEXT = ((TEXT + " ") * 60)[:5_000].rstrip()  # the page's limit exactly: a longer text is a 413, no work
 POLITE = 5
 HOSTILE_STREAMS = 3  # the neighbour keeps this many requests going, each again as soon as it may
-KEYS = [f"bench-polite-{n}" for n in range(POLITE)] + ["bench-hostile"]
+KEYS = [f"bench-polite-{n}" for n in range(POLITE)] + ["bench-hostile", "bench-warm-up"]
+WARM_UP_KEY = KEYS[-1]  # the warm-up's own key: its engine time is no polite client's recent use
 
 
 def polite_round(host: str, port: int, seed: int) -> list[Result]:
@@ -246,7 +247,7 @@ def hostile_neighbour(host: str, port: int, rounds: int) -> dict:
 
     def neighbour() -> None:
         while not stop.is_set():
-            result = v1_request(host, port, HOSTILE_TEXT, KEYS[-1])
+            result = v1_request(host, port, HOSTILE_TEXT, "bench-hostile")
             hostile.append(result)
             if result["kind"] == "refused":
                 stop.wait(min(RETRY_CAP_S, result["retry_after_s"]))
@@ -260,10 +261,13 @@ def hostile_neighbour(host: str, port: int, rounds: int) -> dict:
 
     def figures(results: list[Result]) -> dict:
         ttfa = [r["ttfa_s"] for r in results if r["kind"] == "served"]
+        waits = [r["queue_wait_s"] for r in results if r["kind"] == "served" and r["queue_wait_s"] is not None]
         return {
             "served": len(ttfa), "refused": sum(r["kind"] == "refused" for r in results),
             "failed": sum(r["kind"] == "failed" for r in results),
             "ttfa_s": {"p50": percentile(ttfa, 50), "p95": percentile(ttfa, 95)},
+            "queue_wait_s": {"p50": percentile(waits, 50), "p95": percentile(waits, 95)},
+            "ttfa_each_s": sorted(round(t, 2) for t in ttfa),
         }  # fmt: skip
 
     without, with_neighbour = figures(alone), figures(beside)
@@ -351,7 +355,7 @@ def main() -> None:
         from gradio_client import Client
 
         if args.hostile:
-            warm = v1_request(host, int(port), TEXT, KEYS[0])
+            warm = v1_request(host, int(port), TEXT, WARM_UP_KEY)
             if warm["kind"] != "served":
                 raise SystemExit(f"warm-up failed: {warm}")
             report = hostile_neighbour(host, int(port), args.hostile)

@@ -110,7 +110,7 @@ def timed_stream(
         engine = load(engine_id)
         # while a chunk is delivered the engine is free; the next chunk waits its turn (the line's fair share)
         yield from measured(
-            engine, request, stats, cancelled, aside=turn.step_aside, between=lambda: turn.resume(cancelled)
+            engine, request, stats, cancelled, aside=turn.step_aside, between=lambda: turn.resume(cancelled), turn=turn
         )
         if not stats.cancelled:
             work_queue.observe(engine_id, len(request.text), stats.total_s)
@@ -123,14 +123,23 @@ def measured(
     cancelled: Callable[[], bool] | None = None,
     between: Callable[[], bool] | None = None,
     aside: Callable[[], None] | None = None,
+    turn: Ticket | None = None,
 ) -> Iterator[AudioChunk]:
     """An engine's chunks, filling `stats` as they come; stops after a chunk once `cancelled()`.
     `aside()` runs as each chunk is handed on and `between()` once the next is asked for (it stops the run
     when it says False): the time from one to the other (the chunk's delivery, another caller's turn) is
-    not the run's."""
+    not the run's. `turn`: the ticket whose model calls these are (a call may give way to another caller,
+    `engines.work_queue.yielding`; the wait for the turn again is not the run's time either). A request's
+    first chunk never gives way: that would delay its first audio, the figure the line protects."""
     start = time.perf_counter()
     with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call
-        for chunk in chunks:
+        while True:
+            with work_queue.in_turn(turn if stats.chunks else None):  # a first chunk never gives way
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            if turn is not None:
+                start += turn.take_paused()
             now = time.perf_counter() - start
             if stats.ttfa_s is None:
                 stats.ttfa_s = now

@@ -16,7 +16,12 @@ tickets may wait; past it `enter` raises `BusyError` at once. On an engine that 
 time, a running request steps aside while each of its chunks is delivered (`Ticket.step_aside`: the
 engine is free while the chunk is encoded and sent, however slowly its client reads) and comes back first
 in its own caller's line for the next one (`Ticket.resume`), so neither a long request nor a slow reader
-holds everyone else's first audio: the most another caller waits for is one chunk's compute.
+holds everyone else's first audio. A chunk's model call can also give way mid-way (`yielding`, around a
+call that can be cut short, e.g. ONNX Runtime's terminate flag): when a caller who has used the engine less
+lately arrives while it runs (and the request has already delivered its first chunk), the call is cut
+short, the newcomer goes, and the chunk is computed again
+once its turn is back, that time to its end (so a chunk gives way at most once: a heavy caller pays with
+part of one chunk's compute, and always gets on).
 
 Admission: at most `max_waiting(engine_id)` requests may wait for one engine (`MAX_WAITING`, or by
 default as many as the engine's speed measured at load lets start within `WAIT_TARGET_S` for a
@@ -47,12 +52,15 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TypeVar
 
 from . import registry
 from .base import BusyError, EngineError
 from .settings import env_int
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WAIT_TARGET_S = 30.0  # the last one waiting should start within about this long (default bound)
 TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 characters) for the default bound
@@ -62,7 +70,44 @@ DEFAULT_MAX_WAITING_PER_CALLER = 2
 MAX_CALLERS_REMEMBERED = 10_000  # callers whose last turn and recent use are remembered
 USAGE_HALF_LIFE_S = 60.0  # a caller's recent use of the engine halves every minute
 POLL_S = 0.25  # how often a waiter looks whether its client has gone
+ASIDE_GRACE_S = 0.25  # how long the engine waits for a lighter caller's next chunk while it delivers one
 SMOOTHING = 0.3  # weight of the newest run in the measured speed
+
+
+_TURN: ContextVar[Ticket | None] = ContextVar("engine_turn", default=None)
+
+
+@contextmanager
+def in_turn(ticket: Ticket | None) -> Iterator[None]:
+    """The model calls made in this block are `ticket`'s (`yielding` finds it here)."""
+    token = _TURN.set(ticket)
+    try:
+        yield
+    finally:
+        _TURN.reset(token)
+
+
+def yielding(attempt: Callable[[Callable[[Callable[[], None]], None] | None], T]) -> T:
+    """Run a model call that can be cut short and, if it gave way to another caller (see the module
+    docstring), wait for the turn again and run it once more to its end. `attempt(offer)` makes the call;
+    `offer(cut)`, when given, says how to cut it short (e.g. set ONNX Runtime's terminate flag) and must
+    be called before the call starts; the second attempt gets no `offer`."""
+    ticket = _TURN.get()
+    if ticket is None or ticket.line.slots != 1:
+        return attempt(None)
+    try:
+        return attempt(lambda cut: ticket.line.may_give_way(ticket, cut))
+    except Exception:
+        if not ticket.gave_way:
+            raise
+    finally:
+        ticket.line.may_give_way(ticket, None)
+    waited = time.monotonic()
+    ticket.step_aside()
+    if not ticket.resume():
+        raise EngineError("The request left the line while it waited for its turn again.")
+    ticket.paused_s += time.monotonic() - waited
+    return attempt(None)
 
 
 def env_max_waiting() -> int | None:
@@ -87,7 +132,11 @@ class Ticket:
         self.started: float | None = None
         self.ran_s = 0.0  # engine seconds of its earlier turns (it steps aside between chunks)
         self.aside = False  # stepped aside: its chunk is being delivered, the engine is free
+        self.aside_at = 0.0
         self.left = False
+        self.give_way: Callable[[], None] | None = None  # cuts short its model call in progress (`yielding`)
+        self.gave_way = False  # its call was cut short for another caller
+        self.paused_s = 0.0  # seconds waited again after giving way (not its run's time; `take_paused`)
         self.leader: Ticket | None = None  # set when served in one batch with an earlier ticket
 
     @property
@@ -116,10 +165,10 @@ class Ticket:
         return self.line.wait(self, timeout)
 
     def wait_turn(self, cancelled: Callable[[], bool] | None = None) -> bool:
-        """Wait for the turn, looking every `POLL_S` whether the client has gone: False (and out of the
-        line) if it has."""
+        """Wait for the turn, looking every `POLL_S` whether the client has gone (and whether a chunk's
+        delivery keeps the engine no longer, `EngineQueue._promote`): False (and out of the line) if it has."""
         cancelled = cancelled or self.cancelled
-        while not self.wait(POLL_S if cancelled else None):
+        while not self.wait(POLL_S):
             if cancelled and cancelled():
                 self.leave()
                 return False
@@ -146,6 +195,12 @@ class Ticket:
         (then out of the line)."""
         self.line.resume(self)
         return self.wait_turn(cancelled)
+
+    def take_paused(self) -> float:
+        """Seconds this ticket waited again after giving way since last asked (`engines.timing` takes them
+        out of the run's figures)."""
+        paused, self.paused_s = self.paused_s, 0.0
+        return paused
 
     def __enter__(self) -> Ticket:
         return self
@@ -203,13 +258,20 @@ class EngineQueue:
             ticket = Ticket(self, cost_s, cancelled, caller)
             self._waiting.append(ticket)
             self._promote()
+            self._make_way(ticket)
             return ticket
 
     def wait(self, ticket: Ticket, timeout: float | None) -> bool:
         with self._cond:
             if ticket.started is None and ticket.left:
                 raise EngineError("This request has already left the line.")
-            return self._cond.wait_for(lambda: ticket.started is not None, timeout)
+
+            def turn_come() -> bool:
+                if ticket.started is None and self._aside and len(self._running) < self.slots:
+                    self._promote()  # a reservation of a chunk's delivery may have run out (`_promote`)
+                return ticket.started is not None
+
+            return self._cond.wait_for(turn_come, timeout)
 
     def leave(self, ticket: Ticket) -> None:
         with self._cond:
@@ -228,13 +290,39 @@ class EngineQueue:
                 self.served += 1
             self._promote()
 
+    def _make_way(self, newcomer: Ticket) -> None:
+        """If the engine runs a call that can give way (lock held) for a caller who has used the engine
+        more lately than `newcomer`'s caller (its run so far included), cut the call short."""
+        if self.slots != 1 or newcomer.started is not None:
+            return
+        now = time.monotonic()
+        for running in self._running:
+            if running.give_way is None or running.gave_way or running.caller == newcomer.caller:
+                continue
+            theirs = self._recent_use(running.caller, now) + (now - (running.started or now))
+            if self._recent_use(newcomer.caller, now) < theirs:
+                running.gave_way = True
+                running.give_way()
+
+    def may_give_way(self, ticket: Ticket, give_way: Callable[[], None] | None) -> None:
+        """While a running ticket's model call can be cut short: how (None once the call is over)."""
+        with self._cond:
+            ticket.give_way = give_way
+            if give_way is None:
+                ticket.gave_way = False  # the next call may give way again
+            else:
+                for waiting in self._waiting:  # one may already be waiting
+                    self._make_way(waiting)
+                    if ticket.gave_way:
+                        break
+
     def step_aside(self, ticket: Ticket) -> None:
         with self._cond:
             if self.slots != 1 or ticket not in self._running:
                 return
             self._running.remove(ticket)
             self._used(ticket)
-            ticket.started, ticket.aside = None, True
+            ticket.started, ticket.aside, ticket.aside_at = None, True, time.monotonic()
             self._aside.append(ticket)
             self._promote()
 
@@ -248,6 +336,7 @@ class EngineQueue:
             ticket.aside = False
             self._waiting.appendleft(ticket)
             self._promote()
+            self._make_way(ticket)  # back while a heavier caller's chunk had just begun
 
     def claim(self, leader: Ticket, limit: int, match: Callable[[Ticket], bool]) -> list[Ticket]:
         with self._cond:
@@ -266,12 +355,20 @@ class EngineQueue:
             return taken
 
     def _promote(self) -> None:
-        """Give free engine slots to the next in the order of service (lock held)."""
-        held = {t.caller for t in self._aside}  # a caller's next request waits for the one it set aside
+        """Give free engine slots to the next in the order of service (lock held). A caller's next request
+        waits for the one it set aside; and for `ASIDE_GRACE_S` after a request stepped aside to deliver a
+        chunk, no caller who has used the engine more lately than its caller starts (its next chunk would
+        otherwise wait behind a heavier caller's whole chunk for a few milliseconds of delivery)."""
+        now = time.monotonic()
+        held = {t.caller for t in self._aside}
+        reserved = [self._recent_use(t.caller, now) for t in self._aside if now - t.aside_at < ASIDE_GRACE_S]
+        bar = min(reserved) if reserved else math.inf
+        promoted = False
         while self._waiting and len(self._running) < self.slots:
             ticket = next((t for t in self._order() if t.caller not in held), None)
-            if ticket is None:
+            if ticket is None or self._recent_use(ticket.caller, now) > bar:
                 break
+            promoted = True
             self._waiting.remove(ticket)
             self._turn_count += 1
             self._turns.pop(ticket.caller, None)
@@ -280,7 +377,8 @@ class EngineQueue:
                 self._turns.popitem(last=False)
             ticket.started = time.monotonic()
             self._running.append(ticket)
-        self._cond.notify_all()
+        if promoted:
+            self._cond.notify_all()
 
     def _used(self, ticket: Ticket) -> None:
         """Add a running ticket's engine time so far to its caller's recent use (lock held)."""

@@ -176,3 +176,83 @@ def test_a_slow_reader_does_not_hold_the_engine_while_its_chunk_is_delivered(slo
     rest = list(reader)
     assert len([first, *rest]) == len(long_text) // 10 and not stats.cancelled
     assert line.running() == 0 and line.waiting() == 0
+
+
+class GivingWayEngine:
+    """Two chunks per request, each a model call that can be cut short, as ONNX Runtime's terminate flag
+    cuts Kokoro's (`engines.work_queue.yielding`); a chunk of a text starting with "A" takes 1 s, the
+    others 0.05 s. Events and attempts are counted per chunk ("A long chunk./1": A's second chunk)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.attempts: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def stream(self, request: SynthesisRequest):
+        for index in range(2):
+            name = f"{request.text}/{index}"
+
+            def attempt(offer, name=name):
+                cut = threading.Event()
+                if offer is not None:
+                    offer(cut.set)
+                with self.lock:
+                    self.attempts[name] = self.attempts.get(name, 0) + 1
+                deadline = time.monotonic() + (1.0 if request.text.startswith("A") else 0.05)
+                while time.monotonic() < deadline:
+                    if cut.is_set():
+                        raise RuntimeError("terminated")
+                    time.sleep(0.005)
+                return np.zeros(2_400, np.float32)
+
+            audio = work_queue.yielding(attempt)
+            with self.lock:
+                self.events.append(("chunk", name))
+            yield AudioChunk(audio=audio, text=request.text, phonemes="", index=index)
+
+
+@pytest.fixture()
+def giving_way(monkeypatch):
+    engine_id, engine = f"giving-way-{next(_ids)}", GivingWayEngine()
+    monkeypatch.setattr(registry, "get", lambda e: engine)
+    monkeypatch.setattr(registry, "info", lambda e: EngineInfo(id=e, name="Slow", compute_s_per_char=0.002))
+    monkeypatch.setenv("MAX_WAITING", "30")
+    return engine_id, engine
+
+
+def test_a_long_model_call_gives_way_once_to_a_caller_who_used_the_engine_less(giving_way):
+    """A's second chunk is running when B arrives: it is cut short, B's request is served, A's chunk is
+    computed again to its end; C, arriving during that second attempt, waits for it (a chunk gives way
+    at most once, so a heavy caller always gets on)."""
+    engine_id, engine = giving_way
+    errors: list = []
+    a = "A long chunk."
+    threads = [speak(engine_id, a, "key:A", errors)]
+    until(lambda: engine.attempts.get(f"{a}/1") == 1)  # A's first chunk is out; its second runs
+    threads.append(speak(engine_id, "B short.", "key:B", errors))
+    until(lambda: engine.attempts.get(f"{a}/1") == 2)  # A runs it again once B is done
+    threads.append(speak(engine_id, "C short.", "key:C", errors))
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [name for _, name in engine.events] == [f"{a}/0", "B short./0", "B short./1", f"{a}/1", "C short./0",
+                                                  "C short./1"]  # fmt: skip
+    assert engine.attempts == {f"{a}/0": 1, f"{a}/1": 2, "B short./0": 1, "B short./1": 1, "C short./0": 1,
+                               "C short./1": 1}  # fmt: skip
+    line = work_queue.line(engine_id)
+    assert line.running() == 0 and line.waiting() == 0
+
+
+def test_a_requests_first_chunk_never_gives_way(giving_way):
+    """B arrives while A's first chunk runs: B waits for it (cutting it would delay A's first audio)."""
+    engine_id, engine = giving_way
+    errors: list = []
+    a = "A long chunk."
+    threads = [speak(engine_id, a, "key:A", errors)]
+    until(lambda: engine.attempts.get(f"{a}/0") == 1)
+    threads.append(speak(engine_id, "B short.", "key:B", errors))
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert [name for _, name in engine.events][:2] == [f"{a}/0", "B short./0"]
+    assert engine.attempts[f"{a}/0"] == 1
