@@ -36,13 +36,18 @@ class SlowEngine:
             yield AudioChunk(audio=np.zeros(2_400, np.float32), text=request.text, phonemes="", index=index)
 
 
-@pytest.fixture()
-def slow_engine(monkeypatch):
-    engine_id, engine = f"fair-engine-{next(_ids)}", SlowEngine()
+def installed(monkeypatch, engine) -> tuple[str, object]:
+    """`engine` as the registry's engine under a fresh id (its own line), with room in the line."""
+    engine_id = f"fair-engine-{next(_ids)}"
     monkeypatch.setattr(registry, "get", lambda e: engine)
     monkeypatch.setattr(registry, "info", lambda e: EngineInfo(id=e, name="Slow", compute_s_per_char=0.002))
     monkeypatch.setenv("MAX_WAITING", "30")
     return engine_id, engine
+
+
+@pytest.fixture()
+def slow_engine(monkeypatch):
+    return installed(monkeypatch, SlowEngine())
 
 
 def until(condition, timeout: float = 20.0) -> None:
@@ -213,11 +218,7 @@ class GivingWayEngine:
 
 @pytest.fixture()
 def giving_way(monkeypatch):
-    engine_id, engine = f"giving-way-{next(_ids)}", GivingWayEngine()
-    monkeypatch.setattr(registry, "get", lambda e: engine)
-    monkeypatch.setattr(registry, "info", lambda e: EngineInfo(id=e, name="Slow", compute_s_per_char=0.002))
-    monkeypatch.setenv("MAX_WAITING", "30")
-    return engine_id, engine
+    return installed(monkeypatch, GivingWayEngine())
 
 
 def test_a_long_model_call_gives_way_once_to_a_caller_who_used_the_engine_less(giving_way):
