@@ -4,7 +4,9 @@ answers the chunks; `GET /kokoro/assets/<name>` serves what the browser runs the
 model (`engines.weights.packaged_kokoro`), ONNX Runtime Web from `node_modules/` (npm, `package-lock.json`)
 and the page's own scripts. Nothing comes from a CDN.
 
-`/kokoro/plan` takes `text`, `voice`, `speed` and `language` (query or JSON body) with the bounds of
+`/kokoro/plan` takes `text`, `voice`, `speed` and `language` (query or JSON body; the page also sends its
+visitor's `lexicon` and `owner_token`, so that a Kokoro voice found for the visitor's clip plans like a
+stock one; an API key's owner comes first) with the bounds of
 `/v1`: 413 for text over `MAX_TEXT_CHARS`, 404 for an unknown voice, 400 for anything else wrong, 503
 when Kokoro or the browser model is not available here, each one sentence in `/v1`'s error shape. It
 answers `{"chunks": [{"text", "phonemes", "tokens", "style", "pause_s"}], "sample_rate", "model", "ort",
@@ -35,6 +37,7 @@ from engines import audio, registry
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, SynthesisRequest, UnavailableError
 from engines.weights import packaged_kokoro
 from service.caller import Caller, operator
+from service.owners import owner_of_token
 from service.plan import front_end
 
 from .caller import caller
@@ -61,7 +64,8 @@ ORT_FILES = (
     "ort-wasm-simd-threaded.asyncify.wasm",
 )
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
-PARAMS = ("text", "voice", "speed", "language", "lexicon")  # lexicon: word -> phonemes (the page sends its visitor's)
+# lexicon: word -> phonemes (the page sends its visitor's); owner_token: the page's, for its visitor's found voices
+PARAMS = ("text", "voice", "speed", "language", "lexicon", "owner_token")
 
 router = APIRouter()
 
@@ -179,7 +183,9 @@ def plan(params: dict, who: Caller | None = None) -> dict:
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
         raise ApiError(
-            400, f"Unknown parameter {unknown[0]!r}; use text, voice, speed, language and lexicon.", "invalid_value"
+            400,
+            f"Unknown parameter {unknown[0]!r}; use text, voice, speed, language, lexicon and owner_token.",
+            "invalid_value",
         )
     text, voice = params.get("text", ""), params.get("voice", "")
     language = params.get("language") or None
@@ -208,7 +214,11 @@ def plan(params: dict, who: Caller | None = None) -> dict:
     engine_id = registry.browser_engine()
     if engine_id is None:
         raise UnavailableError("No engine here renders in a browser; use the server instead.")
-    request = replace(request, voice=resolve_voice(engine_id, voice))
+    who = who or operator()
+    token = params.get("owner_token")
+    owner = who.owner or (owner_of_token(token) if isinstance(token, str) else None)  # a key's owner first
+    who = replace(who, owner=owner)  # a voice found for the owner's clip (`engines.kokoro_voices`) plans too
+    request = replace(request, voice=resolve_voice(engine_id, voice, owner=owner), owner=owner)
     chunks = [
         {
             "text": c.text,
@@ -217,7 +227,7 @@ def plan(params: dict, who: Caller | None = None) -> dict:
             "style": [float(x) for x in c.style],
             "pause_s": round(c.pause_s, 4),
         }
-        for c in front_end(who or operator(), engine_id, request)
+        for c in front_end(who, engine_id, request)
     ]
     return {
         "chunks": chunks,

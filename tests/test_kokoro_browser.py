@@ -217,3 +217,27 @@ def test_a_plan_flood_from_one_client_is_refused_at_its_allowance_and_others_sti
         "/kokoro/plan", params={"text": "Hi.", "voice": "jm_kumo"}, headers={"x-forwarded-for": "203.0.113.61"}
     )
     assert polite.status_code == 200
+
+
+def test_a_voice_found_for_the_visitors_clip_plans_with_its_own_style_rows_for_that_visitor_only(
+    client, monkeypatch, tmp_path
+):
+    """The page sends its owner token: a Kokoro voice found for this visitor's clip (`engines.kokoro_voices`)
+    plans in the browser with its own table's rows; another visitor, or none, gets 404 for that name."""
+    from engines.kokoro_voices import save_found_voice
+    from service.owners import new_token, owner_of_token
+
+    monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path / "library"))
+    mine, theirs = new_token(), new_token()
+    stock = registry.get("kokoro").style_table("jm_kumo")
+    table = (stock + 0.05 * np.random.default_rng(3).standard_normal(stock.shape)).astype(np.float32)
+    name = save_found_voice("my narrator", table.reshape(-1, 1, 256), owner_of_token(mine))
+    body = {"text": TEXT, "voice": name}
+    plan = client.post("/kokoro/plan", json={**body, "owner_token": mine})
+    assert plan.status_code == 200, plan.text
+    for chunk in plan.json()["chunks"]:
+        expected = table[len(chunk["tokens"]) - 1]  # the row the chunk's token count picks, from the found table
+        assert np.allclose(np.array(chunk["style"], dtype=np.float32), expected, atol=1e-6)
+    for other in ({**body, "owner_token": theirs}, body, {**body, "owner_token": "forged.token"}):
+        refused = client.post("/kokoro/plan", json=other)
+        assert refused.status_code == 404 and name in one_sentence(refused)

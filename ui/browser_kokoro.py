@@ -55,16 +55,17 @@ def visitor_phonemes() -> dict[str, str]:
     return lexicon.owner_mapping(owner, registry.capabilities(engine_id).lexicon)
 
 
-def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: list) -> None:
+def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: list, owner=None) -> None:
     """Inside the Blocks, after the tab's Generate button and player: the browser path's status line and
-    its event. `inputs` are the text, voice, blend, speed and language components, in that order."""
+    its event. `inputs` are the text, voice, blend, speed and language components, in that order; `owner`
+    the page's owner token (the plan then knows the visitor's found voices)."""
     spec = {"player": player.elem_id, "generate": generate.elem_id, "go": "kokoro-browser-go", "module": MODULE_URL}
     js = f"({TAB_JS})(element, {json.dumps(spec)});"
     gr.HTML(value="", html_template="", elem_id="kokoro-browser-status", js_on_load=js)
     go = gr.Button("Generate in this browser", visible="hidden", elem_id=spec["go"])
     pronunciations = gr.JSON(visible=False)
     go.click(visitor_phonemes, None, pronunciations, queue=False, api_visibility="private").then(
-        None, [*inputs, pronunciations], None, api_visibility="private",
-        js="(...values) => { window.kokoroTab.generate(...values); }",  # text, voice, blend, speed, language, lexicon
+        None, [*inputs, pronunciations, *([owner] if owner is not None else [])], None, api_visibility="private",
+        js="(...values) => { window.kokoroTab.generate(...values); }",  # ..., language, lexicon, owner token
     )  # fmt: skip
     choice.change(None, choice, None, js="(m) => { window.kokoroRenderIn = m; }", api_visibility="private")

@@ -67,7 +67,7 @@
     button.click();
   }
 
-  async function generate(text, voice, blend, speed, language, lexicon) {
+  async function generate(text, voice, blend, speed, language, lexicon, ownerToken) {
     const kb = window.kokoroBrowser;
     const check = kb ? kb.capable() : { ok: false, reason: "Kokoro's browser module did not load, so the server renders it." };
     if (!check.ok) return fallback(check.reason);
@@ -78,6 +78,7 @@
       const result = await kb.render(text, (blend || "").trim() || voice, speed, {
         language,
         lexicon: lexicon && typeof lexicon === "object" ? lexicon : {},  // the visitor's pronunciations
+        ownerToken: typeof ownerToken === "string" && ownerToken ? ownerToken : null,  // their found voices
         onStatus: (s) => { if (myRun === run) say(describe(s)); },
         onChunk: (audio, info) => { if (myRun === run) feed({ k: "piece", run, sr: info.sample_rate, pcm: pcmBase64(audio) }); },
       });

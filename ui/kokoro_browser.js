@@ -91,12 +91,14 @@
     });
   }
 
-  async function fetchPlan(text, voice, speed, language, lexicon) {
+  async function fetchPlan(text, voice, speed, language, lexicon, ownerToken) {
     let response;
     try {
       response = await fetch(location.origin + "/kokoro/plan", {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text, voice, speed, language: language || null, lexicon: lexicon || {} }),
+        // the visitor's owner token (the page's, ui/owner.py): a voice found for their clip plans too
+        body: JSON.stringify({ text, voice, speed, language: language || null, lexicon: lexicon || {},
+                               owner_token: ownerToken || null }),
       });
     } catch (e) {
       throw failure("The server could not be reached to plan the text; please try again.", false);
@@ -112,7 +114,7 @@
   }
 
   async function render(text, voice, speed, options) {
-    const { onChunk, onStatus, language, lexicon } = options || {};
+    const { onChunk, onStatus, language, lexicon, ownerToken } = options || {};
     const status = (obj) => { try { if (onStatus) onStatus(obj); } catch (e) { /* the caller's problem */ } };
     stop();
     const check = capable();
@@ -121,7 +123,7 @@
     current = me;
     const t0 = performance.now();
     status({ stage: "plan" });
-    const plan = await fetchPlan(text, voice, Number(speed) || 1, language, lexicon);
+    const plan = await fetchPlan(text, voice, Number(speed) || 1, language, lexicon, ownerToken);
     if (me.stopped) return finish(me, null, [], 0, 0, null, plan);
     const firstTime = !ready;
     if (firstTime) status({ stage: "download", loaded: 0, total: 0 });

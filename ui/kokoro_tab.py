@@ -261,7 +261,7 @@ def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
                 output = output_controls("kokoro")
         player = StreamPlayer("kokoro-player", "Speech")
         status = gr.Markdown(elem_id="kokoro-status")
-        browser_kokoro.bind(render_in, generate, player, [text, voice, blend, speed, language])
+        browser_kokoro.bind(render_in, generate, player, [text, voice, blend, speed, language], owner)
         with gr.Row():
             download = gr.File(
                 label="Download the whole clip", interactive=False, elem_id="kokoro-download", elem_classes=HIDE_EMPTY
