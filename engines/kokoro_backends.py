@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import stop, work_queue
+from . import give_way, stop
 from .base import UnavailableError
 from .device import gpu_attached, onnx_providers, resolve, zero_gpu
 from .kokoro_windows import SentencePlan
@@ -71,7 +71,7 @@ class OnnxBackend:
 
         def attempt(offer) -> np.ndarray:
             # a visitor's Stop cuts the call short (`engines.stop`), and so does a caller who has used the
-            # engine less lately, arriving while it runs (`engines.work_queue.yielding`: it runs again later)
+            # engine less lately, arriving while it runs (`engines.give_way.yielding`: it runs again later)
             options = ort.RunOptions()
             terminate = lambda: setattr(options, "terminate", True)  # noqa: E731
             if offer is not None:
@@ -79,7 +79,7 @@ class OnnxBackend:
             with stop.abortable(terminate), self._lock:
                 return self.session.run(None, feeds, options)[0]
 
-        audio = work_queue.yielding(attempt)
+        audio = give_way.yielding(attempt)
         return np.asarray(audio, dtype=np.float32).ravel(), None
 
     def _sessions(self) -> tuple:

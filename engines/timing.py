@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import gpu, registry, work_queue
+from . import give_way, gpu, registry, work_queue
 from .audio import join
 from .base import AudioChunk, Engine, SynthesisRequest
 from .work_queue import Ticket
@@ -129,12 +129,12 @@ def measured(
     `aside()` runs as each chunk is handed on and `between()` once the next is asked for (it stops the run
     when it says False): the time from one to the other (the chunk's delivery, another caller's turn) is
     not the run's. `turn`: the ticket whose model calls these are (a call may give way to another caller,
-    `engines.work_queue.yielding`; the wait for the turn again is not the run's time either). A request's
+    `engines.give_way.yielding`; the wait for the turn again is not the run's time either). A request's
     first chunk never gives way: that would delay its first audio, the figure the line protects."""
     start = time.perf_counter()
     with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call
         while True:
-            with work_queue.in_turn(turn if stats.chunks else None):  # a first chunk never gives way
+            with give_way.in_turn(turn if stats.chunks else None):  # a first chunk never gives way
                 chunk = next(chunks, None)
             if chunk is None:
                 break

@@ -16,10 +16,10 @@ tickets may wait; past it `enter` raises `BusyError` at once. On an engine that 
 time, a running request steps aside while each of its chunks is delivered (`Ticket.step_aside`: the
 engine is free while the chunk is encoded and sent, however slowly its client reads) and comes back first
 in its own caller's line for the next one (`Ticket.resume`), so neither a long request nor a slow reader
-holds everyone else's first audio. A chunk's model call can also give way mid-way (`yielding`, around a
-call that can be cut short, e.g. ONNX Runtime's terminate flag): when a caller who has used the engine less
-lately arrives while it runs (and the request has already delivered its first chunk), the call is cut
-short, the newcomer goes, and the chunk is computed again
+holds everyone else's first audio. A chunk's model call can also give way mid-way (`engines.give_way`,
+around a call that can be cut short, e.g. by ONNX Runtime's terminate flag): when a caller who has used
+the engine less lately arrives while it runs (and the request has already delivered its first chunk),
+the call is cut short, the newcomer goes, and the chunk is computed again
 once its turn is back, that time to its end (so a chunk gives way at most once: a heavy caller pays with
 part of one chunk's compute, and always gets on).
 
@@ -52,15 +52,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import TypeVar
 
 from . import registry
 from .base import BusyError, EngineError
 from .settings import env_int
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 WAIT_TARGET_S = 30.0  # the last one waiting should start within about this long (default bound)
 TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 characters) for the default bound
@@ -72,42 +69,6 @@ USAGE_HALF_LIFE_S = 60.0  # a caller's recent use of the engine halves every min
 POLL_S = 0.25  # how often a waiter looks whether its client has gone
 ASIDE_GRACE_S = 0.25  # how long the engine waits for a lighter caller's next chunk while it delivers one
 SMOOTHING = 0.3  # weight of the newest run in the measured speed
-
-
-_TURN: ContextVar[Ticket | None] = ContextVar("engine_turn", default=None)
-
-
-@contextmanager
-def in_turn(ticket: Ticket | None) -> Iterator[None]:
-    """The model calls made in this block are `ticket`'s (`yielding` finds it here)."""
-    token = _TURN.set(ticket)
-    try:
-        yield
-    finally:
-        _TURN.reset(token)
-
-
-def yielding(attempt: Callable[[Callable[[Callable[[], None]], None] | None], T]) -> T:
-    """Run a model call that can be cut short and, if it gave way to another caller (see the module
-    docstring), wait for the turn again and run it once more to its end. `attempt(offer)` makes the call;
-    `offer(cut)`, when given, says how to cut it short (e.g. set ONNX Runtime's terminate flag) and must
-    be called before the call starts; the second attempt gets no `offer`."""
-    ticket = _TURN.get()
-    if ticket is None or ticket.line.slots != 1:
-        return attempt(None)
-    try:
-        return attempt(lambda cut: ticket.line.may_give_way(ticket, cut))
-    except Exception:
-        if not ticket.gave_way:
-            raise
-    finally:
-        ticket.line.may_give_way(ticket, None)
-    waited = time.monotonic()
-    ticket.step_aside()
-    if not ticket.resume():
-        raise EngineError("The request left the line while it waited for its turn again.")
-    ticket.paused_s += time.monotonic() - waited
-    return attempt(None)
 
 
 def env_max_waiting() -> int | None:

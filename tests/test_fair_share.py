@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from engines import registry, timing, work_queue
+from engines import give_way, registry, timing, work_queue
 from engines.base import AudioChunk, BusyError, EngineInfo, SynthesisRequest
 
 _ids = itertools.count()
@@ -185,7 +185,7 @@ def test_a_slow_reader_does_not_hold_the_engine_while_its_chunk_is_delivered(slo
 
 class GivingWayEngine:
     """Two chunks per request, each a model call that can be cut short, as ONNX Runtime's terminate flag
-    cuts Kokoro's (`engines.work_queue.yielding`); a chunk of a text starting with "A" takes 1 s, the
+    cuts Kokoro's (`engines.give_way.yielding`); a chunk of a text starting with "A" takes 1 s, the
     others 0.05 s. Events and attempts are counted per chunk ("A long chunk./1": A's second chunk)."""
 
     def __init__(self) -> None:
@@ -210,7 +210,7 @@ class GivingWayEngine:
                     time.sleep(0.005)
                 return np.zeros(2_400, np.float32)
 
-            audio = work_queue.yielding(attempt)
+            audio = give_way.yielding(attempt)
             with self.lock:
                 self.events.append(("chunk", name))
             yield AudioChunk(audio=audio, text=request.text, phonemes="", index=index)
