@@ -49,7 +49,7 @@ def test_a_three_speaker_script_plays_line_by_line_in_order_with_the_speaker_sho
     times = page.evaluate("() => window.ttsPlayers['script-player'].run.words")
     assert "rendering line" in first_heard, first_heard
     # the highlight follows the lines in order (a sample may miss a line when the page's thread is held)
-    assert seen[0] == 0 and seen == sorted(set(seen)) and len(seen) >= 2, (seen, run, times)
+    assert seen == sorted(set(seen)) and len(seen) >= 2, (seen, run, times)
     starts = [w["start"] for w in times]
     assert starts == sorted(starts) and all(w["end"] <= run["played_s"] + 0.05 for w in times), times
     shown = [w["text"] for w in words_of(page, "script-player")]
