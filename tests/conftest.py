@@ -251,6 +251,35 @@ def pytest_sessionfinish(session) -> None:
     _CHROMIUM.stop()
 
 
+# every status line, notice and error toast of a page: what a visitor would read when a browser test failed
+PAGE_STATE = """() => [...document.querySelectorAll('[id$="-status"], [id$="-notice"], .toast-body')]
+  .filter(e => e.offsetParent !== null && e.innerText.trim())
+  .map(e => `${e.id || e.className}: ${e.innerText.trim().slice(0, 300)}`)"""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a browser test fails, its report says what each of its open pages showed (status lines,
+    notices, toasts) and a screenshot lands in test-output/failed-<test>-<n>.png: a CI log then tells a
+    timeout waiting for "Finished" from a run that said something else."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or not _uses_chromium(item) or _CHROMIUM._browser is None:
+        return
+    shown = []
+    try:
+        pages = [page for context in _CHROMIUM._browser.contexts for page in context.pages]
+        for number, page in enumerate(pages):
+            shot = ARTIFACTS / f"failed-{item.name[:80]}-{number}.png"
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True, timeout=10_000)
+            shown.append(f"page {number} ({page.url}), {shot.name}:")
+            shown.extend(f"  {line}" for line in page.evaluate(PAGE_STATE))
+    except Exception as exc:  # the page may be gone: say so, keep the test's own failure
+        shown.append(f"(could not read the pages: {exc.__class__.__name__}: {str(exc)[:200]})")
+    report.sections.append(("what the pages showed", "\n".join(shown)))
+
+
 # Parallel runs (`scripts/test.sh`: pytest-xdist, `--dist loadfile`): each test file runs whole on one
 # worker (its module fixtures once, its tests in order). The tests that start a local Ray cluster hold
 # `one_ray_cluster`, so that two clusters never start at once on one machine.
