@@ -99,6 +99,9 @@ class SynthesisRequest:
     # A saved voice's clone prompt already loaded by the caller (`engines.voice_library.prompt_from_stored`):
     # how a remote replica, which keeps no voice library, gets a saved voice with the request.
     clone_prompt: object | None = None
+    # A found Kokoro voice's style table (rows x 256, `engines.kokoro_voices.load_found_voice`) already loaded
+    # by the caller after its owner check: how a remote replica gets a found voice with the request.
+    style_table: object | None = None
     # Word -> how to say it, matched whole-word in any case: phonemes for an engine whose
     # `Capabilities.lexicon` is "phonemes" (Kokoro), a respelling for "respelling" (Qwen3-TTS).
     lexicon: Mapping[str, str] = field(default_factory=dict)

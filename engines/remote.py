@@ -5,7 +5,7 @@
 backend, device, live replicas and the requests it takes at once); `stream()` posts the request and reads
 the framed chunks back (`engines/wire.py`, which documents the format). A saved clone voice is loaded
 here, from this app's own voice library after its owner check, and sent with the request: replicas keep
-no visitor state. Errors arrive as the engines' own error types with their one sentence; a lost replica
+no visitor state (a found Kokoro voice's style table likewise). Errors arrive as the engines' own error types with their one sentence; a lost replica
 or an unreachable server is one sentence too. With `ENGINE_SERVER_TOKEN` set, every request carries it
 as `Authorization: Bearer <token>` (the tier refuses requests without it). Depends on nothing above
 `engines/`.
@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -93,6 +94,12 @@ class RemoteEngine:
             from .voice_library import stored_voice  # the owner check stays in this app
 
             saved = stored_voice(request.voice, request.owner)
+        if self.CAPABILITIES.found_voices and request.style_table is None and request.voice and request.owner:
+            from .kokoro_voices import catalogue, load_found_voice  # the owner check stays in this app
+
+            table = None if request.voice in catalogue() else load_found_voice(request.voice, request.owner)
+            if table is not None:
+                request = replace(request, style_table=table)
         body = request_to_json(request, saved)
         try:
             with self._client.stream("POST", f"/synthesize/{self.engine_id}", json=body) as response:

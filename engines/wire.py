@@ -9,10 +9,11 @@ Request: `POST /synthesize/<engine id>` with a JSON object:
     text, voice, speed, language, instruct, max_new_tokens, x_vector_only, lexicon   (as in SynthesisRequest)
     reference: {"pcm": base64, "dtype": "float32"|"int16", "sample_rate": int, "transcript": str|null}
     saved_voice: {"meta": {...record as voice_library stores it...}, "tensors": base64 safetensors}
+    style_table: {"rows": 510, "data": base64 float32 little-endian, rows x 256}
 
-`reference` is a clone clip (mono, little-endian); `saved_voice` is a saved clone prompt that the web
-app loaded from its own voice library after its owner check (replicas keep no visitor state and never
-unpickle). Answer: `200` and a stream of frames, each
+`reference` is a clone clip (mono, little-endian); `saved_voice` is a saved clone prompt and
+`style_table` a found Kokoro voice, each loaded by the web app from its own voice library after its
+owner check (replicas keep no visitor state and never unpickle). Answer: `200` and a stream of frames, each
 
     4-byte big-endian header length H, 4-byte big-endian payload length P, H bytes of UTF-8 JSON, P bytes
 
@@ -151,6 +152,9 @@ def request_to_json(request: SynthesisRequest, saved_voice: tuple[dict, bytes] |
     if saved_voice is not None:
         meta, tensors = saved_voice
         body["saved_voice"] = {"meta": meta, "tensors": base64.b64encode(tensors).decode("ascii")}
+    if request.style_table is not None:
+        table = np.ascontiguousarray(request.style_table, dtype="<f4")
+        body["style_table"] = {"rows": int(table.shape[0]), "data": base64.b64encode(table.tobytes()).decode("ascii")}
     return body
 
 
@@ -177,6 +181,7 @@ def request_from_json(body: object) -> SynthesisRequest:
             x_vector_only=bool(body.get("x_vector_only")),
             max_new_tokens=_int_or_none(body.get("max_new_tokens")),
             clone_prompt=clone_prompt,
+            style_table=_style_table(body["style_table"]) if body.get("style_table") is not None else None,
             lexicon=body.get("lexicon") or {},
         )
     except TypeError:
@@ -228,3 +233,22 @@ def _saved_voice(saved: object) -> list:
     if not isinstance(saved, dict) or not isinstance(saved.get("meta"), dict):
         raise InputError("The saved voice must be an object with meta and tensors.")
     return prompt_from_stored(saved["meta"], _b64(saved.get("tensors"), "saved voice"))
+
+
+def _style_table(table: object) -> np.ndarray:
+    """A found Kokoro voice's style table: exactly the official rows x 256 float32, every value finite."""
+    from .kokoro_voices import PACK_SHAPE
+
+    rows, width = PACK_SHAPE[0], PACK_SHAPE[2]
+    if not isinstance(table, dict) or table.get("rows") != rows:
+        raise InputError(f"The style table must be an object with rows ({rows}) and data.")
+    data, size = table.get("data"), rows * width * 4
+    if not isinstance(data, str) or len(data) != 4 * -(-size // 3):  # its exact base64 length, before decoding
+        raise InputError("The style table's data is not the size of a Kokoro voice.")
+    raw = _b64(data, "style table")
+    if len(raw) != size:
+        raise InputError("The style table's data is not the size of a Kokoro voice.")
+    values = np.frombuffer(raw, dtype="<f4").reshape(rows, width).astype(np.float32)
+    if not np.isfinite(values).all():
+        raise InputError("The style table has a value that is not a number.")
+    return values

@@ -5,7 +5,9 @@ voice. Given a reference clip and its transcript, `VoiceSearch`:
 1. scores every stock voice it may start from (`exclude` keeps some out), then blends of the nearest
    three, and starts from the best of them;
 2. runs CMA-ES (the `cma` package) in a low-dimensional subspace around that start: the directions
-   between the stock voices, then random directions of the same size (`DIMENSIONS` in all);
+   between the stock voices nearest the clip, each split into the style's two halves (the decoder's
+   timbre and the predictor's prosody, which then move on their own), then random directions of the same
+   size if that makes fewer than `DIMENSIONS`;
 3. scores a candidate by resemblyzer's speaker similarity to the clip, of the candidate speaking the
    clip's own text and a second text (so the voice holds on words it never matched); a candidate that
    would become the best must also pass the ASR guard: its word error rate on the clip's text at most
@@ -34,7 +36,9 @@ from .metrics import speaker_embedding, word_error_rate
 SECOND_TEXT = "Bring the blue cup to the kitchen, please."
 HELD_OUT = "Please call Stella and ask her to bring these things with her from the store."
 DIMENSIONS = 8  # the subspace CMA-ES searches
-SIGMA = 0.15  # CMA-ES's first step, in units of the typical distance between stock voices (per direction)
+SIGMA = 0.2  # CMA-ES's first step, in units of the typical distance between stock voices (per direction)
+POPULATION = 6  # candidates per CMA-ES generation: small, so that a 5-minute budget sees many generations
+STYLE_HALVES = (slice(0, 128), slice(128, 256))  # a style row: the decoder's half, then the predictor's
 WER_SLACK = 0.05  # a new best may hear at most this much worse than the start
 BLEND_FROM = 3  # the nearest stock voices whose blends are tried as starts
 
@@ -159,8 +163,10 @@ class VoiceSearch:
         start, start_score, start_table = best["start"], best["score"], best["table"]
         start_wer = self.wer(start_table)
 
-        basis = _basis(start_table, [tables[n] for n in usable], DIMENSIONS, self.seed)
-        es = cma.CMAEvolutionStrategy(np.zeros(len(basis)), SIGMA, {"seed": self.seed + 1, "verbose": -9})
+        by_score = sorted(usable, key=stock.get, reverse=True)  # the directions between the nearest voices first
+        basis = _basis(start_table, [tables[n] for n in by_score], DIMENSIONS, self.seed)
+        options = {"seed": self.seed + 1, "verbose": -9, "popsize": POPULATION}
+        es = cma.CMAEvolutionStrategy(np.zeros(len(basis)), SIGMA, options)
         found_wer = start_wer
         while not self._over(elapsed(), stopped):
             candidates = es.ask()
@@ -209,12 +215,21 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def _basis(start: np.ndarray, stock: list[np.ndarray], dimensions: int, seed: int) -> np.ndarray:
-    """`dimensions` orthogonal directions (each shaped like a table, each as long as the typical distance
-    between stock voices): first those spanned by the stock voices' differences, then random ones."""
-    flat = np.stack([t.ravel() for t in stock])
+    """`dimensions` orthogonal directions, each shaped like a table and as long as the typical distance
+    between stock voices: the differences between the first stock voices (`stock` nearest first), each
+    split into the style's two halves (`STYLE_HALVES`), then random ones if those are fewer."""
+    pairs = max(1, dimensions // len(STYLE_HALVES))  # differences between pairs+1 voices: pairs per half
+    flat = np.stack(stock[: pairs + 1]).astype(np.float64)
     centred = flat - flat.mean(axis=0)
-    scale = float(np.median(np.linalg.norm(centred, axis=1))) or 1.0
+    scale = float(np.median(np.linalg.norm(centred.reshape(len(centred), -1), axis=1))) or 1.0
+    parts = []
+    for half in STYLE_HALVES:
+        part = np.zeros_like(centred[:-1])
+        part[..., half] = centred[:-1][..., half]
+        parts.append(part.reshape(len(part), -1))
     rng = np.random.default_rng(seed)
-    extra = rng.standard_normal((max(dimensions - len(stock) + 1, 0), flat.shape[1])) * flat.std(axis=0)
-    q, _ = np.linalg.qr(np.concatenate([centred[:-1], extra]).T)
+    spread = np.stack(stock).std(axis=0).ravel()
+    missing = max(dimensions - sum(len(p) for p in parts), 0)
+    extra = rng.standard_normal((missing, spread.size)) * spread
+    q, _ = np.linalg.qr(np.concatenate([*parts, extra]).T)
     return (q[:, :dimensions].T * scale).reshape(-1, *start.shape).astype(np.float32)

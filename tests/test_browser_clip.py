@@ -167,3 +167,22 @@ def test_the_compare_tab_offers_the_browser_slot_and_falls_back_to_the_server_wh
         make_slot(IN_BROWSER, "jm_kumo", None, "", None, "")  # the page's step did not run (a script)
     assert make_slot("kokoro", "jm_kumo", None, "").browser is None  # the server's slots as before
     assert browser_js().startswith("async (...args) =>") and IN_BROWSER in browser_js()
+
+
+@pytest.mark.slow
+def test_the_compare_buttons_page_step_finds_each_input_where_the_click_puts_it(monkeypatch):
+    """`browser_js`'s spec names argument positions of the Compare click: each slot's engine and voice, its
+    clip, and the visitor's owner token (a voice they found plans for them in the browser too)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import app
+    from ui.compare_tab import browser_js
+
+    demo = app.build()
+    click = next(fn for fn in demo.fns.values() if fn.js and "compare-stop" in str(fn.js))
+    ids = [getattr(block, "elem_id", None) for block in click.inputs]
+    spec = json.loads(browser_js().rsplit(")(", 1)[1].removesuffix(", args)"))
+    assert ids[spec["owner"]] == "owner-token"
+    for slot in spec["slots"]:
+        name = slot["name"]
+        assert (ids[slot["engine"]], ids[slot["voice"]]) == (f"compare-{name}-engine", f"compare-{name}-voice")
+        assert ids[slot["clip"]] == f"compare-{name}-browser-clip"

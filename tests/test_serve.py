@@ -190,6 +190,25 @@ def test_a_saved_clone_voice_is_sent_with_the_request_after_the_owner_check(tier
         list(engine.stream(SynthesisRequest(text="Hello there.", voice="remote-bob", owner="mallory")))
 
 
+def test_a_found_kokoro_voice_is_sent_with_the_request_after_the_owner_check(tier, tmp_path, monkeypatch):
+    """A found voice made of jm_kumo's own table: through the tier it says what jm_kumo says, sample for sample
+    (the replica keeps no library: the table comes with the request); for another owner it is unknown."""
+    monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("KOKORO_MODEL", raising=False)
+    from engines.kokoro_voices import PACK_SHAPE, save_found_voice
+
+    local = KokoroEngine()
+    local.load("cpu")  # the packaged voices, as the replicas have them
+    save_found_voice("Twin", local.style_table("jm_kumo").reshape(PACK_SHAPE), "alice")
+    engine = RemoteEngine("kokoro", tier, registry.capabilities("kokoro"))
+    twin = np.concatenate([c.audio for c in engine.stream(SynthesisRequest(TEXT, "twin", owner="alice"))])
+    kumo = np.concatenate([c.audio for c in engine.stream(SynthesisRequest(TEXT, "jm_kumo"))])
+    assert np.array_equal(twin, kumo)
+    with pytest.raises(InputError, match="twin"):
+        list(engine.stream(SynthesisRequest(TEXT, "twin", owner="mallory")))
+
+
 @pytest.fixture(scope="module")
 def apps(tier, artifacts, tmp_path_factory):
     """Two copies of the web app sharing the tier."""

@@ -6,6 +6,8 @@ import base64
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engines import wire
 from engines.base import AudioChunk, BusyError, EngineError, InputError, SynthesisRequest, UnavailableError, WordTiming
@@ -84,6 +86,29 @@ def test_an_int16_reference_is_accepted_and_resampled():
     assert request.reference.sample_rate == 24_000 and len(request.reference.audio) == 48_000
 
 
+def _table_data(table: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(table, dtype="<f4").tobytes()).decode("ascii")
+
+
+def test_a_found_voices_style_table_survives_the_round_trip_exactly():
+    table = np.random.default_rng(1).standard_normal((510, 256)).astype(np.float32)
+    request = SynthesisRequest(text="Hello.", voice="twin", owner="alice", style_table=table)
+    back = wire.request_from_json(wire.request_to_json(request))
+    assert np.array_equal(back.style_table, table) and back.voice == "twin"
+    assert back.owner is None  # the owner check is the web app's: the tier never sees who it is
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.none(), st.integers(), st.text(max_size=50), st.dictionaries(st.text(max_size=8), st.integers())))
+def test_any_style_table_field_that_is_not_a_voice_is_one_sentence(table):
+    body = {"text": "Hi.", "voice": "v", "style_table": table}
+    if table is None:
+        assert wire.request_from_json(body).style_table is None
+        return
+    with pytest.raises(InputError):
+        wire.request_from_json(body)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -96,6 +121,13 @@ def test_an_int16_reference_is_accepted_and_resampled():
         ({"text": "Hi.", "reference": {"pcm": "AAAA", "dtype": "float64", "sample_rate": 24_000}}, "dtype float32"),
         ({"text": "Hi.", "reference": {"pcm": "AAAA", "dtype": "int16", "sample_rate": 24_000}}, "mid-sample"),
         ({"text": "Hi.", "voice": "v", "saved_voice": {"meta": 3}}, "meta and tensors"),
+        ({"text": "Hi.", "voice": "v", "style_table": {"rows": 9, "data": ""}}, "rows \\(510\\)"),
+        ({"text": "Hi.", "voice": "v", "style_table": {"rows": 510, "data": "AAAA" * 10**6}}, "not the size"),
+        ({"text": "Hi.", "voice": "v", "style_table": {"rows": 510, "data": "%" * 696_320}}, "not valid base64"),
+        (
+            {"text": "Hi.", "voice": "v", "style_table": {"rows": 510, "data": _table_data(np.full((510, 256), np.nan))}},
+            "not a number",
+        ),
     ],
 )
 def test_a_bad_request_is_refused_in_one_sentence(body, message):

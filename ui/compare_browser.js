@@ -5,7 +5,8 @@
 // plays it in the slot's player at the matched loudness and measures it like any slot's clip. A browser
 // that cannot render sends {"error", "fallback"} instead: a fallback slot is rendered on the server.
 // spec: {kind, module, slots: [{name, engine, voice, clip, status}] (argument positions and element ids),
-//        stop, max_seconds}; args: the click's input values, returned with the clips filled in.
+//        stop, max_seconds, owner (the owner token's position: a voice the visitor found plans too)};
+// args: the click's input values, returned with the clips filled in.
 async function (spec, args) {
   const result = args.slice();
   const say = (id, text) => {
@@ -67,6 +68,7 @@ async function (spec, args) {
         const kokoro = await load();
         say(slot.status, "Rendering in this browser…");
         const out = await kokoro.render(String(args[0] || ""), String(args[slot.voice] || ""), 1.0, {
+          ownerToken: typeof args[spec.owner] === "string" ? args[spec.owner] : null,
           onStatus: (s) => {
             if (s.stage === "download") say(slot.status, s.total ? `Downloading the model: ${Math.round((100 * s.loaded) / s.total)} %` : "Downloading the model…");
             else if (s.stage === "chunk") say(slot.status, `Rendering in this browser: chunk ${s.index + 1} of ${s.chunks}…`);

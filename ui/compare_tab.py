@@ -318,7 +318,7 @@ def browser_js() -> str:
     then each slot's clip."""
     spec = {
         "kind": IN_BROWSER, "module": MODULE_URL, "stop": "compare-stop",
-        "max_seconds": browser_clip.MAX_SECONDS,
+        "max_seconds": browser_clip.MAX_SECONDS, "owner": 9,
         "slots": [
             {"name": n, "engine": 1 + 4 * i, "voice": 2 + 4 * i, "clip": 10 + i, "status": f"compare-{n}-browser"}
             for i, n in enumerate("ab")

@@ -14,13 +14,13 @@ import gradio as gr
 from engines import registry
 from engines.audio import join
 from engines.base import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
-from engines.kokoro_voices import LANGUAGES
+from engines.kokoro_voices import LANGUAGES, list_found_voices
 from engines.language import AUTO
 from engines.timing import RunStats
 from service import speech
 
 from . import browser_kokoro, lexicon_panel, voice_search_panel
-from .caller import caller
+from .caller import caller, owner_of
 from .common import header, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .page import COUNTED, HIDE_EMPTY, example_buttons
@@ -43,9 +43,10 @@ MARKUP_HELP = (
 FLAGS = {"a": "🇺🇸", "b": "🇬🇧", "e": "🇪🇸", "f": "🇫🇷", "h": "🇮🇳", "i": "🇮🇹", "p": "🇧🇷", "j": "🇯🇵", "z": "🇨🇳"}
 
 
-def voice_choices() -> tuple[list[tuple[str, str]], str]:
-    """Dropdown (label, id) pairs: the voices that speak here first, then the others (each group by
-    language), those marked "needs the model hub"; and the default voice."""
+def voice_choices(owner: str | None = None) -> tuple[list[tuple[str, str]], str]:
+    """Dropdown (label, id) pairs: the voices that speak here first, then `owner`'s found voices
+    ("Find a Kokoro voice"), then the others (each group by language), those marked "needs the model
+    hub"; and the default voice."""
     info = registry.info("kokoro")
     voices = sorted(info.voices, key=lambda v: (not v.available, list(FLAGS).index(v.id[0]), v.id))
     choices = []
@@ -53,10 +54,19 @@ def voice_choices() -> tuple[list[tuple[str, str]], str]:
         grade = f"grade {v.grade}" if v.grade else "ungraded"
         where = "" if v.available else " · needs the model hub"
         choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade}{where}", v.id))
+    ready = sum(1 for v in voices if v.available)
+    choices[ready:ready] = [(f"Found: {name}", name) for name in list_found_voices(owner)]
     available = {v.id for v in voices if v.available}
     capabilities = registry.capabilities("kokoro")  # its default voices, with the hub and offline
     default = capabilities.preferred_voice(available) or next(iter(sorted(available)), capabilities.default_voice)
     return choices, default
+
+
+def on_owner(owner_token: str, current: str, request: gr.Request):
+    """The voice list once the page knows its visitor (and after a search saved a voice): their found
+    voices join it; the chosen voice stays."""
+    choices, default = voice_choices(owner_of(owner_token, request))
+    return gr.update(choices=choices, value=current if current in {v for _, v in choices} else default)
 
 
 def available_voices() -> list[str]:
@@ -74,12 +84,13 @@ def blend_placeholder(choices: list[tuple[str, str]] | None = None) -> str:
     return f"{ready[0]}:1.0" if ready else ""
 
 
-def _request(text: str, voice: str, blend: str, speed: float, language: str) -> SynthesisRequest:
+def _request(text: str, voice: str, blend: str, speed: float, language: str, owner: str | None) -> SynthesisRequest:
     return SynthesisRequest(
         text=text or "",
         voice=(blend or "").strip() or voice or "",
         speed=speed,
         language=language,  # "Auto" and blanks mean automatic (engines.language)
+        owner=owner,  # whose found voices it may speak
     )
 
 
@@ -127,11 +138,12 @@ def kokoro_stream(
 
 
 def _run(
-    text, voice, blend, speed, language, fmt, loudness, peak_normalize, trim, denoise, fade, chunks=None
+    text, voice, blend, speed, language, fmt, loudness, peak_normalize, trim, denoise, fade, chunks=None, owner=None
 ) -> Iterator[tuple]:
     """One run's updates: (int16 piece or None, phonemes, words, status, file, stats); gr.skip() for
-    what did not change. `chunks`: the list the run's chunks are appended to."""
-    request = _request(text, voice, blend, speed, language)
+    what did not change. `chunks`: the list the run's chunks are appended to; `owner`: whose found voices
+    it may speak."""
+    request = _request(text, voice, blend, speed, language, owner)
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     stats = RunStats(engine="kokoro")
     chunks = [] if chunks is None else chunks
@@ -170,7 +182,7 @@ def page_stream(player: StreamPlayer):
         text, voice, blend, _, language = inputs[:5]
         chunks: list = []
         spoken_in = spoken("kokoro", (blend or "").strip() or voice, language, text or "")
-        outputs = CheckedRun(_shown(_run(*inputs, chunks=chunks)), status_at=3)
+        outputs = CheckedRun(_shown(_run(*inputs, chunks=chunks, owner=lexicon_panel.visitor())), status_at=3)
         after = outputs.after(chunks, text or "", spoken_in, bool(check), "kokoro")
         yield from played(player, outputs, outputs=6, chunks=chunks, after=after)
 
@@ -209,7 +221,7 @@ def kokoro_synthesize(
         the run's measured figures (audio_s, total_s, ttfa_s, rtf, chunks), the phonemes spoken and notes.
     """
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
-    audio, chunks, stats = speech.synthesize(caller(), "kokoro", _request(text, voice, "", speed, language))
+    audio, chunks, stats = speech.synthesize(caller(), "kokoro", _request(text, voice, "", speed, language, None))
     path, notes = finish(audio, "kokoro", fmt, settings)
     summary = {**stats.summary(), "phonemes": [c.phonemes for c in chunks], "notes": notes}
     return path, summary
@@ -278,7 +290,9 @@ def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
             )
         lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
         if owner is not None:
-            voice_search_panel.build(owner, sorted(v.id for v in registry.info("kokoro").voices if v.available))
+            search = voice_search_panel.build(owner, sorted(v.id for v in registry.info("kokoro").voices if v.available))
+            owner.change(on_owner, [owner, voice], voice, api_visibility="private")
+            search.then(on_owner, [owner, voice], voice, api_visibility="private")  # a voice it saved is listed
         inputs = [text, voice, blend, speed, language, *output]
         event = generate.click(
             stoppable(page_stream(player)), [*inputs, check],

@@ -150,8 +150,9 @@ def try_found_voice(name: str, text: str, owner_token: str = "", request: gr.Req
     return clip_path(audio, "found-voice")
 
 
-def build(owner: gr.Textbox, stock: list[str]) -> None:
-    """The section, inside the Kokoro tab; `owner` holds the visitor's owner token, `stock` the voices usable here."""
+def build(owner: gr.Textbox, stock: list[str]):
+    """The section, inside the Kokoro tab; `owner` holds the visitor's owner token, `stock` the voices usable
+    here. Returns the search's event (the tab lists a voice it saved once it ends)."""
     with gr.Accordion("Find a Kokoro voice for any clip", open=False):
         gr.Markdown(
             "Kokoro cannot clone, but its voices are small style tables: this searches them for one that sounds "
@@ -184,3 +185,4 @@ def build(owner: gr.Textbox, stock: list[str]) -> None:
         )  # fmt: skip
         bind_stop(halt, [event], [status])
         try_go.click(try_found_voice, [name, try_text, owner], try_audio, api_name="kokoro_try_found_voice")
+    return event
