@@ -3,12 +3,12 @@
 `registry` builds a `RemoteEngine` for each engine id when `ENGINE_SERVER` names the tier's HTTP address
 (e.g. `http://head:8000`). `info()` comes from the server's `GET /info` (cached for a moment: voices,
 backend, device, live replicas and the requests it takes at once); `stream()` posts the request and reads
-the framed chunks back (`engines/wire.py`, which documents the format). A saved clone voice is loaded
-here, from this app's own voice library after its owner check, and sent with the request: replicas keep
-no visitor state (a found Kokoro voice's style table likewise). Errors arrive as the engines' own error types with their one sentence; a lost replica
-or an unreachable server is one sentence too. With `ENGINE_SERVER_TOKEN` set, every request carries it
-as `Authorization: Bearer <token>` (the tier refuses requests without it). Depends on nothing above
-`engines/`.
+the framed chunks back (`engines/wire.py`, which documents the format). A saved clone voice is loaded here,
+from this app's own voice library after its owner check, and sent with the request (a found Kokoro voice's
+style table likewise): replicas keep no visitor state. Errors arrive as the engines' own error types with
+their one sentence; a lost replica or an unreachable server is one sentence too. With `ENGINE_SERVER_TOKEN`
+set, every request carries it as `Authorization: Bearer <token>` (the tier refuses requests without it).
+Depends on nothing above `engines/`.
 """
 
 from __future__ import annotations

@@ -125,7 +125,11 @@ def test_any_style_table_field_that_is_not_a_voice_is_one_sentence(table):
         ({"text": "Hi.", "voice": "v", "style_table": {"rows": 510, "data": "AAAA" * 10**6}}, "not the size"),
         ({"text": "Hi.", "voice": "v", "style_table": {"rows": 510, "data": "%" * 696_320}}, "not valid base64"),
         (
-            {"text": "Hi.", "voice": "v", "style_table": {"rows": 510, "data": _table_data(np.full((510, 256), np.nan))}},
+            {
+                "text": "Hi.",
+                "voice": "v",
+                "style_table": {"rows": 510, "data": _table_data(np.full((510, 256), np.nan))},
+            },
             "not a number",
         ),
     ],

@@ -290,7 +290,9 @@ def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
             )
         lexicon_panel.build("kokoro")  # the visitor's pronunciations: edited, tried, applied to every run
         if owner is not None:
-            search = voice_search_panel.build(owner, sorted(v.id for v in registry.info("kokoro").voices if v.available))
+            search = voice_search_panel.build(
+                owner, sorted(v.id for v in registry.info("kokoro").voices if v.available)
+            )
             owner.change(on_owner, [owner, voice], voice, api_visibility="private")
             search.then(on_owner, [owner, voice], voice, api_visibility="private")  # a voice it saved is listed
         inputs = [text, voice, blend, speed, language, *output]
