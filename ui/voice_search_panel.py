@@ -161,11 +161,18 @@ def build(owner: gr.Textbox, stock: list[str]):
         )
         with gr.Row():
             with gr.Column():
-                clip = gr.Audio(label="Clip (3–30 s of one voice)", sources=["upload", "microphone"], type="filepath")
-                transcript = gr.Textbox(label="Its exact words (empty: transcribed)", lines=2)
+                clip = gr.Audio(
+                    label="Clip (3–30 s of one voice)", sources=["upload", "microphone"], type="filepath",
+                    elem_id="kokoro-find-clip",
+                )  # fmt: skip
+                transcript = gr.Textbox(
+                    label="Its exact words (empty: transcribed)", lines=2, elem_id="kokoro-find-text"
+                )
                 exclude = gr.Dropdown(stock, multiselect=True, label="Stock voices not to start from")
             with gr.Column():
-                budget = gr.Slider(10, MAX_BUDGET_S, value=120, step=10, label="Search time (s)")
+                budget = gr.Slider(
+                    10, MAX_BUDGET_S, value=120, step=10, label="Search time (s)", elem_id="kokoro-find-budget"
+                )
                 name = gr.Textbox(label="Save as", placeholder="my-kokoro-voice", elem_id="kokoro-find-name")
                 with gr.Row():
                     go = gr.Button("Find a voice", variant="primary", elem_id="kokoro-find")
