@@ -237,13 +237,13 @@ def test_the_run_bound_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_the_leaderboard_is_computed_once_per_state_of_the_votes(tmp_path, monkeypatch):
-    import evaluation.arena
+    import evaluation.arena.store
 
     arena = Arena(tmp_path / "arena.sqlite3")  # the votes are on a typed text "t": the typed texts' board
     arena.record_vote("t", clip("kokoro", "a"), clip("kokoro", "b"), "a")
     calls = []
     real = evaluation.arena.rank
-    monkeypatch.setattr(evaluation.arena, "rank", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(evaluation.arena.store, "rank", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = arena.leaderboard(board="typed")
     first[0]["rating"] = -1  # a caller's change does not reach the cache
     expected = real([("kokoro:a", "kokoro:b", "a")])  # the board's rows also count reason tags and name the board

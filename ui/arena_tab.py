@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import random
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -50,7 +49,9 @@ from evaluation.arena import (
     ArenaUnavailable,
     Rules,
     better_measured,
+    board_keys,
     board_name,
+    configured_systems,
     from_screen,
     min_votes_to_rank,
     reason_keys,
@@ -113,7 +114,7 @@ READY = "Both clips are ready: which one sounds better? The vote opens once you 
 
 def pool() -> list[Slot]:
     """The systems a pair is drawn from (`ARENA_SYSTEMS`, else every voice the engines can speak here)."""
-    configured = os.environ.get("ARENA_SYSTEMS", "").split()
+    configured = configured_systems()
     if configured:
         return [parse_slot(spec) for spec in configured]
     slots = []
@@ -170,7 +171,7 @@ def leaderboard(category: str = ALL, language: str = ALL, prompts_of: str = BUIL
         prompts_of: "built-in" (the main board: votes on the built-in prompts) or "typed" (typed texts).
     """
     try:
-        keys = _board_keys(category, language)
+        keys = board_keys(category, language)
         rows = ARENA.leaderboard(category=keys[0], language=keys[1], board=prompts_of) if ARENA.available() else []
     except EngineError as exc:  # the database went unusable meanwhile: said by the database line
         if isinstance(exc, InputError):
@@ -186,12 +187,6 @@ def leaderboard(category: str = ALL, language: str = ALL, prompts_of: str = BUIL
     ]  # fmt: skip
 
 
-def _board_keys(category: object, language: object) -> tuple[str | None, str | None]:
-    """A board's category and language (None: all), checked: one sentence for a bad one."""
-    category = prompts.category_key(category, allow_any=True) if category not in (None, "") else prompts.ANY
-    return (None if category == prompts.ANY else category), prompts.language_key(language)
-
-
 def _tags(counts: dict | None) -> str:
     """Reason tags with their counts, most first ("pacing 3, artefacts 1"), or "–"."""
     found = sorted(
@@ -203,7 +198,7 @@ def _tags(counts: dict | None) -> str:
 def board_line(category: str = ALL, language: str = ALL, prompts_of: str = BUILTIN) -> str:
     """Which board the table shows, and how far to trust it: votes counted, flagged and left out."""
     try:
-        keys = _board_keys(category, language)
+        keys = board_keys(category, language)
         if not ARENA.available():
             return ""
         trust = ARENA.trust(category=keys[0], language=keys[1], board=prompts_of)
@@ -243,7 +238,7 @@ def better_measured_chosen(language: str = ALL) -> list[list]:
         language: "all", or an ISO 639-1 code such as en, es, ja: only the votes on texts in it.
     """
     try:
-        _, code = _board_keys(None, language)
+        _, code = board_keys(None, language)
     except InputError as exc:
         raise gr.Error(str(exc)) from None
     try:
