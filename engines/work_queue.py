@@ -525,19 +525,6 @@ def max_waiting(engine_id: str) -> int:
     return line(engine_id).max_waiting()
 
 
-def snapshot() -> dict[str, dict]:
-    """Per engine: waiting, running, the bound, served and refused so far, the measured speed."""
-    with _lines_lock:
-        lines = dict(_lines)
-    return {
-        engine_id: {
-            "waiting": q.waiting(), "running": q.running(), "max_waiting": q.max_waiting(),
-            "served": q.served, "refused": q.refused, "s_per_char": q.s_per_char,
-        }
-        for engine_id, q in lines.items()
-    }  # fmt: skip
-
-
 def wait_line(ticket: Ticket) -> str:
     """One sentence for a waiting visitor: place in line and the estimated wait, labelled as an estimate."""
     place = ticket.position()

@@ -1,1 +1,2 @@
-"""Gradio tabs of the app, one module per engine family, plus what they share."""
+"""The Gradio page: one module per tab (`*_tab.py`) or panel (`*_panel.py`), and what they share (the player,
+streaming, Stop, output files, the visitor's owner token and session)."""
