@@ -318,7 +318,7 @@ class KokoroEngine:
         token count picks, the pause after it), lazily, so the first chunk comes before the rest of the
         text is phonemized. The page's browser rendering (`/kokoro/plan`) runs the model on these."""
         found = request.style_table  # sent with the request (an engine tier's replica keeps no library)
-        if found is None and request.voice not in catalogue():
+        if found is None:
             found = load_found_voice(request.voice, request.owner)
         if found is not None:  # a voice found for a clip (`evaluation.voice_search`), the owner's
             backend, lang, style_pack = self._loaded(), language_code(request.language) or "a", found

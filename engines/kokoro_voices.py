@@ -153,11 +153,14 @@ def save_found_voice(name: str, pack: np.ndarray, owner: str | None, overwrite: 
 
 
 def load_found_voice(name: str, owner: str | None) -> np.ndarray | None:
-    """`owner`'s found voice `name` as rows x 256, or None when they have none by that name."""
+    """`owner`'s found voice `name` as rows x 256, or None when they have none by that name (a stock
+    voice's name is never a found voice: `save_found_voice` refuses it)."""
     from safetensors.numpy import load
 
     from .voice_library import safe_name
 
+    if name in catalogue():
+        return None
     folder = _found_folder(owner)
     try:
         path = folder / f"{safe_name(name)}.safetensors" if folder is not None else None

@@ -95,9 +95,9 @@ class RemoteEngine:
 
             saved = stored_voice(request.voice, request.owner)
         if self.CAPABILITIES.found_voices and request.style_table is None and request.voice and request.owner:
-            from .kokoro_voices import catalogue, load_found_voice  # the owner check stays in this app
+            from .kokoro_voices import load_found_voice  # the owner check stays in this app
 
-            table = None if request.voice in catalogue() else load_found_voice(request.voice, request.owner)
+            table = load_found_voice(request.voice, request.owner)
             if table is not None:
                 request = replace(request, style_table=table)
         body = request_to_json(request, saved)

@@ -97,15 +97,22 @@ def _replicas(url: str, engine_id: str) -> int:
     return httpx.get(f"{url}/info", timeout=30).json()["engines"][engine_id]["replicas"]
 
 
-def test_audio_through_the_tier_equals_in_process_audio(tier, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("ORT_THREADS", "1")  # the replicas' thread count
-    monkeypatch.setenv("KOKORO_FIRST_AUDIO_S", "0")  # the replicas' fixed first chunk (not sized by speed)
-    monkeypatch.delenv("KOKORO_MODEL", raising=False)
-    local = KokoroEngine()
-    local.load("cpu")
+@pytest.fixture(scope="module")
+def local_kokoro():
+    """The packaged Kokoro in this process, loaded once for the module, as the replicas load it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("ORT_THREADS", "1")  # the replicas' thread count
+        mp.setenv("KOKORO_FIRST_AUDIO_S", "0")  # the replicas' fixed first chunk (not sized by speed)
+        mp.delenv("KOKORO_MODEL", raising=False)
+        local = KokoroEngine()
+        local.load("cpu")
+    return local
+
+
+def test_audio_through_the_tier_equals_in_process_audio(tier, local_kokoro):
     request = SynthesisRequest(text=TEXT, voice="jm_kumo")
-    here = list(local.stream(request))
+    here = list(local_kokoro.stream(request))
     there = list(RemoteEngine("kokoro", tier).stream(request))
     assert len(here) == len(there) == 2
     for a, b in zip(here, there, strict=True):
@@ -190,17 +197,13 @@ def test_a_saved_clone_voice_is_sent_with_the_request_after_the_owner_check(tier
         list(engine.stream(SynthesisRequest(text="Hello there.", voice="remote-bob", owner="mallory")))
 
 
-def test_a_found_kokoro_voice_is_sent_with_the_request_after_the_owner_check(tier, tmp_path, monkeypatch):
+def test_a_found_kokoro_voice_is_sent_with_the_request_after_the_owner_check(tier, local_kokoro, tmp_path, monkeypatch):
     """A found voice made of jm_kumo's own table: through the tier it says what jm_kumo says, sample for sample
     (the replica keeps no library: the table comes with the request); for another owner it is unknown."""
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("KOKORO_MODEL", raising=False)
     from engines.kokoro_voices import PACK_SHAPE, save_found_voice
 
-    local = KokoroEngine()
-    local.load("cpu")  # the packaged voices, as the replicas have them
-    save_found_voice("Twin", local.style_table("jm_kumo").reshape(PACK_SHAPE), "alice")
+    save_found_voice("Twin", local_kokoro.style_table("jm_kumo").reshape(PACK_SHAPE), "alice")
     engine = RemoteEngine("kokoro", tier, registry.capabilities("kokoro"))
     twin = np.concatenate([c.audio for c in engine.stream(SynthesisRequest(TEXT, "twin", owner="alice"))])
     kumo = np.concatenate([c.audio for c in engine.stream(SynthesisRequest(TEXT, "jm_kumo"))])
