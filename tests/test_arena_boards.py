@@ -13,6 +13,7 @@ import pytest
 from engines.base import InputError
 from evaluation import arena as arena_module
 from evaluation.arena import Arena, agreement, better_measured, rank
+from evaluation.arena import store as arena_store
 
 NAMES = "Siobhan and Niamh met Saoirse outside the theatre in Galway."
 SHORT = "The kettle clicked off just as the rain began."
@@ -112,7 +113,7 @@ def test_a_migration_run_twice_on_the_same_file_changes_it_once(tmp_path):
     old_database(path)
     for _ in range(2):  # as when two processes opened the old file at once: the second finds it done
         conn = sqlite3.connect(path, isolation_level=None)
-        arena_module._migrate(conn)
+        arena_store._migrate(conn)
         conn.close()
     conn = sqlite3.connect(path)
     columns = [row[1] for row in conn.execute("PRAGMA table_info(votes)")]

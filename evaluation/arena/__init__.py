@@ -19,12 +19,12 @@ from .board import (
     system_id,
 )
 from .statistics import agreement, better_measured, min_votes_to_rank, rank
-from .store import NOT_FINISHED, SCHEMA_VERSION, Arena, ArenaUnavailable, _migrate, default_db_path
+from .store import NOT_FINISHED, SCHEMA_VERSION, Arena, ArenaUnavailable, default_db_path
 from .trust import ALIKE, ANONYMOUS, FAST, HOURLY, ONE_SIDED, REPEAT, UNHEARD, Rules, flags, require_login
 
 __all__ = [
     "ALIKE", "ANONYMOUS", "BUILTIN", "FAST", "HOURLY", "NOT_FINISHED", "ONE_SIDED", "REASONS", "REPEAT",
-    "SCHEMA_VERSION", "TYPED", "UNHEARD", "Arena", "ArenaUnavailable", "Rules", "_migrate", "agreement",
+    "SCHEMA_VERSION", "TYPED", "UNHEARD", "Arena", "ArenaUnavailable", "Rules", "agreement",
     "better_measured", "board_keys", "board_name", "configured_systems", "default_db_path", "flags", "from_screen",
     "min_votes_to_rank", "rank", "reason_keys", "require_login", "split_system", "system_id",
 ]  # fmt: skip
