@@ -19,6 +19,7 @@ import numpy as np
 from engines import registry, stop
 from engines.audio import write
 from engines.base import EngineError, SynthesisRequest
+from engines.kokoro_voices import list_found_voices
 from engines.timing import RunStats
 from service import speech
 from service.speech import Ticket
@@ -199,6 +200,11 @@ def off_notice(engine_id: str, elem_id: str) -> gr.Markdown:
     sentence why it is off, shown at once on the page; nothing when the engine can speak."""
     sentence = unavailable_sentence(engine_id)
     return gr.Markdown(sentence or "", visible=sentence is not None, elem_id=elem_id, elem_classes=["tts-off"])
+
+
+def found_voice_choices(owner: str | None) -> list[tuple[str, str]]:
+    """(label, name) of `owner`'s found Kokoro voices ("Find a Kokoro voice"), for a voice list."""
+    return [(f"Found: {name}", name) for name in list_found_voices(owner)]
 
 
 def blend_hint() -> str | None:

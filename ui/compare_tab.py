@@ -28,7 +28,6 @@ import gradio as gr
 
 from engines import registry
 from engines.base import EngineError, InputError
-from engines.kokoro_voices import list_found_voices
 from engines.lexicon import owner_mapping
 from engines.reference import load_reference, read_upload
 from engines.voice_library import list_voices, shared
@@ -62,7 +61,7 @@ from service import voices
 from . import charts, janitor
 from .browser_kokoro import MODULE_URL
 from .caller import caller
-from .common import OUTPUT_DIR, blend_hint, clip_path, speed_words, status_line, user_errors
+from .common import OUTPUT_DIR, blend_hint, clip_path, found_voice_choices, speed_words, status_line, user_errors
 from .owner import owner_of
 from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
@@ -93,7 +92,7 @@ def voice_choices(engine_id: str, owner: str | None = None) -> tuple[list[tuple[
     if capabilities.saved_voices:
         choices += [(f"Saved: {n}", n) for n in list_voices(owner)]
     if capabilities.found_voices:
-        choices += [(f"Found: {n}", n) for n in list_found_voices(owner)]
+        choices += found_voice_choices(owner)
     if capabilities.clones:
         return [("Reference clip below", FROM_REFERENCE), *choices], FROM_REFERENCE
     return choices, (choices[0][1] if choices else "")

@@ -14,14 +14,14 @@ import gradio as gr
 from engines import registry
 from engines.audio import join
 from engines.base import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
-from engines.kokoro_voices import LANGUAGES, list_found_voices
+from engines.kokoro_voices import LANGUAGES
 from engines.language import AUTO
 from engines.timing import RunStats
 from service import speech
 
 from . import browser_kokoro, lexicon_panel, voice_search_panel
 from .caller import caller, owner_of
-from .common import header, needs_ffmpeg, status_line, user_errors
+from .common import found_voice_choices, header, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
 from .page import COUNTED, HIDE_EMPTY, example_buttons
 from .player import StreamPlayer
@@ -55,7 +55,7 @@ def voice_choices(owner: str | None = None) -> tuple[list[tuple[str, str]], str]
         where = "" if v.available else " · needs the model hub"
         choices.append((f"{FLAGS[v.id[0]]} {v.language} · {v.name} ({v.id}) · {v.gender} · {grade}{where}", v.id))
     ready = sum(1 for v in voices if v.available)
-    choices[ready:ready] = [(f"Found: {name}", name) for name in list_found_voices(owner)]
+    choices[ready:ready] = found_voice_choices(owner)
     available = {v.id for v in voices if v.available}
     capabilities = registry.capabilities("kokoro")  # its default voices, with the hub and offline
     default = capabilities.preferred_voice(available) or next(iter(sorted(available)), capabilities.default_voice)
