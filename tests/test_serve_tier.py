@@ -90,11 +90,17 @@ def test_replicas_asked_for_fit_the_machines_cpus():
     assert roomy["kokoro"]["ray_actor_options"]["num_cpus"] == options["kokoro"]["ray_actor_options"]["num_cpus"]
 
 
+INFO_LIVENESS_S = 60.0  # /info's own waits add up to 7 s; a hang (the bug closed) is minutes
+
+
 @pytest.mark.slow
 def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every_deployment(tmp_path, one_ray_cluster):
     """`python -m engines serve --replicas 2 --port P` on this machine, as the README runs it (Qwen has no
     weights offline: its replicas start and say so). Bounded: the test gives up after 12 minutes (it took 270 s
-    here on a slow day, and CI runs about 1.7x slower)."""
+    here on a slow day, and CI runs about 1.7x slower). "/info answers within seconds whatever is pending" is
+    checked against the bug it closes (/info never answered in 10 minutes) with a liveness bound of a minute:
+    /info's own waits add up to 7 s, and on CI's two cores, shared with the other test worker and Ray starting
+    five replicas, one answer once took 16 s. It is a bound on hanging, not a speed figure."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ENGINE_SERVER_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     models = ("QWEN_CUSTOM_VOICE_MODEL", "QWEN_BASE_MODEL", "QWEN_VOICE_DESIGN_MODEL", "KOKORO_MODEL")
@@ -114,7 +120,7 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 started = time.monotonic()
-                answer = httpx.get(f"{base}/info", headers=auth, timeout=15)
+                answer = httpx.get(f"{base}/info", headers=auth, timeout=INFO_LIVENESS_S)
                 if answer.status_code == 200:
                     first_info, took = answer.json(), time.monotonic() - started
                     break
@@ -123,7 +129,7 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
             time.sleep(2)
         assert first_info is not None, "".join(lines[-30:])
         assert set(first_info["engines"]) == {"kokoro", "qwen-custom", "qwen-clone", "qwen-design"}
-        assert took < 15
+        assert took < INFO_LIVENESS_S
         assert httpx.get(f"{base}/info", timeout=15).status_code == 401  # no token: refused
         # the command reports every deployment: started, or not started with Serve's reason
         while time.monotonic() < deadline and not any("Engine tier on" in line for line in lines):
@@ -135,8 +141,8 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
             assert f"  {name}: started" in report or f"  {name}: not started" in report, report
         # /info still answers within seconds, with every engine running or said to be unavailable
         started = time.monotonic()
-        engines = httpx.get(f"{base}/info", headers=auth, timeout=15).json()["engines"]
-        assert time.monotonic() - started < 15
+        engines = httpx.get(f"{base}/info", headers=auth, timeout=INFO_LIVENESS_S).json()["engines"]
+        assert time.monotonic() - started < INFO_LIVENESS_S
         for engine_id, info in engines.items():
             assert info["replicas"] or info["available"] is False, (engine_id, json.dumps(info)[:300])
         assert engines["kokoro"]["available"] is True and engines["kokoro"]["replicas"] == 2
