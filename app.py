@@ -13,7 +13,12 @@ import logging
 import os
 import threading
 
-from ui import janitor
+from engines.settings import settings, settings_or_exit
+
+if __name__ == "__main__":
+    settings_or_exit()  # a bad variable ends the start in one sentence, before the heavy imports below
+
+from ui import janitor  # noqa: E402
 
 janitor.use_own_gradio_cache()  # before Gradio is imported: it reads GRADIO_TEMP_DIR then
 
@@ -23,7 +28,6 @@ from api import guard, kokoro_browser  # noqa: E402
 from api import router as api_router  # noqa: E402
 from engines import device, registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
-from engines.settings import env_int  # noqa: E402
 from ui import sessions  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402
@@ -37,9 +41,6 @@ from ui.script_tab import build_tab as build_script_tab  # noqa: E402
 from ui.uploads import uploads_only  # noqa: E402
 
 log = logging.getLogger("app")
-# Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
-# engine's work queue, which admits them or refuses at once); past this Gradio answers "queue full".
-QUEUE_MAX_SIZE = int(os.environ.get("QUEUE_MAX_SIZE", "64"))
 
 
 def build() -> gr.Blocks:
@@ -74,20 +75,16 @@ def preload(engine_id: str) -> None:
         log.warning("%s is not available: %s", engine_id, exc)
 
 
-MAX_SESSIONS = 1000  # default of `MAX_SESSIONS`
-
-
 def public_limits() -> dict:
     """launch() options that keep a long-running public page bounded: the upload limit (`MAX_UPLOAD_MB`,
     refused by Gradio as it arrives), where clips are served from, and how many sessions' state Gradio
     keeps in memory (`MAX_SESSIONS`; each costs ~0.36 MB with this page's ~210 components, measured, and
     Gradio's own default of 10,000 never frees a session an API client opened; past the bound the oldest
     session's state goes first)."""
-    sessions = env_int("MAX_SESSIONS", MAX_SESSIONS, minimum=0) or MAX_SESSIONS
     return {
         "max_file_size": upload_limit_bytes(),
-        "allowed_paths": [str(janitor.OUTPUT_DIR)],  # clips are served from TTS_OUTPUT_DIR wherever it is
-        "state_session_capacity": sessions,
+        "allowed_paths": [str(janitor.output_dir())],  # clips are served from TTS_OUTPUT_DIR wherever it is
+        "state_session_capacity": settings().max_sessions,
     }
 
 
@@ -111,8 +108,8 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
     """Launch `demo` (queue settings, the /v1 routes, MCP) with `api.guard` in front; returns once it
     serves (`launch_kwargs` override the defaults, e.g. a port in tests)."""
     options = dict(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        server_name=settings().gradio_server_name,
+        server_port=settings().gradio_server_port,
         theme=gr.themes.Soft(),
         css=CSS,  # ui.page: the character counters, example buttons, the phone layout
         mcp_server=True,  # the named API endpoints become MCP tools at /gradio_api/mcp/
@@ -127,9 +124,13 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
     options.update(launch_kwargs)
     # uvicorn believes X-Forwarded-For from loopback peers and rewrites the client address with it, so
     # a forged header from this machine would move a client to another rate-limit bucket; the proxies
-    # this app trusts are counted by TRUSTED_PROXY_HOPS instead (api.auth.client_address).
+    # this app trusts are counted by TRUSTED_PROXY_HOPS instead (api.auth.client_address). A write that
+    # configures uvicorn, which reads FORWARDED_ALLOW_IPS itself.
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
-    demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX_SIZE).launch(**options, prevent_thread_lock=True)
+    # Events waiting in Gradio's own queue (Compare, Arena, Batch; the engines' events go straight to their
+    # engine's work queue, which admits them or refuses at once); past QUEUE_MAX_SIZE Gradio answers "queue full".
+    queue = demo.queue(default_concurrency_limit=2, max_size=settings().queue_max_size)
+    queue.launch(**options, prevent_thread_lock=True)
     # Outside Gradio's own middleware (its CORS answers every origin): routes, keys, cross-site writes, body
     # sizes, CORS (the limits are the service's, where the work is). Put in
     # place right after the server starts, before this function returns and the page is announced.

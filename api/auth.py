@@ -11,10 +11,10 @@ is the client's, and whatever a client wrote further left (a forged header) is n
 from __future__ import annotations
 
 import hmac
-import os
 
 from starlette.requests import HTTPConnection
 
+from engines.settings import settings
 from service.caller import client_address, owner_of_key, trusted_proxy_hops
 
 __all__ = [
@@ -25,7 +25,8 @@ __all__ = [
 
 def configured_keys() -> tuple[str, ...]:
     """The keys of `API_KEYS` (read on every call, so that tests and operators can change it)."""
-    return tuple(key.strip() for key in os.environ.get("API_KEYS", "").split(",") if key.strip())
+    configured = settings().api_keys
+    return tuple(key.strip() for key in (configured.get_secret_value() if configured else "").split(",") if key.strip())
 
 
 def keys_required() -> bool:

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engines.reference import upload_limit_bytes
-from engines.settings import env_int
+from engines.settings import settings
 from evaluation.browser_clip import MAX_PAYLOAD_CHARS
 from service.caller import REQUEST_ADDRESS
 
@@ -45,8 +45,6 @@ from .errors import ApiError
 log = logging.getLogger(__name__)
 
 GRADIO_PREFIX = "/gradio_api"
-DEFAULT_MAX_BODY_KB = 256
-DEFAULT_MAX_UPLOAD_FILES = 4
 FORM_OVERHEAD = 64 * 1024  # a form's other fields and part headers, beside its files
 _CORS_HEADERS = (b"access-control-allow-origin", b"access-control-allow-credentials")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -94,7 +92,7 @@ def allowed(method: str, path: str) -> bool:
 
 def max_upload_files() -> int:
     """`MAX_UPLOAD_FILES`: files one upload request may carry (default 4)."""
-    return env_int("MAX_UPLOAD_FILES", DEFAULT_MAX_UPLOAD_FILES, minimum=1)
+    return settings().max_upload_files
 
 
 def body_limit(path: str) -> int:
@@ -103,7 +101,7 @@ def body_limit(path: str) -> int:
         return upload_limit_bytes() * max_upload_files() + FORM_OVERHEAD
     if path.rstrip("/") == VOICE_UPLOAD_ROUTE:
         return upload_limit_bytes() + FORM_OVERHEAD
-    default = env_int("MAX_BODY_KB", DEFAULT_MAX_BODY_KB, minimum=1) * 1024
+    default = settings().max_body_kb * 1024
     if path.startswith(EVENT_ROUTES) or path.startswith(GRADIO_PREFIX + "/mcp"):
         return max(default, 2 * MAX_PAYLOAD_CHARS + FORM_OVERHEAD)
     return default

@@ -12,8 +12,6 @@ not JSON, 413 over 256 KiB.
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -23,6 +21,7 @@ from engines.voice_library import shared
 from service import lexicon as lexicons
 from service.caller import Caller
 
+from .auth import keys_required
 from .caller import caller
 from .errors import ApiError, error_for
 from .speech_request import read_json
@@ -34,7 +33,7 @@ def _caller(request: Request) -> Caller:
     """The caller (its key's owner id), or the refusal when this caller cannot have a lexicon here."""
     who = caller(request)
     if who.owner is None and not shared():
-        if os.environ.get("API_KEYS", "").strip():
+        if keys_required():
             raise ApiError(
                 401, "Send your API key as 'Authorization: Bearer <key>' to keep a lexicon.", "invalid_api_key"
             )

@@ -12,8 +12,6 @@ on this server, 409 the name is taken, 413 too large, 503 the cloning model cann
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -26,6 +24,7 @@ from engines.voice_library import shared, voice_exists
 from service import voices
 from service.caller import Caller
 
+from .auth import keys_required
 from .caller import caller
 from .errors import ApiError, error_for
 
@@ -46,7 +45,7 @@ async def save(request: Request) -> JSONResponse:
     try:
         who = caller(request)
         if who.owner is None and not shared():
-            if os.environ.get("API_KEYS", "").strip():
+            if keys_required():
                 raise ApiError(
                     401, "Send your API key as 'Authorization: Bearer <key>' to save voices.", "invalid_api_key"
                 )

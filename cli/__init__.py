@@ -9,6 +9,13 @@ subcommand adds its parser and runs from one module:
 line on stderr and exit status 2, never a traceback.
 """
 
-from .commands import main
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line (`commands.main`). Its modules are imported when it runs, not with this package,
+    so that `python -m cli` checks the settings before any of them reads one (`engines.gpu` does at import)."""
+    from .commands import main as run
+
+    return run(argv)
+
 
 __all__ = ["main"]

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 
 from engines.base import EngineError
+from engines.settings import settings_or_exit
 
 from . import align, batch, compare, script, speech, voice_search
 
@@ -47,8 +48,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings_or_exit()  # a bad variable: one sentence and exit status 2, before anything runs
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # generation chatter is not for a CLI user
+    # a write that configures transformers, which reads TRANSFORMERS_VERBOSITY: generation chatter is not for a CLI user
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:  # the engine tier (`serve/`): its own options, and Ray only when asked for
         from serve.cli import main as serve_main

@@ -4,6 +4,8 @@ package (it drives `evaluation/` too). The one module of `engines/` allowed to i
 import sys
 
 from cli import main
+from engines.settings import settings_or_exit
 
 if __name__ == "__main__":
+    settings_or_exit()  # a bad variable: one sentence and exit status 2, before the CLI's modules read settings
     sys.exit(main())

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import UnavailableError
+from .settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def asr_model_name(language: str | None = "en") -> str:
     set, unless it hears English only and another language is asked for; else the packaged tiny.en for
     English and the packaged multilingual base for the rest, or tiny.en when the base is not installed
     (`UnavailableError` when no model is there)."""
-    configured = os.environ.get("ASR_MODEL", "").strip()
+    configured = settings().asr_model
     if configured and (language == "en" or _is_multilingual(configured)):
         return configured
     if language != "en":

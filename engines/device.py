@@ -10,27 +10,26 @@ Every engine, the ONNX providers and the comparison's free-memory check ask here
 
 from __future__ import annotations
 
-import os
 import re
 
 from .base import UnavailableError
+from .settings import DEVICE_PATTERN, settings
 
-_DEVICE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+_DEVICE = re.compile(DEVICE_PATTERN)
 
 
 def zero_gpu() -> bool:
     """Whether this is a ZeroGPU Space (`SPACES_ZERO_GPU` is 1, t or true, as `spaces.config` reads it)."""
-    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+    return settings().spaces_zero_gpu
 
 
 def preference(raw: str | None = None) -> str:
-    """The device asked for (`raw`, else `TTS_DEVICE`): "auto", "cpu", "cuda" or "cuda:N"; a value
-    that is none of these is refused in one sentence (`UnavailableError`)."""
+    """The device asked for (`raw`, else `TTS_DEVICE`, checked by `engines.settings`): "auto", "cpu",
+    "cuda" or "cuda:N"; a `raw` that is none of these is refused in one sentence (`UnavailableError`)."""
     if raw is None:
-        raw = os.environ.get("TTS_DEVICE", "")
+        return settings().tts_device
     wanted = raw.strip().lower() or "auto"
-    match = _DEVICE.fullmatch(wanted)
-    if match is None or (match.group(2) is not None and match.group(1) != "cuda"):
+    if _DEVICE.fullmatch(wanted) is None:
         raise UnavailableError(
             f"TTS_DEVICE={raw.strip()!r} is not a device this app knows; use cpu, cuda or cuda:N (e.g. cuda:1), "
             "or leave it unset for CUDA when present."
@@ -69,7 +68,7 @@ def resolve(raw: str | None = None) -> str:
 
 
 def gpu_wanted() -> bool:
-    """Whether models will load on a GPU here (decided without loading any); False on a bad `TTS_DEVICE`."""
+    """Whether models will load on a GPU here (decided without loading any); False when the GPU asked for is missing."""
     try:
         return resolve().startswith("cuda")
     except UnavailableError:

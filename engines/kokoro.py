@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -52,7 +51,7 @@ from .kokoro_voices import (
 from .kokoro_windows import breaks_at_spaces, render_windows, window_edges
 from .language import iso_code
 from .lexicon import PHONEMES, with_phonemes
-from .settings import env_number
+from .settings import settings
 from .text import (
     COLON,
     COMMA,
@@ -72,15 +71,9 @@ from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_na
 log = logging.getLogger(__name__)
 
 MAX_PHONEMES = 510
-# The time to first audio the first chunk is sized for (KOKORO_FIRST_AUDIO_S; 0: off, the default).
-# Off because cutting the first clause costs words: measured with Whisper tiny.en, a first chunk of
-# >= 20 phonemes kept the bench paragraph's WER (1.3%) but took the ten dev sentences from 5.0% to
-# 12.5% (a short sentence cut in two loses its prosody at the cut); bench/results-kokoro-*.json.
-FIRST_AUDIO_S = 0.0
 # KOKORO_STREAM: how a planned chunk is rendered (see the module docstring); `whole` is the reference.
+# KOKORO_FIRST_AUDIO_S and KOKORO_TURN_S: their defaults, and why, are in `engines.settings`.
 STREAM_PLANS = ("windows", "clauses", "whole")
-STREAM_PLAN = "whole"
-TURN_S = 2.0  # KOKORO_TURN_S: a chunk's compute at most (by the measured costs; at least a sentence)
 CLAUSES_FIRST_AUDIO_S = 0.6  # `clauses` without KOKORO_FIRST_AUDIO_S: the phrase cut's measured target
 KEEP_S = 0.04  # silence kept before and after speech (as `trim_silence`)
 ESPEAK_LANGUAGES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
@@ -168,13 +161,13 @@ class KokoroEngine:
     )  # fmt: skip
 
     def __init__(self, plan: ChunkPlan | None = None, stream_plan: str | None = None) -> None:
-        self.stream_plan = (stream_plan or os.environ.get("KOKORO_STREAM", STREAM_PLAN)).strip().lower()
+        configured = settings()
+        self.stream_plan = stream_plan or configured.kokoro_stream
         if self.stream_plan not in STREAM_PLANS:
-            log.warning("KOKORO_STREAM=%s is not one of %s; using %s", self.stream_plan, STREAM_PLANS, STREAM_PLAN)
-            self.stream_plan = STREAM_PLAN
+            raise ValueError(f"stream_plan must be one of {STREAM_PLANS}, not {self.stream_plan!r}")
         # KOKORO_FIRST_AUDIO_S: the time to first audio the first chunk is sized for (0: the first
         # chunk ends at the first break after `first_min`..`first_max` phonemes)
-        first_audio = env_number("KOKORO_FIRST_AUDIO_S", FIRST_AUDIO_S, minimum=0.0)
+        first_audio = configured.kokoro_first_audio_s
         clauses = self.stream_plan == "clauses"
         if clauses and not first_audio:
             first_audio = CLAUSES_FIRST_AUDIO_S
@@ -182,8 +175,8 @@ class KokoroEngine:
         # second rendered); "word" (the default): at any word, >= 20 phonemes
         # KOKORO_TURN_S: the most compute one chunk may take by the speed measured at load (0: off), so
         # that a long request hands the engine to another caller at least that often
-        turn = env_number("KOKORO_TURN_S", TURN_S, minimum=0.0) or None
-        if clauses or os.environ.get("KOKORO_FIRST_CUT", "word").strip().lower() == "phrase":
+        turn = configured.kokoro_turn_s or None
+        if clauses or configured.kokoro_first_cut == "phrase":
             sized = ChunkPlan(
                 first_audio_s=first_audio or None, first_floor=15, first_cut="phrase", costs="rate", turn_s=turn
             )

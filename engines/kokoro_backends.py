@@ -25,7 +25,7 @@ from . import give_way, stop
 from .base import UnavailableError
 from .device import gpu_attached, onnx_providers, resolve, zero_gpu
 from .kokoro_windows import SentencePlan
-from .settings import env_int
+from .settings import settings
 from .weights import KokoroWeights, hub_voice
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class OnnxBackend:
 
         device = resolve(device)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = env_int("ORT_THREADS", 0, minimum=0) or (os.cpu_count() or 1)
+        options.intra_op_num_threads = settings().ort_threads or (os.cpu_count() or 1)
         self.session = ort.InferenceSession(str(weights.model_path), options, providers=onnx_providers(device))
         self.device = device if self.session.get_providers()[0].startswith("CUDA") else "cpu"
         with open(weights.vocab_path, encoding="utf-8") as f:
@@ -299,7 +299,7 @@ def split_onnx(model_path: Path) -> tuple[Path, Path, Path]:
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
     folder = model_path.parent
     if not os.access(folder, os.W_OK):
-        folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tts-compare"
+        folder = Path(settings().xdg_cache_home or Path.home() / ".cache") / "tts-compare"
         folder.mkdir(parents=True, exist_ok=True)
     stem = f"{model_path.stem}.split"
     paths = tuple(folder / f"{stem}.{part}.onnx" for part in ("front", "source", "decoder"))

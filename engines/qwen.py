@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -49,7 +48,7 @@ from .lru import BoundedLRU
 from .qwen_batcher import QwenBatcher
 from .qwen_tts_import import import_qwen_tts
 from .runaway import bound_s as runaway_bound_s
-from .settings import env_int
+from .settings import settings
 from .text import SENTENCE, length_groups, split_clauses
 from .voice_library import load_voice
 from .weights import hub_offline, source_name
@@ -95,16 +94,21 @@ CLONE_CAPABILITIES = Capabilities(
     batches=True,
     lexicon=RESPELLING,
 )
-MODELS = {
-    "custom": ("QWEN_CUSTOM_VOICE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice", CUSTOM_CAPABILITIES.name),
-    "clone": ("QWEN_BASE_MODEL", "Qwen/Qwen3-TTS-12Hz-0.6B-Base", CLONE_CAPABILITIES.name),
+MODELS = {  # kind -> (the variable naming its weights, the model's name)
+    "custom": ("QWEN_CUSTOM_VOICE_MODEL", CUSTOM_CAPABILITIES.name),
+    "clone": ("QWEN_BASE_MODEL", CLONE_CAPABILITIES.name),
 }
+
+
+def configured_model(kind: str) -> str:
+    """The hub id or folder of a model kind's weights (`QWEN_*_MODEL`, `engines.settings`)."""
+    return getattr(settings(), MODELS[kind][0].lower())
 
 
 def model_location(kind: str) -> tuple[str, str]:
     """("local" | "hub", where) for a model kind; offline without a local folder it is unavailable."""
-    variable, default, name = MODELS[kind]
-    where = os.environ.get(variable, "").strip() or default
+    variable, name = MODELS[kind]
+    where = configured_model(kind)
     if Path(where).expanduser().is_dir():
         return "local", str(Path(where).expanduser().resolve())
     if hub_offline():
@@ -202,7 +206,7 @@ class QwenEngine:
 
         kind, where = model_location(self.kind)
         device = resolve_device(device)  # on ZeroGPU "cuda": placed there at start, run inside GPU calls
-        threads = env_int("TORCH_THREADS", 0, minimum=0)
+        threads = settings().torch_threads
         if threads:
             torch.set_num_threads(threads)
         dtype = torch_dtype(device)
@@ -214,7 +218,7 @@ class QwenEngine:
         except Exception as exc:  # missing files, bad config, download failure
             log.exception("Loading %s failed", where)
             raise UnavailableError(
-                f"Could not load {MODELS[self.kind][2]}: the weights that {MODELS[self.kind][0]} names are missing, "
+                f"Could not load {MODELS[self.kind][1]}: the weights that {MODELS[self.kind][0]} names are missing, "
                 "damaged or unreadable (the server log says which)."
             ) from exc
         self._device, self._source = device, source_name(kind, where)
@@ -252,7 +256,7 @@ class QwenEngine:
         """Only the 1.7B CustomVoice model follows `instruct`; the 0.6B one silently drops it."""
         if self._model is not None:
             return "1b7" in str(getattr(self._model.model, "tts_model_size", "")).lower()
-        return "1.7b" in (os.environ.get(MODELS[self.kind][0], "") or MODELS[self.kind][1]).lower()
+        return "1.7b" in configured_model(self.kind).lower()
 
     # ----- synthesis ---------------------------------------------------------------------
     @classmethod
@@ -330,7 +334,7 @@ class QwenEngine:
     def _loaded(self):
         """The model; the registry (or a caller's `load`) loads it before the engine is used."""
         if self._model is None:
-            raise UnavailableError(f"{MODELS[self.kind][2]} is not loaded yet; please try again.")
+            raise UnavailableError(f"{MODELS[self.kind][1]} is not loaded yet; please try again.")
         return self._model
 
 

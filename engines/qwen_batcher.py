@@ -48,19 +48,18 @@ import numpy as np
 from .audio import fade_edges
 from .base import SAMPLE_RATE, AudioChunk
 from .runaway import RowGuard, notice
-from .settings import env_number
+from .settings import settings
 
 log = logging.getLogger(__name__)
 
-BATCH_WAIT_MS = 20  # default: how long a new request waits for others to share its first step
 STREAM_FRAMES = 12  # decode and yield about every second of speech
 LEFT_CONTEXT = 25  # frames of decoded context before each new piece, as the codec's chunked decode uses
 NOTICE_SILENCE = 480  # samples (20 ms) that carry a runaway notice when the stopped sentence was all heard
 
 
 def batch_wait_s() -> float:
-    """`BATCH_WAIT_MS` from the environment in seconds (0 turns the wait off; bad values: the default)."""
-    return env_number("BATCH_WAIT_MS", BATCH_WAIT_MS, 0.0, 60_000.0) / 1000.0
+    """`BATCH_WAIT_MS` in seconds (0 turns the wait off)."""
+    return settings().batch_wait_ms / 1000.0
 
 
 class _Cancelled(Exception):

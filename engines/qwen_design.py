@@ -16,7 +16,7 @@ from .lexicon import RESPELLING
 from .qwen import MODELS, QwenEngine, catalogue
 
 NAME = "Qwen3-TTS VoiceDesign"
-MODELS["design"] = ("QWEN_VOICE_DESIGN_MODEL", "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign", NAME)  # the family's table
+MODELS["design"] = ("QWEN_VOICE_DESIGN_MODEL", NAME)  # the family's table
 
 # voice id -> (display name, the description the model is given); written in the style of the model
 # card's examples: who speaks, then timbre, pace and mood.

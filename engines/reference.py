@@ -16,19 +16,17 @@ import numpy as np
 
 from .base import InputError
 from .decoding import Probe, decode_audio
-from .settings import env_number
+from .settings import settings
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 60.0
 MIN_RATE = 16_000
 SILENCE_PEAK = 1e-3  # -60 dBFS
-MAX_UPLOAD_MB = 50  # default of `MAX_UPLOAD_MB`: the largest upload (reference clip or batch file) read
 
 
 def upload_limit_bytes() -> int:
     """`MAX_UPLOAD_MB` (default 50) in bytes: the largest upload the app reads."""
-    megabytes = env_number("MAX_UPLOAD_MB", MAX_UPLOAD_MB, minimum=0.0)
-    return int((megabytes or MAX_UPLOAD_MB) * 2**20)
+    return int(settings().max_upload_mb * 2**20)
 
 
 def read_upload(path: str | os.PathLike, what: str = "uploaded file") -> bytes:

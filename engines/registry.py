@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 
 from . import device
 from .base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError, shown
+from .settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _instance(engine_id: str) -> Engine:
         known = ", ".join(ENGINES)
         raise EngineError(f"Unknown engine {shown(engine_id)}; choose one of: {known}.")
     with _lock:
-        server = os.environ.get("ENGINE_SERVER", "").strip()
+        server = settings().engine_server
         if engine_id not in _instances and server:
             from .remote import RemoteEngine  # the engine tier (`serve/`) runs the model; see engines/remote.py
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -35,12 +34,12 @@ from .base import (
     UnavailableError,
     VoiceInfo,
 )
+from .settings import settings
 from .wire import REPLICA_FAILED, SERVER_UNREACHABLE, read_frames, request_to_json
 
 log = logging.getLogger(__name__)
 
 INFO_TTL_S = 2.0
-TOKEN_ENV = "ENGINE_SERVER_TOKEN"
 TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=60.0)
 
 
@@ -52,8 +51,8 @@ class RemoteEngine:
         self.base_url = base_url.rstrip("/")
         self.CAPABILITIES = capabilities or Capabilities(name=engine_id)  # the local class's (`registry`)
         self.name = self.CAPABILITIES.name
-        token = os.environ.get(TOKEN_ENV, "").strip()  # the tier's own token (serve/app.py), when it has one
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        token = settings().engine_server_token  # the tier's own token (serve/app.py), when it has one
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         self._client = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, headers=headers)
         self._info: tuple[float, EngineInfo] | None = None
         self._info_lock = threading.Lock()

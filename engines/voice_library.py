@@ -41,18 +41,16 @@ from pathlib import Path
 import numpy as np
 
 from .base import InputError, UnavailableError, shown
-from .settings import env_int, env_number
+from .settings import settings
 
 log = logging.getLogger(__name__)
 
 MAX_NAME_CHARS = 64
 REFERENCE_KEY = "reference_audio_24k"
-SHARED_ENV = "VOICE_LIBRARY_SHARED"
 OPERATOR = "operator:*"  # the CLI's marker: the machine's operator sees every voice
 OWNERS_FOLDER = "owners"
 LEXICONS_FOLDER = "lexicons"  # `engines.lexicon` keeps `<owner folder>.json` there
 MB = 2**20
-VOICES_PER_OWNER, OWNER_STORAGE_MB, LIBRARY_MAX_MB, OWNER_IDLE_DAYS = 20, 100.0, 10_240.0, 90.0  # defaults
 TOUCH_EVERY_S = 3600.0  # use refreshes an owner's time at most this often (one utime, not one per request)
 _UNSAFE = re.compile(r"[^a-z0-9_-]+")
 _TENSORS_FILE = re.compile(r"^[a-z0-9_-]+\.safetensors$")
@@ -61,14 +59,14 @@ _write_lock = threading.Lock()  # save and delete read, then change, a voice's f
 
 
 def library_dir() -> Path:
-    path = Path(os.environ.get("VOICE_LIBRARY_DIR") or Path.home() / ".local" / "share" / "tts-compare" / "voices")
+    path = Path(settings().voice_library_dir or Path.home() / ".local" / "share" / "tts-compare" / "voices")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def shared() -> bool:
     """Whether this machine keeps one shared library (`VOICE_LIBRARY_SHARED=1`): no owners."""
-    return os.environ.get(SHARED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return settings().voice_library_shared
 
 
 def safe_name(name: str) -> str:
@@ -166,22 +164,22 @@ def voice_exists(name: str, owner: str | None) -> bool:
 
 def voices_per_owner() -> int:
     """`VOICES_PER_OWNER` (default 20): the most voices one owner keeps."""
-    return env_int("VOICES_PER_OWNER", VOICES_PER_OWNER, minimum=1)
+    return settings().voices_per_owner
 
 
 def owner_storage_bytes() -> int:
     """`OWNER_STORAGE_MB` (default 100): the most one owner's voices and lexicon take together, in bytes."""
-    return int(env_number("OWNER_STORAGE_MB", OWNER_STORAGE_MB, minimum=0.0) * MB)
+    return int(settings().owner_storage_mb * MB)
 
 
 def library_max_bytes() -> int:
     """`VOICE_LIBRARY_MAX_MB` (default 10240): the most the whole voice library folder takes, in bytes."""
-    return int(env_number("VOICE_LIBRARY_MAX_MB", LIBRARY_MAX_MB, minimum=0.0) * MB)
+    return int(settings().voice_library_max_mb * MB)
 
 
 def idle_seconds() -> float:
     """`OWNER_IDLE_DAYS` (default 90) in seconds: an owner unused this long is swept."""
-    return env_number("OWNER_IDLE_DAYS", OWNER_IDLE_DAYS, minimum=0.0) * 86_400
+    return settings().owner_idle_days * 86_400
 
 
 def _size(path: Path) -> int:

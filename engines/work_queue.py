@@ -55,7 +55,7 @@ from contextlib import contextmanager
 
 from . import registry
 from .base import BusyError, EngineError
-from .settings import env_int
+from .settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ WAIT_TARGET_S = 30.0  # the last one waiting should start within about this long
 TYPICAL_CHARS = 200  # a typical request (the page's examples are 90-280 characters) for the default bound
 UNMEASURED_MAX_WAITING = 8  # the bound until the engine has measured its speed
 MAX_WAITING_CAP = 64
-DEFAULT_MAX_WAITING_PER_CALLER = 2
 MAX_CALLERS_REMEMBERED = 10_000  # callers whose last turn and recent use are remembered
 USAGE_HALF_LIFE_S = 60.0  # a caller's recent use of the engine halves every minute
 POLL_S = 0.25  # how often a waiter looks whether its client has gone
@@ -71,14 +70,9 @@ ASIDE_GRACE_S = 0.25  # how long the engine waits for a lighter caller's next ch
 SMOOTHING = 0.3  # weight of the newest run in the measured speed
 
 
-def env_max_waiting() -> int | None:
-    """`MAX_WAITING` from the environment (a whole number, 0 or more), or None when unset."""
-    return env_int("MAX_WAITING", None, minimum=0)
-
-
 def max_waiting_per_caller() -> int:
     """`MAX_WAITING_PER_CALLER`: how many of one caller's requests may wait for one engine (default 2)."""
-    return env_int("MAX_WAITING_PER_CALLER", DEFAULT_MAX_WAITING_PER_CALLER, minimum=0)
+    return settings().max_waiting_per_caller
 
 
 class Ticket:
@@ -434,7 +428,7 @@ class EngineQueue:
 
     def max_waiting(self) -> int:
         """`MAX_WAITING`, else the bound computed from the speed measured at load (or the first run)."""
-        configured = env_max_waiting()
+        configured = settings().max_waiting
         if configured is not None:
             return configured
         return self._bound if self._bound is not None else UNMEASURED_MAX_WAITING

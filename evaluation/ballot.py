@@ -4,7 +4,7 @@ with the pair's proof of work, within the caps of the person who casts it.
 The Arena serves each pair under a random token bound to the visitor it was served to (the page's
 session and client address), with a challenge: a random nonce, single-use and bound to that token, for
 which the page finds a counter whose SHA-256 of `nonce:counter` starts with `ARENA_POW_BITS` zero bits
-(hashcash; default `DEFAULT_POW_BITS`, 0 turns it off), solved while the clips play. Votes are counted
+(hashcash; default 15, 0 turns it off), solved while the clips play. Votes are counted
 per person, not per session: the counting key (`counting_key`) is the signed-in Hugging Face account,
 else the client address; a session hash, which the client chooses, is never one. A vote on the token is
 refused, with one sentence, unless:
@@ -32,23 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engines.base import InputError
-from engines.settings import env_int
+from engines.settings import settings
 
 MIN_LISTEN_S = 3.0
 END_SLACK_S = 0.25  # a player stops a few frames short of a clip's last sample
 MAX_PAIRS = 10_000
 HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
-DEFAULT_VOTES_PER_HOUR = 60
-DEFAULT_VOTES_PER_DAY = 200
-# Hashcash difficulty: 2**15 SHA-256 digests expected. The page hashes in batches of 512 through Web
-# Crypto; headless Chromium on this 2-core machine under a load average of ~30 took 1.8 s on average
-# (5 fresh nonces, tests/test_arena_stuffing.py), i.e. ~18k digests a second; an idle phone's Web Crypto
-# runs at a few tens of thousands a second, so about 1 s, spent while the first 3 s of the clips play.
-# The server checks one digest (~4 µs here). A script in Python pays ~0.2 s a vote: small for one vote,
-# and it grows with every vote forged, on top of the per-person caps and the patterns flagged.
-DEFAULT_POW_BITS = 15
-MAX_POW_BITS = 32
 CHALLENGE_TTL_S = 1800.0  # a challenge older than this is refused (the visitor draws a new pair)
 PAST_GATE_S = 2.0  # a clip played this much past the listening gate (or to its end) was listened to
 
@@ -68,18 +58,18 @@ class VoteRefused(InputError):
 
 
 def votes_per_hour() -> int:
-    """`ARENA_VOTES_PER_HOUR` (default 60; a bad value keeps the default)."""
-    return env_int("ARENA_VOTES_PER_HOUR", int(DEFAULT_VOTES_PER_HOUR), minimum=0)
+    """`ARENA_VOTES_PER_HOUR` (default 60)."""
+    return settings().arena_votes_per_hour
 
 
 def votes_per_day() -> int:
-    """`ARENA_VOTES_PER_DAY` (default 200; a bad value keeps the default)."""
-    return env_int("ARENA_VOTES_PER_DAY", int(DEFAULT_VOTES_PER_DAY), minimum=0)
+    """`ARENA_VOTES_PER_DAY` (default 200)."""
+    return settings().arena_votes_per_day
 
 
 def pow_bits() -> int:
-    """`ARENA_POW_BITS` (default `DEFAULT_POW_BITS`; 0: no proof of work)."""
-    return env_int("ARENA_POW_BITS", DEFAULT_POW_BITS, minimum=0, maximum=MAX_POW_BITS)
+    """`ARENA_POW_BITS` (default 15; 0: no proof of work)."""
+    return settings().arena_pow_bits
 
 
 def counting_key(account: str | None, address: str | None) -> str:

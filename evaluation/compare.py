@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -34,6 +33,7 @@ from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, Synth
 from engines.kokoro_voices import spec_entries
 from engines.lexicon import owner_mapping
 from engines.reference import Reference, load_reference
+from engines.settings import settings
 from engines.timing import RunStats, timed_stream
 
 from . import metrics
@@ -56,7 +56,6 @@ METRIC_KEYS = (
 )  # fmt: skip
 MATCH_LUFS = -23.0  # both clips are played (and written) at this loudness (EBU R 128: headroom for peaks)
 CLONE_OF_A = "@a"
-PARALLEL_ENV = "COMPARE_PARALLEL"  # auto (default): together on a GPU; 1: always when possible; 0: never
 MIN_FREE_GPU_BYTES = 1 << 30  # room left on the GPU, once both models are loaded, to run them together
 IN_BROWSER = "kokoro@browser"  # the slot kind "Kokoro in this browser": what its system ids start with
 BROWSER_ENGINE = registry.browser_engine()  # the engine a browser runs (Capabilities.renders_in_browser)
@@ -298,12 +297,12 @@ def runs_together(a: Slot, b: Slot | str) -> bool:
     """Whether two slots run at the same time: two different models (one model speaks one request at
     a time) that both loaded on a GPU with `MIN_FREE_GPU_BYTES` still free. `COMPARE_PARALLEL=1`
     runs them together wherever they load (a machine with many cores, the tests), `0` never."""
-    mode = os.environ.get(PARALLEL_ENV, "auto").strip().lower()
-    if not isinstance(b, Slot) or a.engine == b.engine or mode in ("0", "off", "no", "false"):
+    mode = settings().compare_parallel  # auto, 1 or 0
+    if not isinstance(b, Slot) or a.engine == b.engine or mode == "0":
         return False
     if a.browser is not None or b.browser is not None:  # a browser's clip is already made: nothing to share
         return False
-    forced = mode in ("1", "on", "yes", "true")
+    forced = mode == "1"
     if not forced and not device.gpu_wanted():
         return False  # decided before loading anything: on a CPU, slot A must not wait for B's load
     try:

@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from engines import registry, wire
 from engines.base import EngineError, InputError
-from engines.settings import env_number
+from engines.settings import settings
 
 log = logging.getLogger("serve.app")
 
@@ -56,8 +56,6 @@ DETAILS_TTL_S = 2.0
 INFO_TTL_S = 10.0  # how long a replica's info (voices, backend, device, speed) is reused
 INFO_WAIT_S, FIRST_INFO_WAIT_S = 0.5, 4.0  # how long /info waits for a replica busy with a request
 DETAILS_WAIT_S = 3.0  # how long /info waits for Serve's replica states
-TOKEN_ENV = "ENGINE_SERVER_TOKEN"
-MAX_BODY_MB = 32.0  # default of `ENGINE_SERVER_MAX_BODY_MB`
 
 
 def load_config(path: Path = CONFIG) -> dict:
@@ -74,7 +72,9 @@ class EngineReplica:
     """One replica of one engine: loads it at start, streams frames, reports its info and health."""
 
     def __init__(self, engine_id: str) -> None:
-        os.environ.pop("ENGINE_SERVER", None)  # a replica runs the engine itself, never another server
+        # a replica runs the engine itself, never another server: the variable goes from this replica's
+        # environment, so that `settings()` (which `engines.registry` asks) sees it unset
+        os.environ.pop("ENGINE_SERVER", None)
         self.engine_id = engine_id
         self.reason = ""
         self.replica = serve.get_replica_context().replica_id.unique_id  # named in each chunk frame
@@ -139,11 +139,11 @@ class Ingress:
         self.handles = engines
         self._details: tuple[float, dict] = (0.0, {})
         self._infos: dict[str, tuple[float, dict]] = {}  # engine id -> (when, a replica's last info)
-        token = os.environ.get(TOKEN_ENV, "").strip()
-        self._authorization = f"Bearer {token}".encode() if token else None
-        self._max_body = int(env_number("ENGINE_SERVER_MAX_BODY_MB", MAX_BODY_MB, minimum=0.001) * 2**20)
+        token = settings().engine_server_token
+        self._authorization = f"Bearer {token.get_secret_value()}".encode() if token else None
+        self._max_body = int(settings().engine_server_max_body_mb * 2**20)
         if not token:
-            log.warning("%s is not set: anyone who can reach this engine tier may use it.", TOKEN_ENV)
+            log.warning("ENGINE_SERVER_TOKEN is not set: anyone who can reach this engine tier may use it.")
 
     async def __call__(self, request: Request) -> Response:
         if not self._authorized(request):

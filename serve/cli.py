@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from engines.settings import settings_or_exit
+
 ROOT = Path(__file__).resolve().parent.parent
 START_WAIT_S = 300.0  # how long `start` waits for every deployment before reporting what did not start
 
@@ -50,6 +52,7 @@ def start(
     config = load_config()
     application = config["applications"][0]
     env = {**application.get("runtime_env", {}).get("env_vars", {}), **(env_vars or {})}
+    # the Ray workers' environment (a subprocess's): they import this project, and whatever PYTHONPATH had
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     if not ray.is_initialized():
         # the unix socket path must stay under ~107 bytes: a short temporary directory
@@ -113,6 +116,7 @@ def report(states: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings_or_exit()  # a bad variable: one sentence and exit status 2, before Ray starts
     parser = argparse.ArgumentParser(prog="python -m engines serve", description="Run the engine tier on Ray Serve.")
     parser.add_argument("--replicas", type=int, help="replicas per engine (default: the config's autoscaling)")
     parser.add_argument("--port", type=int, default=8000)

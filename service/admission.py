@@ -23,14 +23,11 @@ from collections import OrderedDict
 
 from engines import work_queue
 from engines.base import InputError, RateLimited
-from engines.settings import env_int, env_number
+from engines.settings import settings
 
 from .caller import Caller
 from .limits import RateLimiter, rate_from_env
 
-DEFAULT_COMPUTE_S_PER_MIN = 60.0
-DEFAULT_UPLOAD_MB_PER_MIN = 64
-DEFAULT_CHARS_PER_MIN = 20_000
 MAX_REQUESTS_REMEMBERED = 10_000
 MAX_CALL_MINUTES = 10  # a call may cost this many minutes of the compute allowance at most
 # Until an engine has measured its speed: Kokoro int8 on this 2-core CPU spends ~0.35 s of compute per
@@ -40,14 +37,10 @@ UNMEASURED_S_PER_CHAR = 0.025
 G2P_S_PER_CHAR = 6e-5
 
 
-def settings() -> tuple[int, float, int, int]:
+def allowances() -> tuple[int, float, int, int]:
     """The allowances as configured now (read on every call, so that operators and tests can set them)."""
-    return (
-        rate_from_env(),
-        env_number("CALLER_COMPUTE_S_PER_MIN", DEFAULT_COMPUTE_S_PER_MIN, minimum=0),
-        env_int("CALLER_UPLOAD_MB_PER_MIN", DEFAULT_UPLOAD_MB_PER_MIN, minimum=0),
-        env_int("CALLER_CHARS_PER_MIN", DEFAULT_CHARS_PER_MIN, minimum=0),
-    )
+    s = settings()
+    return rate_from_env(), s.caller_compute_s_per_min, s.caller_upload_mb_per_min, s.caller_chars_per_min
 
 
 class Admission:
@@ -140,7 +133,7 @@ _current_lock = threading.Lock()
 def current() -> Admission:
     """The server's admission (rebuilt, with fresh allowances, when its settings change)."""
     global _current
-    wanted = settings()
+    wanted = allowances()
     with _current_lock:
         if _current is None or _current[0] != wanted:
             _current = (wanted, Admission(*wanted))

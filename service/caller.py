@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
-from engines.settings import env_int
+from engines.settings import settings
 from engines.voice_library import OPERATOR
 
 FACES = ("page", "gradio", "v1", "plan", "cli", "test")
@@ -69,8 +69,8 @@ def owner_of_key(key: str) -> str:
 
 
 def trusted_proxy_hops() -> int:
-    """`TRUSTED_PROXY_HOPS` (default 0: the socket peer is the client); a bad value counts as 0."""
-    return env_int("TRUSTED_PROXY_HOPS", 0, minimum=0)
+    """`TRUSTED_PROXY_HOPS` (default 0: the socket peer is the client)."""
+    return settings().trusted_proxy_hops
 
 
 def client_address(request: HTTPConnection) -> str:

@@ -19,14 +19,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from engines.settings import env_int
-
-DEFAULT_RATE_PER_MIN = 30
+from engines.settings import settings
 
 
 def rate_from_env() -> int:
-    """`API_RATE_PER_MIN` (default 30; 0 turns the limit off; a bad value gives the default)."""
-    return env_int("API_RATE_PER_MIN", DEFAULT_RATE_PER_MIN, minimum=0)
+    """`API_RATE_PER_MIN` (default 30; 0 turns the limit off)."""
+    return settings().api_rate_per_min
 
 
 class RateLimiter:

@@ -17,12 +17,12 @@ import re
 import secrets
 import threading
 
+from engines.settings import settings
 from engines.voice_library import library_dir
 
 from . import admission
 from .caller import Caller
 
-SECRET_ENV = "OWNER_TOKEN_SECRET"
 SECRET_FILE = ".owner-secret"
 NONCE_BYTES = 16  # 128 bits
 _TOKEN = re.compile(r"^v1\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{22})$")
@@ -33,9 +33,9 @@ _secret: bytes | None = None
 def _server_secret() -> bytes:
     """The signing secret: `OWNER_TOKEN_SECRET`, else one made once and kept beside the voices."""
     global _secret
-    configured = os.environ.get(SECRET_ENV, "").strip()
+    configured = settings().owner_token_secret
     if configured:
-        return configured.encode("utf-8")
+        return configured.get_secret_value().encode("utf-8")
     with _secret_lock:
         if _secret is None:
             path = library_dir() / SECRET_FILE

@@ -84,8 +84,9 @@ from service.caller import client_address
 
 from . import charts, janitor
 from .caller import caller
-from .common import OUTPUT_DIR, status_line, user_errors
+from .common import status_line, user_errors
 from .compare_tab import ARENA, remember
+from .janitor import output_dir
 from .owner import signed_in_user
 from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
@@ -291,8 +292,8 @@ def export() -> list[str]:
 
 
 def _output_dir() -> str:
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    return str(OUTPUT_DIR)
+    output_dir().mkdir(parents=True, exist_ok=True)
+    return str(output_dir())
 
 
 def to_player(event: PairEvent | None):

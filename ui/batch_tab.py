@@ -25,7 +25,8 @@ from service import batch
 
 from . import janitor
 from .caller import caller
-from .common import OUTPUT_DIR, user_errors
+from .common import user_errors
+from .janitor import output_dir
 from .output import output_controls, settings_from
 from .owner import owner_of
 from .page import HIDE_EMPTY
@@ -115,8 +116,8 @@ def batch_render(
     fmt, settings = settings_from(fmt, loudness, peak_normalize, trim, denoise, fade)
     upload = Path(file)  # a temp file Gradio stored for the upload; only its bytes and suffix are used
     items = parse(read_upload(upload, "batch file"), upload.suffix, engine or registry.default_engine(), voice or "")
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    out_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=OUTPUT_DIR))
+    output_dir().mkdir(parents=True, exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="batch-", dir=output_dir()))
     progress((0, len(items)), desc="Rendering", unit="clips")
     try:
         owner = owner_of(owner_token, request)

@@ -26,7 +26,7 @@ from service.speech import Ticket
 
 from . import janitor
 from .caller import caller
-from .janitor import OUTPUT_DIR
+from .janitor import output_dir
 
 log = logging.getLogger(__name__)
 _FULL = "The server's disk is full, so the result could not be saved; please try again in a few minutes."
@@ -236,9 +236,9 @@ def owner_details() -> str:
 
 
 def clip_path(audio: np.ndarray, prefix: str, fmt: str = "wav") -> str:
-    """Write a clip for download into `OUTPUT_DIR` (kept for `OUTPUT_TTL_S`); a failed write leaves nothing."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f"{prefix}-", suffix=f".{fmt}", dir=OUTPUT_DIR)
+    """Write a clip for download into `output_dir()` (kept for `OUTPUT_TTL_S`); a failed write leaves nothing."""
+    output_dir().mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f"{prefix}-", suffix=f".{fmt}", dir=output_dir())
     os.close(handle)
     try:
         path = str(write(Path(name), audio, fmt))

@@ -61,7 +61,8 @@ from service import voices
 from . import charts, janitor
 from .browser_kokoro import MODULE_URL
 from .caller import caller
-from .common import OUTPUT_DIR, blend_hint, clip_path, found_voice_choices, speed_words, status_line, user_errors
+from .common import blend_hint, clip_path, found_voice_choices, speed_words, status_line, user_errors
+from .janitor import output_dir
 from .owner import owner_of
 from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
@@ -200,8 +201,8 @@ def outputs_for(named: dict[str, ClipResult], text: str, pictures: bool = True) 
     labels = {f"{n} · {r.slot.system}": r for n, r in named.items()}
     figures = {label: r.metrics for label, r in labels.items()}
     summary = {"text": text, "playback_lufs": MATCH_LUFS, **{n.lower(): slot_summary(r) for n, r in named.items()}}
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix="metrics-", suffix=".json", dir=OUTPUT_DIR)
+    output_dir().mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="metrics-", suffix=".json", dir=output_dir())
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(summary, out, ensure_ascii=False, indent=1)
     janitor.written()
@@ -214,9 +215,9 @@ def outputs_for(named: dict[str, ClipResult], text: str, pictures: bool = True) 
 
 def caption_files(named: dict[str, ClipResult]) -> list[str] | None:
     """.srt and .vtt files of each finished slot (`compare-a.asr.srt`, ...: `evaluation.captions`), written
-    into a folder of `OUTPUT_DIR`; None when no slot has timed words."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="captions-", dir=OUTPUT_DIR))
+    into a folder of `output_dir()`; None when no slot has timed words."""
+    output_dir().mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="captions-", dir=output_dir()))
     names = []
     for name, result in named.items():
         if result.finished:

@@ -1,9 +1,9 @@
 """The folder the running app writes, and its bounds: what is older than `OUTPUT_TTL_S` goes, and the
 whole stays under `OUTPUT_MAX_MB`, oldest first.
 
-`OUTPUT_DIR` (`TTS_OUTPUT_DIR`, default `<temp>/tts-compare`) holds the page's clips, batch folders and
+`output_dir()` (`TTS_OUTPUT_DIR`, default `<temp>/tts-compare`) holds the page's clips, batch folders and
 zips, metrics files and arena exports; Gradio's own cache (uploads, copies of returned files, streamed
-segments) is `GRADIO_TEMP_DIR`, which the app points at `OUTPUT_DIR/gradio-cache` unless the operator
+segments) is `GRADIO_TEMP_DIR`, which the app points at `output_dir()/gradio-cache` unless the operator
 set it. Both are swept by one `Janitor`: a daemon thread every `SWEEP_EVERY_S` and soon after each
 write (`written()`). Each top-level entry of a folder (a file, or a folder such as `batch-…/` or one of
 Gradio's hash folders) is one unit, aged by its newest file (written or copied there; empty folders
@@ -27,46 +27,42 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.settings import settings
 from engines.voice_library import sweep_idle_owners
 
 log = logging.getLogger(__name__)
 
-OUTPUT_DIR = Path(os.environ.get("TTS_OUTPUT_DIR") or Path(tempfile.gettempdir()) / "tts-compare")
 GRADIO_CACHE_NAME = "gradio-cache"
 SWEEP_EVERY_S = 60.0
 GRACE_S = 30.0  # a unit this young may still be being written or fetched: the size bound waits for it
 CHORES_EVERY_S = 3600.0  # other stores' cleanups (idle owners) walk their folders: hourly is enough
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        log.warning("%s=%r is not a number; using %g", name, raw, default)
-        return default
-    return value if value > 0 else default
+def output_dir() -> Path:
+    """`TTS_OUTPUT_DIR`, else `<temp>/tts-compare`: where the app writes what visitors download."""
+    return Path(settings().tts_output_dir or Path(tempfile.gettempdir()) / "tts-compare")
 
 
 def ttl_s() -> float:
     """`OUTPUT_TTL_S`: seconds a written file is kept (default 3600)."""
-    return _env_number("OUTPUT_TTL_S", 3600.0)
+    return settings().output_ttl_s
 
 
 def max_bytes() -> int:
     """`OUTPUT_MAX_MB`: the most the written folders may hold together, in bytes (default 2048 MB)."""
-    return int(_env_number("OUTPUT_MAX_MB", 2048.0) * 2**20)
+    return int(settings().output_max_mb * 2**20)
 
 
 def gradio_cache_dir() -> Path:
     """Gradio's cache folder as Gradio computes it (`GRADIO_TEMP_DIR`, else `<temp>/gradio`)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    return Path(settings().gradio_temp_dir or Path(tempfile.gettempdir()) / "gradio")
 
 
 def use_own_gradio_cache() -> Path:
-    """Point Gradio's cache into `OUTPUT_DIR` unless the operator chose a folder; call before importing
+    """Point Gradio's cache into `output_dir()` unless the operator chose a folder; call before importing
     Gradio (it reads the variable at import). Returns the folder."""
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(OUTPUT_DIR / GRADIO_CACHE_NAME))
+    # a write that configures Gradio, which reads GRADIO_TEMP_DIR itself (`settings()` sees it too)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(output_dir() / GRADIO_CACHE_NAME))
     return gradio_cache_dir()
 
 
@@ -216,11 +212,11 @@ _app_janitor: Janitor | None = None
 
 
 def start() -> Janitor:
-    """The app's janitor over `OUTPUT_DIR` and Gradio's cache, with the bounds of the environment, and the
+    """The app's janitor over `output_dir()` and Gradio's cache, with the bounds of the environment, and the
     voice library's sweep of idle owners; started once (later calls return it)."""
     global _app_janitor
     if _app_janitor is None:
-        roots = [OUTPUT_DIR, gradio_cache_dir()]
+        roots = [output_dir(), gradio_cache_dir()]
         _app_janitor = Janitor(roots, ttl_s(), max_bytes(), chores=[sweep_idle_owners]).start()
     return _app_janitor
 

@@ -18,16 +18,16 @@ owner id for `engines.voice_library` (None: no owner).
 from __future__ import annotations
 
 import logging
-import os
 
 import gradio as gr
 
+from engines.settings import settings
 from service import owners
-from service.owners import SECRET_ENV, new_token, owner_of_token
+from service.owners import new_token, owner_of_token
 
 from .caller import caller, owner_of, signed_in_user
 
-__all__ = ["SECRET_ENV", "new_token", "owner_of", "owner_of_token", "owner_token", "signed_in_user"]
+__all__ = ["new_token", "owner_of", "owner_of_token", "owner_token", "signed_in_user"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ STORAGE_KEY = "tts-compare-owner"  # the browser's localStorage key for the toke
 
 def sign_in_offered() -> bool:
     """Hugging Face sign-in exists on a Space with `hf_oauth: true` (it sets OAUTH_CLIENT_ID)."""
-    return bool(os.environ.get("OAUTH_CLIENT_ID") and os.environ.get("SPACE_ID"))
+    return bool(settings().oauth_client_id and settings().space_id)
 
 
 def _keep_or_mint(stored: object) -> tuple[str, str]:

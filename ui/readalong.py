@@ -28,7 +28,7 @@ from evaluation.captions import SOURCES, model_words, write_captions
 from evaluation.compare import ClipResult, Slot, spoken_language
 
 from . import janitor
-from .janitor import OUTPUT_DIR
+from .janitor import output_dir
 from .player import StreamPlayer
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,9 @@ def captions_line(files: Iterable[str]) -> str:
 
 def caption_files(prefix: str, aligned: Alignment | None, chunks: list[AudioChunk]) -> list[str]:
     """`<prefix>.asr.srt/.vtt` (the alignment) and `<prefix>.model.srt/.vtt` (the model's durations)
-    where there are timed words, in a folder of their own under `OUTPUT_DIR`."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="captions-", dir=OUTPUT_DIR))
+    where there are timed words, in a folder of their own under `output_dir()`."""
+    output_dir().mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="captions-", dir=output_dir()))
     unit = aligned.error_unit if aligned is not None else "word"
     names = write_captions(folder, prefix, aligned.words if aligned is not None else None, chunks, unit)
     janitor.written()

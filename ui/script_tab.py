@@ -21,7 +21,8 @@ from service.script import DEFAULT_GAP_S, MAX_GAP_S, render_take, take_lines
 
 from . import janitor
 from .caller import caller, signed_in_user
-from .common import OUTPUT_DIR, user_errors
+from .common import user_errors
+from .janitor import output_dir
 from .page import COUNTED
 from .player import StreamPlayer
 from .stopping import stoppable
@@ -57,8 +58,8 @@ def _take(script_text: str, cast_json: str, request: gr.Request | None) -> tuple
     """The script's lines (a signed-in visitor's may be a chapter or a book), their cast, a new output folder."""
     lines = parse(script_text, MAX_SCRIPT_CHARS if signed_in_user(request) else MAX_TEXT_CHARS)
     cast = roles(lines, parse_cast(cast_json or {}))
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    return lines, cast, Path(tempfile.mkdtemp(prefix="script-", dir=OUTPUT_DIR))
+    output_dir().mkdir(parents=True, exist_ok=True)
+    return lines, cast, Path(tempfile.mkdtemp(prefix="script-", dir=output_dir()))
 
 
 def _finished(manifest: dict, out_dir: Path) -> tuple[str, str, list[list], str]:

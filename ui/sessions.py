@@ -17,15 +17,13 @@ from collections import OrderedDict
 
 from gradio.state_holder import StateHolder
 
-from engines.settings import env_int
+from engines.settings import settings
 from service.caller import REQUEST_ADDRESS
-
-DEFAULT_PER_ADDRESS = 20
 
 
 def per_address() -> int:
     """`MAX_SESSIONS_PER_ADDRESS` (default 20)."""
-    return env_int("MAX_SESSIONS_PER_ADDRESS", DEFAULT_PER_ADDRESS, minimum=1)
+    return settings().max_sessions_per_address
 
 
 class BoundedStateHolder(StateHolder):

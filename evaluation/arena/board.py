@@ -9,10 +9,10 @@ each system's reason tags (on votes it won, lost, or all).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 
 from engines.base import InputError
+from engines.settings import settings
 
 from ..prompts import ANY, category_key, language_key
 
@@ -42,7 +42,7 @@ def split_system(system: str) -> tuple[str, str]:
 def configured_systems() -> list[str]:
     """`ARENA_SYSTEMS`: the arena's pool as `engine:voice` specs (space-separated); [] when it is not set
     (then the pool is every voice the engines can speak here)."""
-    return os.environ.get("ARENA_SYSTEMS", "").split()
+    return settings().arena_systems.split()
 
 
 def reason_keys(reasons: Iterable[str] | str | None) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.settings import env_int
+from engines.settings import settings
 
 from ..prompts import CATEGORIES
 from .board import _valid_choice, split_system
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # The figures a clip is "better-measured" by, and whether lower is better
 BETTER_BY = {"error_rate": True, "mos": False}
-DEFAULT_MIN_VOTES = 30
 PRIOR_TIES = 1.0  # virtual ties of every system against a fixed strength-1 opponent
 ELO_SCALE = 400.0 / math.log(10.0)  # natural-log strength -> rating points
 
@@ -171,7 +170,7 @@ def rank(
 
 def min_votes_to_rank() -> int:
     """`ARENA_MIN_VOTES` (default 30): systems with fewer votes are marked preliminary."""
-    return env_int("ARENA_MIN_VOTES", int(DEFAULT_MIN_VOTES), minimum=0)
+    return settings().arena_min_votes
 
 
 def fit_bradley_terry(

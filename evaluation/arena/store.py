@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.base import InputError, UnavailableError
-from engines.settings import env_int
+from engines.settings import settings
 
 from ..prompts import classify
 from .board import (
@@ -75,7 +75,6 @@ METRIC_ORDER = (
 )  # fmt: skip
 NOT_FINISHED = "Both clips must finish before you vote."
 TEXT_METRICS = ("transcript",)  # what a clip's metrics hold of its text (the ASR's hearing of it)
-MAX_RUNS = 10_000  # default of `ARENA_MAX_RUNS`
 CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula (OWASP CSV injection)
 
 _SCHEMA = """
@@ -156,7 +155,7 @@ class ArenaUnavailable(UnavailableError):
 
 def default_db_path() -> Path:
     """`ARENA_DB` if set, else `<project>/data/arena.sqlite3` (the folder is made on first use)."""
-    configured = os.environ.get("ARENA_DB", "").strip()
+    configured = settings().arena_db
     if configured:
         return Path(configured).expanduser()
     return Path(__file__).resolve().parents[2] / "data" / "arena.sqlite3"  # evaluation/arena/ -> the project
@@ -164,13 +163,13 @@ def default_db_path() -> Path:
 
 def max_runs() -> int:
     """`ARENA_MAX_RUNS` (default 10,000): how many runs are kept."""
-    return env_int("ARENA_MAX_RUNS", MAX_RUNS, minimum=0) or MAX_RUNS
+    return settings().arena_max_runs
 
 
 def export_texts() -> bool:
     """`ARENA_EXPORT_TEXTS=1`: exports keep the typed texts and ASR transcripts (off by default: they are
     other visitors' words)."""
-    return os.environ.get("ARENA_EXPORT_TEXTS", "").strip().lower() in ("1", "true", "yes", "on")
+    return settings().arena_export_texts
 
 
 class Arena:
@@ -605,15 +604,15 @@ _process_secret = secrets.token_bytes(32)
 
 def _fallback_secret() -> bytes:
     """`ARENA_SECRET`, else a secret of this process (only while the database cannot be used)."""
-    configured = os.environ.get("ARENA_SECRET", "").strip()
-    return configured.encode("utf-8") if configured else _process_secret
+    configured = settings().arena_secret
+    return configured.get_secret_value().encode("utf-8") if configured else _process_secret
 
 
 def _secret(conn: sqlite3.Connection) -> bytes:
     """The key of voter and owner tags: `ARENA_SECRET`, else one made once and kept in the database."""
-    configured = os.environ.get("ARENA_SECRET", "").strip()
+    configured = settings().arena_secret
     if configured:
-        return configured.encode("utf-8")
+        return configured.get_secret_value().encode("utf-8")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)", (secrets.token_hex(32),))
     return bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()[0])
 

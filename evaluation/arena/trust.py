@@ -14,14 +14,13 @@ with its reason. Which votes are taken at all (served, heard, once, proof of wor
 from __future__ import annotations
 
 import functools
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engines.settings import env_int, env_number
+from engines.settings import settings
 
 from ..prompts import prompts
 
@@ -45,17 +44,12 @@ class Rules:
 
     @classmethod
     def from_env(cls) -> Rules:
-        d = cls()
+        """The rules as configured (`ARENA_FLAG_*`, `engines.settings`)."""
+        s = settings()
         return cls(
-            fast_s=env_number("ARENA_FLAG_FAST_S", d.fast_s, minimum=0.0),
-            fast_run=env_int("ARENA_FLAG_FAST_RUN", d.fast_run, minimum=1),
-            per_hour=env_int("ARENA_FLAG_PER_HOUR", d.per_hour, minimum=1),
-            one_sided=env_number("ARENA_FLAG_ONE_SIDED", d.one_sided, minimum=0.5, maximum=1.0),
-            min_votes=env_int("ARENA_FLAG_MIN_VOTES", d.min_votes, minimum=1),
-            group_keys=env_int("ARENA_FLAG_GROUP_KEYS", d.group_keys, minimum=2),
-            group_votes=env_int("ARENA_FLAG_GROUP_VOTES", d.group_votes, minimum=1),
-            group_hours=env_number("ARENA_FLAG_GROUP_HOURS", d.group_hours, minimum=0.01),
-        )
+            s.arena_flag_fast_s, s.arena_flag_fast_run, s.arena_flag_per_hour, s.arena_flag_one_sided,
+            s.arena_flag_min_votes, s.arena_flag_group_keys, s.arena_flag_group_votes, s.arena_flag_group_hours,
+        )  # fmt: skip
 
     def describe(self) -> str:
         """The rules in words, for the board's line on how it is protected."""
@@ -76,7 +70,7 @@ ALIKE = "many voters voting alike on the same pair"
 
 def require_login() -> bool:
     """`ARENA_REQUIRE_LOGIN=1`: only signed-in votes count (anonymous ones are stored, left out)."""
-    return os.environ.get("ARENA_REQUIRE_LOGIN", "").strip().lower() in ("1", "true", "yes", "on")
+    return settings().arena_require_login
 
 
 def is_builtin(text: str) -> bool:
