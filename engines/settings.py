@@ -462,7 +462,7 @@ def documented(text: str) -> str:
     """`text` (docs/configuration.md) with the table between its markers generated anew."""
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
+    return f"{head}{BEGIN}\n\n{table()}\n\n{END}{tail}"  # blank lines: Markdown ends the comment block
 
 
 if __name__ == "__main__":
