@@ -193,7 +193,7 @@ def test_compare_keeps_the_words_of_the_transcription_it_already_made(monkeypatc
 
     from ui.compare_tab import caption_files  # the Compare tab's downloads: the same files
 
-    monkeypatch.setattr("ui.compare_tab.OUTPUT_DIR", tmp_path / "page")
+    monkeypatch.setenv("TTS_OUTPUT_DIR", str(tmp_path / "page"))
     files = caption_files(dict(zip("AB", results, strict=True)))
     assert [os.path.basename(f) for f in files] == [
         "compare-a.asr.srt", "compare-a.asr.vtt", "compare-b.asr.srt", "compare-b.asr.vtt",

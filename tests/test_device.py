@@ -6,6 +6,7 @@ import pytest
 
 from engines import device, registry
 from engines.base import EngineInfo, UnavailableError
+from engines.settings import SettingsError
 
 
 @pytest.fixture()
@@ -61,12 +62,16 @@ def test_a_missing_gpu_is_one_sentence(machine, monkeypatch, value, gpus, says):
 @pytest.mark.parametrize("value", ["gpu", "tpu", "cpu:1", "cuda:x", "cuda:", "mps", "cuda 1"])
 def test_a_bad_value_is_one_sentence_that_names_it(machine, monkeypatch, value):
     monkeypatch.setenv("TTS_DEVICE", value)
-    with pytest.raises(UnavailableError) as caught:
+    with pytest.raises(SettingsError) as caught:  # `engines.settings`: the app stops at start
         device.resolve()
     message = str(caught.value)
-    assert repr(value) in message and "cpu, cuda or cuda:N" in message
+    assert message.startswith("TTS_DEVICE must be") and repr(value) in message and "cpu, cuda, cuda:N" in message
     assert one_sentence(message)
-    assert not device.gpu_wanted()  # asked without loading anything: no GPU, and no crash
+    monkeypatch.delenv("TTS_DEVICE")
+    with pytest.raises(UnavailableError) as caught:  # a device named in code: one sentence too
+        device.resolve(value)
+    assert repr(value.strip()) in str(caught.value) and "cpu, cuda or cuda:N" in str(caught.value)
+    assert one_sentence(str(caught.value))
 
 
 def test_on_zero_gpu_models_go_to_cuda_unless_the_cpu_is_forced(machine, monkeypatch):
@@ -121,7 +126,7 @@ def test_the_registry_loads_engines_where_the_resolver_says(machine, monkeypatch
     monkeypatch.setitem(registry._instances, "kokoro", recorder)
     monkeypatch.setattr(registry, "_loaded", set())
     monkeypatch.setenv("TTS_DEVICE", "gpu")
-    with pytest.raises(UnavailableError, match="TTS_DEVICE='gpu'"):
+    with pytest.raises(SettingsError, match="TTS_DEVICE must be"):
         registry.get("kokoro")
     assert recorder.devices == []  # refused before loading anything
     monkeypatch.setenv("TTS_DEVICE", "cpu")

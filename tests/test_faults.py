@@ -332,14 +332,15 @@ def test_without_ffmpeg_what_needs_it_says_so_and_the_rest_is_served(live, fake,
 def test_a_full_or_read_only_output_folder_gives_one_sentence_and_leaves_nothing(live, fake, code):
     import engines.batch
     import ui.common
-    from ui.janitor import OUTPUT_DIR
+    from ui.janitor import output_dir
 
     def refuse(path, audio, fmt=None, sample_rate=SAMPLE_RATE):
         Path(path).write_bytes(b"RIFF")  # part of the file got out before the disk said no
         raise OSError(code, os.strerror(code))
 
-    before = set(OUTPUT_DIR.glob("*")) if OUTPUT_DIR.exists() else set()
-    lines = OUTPUT_DIR.parent / f"faults-{os.getpid()}.txt"
+    out = output_dir()
+    before = set(out.glob("*")) if out.exists() else set()
+    lines = out.parent / f"faults-{os.getpid()}.txt"
     lines.write_text("Hello there.\nSecond line.\n")
     with pytest.MonkeyPatch.context() as disk:
         disk.setattr(ui.common, "write", refuse)
@@ -354,7 +355,7 @@ def test_a_full_or_read_only_output_folder_gives_one_sentence_and_leaves_nothing
             batch_render(str(lines), "kokoro", "jm_kumo", progress=lambda *a, **k: None)
     lines.unlink()
     assert one_sentence(caught.value.message)
-    left = {p for p in OUTPUT_DIR.glob("*") if p not in before and p.name.startswith(("kokoro-", "batch-"))}
+    left = {p for p in out.glob("*") if p not in before and p.name.startswith(("kokoro-", "batch-"))}
     assert left == set()  # no half-written clip or batch folder stays behind
     served_everywhere(live, fake)
 

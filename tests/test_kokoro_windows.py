@@ -12,6 +12,7 @@ import pytest
 from engines.base import SAMPLE_RATE, SynthesisRequest
 from engines.kokoro import KokoroEngine
 from engines.kokoro_windows import FIRST_FRAMES, breaks_at_spaces, window_edges
+from engines.settings import SettingsError
 from evaluation.parity import mel_distance
 
 SENTENCE = "The birch canoe slid on the smooth planks, and we glued the sheet to the dark blue background."
@@ -125,15 +126,15 @@ def test_a_sentence_renders_the_same_every_time(engines):
         assert np.array_equal(_render(engine, "Hello there.")[1], _render(engine, "Hello there.")[1])
 
 
-def test_the_stream_plan_comes_from_kokoro_stream(monkeypatch, caplog):
+def test_the_stream_plan_comes_from_kokoro_stream(monkeypatch):
     monkeypatch.setenv("KOKORO_STREAM", "windows")
     assert KokoroEngine().stream_plan == "windows"
     monkeypatch.setenv("KOKORO_STREAM", "clauses")
     clauses = KokoroEngine()
     assert clauses.plan.first_cut == "phrase" and clauses.plan.first_audio_s
-    monkeypatch.setenv("KOKORO_STREAM", "sideways")
-    assert KokoroEngine().stream_plan == "whole"
-    assert "KOKORO_STREAM=sideways" in caplog.text
+    monkeypatch.setenv("KOKORO_STREAM", "sideways")  # once a warning and `whole`: now it stops the app at start
+    with pytest.raises(SettingsError, match="KOKORO_STREAM must be one of whole, windows or clauses"):
+        KokoroEngine()
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ LONG = "kˈætəlˌɔɡjuwˌɛnsəklˈOpədi"  # many more phonemes than "kˈæt
 @pytest.fixture()
 def library(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
-    monkeypatch.delenv(voice_library.SHARED_ENV, raising=False)
+    monkeypatch.delenv("VOICE_LIBRARY_SHARED", raising=False)
     return tmp_path
 
 
@@ -193,7 +193,7 @@ def test_a_damaged_lexicon_file_reads_as_empty(library):
 
 
 def test_the_shared_library_keeps_one_lexicon(library, monkeypatch):
-    monkeypatch.setenv(voice_library.SHARED_ENV, "1")
+    monkeypatch.setenv("VOICE_LIBRARY_SHARED", "1")
     lexicon.put(None, Entry("cat", phonemes=DOG))
     assert lexicon.load("anyone") == lexicon.load(None) == (Entry("cat", phonemes=DOG),)
 
@@ -203,7 +203,7 @@ def test_the_shared_library_keeps_one_lexicon(library, monkeypatch):
 def visitors(library, monkeypatch):
     from ui import owner as owners
 
-    monkeypatch.setenv(owners.SECRET_ENV, "a test secret for signing owner tokens")
+    monkeypatch.setenv("OWNER_TOKEN_SECRET", "a test secret for signing owner tokens")
     return owners.new_token(), owners.new_token()
 
 

@@ -25,7 +25,7 @@ def _b64(data: bytes) -> str:
 @pytest.fixture()
 def secret_in(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
-    monkeypatch.delenv(owners.SECRET_ENV, raising=False)
+    monkeypatch.delenv("OWNER_TOKEN_SECRET", raising=False)
     monkeypatch.setattr(token_home, "_secret", None)
     return tmp_path
 
@@ -55,7 +55,7 @@ def test_tokens_survive_a_restart_and_a_new_secret_voids_them(secret_in, monkeyp
     token = owners.new_token()
     monkeypatch.setattr(token_home, "_secret", None)  # a new process reads the kept secret
     assert owners.owner_of_token(token) is not None
-    monkeypatch.setenv(owners.SECRET_ENV, "another secret for this server, set by its operator")
+    monkeypatch.setenv("OWNER_TOKEN_SECRET", "another secret for this server, set by its operator")
     assert owners.owner_of_token(token) is None
 
 
@@ -89,7 +89,7 @@ def test_compare_runs_keep_a_visitors_voice_name_out_of_the_shared_records(secre
     from evaluation.compare import Slot
     from ui.compare_tab import stored_voice
 
-    monkeypatch.delenv(voice_library.SHARED_ENV, raising=False)
+    monkeypatch.delenv("VOICE_LIBRARY_SHARED", raising=False)
     owner = owners.owner_of_token(owners.new_token())
     voice_library.save_voice("my-secret-name", prompt(), owner=owner)
     assert stored_voice(Slot("qwen-clone", "my-secret-name", owner=owner)) == "saved voice"

@@ -19,9 +19,10 @@ from engines.base import SynthesisRequest
 from engines.qwen import BATCH_SIZE, QwenCloneEngine, QwenCustomEngine
 from engines.qwen_batcher import batch_wait_s
 from engines.reference import load_reference
+from engines.settings import SettingsError
 
 SAMPLES_PER_FRAME = 1920
-WAIT_FOR_ALL = "600000"  # BATCH_WAIT_MS: the first step waits until its rows are full (ends early when they are)
+WAIT_FOR_ALL = "60000"  # BATCH_WAIT_MS, its most: the first step waits for full rows (ends early when they are)
 
 
 def tone_wav(seconds: float) -> bytes:
@@ -268,9 +269,13 @@ def test_four_visitors_through_the_work_queue_share_one_step(qwen_env, monkeypat
 def test_batch_wait_ms_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv("BATCH_WAIT_MS", raising=False)
     assert batch_wait_s() == 0.02
-    for raw, seconds in (("0", 0.0), ("5", 0.005), ("junk", 0.02), ("-3", 0.0)):
+    for raw, seconds in (("0", 0.0), ("5", 0.005), (" 60000 ", 60.0)):
         monkeypatch.setenv("BATCH_WAIT_MS", raw)
         assert batch_wait_s() == seconds
+    for raw in ("junk", "-3", "60001"):  # once the default or the nearest bound: now one sentence
+        monkeypatch.setenv("BATCH_WAIT_MS", raw)
+        with pytest.raises(SettingsError, match="BATCH_WAIT_MS must be a number from 0 to 60000"):
+            batch_wait_s()
 
 
 def test_qwen_lines_serve_batch_size_requests_at_once_kokoro_one(monkeypatch):

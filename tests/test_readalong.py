@@ -91,7 +91,7 @@ def test_the_models_words_message_has_no_status():
 
 @pytest.fixture()
 def out_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setattr(readalong, "OUTPUT_DIR", tmp_path)
+    monkeypatch.setenv("TTS_OUTPUT_DIR", str(tmp_path))
     return tmp_path
 
 

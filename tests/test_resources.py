@@ -86,7 +86,7 @@ def test_the_app_points_gradio_cache_into_the_output_folder_and_sets_its_bounds(
     code = (
         "import app, gradio.utils as u, json, ui.janitor as j;"
         "d = app.build();"
-        "print(json.dumps([u.get_upload_folder(), str(j.OUTPUT_DIR), d.delete_cache, app.public_limits()]))"
+        "print(json.dumps([u.get_upload_folder(), str(j.output_dir()), d.delete_cache, app.public_limits()]))"
     )
     env = {
         **os.environ, "TTS_OUTPUT_DIR": str(tmp_path / "out"), "OUTPUT_TTL_S": "900", "HF_HUB_OFFLINE": "1",

@@ -26,7 +26,7 @@ def client(qwen_dirs, tmp_path_factory):
         mp.setenv("QWEN_BASE_MODEL", str(qwen_dirs["clone"]))
         mp.setenv("TORCH_THREADS", "1")
         mp.setenv("API_KEYS", f"{ALICE},{BOB}")
-        mp.delenv(voice_library.SHARED_ENV, raising=False)
+        mp.delenv("VOICE_LIBRARY_SHARED", raising=False)
         app = FastAPI()
         app.include_router(router)
         with TestClient(app, raise_server_exceptions=False) as test_client:

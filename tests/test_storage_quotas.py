@@ -20,7 +20,8 @@ DAY = 86_400.0
 @pytest.fixture()
 def library(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
-    for name in (lib.SHARED_ENV, "VOICES_PER_OWNER", "OWNER_STORAGE_MB", "VOICE_LIBRARY_MAX_MB", "OWNER_IDLE_DAYS"):
+    names = "VOICE_LIBRARY_SHARED", "VOICES_PER_OWNER", "OWNER_STORAGE_MB", "VOICE_LIBRARY_MAX_MB", "OWNER_IDLE_DAYS"
+    for name in names:
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -131,10 +132,10 @@ def test_the_idle_bound_follows_its_variable(library, monkeypatch):
 
 
 def test_the_operators_and_the_shared_library_are_never_swept(library, monkeypatch):
-    monkeypatch.setenv(lib.SHARED_ENV, "1")
+    monkeypatch.setenv("VOICE_LIBRARY_SHARED", "1")
     lib.save_voice("house voice", prompt(), owner=None)  # the shared library: the CLI's operator sees it
     lexicon.put(None, lexicon.Entry("tomato", respelling="tomahto"))
-    monkeypatch.delenv(lib.SHARED_ENV)
+    monkeypatch.delenv("VOICE_LIBRARY_SHARED")
     for path in library.rglob("*"):
         age(path, 1000)
     assert lib.sweep_idle_owners()["owners"] == 0

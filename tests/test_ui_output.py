@@ -52,7 +52,7 @@ def test_bad_output_settings_are_one_sentence(kwargs, message):
 )  # fmt: skip
 def test_each_menu_format_is_written_with_its_extension_and_reads_back_at_24_khz(fmt, container, codec, tmp_path,
                                                                                  monkeypatch):  # fmt: skip
-    monkeypatch.setattr("ui.common.OUTPUT_DIR", tmp_path)
+    monkeypatch.setenv("TTS_OUTPUT_DIR", str(tmp_path))
     t = np.arange(int(1.5 * SAMPLE_RATE)) / SAMPLE_RATE
     tone = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2).astype(np.float32)
     path, notes = finish(tone, "kokoro", *settings_from(fmt, "-16"))

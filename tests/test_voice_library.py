@@ -28,7 +28,7 @@ def prompt(seed: float = 1.0) -> list:
 @pytest.fixture()
 def library(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
-    monkeypatch.delenv(lib.SHARED_ENV, raising=False)
+    monkeypatch.delenv("VOICE_LIBRARY_SHARED", raising=False)
     return tmp_path
 
 
@@ -110,7 +110,7 @@ def test_writes_go_through_a_temporary_file_and_os_replace(library, monkeypatch)
 
 
 def test_the_shared_mode_is_one_library_without_owners(library, monkeypatch):
-    monkeypatch.setenv(lib.SHARED_ENV, "1")
+    monkeypatch.setenv("VOICE_LIBRARY_SHARED", "1")
     lib.save_voice("Family", prompt(), owner=ALICE)
     assert lib.list_voices(BOB) == lib.list_voices(None) == ["family"]
     assert (library / "family.json").is_file()  # in the library folder itself
@@ -120,12 +120,12 @@ def test_the_shared_mode_is_one_library_without_owners(library, monkeypatch):
 
 
 def test_voices_of_the_older_layout_stay_private_until_shared_mode(library, monkeypatch):
-    monkeypatch.setenv(lib.SHARED_ENV, "1")
+    monkeypatch.setenv("VOICE_LIBRARY_SHARED", "1")
     lib.save_voice("old", prompt())
     (library / "old.json").write_text(json.dumps({"name": "old", "x_vector_only_mode": True, "icl_mode": False}))
     (library / next(library.glob("old-*.safetensors")).name).rename(library / "old.safetensors")  # the old names
     assert lib.list_voices(None) == ["old"]
-    monkeypatch.delenv(lib.SHARED_ENV)
+    monkeypatch.delenv("VOICE_LIBRARY_SHARED")
     assert lib.list_voices(None) == lib.list_voices(ALICE) == []
     assert lib.list_voices(lib.OPERATOR) == ["old"]
     assert lib.arena_voices() == []
@@ -153,7 +153,7 @@ def test_only_voices_their_owner_shares_join_the_arena(library, monkeypatch):
     assert sorted(lib.arena_voices()) == sorted([(ALICE, "public"), (BOB, "bobs")])
     lib.save_voice("public", prompt(), owner=ALICE, overwrite=True)  # saved again, not shared
     assert lib.arena_voices() == [(BOB, "bobs")]
-    monkeypatch.setenv(lib.SHARED_ENV, "1")
+    monkeypatch.setenv("VOICE_LIBRARY_SHARED", "1")
     lib.save_voice("home", prompt(), share_in_arena=True)
     lib.save_voice("quiet", prompt())
     assert lib.arena_voices() == [(None, "home")]
