@@ -145,7 +145,12 @@ def test_the_readmes_serve_command_answers_info_within_seconds_and_reports_every
         assert time.monotonic() - started < INFO_LIVENESS_S
         for engine_id, info in engines.items():
             assert info["replicas"] or info["available"] is False, (engine_id, json.dumps(info)[:300])
-        assert engines["kokoro"]["available"] is True and engines["kokoro"]["replicas"] == 2
+        # Kokoro serves on both replicas: on a loaded machine a replica may still be starting, or busy past
+        # /info's 4 s wait for its first answer ("busy" is /info's designed answer then), so ask again
+        while not (engines["kokoro"]["available"] and engines["kokoro"]["replicas"] == 2):
+            assert time.monotonic() < deadline, (json.dumps(engines["kokoro"])[:500], report)
+            time.sleep(5)
+            engines = httpx.get(f"{base}/info", headers=auth, timeout=INFO_LIVENESS_S).json()["engines"]
         print(f"/info first answered in {took:.2f} s; the command's last report:\n{report}")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
