@@ -4,8 +4,8 @@ bounds and one-line meaning; `settings()` reads them.
 Unset or blank is the default. A bad value (not a number, out of bounds, not one of a choice's words)
 is a `SettingsError` whose message is one sentence naming the variable and what it accepts (a secret's
 value is never shown); `python app.py`, the engine tier and the CLI stop on it at start (`settings_or_exit`,
-exit status 2). Numbers without a natural ceiling have `MOST` as theirs, so that no accepted value
-overflows the arithmetic it goes into. `settings()` is built once and rebuilt only when the raw values of
+exit status 2). Numbers without a natural ceiling have `MOST` as theirs (megabytes `MB_MOST`), so that no
+accepted value overflows the arithmetic it goes into. `settings()` is built once and rebuilt only when the raw values of
 the declared variables change, so production reads the environment once and a test's `monkeypatch.setenv`
 is seen at once. The table in docs/configuration.md is generated from here:
 `python -m engines.settings --write-docs` (tests/test_settings.py fails when it differs).
@@ -77,7 +77,7 @@ def _number(default: float, description: str, ge: float | None = 0.0, le: float 
 class Settings(BaseSettings):
     """The environment variables of the app, each one field (the variable is the field's name in capitals)."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, env_ignore_empty=True, extra="ignore")
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
     # ----- models and hardware ------------------------------------------------------------
     qwen_custom_voice_model: str = _field(
