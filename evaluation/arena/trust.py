@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engines.settings import settings
+from engines.settings import default, settings
 
 from ..prompts import prompts
 
@@ -33,23 +33,20 @@ REPEAT = "repeat of a prompt and pair by one voter"
 class Rules:
     """When a voter's votes are flagged (each threshold a setting, defaults as TTS Arena V2's)."""
 
-    fast_s: float = 3.0  # `ARENA_FLAG_FAST_S`: votes closer than this...
-    fast_run: int = 3  # `ARENA_FLAG_FAST_RUN`: ...this many times in a row
-    per_hour: int = 30  # `ARENA_FLAG_PER_HOUR`: more votes than this in an hour
-    one_sided: float = 0.8  # `ARENA_FLAG_ONE_SIDED`: this share of one voter's picks to one system...
-    min_votes: int = 5  # `ARENA_FLAG_MIN_VOTES`: ...over at least this many picks (also: never listened)
-    group_keys: int = 3  # `ARENA_FLAG_GROUP_KEYS`: this many voters, each voting...
-    group_votes: int = 5  # `ARENA_FLAG_GROUP_VOTES`: ...this many times the same way on one pair...
-    group_hours: float = 6.0  # `ARENA_FLAG_GROUP_HOURS`: ...within this many hours
+    fast_s: float = default("ARENA_FLAG_FAST_S")  # votes closer than this...
+    fast_run: int = default("ARENA_FLAG_FAST_RUN")  # ...this many times in a row
+    per_hour: int = default("ARENA_FLAG_PER_HOUR")  # more votes than this in an hour
+    one_sided: float = default("ARENA_FLAG_ONE_SIDED")  # this share of one voter's picks to one system...
+    min_votes: int = default("ARENA_FLAG_MIN_VOTES")  # ...over at least this many picks (also: never listened)
+    group_keys: int = default("ARENA_FLAG_GROUP_KEYS")  # this many voters, each voting...
+    group_votes: int = default("ARENA_FLAG_GROUP_VOTES")  # ...this many times the same way on one pair...
+    group_hours: float = default("ARENA_FLAG_GROUP_HOURS")  # ...within this many hours
 
     @classmethod
     def from_env(cls) -> Rules:
-        """The rules as configured (`ARENA_FLAG_*`, `engines.settings`)."""
+        """The rules as configured (`ARENA_FLAG_*`, `engines.settings`, where their defaults live)."""
         s = settings()
-        return cls(
-            s.arena_flag_fast_s, s.arena_flag_fast_run, s.arena_flag_per_hour, s.arena_flag_one_sided,
-            s.arena_flag_min_votes, s.arena_flag_group_keys, s.arena_flag_group_votes, s.arena_flag_group_hours,
-        )  # fmt: skip
+        return cls(**{name: getattr(s, f"arena_flag_{name}") for name in cls.__dataclass_fields__})
 
     def describe(self) -> str:
         """The rules in words, for the board's line on how it is protected."""
