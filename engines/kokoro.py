@@ -306,6 +306,20 @@ class KokoroEngine:
                 yield replace(self._synthesize(backend, chunk, request.speed), index=index, language=spoken)
                 index += 1
 
+    def check(self, request: SynthesisRequest) -> None:
+        """Refuse, before the model loads, the voice `front_end` would refuse (unknown, a bad blend, or
+        one this server has no files for), so a typo is answered at once (`registry.check`)."""
+        if request.style_table is None and load_found_voice(request.voice, request.owner) is None:
+            self._voices_of(request)
+
+    def _voices_of(self, request: SynthesisRequest) -> list[tuple[str, float]]:
+        """The request's stock voices and weights, each one that speaks here; refusals name two that do."""
+        available = self._available_voices()
+        speaking = sorted(available)[:2] if available and len(available) > 1 else []
+        voices = parse_voice_spec(request.voice, tuple(speaking) if speaking else ("af_heart", "af_bella"))
+        self._check_available([name for name, _ in voices])
+        return voices
+
     def front_end(self, request: SynthesisRequest) -> Iterator[PlannedChunk]:
         """The front-end alone, chunk by chunk: what `stream` synthesizes (token ids, the style row the
         token count picks, the pause after it), lazily, so the first chunk comes before the rest of the
@@ -316,8 +330,7 @@ class KokoroEngine:
         if found is not None:  # a voice found for a clip (`evaluation.voice_search`), the owner's
             backend, lang, style_pack = self._loaded(), language_code(request.language) or "a", found
         else:
-            voices = parse_voice_spec(request.voice)
-            self._check_available([name for name, _ in voices])
+            voices = self._voices_of(request)
             backend = self._loaded()
             lang = language_code(request.language) or auto_language(voices, request.text)
             style_pack = blend([backend.pack(name) for name, _ in voices], [w for _, w in voices])

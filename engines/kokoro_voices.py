@@ -54,17 +54,18 @@ def is_blend(spec: str) -> bool:
     return "," in str(spec) or ":" in str(spec)
 
 
-def parse_voice_spec(spec: str) -> list[tuple[str, float]]:
-    """`name` | `a,b` | `a:0.7,b:0.3` -> [(voice id, weight)] with weights summing to one."""
+def parse_voice_spec(spec: str, examples: tuple[str, str] = ("af_heart", "af_bella")) -> list[tuple[str, float]]:
+    """`name` | `a,b` | `a:0.7,b:0.3` -> [(voice id, weight)] with weights summing to one. `examples`: two
+    voices the refusals name as examples (the engine passes two that speak where it runs)."""
     known = catalogue()
     weights: dict[str, float] = {}
     for name, weight_text in spec_entries(spec):
         if not name and not weight_text:
             raise InputError(
-                f"The voice blend {shown(spec)} has an empty entry; write it like af_heart:0.7,af_bella:0.3."
+                f"The voice blend {shown(spec)} has an empty entry; write it like {examples[0]}:0.7,{examples[1]}:0.3."
             )
         if name not in known:
-            raise InputError(f"Unknown Kokoro voice {shown(name)}; pick one from the voice list (e.g. af_heart).")
+            raise InputError(f"Unknown Kokoro voice {shown(name)}; pick one from the voice list (e.g. {examples[0]}).")
         try:
             weight = float(weight_text) if weight_text else 1.0
         except ValueError:

@@ -79,6 +79,15 @@ def spoken_language(engine_id: str, request: SynthesisRequest) -> str | None:
         return None
 
 
+def check(engine_id: str, request: SynthesisRequest) -> None:
+    """Refuse `request` with the engine's own sentence where the engine can tell without its model
+    (e.g. an unknown voice), so nobody waits for a model to load to hear it; a no-op for an engine
+    that cannot tell before it loads."""
+    check_request = getattr(_instance(engine_id), "check", None)
+    if check_request is not None:
+        check_request(request)
+
+
 def name(engine_id: str) -> str:
     """The engine's display name (its id for an unknown engine)."""
     return capabilities(engine_id).name if engine_id in ENGINES else engine_id

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from engines import timing, work_queue
+from engines import registry, timing, work_queue
 from engines.audio import join
 from engines.base import AudioChunk, SynthesisRequest
 from engines.timing import RunStats
@@ -26,7 +26,9 @@ def enter(
     caller: Caller, engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None
 ) -> Ticket:
     """The caller's place in the engine's line for `request`, admitted by its cost (`BusyError` when
-    the line or the caller's share of it is full, `RateLimited` past the caller's allowances)."""
+    the line or the caller's share of it is full, `RateLimited` past the caller's allowances); a
+    request the engine refuses without its model (`registry.check`) is refused first."""
+    registry.check(engine_id, request)
     ticket = timing.enter(engine_id, request, cancelled, caller=caller.bucket)
     try:
         admission.admit(caller, compute_s=admission.speech_cost(engine_id, request.text))

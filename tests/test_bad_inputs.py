@@ -186,7 +186,7 @@ def zip_bomb_like() -> bytes:
 LONG = "a" * 5001
 SYNTH_REST = (1.0, "Auto", "wav", "Off", False, False, False, False)  # /synthesize after text and voice
 RTL_ZERO_WIDTH = "\u200f\u200b\u202e\u200d\u2066"
-UNKNOWN_VOICE = "Unknown Kokoro voice '../../etc/passwd'; pick one from the voice list (e.g. af_heart)."
+UNKNOWN_VOICE = "Unknown Kokoro voice '../../etc/passwd'; pick one from the voice list (e.g. jf_alpha)."
 FMT = "Unknown audio format 'exe'; choose one of: wav, flac, mp3, ogg, opus."
 NOTHING = "There is nothing to pronounce in this text (only punctuation, symbols or emoji)."
 

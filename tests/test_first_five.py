@@ -224,3 +224,56 @@ def test_the_sessions_stop_ends_its_run_as_a_finished_event_and_leaves_other_ses
     mine, took, theirs = asyncio.run(main())
     assert mine == ["mine first", STOPPED] and took < 1.0, (mine, took)  # its own last word: "Stopped."
     assert theirs == ["theirs first", "theirs second"]
+
+
+def test_a_refused_page_run_ends_calmly_with_its_sentence_and_an_api_run_still_raises():
+    """A page run whose handler refuses the input (`gr.Error`) ends as a finished event with the sentence
+    in its status line (no red badge on the page); without a status line (an API event), the error stays."""
+    import gradio as gr
+
+    def refuse(text):
+        if not text.strip():
+            raise gr.Error("Please enter some text to speak.")
+        yield "spoken", "Finished"
+
+    def refuse_plain(text):
+        raise gr.Error("Upload a .txt or .csv batch file first.")
+
+    page, api = stoppable(refuse), stoppable(refuse)
+    page.stopped_at = (2, {1})  # the player, then the status line (what `bind_stop` records)
+    plain = stoppable(refuse_plain, outputs=2)
+    plain.stopped_at = (2, {0})
+
+    async def run(handler, *args):
+        return [item async for item in handler(*args)]
+
+    with pytest.warns(UserWarning, match="enter some text"):  # gr.Warning outside an event: a Python warning
+        shown = asyncio.run(run(page, "  "))
+    assert len(shown) == 1 and shown[0][1] == "Please enter some text to speak."
+    assert shown[0][0] == gr.skip()
+    assert asyncio.run(run(page, "Hello.")) == [("spoken", "Finished")]  # the next run works
+    with pytest.raises(gr.Error, match="enter some text"):
+        asyncio.run(run(api, "  "))
+    with pytest.warns(UserWarning, match="batch file first"):
+        assert asyncio.run(plain(""))[0] == "Upload a .txt or .csv batch file first."
+
+
+def test_a_voice_typo_is_refused_before_the_model_loads_with_examples_that_speak_here(monkeypatch):
+    """The service asks the engine (`registry.check`) before it takes a place in line or loads a model:
+    an unknown voice, a bad blend or a hub-only voice offline is refused at once; its examples speak here."""
+    from engines import registry
+    from engines.base import InputError, SynthesisRequest, UnavailableError
+    from engines.kokoro import KokoroEngine
+    from engines.weights import PACKAGED_VOICES
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("KOKORO_MODEL", raising=False)
+    monkeypatch.setattr(registry, "_instances", {})
+    monkeypatch.setattr(KokoroEngine, "load", lambda self, device: pytest.fail("the model was loaded"))
+    with pytest.raises(InputError, match=rf"\(e\.g\. {sorted(PACKAGED_VOICES)[0]}\)"):
+        registry.check("kokoro", SynthesisRequest("Hi.", "zz_nobody"))
+    with pytest.raises(InputError, match=rf"write it like {sorted(PACKAGED_VOICES)[0]}:0\.7"):
+        registry.check("kokoro", SynthesisRequest("Hi.", "jm_kumo,,"))
+    with pytest.raises(UnavailableError, match="needs the model hub"):
+        registry.check("kokoro", SynthesisRequest("Hi.", "af_heart"))
+    registry.check("kokoro", SynthesisRequest("Hi.", "jm_kumo:0.5,jf_alpha:0.5"))  # speaks here: no refusal

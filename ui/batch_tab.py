@@ -6,6 +6,8 @@ aligns each clip to its text (`evaluation.alignment`: `words` in the manifest, c
 
 from __future__ import annotations
 
+import functools
+
 import shutil
 import tempfile
 from pathlib import Path
@@ -152,6 +154,13 @@ def batch_render(
     return str(archive), rows
 
 
+@functools.wraps(batch_render)  # the same inputs, for Gradio to fill in (request and progress included)
+def batch_on_page(*args, **kwargs) -> tuple[str, list[list], str]:
+    """The page's Render: `batch_render`, and an empty status line (the page's Stop writes "Stopped." there,
+    a refusal its sentence: `ui.stopping`)."""
+    return (*batch_render(*args, **kwargs), "")
+
+
 def build_tab(owner: gr.Textbox) -> None:
     """The Batch tab, inside the caller's gr.Blocks, listing every engine of the registry; `owner` holds
     the visitor's owner token."""
@@ -207,8 +216,14 @@ def build_tab(owner: gr.Textbox) -> None:
         # request (a server-side clear came after that request's answer, which on a busy server arrived
         # after a quick Stop, and wiped its "Stopped.")
         go.click(None, None, status, js="() => ''", queue=False, show_progress="hidden", api_visibility="private")
+        inputs = [upload, engine, voice, *output, owner, align]
         event = go.click(
-            stoppable(batch_render, outputs=2), [upload, engine, voice, *output, owner, align], [archive, table],
-            api_name="batch", concurrency_id="batch",
+            stoppable(batch_on_page, outputs=3), inputs, [archive, table, status],
+            api_visibility="private", concurrency_id="batch",
         )  # fmt: skip
         bind_stop(stop, [event], [status])
+        with gr.Row(visible=False):  # the Gradio API and MCP: the same render; a refusal is their error
+            api_button = gr.Button()
+        api_button.click(
+            stoppable(batch_render, outputs=2), inputs, [archive, table], api_name="batch", concurrency_id="batch"
+        )

@@ -13,6 +13,9 @@ Stop (`bind_stop`); then it abandons the step in progress, stops the run's `engi
 cuts the model call short where the engine can: Kokoro on ONNX Runtime) and returns. The generator is
 closed in the background once its step returns (which ends its turn in the engine's line; a new run
 that comes first waits in that line and says so).
+
+A page run refused or failed (a `gr.Error` from `ui.common.user_errors`) ends the same calm way: its
+sentence in the run's status line and a warning toast, with no red "Error" badge over the outputs.
 """
 
 from __future__ import annotations
@@ -98,10 +101,12 @@ def stoppable(fn: Callable, outputs: int = 1) -> Callable:
             run = _Run(key)
             try:
                 result = await run.step(functools.partial(fn, *args, **kwargs))
+            except gr.Error as refusal:
+                return _refused(call, refusal)
             finally:
                 run.end()
             if result is _END:
-                return _stopped_update(call) or (
+                return _status_update(call, STOPPED) or (
                     gr.skip() if outputs == 1 else tuple(gr.skip() for _ in range(outputs))
                 )
             return result
@@ -126,8 +131,10 @@ def stoppable(fn: Callable, outputs: int = 1) -> Callable:
         try:
             while (item := await run.step(step)) is not _END:
                 yield item
-            if run.scope.stopped and (last := _stopped_update(generate)) is not None:
+            if run.scope.stopped and (last := _status_update(generate, STOPPED)) is not None:
                 yield last  # the run's own last word, after any update of its that crossed the Stop
+        except gr.Error as refusal:
+            yield _refused(generate, refusal)
         finally:
             run.end()
             # Not awaited: a stopped run must not wait for the engine's chunk in progress.
@@ -137,15 +144,27 @@ def stoppable(fn: Callable, outputs: int = 1) -> Callable:
     return generate
 
 
-def _stopped_update(handler: Callable):
-    """What a stopped run of `handler` yields last: "Stopped." in its status outputs, nothing new in the
-    others (None until `bind_stop` named the statuses)."""
+def _status_update(handler: Callable, line: str):
+    """`line` in `handler`'s status outputs, nothing new in the others: what a stopped or refused run
+    yields last (None until `bind_stop` named the statuses, or when it named none of the outputs)."""
     where = handler.stopped_at
-    if where is None:
+    if where is None or not where[1]:
         return None
     count, statuses = where
-    values = tuple(STOPPED if i in statuses else gr.skip() for i in range(count))
+    values = tuple(line if i in statuses else gr.skip() for i in range(count))
     return values[0] if count == 1 else values
+
+
+def _refused(handler: Callable, refusal: gr.Error):
+    """A page run that ends with a refusal or a failure (a `gr.Error`'s one sentence): the sentence in
+    the run's status line and a warning toast, and the event ends as a finished one would, so Gradio
+    paints no red "Error" badge over the outputs. Raised again where no status line is known (an API
+    event: its callers get the error)."""
+    update = _status_update(handler, refusal.message)
+    if update is None:
+        raise refusal
+    gr.Warning(refusal.message)
+    return update
 
 
 def stop_runs(keys: list[int], session: str) -> int:

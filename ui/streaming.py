@@ -70,12 +70,16 @@ def played(
     yield (start, *rest)
     live = LiveWords(chunks if chunks is not None else [])
     latest = list(rest)  # each other output's last value
-    for sound, *others, stats in updates:
-        latest = _kept(latest, others)
-        if sound is None:
-            yield (gr.skip(), *others)
-        else:
-            yield (player.piece(sound, stats.ttfa_s, words=live.new()), *others)
+    try:
+        for sound, *others, stats in updates:
+            latest = _kept(latest, others)
+            if sound is None:
+                yield (gr.skip(), *others)
+            else:
+                yield (player.piece(sound, stats.ttfa_s, words=live.new()), *others)
+    except gr.Error:
+        yield (player.end(), *rest)  # a refused or failed run: the player is not left waiting for audio
+        raise
     # The run's last updates carry every output's last value again (unchanged: nothing is re-sent while
     # streaming). Gradio 6.17.3 streams a generator's outputs as diffs, and on a busy page one was seen
     # lost (the download missing while the status in the same update arrived); the event's completion

@@ -185,11 +185,17 @@ def build(owner: gr.Textbox, stock: list[str]):
         try_audio = gr.Audio(type="filepath", interactive=False, label="Found voice")
         with gr.Row(visible=False):
             overwrite = gr.Checkbox(False)
+        inputs = [clip, transcript, exclude, budget, name, overwrite, owner]
         event = go.click(
-            stoppable(find_kokoro_voice), [clip, transcript, exclude, budget, name, overwrite, owner],
-            [status, figures],
-            api_name="kokoro_find_voice", concurrency_id="voice-search", concurrency_limit=1,
+            stoppable(find_kokoro_voice), inputs, [status, figures], api_visibility="private",
+            concurrency_id="voice-search", concurrency_limit=1,
         )  # fmt: skip
-        bind_stop(halt, [event], [status])
+        bind_stop(halt, [event], [status])  # a refusal shows in the status line (`ui.stopping`)
+        with gr.Row(visible=False):  # the Gradio API and MCP: the same search; a refusal is their error
+            api_button = gr.Button()
+        api_button.click(
+            stoppable(find_kokoro_voice), inputs, [status, figures], api_name="kokoro_find_voice",
+            concurrency_id="voice-search", concurrency_limit=1,
+        )  # fmt: skip
         try_go.click(try_found_voice, [name, try_text, owner], try_audio, api_name="kokoro_try_found_voice")
     return event

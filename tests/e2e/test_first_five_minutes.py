@@ -123,6 +123,23 @@ class Visit:
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text()
 
+    def refused(self, status: str, sentence: str, what: str) -> None:
+        """A refused run: `sentence` in the `status` line and in one warning toast, no red badge, a
+        clean console."""
+        self.page.locator(status, has_text=sentence).wait_for(timeout=60_000)
+        toast = self.page.get_by_test_id("toast-text").filter(has_text=sentence)
+        toast.first.wait_for(timeout=10_000)
+        self.page.wait_for_timeout(500)  # the toast slides in
+        self.shot(what)
+        assert toast.count() == 1, self.page.get_by_test_id("toast-text").all_inner_texts()
+        assert self.text(status).strip() == sentence
+        self.calm()
+
+    def dismiss(self) -> None:
+        """Close the toasts, as a visitor does with each one's ×."""
+        for close in self.page.get_by_test_id("toast-close").all():
+            close.click()
+
     def calm(self) -> None:
         """No red "Error" badge anywhere, nothing on the console."""
         assert self.page.locator(BADGES).count() == 0, self.page.locator(BADGES).all_inner_texts()
@@ -231,17 +248,37 @@ def test_a_text_over_the_limit_gets_one_sentence_and_nothing_is_spoken(browser, 
         page.locator("#kokoro-text .tts-count-over").wait_for(timeout=5_000)
         assert "over the limit by 1" in visit.text("#kokoro-text .tts-count")
         page.locator("#kokoro-generate").click()
-        toast = page.get_by_text(
-            f"The text is {MAX_TEXT_CHARS + 1:,} characters long; the limit is {MAX_TEXT_CHARS:,}."
-        )
-        toast.first.wait_for(timeout=60_000)
-        visit.shot("refused")
+        sentence = f"The text is {MAX_TEXT_CHARS + 1:,} characters long; the limit is {MAX_TEXT_CHARS:,}."
+        visit.refused("#kokoro-status", sentence, "refused")
         assert all(run["samples"] == 0 for run in visit.runs("kokoro-player")), visit.runs("kokoro-player")
-        assert "Streaming" not in visit.text("#kokoro-status") and "Finished" not in visit.text("#kokoro-status")
-        # the sentence once, in the toast; the refused event's outputs are only marked, with no text of their own
-        assert toast.count() == 1
-        assert all(badge.strip() == "Error" for badge in page.locator(BADGES).all_inner_texts())
-        assert visit.errors == [], visit.errors
+    finally:
+        visit.close()
+
+
+def test_blank_text_and_a_missing_file_get_one_calm_sentence_on_every_tab(browser, fresh_url, shots):
+    """A bad input on the page is its status line's sentence and a warning toast, never Gradio's red
+    "Error" badges (a page event's refusal: `ui.stopping`); the next run after it works."""
+    visit = Visit(browser, fresh_url, DESKTOP, shots, "blank")
+    page = visit.page
+    try:
+        page.locator("#kokoro-text textarea").fill("   ")
+        page.locator("#kokoro-generate").click()
+        visit.refused("#kokoro-status", "Please enter some text to speak.", "kokoro-blank")
+        assert all(run["samples"] == 0 for run in visit.runs("kokoro-player")), visit.runs("kokoro-player")
+        visit.dismiss()
+        page.locator("#kokoro-text textarea").fill("Hello there.")
+        page.locator("#kokoro-generate").click()
+        page.locator("#kokoro-status", has_text="Finished").wait_for(timeout=300_000)
+        visit.shot("kokoro-after")
+        visit.calm()
+        visit.tab("Compare")
+        page.locator("#compare-text textarea").fill("")
+        page.locator("#compare-go").click()
+        visit.refused("#compare-a-status", "Please type some text to compare.", "compare-blank")
+        visit.dismiss()
+        visit.tab("Batch")
+        page.locator("#batch-render").click()
+        visit.refused("#batch-status", "Upload a .txt or .csv batch file first.", "batch-nofile")
     finally:
         visit.close()
 
