@@ -7,7 +7,6 @@ aligns each clip to its text (`evaluation.alignment`: `words` in the manifest, c
 from __future__ import annotations
 
 import functools
-
 import shutil
 import tempfile
 from pathlib import Path
