@@ -1,7 +1,7 @@
 """The Gradio page: the Kokoro, Qwen3-TTS, Batch, Compare and Arena tabs of `ui/`, in one gr.Blocks.
 
 UI only: every model call goes through the engine registry, every figure shown comes from
-`engines.timing`. Errors reach the user as one sentence (gr.Error), never as a traceback.
+`engines.runtime.timing`. Errors reach the user as one sentence (gr.Error), never as a traceback.
 `main()` serves the page, its Gradio API (also as MCP tools) and the OpenAI-compatible routes of
 `api/` on one server, behind `api.guard` (routes, API keys, cross-site writes, body sizes, CORS); every
 use case meters its caller in `service/`.
@@ -26,8 +26,8 @@ import gradio as gr  # noqa: E402
 
 from api import guard, kokoro_browser  # noqa: E402
 from api import router as api_router  # noqa: E402
-from engines import device, registry, timing  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
+from engines.runtime import device, registry, timing  # noqa: E402
 from ui import sessions  # noqa: E402
 from ui.arena_tab import build_tab as build_arena_tab  # noqa: E402
 from ui.batch_tab import build_tab as build_batch_tab  # noqa: E402

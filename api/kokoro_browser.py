@@ -1,7 +1,7 @@
 """Kokoro rendered in the visitor's browser: the server's half. `GET|POST /kokoro/plan` runs Kokoro's own
 front-end (`KokoroEngine.front_end`: G2P, chunk plan, the style row each chunk's token count picks) and
 answers the chunks; `GET /kokoro/assets/<name>` serves what the browser runs them with: the packaged int8
-model (`engines.weights.packaged_kokoro`), ONNX Runtime Web from `node_modules/` (npm, `package-lock.json`)
+model (`engines.runtime.weights.packaged_kokoro`), ONNX Runtime Web from `node_modules/` (npm, `package-lock.json`)
 and the page's own scripts. Nothing comes from a CDN.
 
 `/kokoro/plan` takes `text`, `voice`, `speed` and `language` (query or JSON body; the page also sends its
@@ -33,9 +33,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from engines import audio, registry
+from engines import audio
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, SynthesisRequest, UnavailableError
-from engines.weights import packaged_kokoro
+from engines.runtime import registry
+from engines.runtime.weights import packaged_kokoro
 from service.caller import Caller, operator
 from service.owners import owner_of_token
 from service.plan import front_end
@@ -217,7 +218,7 @@ def plan(params: dict, who: Caller | None = None) -> dict:
     who = who or operator()
     token = params.get("owner_token")
     owner = who.owner or (owner_of_token(token) if isinstance(token, str) else None)  # a key's owner first
-    who = replace(who, owner=owner)  # a voice found for the owner's clip (`engines.kokoro_voices`) plans too
+    who = replace(who, owner=owner)  # a voice found for the owner's clip (`engines.kokoro.voices`) plans too
     request = replace(request, voice=resolve_voice(engine_id, voice, owner=owner), owner=owner)
     chunks = [
         {

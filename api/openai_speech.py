@@ -3,11 +3,11 @@
 The speech endpoint takes OpenAI's JSON body (`model`, `input`, `voice`, `response_format`, `speed`,
 `stream_format`, `instructions`) plus extensions (`language`, `lufs`, and for whole files
 `peak_normalize`, `trim`, `denoise`, `fade`: the page's Output section) and synthesizes through the
-engine registry in a worker thread, first come, first served per engine (`engines.work_queue`).
+engine registry in a worker thread, first come, first served per engine (`engines.runtime.work_queue`).
 `instructions` reach a model that follows them (`EngineInfo.follows_instructions`: Qwen3-TTS
 CustomVoice 1.7B); any other model speaks without them and the answer says so (`X-Output-Notes`, or
 the SSE done event's `notes`), as it says when Qwen3-TTS's runaway guard stopped a sentence
-(`engines.runaway`; its figures are the SSE `figures`' `runaway` list).
+(`engines.qwen.runaway`; its figures are the SSE `figures`' `runaway` list).
 The routes and the whole-file answer live here; the request model and its checks in
 `api.speech_request`, the voice names in `api.voices`, streamed answers in `api.speech_stream`, the
 mapping of errors to HTTP codes in `api.errors`.
@@ -76,10 +76,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from engines import registry
 from engines.audio import MEDIA_TYPES, encode, process
 from engines.base import SAMPLE_RATE
-from engines.timing import RunStats
+from engines.runtime import registry
+from engines.runtime.timing import RunStats
 from service import speech as speak
 from service.caller import Caller
 

@@ -17,9 +17,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from engines import registry
 from engines.base import MAX_REFERENCE_TEXT_CHARS, UnavailableError
 from engines.reference import load_reference, upload_limit_bytes
+from engines.runtime import registry
 from engines.voice_library import shared, voice_exists
 from service import voices
 from service.caller import Caller

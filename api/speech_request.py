@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictStr, ValidationError
 
-from engines import registry
 from engines.audio import FORMATS, STREAMED_FORMATS, OutputSettings, StreamEncoder
 from engines.base import MAX_TEXT_CHARS, SynthesisRequest, UnavailableError
 from engines.lexicon import owner_mapping
+from engines.runtime import registry
 
 from .errors import ApiError
 from .strict_json import BadJson

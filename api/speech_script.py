@@ -10,9 +10,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from engines import registry
 from engines.audio import FORMATS, OutputSettings, encode, process
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, InputError
+from engines.runtime import registry
 from engines.script import MAX_SCRIPT_CHARS, NARRATOR, Role, default_voice, parse, parse_cast, roles
 from service.caller import Caller
 from service.script import render_take

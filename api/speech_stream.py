@@ -27,10 +27,10 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from engines import registry
 from engines.audio import MEDIA_TYPES, StreamEncoder, StreamLeveler
 from engines.base import SAMPLE_RATE, EngineError
-from engines.timing import RunStats, timed_stream
+from engines.runtime import registry
+from engines.runtime.timing import RunStats, timed_stream
 from evaluation.alignment import align_clip
 from evaluation.captions import model_words
 from service import speech

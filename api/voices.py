@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from engines import registry
 from engines.base import EngineError, EngineInfo, InputError
-from engines.kokoro_voices import is_blend, list_found_voices, spec_entries
+from engines.kokoro.voices import is_blend, list_found_voices, spec_entries
+from engines.runtime import registry
 from engines.voice_library import list_voices, safe_name
 
 

@@ -30,10 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engines import asr, registry  # noqa: E402
+from engines import asr  # noqa: E402
 from engines.audio import join  # noqa: E402
 from engines.base import SAMPLE_RATE, SynthesisRequest  # noqa: E402
-from engines.weights import PACKAGED_VOICES  # noqa: E402
+from engines.runtime import registry
+from engines.runtime.weights import PACKAGED_VOICES  # noqa: E402
 from evaluation import metrics  # noqa: E402
 
 # Whisper code -> (Kokoro's language name, a fixed short sentence)

@@ -4,7 +4,7 @@ Starts `app.py` on a loopback port the way the tests' `app_url` fixture does (of
 Kokoro int8 ONNX, Qwen3-TTS on tiny random checkpoints) and drives its tabs with Playwright: per tab,
 `--runs` clicks in a row, each timed by the page's own player (ui/player.js) from the click to the
 moment the run's first sample reaches the audio output (`ear_ttfa_s`), next to the server's figure
-(`server_ttfa_s`, from `engines.timing`); the page's share is their difference. The player also dates
+(`server_ttfa_s`, from `engines.runtime.timing`); the page's share is their difference. The player also dates
 when the run's start message and its first piece arrived, which splits the share into the event's
 start (Gradio's queue and SSE), the first piece's trip, and the player itself.
 
@@ -60,7 +60,7 @@ def baseline_page() -> str:
 
     from engines.audio import to_int16
     from engines.base import SAMPLE_RATE, SynthesisRequest
-    from engines.timing import RunStats, timed_stream
+    from engines.runtime.timing import RunStats, timed_stream
 
     def speak(text):
         stats = RunStats(engine="kokoro")

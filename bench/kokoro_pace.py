@@ -1,9 +1,9 @@
-"""Reference speaking pace for the Qwen3-TTS runaway guard (`engines.runaway`), measured on Kokoro.
+"""Reference speaking pace for the Qwen3-TTS runaway guard (`engines.qwen.runaway`), measured on Kokoro.
 
 Prints JSON: per language, the packaged Kokoro voice's seconds of speech (edge silence trimmed) per
-counted character (`engines.runaway.units`: letters and digits by script), over a few sentences.
+counted character (`engines.qwen.runaway.units`: letters and digits by script), over a few sentences.
 Run: `.venv/bin/python bench/kokoro_pace.py` (offline: the packaged int8 ONNX model and voices);
-the figures of `engines.runaway.PACE_S` are in `bench/results-kokoro-pace.json`.
+the figures of `engines.qwen.runaway.PACE_S` are in `bench/results-kokoro-pace.json`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engines import registry  # noqa: E402
 from engines.base import SAMPLE_RATE, SynthesisRequest  # noqa: E402
-from engines.runaway import units  # noqa: E402
+from engines.qwen.runaway import units  # noqa: E402
+from engines.runtime import registry  # noqa: E402
 
 SENTENCES = {
     "en": [

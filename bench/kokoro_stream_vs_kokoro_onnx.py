@@ -36,10 +36,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engines.audio import join  # noqa: E402
 from engines.base import SAMPLE_RATE, SynthesisRequest  # noqa: E402
-from engines.kokoro import KokoroEngine  # noqa: E402
+from engines.kokoro.engine import KokoroEngine  # noqa: E402
+from engines.runtime.timing import RunStats, measured  # noqa: E402
+from engines.runtime.weights import packaged_kokoro  # noqa: E402
 from engines.text import ChunkPlan  # noqa: E402
-from engines.timing import RunStats, measured  # noqa: E402
-from engines.weights import packaged_kokoro  # noqa: E402
 
 # (name, what it does, the plan before calibration); the first is the plan before issue #14
 TECHNIQUES = [

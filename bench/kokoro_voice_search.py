@@ -28,8 +28,8 @@ TARGET_TEXT = "The children ran down to the river to play in the warm afternoon 
 def main() -> int:
     from engines.asr import transcribe
     from engines.base import SAMPLE_RATE, SynthesisRequest
-    from engines.timing import synthesize
-    from engines.weights import PACKAGED_VOICES
+    from engines.runtime.timing import synthesize
+    from engines.runtime.weights import PACKAGED_VOICES
     from evaluation.metrics import word_error_rate
     from evaluation.voice_search import HELD_OUT, VoiceSearch
 

@@ -32,9 +32,9 @@ import numpy as np  # noqa: E402
 
 from engines.audio import join  # noqa: E402
 from engines.base import SAMPLE_RATE, SynthesisRequest  # noqa: E402
-from engines.kokoro import KokoroEngine  # noqa: E402
-from engines.timing import RunStats, measured  # noqa: E402
-from engines.weights import packaged_kokoro  # noqa: E402
+from engines.kokoro.engine import KokoroEngine  # noqa: E402
+from engines.runtime.timing import RunStats, measured  # noqa: E402
+from engines.runtime.weights import packaged_kokoro  # noqa: E402
 
 PLANS = ("windows", "whole", "clauses")
 BAR_VOICE = "jf_alpha"  # the two-voices bar, as bench/results-kokoro-parity.json

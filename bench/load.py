@@ -383,7 +383,7 @@ def main() -> None:
         "ways_in": "odd clients: the page's /stream event (gradio_client); even: /v1 streamed pcm",
         "baseline": "level 1: one client alone, same run",
         "max_waiting": os.environ.get("MAX_WAITING") or "default (from the engine's measured speed)",
-        # what the app computed (engines.work_queue logs it), e.g. "kokoro: 0.0123 s ... default MAX_WAITING 12"
+        # what the app computed (engines.runtime.work_queue logs it), e.g. "kokoro: 0.0123 s ... default MAX_WAITING 12"
         "app_measured": re.findall(
             r"(\S+: [\d.]+ s of compute per character measured; default MAX_WAITING \d+)",
             log_path.read_text() if app is not None else "",

@@ -7,7 +7,7 @@ not Python, dominates). Two modes, alternated in the same run:
 - `one_at_a_time` (baseline: what one work-queue slot per engine gave): the requests run one after
   another, each still through the batcher (its own sentences grouped), `BATCH_WAIT_MS=0`;
 - `batched`: the four run at once (the Qwen lines' four slots) and share `generate` calls through
-  `engines.qwen_batcher` (`BATCH_WAIT_MS=20`).
+  `engines.qwen.batcher` (`BATCH_WAIT_MS=20`).
 
 Generation is greedy in both modes (the same codes, so the same work: a row's output in a batch equals
 the request's alone, `tests/test_qwen_batching.py`). Reported per mode: wall time for all four, seconds of
@@ -93,7 +93,7 @@ def main() -> None:
     from qwen_tiny import build_one
 
     from engines.base import SynthesisRequest
-    from engines.qwen import QwenCustomEngine
+    from engines.qwen.engine import QwenCustomEngine
 
     # the checkpoint builder prints progress: keep stdout for the JSON
     with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(sys.stderr):

@@ -12,7 +12,7 @@ line on stderr and exit status 2, never a traceback.
 
 def main(argv: list[str] | None = None) -> int:
     """The command line (`commands.main`). Its modules are imported when it runs, not with this package,
-    so that `python -m cli` checks the settings before any of them reads one (`engines.gpu` does at import)."""
+    so that `python -m cli` checks the settings before any of them reads one (`engines.runtime.gpu` does at import)."""
     from .commands import main as run
 
     return run(argv)

@@ -10,9 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from engines import registry
 from engines.audio import FORMATS
 from engines.base import EngineError
+from engines.runtime import registry
 from evaluation.alignment import align_manifest
 from service import batch
 from service.caller import operator

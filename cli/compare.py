@@ -9,9 +9,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from engines import registry
 from engines.base import EngineError
 from engines.lexicon import mapping
+from engines.runtime import registry
 from engines.voice_library import OPERATOR
 from evaluation.compare import CLONE_OF_A, parse_second, parse_slot, with_reference, write_pair
 from service import pair as pairs

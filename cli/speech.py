@@ -10,11 +10,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from engines import registry
 from engines.audio import FORMATS, OutputSettings, process, write
 from engines.base import EngineError, SynthesisRequest
 from engines.lexicon import Entry, mapping, read_file
-from engines.timing import RunStats
+from engines.runtime import registry
+from engines.runtime.timing import RunStats
 from engines.voice_library import OPERATOR, list_voices
 from service import speech as speak
 from service import voices

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from engines.base import EngineError
-from engines.kokoro_voices import save_found_voice
+from engines.kokoro.voices import save_found_voice
 from engines.reference import load_reference
 from engines.voice_library import OPERATOR
 from evaluation.voice_search import Progress, VoiceSearch

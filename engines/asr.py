@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import UnavailableError
-from .settings import settings
+from engines.base import UnavailableError
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _is_multilingual(model: str) -> bool:
 
 def packaged_multilingual() -> Path:
     """The folder of the packaged multilingual Whisper base, assembled into the cache on first use."""
-    from .weights import cache_dir
+    from engines.runtime.weights import cache_dir
 
     target = cache_dir() / f"whisper-base-ct2-{MULTILINGUAL_SHA256[:12]}"
     if (target / "model.bin").is_file():

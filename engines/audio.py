@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .base import SAMPLE_RATE, AudioChunk, EngineError, InputError, UnavailableError, shown
+from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, UnavailableError, shown
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from . import language as languages
+from engines import language as languages
 
 SAMPLE_RATE = 24_000
 MAX_TEXT_CHARS = 5_000
@@ -62,7 +62,8 @@ class UnavailableError(EngineError):
 
 
 class BusyError(EngineError):
-    """Too many requests already wait for this engine (`engines.work_queue`); try again after `retry_after_s`."""
+    """Too many requests already wait for this engine (`engines.runtime.work_queue`); try again after
+    `retry_after_s`."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
@@ -99,7 +100,7 @@ class SynthesisRequest:
     # A saved voice's clone prompt already loaded by the caller (`engines.voice_library.prompt_from_stored`):
     # how a remote replica, which keeps no voice library, gets a saved voice with the request.
     clone_prompt: object | None = None
-    # A found Kokoro voice's style table (rows x 256, `engines.kokoro_voices.load_found_voice`) already loaded
+    # A found Kokoro voice's style table (rows x 256, `engines.kokoro.voices.load_found_voice`) already loaded
     # by the caller after its owner check: how a remote replica gets a found voice with the request.
     style_table: object | None = None
     # Word -> how to say it, matched whole-word in any case: phonemes for an engine whose
@@ -147,7 +148,7 @@ class SynthesisRequest:
 
 class Lexicon(Mapping):
     """A checked, read-only word -> pronunciation map. Unlike a mappingproxy it pickles: a request crosses
-    into the ZeroGPU worker process (`engines.gpu`)."""
+    into the ZeroGPU worker process (`engines.runtime.gpu`)."""
 
     __slots__ = ("_words",)
 
@@ -227,7 +228,7 @@ class AudioChunk:
     sample_rate: int = SAMPLE_RATE
     # what the listener should know about this chunk, one sentence each (e.g. the runaway guard's stop)
     notes: tuple[str, ...] = ()
-    # the runaway guard's figures for a sentence it stopped (`engines.runaway`: reason, bound_s, observed_s, ...)
+    # the runaway guard's figures for a sentence it stopped (`engines.qwen.runaway`: reason, bound_s, observed_s, ...)
     stops: tuple[dict, ...] = ()
     # the ISO 639-1 code of the language this chunk was spoken in (the G2P's or the model's); None where
     # the model chose it itself (Qwen3-TTS on Auto): the one "language spoken" every scorer uses
@@ -270,12 +271,12 @@ class Capabilities:
     # makes a new voice from a description (`SynthesisRequest.instruct`); its voices are ready-made
     # descriptions, so a caller may leave the voice out (`default_voice`) and describe one instead
     designs_voices: bool = False
-    # speaks voices found for a clip and saved in the owner's library (`engines.kokoro_voices.list_found_voices`)
+    # speaks voices found for a clip and saved in the owner's library (`engines.kokoro.voices.list_found_voices`)
     found_voices: bool = False
     streams: bool = True  # yields audio while the rest is generated, not only the whole clip at the end
     # `front_end(request)` plans token ids and style rows that its ONNX export renders in a browser (`/kokoro/plan`)
     renders_in_browser: bool = False
-    cpu_fallback: bool = False  # on ZeroGPU, runs on a CPU copy when the GPU is refused (`engines.gpu`)
+    cpu_fallback: bool = False  # on ZeroGPU, runs on a CPU copy when the GPU is refused (`engines.runtime.gpu`)
     openai_models: tuple[str, ...] = ()  # OpenAI model names that mean this engine on /v1 (`tts-1`)
     openai_voices: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> a similar voice
     # what `SynthesisRequest.lexicon` maps a word to for this engine: "phonemes" (its G2P's alphabet),
@@ -314,7 +315,8 @@ class EngineInfo:
     # measured when it loaded: seconds of compute per character of text (the work queue's first estimate)
     compute_s_per_char: float | None = None
     capabilities: Capabilities | None = None  # the engine class's (`registry.info` fills it in)
-    # served by a remote engine tier (`engines.remote`): its live replicas (`concurrent_requests`: all of theirs)
+    # served by a remote engine tier (`engines.runtime.remote`): its live replicas
+    # (`concurrent_requests`: all of theirs)
     replicas: int | None = None
 
 
@@ -331,4 +333,4 @@ class Engine(Protocol):
     def unload(self) -> None: ...
 
     # optional, a classmethod: `spoken_language(request) -> str | None`, the ISO code of the language the
-    # engine will speak `request` in, decided before synthesis (`engines.registry.spoken_language`)
+    # engine will speak `request` in, decided before synthesis (`engines.runtime.registry.spoken_language`)

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import gpu, registry, stop, work_queue
-from .audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
-from .base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest, shown
-from .lexicon import Entry
-from .lexicon import mapping as lexicon_mapping
-from .text import length_groups as text_length_groups
+from engines.audio import FORMATS, OutputSettings, integrated_loudness, join, process, write
+from engines.base import SAMPLE_RATE, Engine, EngineError, InputError, SynthesisRequest, shown
+from engines.lexicon import Entry
+from engines.lexicon import mapping as lexicon_mapping
+from engines.runtime import gpu, registry, stop, work_queue
+from engines.text import length_groups as text_length_groups
 
 log = logging.getLogger(__name__)
 

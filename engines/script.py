@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from . import registry, ssml
-from .base import MAX_TEXT_CHARS, InputError
+from engines import ssml
+from engines.base import MAX_TEXT_CHARS, InputError
+from engines.runtime import registry
 
 NARRATOR = "Narrator"
 MAX_SCRIPT_CHARS = 100_000

@@ -57,7 +57,7 @@ def _parallel(value: Any) -> Any:
 Flag = Annotated[bool, BeforeValidator(_lower)]
 HubFlag = Annotated[bool, BeforeValidator(_ReadAs("1", "on", "yes", "true"))]  # huggingface_hub's reading
 ZeroGpuFlag = Annotated[bool, BeforeValidator(_ReadAs("1", "t", "true"))]  # the `spaces` package's reading
-DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"  # `engines.device` reads a device the same way
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"  # `engines.runtime.device` reads a device the same way
 Device = Annotated[str, BeforeValidator(_lower), Field(pattern=rf"^({DEVICE_PATTERN})$")]
 
 

@@ -27,8 +27,8 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from . import registry
-from .base import MAX_SPEED, MIN_SPEED, InputError
+from engines.base import MAX_SPEED, MIN_SPEED, InputError
+from engines.runtime import registry
 
 MAX_DOCUMENT_CHARS = 100_000
 MAX_ATTRIBUTE_CHARS = 1_000

@@ -140,7 +140,7 @@ class ChunkPlan:
     costs: str = "fit"
     # The longest one chunk may hold the engine, in seconds of compute by the measured costs (None: no
     # bound but `hard_max`). An engine that serves one request at a time hands over only between two
-    # chunks (`engines.work_queue`), so this bounds how long another caller's first audio waits for a
+    # chunks (`engines.runtime.work_queue`), so this bounds how long another caller's first audio waits for a
     # long request; never under `turn_floor` phonemes (about a sentence).
     turn_s: float | None = None
     turn_floor: int = 120

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import InputError, UnavailableError, shown
-from .settings import settings
+from engines.base import InputError, UnavailableError, shown
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +362,7 @@ def load_voice(name: str, owner: str | None = None) -> list:
 
 
 def stored_voice(name: str, owner: str | None = None) -> tuple[dict, bytes]:
-    """`owner`'s saved voice as stored: its record and its safetensors bytes (what `engines.wire` sends
+    """`owner`'s saved voice as stored: its record and its safetensors bytes (what `engines.runtime.wire` sends
     to a remote replica, which rebuilds the prompt with `prompt_from_stored`)."""
     found = _locate(name, owner)
     if found is None:
@@ -380,7 +380,7 @@ def prompt_from_stored(meta: dict, data: bytes) -> list:
     """A one-item clone prompt from a voice's record and safetensors bytes (nothing is unpickled)."""
     from safetensors.torch import load
 
-    from .qwen_tts_import import import_qwen_tts
+    from engines.qwen.tts_import import import_qwen_tts
 
     VoiceClonePromptItem = import_qwen_tts().VoiceClonePromptItem  # noqa: N806
 

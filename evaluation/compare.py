@@ -26,15 +26,15 @@ from queue import Queue
 
 import numpy as np
 
-from engines import device, registry
 from engines import language as languages
 from engines.audio import encode, join, normalize_loudness, write
 from engines.base import SAMPLE_RATE, AudioChunk, EngineError, InputError, SynthesisRequest, shown
-from engines.kokoro_voices import spec_entries
+from engines.kokoro.voices import spec_entries
 from engines.lexicon import owner_mapping
 from engines.reference import Reference, load_reference
+from engines.runtime import device, registry
+from engines.runtime.timing import RunStats, timed_stream
 from engines.settings import settings
-from engines.timing import RunStats, timed_stream
 
 from . import metrics
 from .alignment import Alignment, align_words

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines import registry
 from engines.audio import OutputSettings, StreamLeveler
 from engines.base import EngineError
-from engines.timing import RunStats
+from engines.runtime import registry
+from engines.runtime.timing import RunStats
 
 from .compare import CLONE_OF_A, MATCH_LUFS, ClipResult, Slot, clone_of, interleave, measure, runs_together, stream_slot
 
@@ -88,7 +88,7 @@ def pair_events(
     text: str, slots: Mapping[str, Slot | str | Exception], caller: str | None = None
 ) -> Iterator[PairEvent]:
     """Run the slots (named, e.g. "A" and "B") on one text and yield what happens, in order; `caller`
-    is whose turns they take in the engines' lines (`engines.work_queue`'s fair share).
+    is whose turns they take in the engines' lines (`engines.runtime.work_queue`'s fair share).
 
     Two `Slot`s run together when `runs_together` says so, else in turn, in the order given. Each
     clip's metrics start as soon as it ends; `MetricsReady` comes last. Closing the generator (a

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines import registry
 from engines.asr import resample
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest, UnavailableError
-from engines.kokoro_voices import spec_entries
+from engines.kokoro.voices import spec_entries
+from engines.runtime import registry
 
 from . import metrics
 from .alignment import align_clip
@@ -119,7 +119,7 @@ def other_voice(voice: str, engine: str = ENGINE) -> str:
 
 def render(text: str, voice: str, engine: str = ENGINE, language: str | None = None) -> np.ndarray:
     """The whole clip of `text` in `voice`, rendered on the server by the registry's engine."""
-    from engines.timing import synthesize
+    from engines.runtime.timing import synthesize
 
     audio, _, _ = synthesize(engine, SynthesisRequest(text=text, voice=voice, language=language))
     return audio

@@ -15,7 +15,7 @@ voice. Given a reference clip and its transcript, `VoiceSearch`:
 It stops at its time budget, its evaluation cap or when asked (`stop()`), reports `Progress` after
 every evaluation, and returns `Found`: the table in the official (510, 1, 256) layout and the figures a
 creator needs: similarity on a held-out sentence of the found voice, of its start and of the nearest
-stock voice. `engines.kokoro_voices.save_found_voice` keeps it in the owner's library.
+stock voice. `engines.kokoro.voices.save_found_voice` keeps it in the owner's library.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engines import registry
 from engines.asr import transcribe
 from engines.base import SAMPLE_RATE, InputError
+from engines.runtime import registry
 
 from .metrics import speaker_embedding, word_error_rate
 

@@ -1,10 +1,10 @@
 """The Ray Serve application: one deployment per engine of the registry, and the HTTP ingress.
 
 `EngineReplica` wraps one registry engine (the same `Engine` classes the app runs in-process: no second
-copy of model code) and streams its chunks as frames of the wire format in `engines/wire.py`; it keeps
+copy of model code) and streams its chunks as frames of the wire format in `engines/runtime/wire.py`; it keeps
 no visitor state (a saved voice comes with the request). `Ingress` answers HTTP:
 
-- `POST /synthesize/<engine id>`: a JSON request in, framed chunks out (see `engines/wire.py`); every
+- `POST /synthesize/<engine id>`: a JSON request in, framed chunks out (see `engines/runtime/wire.py`); every
   error, a replica lost mid-request included, arrives as one error frame with one sentence;
 - `POST /clone_prompt/<engine id>`: a reference clip in, the clone prompt out as JSON
   `{"meta": {...}, "tensors": base64 safetensors}` (or `{"error": {"kind", "message"}}`), for saving a voice;
@@ -13,7 +13,7 @@ no visitor state (a saved voice comes with the request). `Ingress` answers HTTP:
   not available (its reason says so), and the replicas are asked at once, each for a few seconds at most.
 
 With `ENGINE_SERVER_TOKEN` set where the ingress runs, every request needs `Authorization: Bearer <token>`
-(the app's `engines.remote` sends it; 401 and one sentence without it). A request body over
+(the app's `engines.runtime.remote` sends it; 401 and one sentence without it). A request body over
 `ENGINE_SERVER_MAX_BODY_MB` (default 32: a minute of reference clip and a saved voice are under 16) is
 refused with 413 before it is read whole.
 
@@ -42,8 +42,8 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from engines import registry, wire
 from engines.base import EngineError, InputError
+from engines.runtime import registry, wire
 from engines.settings import settings
 
 log = logging.getLogger("serve.app")
@@ -73,7 +73,7 @@ class EngineReplica:
 
     def __init__(self, engine_id: str) -> None:
         # a replica runs the engine itself, never another server: the variable goes from this replica's
-        # environment, so that `settings()` (which `engines.registry` asks) sees it unset
+        # environment, so that `settings()` (which `engines.runtime.registry` asks) sees it unset
         os.environ.pop("ENGINE_SERVER", None)
         self.engine_id = engine_id
         self.reason = ""

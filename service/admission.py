@@ -21,8 +21,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from engines import work_queue
 from engines.base import InputError, RateLimited
+from engines.runtime import work_queue
 from engines.settings import settings
 
 from .caller import Caller

@@ -3,8 +3,8 @@ the G2P's estimated compute (`service.admission.plan_cost`) before it runs."""
 
 from __future__ import annotations
 
-from engines import registry
 from engines.base import SynthesisRequest, UnavailableError
+from engines.runtime import registry
 
 from . import admission
 from .caller import Caller

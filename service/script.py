@@ -2,7 +2,7 @@
 each line levelled to one loudness, a gap between lines, and a manifest of who says what when.
 
 Each piece of a line (`engines.ssml`: text in one voice and speed) is one synthesis in its engine's
-line (`engines.timing.synthesize`, the same turn every request takes), trimmed of the model's
+line (`engines.runtime.timing.synthesize`, the same turn every request takes), trimmed of the model's
 boundary silence; a `<break>` becomes exactly that much silence; the line is levelled to
 `LINE_LUFS` (peak-guarded). The take is the lines in order with `gap_s` between them. Written to a
 folder: `take.<fmt>`, `lines/NNN-<speaker>.wav`, `lines.zip` (the per-line files) and
@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engines import registry
-from engines import stop as stopping
 from engines.audio import FORMATS, normalize_loudness, silent_edges, trim_silence, write
 from engines.base import SAMPLE_RATE, EngineError, InputError, SynthesisRequest
 from engines.batch import slug
+from engines.runtime import registry
+from engines.runtime import stop as stopping
 from engines.script import Line, Role
 from engines.ssml import Pause, Piece
 

@@ -1,9 +1,9 @@
 """Speak: a caller's synthesis request, admitted by its cost, in its turn on the engine (streamed or whole).
 
-`enter` takes the caller's place in the engine's line (fair across callers, `engines.work_queue`) and
+`enter` takes the caller's place in the engine's line (fair across callers, `engines.runtime.work_queue`) and
 then asks admission for the request's estimated compute (`service.admission.speech_cost`); a refusal
 of either leaves nothing behind: the place is given up and nothing is spent. `stream` and
-`synthesize` are `engines.timing`'s, in that turn.
+`synthesize` are `engines.runtime.timing`'s, in that turn.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from engines import registry, timing, work_queue
 from engines.audio import join
 from engines.base import AudioChunk, SynthesisRequest
-from engines.timing import RunStats
-from engines.work_queue import Ticket
+from engines.runtime import registry, timing, work_queue
+from engines.runtime.timing import RunStats
+from engines.runtime.work_queue import Ticket
 
 from . import admission
 from .caller import Caller

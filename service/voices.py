@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engines import gpu, registry
 from engines.reference import Reference, settle_transcript
+from engines.runtime import gpu, registry
 from engines.voice_library import delete_voice, list_voices, save_voice
 
 from . import admission

@@ -61,7 +61,7 @@ def build_tiny_kokoro(folder: Path, voices: tuple[str, ...] = ("af_heart", "af_b
     import torch
     from kokoro import KModel
 
-    from engines.weights import packaged_kokoro
+    from engines.runtime.weights import packaged_kokoro
 
     vocab = json.loads(Path(packaged_kokoro().vocab_path).read_text(encoding="utf-8"))["vocab"]
     config = {
@@ -151,7 +151,7 @@ def _offline(mp: pytest.MonkeyPatch) -> None:
 def _packaged_kokoro_loaded():
     """The packaged Kokoro, loaded once for the session: a load builds the G2P and times three warm-up
     renders (measured here: 26-32 s on this 2-core machine under load), which eight modules paid each."""
-    from engines.kokoro import KokoroEngine
+    from engines.kokoro.engine import KokoroEngine
 
     with pytest.MonkeyPatch.context() as mp:
         _offline(mp)
@@ -182,7 +182,7 @@ def v1_client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from api import router
-    from engines import registry
+    from engines.runtime import registry
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import router
-from engines import registry, timing, work_queue
 from engines.base import BusyError
+from engines.runtime import registry, timing, work_queue
 
 VOICE = "jm_kumo"
 PARAGRAPH = (

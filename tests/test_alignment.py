@@ -160,7 +160,7 @@ def test_the_model_s_own_word_times_run_across_chunks():
 
 
 def test_compare_keeps_the_words_of_the_transcription_it_already_made(monkeypatch, tmp_path):
-    from engines.timing import RunStats
+    from engines.runtime.timing import RunStats
     from evaluation.compare import ClipResult, Slot, measure, slot_summary, write_pair
 
     calls = []
@@ -211,7 +211,7 @@ def test_a_tiny_qwen_clip_reports_every_input_word_timed_inside_the_clip_or_drop
     (monotonic, inside the clip) or dropped with no times, and the error rate says how far it is."""
     from engines.audio import join
     from engines.base import SynthesisRequest
-    from engines.qwen import QwenCustomEngine
+    from engines.qwen.engine import QwenCustomEngine
 
     text = "Rice is often served in round bowls."
     with pytest.MonkeyPatch.context() as mp:
@@ -400,7 +400,7 @@ def tiny_torch_client(tiny_kokoro_dir, monkeypatch):
     from fastapi.testclient import TestClient
 
     from api import router
-    from engines import registry
+    from engines.runtime import registry
 
     monkeypatch.setenv("KOKORO_MODEL", str(tiny_kokoro_dir))
     monkeypatch.delenv("KOKORO_BACKEND", raising=False)

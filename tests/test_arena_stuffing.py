@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from engines.base import AudioChunk
+from engines.runtime.timing import RunStats
 from engines.settings import default
-from engines.timing import RunStats
 from evaluation import ballot
 from evaluation.arena import ONE_SIDED, Arena
 from evaluation.ballot import Ballots, solve

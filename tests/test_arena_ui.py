@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engines.base import AudioChunk, EngineError
-from engines.timing import RunStats
+from engines.runtime.timing import RunStats
 from evaluation.arena import Arena
 from evaluation.ballot import Ballots
 from evaluation.compare import ClipResult, Slot
@@ -167,7 +167,7 @@ def test_the_compare_tab_streams_both_slots_at_once_when_they_run_together(damag
 def test_the_blind_pool_holds_preset_voices_and_saved_clones_when_cloning_is_there(monkeypatch):
     import dataclasses
 
-    from engines import registry
+    from engines.runtime import registry
 
     monkeypatch.delenv("ARENA_SYSTEMS", raising=False)
     monkeypatch.setattr(arena_tab, "arena_voices", lambda: [("owner-1", "narrator")])  # shared by its owner

@@ -11,7 +11,7 @@ import pytest
 
 from engines import asr
 from engines.base import AudioChunk, UnavailableError
-from engines.timing import RunStats
+from engines.runtime.timing import RunStats
 from evaluation import metrics
 from evaluation.compare import ClipResult, Slot, measure
 
@@ -116,9 +116,9 @@ def test_missing_parts_say_what_to_install(monkeypatch, tmp_path):
 
 
 def kokoro_clip(text: str, voice: str, language: str) -> np.ndarray:
-    from engines import registry
     from engines.audio import join
     from engines.base import SynthesisRequest
+    from engines.runtime import registry
 
     return join(list(registry.get("kokoro").stream(SynthesisRequest(text=text, voice=voice, language=language))))
 

@@ -11,7 +11,7 @@ import pytest
 
 from engines import asr
 from engines.base import AudioChunk
-from engines.timing import RunStats
+from engines.runtime.timing import RunStats
 from evaluation import metrics
 from evaluation.compare import ClipResult, Slot, measure, spoken_language
 

@@ -312,7 +312,7 @@ def _no_leak(text: str) -> None:
 
 
 def test_weights_are_named_by_their_source_never_by_path(tiny_kokoro_dir, monkeypatch):
-    from engines.kokoro import KokoroEngine
+    from engines.kokoro.engine import KokoroEngine
 
     monkeypatch.setenv("KOKORO_MODEL", str(tiny_kokoro_dir))
     info = KokoroEngine().info()

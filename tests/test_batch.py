@@ -137,7 +137,7 @@ def test_an_unknown_format_is_refused_before_rendering(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_qwen_custom(qwen_dirs):
     """A tiny CustomVoice engine, loaded once for the module."""
-    from engines.qwen import QwenCustomEngine
+    from engines.qwen.engine import QwenCustomEngine
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))

@@ -50,7 +50,7 @@ def test_an_error_rate_always_says_its_unit(monkeypatch, slot, text, unit):
     import numpy as np
 
     from engines.base import AudioChunk
-    from engines.timing import RunStats
+    from engines.runtime.timing import RunStats
     from evaluation import metrics
     from evaluation.compare import ClipResult, measure
 
@@ -133,7 +133,7 @@ def test_cross_model_cloning_scores_similarity_to_the_kokoro_clip(tmp_path, qwen
 def test_slots_run_in_turn_on_a_cpu_without_loading_slot_b_first(monkeypatch):
     import torch
 
-    from engines import registry
+    from engines.runtime import registry
     from evaluation.compare import runs_together
 
     if torch.cuda.is_available():

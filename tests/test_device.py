@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engines import device, registry
 from engines.base import EngineInfo, UnavailableError
+from engines.runtime import device, registry
 from engines.settings import SettingsError
 
 
@@ -135,7 +135,7 @@ def test_the_registry_loads_engines_where_the_resolver_says(machine, monkeypatch
 
 
 def test_kokoro_asked_for_a_missing_gpu_says_so(machine, tiny_kokoro_dir, monkeypatch):
-    from engines.kokoro import KokoroEngine
+    from engines.kokoro.engine import KokoroEngine
 
     monkeypatch.setenv("KOKORO_MODEL", str(tiny_kokoro_dir))
     monkeypatch.delenv("KOKORO_BACKEND", raising=False)
@@ -145,7 +145,7 @@ def test_kokoro_asked_for_a_missing_gpu_says_so(machine, tiny_kokoro_dir, monkey
 
 
 def test_qwen_asked_for_a_missing_gpu_says_so(machine, tmp_path, monkeypatch):
-    from engines.qwen import QwenCustomEngine
+    from engines.qwen.engine import QwenCustomEngine
 
     monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(tmp_path))  # a local folder: no hub needed to get this far
     with pytest.raises(UnavailableError, match="no CUDA device is visible"):

@@ -1,7 +1,7 @@
 """Fair share of an engine's line: the caller who used it least lately first, each caller's own waiting
 requests bounded.
 
-These run the work queue's real code (`engines.timing` -> `engines.work_queue`) with a fake slow engine.
+These run the work queue's real code (`engines.runtime.timing` -> `engines.runtime.work_queue`) with a fake slow engine.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from engines import give_way, registry, timing, work_queue
 from engines.base import AudioChunk, BusyError, EngineInfo, SynthesisRequest
+from engines.runtime import give_way, registry, timing, work_queue
 
 _ids = itertools.count()
 
@@ -185,7 +185,7 @@ def test_a_slow_reader_does_not_hold_the_engine_while_its_chunk_is_delivered(slo
 
 class GivingWayEngine:
     """Two chunks per request, each a model call that can be cut short, as ONNX Runtime's terminate flag
-    cuts Kokoro's (`engines.give_way.yielding`); a chunk of a text starting with "A" takes 1 s, the
+    cuts Kokoro's (`engines.runtime.give_way.yielding`); a chunk of a text starting with "A" takes 1 s, the
     others 0.05 s. Events and attempts are counted per chunk ("A long chunk./1": A's second chunk)."""
 
     def __init__(self) -> None:

@@ -27,9 +27,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from engines import registry
 from engines.base import SAMPLE_RATE, AudioChunk, EngineInfo, UnavailableError, VoiceInfo
-from engines.timing import RunStats
+from engines.runtime import registry
+from engines.runtime.timing import RunStats
 from evaluation.arena import Arena
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,7 +270,7 @@ def test_a_damaged_model_file_gives_one_sentence_and_a_repaired_one_loads(tiny_k
 
 
 def test_a_qwen_model_that_fails_to_load_is_one_sentence_without_paths(monkeypatch, tmp_path):
-    from engines import qwen
+    from engines.qwen import engine as qwen
 
     class Broken:
         @staticmethod

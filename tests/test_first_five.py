@@ -154,8 +154,8 @@ def test_a_stop_cuts_the_packaged_kokoro_chunk_in_progress_short(packaged_kokoro
     """The engine's turn ends when its chunk returns: on ONNX Runtime a Stop ends the chunk itself."""
     import contextvars
 
-    from engines import stop
     from engines.base import SynthesisRequest
+    from engines.runtime import stop
 
     text = "The birch canoe slid on the smooth planks, and the sheet was glued to the dark blue background."
     planned = list(packaged_kokoro.front_end(SynthesisRequest(text=text * 3, voice="jm_kumo")))
@@ -261,10 +261,10 @@ def test_a_refused_page_run_ends_calmly_with_its_sentence_and_an_api_run_still_r
 def test_a_voice_typo_is_refused_before_the_model_loads_with_examples_that_speak_here(monkeypatch):
     """The service asks the engine (`registry.check`) before it takes a place in line or loads a model:
     an unknown voice, a bad blend or a hub-only voice offline is refused at once; its examples speak here."""
-    from engines import registry
     from engines.base import InputError, SynthesisRequest, UnavailableError
-    from engines.kokoro import KokoroEngine
-    from engines.weights import PACKAGED_VOICES
+    from engines.kokoro.engine import KokoroEngine
+    from engines.runtime import registry
+    from engines.runtime.weights import PACKAGED_VOICES
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("KOKORO_MODEL", raising=False)

@@ -101,7 +101,7 @@ def test_each_program_is_on_the_path_after_setup(program):
 
 def test_importing_qwen_tts_prints_nothing():
     """Without the sox binary, `import qwen_tts` prints a shell error and a 9-line warning on stderr."""
-    code = "from engines.qwen import import_qwen_tts; import_qwen_tts()"
+    code = "from engines.qwen.engine import import_qwen_tts; import_qwen_tts()"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-c", code]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from api import kokoro_browser
-from engines import registry
+from engines.runtime import registry
 
 THREADS = 8
 NOUNS = ["perro", "gato", "casa", "árbol", "libro", "ciudad", "montaña", "río", "ventana", "camino"]

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines import gpu, registry, timing, work_queue
 from engines.base import AudioChunk, Capabilities, EngineInfo, InputError, SynthesisRequest, UnavailableError
+from engines.runtime import gpu, registry, timing, work_queue
 
 QUOTA = "You have exceeded your free ZeroGPU quota (60s requested vs. 12s left). Try again in 0:04:10. "
 

@@ -25,9 +25,9 @@ from api import guard, openai_speech, router
 from api.auth import api_key, client_address, owner_of_key
 from api.guard import Guard
 from api.speech_request import Plan
-from engines import registry
 from engines.audio import OutputSettings
 from engines.base import AudioChunk, EngineInfo, SynthesisRequest
+from engines.runtime import registry
 from service.limits import RateLimiter
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
@@ -110,8 +110,9 @@ def v1_app(monkeypatch):
     """The /v1 routes, with any speech request spoken by a fake engine (no model loads)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     engine_id, engine = f"guard-fake-{next(_fakes)}", FakeEngine()  # a new line: its speed not measured yet
-    real_get, real_info = registry.get, registry.info
+    real_get, real_info, real_check = registry.get, registry.info, registry.check
     monkeypatch.setattr(registry, "get", lambda e: engine if e == engine_id else real_get(e))
+    monkeypatch.setattr(registry, "check", lambda e, r: None if e == engine_id else real_check(e, r))
     monkeypatch.setattr(registry, "info", lambda e: EngineInfo(id=e, name="Fake") if e == engine_id else real_info(e))
 
     def prepare(body, owner=None):

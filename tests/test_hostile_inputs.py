@@ -31,7 +31,7 @@ def client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from api import kokoro_browser, router
-    from engines import registry
+    from engines.runtime import registry
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")

@@ -1,12 +1,8 @@
-"""Imports run one way: `app -> ui/api/cli/serve -> service -> evaluation -> engines` (a layer may
-import any layer below it; the faces ui/, api/, cli/ and serve/ do not import each other, nor the work
-queue: their requests take their turns through `service`), and no modules of the project import each
-other in a circle.
+"""The import rule, stated once (`RULE`, which the README quotes word for word) and checked here.
 
 Every module's imports are read from its syntax tree: at the top and inside functions, relative ones
 resolved, `importlib.import_module("...")` with a literal name, and `"package.module:Class"` strings
-(the registry's table of engines). The only module of `engines/` that may import upward is the
-entry-point shim `engines/__main__.py`.
+(the registry's table of engines).
 """
 
 from __future__ import annotations
@@ -16,6 +12,15 @@ import re
 from pathlib import Path
 
 from conftest import ROOT
+
+RULE = """Imports run one way: `app -> ui/, api/, cli/, serve/ -> service/ -> evaluation/ -> engines/`. A layer
+may import any layer below it (`api -> evaluation` and `ui -> engines` are such arrows). The faces ui/, api/,
+cli/ and serve/ do not import each other, nor the work queue (`engines.runtime.work_queue`): their requests
+take their turns through `service/`. Inside `engines/`, the engine families `engines/kokoro/` and
+`engines/qwen/` do not import each other; both may import `engines/runtime/` and the shared modules. Named
+exceptions: `engines/__main__.py -> cli` (the entry-point shim), `cli.commands -> serve` (the CLI's serve
+command starts the engine tier) and `ui.browser_kokoro -> api` (the page registers its scripts with the
+route that serves them). No modules import each other in a circle."""
 
 PACKAGES = ("app", "ui", "api", "cli", "serve", "service", "evaluation", "engines")
 LAYERS = (("app",), ("ui", "api", "cli", "serve"), ("service",), ("evaluation",), ("engines",))  # top first
@@ -33,8 +38,9 @@ SHIMS = {
     "cli.commands": frozenset({"serve"}),
     "ui.browser_kokoro": frozenset({"api"}),
 }
-NOT_FOR_FACES = ("engines.work_queue",)  # a face's request takes its turn through the service
-TABLE_ENTRY = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_]\w*")  # "engines.kokoro:KokoroEngine"
+NOT_FOR_FACES = ("engines.runtime.work_queue",)  # a face's request takes its turn through the service
+FAMILIES = ("engines.kokoro", "engines.qwen")  # engine families: none imports another
+TABLE_ENTRY = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_]\w*")  # "engines.kokoro.engine:KokoroEngine"
 
 
 def project_modules(root: Path) -> dict[str, Path]:
@@ -107,9 +113,19 @@ def wrong_way(graph: dict[str, set[str]]) -> list[str]:
         top = module.split(".")[0]
         forbidden = FORBIDDEN[top] - SHIMS.get(module, frozenset())
         for target in sorted(targets):
-            if target.split(".")[0] in forbidden or (top in FACES and target in NOT_FOR_FACES):
+            mine, theirs = _family(module), _family(target)
+            if (
+                target.split(".")[0] in forbidden
+                or (top in FACES and target in NOT_FOR_FACES)
+                or (mine and theirs and mine != theirs)
+            ):
                 problems.append(f"{module} imports {target}")
     return problems
+
+
+def _family(module: str) -> str | None:
+    """The engine family `module` belongs to, or None."""
+    return next((f for f in FAMILIES if module == f or module.startswith(f + ".")), None)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -153,8 +169,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_module_imports_against_the_layers():
     graph = import_graph(ROOT)
     assert {
-        "engines.registry",
-        "engines.kokoro",
+        "engines.runtime.registry",
+        "engines.kokoro.engine",
         "api.openai_speech",
         "cli.commands",
         "service.admission",
@@ -168,7 +184,9 @@ def test_no_modules_import_each_other_in_a_circle():
 
 def test_the_graph_sees_the_registry_table_and_the_shim():
     graph = import_graph(ROOT)
-    assert {"engines.kokoro", "engines.qwen"} <= graph["engines.registry"]  # "module:Class" strings
+    assert {"engines.kokoro.engine", "engines.qwen.engine"} <= graph[
+        "engines.runtime.registry"
+    ]  # "module:Class" strings
     assert "cli" in graph["engines.__main__"]  # the one upward import, allowed by name
     assert "engines.asr" in graph["engines.reference"] and "engines.asr" in graph["evaluation.metrics"]
 
@@ -188,24 +206,24 @@ CLEAN = {
     "app.py": "import ui\n",
     "ui/__init__.py": "from service import speak\nfrom evaluation import metrics\n",
     "service/__init__.py": "from .speak import speak\n",
-    "service/speak.py": "from evaluation import metrics\nfrom engines import work_queue\ndef speak(): ...\n",
+    "service/speak.py": "from evaluation import metrics\nfrom engines.runtime import work_queue\ndef speak(): ...\n",
     "api/__init__.py": "from .speech import router\n",
-    "api/speech.py": "from engines import registry\nrouter = None\n",
+    "api/speech.py": "from engines.runtime import registry\nrouter = None\n",
     "evaluation/__init__.py": "",
     "evaluation/metrics.py": "from engines.asr import transcribe\n",
     "cli/__init__.py": "from evaluation import metrics\n",
     "engines/__init__.py": "",
     "engines/__main__.py": "from cli import main\n",
     "engines/asr.py": "def transcribe(): ...\n",
-    "engines/registry.py": 'ENGINES = {"one": "engines.one:One"}\n',
+    "engines/runtime/registry.py": 'ENGINES = {"one": "engines.one:One"}\n',
     "engines/one.py": "from .asr import transcribe\nclass One: ...\n",
-    "engines/work_queue.py": "",
+    "engines/runtime/work_queue.py": "",
 }
 
 
 def test_a_clean_tree_passes_and_the_shim_may_import_the_cli(tmp_path):
     graph = import_graph(_tree(tmp_path, CLEAN))
-    assert graph["engines.__main__"] == {"cli"} and graph["engines.registry"] == {"engines.one"}
+    assert graph["engines.__main__"] == {"cli"} and graph["engines.runtime.registry"] == {"engines.one"}
     assert graph["api"] == {"api.speech"} and graph["evaluation.metrics"] == {"engines.asr"}
     assert wrong_way(graph) == [] and cycles(graph) == []
 
@@ -219,9 +237,12 @@ def test_a_face_importing_another_face_or_the_work_queue_is_caught(tmp_path):
     files = {
         **CLEAN,
         "ui/__init__.py": "from api import router\n",
-        "cli/__init__.py": "def main():\n    from engines import work_queue\n",
+        "cli/__init__.py": "def main():\n    from engines.runtime import work_queue\n",
     }
-    assert wrong_way(import_graph(_tree(tmp_path, files))) == ["cli imports engines.work_queue", "ui imports api"]
+    assert wrong_way(import_graph(_tree(tmp_path, files))) == [
+        "cli imports engines.runtime.work_queue",
+        "ui imports api",
+    ]
 
 
 def test_the_service_may_not_import_a_face(tmp_path):
@@ -239,10 +260,10 @@ def test_wrong_way_imports_by_string_and_relative_import_are_caught(tmp_path):
 
 
 def test_a_planted_cycle_through_the_registry_table_is_caught(tmp_path):
-    files = {**CLEAN, "engines/one.py": "class One:\n    def load(self):\n        from . import registry\n"}
+    files = {**CLEAN, "engines/one.py": "class One:\n    def load(self):\n        from .runtime import registry\n"}
     graph = import_graph(_tree(tmp_path, files))
     assert wrong_way(graph) == []
-    assert cycles(graph) == [["engines.one", "engines.registry"]]
+    assert cycles(graph) == [["engines.one", "engines.runtime.registry"]]
 
 
 def test_a_planted_three_module_cycle_is_caught(tmp_path):
@@ -253,3 +274,16 @@ def test_a_planted_three_module_cycle_is_caught(tmp_path):
         "engines/c.py": "def f():\n    from engines import a\n",
     }
     assert cycles(import_graph(_tree(tmp_path, files))) == [["engines.a", "engines.b", "engines.c"]]
+
+
+def test_one_engine_family_importing_another_is_caught(tmp_path):
+    files = {**CLEAN, "engines/qwen/engine.py": "from engines.kokoro import voices\n", "engines/kokoro/voices.py": ""}
+    assert wrong_way(import_graph(_tree(tmp_path, files))) == ["engines.qwen.engine imports engines.kokoro.voices"]
+
+
+def test_the_readme_and_the_layout_page_quote_the_rule_word_for_word():
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    for page in ("README.md", "docs/layout.md"):
+        assert words(RULE) in words((ROOT / page).read_text(encoding="utf-8")), f"{page}: quote RULE again"

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from api import kokoro_browser
-from engines import audio, registry
+from engines import audio
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, SynthesisRequest
+from engines.runtime import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background; it is easy."
@@ -222,9 +223,9 @@ def test_a_plan_flood_from_one_client_is_refused_at_its_allowance_and_others_sti
 def test_a_voice_found_for_the_visitors_clip_plans_with_its_own_style_rows_for_that_visitor_only(
     client, monkeypatch, tmp_path
 ):
-    """The page sends its owner token: a Kokoro voice found for this visitor's clip (`engines.kokoro_voices`)
+    """The page sends its owner token: a Kokoro voice found for this visitor's clip (`engines.kokoro.voices`)
     plans in the browser with its own table's rows; another visitor, or none, gets 404 for that name."""
-    from engines.kokoro_voices import save_found_voice
+    from engines.kokoro.voices import save_found_voice
     from service.owners import new_token, owner_of_token
 
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path / "library"))

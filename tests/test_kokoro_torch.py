@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from engines.base import InputError, SynthesisRequest, UnavailableError
-from engines.kokoro import KokoroEngine
-from engines.weights import resolve_kokoro
+from engines.kokoro.engine import KokoroEngine
+from engines.runtime.weights import resolve_kokoro
 
 
 def _tiny_env(mp: pytest.MonkeyPatch, folder) -> None:

@@ -1,4 +1,4 @@
-"""Kokoro inside a sentence: the front half once, the decoder in windows (`engines.kokoro_windows`).
+"""Kokoro inside a sentence: the front half once, the decoder in windows (`engines.kokoro.windows`).
 
 The PyTorch back-end runs on the tiny random model (no weights needed); the int8 ONNX one, split into
 front, source and decoder graphs, on the packaged model (slow: Whisper hears both renders).
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from engines.base import SAMPLE_RATE, SynthesisRequest
-from engines.kokoro import KokoroEngine
-from engines.kokoro_windows import FIRST_FRAMES, breaks_at_spaces, window_edges
+from engines.kokoro.engine import KokoroEngine
+from engines.kokoro.windows import FIRST_FRAMES, breaks_at_spaces, window_edges
 from engines.settings import SettingsError
 from evaluation.parity import mel_distance
 
@@ -146,7 +146,7 @@ def test_the_stream_plan_comes_from_kokoro_stream(monkeypatch):
 )
 def test_onnx_windows_agree_with_the_whole_render(packaged_kokoro):
     """The packaged int8 model split into front, source and decoder graphs: same length, same words."""
-    from engines.kokoro_backends import split_onnx
+    from engines.kokoro.backends import split_onnx
     from evaluation.parity import heard
 
     whole = packaged_kokoro

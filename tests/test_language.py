@@ -34,7 +34,7 @@ def test_every_language_name_the_engines_use_maps_to_a_whisper_code():
 
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-    from engines.kokoro_voices import ALIASES, LANGUAGES, catalogue
+    from engines.kokoro.voices import ALIASES, LANGUAGES, catalogue
 
     kokoro = {
         "American English": "en", "British English": "en", "Spanish": "es", "French": "fr", "Hindi": "hi",
@@ -75,7 +75,7 @@ def test_the_script_decides_the_language_when_none_is_set():
 
 def test_qwen_takes_its_own_names_or_their_iso_codes_and_auto_in_any_spelling():
     from engines.base import InputError
-    from engines.qwen import QwenCustomEngine
+    from engines.qwen.engine import QwenCustomEngine
 
     engine = QwenCustomEngine()  # not loaded: its languages come from voices/qwen.json
     assert [engine._language(x) for x in (None, "", "auto", "Auto")] == ["Auto"] * 4

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines import registry, wire
 from engines.base import AudioChunk, SynthesisRequest
+from engines.runtime import registry, wire
 from evaluation import parity
 
 

@@ -24,7 +24,7 @@ from gradio.context import LocalContext
 from engines import lexicon, voice_library
 from engines.base import InputError, SynthesisRequest
 from engines.lexicon import Entry
-from engines.weights import kokoro_vocabulary
+from engines.runtime.weights import kokoro_vocabulary
 
 DOG = "dˈɔɡ"  # misaki's phonemes for "dog"
 TRAIN = "tɹˈAn"  # and for "train"
@@ -54,7 +54,7 @@ def test_a_respelling_replaces_whole_words_in_any_case_and_keeps_the_punctuation
 
 
 def test_kokoros_g2p_says_an_entrys_phonemes_for_its_word_and_keeps_it_in_the_tokens():
-    from engines.kokoro import _make_g2p
+    from engines.kokoro.engine import _make_g2p
 
     g2p = _make_g2p("a")
     plain, _ = g2p("I saw a cat today.")
@@ -71,7 +71,7 @@ def test_the_mapping_an_engine_gets_is_its_column():
     assert lexicon.mapping(entries, lexicon.PHONEMES) == {"cat": DOG, "gif": "ɡˈɪf"}
     assert lexicon.mapping(entries, lexicon.RESPELLING) == {"Nguyen": "win", "gif": "ghiff"}
     assert lexicon.mapping(entries, "") == {}
-    from engines import registry
+    from engines.runtime import registry
 
     assert registry.capabilities("kokoro").lexicon == lexicon.PHONEMES
     assert registry.capabilities("qwen-custom").lexicon == registry.capabilities("qwen-clone").lexicon == "respelling"
@@ -87,7 +87,7 @@ class FakeQwen:
 
 
 def test_qwen_speaks_the_respelled_text_streamed_and_in_batches(monkeypatch):
-    from engines.qwen import QwenCustomEngine
+    from engines.qwen.engine import QwenCustomEngine
 
     engine = QwenCustomEngine()
     engine._model = FakeQwen()
@@ -262,7 +262,7 @@ def test_a_page_run_speaks_with_its_visitors_lexicon_only(visitors):
 
 
 def test_compare_and_batch_slots_speak_with_their_owners_lexicon(library):
-    from engines import registry
+    from engines.runtime import registry
     from evaluation.compare import parse_slot
 
     owner = "visitor:" + "d" * 32
@@ -410,7 +410,7 @@ def test_with_the_entry_the_recogniser_hears_the_other_word(packaged_kokoro):
 
 @pytest.mark.slow
 def test_try_it_speaks_the_word_without_and_with_the_entry_and_says_what_was_heard(visitors, monkeypatch):
-    from engines import registry
+    from engines.runtime import registry
     from ui import lexicon_panel as panel
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

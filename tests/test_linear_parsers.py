@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engines import kokoro, kokoro_voices, language, lexicon, text
+from engines import language, lexicon, text
 from engines.base import MAX_TEXT_CHARS, InputError, SynthesisRequest, check_lexicon_word
+from engines.kokoro import engine as kokoro
+from engines.kokoro import voices as kokoro_voices
 from engines.strict_json import BadJson
 from engines.strict_json import parse as parse_json
 from engines.voice_library import safe_name
@@ -150,7 +152,7 @@ def test_the_rewritten_parsers_keep_their_answers():
 def test_the_english_g2p_reads_a_blank_free_flood_in_linear_time():
     # misaki merges one blank-free run's sub-tokens in a quadratic loop: the engine cuts long runs first
     from engines.g2p_lock import locked
-    from engines.kokoro import _make_g2p
+    from engines.kokoro.engine import _make_g2p
 
     g2p = locked(_make_g2p("a"))
     small, large = "[a](/" * 100, "[a](/" * 1_000  # the large one is the text cap, 5,000 characters

@@ -23,9 +23,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api import router
-from engines import registry, work_queue
 from engines.audio import FORMATS, MEDIA_TYPES, integrated_loudness
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, EngineError
+from engines.runtime import registry, work_queue
 
 VOICE = "jm_kumo"  # packaged offline voice
 SHORT = "Rice is often served in round bowls."

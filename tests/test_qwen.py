@@ -15,7 +15,7 @@ from conftest import ROOT
 
 from engines import voice_library
 from engines.base import InputError, SynthesisRequest, UnavailableError
-from engines.qwen import FRAMES_PER_SECOND, QwenCloneEngine, QwenCustomEngine, batches, sentences, token_cap
+from engines.qwen.engine import FRAMES_PER_SECOND, QwenCloneEngine, QwenCustomEngine, batches, sentences, token_cap
 from engines.reference import load_reference
 from evaluation.compare import Slot, similarity_reference
 

@@ -1,4 +1,4 @@
-"""Batching across visitors (`engines.qwen_batcher`) on the tiny random Qwen3-TTS checkpoints.
+"""Batching across visitors (`engines.qwen.batcher`) on the tiny random Qwen3-TTS checkpoints.
 
 Counted, never timed: the `generate_*` calls and the rows of each, per-request chunk texts and order.
 Where audio is compared, generation is made greedy (deterministic) by the spy that counts the calls.
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines import registry, timing, work_queue
 from engines.base import SynthesisRequest
-from engines.qwen import BATCH_SIZE, QwenCloneEngine, QwenCustomEngine
-from engines.qwen_batcher import batch_wait_s
+from engines.qwen.batcher import batch_wait_s
+from engines.qwen.engine import BATCH_SIZE, QwenCloneEngine, QwenCustomEngine
 from engines.reference import load_reference
+from engines.runtime import registry, timing, work_queue
 from engines.settings import SettingsError
 
 SAMPLES_PER_FRAME = 1920

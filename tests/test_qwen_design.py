@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines import registry, voice_library
+from engines import voice_library
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest, UnavailableError
-from engines.qwen_design import PRESETS, QwenDesignEngine
+from engines.qwen.design import PRESETS, QwenDesignEngine
+from engines.runtime import registry
 
 SAMPLES_PER_FRAME = 1920
 DESCRIPTION = "A warm, low-pitched narrator in his sixties, slow and calm."

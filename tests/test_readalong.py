@@ -13,7 +13,7 @@ import pytest
 
 from engines.asr import HeardWord
 from engines.base import AudioChunk, UnavailableError, WordTiming
-from engines.timing import RunStats
+from engines.runtime.timing import RunStats
 from evaluation.alignment import align_words
 from evaluation.compare import ClipResult, Slot
 from evaluation.pair import SlotChunk, SlotStarted

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engines.base import InputError
-from engines.lru import BoundedLRU, sizeof
+from engines.runtime.lru import BoundedLRU, sizeof
 from evaluation.arena import Arena
 from ui.janitor import Janitor
 
@@ -188,7 +188,7 @@ def test_the_lru_is_bounded_by_count_and_by_bytes():
 
 
 def test_the_clone_prompt_cache_is_bounded(monkeypatch):
-    from engines import qwen
+    from engines.qwen import engine as qwen
     from engines.reference import Reference
 
     engine = qwen.QwenCloneEngine()

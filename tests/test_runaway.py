@@ -1,4 +1,4 @@
-"""The runaway guard for Qwen3-TTS (`engines.runaway`, applied in `engines.qwen_batcher`).
+"""The runaway guard for Qwen3-TTS (`engines.qwen.runaway`, applied in `engines.qwen.batcher`).
 
 The tiny random checkpoints never emit their end code, so without the guard every sentence runs to
 the token cap; the guard must stop each at its bound. Everything is counted in frames (talker steps,
@@ -13,11 +13,11 @@ import threading
 import numpy as np
 import pytest
 
-from engines import runaway
 from engines.base import SynthesisRequest
-from engines.qwen import FRAMES_PER_SECOND, QwenCustomEngine, token_cap
-from engines.runaway import REPEATING, TOO_LONG, LoopDetector, RowGuard, bound_s, find_loop
-from engines.timing import RunStats, measured
+from engines.qwen import runaway
+from engines.qwen.engine import FRAMES_PER_SECOND, QwenCustomEngine, token_cap
+from engines.qwen.runaway import REPEATING, TOO_LONG, LoopDetector, RowGuard, bound_s, find_loop
+from engines.runtime.timing import RunStats, measured
 
 SAMPLES_PER_FRAME = 1920  # 24 kHz / 12.5 Hz
 SHORT = "Hello there."
@@ -279,7 +279,7 @@ def test_a_looping_row_is_cut_where_the_loop_began_before_its_bound(engine, spy)
 # ----- where the notice and the figures reach ------------------------------------------------------
 def test_a_chunk_keeps_its_notice_and_figures_across_the_engine_tier_wire():
     from engines.base import AudioChunk
-    from engines.wire import chunk_frame, read_frames
+    from engines.runtime.wire import chunk_frame, read_frames
 
     figures = {"reason": TOO_LONG, "bound_s": 3.0, "observed_s": 3.0, "kept_s": 3.0, "retried": False}
     chunk = AudioChunk(np.zeros(480, np.float32), "", "", 2, notes=(runaway.notice(figures),), stops=(figures,))
@@ -295,7 +295,7 @@ def v1(qwen_dirs, monkeypatch, spy):
     from fastapi.testclient import TestClient
 
     from api import router
-    from engines import registry
+    from engines.runtime import registry
 
     monkeypatch.setenv("QWEN_CUSTOM_VOICE_MODEL", str(qwen_dirs["custom"]))
     monkeypatch.setenv("TORCH_THREADS", "1")

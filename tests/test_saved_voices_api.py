@@ -12,7 +12,8 @@ from test_qwen import wav_bytes
 
 from api import router
 from api.auth import owner_of_key
-from engines import registry, voice_library
+from engines import voice_library
+from engines.runtime import registry
 
 ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789"
 

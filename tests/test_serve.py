@@ -26,11 +26,12 @@ pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 from ray import serve  # noqa: E402
 
-from engines import registry, voice_library  # noqa: E402
+from engines import voice_library  # noqa: E402
 from engines.base import EngineError, InputError, SynthesisRequest  # noqa: E402
-from engines.kokoro import KokoroEngine  # noqa: E402
-from engines.remote import RemoteEngine  # noqa: E402
-from engines.wire import REPLICA_FAILED  # noqa: E402
+from engines.kokoro.engine import KokoroEngine  # noqa: E402
+from engines.runtime import registry  # noqa: E402
+from engines.runtime.remote import RemoteEngine  # noqa: E402
+from engines.runtime.wire import REPLICA_FAILED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -201,7 +202,7 @@ def test_a_found_kokoro_voice_is_sent_with_the_request_after_the_owner_check(tie
     """A found voice made of jm_kumo's own table: through the tier it says what jm_kumo says, sample for sample
     (the replica keeps no library: the table comes with the request); for another owner it is unknown."""
     monkeypatch.setenv("VOICE_LIBRARY_DIR", str(tmp_path))
-    from engines.kokoro_voices import PACK_SHAPE, save_found_voice
+    from engines.kokoro.voices import PACK_SHAPE, save_found_voice
 
     save_found_voice("Twin", local_kokoro.style_table("jm_kumo").reshape(PACK_SHAPE), "alice")
     engine = RemoteEngine("kokoro", tier, registry.capabilities("kokoro"))

@@ -32,14 +32,14 @@ def test_the_serve_config_is_a_valid_ray_serve_deploy_config():
 
 
 def test_the_serve_config_names_every_engine_of_the_registry():
-    from engines import registry
+    from engines.runtime import registry
 
     (application,) = _config()["applications"]
     assert application["args"]["engines"] == list(registry.ENGINES)
 
 
 def test_qwen_replicas_take_a_batch_of_requests_and_kokoro_one_at_a_time():
-    from engines.qwen import BATCH_SIZE
+    from engines.qwen.engine import BATCH_SIZE
 
     deployments = {d["name"]: d for d in _config()["applications"][0]["deployments"]}
     assert deployments["kokoro"]["max_ongoing_requests"] == 1

@@ -171,7 +171,7 @@ def _free_port() -> int:
 
 
 def test_the_apps_remote_client_sends_the_token(monkeypatch):
-    from engines.remote import RemoteEngine
+    from engines.runtime.remote import RemoteEngine
 
     monkeypatch.setenv("ENGINE_SERVER_TOKEN", TOKEN)
     seen = []

@@ -1,4 +1,4 @@
-"""The wire format between the app and the engine tier (`engines/wire.py`), without Ray."""
+"""The wire format between the app and the engine tier (`engines/runtime/wire.py`), without Ray."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engines import wire
 from engines.base import AudioChunk, BusyError, EngineError, InputError, SynthesisRequest, UnavailableError, WordTiming
 from engines.reference import Reference
+from engines.runtime import wire
 
 
 def _chunk(index: int) -> AudioChunk:
@@ -140,8 +140,8 @@ def test_a_bad_request_is_refused_in_one_sentence(body, message):
 
 
 def test_engine_server_makes_the_registry_build_remote_engines_that_say_when_it_is_down(monkeypatch):
-    from engines import registry
-    from engines.remote import RemoteEngine
+    from engines.runtime import registry
+    from engines.runtime.remote import RemoteEngine
 
     monkeypatch.setenv("ENGINE_SERVER", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setattr(registry, "_instances", {})

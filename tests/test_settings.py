@@ -154,9 +154,9 @@ def test_the_code_reads_the_environment_only_through_the_settings():
 
 
 def test_the_app_reads_its_settings_at_use_time(monkeypatch):
-    from engines.qwen_batcher import batch_wait_s
+    from engines.qwen.batcher import batch_wait_s
     from engines.reference import upload_limit_bytes
-    from engines.work_queue import max_waiting_per_caller
+    from engines.runtime.work_queue import max_waiting_per_caller
     from service.limits import rate_from_env
 
     for name, value in (("API_RATE_PER_MIN", "4"), ("BATCH_WAIT_MS", "250"), ("MAX_UPLOAD_MB", "2"),

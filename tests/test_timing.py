@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.timing import RunStats
+from engines.runtime.timing import RunStats
 
 
 def test_underruns_count_chunks_that_arrive_after_the_audio_before_them_ran_out():

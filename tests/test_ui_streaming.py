@@ -9,7 +9,7 @@ import numpy as np
 
 from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import AudioChunk, SynthesisRequest
-from engines.timing import RunStats
+from engines.runtime.timing import RunStats
 from evaluation.compare import ClipResult, Slot
 from evaluation.pair import Measuring, SlotChunk, SlotFinished, SlotStarted
 from ui import streaming

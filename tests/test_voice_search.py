@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engines import registry
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
-from engines.kokoro_voices import PACK_SHAPE, load_found_voice, save_found_voice
+from engines.kokoro.voices import PACK_SHAPE, load_found_voice, save_found_voice
+from engines.runtime import registry
 from engines.voice_library import OPERATOR
 
 TEXT = "The children ran down to the river to play."
@@ -32,7 +32,7 @@ def offline(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_a_voice_found_for_a_clip_beats_its_start_is_saved_and_speaks_by_name(offline, capsys):
     from engines.__main__ import main
-    from engines.timing import synthesize
+    from engines.runtime.timing import synthesize
 
     clip, _, _ = synthesize("kokoro", SynthesisRequest(TEXT, TARGET, language="en"))
     sf.write(offline / "target.wav", clip, SAMPLE_RATE)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engines.base import InputError
-from engines.kokoro_voices import auto_language, blend, catalogue, language_code, parse_voice_spec
+from engines.kokoro.voices import auto_language, blend, catalogue, language_code, parse_voice_spec
 
 
 def test_catalogue_has_the_54_official_voices():

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engines import weights
 from engines.base import SynthesisRequest, UnavailableError
-from engines.kokoro import KokoroEngine
+from engines.kokoro.engine import KokoroEngine
+from engines.runtime import weights
 from engines.settings import SettingsError
 
 

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from engines import registry, timing, work_queue
 from engines.base import AudioChunk, BusyError, EngineError, EngineInfo, SynthesisRequest
+from engines.runtime import registry, timing, work_queue
 
 _ids = itertools.count()
 

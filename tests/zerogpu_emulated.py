@@ -14,9 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import spaces.zero.client as zero_client  # noqa: E402  (first, as on a Space: it patches PyTorch)
 from spaces.zero.gradio import error  # noqa: E402
 
-from engines import device, gpu  # noqa: E402
 from engines.base import SynthesisRequest  # noqa: E402
-from engines.kokoro import KokoroEngine  # noqa: E402
+from engines.kokoro.engine import KokoroEngine  # noqa: E402
+from engines.runtime import device, gpu  # noqa: E402
 
 asked: list[float] = []
 

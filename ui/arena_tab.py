@@ -36,9 +36,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engines import registry
 from engines.base import SAMPLE_RATE, EngineError, InputError
 from engines.language import iso_code
+from engines.runtime import registry
 from engines.strict_json import parse as parse_json
 from engines.voice_library import arena_voices
 from evaluation import prompts

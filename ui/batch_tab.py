@@ -14,12 +14,12 @@ from pathlib import Path
 import gradio as gr
 
 from engines import language as languages
-from engines import registry
 from engines.base import InputError
 from engines.batch import parse, zip_folder
-from engines.kokoro_voices import list_found_voices
+from engines.kokoro.voices import list_found_voices
 from engines.lexicon import load as load_lexicon
 from engines.reference import read_upload
+from engines.runtime import registry
 from engines.voice_library import list_voices
 from evaluation.alignment import align_manifest
 from service import batch

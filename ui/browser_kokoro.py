@@ -17,7 +17,8 @@ from pathlib import Path
 import gradio as gr
 
 from api import kokoro_browser
-from engines import lexicon, registry
+from engines import lexicon
+from engines.runtime import registry
 
 from .lexicon_panel import visitor
 from .player import StreamPlayer

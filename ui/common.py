@@ -16,11 +16,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from engines import registry, stop
 from engines.audio import write
 from engines.base import EngineError, SynthesisRequest
-from engines.kokoro_voices import list_found_voices
-from engines.timing import RunStats
+from engines.kokoro.voices import list_found_voices
+from engines.runtime import registry, stop
+from engines.runtime.timing import RunStats
 from service import speech
 from service.speech import Ticket
 

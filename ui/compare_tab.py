@@ -26,10 +26,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from engines import registry
 from engines.base import EngineError, InputError
 from engines.lexicon import owner_mapping
 from engines.reference import load_reference, read_upload
+from engines.runtime import registry
 from engines.voice_library import list_voices, shared
 from evaluation import browser_clip
 from evaluation.arena import Arena

@@ -2,7 +2,7 @@
 rest is generated, with phonemes, word timings and the shared Output section.
 
 UI only: every model call goes through the engine registry, every figure shown comes from
-`engines.timing`; errors reach the user as one sentence.
+`engines.runtime.timing`; errors reach the user as one sentence.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from engines import registry
 from engines.audio import join
 from engines.base import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest
-from engines.kokoro_voices import LANGUAGES
+from engines.kokoro.voices import LANGUAGES
 from engines.language import AUTO
-from engines.timing import RunStats
+from engines.runtime import registry
+from engines.runtime.timing import RunStats
 from service import speech
 
 from . import browser_kokoro, lexicon_panel, voice_search_panel

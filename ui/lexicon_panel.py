@@ -18,9 +18,10 @@ import gradio as gr
 import numpy as np
 from gradio.context import Context, LocalContext
 
-from engines import lexicon, registry
+from engines import lexicon
 from engines.base import SAMPLE_RATE, InputError, SynthesisRequest
-from engines.weights import kokoro_vocabulary
+from engines.runtime import registry
+from engines.runtime.weights import kokoro_vocabulary
 from evaluation.lexicon_check import carrier, heard_as
 from service import lexicon as lexicons
 from service import speech

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator
 
 import gradio as gr
 
-from engines import registry
 from engines.audio import OutputSettings, join
 from engines.base import MAX_INSTRUCT_CHARS, SAMPLE_RATE, InputError, SynthesisRequest
 from engines.language import AUTO
-from engines.qwen import catalogue
-from engines.qwen_design import PRESETS
+from engines.qwen.design import PRESETS
+from engines.qwen.engine import catalogue
 from engines.reference import Reference, load_reference, read_upload
-from engines.timing import RunStats
+from engines.runtime import registry
+from engines.runtime.timing import RunStats
 from engines.voice_library import list_voices, safe_name, voice_exists
 from service import voices
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from engines import registry
 from engines.base import MAX_TEXT_CHARS
+from engines.runtime import registry
 from engines.script import MAX_SCRIPT_CHARS, NARRATOR, default_voice, parse, parse_cast, roles
 from service.script import DEFAULT_GAP_S, MAX_GAP_S, render_take, take_lines
 

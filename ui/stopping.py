@@ -9,7 +9,7 @@ that races the page's own bookkeeping: on Compare it left red "Error" badges on 
 
 Here the run stops itself, and ends as a finished event would: `stoppable(fn)` runs the handler's steps
 in worker threads from an async wrapper that looks every `POLL_S` whether this page session pressed
-Stop (`bind_stop`); then it abandons the step in progress, stops the run's `engines.stop` scope (which
+Stop (`bind_stop`); then it abandons the step in progress, stops the run's `engines.runtime.stop` scope (which
 cuts the model call short where the engine can: Kokoro on ONNX Runtime) and returns. The generator is
 closed in the background once its step returns (which ends its turn in the engine's line; a new run
 that comes first waits in that line and says so).
@@ -31,7 +31,7 @@ import gradio as gr
 from anyio import to_thread
 from gradio.context import LocalContext
 
-from engines import stop as stopping
+from engines.runtime import stop as stopping
 
 STOPPED = "Stopped."
 POLL_S = 0.1  # how often a running event looks whether its visitor pressed Stop
@@ -80,7 +80,7 @@ class _Run:
                 task.cancel()
 
     def end(self) -> None:
-        self.scope.stop()  # the model call in progress, if any, is cut short (`engines.stop`)
+        self.scope.stop()  # the model call in progress, if any, is cut short (`engines.runtime.stop`)
         with _runs_lock:
             runs = _runs.get(self.slot, set())
             runs.discard(self.scope)

@@ -17,7 +17,7 @@ import numpy as np
 
 from engines.audio import OutputSettings, StreamLeveler, to_int16
 from engines.base import AudioChunk, SynthesisRequest
-from engines.timing import RunStats, timed_stream
+from engines.runtime.timing import RunStats, timed_stream
 from evaluation.pair import PairEvent, SlotChunk, SlotFailed, SlotFinished, SlotStarted
 
 from .common import wait_for_turn

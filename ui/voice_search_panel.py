@@ -2,7 +2,7 @@
 
 The search (`evaluation.voice_search`) runs in a worker thread under a progress bar that shows the best
 similarity so far; Stop ends it early and keeps the best voice found by then. The voice is saved in the
-visitor's library (`engines.kokoro_voices.save_found_voice`, safetensors in the official layout) and is
+visitor's library (`engines.kokoro.voices.save_found_voice`, safetensors in the official layout) and is
 theirs alone: spoken here with "Try it", and by name on `/v1` and, for the operator's, the CLI. One
 search runs at a time on this server (each holds the CPU for up to `MAX_BUDGET_S`).
 """
@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from engines import stop as stopping
 from engines.base import InputError, SynthesisRequest
-from engines.kokoro_voices import list_found_voices, save_found_voice
+from engines.kokoro.voices import list_found_voices, save_found_voice
 from engines.reference import load_reference, read_upload
+from engines.runtime import stop as stopping
 from engines.voice_library import safe_name
 from evaluation.voice_search import Found, Progress, VoiceSearch, searching_engine
 from service import admission, speech, voices

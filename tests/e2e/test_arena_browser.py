@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from test_player_browser import TEXTS, assert_audible_run, stats, wait_run_ended
 
-from engines.qwen import FRAMES_PER_SECOND, token_cap
+from engines.qwen.engine import FRAMES_PER_SECOND, token_cap
 from evaluation.prompts import prompts
 
 pytestmark = pytest.mark.slow
@@ -300,7 +300,7 @@ def test_three_blind_pairs_play_name_nothing_before_the_vote_and_need_listening(
         page.close()
     # Longer texts, longer clips: each pair played its own text. Kokoro's length follows the text; the tiny
     # random-weight Qwen stops wherever its sampled end token falls, so only its bound is checked: never
-    # longer than `engines.qwen.token_cap` allows for the text it was given.
+    # longer than `engines.qwen.engine.token_cap` allows for the text it was given.
     kokoro = durations["kokoro:jm_kumo"]
     assert kokoro == sorted(kokoro) and len(set(kokoro)) == len(TEXTS), kokoro
     for text, seconds in zip(TEXTS, durations["qwen-custom:Ryan"], strict=True):

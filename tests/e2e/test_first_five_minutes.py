@@ -26,14 +26,14 @@ from engines.base import MAX_TEXT_CHARS
 pytestmark = pytest.mark.slow
 
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
-LONG = " ".join(
+THREE = " ".join(
     [
         "The birch canoe slid on the smooth planks, and the sheet was glued to the dark blue background.",
         "It is easy to tell the depth of a well, because these days a chicken leg is a rare dish.",
         "Rice is often served in round bowls, and the juice of lemons makes fine punch.",
     ]
-    * 3
-)
+)  # about 16 s of speech: still being made when Stop is clicked, short enough to play to its end in a test
+LONG = " ".join([THREE] * 3)
 BADGES = '[data-testid="status-tracker"] .error'  # Gradio's red "Error" badge on an output
 OPERATOR = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|arena\.sqlite3|\(from the turn\)|\bG2P\b|real-time factor")
 
@@ -287,7 +287,7 @@ def test_kokoro_stop_then_generate_starts_the_new_run_and_stops_calmly(browser, 
     visit = Visit(browser, fresh_url, DESKTOP, shots, "kokoro")
     page = visit.page
     try:
-        page.locator("#kokoro-text textarea").fill(LONG)
+        page.locator("#kokoro-text textarea").fill(THREE)
         took = stop_then_go(visit, "#kokoro-generate", "#kokoro-stop", ["#kokoro-status"], "Streaming", "stop")
         print(f"Kokoro: the new run showed {took:.1f} s after Generate")
         page.locator("#kokoro-status", has_text="Finished").wait_for(timeout=600_000)
@@ -369,7 +369,7 @@ def test_qwen_preset_stop_then_generate(browser, app_url, shots):
         visit.tab("Qwen3-TTS")
         assert page.locator("#qwen-preset-generate").is_enabled()
         assert not page.locator("#qwen-preset-off").is_visible()
-        page.locator("#qwen-preset-text textarea").fill(LONG[:300])
+        page.locator("#qwen-preset-text textarea").fill(THREE[:150])
         stop_then_go(
             visit, "#qwen-preset-generate", "#qwen-preset-stop", ["#qwen-preset-status"], "Streaming", "preset"
         )

@@ -56,7 +56,7 @@ def render_in_browser(page, text: str, voice: str) -> tuple[np.ndarray, int, dic
 @pytest.fixture(scope="module")
 def server_kokoro():
     """The registry's Kokoro in this process, offline: the packaged int8 ONNX model."""
-    from engines import registry
+    from engines.runtime import registry
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import InputError, shown
-from .language import has_kana_or_han, is_auto
+from engines.base import InputError, shown
+from engines.language import has_kana_or_han, is_auto
 
-CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "kokoro.json"
+CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "voices" / "kokoro.json"
 LANGUAGES: dict[str, str] = {
     "a": "American English",
     "b": "British English",
@@ -116,7 +116,7 @@ PACK_SHAPE = (510, 1, 256)  # the official voices' layout (`voices/*.pt`)
 
 
 def _found_folder(owner: str | None):
-    from .voice_library import OPERATOR, library_dir, owner_folder, shared
+    from engines.voice_library import OPERATOR, library_dir, owner_folder, shared
 
     if shared():
         return library_dir() / FOUND_FOLDER
@@ -136,7 +136,7 @@ def save_found_voice(name: str, pack: np.ndarray, owner: str | None, overwrite: 
     (510, 1, 256) layout, `meta` as its string metadata); returns its slug."""
     from safetensors.numpy import save
 
-    from .voice_library import _atomic_write, safe_name
+    from engines.voice_library import _atomic_write, safe_name
 
     slug = safe_name(name)
     if slug in catalogue():
@@ -158,7 +158,7 @@ def load_found_voice(name: str, owner: str | None) -> np.ndarray | None:
     voice's name is never a found voice: `save_found_voice` refuses it)."""
     from safetensors.numpy import load
 
-    from .voice_library import safe_name
+    from engines.voice_library import safe_name
 
     if name in catalogue():
         return None

@@ -1,4 +1,4 @@
-"""The `qwen_tts` package, imported quietly: a leaf that `engines.qwen` (the model class) and
+"""The `qwen_tts` package, imported quietly: a leaf that `engines.qwen.engine` (the model class) and
 `engines.voice_library` (the saved prompt's item class) both use, so neither imports the other."""
 
 from __future__ import annotations

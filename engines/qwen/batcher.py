@@ -18,7 +18,7 @@ every `STREAM_FRAMES` frames with up to `LEFT_CONTEXT` frames of context (the re
 ICL cloning), so the pieces join into what a whole-clip decode gives. Later sentences come whole,
 one chunk each, from the package's own decode. Each visitor gets their own `AudioChunk`s in order.
 
-The same hook runs the runaway guard (`engines.runaway`): a row that passes the bound its text
+The same hook runs the runaway guard (`engines.qwen.runaway`): a row that passes the bound its text
 allows, or whose frames loop, gets its end code as its next token, so it ends while the other rows go
 on (the step ends when they all have). Stopped rows nobody has heard yet are generated once more,
 together, with a new torch seed, in the same step (so chunks stay in order); what is kept is cut where
@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import fade_edges
-from .base import SAMPLE_RATE, AudioChunk
-from .runaway import RowGuard, notice
-from .settings import settings
+from engines.audio import fade_edges
+from engines.base import SAMPLE_RATE, AudioChunk
+from engines.qwen.runaway import RowGuard, notice
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class QwenBatcher:
 
     def _execute(self, rows: list[Row]) -> list[tuple[Job, str, object]]:
         """One batched `generate`: stream the first sentences frame by frame, hand out the rest whole.
-        Rows the runaway guard stopped (`engines.runaway`) and nobody has heard yet are generated once
+        Rows the runaway guard stopped (`engines.qwen.runaway`) and nobody has heard yet are generated once
         more, together, with a new seed. Returns what to tell the requests it ended: ("done", None) or
         ("error", exception)."""
         model = self._model()

@@ -1,7 +1,7 @@
 """One work queue per engine, fair across callers: admission, turns, place in line, wait estimates.
 
 Every way in (the page's events, the Gradio API and MCP, `/v1`, the CLI) takes its turn here, through
-`engines.timing`: a request enters its engine's line (`enter`, or `turn` as a context manager), waits
+`engines.runtime.timing`: a request enters its engine's line (`enter`, or `turn` as a context manager), waits
 until it reaches the head and the engine is free, runs, and leaves, which hands the engine to the next
 one. A plain lock would let any waiter win; here the order of service is fixed.
 
@@ -16,7 +16,7 @@ tickets may wait; past it `enter` raises `BusyError` at once. On an engine that 
 time, a running request steps aside while each of its chunks is delivered (`Ticket.step_aside`: the
 engine is free while the chunk is encoded and sent, however slowly its client reads) and comes back first
 in its own caller's line for the next one (`Ticket.resume`), so neither a long request nor a slow reader
-holds everyone else's first audio. A chunk's model call can also give way mid-way (`engines.give_way`,
+holds everyone else's first audio. A chunk's model call can also give way mid-way (`engines.runtime.give_way`,
 around a call that can be cut short, e.g. by ONNX Runtime's terminate flag): when a caller who has used
 the engine less lately arrives while it runs (and the request has already delivered its first chunk),
 the call is cut short, the newcomer goes, and the chunk is computed again
@@ -53,9 +53,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import registry
-from .base import BusyError, EngineError
-from .settings import settings
+from engines.base import BusyError, EngineError
+from engines.runtime import registry
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class Ticket:
         return self.wait_turn(cancelled)
 
     def take_paused(self) -> float:
-        """Seconds this ticket waited again after giving way since last asked (`engines.timing` takes them
+        """Seconds this ticket waited again after giving way since last asked (`engines.runtime.timing` takes them
         out of the run's figures)."""
         paused, self.paused_s = self.paused_s, 0.0
         return paused

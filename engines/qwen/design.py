@@ -1,5 +1,5 @@
 """Qwen3-TTS VoiceDesign (`qwen-design`): speech in a voice described in words ("a warm, low-pitched
-narrator in his sixties, slow and calm"), streamed like the other Qwen3-TTS engines (`engines.qwen`).
+narrator in his sixties, slow and calm"), streamed like the other Qwen3-TTS engines (`engines.qwen.engine`).
 
 The description is the request's `instruct`. The engine's voices are ready-made descriptions
 (`PRESETS`), so every way in that lists voices (Compare, Arena, Batch, `/v1`) can use it as it is;
@@ -11,9 +11,9 @@ varies from line to line; to keep one, clone a designed clip with the Base model
 
 from __future__ import annotations
 
-from .base import Capabilities, EngineInfo, InputError, SynthesisRequest, VoiceInfo
-from .lexicon import RESPELLING
-from .qwen import MODELS, QwenEngine, catalogue
+from engines.base import Capabilities, EngineInfo, InputError, SynthesisRequest, VoiceInfo
+from engines.lexicon import RESPELLING
+from engines.qwen.engine import MODELS, QwenEngine, catalogue
 
 NAME = "Qwen3-TTS VoiceDesign"
 MODELS["design"] = ("QWEN_VOICE_DESIGN_MODEL", NAME)  # the family's table

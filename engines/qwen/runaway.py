@@ -1,8 +1,8 @@
 """The runaway guard for Qwen3-TTS: how long a sentence may speak, and when its codec frames loop.
 
 Qwen3-TTS sometimes does not end a sentence: it goes on past the text or repeats itself until the
-token cap (`engines.qwen.token_cap`: 0.2 s per character + 3 s, which is tighter than speech only for
-CJK text, where it is raised to a quarter over this guard's bound). The batcher (`engines.qwen_batcher`)
+token cap (`engines.qwen.engine.token_cap`: 0.2 s per character + 3 s, which is tighter than speech only for
+CJK text, where it is raised to a quarter over this guard's bound). The batcher (`engines.qwen.batcher`)
 gives every row of a step a `RowGuard`, fed each frame's codes as they are sampled; the guard stops
 the row when
 

@@ -3,7 +3,7 @@
 `registry` builds a `RemoteEngine` for each engine id when `ENGINE_SERVER` names the tier's HTTP address
 (e.g. `http://head:8000`). `info()` comes from the server's `GET /info` (cached for a moment: voices,
 backend, device, live replicas and the requests it takes at once); `stream()` posts the request and reads
-the framed chunks back (`engines/wire.py`, which documents the format). A saved clone voice is loaded here,
+the framed chunks back (`engines/runtime/wire.py`, which documents the format). A saved clone voice is loaded here,
 from this app's own voice library after its owner check, and sent with the request (a found Kokoro voice's
 style table likewise): replicas keep no visitor state. Errors arrive as the engines' own error types with
 their one sentence; a lost replica or an unreachable server is one sentence too. With `ENGINE_SERVER_TOKEN`
@@ -23,8 +23,8 @@ from dataclasses import replace
 import httpx
 import numpy as np
 
-from .audio import join
-from .base import (
+from engines.audio import join
+from engines.base import (
     AudioChunk,
     Capabilities,
     EngineError,
@@ -34,8 +34,8 @@ from .base import (
     UnavailableError,
     VoiceInfo,
 )
-from .settings import settings
-from .wire import REPLICA_FAILED, SERVER_UNREACHABLE, read_frames, request_to_json
+from engines.runtime.wire import REPLICA_FAILED, SERVER_UNREACHABLE, read_frames, request_to_json
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,11 @@ class RemoteEngine:
             and request.clone_prompt is None
             and request.voice
         ):
-            from .voice_library import stored_voice  # the owner check stays in this app
+            from engines.voice_library import stored_voice  # the owner check stays in this app
 
             saved = stored_voice(request.voice, request.owner)
         if self.CAPABILITIES.found_voices and request.style_table is None and request.voice and request.owner:
-            from .kokoro_voices import load_found_voice  # the owner check stays in this app
+            from engines.kokoro.voices import load_found_voice  # the owner check stays in this app
 
             table = load_found_voice(request.voice, request.owner)
             if table is not None:
@@ -114,7 +114,7 @@ class RemoteEngine:
     # ----- cloning (saving a voice) ------------------------------------------------------
     def clone_prompt(self, reference, reference_text: str | None, x_vector_only: bool) -> list:
         """The clone prompt for a reference clip, made by a replica (the app then saves it)."""
-        from .voice_library import prompt_from_stored
+        from engines.voice_library import prompt_from_stored
 
         request = SynthesisRequest(
             text="-", voice="", reference=reference, reference_text=reference_text, x_vector_only=x_vector_only

@@ -2,7 +2,7 @@
 
 Every figure the UI, the CLI `bench` command and the API report comes from here, measured on the
 run itself: nothing is estimated. Every run takes its turn in the engine's work queue
-(`engines.work_queue`, first come, first served) and records how long it waited there
+(`engines.runtime.work_queue`, first come, first served) and records how long it waited there
 (`queue_wait_s`) apart from the synthesis, whose figures start when the turn has come.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import give_way, gpu, registry, work_queue
-from .audio import join
-from .base import AudioChunk, Engine, SynthesisRequest
-from .work_queue import Ticket
+from engines.audio import join
+from engines.base import AudioChunk, Engine, SynthesisRequest
+from engines.runtime import give_way, gpu, registry, work_queue
+from engines.runtime.work_queue import Ticket
 
 
 @dataclass
@@ -35,7 +35,7 @@ class RunStats:
     queue_wait_s: float | None = None  # seconds in the engine's line before synthesis began
     cancelled: bool = False  # the client went away: the run stopped after the chunk in progress
     notes: list[str] = field(default_factory=list)  # the chunks' notes (`AudioChunk.notes`), in order
-    stops: list[dict] = field(default_factory=list)  # sentences the runaway guard stopped (`engines.runaway`)
+    stops: list[dict] = field(default_factory=list)  # sentences the runaway guard stopped (`engines.qwen.runaway`)
 
     @property
     def rtf(self) -> float | None:
@@ -129,7 +129,7 @@ def measured(
     `aside()` runs as each chunk is handed on and `between()` once the next is asked for (it stops the run
     when it says False): the time from one to the other (the chunk's delivery, another caller's turn) is
     not the run's. `turn`: the ticket whose model calls these are (a call may give way to another caller,
-    `engines.give_way.yielding`; the wait for the turn again is not the run's time either). A request's
+    `engines.runtime.give_way.yielding`; the wait for the turn again is not the run's time either). A request's
     first chunk never gives way: that would delay its first audio, the figure the line protects."""
     start = time.perf_counter()
     with closing(gpu.stream(engine, request)) as chunks:  # on ZeroGPU: one GPU call

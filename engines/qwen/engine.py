@@ -5,14 +5,14 @@ Weights come from `QWEN_CUSTOM_VOICE_MODEL` / `QWEN_BASE_MODEL` (hub id or local
 work the same way). The package has no audio streaming, so the first sentence is streamed frame by
 frame (a forward hook collects the codec frames as they are sampled and the codec decodes them a
 second at a time, with left context) and the rest come sentence by sentence, in groups of similar
-length. Every request goes through its model's batcher (`engines.qwen_batcher`), which generates
+length. Every request goes through its model's batcher (`engines.qwen.batcher`), which generates
 the sentences of concurrent requests in shared `generate` calls. `max_new_tokens` is capped from the
 text length (random or odd inputs can otherwise run to the package's 8,192-token default, about
 eleven minutes) and clamped to the model's maximum (a 5,000-character sentence would otherwise ask
 for 12,537 frames), and one lock guards each model.
 Clone prompts are cached per reference clip, transcript and mode, least recently used first out past
 `PROMPT_CACHE_ITEMS` or `PROMPT_CACHE_BYTES`. The registry loads an engine before it is used
-(`engines.registry.get`); an engine never looks itself up there.
+(`engines.runtime.registry.get`); an engine never looks itself up there.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import fade_edges
-from .base import (
+from engines.audio import fade_edges
+from engines.base import (
     MAX_NEW_TOKENS,
     SAMPLE_RATE,
     AudioChunk,
@@ -40,22 +40,22 @@ from .base import (
     VoiceInfo,
     shown,
 )
-from .device import resolve as resolve_device
-from .device import torch_dtype
-from .language import AUTO, is_auto, iso_code
-from .lexicon import RESPELLING, respell
-from .lru import BoundedLRU
-from .qwen_batcher import QwenBatcher
-from .qwen_tts_import import import_qwen_tts
-from .runaway import bound_s as runaway_bound_s
-from .settings import settings
-from .text import SENTENCE, length_groups, split_clauses
-from .voice_library import load_voice
-from .weights import hub_offline, source_name
+from engines.language import AUTO, is_auto, iso_code
+from engines.lexicon import RESPELLING, respell
+from engines.qwen.batcher import QwenBatcher
+from engines.qwen.runaway import bound_s as runaway_bound_s
+from engines.qwen.tts_import import import_qwen_tts
+from engines.runtime.device import resolve as resolve_device
+from engines.runtime.device import torch_dtype
+from engines.runtime.lru import BoundedLRU
+from engines.runtime.weights import hub_offline, source_name
+from engines.settings import settings
+from engines.text import SENTENCE, length_groups, split_clauses
+from engines.voice_library import load_voice
 
 log = logging.getLogger(__name__)
 
-CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "voices" / "qwen.json"
+CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "voices" / "qwen.json"
 FRAMES_PER_SECOND = 12.5
 BATCH_SIZE = 4  # rows of one `generate` call: a request's group of sentences, or concurrent requests
 PROMPT_CACHE_ITEMS = 32  # clone prompts kept (one per uploaded clip, transcript and mode)
@@ -121,7 +121,7 @@ def model_location(kind: str) -> tuple[str, str]:
 def token_cap(text: str, requested: int | None, limit: int = MAX_NEW_TOKENS, language: str | None = None) -> int:
     """A generous upper bound on codec frames for `text` (0.2 s per character plus 3 s, or a quarter
     more than the runaway guard's bound where that is longer: CJK text, whose characters take longer
-    to say, see `engines.runaway`), never over the model's own maximum `limit` (`model_token_limit`)."""
+    to say, see `engines.qwen.runaway`), never over the model's own maximum `limit` (`model_token_limit`)."""
     seconds = max(3.0 + 0.2 * len(text), 1.25 * runaway_bound_s(text, language))
     cap = min(int(FRAMES_PER_SECOND * seconds), limit)
     return max(1, min(cap, requested)) if requested else max(1, cap)
@@ -266,7 +266,7 @@ class QwenEngine:
 
     def stream(self, request: SynthesisRequest) -> Iterator[AudioChunk]:
         """The first sentence streams frame by frame; the rest come sentence by sentence, in groups of
-        similar length, each in a `generate` call shared with concurrent requests (`qwen_batcher`)."""
+        similar length, each in a `generate` call shared with concurrent requests (`engines.qwen.batcher`)."""
         model = self._loaded()
         language = self._language(request.language)
         lines = sentences(respell(request.text, request.lexicon))  # the owner's lexicon

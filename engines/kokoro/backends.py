@@ -3,7 +3,7 @@
 Both take token ids, a 256-float style row and a speed, and return 24 kHz float audio; the
 PyTorch one also returns the predicted duration of each token, which gives word timestamps.
 Both can also run the model in two halves (`plan`: the front half and the harmonic source of a whole
-sentence; `decode`: the decoder over a window of it), which `engines.kokoro_windows` streams; the
+sentence; `decode`: the decoder over a window of it), which `engines.kokoro.windows` streams; the
 ONNX model is split for that with `onnx`'s own extractor, once, cached next to the model (`split_onnx`).
 Voice packs load as (rows, 256) float32 arrays: `.pt` files with `weights_only=True`, or the
 packaged `.npz`. Neither back-end holds any language logic: that is the shared front-end's job.
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import give_way, stop
-from .base import UnavailableError
-from .device import gpu_attached, onnx_providers, resolve, zero_gpu
-from .kokoro_windows import SentencePlan
-from .settings import settings
-from .weights import KokoroWeights, hub_voice
+from engines.base import UnavailableError
+from engines.kokoro.windows import SentencePlan
+from engines.runtime import give_way, stop
+from engines.runtime.device import gpu_attached, onnx_providers, resolve, zero_gpu
+from engines.runtime.weights import KokoroWeights, hub_voice
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class OnnxBackend:
         import onnxruntime as ort
 
         def attempt(offer) -> np.ndarray:
-            # a visitor's Stop cuts the call short (`engines.stop`), and so does a caller who has used the
-            # engine less lately, arriving while it runs (`engines.give_way.yielding`: it runs again later)
+            # a visitor's Stop cuts the call short (`engines.runtime.stop`), and so does a caller who has used the
+            # engine less lately, arriving while it runs (`engines.runtime.give_way.yielding`: it runs again later)
             options = ort.RunOptions()
             terminate = lambda: setattr(options, "terminate", True)  # noqa: E731
             if offer is not None:
@@ -120,10 +120,10 @@ class OnnxBackend:
 
 
 class TorchBackend:
-    """The full-precision `kokoro.KModel`, on the device `engines.device` resolves.
+    """The full-precision `kokoro.KModel`, on the device `engines.runtime.device` resolves.
 
     On ZeroGPU the model is placed on `cuda` at load, but the GPU is attached only inside GPU calls
-    (`engines.gpu`): a CPU copy, made at load, runs everything outside them (the load-time speed
+    (`engines.runtime.gpu`): a CPU copy, made at load, runs everything outside them (the load-time speed
     measurement, and a visitor's request once their GPU quota has run out).
     """
 

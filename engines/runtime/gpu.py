@@ -26,8 +26,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import closing
 
-from . import base, device, registry, work_queue
-from .base import AudioChunk, Engine, EngineError, SynthesisRequest, UnavailableError
+from engines import base
+from engines.base import AudioChunk, Engine, EngineError, SynthesisRequest, UnavailableError
+from engines.runtime import device, registry, work_queue
 
 log = logging.getLogger(__name__)
 

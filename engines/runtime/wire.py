@@ -1,7 +1,7 @@
 """The wire format between the web app and the engine tier (`serve/`): a request in, framed chunks out.
 
 One home for both ends: `serve/` builds a `SynthesisRequest` from the JSON body with `request_from_json`
-and writes each `AudioChunk` as a frame with `chunk_frame`; `engines/remote.py` writes the body with
+and writes each `AudioChunk` as a frame with `chunk_frame`; `engines/runtime/remote.py` writes the body with
 `request_to_json` and reads the frames back with `read_frames`.
 
 Request: `POST /synthesize/<engine id>` with a JSON object:
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .base import AudioChunk, BusyError, EngineError, InputError, SynthesisRequest, UnavailableError, WordTiming
+from engines.base import AudioChunk, BusyError, EngineError, InputError, SynthesisRequest, UnavailableError, WordTiming
 
 _LENGTHS = struct.Struct(">II")
 MAX_HEADER_BYTES = 1 << 20
@@ -62,7 +62,7 @@ def chunk_frame(chunk: AudioChunk, replica: str | None = None) -> bytes:
         "words": [[w.word, w.phonemes, w.start_s, w.end_s] for w in chunk.words],
         "sample_rate": chunk.sample_rate,
     }
-    if chunk.notes or chunk.stops:  # the runaway guard's notice and figures (`engines.runaway`)
+    if chunk.notes or chunk.stops:  # the runaway guard's notice and figures (`engines.qwen.runaway`)
         header["notes"], header["stops"] = list(chunk.notes), list(chunk.stops)
     if chunk.language:  # the language spoken (`AudioChunk.language`)
         header["language"] = chunk.language
@@ -207,7 +207,7 @@ def _reference(ref: object):
     """The clip through `engines.reference.load_reference` (its checks: length, rate, silence) as WAV."""
     import soundfile
 
-    from .reference import load_reference
+    from engines.reference import load_reference
 
     if not isinstance(ref, dict):
         raise InputError("The reference must be an object with pcm, dtype and sample_rate.")
@@ -228,7 +228,7 @@ def _reference(ref: object):
 
 
 def _saved_voice(saved: object) -> list:
-    from .voice_library import prompt_from_stored
+    from engines.voice_library import prompt_from_stored
 
     if not isinstance(saved, dict) or not isinstance(saved.get("meta"), dict):
         raise InputError("The saved voice must be an object with meta and tensors.")
@@ -237,7 +237,7 @@ def _saved_voice(saved: object) -> list:
 
 def _style_table(table: object) -> np.ndarray:
     """A found Kokoro voice's style table: exactly the official rows x 256 float32, every value finite."""
-    from .kokoro_voices import PACK_SHAPE
+    from engines.kokoro.voices import PACK_SHAPE
 
     rows, width = PACK_SHAPE[0], PACK_SHAPE[2]
     if not isinstance(table, dict) or table.get("rows") != rows:

@@ -1,9 +1,9 @@
 """A model call that gives way: the engine's turn of the call running in this thread (`in_turn`, set by
-`engines.timing` around each chunk), and `yielding`, which runs a call that can be cut short so that a
-caller who has used the engine less lately may go first (the policy is `engines.work_queue`'s: it
+`engines.runtime.timing` around each chunk), and `yielding`, which runs a call that can be cut short so that a
+caller who has used the engine less lately may go first (the policy is `engines.runtime.work_queue`'s: it
 decides when a running call gives way, and its line is where the call waits for its turn again).
 
-Its own module so that a back-end (`engines.kokoro_backends`) can offer its calls without importing the
+Its own module so that a back-end (`engines.kokoro.backends`) can offer its calls without importing the
 work queue, which imports the registry, which imports the back-ends.
 """
 
@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from .base import EngineError
+from engines.base import EngineError
 
 T = TypeVar("T")
-Ticket = Any  # an `engines.work_queue.Ticket` (not imported here: see the docstring)
+Ticket = Any  # an `engines.runtime.work_queue.Ticket` (not imported here: see the docstring)
 
 _TURN: ContextVar[Ticket | None] = ContextVar("engine_turn", default=None)
 

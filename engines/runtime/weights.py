@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .base import UnavailableError
-from .settings import default, settings
+from engines.base import UnavailableError
+from engines.settings import default, settings
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 device is visible, else the CPU. On a ZeroGPU Space (`SPACES_ZERO_GPU`, read as the `spaces`
 package reads it) models are placed on `cuda` at start as ZeroGPU expects: the `spaces` package
 stands in for the GPU in the main process and attaches a real one only inside `spaces.GPU` calls
-(`engines.gpu`), so `gpu_attached()` says whether this process may run CUDA work now.
+(`engines.runtime.gpu`), so `gpu_attached()` says whether this process may run CUDA work now.
 Every engine, the ONNX providers and the comparison's free-memory check ask here.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from .base import UnavailableError
-from .settings import DEVICE_PATTERN, settings
+from engines.base import UnavailableError
+from engines.settings import DEVICE_PATTERN, settings
 
 _DEVICE = re.compile(DEVICE_PATTERN)
 

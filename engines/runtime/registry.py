@@ -9,7 +9,7 @@ name, default voices, languages, blends, clones, saved voices, batches, OpenAI n
 a new engine is one module with its class and one line in `ENGINES`. Only these are engines (what
 `/v1/models` lists): a name outside `ENGINES`, such as a slot the browser renders itself, is no
 engine (`info` says it is unavailable, `name` is the name itself). Each engine loads on the device
-`engines.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU). `ENGINE_SERVER` (the engine
+`engines.runtime.device` resolves (`TTS_DEVICE`, CUDA when present, ZeroGPU). `ENGINE_SERVER` (the engine
 tier's HTTP address) makes every engine a `RemoteEngine` served by Ray Serve replicas.
 """
 
@@ -20,19 +20,19 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 
-from . import device
-from .base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError, shown
-from .settings import settings
+from engines.base import Capabilities, Engine, EngineError, EngineInfo, SynthesisRequest, UnavailableError, shown
+from engines.runtime import device
+from engines.settings import settings
 
 log = logging.getLogger(__name__)
 
-# id -> "module:Class". Adding an engine means one file in engines/ and one line here. The first is the
+# id -> "module:Class". Adding an engine means one folder under engines/ and one line here. The first is the
 # default engine (for a CLI call or a batch file that names none).
 ENGINES: dict[str, str] = {
-    "kokoro": "engines.kokoro:KokoroEngine",
-    "qwen-custom": "engines.qwen:QwenCustomEngine",
-    "qwen-clone": "engines.qwen:QwenCloneEngine",
-    "qwen-design": "engines.qwen_design:QwenDesignEngine",
+    "kokoro": "engines.kokoro.engine:KokoroEngine",
+    "qwen-custom": "engines.qwen.engine:QwenCustomEngine",
+    "qwen-clone": "engines.qwen.engine:QwenCloneEngine",
+    "qwen-design": "engines.qwen.design:QwenDesignEngine",
 }
 
 _lock = threading.Lock()
@@ -129,7 +129,9 @@ def _instance(engine_id: str) -> Engine:
     with _lock:
         server = settings().engine_server
         if engine_id not in _instances and server:
-            from .remote import RemoteEngine  # the engine tier (`serve/`) runs the model; see engines/remote.py
+            from engines.runtime.remote import (
+                RemoteEngine,  # the engine tier (`serve/`) runs the model; see engines/runtime/remote.py
+            )
 
             _instances[engine_id] = RemoteEngine(engine_id, server, capabilities(engine_id))
         if engine_id not in _instances:

@@ -4,9 +4,9 @@ blends, speed, word timings) in front of the PyTorch or ONNX back-end that `weig
 `KokoroEngine.stream` phonemizes the text clause by clause as the chunk plan asks for it, so the
 first chunk is synthesized before the rest of a long text has even been phonemized. How a chunk is
 rendered is `KOKORO_STREAM`: `whole` (one model call per chunk), `windows` (the chunk planned once,
-its decoder rendered in windows: `engines.kokoro_windows`) or `clauses` (one call per chunk, the first
+its decoder rendered in windows: `engines.kokoro.windows`) or `clauses` (one call per chunk, the first
 chunk cut at a phrase for its time to first audio). The registry
-loads the engine before it is used (`engines.registry.get`); an engine never looks itself up there.
+loads the engine before it is used (`engines.runtime.registry.get`); an engine never looks itself up there.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import fade_edges, silent_edges, trim_silence
-from .base import (
+from engines.audio import fade_edges, silent_edges, trim_silence
+from engines.base import (
     SAMPLE_RATE,
     AudioChunk,
     Capabilities,
@@ -36,10 +36,10 @@ from .base import (
     VoiceInfo,
     WordTiming,
 )
-from .english_nlp import english_nlp
-from .g2p_lock import G2P_LOCK, locked
-from .kokoro_backends import OnnxBackend, TorchBackend, create_backend
-from .kokoro_voices import (
+from engines.english_nlp import english_nlp
+from engines.g2p_lock import G2P_LOCK, locked
+from engines.kokoro.backends import OnnxBackend, TorchBackend, create_backend
+from engines.kokoro.voices import (
     LANGUAGES,
     auto_language,
     blend,
@@ -48,11 +48,12 @@ from .kokoro_voices import (
     load_found_voice,
     parse_voice_spec,
 )
-from .kokoro_windows import breaks_at_spaces, render_windows, window_edges
-from .language import iso_code
-from .lexicon import PHONEMES, with_phonemes
-from .settings import settings
-from .text import (
+from engines.kokoro.windows import breaks_at_spaces, render_windows, window_edges
+from engines.language import iso_code
+from engines.lexicon import PHONEMES, with_phonemes
+from engines.runtime.weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
+from engines.settings import settings
+from engines.text import (
     COLON,
     COMMA,
     MARKUP,
@@ -66,7 +67,6 @@ from .text import (
     split_clauses,
     split_words,
 )
-from .weights import PACKAGED_VOICES, kokoro_location, resolve_kokoro, source_name
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ class KokoroEngine:
         )
 
     def _windows(self, backend, chunk: PlannedChunk, speed: float, index: int) -> Iterator[AudioChunk]:
-        """One planned chunk as consecutive windows of its decoder (`engines.kokoro_windows`): the same
+        """One planned chunk as consecutive windows of its decoder (`engines.kokoro.windows`): the same
         audio as `_synthesize` gives, trimmed and faded the same way at the chunk's two ends, cut where
         words begin, each window's word times (from the model's durations) relative to the window."""
         plan = backend.plan(list(chunk.ids), chunk.style, speed)
