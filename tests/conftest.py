@@ -338,12 +338,14 @@ def choose_file(page, elem_id: str, path, shown, *, timeout_ms: int = 30_000) ->
 
     page.on("response", seen)
     try:
-        for _ in range(2):
+        for attempt in range(2):
             with page.expect_file_chooser(timeout=timeout_ms) as chooser:
                 page.locator(f"#{elem_id}").get_by_text("Click to Upload").first.click()
             chooser.value.set_files(str(path))
             try:
-                shown.wait_for(timeout=timeout_ms)
+                # the second try waits longer: on a loaded machine one upload answered 200 and the
+                # component had not shown it 30 s later, twice in a row (the app still busy with a render)
+                shown.wait_for(timeout=timeout_ms * (1 + attempt))
                 return
             except Exception:  # playwright's TimeoutError: choose it again
                 clear = page.locator(f"#{elem_id} button[aria-label=Clear]")

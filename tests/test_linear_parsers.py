@@ -75,11 +75,18 @@ def cpu_seconds(parse, value: str, repeats: int = 3) -> float:
 
 
 def growth(parse, unit: str) -> float:
-    """How many times longer 10× the input takes than 1× (inputs of `BASE_CHARS` and ten times that)."""
+    """How many times longer 10× the input takes than 1× (inputs of `BASE_CHARS` and ten times that).
+    A ratio over the bound is measured once more and the lower kept: on a machine shared with other test
+    workers one measurement was seen at 22× for a linear parser; a quadratic one stays near 100×."""
     small = unit * max(1, BASE_CHARS // len(unit))
     large = unit * max(10, 10 * BASE_CHARS // len(unit))
-    base = max(cpu_seconds(parse, small), 2e-4)  # below the clock's useful resolution, call it 0.2 ms
-    return cpu_seconds(parse, large) / base
+
+    def once() -> float:
+        base = max(cpu_seconds(parse, small), 2e-4)  # below the clock's useful resolution, call it 0.2 ms
+        return cpu_seconds(parse, large) / base
+
+    ratio = once()
+    return ratio if ratio < MAX_GROWTH else min(ratio, once())
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def test_a_folder_is_as_young_as_its_newest_file_and_a_copy_as_young_as_the_copy
     put(tmp_path / "out" / "batch-1" / "clips" / "001.wav", 100)
     source = put(tmp_path / "elsewhere" / "old.wav", 100)
     os.utime(source, (time.time() - 10 * HOUR,) * 2)  # an old file...
-    middle = time.time()
+    middle = time.time() - 1.0  # a file's time is from the kernel's coarser clock: it can read before time.time()
     newest = put(tmp_path / "out" / "batch-1" / "batch.zip", 100)
     copied = Path(shutil.copy2(source, tmp_path / "out" / "copied.wav"))  # ...copied with its old mtime, as Gradio does
     (tmp_path / "out" / "empty").mkdir()
