@@ -18,7 +18,7 @@ from engines.settings import settings, settings_or_exit
 if __name__ == "__main__":
     settings_or_exit()  # a bad variable ends the start in one sentence, before the heavy imports below
 
-from ui import janitor  # noqa: E402
+from service import janitor  # noqa: E402
 
 janitor.use_own_gradio_cache()  # before Gradio is imported: it reads GRADIO_TEMP_DIR then
 

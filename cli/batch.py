@@ -1,5 +1,5 @@
 """`batch`: a .txt (one line per clip) or CSV (text,engine,voice) rendered into numbered clips and
-`manifest.json` (`engines.batch`), optionally zipped; `--align` checks each clip's words
+`manifest.json` (`engines.batch_files`, `service.batch`), optionally zipped; `--align` checks each clip's words
 (`evaluation.alignment`: `words` per item and `.srt`/`.vtt` captions); `--lexicon FILE.json`
 pronounces its words as the file says."""
 
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engines.batch import parse, zip_folder
+    from engines.batch_files import parse, zip_folder
 
     output = settings(args)
     try:

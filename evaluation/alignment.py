@@ -28,7 +28,7 @@ import numpy as np
 from engines import language as languages
 from engines.asr import HeardWord, asr_is_multilingual, transcribe_words
 from engines.base import SAMPLE_RATE, UnavailableError
-from engines.batch import MANIFEST
+from engines.batch_files import MANIFEST
 
 from . import metrics
 from .captions import write_captions
@@ -205,7 +205,7 @@ def _timed(word: str, start: float, end: float, end_of_clip: float) -> dict:
 
 
 def align_manifest(folder: Path, manifest: dict, language: str | None = None) -> dict:
-    """Align every rendered clip of a batch (`engines.batch.render`'s manifest, its clips in `folder`)
+    """Align every rendered clip of a batch (`service.batch.render_items`'s manifest, its clips in `folder`)
     to its text: each item gains `words`, `inserted`, `repeated`, `error_rate`, `error_unit` and
     `captions` (`<clip>.asr.srt`/`.vtt` written next to it); `manifest.json` is written again."""
     for item in manifest["items"]:

@@ -27,7 +27,7 @@ import soundfile as sf
 
 from engines.audio import FORMATS, normalize_loudness, silent_edges, trim_silence, write
 from engines.base import SAMPLE_RATE, EngineError, InputError, SynthesisRequest
-from engines.batch import slug
+from engines.batch_files import slug
 from engines.runtime import registry
 from engines.runtime import stop as stopping
 from engines.script import Line, Role

@@ -11,8 +11,10 @@ import pytest
 import soundfile as sf
 from test_cli import run_cli
 
-from engines import audio, batch
+from engines import audio
+from engines import batch_files as batch
 from engines.base import InputError
+from service.batch import length_groups, render_items
 
 FIVE = "One fine day.\n\nTwo birds sang.\nThree cats slept.\n  \nFour dogs ran.\nFive fish swam.\n"
 
@@ -75,7 +77,7 @@ def test_slugs_are_short_ascii_file_name_parts():
 def test_length_groups_sort_by_length_and_keep_lengths_within_a_factor_of_two():
     texts = ["a" * n for n in (40, 10, 12, 90, 11, 13, 15, 30)]
     items = [batch.BatchItem(k, t, "qwen-custom", "Ryan") for k, t in enumerate(texts)]
-    groups = batch.length_groups(items, size=4)
+    groups = length_groups(items, size=4)
     assert sorted(len(i.text) for g in groups for i in g) == sorted(map(len, texts))
     assert all(len(g) <= 4 and max(len(i.text) for i in g) <= 2 * min(len(i.text) for i in g) for g in groups)
     assert [len(i.text) for i in groups[0]] == [10, 11, 12, 13]
@@ -97,7 +99,7 @@ def test_a_csv_with_a_bad_row_reports_it_and_renders_the_others(kokoro, tmp_path
     )
     items = batch.parse(data.encode(), "rows.csv", "kokoro", "jm_kumo")
     seen = []
-    manifest = batch.render(
+    manifest = render_items(
         items,
         tmp_path,
         "flac",
@@ -127,7 +129,7 @@ def test_a_csv_with_a_bad_row_reports_it_and_renders_the_others(kokoro, tmp_path
 def test_an_unknown_format_is_refused_before_rendering(tmp_path):
     items = batch.parse(b"Hello.", "x.txt", "kokoro", "jm_kumo")
     with pytest.raises(InputError, match="Unknown audio format 'aiff'"):
-        batch.render(items, tmp_path, "aiff")
+        render_items(items, tmp_path, "aiff")
     assert not any(tmp_path.iterdir())
 
 
@@ -169,7 +171,7 @@ def test_qwen_items_of_one_voice_are_batched_by_length_in_one_generate(qwen_call
     engine, calls = qwen_calls
     lines = ["Hello there.", "A much longer line that will not fit with the short ones.", "Good day.", "Hi you."]
     items = batch.parse("\n".join(lines).encode(), "q.txt", "qwen-custom", "Ryan")
-    manifest = batch.render(items, tmp_path, "wav", max_new_tokens=4, get_engine=lambda engine_id: engine)
+    manifest = render_items(items, tmp_path, "wav", max_new_tokens=4, get_engine=lambda engine_id: engine)
     assert [texts for texts, _ in calls] == [["Hi you.", "Good day.", "Hello there."], [lines[1]]]
     assert manifest["rendered"] == 4
     for row in manifest["items"]:
@@ -238,7 +240,7 @@ def test_a_csv_language_column_sets_each_rows_language_and_one_call_never_mixes_
     rows += "Good day.,Ryan,\nHola.,Ryan,Klingon\n"
     items = batch.parse(rows.encode(), "q.csv", "qwen-custom", "Ryan")
     assert [i.language for i in items] == ["English", "German", None, "Klingon"]
-    manifest = batch.render(items, tmp_path, "wav", language="English", max_new_tokens=4, get_engine=lambda e: engine)
+    manifest = render_items(items, tmp_path, "wav", language="English", max_new_tokens=4, get_engine=lambda e: engine)
     assert (["Hello there."], {"English"}) in calls and (["Guten Tag."], {"German"}) in calls
     assert (["Good day."], {"English"}) in calls  # a blank cell takes the batch's language
     assert all(len(languages) == 1 for _, languages in calls)

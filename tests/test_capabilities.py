@@ -224,7 +224,8 @@ def test_the_cli_lists_a_registered_engine_and_speaks_with_it(sine_engine, tmp_p
 
 
 def test_a_registered_engine_renders_batch_files(sine_engine, tmp_path):
-    from engines.batch import parse, render
+    from engines.batch_files import parse
+    from service.batch import render_items as render
 
     rows = f"text,engine,voice\nFirst line.,{sine_engine},low\nSecond line.,,\nThird.,{sine_engine},nobody\n"
     items = parse(rows.encode(), "rows.csv", sine_engine, "high")

@@ -330,9 +330,9 @@ def test_without_ffmpeg_what_needs_it_says_so_and_the_rest_is_served(live, fake,
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_a_full_or_read_only_output_folder_gives_one_sentence_and_leaves_nothing(live, fake, code):
-    import engines.batch
+    import service.batch
     import ui.common
-    from ui.janitor import output_dir
+    from service.janitor import output_dir
 
     def refuse(path, audio, fmt=None, sample_rate=SAMPLE_RATE):
         Path(path).write_bytes(b"RIFF")  # part of the file got out before the disk said no
@@ -344,7 +344,7 @@ def test_a_full_or_read_only_output_folder_gives_one_sentence_and_leaves_nothing
     lines.write_text("Hello there.\nSecond line.\n")
     with pytest.MonkeyPatch.context() as disk:
         disk.setattr(ui.common, "write", refuse)
-        disk.setattr(engines.batch, "write", refuse)
+        disk.setattr(service.batch, "write", refuse)
         for api_name, args in (("synthesize", SYNTH_ARGS), ("stream", STREAM_ARGS)):
             event, payload = gradio_call(live, api_name, args)
             assert event == "error" and one_sentence(payload), payload

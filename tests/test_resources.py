@@ -18,7 +18,7 @@ import pytest
 from engines.base import InputError
 from engines.runtime.lru import BoundedLRU, sizeof
 from evaluation.arena import Arena
-from ui.janitor import Janitor
+from service.janitor import Janitor
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
@@ -84,7 +84,7 @@ def test_the_janitor_thread_sweeps_after_a_write(tmp_path):
 
 def test_the_app_points_gradio_cache_into_the_output_folder_and_sets_its_bounds(tmp_path):
     code = (
-        "import app, gradio.utils as u, json, ui.janitor as j;"
+        "import app, gradio.utils as u, json, service.janitor as j;"
         "d = app.build();"
         "print(json.dumps([u.get_upload_folder(), str(j.output_dir()), d.delete_cache, app.public_limits()]))"
     )

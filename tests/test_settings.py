@@ -27,7 +27,7 @@ BAD = {"MAX_WAITING": "x", "BATCH_WAIT_MS": "1e9", "KOKORO_STREAM": "sideways", 
 ENVIRON_USES = {
     ("app.py", 'os.environ.setdefault("FORWARDED_ALLOW_IPS"'),  # uvicorn's
     ("cli/commands.py", 'os.environ.setdefault("TRANSFORMERS_VERBOSITY"'),  # transformers'
-    ("ui/janitor.py", 'os.environ.setdefault("GRADIO_TEMP_DIR"'),  # Gradio's, before it is imported
+    ("service/janitor.py", 'os.environ.setdefault("GRADIO_TEMP_DIR"'),  # Gradio's, before it is imported
     ("serve/app.py", 'os.environ.pop("ENGINE_SERVER"'),  # a replica runs its engine itself
     ("serve/cli.py", 'os.environ.get("PYTHONPATH"'),  # the Ray workers' environment
 }

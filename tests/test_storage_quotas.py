@@ -144,7 +144,7 @@ def test_the_operators_and_the_shared_library_are_never_swept(library, monkeypat
 
 
 def test_the_apps_janitor_sweeps_idle_owners(library, tmp_path_factory):
-    from ui.janitor import Janitor
+    from service.janitor import Janitor
 
     lib.save_voice("old", prompt(), owner=ALICE)
     age(library / lib.OWNERS_FOLDER / lib.owner_folder(ALICE), 91)

@@ -78,15 +78,15 @@ from evaluation.pair import (
     SlotFinished,
     SlotStarted,
 )
-from service import arena
+from service import arena, janitor
 from service import pair as pairs
 from service.caller import client_address
+from service.janitor import output_dir
 
-from . import charts, janitor
+from . import charts
 from .caller import caller
 from .common import status_line, user_errors
 from .compare_tab import ARENA, remember
-from .janitor import output_dir
 from .owner import signed_in_user
 from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer

@@ -15,19 +15,18 @@ import gradio as gr
 
 from engines import language as languages
 from engines.base import InputError
-from engines.batch import parse, zip_folder
+from engines.batch_files import parse, zip_folder
 from engines.kokoro.voices import list_found_voices
 from engines.lexicon import load as load_lexicon
 from engines.reference import read_upload
 from engines.runtime import registry
 from engines.voice_library import list_voices
 from evaluation.alignment import align_manifest
-from service import batch
+from service import batch, janitor
+from service.janitor import output_dir
 
-from . import janitor
 from .caller import caller
 from .common import user_errors
-from .janitor import output_dir
 from .output import output_controls, settings_from
 from .owner import owner_of
 from .page import HIDE_EMPTY

@@ -21,12 +21,11 @@ from engines.base import EngineError, SynthesisRequest
 from engines.kokoro.voices import list_found_voices
 from engines.runtime import registry, stop
 from engines.runtime.timing import RunStats
-from service import speech
+from service import janitor, speech
+from service.janitor import output_dir
 from service.speech import Ticket
 
-from . import janitor
 from .caller import caller
-from .janitor import output_dir
 
 log = logging.getLogger(__name__)
 _FULL = "The server's disk is full, so the result could not be saved; please try again in a few minutes."

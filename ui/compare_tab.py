@@ -55,14 +55,14 @@ from evaluation.pair import (
     SlotFinished,
     SlotStarted,
 )
+from service import janitor, voices
 from service import pair as pairs
-from service import voices
+from service.janitor import output_dir
 
-from . import charts, janitor
+from . import charts
 from .browser_kokoro import MODULE_URL
 from .caller import caller
 from .common import blend_hint, clip_path, found_voice_choices, speed_words, status_line, user_errors
-from .janitor import output_dir
 from .owner import owner_of
 from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer

@@ -26,9 +26,9 @@ from engines.base import SAMPLE_RATE, AudioChunk, EngineError
 from evaluation.alignment import DROPPED, SUBSTITUTED, Alignment, align_clip
 from evaluation.captions import SOURCES, model_words, write_captions
 from evaluation.compare import ClipResult, Slot, spoken_language
+from service import janitor
+from service.janitor import output_dir
 
-from . import janitor
-from .janitor import output_dir
 from .player import StreamPlayer
 
 log = logging.getLogger(__name__)

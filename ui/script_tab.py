@@ -17,12 +17,12 @@ import gradio as gr
 from engines.base import MAX_TEXT_CHARS
 from engines.runtime import registry
 from engines.script import MAX_SCRIPT_CHARS, NARRATOR, default_voice, parse, parse_cast, roles
+from service import janitor
+from service.janitor import output_dir
 from service.script import DEFAULT_GAP_S, MAX_GAP_S, render_take, take_lines
 
-from . import janitor
 from .caller import caller, signed_in_user
 from .common import user_errors
-from .janitor import output_dir
 from .page import COUNTED
 from .player import StreamPlayer
 from .stopping import stoppable
