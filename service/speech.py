@@ -26,12 +26,14 @@ def enter(
     caller: Caller, engine_id: str, request: SynthesisRequest, cancelled: Callable[[], bool] | None = None
 ) -> Ticket:
     """The caller's place in the engine's line for `request`, admitted by its cost (`BusyError` when
-    the line or the caller's share of it is full, `RateLimited` past the caller's allowances); a
-    request the engine refuses without its model (`registry.check`) is refused first."""
-    registry.check(engine_id, request)
+    the line or the caller's share of it is full, `RateLimited` past the caller's allowances). Once
+    metered, a request the engine refuses without its model (`registry.check`: e.g. an unknown voice)
+    is refused at once, before any model loads; a refused request counts against the caller's
+    allowances as it did when the engine refused it, so no refusal is a way past the meter."""
     ticket = timing.enter(engine_id, request, cancelled, caller=caller.bucket)
     try:
         admission.admit(caller, compute_s=admission.speech_cost(engine_id, request.text))
+        registry.check(engine_id, request)
     except BaseException:
         ticket.leave()
         raise

@@ -98,3 +98,24 @@ def test_the_recogniser_on_a_reference_clip_is_admitted_by_the_seconds_heard(mon
     assert len(heard) == 1  # the refused one never reached the recogniser
     assert voices.settle(caller, clip, "the words", False)[0] == "two words"  # typed: nothing to hear, admitted
     assert voices.settle(caller, clip, None, True)[0] == "two words"
+
+
+def test_a_voice_typo_is_metered_like_any_request_and_refused_before_a_model_loads(monkeypatch):
+    """`service.speech.enter` meters first, then asks the engine (`registry.check`): a typo is refused
+    at once with no model loaded, and a stream of typos meets the rate limit like any request."""
+    from engines.base import SynthesisRequest
+    from engines.kokoro.engine import KokoroEngine
+    from engines.runtime import registry
+    from service import speech
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("KOKORO_MODEL", raising=False)
+    monkeypatch.setenv("API_RATE_PER_MIN", "2")
+    monkeypatch.setattr(registry, "_instances", {})
+    monkeypatch.setattr(KokoroEngine, "load", lambda self, device: pytest.fail("a model was loaded"))
+    caller, typo = Caller("10.0.0.9"), SynthesisRequest("Hello.", "zz_nobody")
+    for _ in range(2):
+        with pytest.raises(InputError, match="Unknown Kokoro voice 'zz_nobody'"):
+            speech.enter(caller, "kokoro", typo)
+    with pytest.raises(RateLimited, match="at most 2 a minute"):
+        speech.enter(caller, "kokoro", typo)
