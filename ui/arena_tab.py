@@ -663,6 +663,11 @@ def build_tab() -> None:
         def play_pair(text, request: gr.Request):
             yield from pair_updates(text, visitor(request), ui)
 
+        # the last vote's tags are cleared in the page at the click too: the pair's own clear (its first update)
+        # was once seen not to reach a busy page, and a tag carried over would go with the next vote
+        new_pair.click(
+            None, None, reasons, js="() => []", queue=False, show_progress="hidden", api_visibility="private"
+        )
         pair_event = new_pair.click(
             stoppable(play_pair), text, outputs, api_visibility="private", concurrency_id="compare"
         )
