@@ -44,6 +44,7 @@ from engines.kokoro.voices import (
     auto_language,
     blend,
     catalogue,
+    found_voice_path,
     language_code,
     load_found_voice,
     parse_voice_spec,
@@ -309,8 +310,8 @@ class KokoroEngine:
     def check(self, request: SynthesisRequest) -> None:
         """Refuse, before the model loads, the voice `front_end` would refuse (unknown, a bad blend, or
         one this server has no files for), so a typo is answered at once (`registry.check`)."""
-        if request.style_table is None and load_found_voice(request.voice, request.owner) is None:
-            self._voices_of(request)
+        if request.style_table is None and found_voice_path(request.voice, request.owner) is None:
+            self._voices_of(request)  # a found voice is read once, by `front_end`
 
     def _voices_of(self, request: SynthesisRequest) -> list[tuple[str, float]]:
         """The request's stock voices and weights, each one that speaks here; refusals name two that do."""

@@ -153,11 +153,9 @@ def save_found_voice(name: str, pack: np.ndarray, owner: str | None, overwrite: 
     return slug
 
 
-def load_found_voice(name: str, owner: str | None) -> np.ndarray | None:
-    """`owner`'s found voice `name` as rows x 256, or None when they have none by that name (a stock
-    voice's name is never a found voice: `save_found_voice` refuses it)."""
-    from safetensors.numpy import load
-
+def found_voice_path(name: str, owner: str | None) -> Path | None:
+    """The file of `owner`'s found voice `name`, or None when they have none by that name (a stock
+    voice's name is never a found voice: `save_found_voice` refuses it). Nothing is read."""
     from engines.voice_library import safe_name
 
     if name in catalogue():
@@ -167,7 +165,15 @@ def load_found_voice(name: str, owner: str | None) -> np.ndarray | None:
         path = folder / f"{safe_name(name)}.safetensors" if folder is not None else None
     except InputError:
         return None
-    if path is None or not path.is_file():
+    return path if path is not None and path.is_file() else None
+
+
+def load_found_voice(name: str, owner: str | None) -> np.ndarray | None:
+    """`owner`'s found voice `name` as rows x 256, or None when they have none by that name."""
+    from safetensors.numpy import load
+
+    path = found_voice_path(name, owner)
+    if path is None:
         return None
     try:
         table = load(path.read_bytes())["voice"]
