@@ -101,7 +101,10 @@ class Script:
         ids = {c["props"].get("elem_id"): c["id"] for c in config["components"]}
 
         def event(elem_id: str, trigger: str) -> int:
-            return next(d["id"] for d in config["dependencies"] if [ids[elem_id], trigger] in d["targets"])
+            # the event that runs on the server (a button may also carry a page-only js event)
+            return next(
+                d["id"] for d in config["dependencies"] if [ids[elem_id], trigger] in d["targets"] and d["backend_fn"]
+            )
 
         self.new_pair, self.vote = event("arena-new", "click"), event("arena-vote-a", "click")
         self.report = event("arena-a-player-report", "change")

@@ -60,7 +60,9 @@ def test_a_described_voice_streams_one_chunk_per_sentence_with_the_description(d
     request = SynthesisRequest(text, "narrator", language="English", instruct=DESCRIPTION, max_new_tokens=6)
     chunks = list(design.stream(request))
     assert [c.text for c in chunks] == ["Hello there.", "How are you today?"] and [c.index for c in chunks] == [0, 1]
-    assert all(len(c.audio) == 5 * SAMPLES_PER_FRAME for c in chunks)  # random weights run to the cap
+    # whole frames, never past the cap, and the cap reached (random weights may sample the end code early)
+    frames = [len(c.audio) / SAMPLES_PER_FRAME for c in chunks]
+    assert all(f.is_integer() and 0 < f <= 5 for f in frames) and max(frames) == 5, frames
     assert described and all(row == DESCRIPTION for call in described for row in call)
 
 
