@@ -47,7 +47,8 @@ _assembling = threading.Lock()
 def _whisper(model: str):
     from faster_whisper import WhisperModel
 
-    return WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1)
+    threads = settings().asr_threads or (os.cpu_count() or 1)
+    return WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=threads)
 
 
 def asr_model_name(language: str | None = "en") -> str:

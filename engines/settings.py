@@ -101,6 +101,7 @@ class Settings(BaseSettings):
         "from `KOKORO_MODEL`, or offline without a local folder the packaged ONNX model",
     )
     ort_threads: int = _whole(0, "ONNX Runtime threads (`0`: all cores)")
+    asr_threads: int = _whole(0, "faster-whisper (CTranslate2) CPU threads for the words check (`0`: all cores)")
     hf_hub_offline: HubFlag = _field(
         False, "`1`: do not try the hub; huggingface_hub reads it too, and it is read here as there"
     )

@@ -17,6 +17,17 @@ from pathlib import Path
 
 import pytest
 
+# Two test workers share two cores, each with its model and its subprocesses (apps, Ray replicas, the CLI):
+# one compute thread each, and OpenMP threads that sleep rather than spin while they wait. With a pool of two
+# threads per library per process, the same tests took 22% more CPU (`ORT_THREADS` unset against these, on
+# test_compare, test_kokoro_offline, test_asr_languages and test_alignment: user time 418 s against 326 s).
+# Set before any library starts its pools (OpenMP reads its variables once); a test that wants more sets its own.
+ONE_THREAD_EACH = {
+    "ORT_THREADS": "1", "TORCH_THREADS": "1", "ASR_THREADS": "1", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+}  # fmt: skip
+for _name, _value in ONE_THREAD_EACH.items():
+    os.environ.setdefault(_name, _value)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SENTENCES = ROOT.parent / "shared" / "eval" / "dev_sentences.txt"
 ARTIFACTS = Path(os.environ.get("TEST_OUTPUT_DIR") or ROOT / "test-output")
