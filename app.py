@@ -24,7 +24,7 @@ janitor.use_own_gradio_cache()  # before Gradio is imported: it reads GRADIO_TEM
 
 import gradio as gr  # noqa: E402
 
-from api import guard, kokoro_browser  # noqa: E402
+from api import guard, kokoro_in_browser  # noqa: E402
 from api import router as api_router  # noqa: E402
 from engines.reference import upload_limit_bytes  # noqa: E402
 from engines.runtime import device, registry, timing  # noqa: E402
@@ -116,7 +116,7 @@ def serve(demo: gr.Blocks, **launch_kwargs) -> gr.Blocks:
         **public_limits(),
         # The OpenAI-compatible /v1 routes, handed to the FastAPI app that launch() builds: they are
         # registered before Gradio's own routes, on the same server and port as the page.
-        app_kwargs={"routes": [*api_router.routes, *kokoro_browser.router.routes]},  # + Kokoro in the browser
+        app_kwargs={"routes": [*api_router.routes, *kokoro_in_browser.router.routes]},  # + Kokoro in the browser
         # Client-side rendering: in SSR mode (the default on Hugging Face Spaces) a Node proxy faces the
         # port and forwards only Gradio's own paths to Python, so /v1 would reach the page renderer.
         ssr_mode=False,

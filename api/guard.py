@@ -15,7 +15,7 @@ costs: whether a request costs is decided where the cost is spent (`service.admi
   `MAX_BODY_KB` (default 256) for most routes; uploads (`/gradio_api/upload`) `MAX_UPLOAD_MB` per file
   times `MAX_UPLOAD_FILES` (default 4) files, and at most that many files a request; Gradio's queue
   and direct calls room for the Compare tab's two browser-rendered clips
-  (`evaluation.browser_clip.MAX_PAYLOAD_CHARS` each); saving a voice through `/v1` one upload.
+  (`evaluation.kokoro_in_browser_clip.MAX_PAYLOAD_CHARS` each); saving a voice through `/v1` one upload.
 - **CORS**: Gradio's own middleware answers any origin with `Access-Control-Allow-Origin` unless the
   server runs on localhost; here that header (and `...-Allow-Credentials`) only reaches the page's own
   origin (the `Origin` whose host and port are the request's `Host`), so no other site's script can
@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engines.reference import upload_limit_bytes
 from engines.settings import settings
-from evaluation.browser_clip import MAX_PAYLOAD_CHARS
+from evaluation.kokoro_in_browser_clip import MAX_PAYLOAD_CHARS
 from service.caller import REQUEST_ADDRESS
 
 from .auth import api_key, client_address, keys_required, presented_key, trusted_proxy_hops

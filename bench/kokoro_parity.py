@@ -45,7 +45,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
     from test_browser import ARGS, CHROMIUM
-    from test_parity_browser import load_kokoro_browser, render_in_browser
+    from test_parity_browser import load_kokoro_in_browser, render_in_browser
 
     from evaluation import parity
 
@@ -56,7 +56,7 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
                 page = browser.new_page()
-                load_kokoro_browser(page, app.url)
+                load_kokoro_in_browser(page, app.url)
                 for voice, text in CASES:
                     started = time.perf_counter()
                     clip, rate, figures = render_in_browser(page, text, voice)

@@ -4,7 +4,7 @@ A slot is written `engine:voice` (`kokoro:af_heart`, `kokoro:af_heart:0.7,af_bel
 `qwen-custom:Ryan`, `qwen-clone:<saved voice>`), optionally with a reference clip for cloning.
 `qwen-clone:@a` clones slot A's output (cross-model cloning: a Kokoro voice spoken by Qwen3-TTS),
 with the text as its exact transcript. A slot can also be Kokoro rendered in the visitor's browser
-(`IN_BROWSER`, the Compare page only): its clip is the one the page sent back (`evaluation.browser_clip`),
+(`IN_BROWSER`, the Compare page only): its clip is the one the page sent back (`evaluation.kokoro_in_browser_clip`),
 measured like any other, with the browser's own time to first audio and real-time factor. Each
 clip's figures have the same keys (`METRIC_KEYS`), None where a metric does not apply; a slot that
 fails keeps its error and the other still runs.
@@ -39,8 +39,8 @@ from engines.settings import settings
 from . import metrics
 from .alignment import Alignment, align_words
 from .arena import split_system, system_id
-from .browser_clip import BrowserClip
 from .captions import write_captions
+from .kokoro_in_browser_clip import BrowserClip
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def parse_second(spec: str, owner: str | None = None) -> Slot | str:
 
 
 def browser_slot(voice: str, clip: BrowserClip) -> Slot:
-    """The slot of a clip the visitor's browser rendered in `voice` (`evaluation.browser_clip.decode`)."""
+    """The slot of a clip the visitor's browser rendered in `voice` (`evaluation.kokoro_in_browser_clip.decode`)."""
     return Slot(engine=BROWSER_ENGINE, voice=voice, browser=clip)
 
 

@@ -72,12 +72,12 @@ FREE = {
 
 def routes() -> list[str]:
     """`METHOD path` of every HTTP route the app adds to Gradio's."""
-    from api import kokoro_browser
+    from api import kokoro_in_browser
     from api import router as api_router
 
     return [
         f"{method} {r.path}"
-        for r in [*api_router.routes, *kokoro_browser.router.routes]
+        for r in [*api_router.routes, *kokoro_in_browser.router.routes]
         for method in sorted(r.methods)
     ]
 

@@ -35,7 +35,7 @@ ARTIFACTS = Path(os.environ.get("TEST_OUTPUT_DIR") or ROOT / "test-output")
 
 # In process every test is one client ("testclient", 127.0.0.1): the per-caller limits of `service.admission`
 # and the line's per-caller share are off unless a test sets them (test_guard.py, test_service_admission.py,
-# test_fair_share.py, test_kokoro_browser.py test them), as they were before the limits moved to the work.
+# test_fair_share.py, test_kokoro_in_browser.py test them), as they were before the limits moved to the work.
 CALLER_LIMITS_OFF = {
     "API_RATE_PER_MIN": "0", "CALLER_COMPUTE_S_PER_MIN": "0", "CALLER_CHARS_PER_MIN": "0",
     "CALLER_UPLOAD_MB_PER_MIN": "0", "MAX_WAITING_PER_CALLER": "64",
@@ -248,6 +248,31 @@ _CHROMIUM = _Chromium()
 
 def _uses_chromium(item) -> bool:
     return item is not None and "chromium" in getattr(item, "fixturenames", ())
+
+
+# The test files that take minutes, slowest first: worker seconds in a full run on this 2-core machine
+# (2026-12-08, one thread each). `scripts/test.sh` hands out whole files in collection order
+# (`--dist loadfile --no-loadscope-reorder`), each to the first worker with at most two tests left, so the
+# longest start first and the short files fill in at the end; xdist's own order (files with the most tests
+# first) left a one-test file of two minutes to run alone at the end. A new slow file belongs in this list.
+SLOWEST_FIRST = (
+    "test_serve.py", "e2e/test_player_browser.py", "test_script.py", "test_compare.py", "test_voice_search.py",
+    "test_hostile_inputs.py", "e2e/test_first_five_minutes.py", "e2e/test_arena_browser.py",
+    "e2e/test_kokoro_in_browser_browser.py", "e2e/test_parity_browser.py", "test_openai_api.py", "test_cli.py",
+    "test_qwen_batching.py", "test_kokoro_offline.py", "test_alignment.py", "e2e/test_readalong_browser.py",
+    "test_arena_stuffing.py", "test_kokoro_windows.py", "test_runaway.py", "test_lexicon.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The files of `SLOWEST_FIRST` first, in its order; the others after them as collected."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    tests = Path(__file__).resolve().parent
+
+    def place(item) -> int:
+        return rank.get(Path(item.fspath).resolve().relative_to(tests).as_posix(), len(rank))
+
+    items.sort(key=place)
 
 
 @pytest.hookimpl(trylast=True)  # after the test's fixtures (its module's `browser`) were torn down

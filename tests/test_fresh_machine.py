@@ -22,7 +22,7 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "sox": ("sox", "the Python `sox` package, imported by qwen_tts: it runs `sox -h` at import"),
     "espeak-ng": ("espeak-ng", "misaki's espeak G2P (es, fr, hi, it, pt-br) and English fallback"),
     "chromium": ("chromium", "tests/e2e (Playwright with the Debian browser)"),
-    "node": ("nodejs", "tests/test_kokoro_browser.py (the worker's trim against the server's)"),
+    "node": ("nodejs", "tests/test_kokoro_in_browser.py (the worker's trim against the server's)"),
     "npm": ("npm", "scripts/setup.sh: npm ci (ONNX Runtime Web, served for Kokoro in the browser)"),
 }
 # Programs that installed dependencies call, checked in their own source: (package, file, program).

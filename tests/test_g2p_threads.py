@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from api import kokoro_browser
+from api import kokoro_in_browser
 from engines.runtime import registry
 
 THREADS = 8
@@ -36,7 +36,7 @@ def kokoro(tmp_path_factory):
 
 
 def planned(text: str, voice: str, language: str) -> str:
-    plan = kokoro_browser.plan({"text": text, "voice": voice, "language": language})
+    plan = kokoro_in_browser.plan({"text": text, "voice": voice, "language": language})
     return " | ".join(chunk["phonemes"] for chunk in plan["chunks"])
 
 

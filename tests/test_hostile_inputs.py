@@ -30,7 +30,7 @@ def client(tmp_path_factory):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from api import kokoro_browser, router
+    from api import kokoro_in_browser, router
     from engines.runtime import registry
 
     with pytest.MonkeyPatch.context() as mp:
@@ -40,7 +40,7 @@ def client(tmp_path_factory):
             mp.delenv(name, raising=False)
         app = FastAPI()
         app.include_router(router)
-        app.include_router(kokoro_browser.router)
+        app.include_router(kokoro_in_browser.router)
         with TestClient(app, raise_server_exceptions=False) as test_client:
             yield test_client
         registry.unload("kokoro")

@@ -19,7 +19,7 @@ cli/ and serve/ do not import each other, nor the work queue (`engines.runtime.w
 take their turns through `service/`. Inside `engines/`, the engine families `engines/kokoro/` and
 `engines/qwen/` do not import each other; both may import `engines/runtime/` and the shared modules. Named
 exceptions: `engines/__main__.py -> cli` (the entry-point shim), `cli.commands -> serve` (the CLI's serve
-command starts the engine tier) and `ui.browser_kokoro -> api` (the page registers its scripts with the
+command starts the engine tier) and `ui.kokoro_in_browser -> api` (the page registers its scripts with the
 route that serves them). No modules import each other in a circle."""
 
 PACKAGES = ("app", "ui", "api", "cli", "serve", "service", "evaluation", "engines")
@@ -36,7 +36,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
 SHIMS = {
     "engines.__main__": frozenset({"cli"}),
     "cli.commands": frozenset({"serve"}),
-    "ui.browser_kokoro": frozenset({"api"}),
+    "ui.kokoro_in_browser": frozenset({"api"}),
 }
 NOT_FOR_FACES = ("engines.runtime.work_queue",)  # a face's request takes its turn through the service
 FAMILIES = ("engines.kokoro", "engines.qwen")  # engine families: none imports another

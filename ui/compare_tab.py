@@ -8,8 +8,8 @@ remembered in the arena database when it is usable. `compare` is also an API end
 both files and the metrics.
 
 A slot can be "Kokoro in this browser" (`IN_BROWSER`): the Compare button first renders it in the page
-(`compare_browser.js`, with `window.kokoroBrowser`), which sends the clip back in the slot's hidden
-input; the server checks it (`evaluation.browser_clip`), plays it in the slot's player like any slot's
+(`compare_kokoro_in_browser.js`, with `window.kokoroBrowser`), which sends the clip back in the slot's hidden
+input; the server checks it (`evaluation.kokoro_in_browser_clip`), plays it in the slot's player like any slot's
 and measures it, with the browser's own first-audio time and real-time factor. A browser that cannot
 run Kokoro gets its sentence and the server renders that slot instead. Browser runs are not stored in
 the arena database (its runs record this server's back-end).
@@ -31,7 +31,7 @@ from engines.lexicon import owner_mapping
 from engines.reference import load_reference, read_upload
 from engines.runtime import registry
 from engines.voice_library import list_voices, shared
-from evaluation import browser_clip
+from evaluation import kokoro_in_browser_clip
 from evaluation.arena import Arena
 from evaluation.captions import write_captions
 from evaluation.compare import (
@@ -60,9 +60,9 @@ from service import pair as pairs
 from service.janitor import output_dir
 
 from . import charts
-from .browser_kokoro import MODULE_URL
 from .caller import caller
 from .common import blend_hint, clip_path, found_voice_choices, speed_words, status_line, user_errors
+from .kokoro_in_browser import MODULE_URL
 from .owner import owner_of
 from .page import COUNTED, HIDE_EMPTY
 from .player import StreamPlayer
@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 EXAMPLE = "The quick brown fox jumps over the lazy dog, and the five boxing wizards jump quickly."
 FROM_REFERENCE = ""  # a cloning engine's voice choice that means "the reference clip below"
 ARENA = Arena()  # shared with the Arena tab
-BROWSER_JS = Path(__file__).with_name("compare_browser.js").read_text(encoding="utf-8")
+BROWSER_JS = Path(__file__).with_name("compare_kokoro_in_browser.js").read_text(encoding="utf-8")
 IN_BROWSER_NAME = "Kokoro in this browser"
 
 
@@ -145,15 +145,15 @@ def make_slot(
 ) -> Slot:
     """A slot from the UI's inputs (a clone slot without a saved voice decodes the uploaded reference);
     `owner`: whose saved voices it may name and whose pronunciation lexicon it speaks with; `clip`: what the
-    page rendered for a browser slot (checked by `evaluation.browser_clip`; a browser that cannot run Kokoro
+    page rendered for a browser slot (checked by `evaluation.kokoro_in_browser_clip`; a browser that cannot run Kokoro
     makes it a server slot, said once)."""
     if engine == IN_BROWSER:
         voice = voice or voice_choices(BROWSER_ENGINE)[1]
-        reason = browser_clip.fallback_reason(clip)
+        reason = kokoro_in_browser_clip.fallback_reason(clip)
         if reason:
             gr.Info(reason)
             return Slot(BROWSER_ENGINE, voice)
-        return browser_slot(voice, browser_clip.decode(clip))
+        return browser_slot(voice, kokoro_in_browser_clip.decode(clip))
     if engine not in registry.ENGINES:
         raise InputError(f"Unknown engine {engine!r}.")
     lexicon = owner_mapping(owner, registry.capabilities(engine).lexicon)
@@ -313,12 +313,12 @@ def with_ears(report_a: str, report_b: str, results: dict | None, text: str):
 
 def browser_js() -> str:
     """The Compare button's page-side step: render the slots that are "Kokoro in this browser" and put
-    their clips into the hidden inputs (`compare_browser.js`) before the server's event starts. The
+    their clips into the hidden inputs (`compare_kokoro_in_browser.js`) before the server's event starts. The
     click's inputs are the text, each slot's engine, voice, reference and transcript, the owner token,
     then each slot's clip."""
     spec = {
         "kind": IN_BROWSER, "module": MODULE_URL, "stop": "compare-stop",
-        "max_seconds": browser_clip.MAX_SECONDS, "owner": 9,
+        "max_seconds": kokoro_in_browser_clip.MAX_SECONDS, "owner": 9,
         "slots": [
             {"name": n, "engine": 1 + 4 * i, "voice": 2 + 4 * i, "clip": 10 + i, "status": f"compare-{n}-browser"}
             for i, n in enumerate("ab")

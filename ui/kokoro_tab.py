@@ -19,7 +19,7 @@ from engines.runtime import registry
 from engines.runtime.timing import RunStats
 from service import speech
 
-from . import browser_kokoro, lexicon_panel, voice_search_panel
+from . import kokoro_in_browser, lexicon_panel, voice_search_panel
 from .caller import caller, owner_of
 from .common import found_voice_choices, header, needs_ffmpeg, status_line, user_errors
 from .output import finish, output_controls, settings_from
@@ -269,11 +269,11 @@ def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
                 language = gr.Dropdown([AUTO, *LANGUAGES.values()], value=AUTO, label="Language of the text")
                 speed = gr.Slider(MIN_SPEED, MAX_SPEED, value=1.0, step=0.05, label="Speed")
                 check = gr.Checkbox(False, label=CHECK_LABEL, elem_id="kokoro-check")
-                render_in = browser_kokoro.render_in()
+                render_in = kokoro_in_browser.render_in()
                 output = output_controls("kokoro")
         player = StreamPlayer("kokoro-player", "Speech")
         status = gr.Markdown(elem_id="kokoro-status")
-        browser_kokoro.bind(render_in, generate, player, [text, voice, blend, speed, language], owner)
+        kokoro_in_browser.bind(render_in, generate, player, [text, voice, blend, speed, language], owner)
         with gr.Row():
             download = gr.File(
                 label="Download the whole clip", interactive=False, elem_id="kokoro-download", elem_classes=HIDE_EMPTY

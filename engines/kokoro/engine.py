@@ -148,7 +148,7 @@ class KokoroEngine:
         # jf_alpha, the package's own default, 9.5%: Whisper tiny.en on a held-out paragraph); with the hub, af_heart
         default_voice="af_heart",
         offline_voice="jm_kumo",
-        renders_in_browser=True,  # front_end() + the int8 ONNX export in onnxruntime-web (api.kokoro_browser)
+        renders_in_browser=True,  # front_end() + the int8 ONNX export in onnxruntime-web (api.kokoro_in_browser)
         cpu_fallback=True,  # fast enough on a CPU: on ZeroGPU, a request refused the GPU runs on its CPU copy
         blends=True,
         found_voices=True,  # style tables found for a clip (`evaluation.voice_search`), the owner's

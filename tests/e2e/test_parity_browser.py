@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 # the server, "canoes slid" in the browser in one run), which tests the ASR, not the parity.
 TEXT = "Glue the sheet to the dark blue background."
 VOICE = "jm_kumo"
-MODULE = "kokoro/assets/kokoro_browser.js"
+MODULE = "kokoro/assets/kokoro_in_browser.js"
 
 # Renders in the page and hands back the audio as base64 float32 (little-endian), with the browser's figures.
 RENDER_JS = """async ([text, voice]) => {
@@ -39,7 +39,7 @@ RENDER_JS = """async ([text, voice]) => {
 }"""
 
 
-def load_kokoro_browser(page, app_url: str) -> None:
+def load_kokoro_in_browser(page, app_url: str) -> None:
     """The app's page with `window.kokoroBrowser` on it (the module the Kokoro tab and Compare load)."""
     page.goto(app_url, wait_until="load", timeout=120_000)
     page.add_script_tag(url=app_url + MODULE)
@@ -76,7 +76,7 @@ def test_the_browser_renders_what_the_server_renders(page, app_url, server_kokor
     from engines import audio as audio_io
     from evaluation import parity
 
-    load_kokoro_browser(page, app_url)
+    load_kokoro_in_browser(page, app_url)
     browser, rate, figures = render_in_browser(page, TEXT, VOICE)
     assert figures["backend"] == "wasm" and not figures["stopped"]
     server = parity.render(TEXT, VOICE)

@@ -1,7 +1,7 @@
 """Kokoro rendered in the visitor's browser, on the page: the "Render in: server / this browser" choice
-of the Kokoro tab, its status line, and the page's scripts (`kokoro_browser.js`: `window.kokoroBrowser`;
-`kokoro_worker.js`: the Web Worker with ONNX Runtime Web; `browser_kokoro_tab.js`: the tab's wiring),
-served by `api.kokoro_browser` at `/kokoro/assets/`.
+of the Kokoro tab, its status line, and the page's scripts (`kokoro_in_browser.js`: `window.kokoroBrowser`;
+`kokoro_in_browser_worker.js`: the Web Worker with ONNX Runtime Web; `kokoro_in_browser_tab.js`: the tab's wiring),
+served by `api.kokoro_in_browser` at `/kokoro/assets/`.
 
 In browser mode Generate fetches the server's plan (`/kokoro/plan`: the same G2P and chunking as the
 server path), the worker renders chunk by chunk and the chunks play through the tab's own player
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from api import kokoro_browser
+from api import kokoro_in_browser
 from engines import lexicon
 from engines.runtime import registry
 
@@ -24,9 +24,9 @@ from .lexicon_panel import visitor
 from .player import StreamPlayer
 
 HERE = Path(__file__).parent
-MODULE_URL = kokoro_browser.add_page_file("kokoro_browser.js", HERE / "kokoro_browser.js")
-kokoro_browser.add_page_file("kokoro_worker.js", HERE / "kokoro_worker.js")
-TAB_JS = (HERE / "browser_kokoro_tab.js").read_text(encoding="utf-8")
+MODULE_URL = kokoro_in_browser.add_page_file("kokoro_in_browser.js", HERE / "kokoro_in_browser.js")
+kokoro_in_browser.add_page_file("kokoro_in_browser_worker.js", HERE / "kokoro_in_browser_worker.js")
+TAB_JS = (HERE / "kokoro_in_browser_tab.js").read_text(encoding="utf-8")
 SERVER, BROWSER = "server", "this browser"
 # For any script on the page that wants window.kokoroBrowser (e.g. a Compare slot): loads it once.
 LOADER_JS = (

@@ -193,6 +193,6 @@ def test_a_browser_that_cannot_run_it_is_told_so_and_the_server_renders(browser,
         assert line.endswith("so the server renders it.") and line.count(". ") == 0  # one sentence
         run = wait_played(page, 1)
         assert run["server_ttfa_s"] is not None and run["samples"] > 0  # the server's run played
-        assert not [u for u in requests if u.endswith((".onnx", "kokoro_worker.js"))]
+        assert not [u for u in requests if u.endswith((".onnx", "kokoro_in_browser_worker.js"))]
     finally:
         context.close()

@@ -1,4 +1,4 @@
-"""Kokoro in the browser, the server's half (`api.kokoro_browser`): `/kokoro/plan` gives exactly the
+"""Kokoro in the browser, the server's half (`api.kokoro_in_browser`): `/kokoro/plan` gives exactly the
 token ids and style rows the server's own Kokoro path synthesizes, within the bounds of /v1; the
 assets (packaged model, ONNX Runtime Web, the page's scripts) carry caching headers and answer 304 to
 a matching If-None-Match; the worker trims its audio as the server does."""
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api import kokoro_browser
+from api import kokoro_in_browser
 from engines import audio
 from engines.base import MAX_TEXT_CHARS, SAMPLE_RATE, SynthesisRequest
 from engines.runtime import registry
@@ -27,14 +27,14 @@ def client():
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    import ui.browser_kokoro  # noqa: F401  (registers the page's scripts as assets)
+    import ui.kokoro_in_browser  # noqa: F401  (registers the page's scripts as assets)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         for name in ("KOKORO_MODEL", "KOKORO_BACKEND"):
             mp.delenv(name, raising=False)
         app = FastAPI()
-        app.include_router(kokoro_browser.router)
+        app.include_router(kokoro_in_browser.router)
         with TestClient(app, raise_server_exceptions=False) as test_client:
             yield test_client
         registry.unload("kokoro")
@@ -141,8 +141,8 @@ def asset_urls(client) -> dict[str, str]:
         "model": plan["model"],
         "ort": plan["ort"] + "ort.wasm.min.mjs",
         "wasm": plan["ort"] + "ort-wasm-simd-threaded.wasm",
-        "page": "/kokoro/assets/kokoro_browser.js",
-        "worker": "/kokoro/assets/kokoro_worker.js",
+        "page": "/kokoro/assets/kokoro_in_browser.js",
+        "worker": "/kokoro/assets/kokoro_in_browser_worker.js",
     }
 
 
@@ -182,7 +182,7 @@ def test_the_worker_trims_chunks_as_the_server_does(tmp_path):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    source = (ROOT / "ui" / "kokoro_worker.js").read_text()
+    source = (ROOT / "ui" / "kokoro_in_browser_worker.js").read_text()
     start = source.index("function trim(")
     end = source.index("\n}\n", start) + 3
     rng = np.random.default_rng(3)

@@ -1,4 +1,4 @@
-// The Kokoro tab's "Render in: this browser" (see ui/browser_kokoro.py): with that choice, a click on
+// The Kokoro tab's "Render in: this browser" (see ui/kokoro_in_browser.py): with that choice, a click on
 // Generate is kept from the server's event and the hidden browser button's event runs instead (Gradio
 // hands it the inputs' values); window.kokoroBrowser renders chunk by chunk and the chunks play through
 // the tab's own player (window.ttsPlayers[id], the same messages the server sends). A browser that

@@ -1,7 +1,7 @@
 // Compare's "Kokoro in this browser" slots, run by the Compare button in the page before its server event
 // (ui/compare_tab.py passes this function as the click's `js`): each such slot is rendered with
-// window.kokoroBrowser (ui/kokoro_browser.js), encoded as a 16-bit mono WAV and put, base64 in a JSON
-// payload, into the slot's hidden input; the server decodes and checks it (evaluation/browser_clip.py),
+// window.kokoroBrowser (ui/kokoro_in_browser.js), encoded as a 16-bit mono WAV and put, base64 in a JSON
+// payload, into the slot's hidden input; the server decodes and checks it (evaluation/kokoro_in_browser_clip.py),
 // plays it in the slot's player at the matched loudness and measures it like any slot's clip. A browser
 // that cannot render sends {"error", "fallback"} instead: a fallback slot is rendered on the server.
 // spec: {kind, module, slots: [{name, engine, voice, clip, status}] (argument positions and element ids),

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from engines.base import SAMPLE_RATE, InputError
-from evaluation import browser_clip
-from evaluation.browser_clip import MAX_SECONDS, decode, encode
+from evaluation import kokoro_in_browser_clip
+from evaluation.kokoro_in_browser_clip import MAX_SECONDS, decode, encode
 
 
 def tone(seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -60,13 +60,13 @@ def test_bad_clips_are_refused_with_one_sentence(payload, says):
 
 
 def test_a_payload_over_the_size_limit_is_refused_before_it_is_parsed(monkeypatch):
-    monkeypatch.setattr(browser_clip, "MAX_PAYLOAD_CHARS", 1000)
+    monkeypatch.setattr(kokoro_in_browser_clip, "MAX_PAYLOAD_CHARS", 1000)
     with pytest.raises(InputError, match="too large"):
         decode(encode(tone(1.0)))
 
 
 def test_a_wav_over_the_byte_limit_is_refused(monkeypatch):
-    monkeypatch.setattr(browser_clip, "MAX_WAV_BYTES", 10_000)
+    monkeypatch.setattr(kokoro_in_browser_clip, "MAX_WAV_BYTES", 10_000)
     with pytest.raises(InputError, match="too large"):
         decode(encode(tone(1.0)))
 
@@ -113,10 +113,10 @@ def test_the_browsers_own_error_is_cut_to_one_short_line():
 
 def test_a_browser_that_cannot_run_it_asks_for_the_server_instead():
     reason = "This browser cannot run Kokoro itself (it lacks WebAssembly SIMD), so the server renders it."
-    assert browser_clip.fallback_reason(json.dumps({"error": reason, "fallback": True})) == reason
-    assert browser_clip.fallback_reason(json.dumps({"error": reason})) is None
-    assert browser_clip.fallback_reason(encode(tone(1.0))) is None
-    assert browser_clip.fallback_reason("{not json") is None
+    assert kokoro_in_browser_clip.fallback_reason(json.dumps({"error": reason, "fallback": True})) == reason
+    assert kokoro_in_browser_clip.fallback_reason(json.dumps({"error": reason})) is None
+    assert kokoro_in_browser_clip.fallback_reason(encode(tone(1.0))) is None
+    assert kokoro_in_browser_clip.fallback_reason("{not json") is None
 
 
 def test_a_browser_slot_is_measured_like_any_slot_with_the_browsers_own_figures(monkeypatch):

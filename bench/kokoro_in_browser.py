@@ -8,7 +8,7 @@ path on the same text and voice (`POST /v1/audio/speech`, whole file; its measur
 Audio` and `X-Real-Time-Factor`). Figures: time to first audio and real-time factor (compute seconds
 per audio second), medians of the warm runs, with the machine's load average at the start and end.
 
-    python bench/kokoro_browser.py [--runs 3] [--out bench/results-kokoro-browser.json]
+    python bench/kokoro_in_browser.py [--runs 3] [--out bench/results-kokoro-in-browser.json]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main() -> None:
             app.stop()
     cold, warm = browser_rows[0], browser_rows[1:]
     result = {
-        "bench": "kokoro_browser",
+        "bench": "kokoro_in_browser",
         "text": TEXT,
         "voice": VOICE,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "browser": "Debian chromium"},

@@ -5,7 +5,7 @@
 //   stop(): no further chunks; the running render resolves with what it has (stopped: true).
 //   capable(), info(), busy(), rendered(): see below.
 // The server plans (POST /kokoro/plan: the same G2P and chunking as its own Kokoro path), one Web Worker
-// (kokoro_worker.js) holds the session for the page's lifetime and renders chunk by chunk. Figures are
+// (kokoro_in_browser_worker.js) holds the session for the page's lifetime and renders chunk by chunk. Figures are
 // measured here: ttfa_s from render() to the first chunk's audio (the one-time model download and
 // session creation excluded: they are model_download_s and session_s), rtf = compute / audio seconds.
 // Errors reject with an Error whose message is one sentence for the visitor; `fallback` on it says
@@ -51,7 +51,7 @@
     if (ready) return ready;
     ready = new Promise((resolve, reject) => {
       try {
-        worker = new Worker(base + "kokoro_worker.js", { type: "module" });
+        worker = new Worker(base + "kokoro_in_browser_worker.js", { type: "module" });
       } catch (e) {
         reject(failure("This browser could not start a worker to run Kokoro, so the server renders it.", true));
         return;
