@@ -56,10 +56,11 @@ def visitor_phonemes() -> dict[str, str]:
     return lexicon.owner_mapping(owner, registry.capabilities(engine_id).lexicon)
 
 
-def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: list, owner=None) -> None:
+def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: list, owner=None) -> gr.Button:
     """Inside the Blocks, after the tab's Generate button and player: the browser path's status line and
     its event. `inputs` are the text, voice, blend, speed and language components, in that order; `owner`
-    the page's owner token (the plan then knows the visitor's found voices)."""
+    the page's owner token (the plan then knows the visitor's found voices). Returns the hidden button a
+    browser run starts with (the tab clears the server path's last status line and files with it)."""
     spec = {"player": player.elem_id, "generate": generate.elem_id, "go": "kokoro-browser-go", "module": MODULE_URL}
     js = f"({TAB_JS})(element, {json.dumps(spec)});"
     gr.HTML(value="", html_template="", elem_id="kokoro-browser-status", js_on_load=js)
@@ -70,3 +71,4 @@ def bind(choice: gr.Radio, generate: gr.Button, player: StreamPlayer, inputs: li
         js="(...values) => { window.kokoroTab.generate(...values); }",  # ..., language, lexicon, owner token
     )  # fmt: skip
     choice.change(None, choice, None, js="(m) => { window.kokoroRenderIn = m; }", api_visibility="private")
+    return go

@@ -273,12 +273,16 @@ def build_tab(banner: gr.Markdown, owner: gr.Textbox | None = None) -> str:
                 output = output_controls("kokoro")
         player = StreamPlayer("kokoro-player", "Speech")
         status = gr.Markdown(elem_id="kokoro-status")
-        kokoro_in_browser.bind(render_in, generate, player, [text, voice, blend, speed, language], owner)
+        in_browser = kokoro_in_browser.bind(render_in, generate, player, [text, voice, blend, speed, language], owner)
         with gr.Row():
             download = gr.File(
                 label="Download the whole clip", interactive=False, elem_id="kokoro-download", elem_classes=HIDE_EMPTY
             )
             captions = captions_box("kokoro", check)
+        # a run in this browser is not the server's last run: its status line and files go
+        in_browser.click(
+            lambda: ("", None, None), None, [status, download, captions], queue=False, api_visibility="private"
+        )
         with gr.Accordion("Phonemes and word timings", open=False):
             phonemes = gr.Textbox(label="Phonemes, one line per streamed chunk", lines=4, interactive=False)
             words = gr.Dataframe(

@@ -103,9 +103,13 @@ def planned_chunks(app_url: str, text: str) -> int:
 def first_render(context, app_url):
     """The visitor's first render in this browser: the model is downloaded, the chunks play."""
     page, requests = open_page(context, app_url)
+    page.locator("#kokoro-text textarea").fill("")  # a server run refused first: its sentence must not stay
+    page.locator("#kokoro-generate").click()
+    page.locator("#kokoro-status", has_text="Please enter some text").wait_for(timeout=60_000)
+    refused = len(page.evaluate(RUNS))  # the click armed the player for a run that never came
     generate_in_browser(page, SENTENCE)
     line = wait_rendered(page)
-    run = wait_played(page, 1)
+    run = wait_played(page, refused + 1)
     result = page.evaluate("() => window.kokoroBrowserLast")
     print("first render:", line, {k: result[k] for k in ("backend", "model_download_s", "ttfa_s", "rtf", "stalls")})
     yield page, requests, line, run, result
@@ -130,7 +134,8 @@ def test_browser_mode_plays_speech_rendered_in_the_browser(first_render, app_url
     for words in ("(wasm)", "model download", "than real time", "stall"):
         assert words in line
     assert "first audio" not in line  # the player's line has the one first-audio figure
-    # the server only planned: no server run reached the player (its server figure stays empty)
+    # the server only planned: no server run reached the player (its server figure stays empty), and the
+    # refused server run's sentence was cleared when this run started
     assert run["server_ttfa_s"] is None and page.locator("#kokoro-status").inner_text().strip() == ""
     # everything came from this app: the plan, the model, ONNX Runtime Web; nothing from a CDN
     assert any(u.endswith("/kokoro/plan") for u in requests)
